@@ -1,0 +1,41 @@
+#!/bin/sh
+# Installs the Debian packages dstack-kms-ts needs to build and test. Idempotent; called by
+# `npm run quickstart` and `npm run test:all` (and thus by .ci/run).
+#   libsecp256k1-dev  constant-time secp256k1 for the native addon (D14)
+#   python3           used by tests that need a unix-datagram receiver (sd_notify)
+set -eu
+
+PACKAGES="libsecp256k1-dev python3 g++ make"
+
+missing=""
+for p in $PACKAGES; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -z "$missing" ]; then
+  echo "setup-system: all system packages present"
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "setup-system: missing packages:$missing, and apt-get is not available; install them by hand" >&2
+  exit 1
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  else
+    echo "setup-system: need root (or sudo) to install:$missing" >&2
+    exit 1
+  fi
+fi
+
+echo "setup-system: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

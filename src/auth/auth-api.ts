@@ -1,0 +1,143 @@
+// The auth API as the KMS sees it (spec 05 §1, §3, §4): `dev` answers locally; `webhook` asks an
+// HTTP service. Only the info call is needed before attestation lands; the decision calls
+// (/bootAuth/app, /bootAuth/kms) are added with the attestation work.
+import { KmsError } from '../errors.js'
+import type { AuthApiConfig } from '../config/types.js'
+
+export interface AuthInfo {
+  isDev: boolean
+  gatewayAppId: string | null
+  kmsContractAddress: string | null
+  chainId: bigint | null
+  appAuthImplementation: string | null
+  ethRpcUrl: string | null
+}
+
+export interface AuthApi {
+  info(): Promise<AuthInfo>
+}
+
+const MAX_BODY_IN_ERROR = 512
+
+/** Cuts at a character boundary (upstream slices bytes and could panic mid-character). */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  const bytes = Buffer.from(text, 'utf8')
+  if (bytes.length <= maxBytes) return text
+  let end = maxBytes
+  // step back over UTF-8 continuation bytes (10xxxxxx)
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--
+  return bytes.subarray(0, end).toString('utf8')
+}
+
+function statusText(res: Response): string {
+  return res.statusText === '' ? String(res.status) : `${res.status} ${res.statusText}`
+}
+
+export interface WebhookClientOptions {
+  url: string
+  timeoutMs: number
+  userAgent: string
+}
+
+export class WebhookAuthApi implements AuthApi {
+  readonly #opts: WebhookClientOptions
+  constructor(opts: WebhookClientOptions) {
+    this.#opts = opts
+  }
+
+  async #get(url: string): Promise<{ json: unknown; fail: () => KmsError }> {
+    let res: Response
+    let body: string
+    try {
+      res = await fetch(url, {
+        headers: { 'user-agent': this.#opts.userAgent },
+        signal: AbortSignal.timeout(this.#opts.timeoutMs),
+      })
+      body = await res.text()
+    } catch (err) {
+      throw new KmsError('KMS_ERR_RPC', `auth api ${url} request failed: ${describe(err)}`, {
+        cause: err,
+      })
+    }
+    if (res.status < 200 || res.status > 299) {
+      throw new KmsError(
+        'KMS_ERR_RPC',
+        `auth api ${url} returned ${statusText(res)}: ${truncateUtf8(body, MAX_BODY_IN_ERROR)}`,
+      )
+    }
+    const fail = () => decodeError(url, res, body)
+    try {
+      return { json: JSON.parse(body), fail }
+    } catch {
+      throw fail()
+    }
+  }
+
+  async info(): Promise<AuthInfo> {
+    const url = this.#opts.url
+    // A missing or mistyped required key is a serde decode failure upstream: same message.
+    const { json, fail } = await this.#get(url)
+    const obj = json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : {}
+    const str = (k: string): string => {
+      const v = obj[k]
+      if (typeof v !== 'string') throw fail()
+      return v
+    }
+    str('status')
+    const chainId = obj.chainId
+    if (typeof chainId !== 'number' || !Number.isSafeInteger(chainId) || chainId < 0) {
+      throw fail()
+    }
+    const eth = obj.ethRpcUrl
+    if (eth !== undefined && typeof eth !== 'string') {
+      throw fail()
+    }
+    return {
+      isDev: false,
+      gatewayAppId: str('gatewayAppId'),
+      kmsContractAddress: str('kmsContractAddr'),
+      chainId: BigInt(chainId),
+      appAuthImplementation: str('appImplementation'),
+      ethRpcUrl: eth === undefined || eth === '' ? null : eth,
+    }
+  }
+}
+
+function decodeError(url: string, res: Response, body: string): KmsError {
+  return new KmsError(
+    'KMS_ERR_RPC',
+    `failed to decode response from ${url}, status=${statusText(res)}, body=${truncateUtf8(body, MAX_BODY_IN_ERROR)}`,
+  )
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error && err.name === 'TimeoutError') return 'timed out'
+  if (err instanceof Error) {
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : ''
+    return `${err.message}${cause}`
+  }
+  return String(err)
+}
+
+export class DevAuthApi implements AuthApi {
+  readonly #gatewayAppId: string
+  constructor(gatewayAppId: string) {
+    this.#gatewayAppId = gatewayAppId
+  }
+
+  async info(): Promise<AuthInfo> {
+    return {
+      isDev: true,
+      gatewayAppId: this.#gatewayAppId,
+      kmsContractAddress: null,
+      chainId: null,
+      appAuthImplementation: null,
+      ethRpcUrl: null,
+    }
+  }
+}
+
+export function createAuthApi(cfg: AuthApiConfig, userAgent: string): AuthApi {
+  if (cfg.type === 'dev') return new DevAuthApi(cfg.dev.gatewayAppId)
+  return new WebhookAuthApi({ url: cfg.webhook.url, timeoutMs: cfg.webhook.timeoutMs, userAgent })
+}

@@ -1,0 +1,97 @@
+// Crash-safe commit of a whole key set into cert_dir.
+//
+// A key set is several files, and a rename is atomic for one file only. Bootstrap therefore writes
+// every file into `<cert_dir>/.staging/`, fsyncs them, and only then writes the COMPLETE marker
+// (the commit point). Renames into cert_dir happen after the marker. On the next start
+// `recoverStaging` rolls a marked staging directory forward and deletes an unmarked one, so a
+// crash anywhere leaves either no new files in cert_dir or the complete set — never a half key set
+// that `keysExist` could mistake for a complete one, nor a half set that blocks a new Bootstrap.
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { KmsError } from '../errors.js'
+import { fsyncDir, writeFileAtomic, writeFileDurable } from '../fs/atomic-write.js'
+import { crashPoint } from './crash-point.js'
+
+export const STAGING_DIR = '.staging'
+const COMPLETE_MARKER = 'COMPLETE'
+
+export interface CertDirFile {
+  name: string
+  data: Uint8Array | string
+  mode: number
+}
+
+export interface RecoveryResult {
+  action: 'none' | 'rolled-forward' | 'discarded'
+  files: string[]
+}
+
+function assertPlainName(name: string): void {
+  if (name === '' || name.includes('/') || name.startsWith('.') || name === COMPLETE_MARKER) {
+    throw new KmsError('KMS_ERR_INTERNAL', `invalid cert_dir file name: ${name}`)
+  }
+}
+
+/** Finishes or discards an interrupted commit. Must run before anyone looks at cert_dir. */
+export function recoverStaging(certDir: string): RecoveryResult {
+  const staging = join(certDir, STAGING_DIR)
+  if (!existsSync(staging)) return { action: 'none', files: [] }
+  const markerPath = join(staging, COMPLETE_MARKER)
+  if (!existsSync(markerPath)) {
+    rmSync(staging, { recursive: true, force: true })
+    fsyncDir(certDir)
+    return { action: 'discarded', files: [] }
+  }
+  const names = parseMarker(readFileSync(markerPath, 'utf8'))
+  const moved: string[] = []
+  for (const name of names) {
+    const src = join(staging, name)
+    // Already moved before the crash: the file in cert_dir is the committed one.
+    if (!existsSync(src)) continue
+    renameSync(src, join(certDir, name))
+    moved.push(name)
+  }
+  fsyncDir(certDir)
+  rmSync(staging, { recursive: true, force: true })
+  fsyncDir(certDir)
+  return { action: 'rolled-forward', files: moved }
+}
+
+function parseMarker(text: string): string[] {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new KmsError('KMS_ERR_KEYS', `corrupt staging marker in cert_dir: ${String(err)}`)
+  }
+  if (!Array.isArray(parsed) || !parsed.every((n): n is string => typeof n === 'string')) {
+    throw new KmsError('KMS_ERR_KEYS', 'corrupt staging marker in cert_dir: not a list of names')
+  }
+  parsed.forEach(assertPlainName)
+  return parsed
+}
+
+/** Commits `files` (in this order) into cert_dir as one crash-safe unit. */
+export function commitFiles(certDir: string, files: readonly CertDirFile[]): void {
+  files.forEach((f) => assertPlainName(f.name))
+  mkdirSync(certDir, { recursive: true, mode: 0o700 })
+  recoverStaging(certDir)
+  const staging = join(certDir, STAGING_DIR)
+  mkdirSync(staging, { mode: 0o700 })
+  for (const f of files) writeFileDurable(join(staging, f.name), f.data, f.mode)
+  fsyncDir(staging)
+  crashPoint('commit:staged')
+  writeFileAtomic(
+    join(staging, COMPLETE_MARKER),
+    JSON.stringify(files.map((f) => f.name)),
+    { mode: 0o600 },
+  )
+  crashPoint('commit:marked')
+  files.forEach((f, i) => {
+    renameSync(join(staging, f.name), join(certDir, f.name))
+    if (i === 0) crashPoint('commit:first-renamed')
+  })
+  fsyncDir(certDir)
+  rmSync(staging, { recursive: true, force: true })
+  fsyncDir(certDir)
+}

@@ -1,0 +1,95 @@
+// The TEE backend is chosen explicitly in configuration ([tee] backend, D10/D17) and never falls
+// back silently: a KMS that believes it attests while it does not would hand out keys on the
+// strength of nothing.
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { KmsError } from '../errors.js'
+import type { TeeBackendName } from '../config/types.js'
+
+export interface TeeBackend {
+  readonly name: TeeBackendName
+  /** true when the backend can produce an attestation of this KMS */
+  readonly canAttest: boolean
+  /** `Attest(report_data)`: the VersionedAttestation bytes of this KMS for 64 bytes of report data */
+  attest(reportData: Uint8Array): Promise<Buffer>
+  /** the `vm_config` string of this CVM (guest-agent `Info()`) */
+  vmConfig(): Promise<string>
+}
+
+/** Upstream HEAD's outside-a-TEE mode: no attestation of our own anywhere. */
+export class NoneBackend implements TeeBackend {
+  readonly name = 'none' as const
+  readonly canAttest = false
+  async attest(): Promise<Buffer> {
+    throw new KmsError('KMS_ERR_TEE', 'attestation is not available with tee.backend = "none"')
+  }
+
+  async vmConfig(): Promise<string> {
+    return ''
+  }
+}
+
+export interface TdxPresence {
+  present: boolean
+  /** what was found, for the error message */
+  evidence: string[]
+}
+
+/** Looks for a TDX guest device or a TDX configfs-tsm provider under `root` (tests pass a temp
+ * directory laid out like /). */
+export function detectTdx(root = '/'): TdxPresence {
+  const evidence: string[] = []
+  const dev = join(root, 'dev/tdx_guest')
+  if (existsSync(dev)) evidence.push(dev)
+  const tsm = join(root, 'sys/kernel/config/tsm/report')
+  if (existsSync(tsm)) {
+    // A provider is only TDX if it says so; an SEV-SNP guest has the same configfs directory.
+    for (const entry of safeReaddir(tsm)) {
+      const provider = join(tsm, entry, 'provider')
+      try {
+        if (readFileSync(provider, 'utf8').trim().startsWith('tdx')) evidence.push(provider)
+      } catch {
+        // an entry without a provider file says nothing about TDX
+      }
+    }
+  }
+  return { present: evidence.length > 0, evidence }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+  } catch {
+    return []
+  }
+}
+
+export function createTeeBackend(name: TeeBackendName, root = '/'): TeeBackend {
+  const tdx = detectTdx(root)
+  switch (name) {
+    case 'none':
+      return new NoneBackend()
+    case 'simulator':
+      if (tdx.present) {
+        throw new KmsError(
+          'KMS_ERR_TEE',
+          `refusing to start the TEE simulator on a machine with real TDX (${tdx.evidence.join(', ')}); set [tee] backend = "tdx"`,
+        )
+      }
+      throw new KmsError(
+        'KMS_ERR_NOT_IMPLEMENTED',
+        'tee.backend = "simulator" is not implemented yet; use "none" for development',
+      )
+    case 'tdx':
+      if (!tdx.present) {
+        throw new KmsError(
+          'KMS_ERR_TEE',
+          'tee.backend = "tdx" but this machine has no TDX guest interface (/dev/tdx_guest and a TDX configfs-tsm provider are both missing); for development outside a TEE set [tee] backend = "none"',
+        )
+      }
+      throw new KmsError(
+        'KMS_ERR_NOT_IMPLEMENTED',
+        `tee.backend = "tdx" is not implemented yet (found ${tdx.evidence.join(', ')})`,
+      )
+  }
+}

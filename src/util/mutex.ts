@@ -1,0 +1,19 @@
+// A FIFO async mutex: Bootstrap and Onboard must never run concurrently (D7), and a second call
+// must see the files the first one committed.
+export class Mutex {
+  #tail: Promise<void> = Promise.resolve()
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const previous = this.#tail
+    let release!: () => void
+    this.#tail = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    await previous
+    try {
+      return await fn()
+    } finally {
+      release()
+    }
+  }
+}
