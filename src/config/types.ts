@@ -47,6 +47,24 @@ export interface AdminConfig {
   insecureNoAuth: boolean
 }
 
+/** Upstream HEAD's `[core.attestation]` (verifier trust anchors and collateral URLs). */
+export interface AttestationConfig {
+  /** must be true for any `rootCa` entry to be accepted (upstream HEAD rule) */
+  insecureAllowExternalTrustAnchors: boolean
+  /** "" = not set; `core.pccs_url` / `core.amd_kds_base_url` are the resolved values */
+  urls: { pccs: string; amdKds: string }
+  /** absolute paths of replacement root CAs; "" = vendor production root */
+  rootCa: {
+    tdx: string
+    gcpTpm: string
+    awsNitroEnclave: string
+    awsNitroTpm: string
+    sevSnpMilan: string
+    sevSnpGenoa: string
+    sevSnpTurin: string
+  }
+}
+
 export interface CoreConfig {
   certDir: string
   subjectPostfix: string
@@ -63,6 +81,7 @@ export interface CoreConfig {
   authApi: AuthApiConfig
   onboard: OnboardConfig
   admin: AdminConfig
+  attestation: AttestationConfig
 }
 
 export interface LogConfig {
@@ -77,4 +96,6 @@ export interface KmsConfig {
   log: LogConfig
   /** the files that were layered, in order, for the start-up log */
   sources: string[]
+  /** keys that were accepted but have no effect, and other non-fatal findings, for the log */
+  warnings: string[]
 }

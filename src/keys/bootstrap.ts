@@ -50,11 +50,9 @@ export function keySetFiles(keys: KmsKeys, certs: KmsCerts, domain: string): Cer
 }
 
 export function alreadyBootstrapped(certDir: string): boolean {
-  return [
-    CERT_DIR_FILES.bootstrapInfo,
-    CERT_DIR_FILES.rootCaKey,
-    CERT_DIR_FILES.rootK256Key,
-  ].some((f) => existsSync(certPath(certDir, f)))
+  return [CERT_DIR_FILES.bootstrapInfo, CERT_DIR_FILES.rootCaKey, CERT_DIR_FILES.rootK256Key].some(
+    (f) => existsSync(certPath(certDir, f)),
+  )
 }
 
 async function prepareKeySet(
@@ -84,7 +82,7 @@ export async function bootstrap(deps: BootstrapDeps, domain: string): Promise<Bo
   const { keys, certs } = await prepareKeySet(deps, domain, 'KMS is not allowed to bootstrap')
   const caPubkey = keys.rootCaKey.spkiDer()
   const k256Pubkey = deps.secp256k1.publicKeyCompressed(keys.rootK256Key)
-  let attestation = Buffer.alloc(0)
+  let attestation: Buffer = Buffer.alloc(0)
   if (deps.tee.canAttest) {
     try {
       attestation = await deps.tee.attest(bootstrapKeysReportData(caPubkey, k256Pubkey))

@@ -81,11 +81,9 @@ export function commitFiles(certDir: string, files: readonly CertDirFile[]): voi
   for (const f of files) writeFileDurable(join(staging, f.name), f.data, f.mode)
   fsyncDir(staging)
   crashPoint('commit:staged')
-  writeFileAtomic(
-    join(staging, COMPLETE_MARKER),
-    JSON.stringify(files.map((f) => f.name)),
-    { mode: 0o600 },
-  )
+  writeFileAtomic(join(staging, COMPLETE_MARKER), JSON.stringify(files.map((f) => f.name)), {
+    mode: 0o600,
+  })
   crashPoint('commit:marked')
   files.forEach((f, i) => {
     renameSync(join(staging, f.name), join(certDir, f.name))

@@ -76,9 +76,13 @@ function readKeyFile(certDir: string, file: string): Buffer {
   try {
     return readFileSync(certPath(certDir, file))
   } catch (err) {
-    throw new KmsError('KMS_ERR_KEYS', `failed to read ${certPath(certDir, file)}: ${String(err)}`, {
-      cause: err,
-    })
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `failed to read ${certPath(certDir, file)}: ${String(err)}`,
+      {
+        cause: err,
+      },
+    )
   }
 }
 

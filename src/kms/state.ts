@@ -32,8 +32,16 @@ function readText(certDir: string, file: string, context: string): string {
 }
 
 export function loadKmsState(certDir: string, secp256k1: Secp256k1Backend): KmsState {
-  const rootCaCertPem = readText(certDir, CERT_DIR_FILES.rootCaCert, 'Failed to load root CA certificate')
-  const rootCaKeyPem = readText(certDir, CERT_DIR_FILES.rootCaKey, 'Failed to load root CA certificate')
+  const rootCaCertPem = readText(
+    certDir,
+    CERT_DIR_FILES.rootCaCert,
+    'Failed to load root CA certificate',
+  )
+  const rootCaKeyPem = readText(
+    certDir,
+    CERT_DIR_FILES.rootCaKey,
+    'Failed to load root CA certificate',
+  )
   let rootCaKey: P256Key
   let rootCaSubjectDer: Buffer
   try {

@@ -49,7 +49,11 @@ export class OnboardService {
         domain,
       )
       logger.info(
-        { domain, caPubkey: info.caPubkey.toString('hex'), k256Pubkey: info.k256Pubkey.toString('hex') },
+        {
+          domain,
+          caPubkey: info.caPubkey.toString('hex'),
+          k256Pubkey: info.k256Pubkey.toString('hex'),
+        },
         'KMS bootstrapped',
       )
       return info

@@ -1,0 +1,56 @@
+// The in-body admin token of `KMS.ClearImageCache` on the main listener (D3, spec 01 §8.1):
+// `core.admin_token_hash` holds the hex SHA-256 of the token, the request carries the token.
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { KmsError } from '../errors.js'
+
+/** D16: the product document's capitalisation. */
+export const INVALID_TOKEN_MESSAGE = 'Invalid token'
+
+const TOKEN_DIGEST_BYTES = 32
+
+export function sha256Utf8(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest()
+}
+
+/** Constant-time equality of two SHA-256 digests; any other length never matches. */
+export function digestEquals(candidate: Buffer, expected: Buffer): boolean {
+  if (candidate.length !== TOKEN_DIGEST_BYTES || expected.length !== TOKEN_DIGEST_BYTES) {
+    return false
+  }
+  return timingSafeEqual(candidate, expected)
+}
+
+/** Decodes `admin_token_hash` at start-up: hex in either case, no `0x`. `""` (the default) →
+ * null, which refuses every token. Valid hex of the wrong length is kept as is: upstream starts
+ * with it and then refuses every token, and so do we (verifyAdminToken). */
+export function parseAdminTokenHash(hex: string): Buffer | null {
+  if (hex === '') return null
+  if (hex.length % 2 !== 0) {
+    throw new KmsError('KMS_ERR_CONFIG', 'Invalid admin_token_hash: Odd number of digits')
+  }
+  const bad = /[^0-9A-Fa-f]/.exec(hex)
+  if (bad !== null) {
+    throw new KmsError(
+      'KMS_ERR_CONFIG',
+      `Invalid admin_token_hash: Invalid character '${bad[0]}' at position ${bad.index}`,
+    )
+  }
+  return Buffer.from(hex, 'hex')
+}
+
+/** SHA-256 of the UTF-8 token (untrimmed) against the configured digest. Fails closed: no
+ * configured hash, or one that is not exactly 32 bytes, refuses every token. */
+export function verifyAdminToken(configured: Buffer | null, token: string): boolean {
+  if (configured === null || configured.length !== TOKEN_DIGEST_BYTES) return false
+  return digestEquals(sha256Utf8(token), configured)
+}
+
+// Rust's `str::trim` strips Unicode White_Space, which differs from JS `trim()`: Rust strips
+// U+0085 and keeps U+FEFF, JS the opposite. Tokens are trimmed the upstream way.
+const RUST_WS =
+  '\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000'
+const RUST_TRIM = new RegExp(`^[${RUST_WS}]+|[${RUST_WS}]+$`, 'g')
+
+export function trimLikeRust(text: string): string {
+  return text.replace(RUST_TRIM, '')
+}

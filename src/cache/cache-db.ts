@@ -1,0 +1,279 @@
+// The cache database (D12, D13, spec 09 §4.3): one SQLite file holding the index of extracted
+// images, the measurement cache and the PCCS collateral cache. Image files stay on disk under
+// `images/<hash>/`; a row in `os_images` is what marks such a directory as complete and verified,
+// so a directory without a row is never trusted.
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
+import { KmsError, withContext } from '../errors.js'
+import { normalizeHexKey } from './cache-key.js'
+
+export const CACHE_DB_FILE = 'kms-cache.sqlite3'
+export const IMAGES_DIR = 'images'
+/** in-flight downloads live under `images/tmp/` (upstream's layout), removed by `"all"` */
+export const IMAGES_TMP_DIR = 'tmp'
+
+const SCHEMA_VERSION = 1
+
+// Every migration takes the schema from version i to i + 1; index i is the step from i.
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE os_images (
+    os_image_hash TEXT PRIMARY KEY NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    verified_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE TABLE measurements (
+    config_hash TEXT PRIMARY KEY NOT NULL,
+    os_image_hash TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+  ) STRICT;
+  CREATE INDEX measurements_by_image ON measurements (os_image_hash);
+  CREATE TABLE collateral (
+    key TEXT PRIMARY KEY NOT NULL,
+    json TEXT NOT NULL,
+    next_update INTEGER NOT NULL,
+    stored_at INTEGER NOT NULL
+  ) STRICT;
+  `,
+]
+
+export interface ImageEntry {
+  osImageHash: string
+  sizeBytes: number
+  verifiedAt: number
+}
+
+export interface MeasurementEntry {
+  configHash: string
+  osImageHash: string
+  value: string
+  createdAt: number
+}
+
+export interface CacheDbOptions {
+  /** unix seconds; injectable for tests */
+  now?: () => number
+  /** how long a writer waits for another connection's lock (ms) */
+  busyTimeoutMs?: number
+}
+
+interface ImageRow {
+  os_image_hash: string
+  size_bytes: number
+  verified_at: number
+}
+
+interface MeasurementRow {
+  config_hash: string
+  os_image_hash: string
+  value: string
+  created_at: number
+}
+
+function unixNow(): number {
+  return Math.floor(Date.now() / 1000)
+}
+
+export class CacheDb {
+  readonly imagesDir: string
+  readonly dbPath: string
+  private readonly db: Database.Database
+  private readonly now: () => number
+
+  private constructor(db: Database.Database, dbPath: string, imagesDir: string, now: () => number) {
+    this.db = db
+    this.dbPath = dbPath
+    this.imagesDir = imagesDir
+    this.now = now
+  }
+
+  static open(cacheDir: string, options: CacheDbOptions = {}): CacheDb {
+    const imagesDir = join(cacheDir, IMAGES_DIR)
+    try {
+      // mode applies only to directories created here; an operator's existing layout is kept
+      mkdirSync(imagesDir, { recursive: true, mode: 0o700 })
+    } catch (err) {
+      throw withContext(`Failed to create cache directory ${imagesDir}`, err, 'KMS_ERR_CONFIG')
+    }
+    const dbPath = join(cacheDir, CACHE_DB_FILE)
+    let db: Database.Database
+    try {
+      db = new Database(dbPath)
+    } catch (err) {
+      throw withContext(`Failed to open cache database ${dbPath}`, err, 'KMS_ERR_CONFIG')
+    }
+    try {
+      configure(db, options.busyTimeoutMs ?? 5000)
+      migrate(db, dbPath)
+    } catch (err) {
+      db.close()
+      if (err instanceof KmsError) throw err
+      throw withContext(`Failed to initialise cache database ${dbPath}`, err, 'KMS_ERR_CONFIG')
+    }
+    return new CacheDb(db, dbPath, imagesDir, options.now ?? unixNow)
+  }
+
+  close(): void {
+    this.db.close()
+  }
+
+  /** Runs `fn` in one transaction (nested calls become savepoints). */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)()
+  }
+
+  putImage(osImageHash: string, info: { sizeBytes: number; verifiedAt: number }): void {
+    this.db
+      .prepare(
+        `INSERT INTO os_images (os_image_hash, size_bytes, verified_at) VALUES (?, ?, ?)
+         ON CONFLICT (os_image_hash) DO UPDATE
+           SET size_bytes = excluded.size_bytes, verified_at = excluded.verified_at`,
+      )
+      .run(normalizeHexKey(osImageHash, 'os_image_hash'), info.sizeBytes, info.verifiedAt)
+  }
+
+  getImage(osImageHash: string): ImageEntry | undefined {
+    const row = this.db
+      .prepare<[string], ImageRow>(
+        'SELECT os_image_hash, size_bytes, verified_at FROM os_images WHERE os_image_hash = ?',
+      )
+      .get(normalizeHexKey(osImageHash, 'os_image_hash'))
+    if (row === undefined) return undefined
+    return {
+      osImageHash: row.os_image_hash,
+      sizeBytes: row.size_bytes,
+      verifiedAt: row.verified_at,
+    }
+  }
+
+  listImageHashes(): string[] {
+    return this.db
+      .prepare<[], string>('SELECT os_image_hash FROM os_images ORDER BY os_image_hash')
+      .pluck()
+      .all()
+  }
+
+  /** @returns the number of rows removed */
+  deleteImage(osImageHash: string): number {
+    return this.db
+      .prepare('DELETE FROM os_images WHERE os_image_hash = ?')
+      .run(normalizeHexKey(osImageHash, 'os_image_hash')).changes
+  }
+
+  deleteAllImages(): number {
+    return this.db.prepare('DELETE FROM os_images').run().changes
+  }
+
+  putMeasurement(configHash: string, osImageHash: string, value: string): void {
+    this.db
+      .prepare(
+        `INSERT INTO measurements (config_hash, os_image_hash, value, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (config_hash) DO UPDATE
+           SET os_image_hash = excluded.os_image_hash, value = excluded.value,
+               created_at = excluded.created_at`,
+      )
+      .run(
+        normalizeHexKey(configHash, 'config_hash'),
+        normalizeHexKey(osImageHash, 'os_image_hash'),
+        value,
+        this.now(),
+      )
+  }
+
+  getMeasurement(configHash: string): MeasurementEntry | undefined {
+    const row = this.db
+      .prepare<[string], MeasurementRow>(
+        `SELECT config_hash, os_image_hash, value, created_at FROM measurements
+         WHERE config_hash = ?`,
+      )
+      .get(normalizeHexKey(configHash, 'config_hash'))
+    if (row === undefined) return undefined
+    return {
+      configHash: row.config_hash,
+      osImageHash: row.os_image_hash,
+      value: row.value,
+      createdAt: row.created_at,
+    }
+  }
+
+  countMeasurements(): number {
+    return this.db.prepare<[], number>('SELECT count(*) FROM measurements').pluck().get() ?? 0
+  }
+
+  deleteMeasurement(configHash: string): number {
+    return this.db
+      .prepare('DELETE FROM measurements WHERE config_hash = ?')
+      .run(normalizeHexKey(configHash, 'config_hash')).changes
+  }
+
+  deleteAllMeasurements(): number {
+    return this.db.prepare('DELETE FROM measurements').run().changes
+  }
+
+  putCollateral(key: string, json: string, nextUpdate: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO collateral (key, json, next_update, stored_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (key) DO UPDATE
+           SET json = excluded.json, next_update = excluded.next_update,
+               stored_at = excluded.stored_at`,
+      )
+      .run(key, json, nextUpdate, this.now())
+  }
+
+  /** The collateral is valid strictly before its `nextUpdate`; at that second a fresh copy is
+   * due, so the cached one is no longer returned. */
+  getCollateral(key: string, now: number): string | undefined {
+    return this.db
+      .prepare<[string, number], string>(
+        'SELECT json FROM collateral WHERE key = ? AND next_update > ?',
+      )
+      .pluck()
+      .get(key, now)
+  }
+
+  /** @returns the number of expired entries removed */
+  pruneCollateral(now: number): number {
+    return this.db.prepare('DELETE FROM collateral WHERE next_update <= ?').run(now).changes
+  }
+}
+
+function configure(db: Database.Database, busyTimeoutMs: number): void {
+  // WAL: readers never block the writer, so a slow lookup cannot stall a cache store.
+  const mode = db.pragma('journal_mode = WAL', { simple: true })
+  if (typeof mode !== 'string' || mode.toLowerCase() !== 'wal') {
+    throw new KmsError('KMS_ERR_CONFIG', `cache database refused WAL mode (journal_mode=${mode})`)
+  }
+  // NORMAL in WAL mode skips the fsync per commit: a crash of the process loses nothing and
+  // the file never corrupts; only a power loss can roll back the last commits. Every row here is
+  // a cache entry that is recomputed or re-fetched when missing, so that loss is harmless.
+  db.pragma('synchronous = NORMAL')
+  db.pragma('foreign_keys = ON')
+  // The onboarding and main workers, or an operator's sqlite3 shell, may hold the lock briefly.
+  db.pragma(`busy_timeout = ${Math.max(0, Math.trunc(busyTimeoutMs))}`)
+}
+
+function migrate(db: Database.Database, dbPath: string): void {
+  const current = db.pragma('user_version', { simple: true })
+  if (typeof current !== 'number') {
+    throw new KmsError('KMS_ERR_CONFIG', `cache database ${dbPath}: unreadable user_version`)
+  }
+  if (current > SCHEMA_VERSION) {
+    throw new KmsError(
+      'KMS_ERR_CONFIG',
+      `cache database ${dbPath} has schema version ${current}, newer than this KMS supports ` +
+        `(${SCHEMA_VERSION}); remove the file to rebuild the cache`,
+    )
+  }
+  for (let version = current; version < SCHEMA_VERSION; version++) {
+    const step = MIGRATIONS[version]
+    if (step === undefined) throw new KmsError('KMS_ERR_INTERNAL', `no migration from ${version}`)
+    // one transaction per step: a crash mid-migration leaves the previous version intact
+    db.transaction(() => {
+      db.exec(step)
+      db.pragma(`user_version = ${version + 1}`)
+    }).immediate()
+  }
+}

@@ -1,0 +1,83 @@
+// ClearImageCache (spec 06 §14, "Ours"; D4, D12). Shared by the in-body-token RPC on the main
+// listener and the admin listener: both call this after their own authentication.
+import { readdirSync, rmSync } from 'node:fs'
+import { basename, dirname, resolve } from 'node:path'
+import { KmsError, withContext } from '../errors.js'
+import { type CacheKey, parseCacheKey } from './cache-key.js'
+import type { CacheDb } from './cache-db.js'
+
+export const IMAGE_CACHE_CONTEXT = 'Failed to clear image cache'
+export const MEASUREMENT_CACHE_CONTEXT = 'Failed to clear measurement cache'
+
+function parseWithContext(key: string, context: string): CacheKey {
+  try {
+    return parseCacheKey(key)
+  } catch (err) {
+    throw withContext(context, err)
+  }
+}
+
+/** Clears the image and measurement caches. Both keys are validated before anything changes, so
+ * an invalid `configHash` leaves the images alone too. */
+export function clearImageCache(db: CacheDb, imageHash: string, configHash: string): void {
+  const imageKey = parseWithContext(imageHash, IMAGE_CACHE_CONTEXT)
+  const configKey = parseWithContext(configHash, MEASUREMENT_CACHE_CONTEXT)
+
+  // Rows go first, in one transaction, and the directories after. An image row is what makes a
+  // directory trusted (cache-db.ts), so if the process dies between the two steps we are left
+  // with an orphan directory that nothing trusts and the next download replaces. The opposite
+  // order could leave a row that vouches for a half-deleted image.
+  db.transaction(() => {
+    if (imageKey.kind === 'all') db.deleteAllImages()
+    else if (imageKey.kind === 'hex') db.deleteImage(imageKey.value)
+    if (configKey.kind === 'all') db.deleteAllMeasurements()
+    else if (configKey.kind === 'hex') db.deleteMeasurement(configKey.value)
+  })
+
+  try {
+    if (imageKey.kind === 'all') removeAllImageEntries(db.imagesDir)
+    else if (imageKey.kind === 'hex') removeImageEntry(db.imagesDir, imageKey.value)
+  } catch (err) {
+    throw withContext(IMAGE_CACHE_CONTEXT, err)
+  }
+}
+
+/** Every entry of the images directory goes: extracted images, the in-flight download area
+ * `tmp/` and anything stray (upstream removes the whole directory). The directory itself stays,
+ * keeping its mode. */
+function removeAllImageEntries(imagesDir: string): void {
+  let names: string[]
+  try {
+    names = readdirSync(imagesDir)
+  } catch (err) {
+    if (isNotFound(err)) return
+    throw err
+  }
+  for (const name of names) removeImageEntry(imagesDir, name)
+}
+
+/** Removes `imagesDir/<name>` whatever it is (directory, file or symlink); a missing entry is a
+ * no-op. `rmSync` looks at the entry with lstat, so a symlink is unlinked, never followed, and
+ * the recursion never crosses a symlink either. */
+function removeImageEntry(imagesDir: string, name: string): void {
+  // The key was validated as hex already; this re-checks that the path names a direct child of
+  // imagesDir should that validation ever be bypassed. Only the last component can be a link
+  // and it is not followed, so the textual parent check is the whole guard.
+  const root = resolve(imagesDir)
+  const target = resolve(root, name)
+  if (
+    name === '' ||
+    name === '.' ||
+    name === '..' ||
+    name.includes('\0') ||
+    dirname(target) !== root ||
+    basename(target) !== name
+  ) {
+    throw new KmsError('KMS_ERR_INTERNAL', 'refusing to remove a path outside the image cache')
+  }
+  rmSync(target, { recursive: true, force: true })
+}
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof Error && 'code' in err && err.code === 'ENOENT'
+}

@@ -1,0 +1,323 @@
+// Configuration layering, as upstream's `load_config("kms", …)`: built-in defaults →
+// (quick-start profile) → /etc/kms/kms.toml → /etc/kms/kms.json → ./kms.toml → ./kms.json →
+// `-c FILE`. Tables merge key by key; scalars and arrays replace.
+
+import { readFileSync, realpathSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { parse as parseToml } from 'smol-toml'
+import { KmsError, errorMessage } from '../errors.js'
+import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
+import { QUICKSTART_TOML, quickstartDataDir, readQuickstartAdminTokenHash } from './quickstart.js'
+import { LOG_LEVELS, type RawTable, asInteger, checkLayer, deepMerge, isTable } from './schema.js'
+import type { AuthApiConfig, KmsConfig, TeeBackendName } from './types.js'
+import { parseByteSize, parseDuration } from './units.js'
+import { validateConfig } from './validate.js'
+
+export { parseByteSize, parseDuration } from './units.js'
+export { QUICKSTART_TOML, ensureQuickstartAdminToken } from './quickstart.js'
+
+export interface LoadOptions {
+  /** -c FILE (must exist, else KmsError KMS_ERR_CONFIG) */
+  configFile?: string
+  /** for ./kms.toml and relative paths (default process.cwd()) */
+  cwd?: string
+  /** default '/etc/kms/kms.toml' (tests override); its `.json` sibling is read too */
+  etcFile?: string
+  /** layer the embedded quick-start profile right after the built-in defaults */
+  quickstart?: boolean
+  /** default process.env */
+  env?: NodeJS.ProcessEnv
+}
+
+function configError(message: string, cause?: unknown): KmsError {
+  return new KmsError('KMS_ERR_CONFIG', message, cause === undefined ? undefined : { cause })
+}
+
+/** Upstream picks the format by extension and parses any other name as JSON; a TOML document
+ * cannot start with `{`, so for other names we pick JSON exactly when it looks like JSON. */
+function parseConfigText(text: string, file: string): RawTable {
+  const json =
+    file.endsWith('.json') || (!file.endsWith('.toml') && text.trimStart().startsWith('{'))
+  let parsed: unknown
+  try {
+    parsed = json
+      ? JSON.parse(text)
+      : parseToml(text, { integersAsBigInt: true, unsafeKeyBehaviour: 'throw' })
+  } catch (err) {
+    throw configError(`failed to parse config file ${file}: ${errorMessage(err)}`, err)
+  }
+  if (!isTable(parsed)) throw configError(`config file ${file} must contain a table of settings`)
+  return parsed
+}
+
+/** Reads a file; undefined if it does not exist (any other failure is fatal: fail closed). */
+function readOptional(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
+    throw configError(`failed to read config file ${file}: ${errorMessage(err)}`, err)
+  }
+}
+
+function jsonSibling(file: string): string | undefined {
+  return file.endsWith('.toml') ? `${file.slice(0, -'.toml'.length)}.json` : undefined
+}
+
+// Typed access to the merged tree. Every layer was checked against the schema and the built-in
+// defaults supply every required key, so a miss here is a bug in this module, not in the file.
+class Tree {
+  constructor(private readonly root: RawTable) {}
+
+  private lookup(key: string): unknown {
+    let node: unknown = this.root
+    for (const part of key.split('.')) {
+      if (!isTable(node)) return undefined
+      node = Object.hasOwn(node, part) ? node[part] : undefined
+    }
+    return node
+  }
+
+  private missing(key: string): KmsError {
+    return new KmsError('KMS_ERR_INTERNAL', `configuration key ${key} has no built-in default`)
+  }
+
+  has(key: string): boolean {
+    return this.lookup(key) !== undefined
+  }
+
+  str(key: string): string {
+    const v = this.lookup(key)
+    if (typeof v !== 'string') throw this.missing(key)
+    return v
+  }
+
+  optStr(key: string): string {
+    const v = this.lookup(key)
+    return typeof v === 'string' ? v : ''
+  }
+
+  bool(key: string): boolean {
+    const v = this.lookup(key)
+    if (typeof v !== 'boolean') throw this.missing(key)
+    return v
+  }
+
+  int(key: string): number {
+    const v = asInteger(this.lookup(key))
+    if (v === undefined) throw this.missing(key)
+    return v
+  }
+
+  table(key: string): RawTable {
+    const v = this.lookup(key)
+    return isTable(v) ? v : {}
+  }
+}
+
+/** A value that two spellings of the same setting (spec revision vs upstream HEAD) must agree on. */
+function oneOf(tree: Tree, a: string, b: string): string {
+  const va = tree.optStr(a).trim()
+  const vb = tree.optStr(b).trim()
+  if (va !== '' && vb !== '' && va !== vb) {
+    throw configError(
+      `${a} (${JSON.stringify(va)}) and ${b} (${JSON.stringify(vb)}) set the same thing to different values; keep one`,
+    )
+  }
+  return va !== '' ? va : vb
+}
+
+/** RUST_LOG's global level (a directive without `=`), like upstream's logger reads it. */
+function rustLogLevel(env: NodeJS.ProcessEnv, warnings: string[]): string | undefined {
+  const value = env.RUST_LOG
+  if (value === undefined || value.trim() === '') return undefined
+  let level: string | undefined
+  for (const directive of value.split(',')) {
+    const d = directive.trim().toLowerCase()
+    if (d === '' || d.includes('=')) continue
+    const mapped = LOG_LEVELS[d]
+    if (mapped === undefined) {
+      warnings.push(
+        `RUST_LOG directive ${JSON.stringify(directive.trim())} is not a log level; ignored`,
+      )
+    } else {
+      level = mapped
+    }
+  }
+  return level
+}
+
+function build(
+  merged: RawTable,
+  cwd: string,
+  env: NodeJS.ProcessEnv,
+  warnings: string[],
+): KmsConfig {
+  const t = new Tree(merged)
+  const path = (key: string): string => {
+    const p = t.optStr(key)
+    return p === '' ? '' : resolve(cwd, p)
+  }
+  const limits: Record<string, number> = {}
+  for (const [method, v] of Object.entries(t.table('rpc.limits'))) {
+    limits[method] = parseByteSize(typeof v === 'string' ? v : (asInteger(v) ?? -1))
+  }
+  const webhook = {
+    url: t.str('core.auth_api.webhook.url'),
+    timeoutMs: parseDuration(t.str('core.auth_api.webhook.timeout')) ?? Infinity,
+  }
+  if (webhook.timeoutMs === Infinity) {
+    throw configError('core.auth_api.webhook.timeout must be a finite duration, not "never" (D9)')
+  }
+  const dev = { gatewayAppId: t.str('core.auth_api.dev.gateway_app_id') }
+  const authType = t.str('core.auth_api.type')
+  const authApi: AuthApiConfig =
+    authType === 'dev' ? { type: 'dev', webhook, dev } : { type: 'webhook', webhook, dev }
+
+  const fileLevel = LOG_LEVELS[t.str('default.log_level')] ?? 'info'
+  return {
+    rpc: {
+      address: t.str('rpc.address'),
+      port: t.int('rpc.port'),
+      tls: {
+        key: path('rpc.tls.key'),
+        certs: path('rpc.tls.certs'),
+        mutual: {
+          caCerts: path('rpc.tls.mutual.ca_certs'),
+          mandatory: t.bool('rpc.tls.mutual.mandatory'),
+        },
+      },
+      limits,
+    },
+    core: {
+      certDir: path('core.cert_dir'),
+      subjectPostfix: t.has('core.subject_postfix') ? t.str('core.subject_postfix') : '.dstack',
+      adminTokenHash: t.str('core.admin_token_hash').toLowerCase(),
+      siteName: t.str('core.site_name'),
+      enforceSelfAuthorization: t.bool('core.enforce_self_authorization'),
+      amdKdsBaseUrl: oneOf(t, 'core.amd_kds_base_url', 'core.attestation.urls.amd_kds'),
+      pccsUrl: oneOf(t, 'core.pccs_url', 'core.attestation.urls.pccs') || DEFAULT_PCCS_URL,
+      sevSnpKeyRelease: t.bool('core.sev_snp_key_release'),
+      awsNitroTpmKeyRelease: t.bool('core.aws_nitro_tpm_key_release'),
+      image: {
+        verify: t.bool('core.image.verify'),
+        cacheDir: path('core.image.cache_dir'),
+        downloadUrl: t.str('core.image.download_url'),
+        downloadTimeoutMs: parseDuration(t.str('core.image.download_timeout')),
+      },
+      metrics: { enabled: t.bool('core.metrics.enabled') },
+      authApi,
+      onboard: {
+        enabled: t.bool('core.onboard.enabled'),
+        autoBootstrapDomain: t.str('core.onboard.auto_bootstrap_domain'),
+        address: t.str('core.onboard.address'),
+        port: t.int('core.onboard.port'),
+        tls: t.bool('core.onboard.tls'),
+      },
+      admin: {
+        enabled: t.bool('core.admin.enabled'),
+        address: t.str('core.admin.address'),
+        port: t.int('core.admin.port'),
+        authToken: t.str('core.admin.auth_token'),
+        htpasswdFile: path('core.admin.htpasswd_file'),
+        insecureNoAuth: t.bool('core.admin.insecure_no_auth'),
+      },
+      attestation: {
+        insecureAllowExternalTrustAnchors: t.bool(
+          'core.attestation.insecure_allow_external_trust_anchors',
+        ),
+        urls: {
+          pccs: t.optStr('core.attestation.urls.pccs'),
+          amdKds: t.optStr('core.attestation.urls.amd_kds'),
+        },
+        rootCa: {
+          tdx: path('core.attestation.root_ca.tdx'),
+          gcpTpm: path('core.attestation.root_ca.gcp_tpm'),
+          awsNitroEnclave: path('core.attestation.root_ca.aws_nitro_enclave'),
+          awsNitroTpm: path('core.attestation.root_ca.aws_nitro_tpm'),
+          sevSnpMilan: path('core.attestation.root_ca.sev_snp_milan'),
+          sevSnpGenoa: path('core.attestation.root_ca.sev_snp_genoa'),
+          sevSnpTurin: path('core.attestation.root_ca.sev_snp_turin'),
+        },
+      },
+    },
+    tee: { backend: t.str('tee.backend') as TeeBackendName },
+    log: { level: rustLogLevel(env, warnings) ?? fileLevel },
+    sources: [],
+    warnings: [],
+  }
+}
+
+/**
+ * Loads, layers, type-checks and validates the configuration. Throws KmsError('KMS_ERR_CONFIG')
+ * with a message naming the key (and file) at fault. Relative paths in any layer are resolved
+ * against `cwd`, as upstream resolves them against the process working directory.
+ */
+export function loadConfig(opts: LoadOptions = {}): KmsConfig {
+  const cwd = resolve(opts.cwd ?? process.cwd())
+  const env = opts.env ?? process.env
+  const etcFile = opts.etcFile ?? DEFAULT_ETC_FILE
+  const warnings: string[] = []
+  const sources: string[] = []
+  const seen = new Set<string>()
+  let merged = builtinDefaults()
+
+  const apply = (raw: RawTable, source: string, userFile: boolean): void => {
+    const layerWarnings = checkLayer(raw, source)
+    if (userFile) warnings.push(...layerWarnings)
+    merged = deepMerge(merged, raw)
+  }
+
+  if (opts.quickstart === true) {
+    const raw = parseConfigText(QUICKSTART_TOML, 'quick-start profile.toml')
+    const dataDir = quickstartDataDir(cwd)
+    const hash = readQuickstartAdminTokenHash(dataDir)
+    if (hash === undefined) {
+      warnings.push(
+        `quick-start admin token hash ${join(dataDir, 'admin-token.sha256')} does not exist: ClearImageCache refuses every token`,
+      )
+    } else {
+      raw.core = { ...(isTable(raw.core) ? raw.core : {}), admin_token_hash: hash }
+    }
+    apply(raw, 'quick-start profile', false)
+  }
+
+  const applyFile = (file: string, text: string): void => {
+    let key = file
+    try {
+      key = realpathSync(file)
+    } catch {
+      // keep the given path
+    }
+    // `-c ./kms.toml` from the working directory (upstream's entrypoint.sh) is one layer, not two.
+    if (seen.has(key)) return
+    seen.add(key)
+    apply(parseConfigText(text, file), file, true)
+    sources.push(file)
+  }
+
+  const etcAbs = resolve(cwd, etcFile)
+  const etcJson = jsonSibling(etcAbs)
+  const candidates = [etcAbs, etcJson, join(cwd, 'kms.toml'), join(cwd, 'kms.json')]
+  for (const file of candidates) {
+    if (file === undefined) continue
+    const text = readOptional(file)
+    if (text !== undefined) applyFile(file, text)
+  }
+
+  if (opts.configFile !== undefined) {
+    const file = resolve(cwd, opts.configFile)
+    const text = readOptional(file)
+    if (text === undefined) {
+      throw configError(`config file ${file} (given with -c) does not exist`)
+    }
+    applyFile(file, text)
+  }
+
+  const cfg = build(merged, cwd, env, warnings)
+  warnings.push(...validateConfig(cfg, env))
+  cfg.sources = sources
+  cfg.warnings = [...new Set(warnings)]
+  return cfg
+}

@@ -1,0 +1,166 @@
+// The quick-start profile (`--quickstart`): a local, TEE-less KMS whose state lives under
+// ./data. It is layered right after the built-in defaults, so any config file still overrides it.
+
+import { createHash, randomBytes } from 'node:crypto'
+import {
+  closeSync,
+  fchmodSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { KmsError, errorMessage } from '../errors.js'
+
+export const QUICKSTART_TOML = `# dstack-kms-ts quick-start profile (--quickstart).
+# A local KMS without a TEE: no attestation of its own, every boot allowed by the dev auth API,
+# OS images not verified. For trying things out only; never for production.
+# Relative paths are resolved against the working directory.
+
+[rpc]
+address = "0.0.0.0"
+port = 8000
+
+[rpc.tls]
+key = "./data/certs/rpc.key"
+certs = "./data/certs/rpc.crt"
+
+[rpc.tls.mutual]
+ca_certs = "./data/certs/tmp-ca.crt"
+mandatory = false
+
+[core]
+cert_dir = "./data/certs"
+# No TEE, so the KMS cannot attest itself (D18).
+enforce_self_authorization = false
+# admin_token_hash comes from ./data/admin-token.sha256 (created at first start).
+
+[core.image]
+# Nothing to verify without a TEE.
+verify = false
+cache_dir = "./data/images"
+
+[core.auth_api]
+type = "dev"
+
+[core.auth_api.dev]
+gateway_app_id = "any"
+
+[core.onboard]
+enabled = true
+address = "0.0.0.0"
+port = 8000
+tls = true
+
+[tee]
+backend = "none"
+`
+
+export const QUICKSTART_TOKEN_FILE = 'admin-token.sha256'
+
+/** The quick-start data directory for a working directory. */
+export function quickstartDataDir(cwd: string): string {
+  return resolve(cwd, 'data')
+}
+
+function hashFileError(file: string, reason: string): KmsError {
+  return new KmsError(
+    'KMS_ERR_CONFIG',
+    `invalid quick-start admin token hash file ${file}: ${reason}`,
+  )
+}
+
+/** Reads the stored hash; undefined when the file does not exist yet. */
+export function readQuickstartAdminTokenHash(dataDir: string): string | undefined {
+  const file = join(dataDir, QUICKSTART_TOKEN_FILE)
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new KmsError('KMS_ERR_CONFIG', `failed to read ${file}: ${errorMessage(err)}`, {
+      cause: err,
+    })
+  }
+  const hash = text.trim().toLowerCase()
+  if (!/^[0-9a-f]{64}$/.test(hash)) {
+    throw hashFileError(file, 'expected the 64-character hex SHA-256 of the admin token')
+  }
+  return hash
+}
+
+/** Publishes `content` at `file` only if nothing is there yet: the temp file is fsynced, then
+ * hard-linked into place (which, unlike rename, never replaces a file another start wrote first);
+ * rename is the fallback for filesystems without hard links. Returns false if `file` existed. */
+function publishOnce(file: string, content: string): boolean {
+  const dir = dirname(file)
+  const tmp = join(
+    dir,
+    `.${QUICKSTART_TOKEN_FILE}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`,
+  )
+  const fd = openSync(tmp, 'wx', 0o600)
+  try {
+    fchmodSync(fd, 0o600)
+    writeSync(fd, content)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  let published = true
+  try {
+    linkSync(tmp, file)
+    unlinkSync(tmp)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EEXIST') {
+      unlinkSync(tmp)
+      published = false
+    } else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+      renameSync(tmp, file)
+    } else {
+      unlinkSync(tmp)
+      throw err
+    }
+  }
+  const dfd = openSync(dir, 'r')
+  try {
+    fsyncSync(dfd)
+  } finally {
+    closeSync(dfd)
+  }
+  return published
+}
+
+/**
+ * At first start creates a random 32-byte admin token (hex), stores only the SHA-256 hex of that
+ * hex string (what `printf '%s' "$TOKEN" | sha256sum` gives, the form `admin_token_hash` takes) in
+ * `<dataDir>/admin-token.sha256` (mode 0600), and returns the token for the caller to print once.
+ * Later starts return only the stored hash.
+ */
+export function ensureQuickstartAdminToken(dataDir: string): {
+  hash: string
+  createdToken?: string
+} {
+  const existing = readQuickstartAdminTokenHash(dataDir)
+  if (existing !== undefined) return { hash: existing }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  const token = randomBytes(32).toString('hex')
+  const hash = createHash('sha256').update(token, 'utf8').digest('hex')
+  const file = join(dataDir, QUICKSTART_TOKEN_FILE)
+  try {
+    if (publishOnce(file, `${hash}\n`)) return { hash, createdToken: token }
+  } catch (err) {
+    throw new KmsError('KMS_ERR_CONFIG', `failed to write ${file}: ${errorMessage(err)}`, {
+      cause: err,
+    })
+  }
+  // Another start won the race; its token is the one that was printed.
+  const raced = readQuickstartAdminTokenHash(dataDir)
+  if (raced === undefined) throw hashFileError(file, 'vanished while being created')
+  return { hash: raced }
+}

@@ -1,0 +1,248 @@
+// Cross-key checks on the resolved configuration (fatal at start), the domain rules shared with
+// Bootstrap/Onboard, the admin token source (spec 01 §8.2) and the list of production-unsafe
+// settings that the CLI logs loudly.
+
+import { isIP } from 'node:net'
+import { KmsError, type KmsErrorCode } from '../errors.js'
+import type { AdminConfig, KmsConfig } from './types.js'
+
+export const ENV_ADMIN_TOKEN = 'DSTACK_KMS_ADMIN_TOKEN'
+export const ENV_ADMIN_TOKEN_COMPAT = 'ADMIN_API_TOKEN'
+
+/** Upstream HEAD's message when the admin listener would start without credentials. */
+export const ADMIN_NO_AUTH_MESSAGE =
+  'admin API is enabled but neither auth_token nor htpasswd_file is configured; ' +
+  `set core.admin.auth_token, ${ENV_ADMIN_TOKEN}, ${ENV_ADMIN_TOKEN_COMPAT}, ` +
+  'core.admin.htpasswd_file, or insecure_no_auth = true (testing only)'
+
+/** Upstream's text, logged at start when self-authorization is off (spec 05 §11.3). */
+export const SELF_AUTH_DISABLED_MESSAGE =
+  'self-authorization is disabled; trusted RPCs will not be gated by KMS self-attestation - do not use in production TEE deployments'
+
+/**
+ * Onboarding/bootstrap domain rules of upstream HEAD (spec 01 §10): non-empty ASCII, at most 253
+ * bytes, every dot-separated label 1–63 bytes of `[A-Za-z0-9-]` not starting or ending with `-`.
+ * Throws with upstream's exact messages; `code` defaults to the RPC error code.
+ */
+export function validateDomain(domain: string, code: KmsErrorCode = 'KMS_ERR_RPC'): void {
+  // eslint-disable-next-line no-control-regex
+  if (domain === '' || domain.length > 253 || !/^[\x00-\x7f]*$/.test(domain)) {
+    throw new KmsError(code, 'domain must be a non-empty ASCII DNS name of at most 253 bytes')
+  }
+  for (const label of domain.split('.')) {
+    if (
+      label === '' ||
+      label.length > 63 ||
+      label.startsWith('-') ||
+      label.endsWith('-') ||
+      !/^[A-Za-z0-9-]+$/.test(label)
+    ) {
+      throw new KmsError(code, 'domain contains an invalid DNS label')
+    }
+  }
+}
+
+/**
+ * The admin listener's token (spec 01 §8.2): `auth_token` trimmed if it is non-empty untrimmed;
+ * otherwise `DSTACK_KMS_ADMIN_TOKEN`, and `ADMIN_API_TOKEN` only when the former is unset (a
+ * variable set to "" shadows the compatibility one); trimmed. "" = no token.
+ */
+export function resolveAdminToken(
+  admin: Pick<AdminConfig, 'authToken'>,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  if (admin.authToken !== '') return admin.authToken.trim()
+  const primary = env[ENV_ADMIN_TOKEN]
+  return (primary ?? env[ENV_ADMIN_TOKEN_COMPAT] ?? '').trim()
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+function configError(message: string): KmsError {
+  return new KmsError('KMS_ERR_CONFIG', message)
+}
+
+function checkAddress(key: string, address: string): void {
+  if (isIP(address) === 0) {
+    throw configError(
+      `${key} must be an IP address (like "0.0.0.0" or "::1"), got ${JSON.stringify(address)}`,
+    )
+  }
+}
+
+function checkNonEmpty(key: string, value: string): void {
+  if (value === '') throw configError(`${key} must not be empty`)
+}
+
+function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::'
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1'
+}
+
+/** Whether two listeners would try to bind the same socket (port 0 = ephemeral never clashes). */
+function sameSocket(a: { address: string; port: number }, b: { address: string; port: number }) {
+  if (a.port === 0 || a.port !== b.port) return false
+  return a.address === b.address || isWildcard(a.address) || isWildcard(b.address)
+}
+
+/**
+ * Cross-key validation of a resolved configuration. Throws KMS_ERR_CONFIG on the first fatal
+ * problem; returns non-fatal findings for the start-up log.
+ */
+export function validateConfig(cfg: KmsConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+  const warnings: string[] = []
+  const { core, rpc } = cfg
+
+  const hash = core.adminTokenHash
+  if (hash !== '' && !/^(?:[0-9a-fA-F]{2})+$/.test(hash)) {
+    throw configError(
+      'core.admin_token_hash must be "" or the hex SHA-256 of the admin token (an even number of hex digits, no 0x prefix)',
+    )
+  }
+  if (hash !== '' && hash.length !== 64) {
+    warnings.push(
+      `core.admin_token_hash is ${hash.length / 2} bytes, not 32: ClearImageCache will refuse every token`,
+    )
+  }
+
+  checkAddress('rpc.address', rpc.address)
+  checkAddress('core.onboard.address', core.onboard.address)
+  checkAddress('core.admin.address', core.admin.address)
+  checkNonEmpty('rpc.tls.key', rpc.tls.key)
+  checkNonEmpty('rpc.tls.certs', rpc.tls.certs)
+  checkNonEmpty('rpc.tls.mutual.ca_certs', rpc.tls.mutual.caCerts)
+  checkNonEmpty('core.cert_dir', core.certDir)
+  checkNonEmpty('core.image.cache_dir', core.image.cacheDir)
+
+  if (core.authApi.type === 'webhook') {
+    const url = core.authApi.webhook.url
+    let protocol = ''
+    try {
+      protocol = new URL(url).protocol
+    } catch {
+      // reported below
+    }
+    if (protocol !== 'http:' && protocol !== 'https:') {
+      throw configError(
+        `core.auth_api.webhook.url must be an http:// or https:// URL when core.auth_api.type = "webhook", got ${JSON.stringify(url)}`,
+      )
+    }
+  }
+  if (core.authApi.webhook.timeoutMs <= 0) {
+    throw configError('core.auth_api.webhook.timeout must be greater than zero')
+  }
+  if (core.image.downloadTimeoutMs === 0) {
+    throw configError('core.image.download_timeout must be greater than zero (or "never")')
+  }
+  // Node timers overflow above 2^31-1 ms and would then fire at once.
+  for (const [key, ms] of [
+    ['core.auth_api.webhook.timeout', core.authApi.webhook.timeoutMs],
+    ['core.image.download_timeout', core.image.downloadTimeoutMs],
+  ] as const) {
+    if (ms !== null && ms > MAX_TIMER_MS) {
+      throw configError(`${key} must be at most 24d (or "never" where allowed)`)
+    }
+  }
+
+  // D18: without a TEE the KMS has no attestation to authorize itself with.
+  if (cfg.tee.backend === 'none' && core.enforceSelfAuthorization) {
+    throw configError(
+      'core.enforce_self_authorization must be false when tee.backend = "none": a KMS without a TEE cannot attest itself to its auth API; set core.enforce_self_authorization = false or choose tee.backend = "tdx" or "simulator"',
+    )
+  }
+
+  const rootCa = core.attestation.rootCa
+  const externalRoots = Object.values(rootCa).some((p) => p !== '')
+  if (externalRoots && !core.attestation.insecureAllowExternalTrustAnchors) {
+    throw configError(
+      'external attestation trust anchors are configured but insecure_allow_external_trust_anchors is false (set core.attestation.insecure_allow_external_trust_anchors = true or remove the [core.attestation.root_ca] entries)',
+    )
+  }
+
+  if (core.onboard.autoBootstrapDomain !== '') {
+    try {
+      validateDomain(core.onboard.autoBootstrapDomain, 'KMS_ERR_CONFIG')
+    } catch (err) {
+      throw configError(
+        `core.onboard.auto_bootstrap_domain ${JSON.stringify(core.onboard.autoBootstrapDomain)} is invalid: ${(err as Error).message}`,
+      )
+    }
+  }
+
+  if (core.admin.enabled) {
+    if (
+      !core.admin.insecureNoAuth &&
+      resolveAdminToken(core.admin, env) === '' &&
+      core.admin.htpasswdFile === ''
+    ) {
+      throw configError(ADMIN_NO_AUTH_MESSAGE)
+    }
+    if (sameSocket(core.admin, rpc)) {
+      throw configError(
+        `core.admin listens on ${core.admin.address}:${core.admin.port}, which clashes with rpc ${rpc.address}:${rpc.port}; the admin listener needs its own port`,
+      )
+    }
+  }
+  return warnings
+}
+
+/** Every setting that is unsafe in production, one sentence each, for loud start-up warnings. */
+export function unsafeDefaultWarnings(cfg: KmsConfig): string[] {
+  const { core, rpc } = cfg
+  const out: string[] = []
+  if (cfg.tee.backend === 'none') {
+    out.push(
+      'tee.backend = "none": this KMS has no TEE and no attestation of its own; clients and other KMSs cannot verify it. Never use it for production keys.',
+    )
+  } else if (cfg.tee.backend === 'simulator') {
+    out.push(
+      'tee.backend = "simulator": quotes are signed by a mock Intel PKI and prove nothing about real hardware. Never use it for production keys.',
+    )
+  }
+  if (core.authApi.type === 'dev') {
+    out.push(
+      'core.auth_api.type = "dev": every app and KMS boot is authorized without any policy check.',
+    )
+  }
+  if (!core.enforceSelfAuthorization) out.push(SELF_AUTH_DISABLED_MESSAGE)
+  if (!core.image.verify) {
+    out.push(
+      'core.image.verify = false: the OS images of booting apps are not checked against their measurements.',
+    )
+  }
+  if (core.onboard.enabled && !core.onboard.tls) {
+    const exposed = isLoopback(core.onboard.address) ? '' : ` on ${core.onboard.address}`
+    out.push(
+      `core.onboard.tls = false: the unauthenticated onboarding endpoint${exposed} is served over plain HTTP, so bootstrap and onboarding answers can be read or altered in transit.`,
+    )
+  }
+  if (core.admin.enabled && core.admin.insecureNoAuth) {
+    out.push(
+      `core.admin.insecure_no_auth = true: the admin API on ${core.admin.address}:${core.admin.port} accepts requests without any authentication.`,
+    )
+  }
+  if (core.admin.enabled && !isLoopback(core.admin.address)) {
+    out.push(
+      `core.admin.address = ${JSON.stringify(core.admin.address)}: the admin API is reachable beyond this host; keep it on a loopback or private address.`,
+    )
+  }
+  if (core.metrics.enabled && !isLoopback(rpc.address)) {
+    out.push(
+      `core.metrics.enabled = true: unauthenticated Prometheus metrics are served at /metrics on ${rpc.address}:${rpc.port}; disable them unless the listener is protected by network policy.`,
+    )
+  }
+  if (core.attestation.insecureAllowExternalTrustAnchors) {
+    out.push(
+      'core.attestation.insecure_allow_external_trust_anchors = true: quotes are verified against configured root CAs instead of the vendor roots.',
+    )
+  }
+  if (core.awsNitroTpmKeyRelease) {
+    out.push(
+      'core.aws_nitro_tpm_key_release = true: keys are released to AWS NitroTPM guests, whose TCB includes the AWS hypervisor.',
+    )
+  }
+  return out
+}

@@ -1,0 +1,142 @@
+// Runs `dstack-kms serve` (the compiled CLI, exactly what the systemd unit runs) as a real child
+// process with its own temp directory, and collects its JSON log lines.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+export const CLI = resolve(import.meta.dirname, '../../dist/src/cli.js')
+
+export type LogLine = Record<string, unknown> & { msg?: string; worker?: string; level?: number }
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer()
+    srv.unref()
+    srv.on('error', rej)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+      srv.close(() => res(port))
+    })
+  })
+}
+
+export function tempDir(prefix = 'dstack-kms-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix))
+}
+
+export interface KmsProcess {
+  proc: ChildProcess
+  dir: string
+  logs: LogLine[]
+  stderr: string[]
+  waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
+  waitForExit(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  kill(signal?: NodeJS.Signals): void
+}
+
+export interface StartOptions {
+  dir: string
+  configToml: string
+  env?: Record<string, string>
+  args?: string[]
+}
+
+export function startKms(opts: StartOptions): KmsProcess {
+  const configPath = join(opts.dir, 'kms.toml')
+  writeFileSync(configPath, opts.configToml)
+  const proc = spawn(process.execPath, [CLI, 'serve', '-c', configPath, ...(opts.args ?? [])], {
+    cwd: opts.dir,
+    env: {
+      ...process.env,
+      // never pick up the developer's /etc/kms/kms.toml
+      DSTACK_KMS_SYSTEM_CONFIG: join(opts.dir, 'no-system-config.toml'),
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const logs: LogLine[] = []
+  const stderr: string[] = []
+  const waiters: Array<{ pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = []
+  let buf = ''
+  proc.stdout?.on('data', (chunk: Buffer) => {
+    buf += chunk.toString('utf8')
+    let nl: number
+    while ((nl = buf.indexOf('\n')) !== -1) {
+      const line = buf.slice(0, nl)
+      buf = buf.slice(nl + 1)
+      if (line.trim() === '') continue
+      let parsed: LogLine
+      try {
+        parsed = JSON.parse(line) as LogLine
+      } catch {
+        parsed = { msg: line, unparsed: true }
+      }
+      logs.push(parsed)
+      if (process.env.KMS_TEST_VERBOSE) process.stderr.write(line + '\n')
+      for (const w of [...waiters]) {
+        if (w.pred(parsed)) {
+          waiters.splice(waiters.indexOf(w), 1)
+          w.resolve(parsed)
+        }
+      }
+    }
+  })
+  proc.stderr?.on('data', (chunk: Buffer) => {
+    stderr.push(chunk.toString('utf8'))
+    if (process.env.KMS_TEST_VERBOSE) process.stderr.write(chunk)
+  })
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
+    proc.on('exit', (code, signal) => res({ code, signal }))
+  })
+  return {
+    proc,
+    dir: opts.dir,
+    logs,
+    stderr,
+    waitForLog(pred, timeoutMs = 30_000) {
+      const found = logs.find(pred)
+      if (found !== undefined) return Promise.resolve(found)
+      return new Promise((res, rej) => {
+        const timer = setTimeout(() => {
+          rej(
+            new Error(
+              `timed out waiting for a log line; last lines:\n${logs
+                .slice(-15)
+                .map((l) => JSON.stringify(l))
+                .join('\n')}\nstderr:\n${stderr.join('')}`,
+            ),
+          )
+        }, timeoutMs)
+        waiters.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(timer)
+            res(l)
+          },
+        })
+        void exit.then(() => {
+          const idx = waiters.findIndex((w) => w.pred === pred)
+          if (idx !== -1) {
+            clearTimeout(timer)
+            waiters.splice(idx, 1)
+            rej(new Error(`process exited while waiting for a log line; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr.join('')}`))
+          }
+        })
+      })
+    },
+    waitForExit(timeoutMs = 30_000) {
+      return Promise.race([
+        exit,
+        new Promise<never>((_res, rej) =>
+          setTimeout(() => rej(new Error('process did not exit in time')), timeoutMs).unref(),
+        ),
+      ])
+    },
+    kill(signal = 'SIGTERM') {
+      proc.kill(signal)
+    },
+  }
+}
