@@ -15,6 +15,8 @@ export type KmsErrorCode =
   | 'KMS_ERR_TEE' // the TEE backend refused or failed
   | 'KMS_ERR_ALREADY_BOOTSTRAPPED'
   | 'KMS_ERR_NOT_IMPLEMENTED'
+  | 'KMS_ERR_NATIVE' // the native addon is missing, failed to load, or a primitive failed
+  | 'KMS_ERR_LOCKED' // another process holds a lock we need (e.g. a second KMS on the same data)
   | 'KMS_ERR_INTERNAL'
 
 export class KmsError extends Error {

@@ -2,7 +2,15 @@
 // the new content under `path`, never a torn file. The temp name is unique so a stale temp file
 // from an earlier crash never blocks a later write (upstream's fixed `.tmp` name does).
 import { randomBytes } from 'node:crypto'
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync, constants } from 'node:fs'
+import {
+  closeSync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+  constants,
+} from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 
 export interface AtomicWriteOptions {

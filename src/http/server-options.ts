@@ -1,0 +1,54 @@
+// Fastify instances for every listener, HTTP or HTTPS, with one set of server settings.
+// Timeouts follow fastify/demo: a slow or idle client must not pin a connection forever.
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Server as HttpServer } from 'node:http'
+import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
+import type { TLSSocket } from 'node:tls'
+import type { Logger } from 'pino'
+
+const TIMEOUTS = { connectionTimeout: 120_000, requestTimeout: 60_000, keepAliveTimeout: 10_000 }
+
+function baseServerOptions(logger: Logger): FastifyServerOptions {
+  return {
+    loggerInstance: logger,
+    ...TIMEOUTS,
+    // the pRPC layer reads raw bodies itself, with its own per-method limits
+    bodyLimit: 16 * 1024 * 1024,
+    return503OnClosing: true,
+  }
+}
+
+export interface TlsListenerOptions {
+  tls: HttpsOptions
+  /** inspects each TLS connection after the handshake (client-certificate policy) */
+  onSecureConnection?: (socket: TLSSocket) => void
+}
+
+/** A Fastify instance on plain HTTP (`tls` null) or on an HTTPS server we create ourselves, so
+ * that the TLS server's events are ours to handle. */
+export function createFastify(logger: Logger, tls: TlsListenerOptions | null): FastifyInstance {
+  if (tls === null) return Fastify(baseServerOptions(logger))
+  const server = createHttpsServer(tls.tls)
+  // Fastify applies its timeouts only to servers it creates itself.
+  server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout
+  server.requestTimeout = TIMEOUTS.requestTimeout
+  server.setTimeout(TIMEOUTS.connectionTimeout)
+  if (tls.onSecureConnection !== undefined) server.on('secureConnection', tls.onSecureConnection)
+  return Fastify({
+    ...baseServerOptions(logger),
+    // Fastify names the scheme from its own `https` option, which a server factory bypasses.
+    listenTextResolver: (address: string) =>
+      `Server listening at ${address.replace(/^http:/, 'https:')}`,
+    // https.Server carries every http.Server member Fastify uses; Fastify's typings model HTTPS
+    // only through an overload that our shared plugins are not generic over.
+    serverFactory: (handler) => {
+      server.on('request', handler)
+      return server as unknown as HttpServer
+    },
+  })
+}
+
+export function listenUrl(scheme: 'http' | 'https', address: string, port: number): string {
+  const host = address.includes(':') ? `[${address}]` : address
+  return `${scheme}://${host}:${port}`
+}

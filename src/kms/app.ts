@@ -1,0 +1,78 @@
+// The main KMS worker's listeners: HTTPS with optional-but-verified client certificates (spec 01
+// §1.1, §9) and, when enabled, the plain-HTTP admin listener on loopback (§1.3, D3).
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { createAdminAuthenticator, registerAdminAuthHook } from '../admin/header-auth.js'
+import type { KmsConfig } from '../config/types.js'
+import { errorMessage } from '../errors.js'
+import { registerCommonHttp, appVersionString } from '../http/common.js'
+import { createFastify } from '../http/server-options.js'
+import { registerPrpc } from '../prpc/plugin.js'
+import { VERSION } from '../version.js'
+import { clientCertContext } from './client-cert.js'
+import { AttestationMetrics, registerMetrics } from './metrics.js'
+import { adminMethods, kmsMethods } from './routes.js'
+import type { KmsService } from './service.js'
+import type { KmsState } from './state.js'
+
+export interface KmsAppOptions {
+  config: KmsConfig
+  state: KmsState
+  service: KmsService
+  logger: Logger
+}
+
+export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance> {
+  const { config, state, service, logger } = opts
+  const mandatory = config.rpc.tls.mutual.mandatory
+  const app = createFastify(logger, {
+    tls: {
+      key: state.rpcKeyPem,
+      cert: state.rpcCertPem,
+      ca: state.tmpCaCertPem,
+      requestCert: true,
+      // A client without a certificate is welcome unless mandatory; a client with one that does
+      // not chain to the temp CA is not (checked right after the handshake).
+      rejectUnauthorized: mandatory,
+      ALPNProtocols: ['http/1.1'],
+      minVersion: 'TLSv1.2',
+    },
+    onSecureConnection: (socket) => {
+      const peer = socket.getPeerX509Certificate()
+      if (peer !== undefined && !socket.authorized) {
+        logger.warn(
+          { reason: String(socket.authorizationError), subject: peer.subject },
+          'rejected a client certificate that does not chain to the temp CA',
+        )
+        socket.destroy()
+      }
+    },
+  })
+  registerCommonHttp(app, { appVersion: appVersionString(VERSION) })
+  if (config.core.metrics.enabled) registerMetrics(app, new AttestationMetrics())
+  await registerPrpc(app, {
+    servicePrefix: 'KMS.',
+    methods: kmsMethods(service),
+    limits: config.rpc.limits,
+    preDispatch: async (request) => clientCertContext(request.raw.socket),
+    onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'rpc failed'),
+  })
+  return app
+}
+
+export async function buildAdminApp(opts: KmsAppOptions): Promise<FastifyInstance> {
+  const { config, service, logger } = opts
+  const auth = createAdminAuthenticator(config.core.admin)
+  if (auth.mode === 'insecure') {
+    logger.warn('admin API authentication is DISABLED (core.admin.insecure_no_auth = true)')
+  }
+  const app = createFastify(logger.child({ listener: 'admin' }), null)
+  registerAdminAuthHook(app, auth)
+  registerCommonHttp(app, {})
+  await registerPrpc(app, {
+    servicePrefix: 'Admin.',
+    methods: adminMethods(service),
+    onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'admin rpc failed'),
+  })
+  return app
+}

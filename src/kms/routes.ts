@@ -1,0 +1,88 @@
+// The KMS service's pRPC methods (spec 01 §4.2): request decoding and response shaping around
+// KmsService.
+import { decodeJson } from '../prpc/json.js'
+import {
+  AppIdType,
+  AppKeyResponseType,
+  BootstrapResponseType,
+  ClearImageCacheRequestType,
+  AdminClearImageCacheRequestType,
+  GetAppKeyRequestType,
+  GetKmsKeyRequestType,
+  GetMetaResponseType,
+  GetTempCaCertResponseType,
+  KmsKeyResponseType,
+  PublicKeyResponseType,
+  SignCertRequestType,
+  SignCertResponseType,
+} from '../prpc/messages.js'
+import { defineMethod, type AnyRpcMethod } from '../prpc/plugin.js'
+import type { ClientCertContext } from './client-cert.js'
+import type { KmsService, MetaInfo } from './service.js'
+
+export function parseBootstrapInfoJson(text: string): MetaInfo['bootstrapInfo'] {
+  const v = decodeJson(BootstrapResponseType, Buffer.from(text, 'utf8'))
+  return { caPubkey: v.ca_pubkey, k256Pubkey: v.k256_pubkey, attestation: v.attestation }
+}
+
+export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientCertContext>> {
+  return {
+    GetMeta: defineMethod(null, GetMetaResponseType, async () => {
+      const m = await svc.getMeta()
+      return {
+        ca_cert: m.caCert,
+        allow_any_upgrade: m.allowAnyUpgrade,
+        k256_pubkey: m.k256Pubkey,
+        bootstrap_info:
+          m.bootstrapInfo === null
+            ? null
+            : {
+                ca_pubkey: m.bootstrapInfo.caPubkey,
+                k256_pubkey: m.bootstrapInfo.k256Pubkey,
+                attestation: m.bootstrapInfo.attestation,
+              },
+        is_dev: m.isDev,
+        gateway_app_id: m.gatewayAppId,
+        kms_contract_address: m.kmsContractAddress,
+        chain_id: m.chainId,
+        app_auth_implementation: m.appAuthImplementation,
+      }
+    }),
+    GetAppEnvEncryptPubKey: defineMethod(AppIdType, PublicKeyResponseType, async (req) => {
+      const r = await svc.getAppEnvEncryptPubKey(req.app_id)
+      return {
+        public_key: r.publicKey,
+        signature: r.signature,
+        timestamp: r.timestamp,
+        signature_v1: r.signatureV1,
+      }
+    }),
+    GetTempCaCert: defineMethod(null, GetTempCaCertResponseType, async () => {
+      const r = await svc.getTempCaCert()
+      return { temp_ca_cert: r.tempCaCert, temp_ca_key: r.tempCaKey, ca_cert: r.caCert }
+    }),
+    ClearImageCache: defineMethod(ClearImageCacheRequestType, null, async (req) => {
+      await svc.clearImageCacheWithToken(req.token, req.image_hash, req.config_hash)
+      return null
+    }),
+    GetAppKey: defineMethod(GetAppKeyRequestType, AppKeyResponseType, async (req, call) =>
+      svc.getAppKey(req.api_version, call.ctx.attestation !== null),
+    ),
+    GetKmsKey: defineMethod(GetKmsKeyRequestType, KmsKeyResponseType, async (_req, call) =>
+      svc.getKmsKey(call.ctx.attestation !== null),
+    ),
+    SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req) =>
+      svc.signCert(req.api_version),
+    ),
+  }
+}
+
+/** The optional admin listener's service (upstream HEAD layout; header auth happens first). */
+export function adminMethods(svc: KmsService): Record<string, AnyRpcMethod<undefined>> {
+  return {
+    ClearImageCache: defineMethod(AdminClearImageCacheRequestType, null, async (req) => {
+      svc.clearImageCache(req.image_hash, req.config_hash)
+      return null
+    }),
+  }
+}

@@ -1,0 +1,110 @@
+// The onboarding worker's listener (spec 01 §1.2, spec 06 §3, §9, §11; D5, D6): the page, the
+// Onboard pRPC service, /finish and /health.
+import fastifyStatic from '@fastify/static'
+import type { FastifyInstance } from 'fastify'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { validateDomain } from '../config/validate.js'
+import { errorMessage } from '../errors.js'
+import { registerCommonHttp } from '../http/common.js'
+import { createFastify } from '../http/server-options.js'
+import {
+  AttestationInfoResponseType,
+  BootstrapRequestType,
+  BootstrapResponseType,
+  OnboardRequestType,
+  OnboardResponseType,
+} from '../prpc/messages.js'
+import { defineMethod, registerPrpc, type AnyRpcMethod } from '../prpc/plugin.js'
+import { UI_DIR } from '../paths.js'
+import type { EphemeralTls } from './ephemeral-tls.js'
+import type { OnboardService } from './service.js'
+
+export interface OnboardAppOptions {
+  service: OnboardService
+  logger: Logger
+  /** null = plain HTTP (`[core.onboard] tls = false`, upstream's transport) */
+  tls: EphemeralTls | null
+  /** called once the reply to Finish (RPC or GET /finish) has been sent */
+  onFinish(): void
+}
+
+function onboardMethods(
+  service: OnboardService,
+  requestFinish: () => void,
+): Record<string, AnyRpcMethod<undefined>> {
+  return {
+    Bootstrap: defineMethod(BootstrapRequestType, BootstrapResponseType, async (req) => {
+      const info = await service.bootstrap(req.domain)
+      return {
+        ca_pubkey: info.caPubkey,
+        k256_pubkey: info.k256Pubkey,
+        attestation: info.attestation,
+      }
+    }),
+    Onboard: defineMethod(OnboardRequestType, OnboardResponseType, async (req) => {
+      validateDomain(req.domain)
+      return service.onboard()
+    }),
+    GetAttestationInfo: defineMethod(null, AttestationInfoResponseType, async () => {
+      const a = await service.attestationInfo()
+      return {
+        device_id: a.deviceId,
+        mr_aggregated: a.mrAggregated,
+        os_image_hash: a.osImageHash,
+        attestation_mode: a.attestationMode,
+        site_name: a.siteName,
+        eth_rpc_url: a.ethRpcUrl,
+        kms_contract_address: a.kmsContractAddress,
+        ppid: a.ppid,
+      }
+    }),
+    Finish: defineMethod(null, null, async () => {
+      requestFinish()
+      return null
+    }),
+  }
+}
+
+export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyInstance> {
+  const { logger, tls } = opts
+  const app = createFastify(
+    logger,
+    tls === null
+      ? null
+      : {
+          tls: { key: tls.key, cert: tls.cert, ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2' },
+        },
+  )
+
+  // Finish replies first and stops afterwards (D6): the flag is read once the reply is out.
+  let finishRequested = false
+  let finished = false
+  const requestFinish = () => {
+    finishRequested = true
+  }
+  app.addHook('onResponse', async () => {
+    if (finishRequested && !finished) {
+      finished = true
+      opts.onFinish()
+    }
+  })
+
+  registerCommonHttp(app, {})
+  const indexHtml = readFileSync(join(UI_DIR, 'index.html'))
+  app.get('/', async (_request, reply) =>
+    reply.header('content-type', 'text/html; charset=utf-8').send(indexHtml),
+  )
+  await app.register(fastifyStatic, { root: UI_DIR, prefix: '/ui/', index: false })
+  app.get('/finish', async (_request, reply) => {
+    requestFinish()
+    return reply.header('content-type', 'text/plain; charset=utf-8').send(Buffer.from('OK'))
+  })
+  await registerPrpc(app, {
+    servicePrefix: 'Onboard.',
+    methods: onboardMethods(opts.service, requestFinish),
+    onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'rpc failed'),
+  })
+  return app
+}

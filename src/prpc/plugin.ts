@@ -1,0 +1,225 @@
+// The pRPC route (`/prpc/<method>`) for Fastify, following upstream's ra-rpc handler: strip the
+// service prefix, read the raw body with the per-method limit, run the pre-dispatch checks,
+// dispatch, and answer 200 with the result or 400 with an error body, in JSON or protobuf (D1).
+import { Buffer } from 'node:buffer'
+import type { Readable } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { KmsError, errorMessage } from '../errors.js'
+import { EMPTY_JSON, decodeJson, decodeQuery, encodeJson } from './json.js'
+import { ProtoErrorType } from './messages.js'
+import { rawQueryOf, wantsJson } from './negotiate.js'
+import { decodeMessage, encodeMessage, type MessageType } from './schema.js'
+
+/** Upstream's default Rocket data limit for a pRPC body. */
+export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
+
+export interface RpcCall<Ctx> {
+  request: FastifyRequest
+  ctx: Ctx
+}
+
+export interface RpcMethod<Ctx, I, O> {
+  /** null = google.protobuf.Empty: the payload is never looked at and the handler gets null */
+  input: MessageType<I> | null
+  /** null = google.protobuf.Empty: JSON `null`, empty protobuf body */
+  output: MessageType<O> | null
+  handle(input: I, call: RpcCall<Ctx>): Promise<O | null>
+}
+
+/** A method with its message types erased; `handle` is a method, so any RpcMethod fits. */
+export type AnyRpcMethod<Ctx> = RpcMethod<Ctx, unknown, unknown>
+
+export function defineMethod<Ctx, I, O>(
+  input: MessageType<I> | null,
+  output: MessageType<O> | null,
+  handle: (input: I, call: RpcCall<Ctx>) => Promise<O | null>,
+): RpcMethod<Ctx, I, O> {
+  return { input, output, handle }
+}
+
+export interface PrpcOptions<Ctx> {
+  /** 'KMS.' | 'Onboard.' | 'Admin.': all leading repetitions are stripped from the method */
+  servicePrefix: string
+  methods: Readonly<Record<string, AnyRpcMethod<Ctx>>>
+  /** per-method body limit in bytes; default 10 MiB */
+  limits?: Readonly<Record<string, number>>
+  /** runs after the body is read and before dispatch (client-certificate checks); a throw → 400.
+   * Without it, handlers get `ctx: undefined`. */
+  preDispatch?: (request: FastifyRequest) => Promise<Ctx>
+  /** called with every error answered with 400, for logging */
+  onError?: (err: unknown, method: string, request: FastifyRequest) => void
+}
+
+type BodyRead = { kind: 'ok'; data: Buffer } | { kind: 'too-large' }
+
+const EMPTY = Buffer.alloc(0)
+
+/** Reads the whole body; past `limit` it keeps draining (so the client gets its 400) but stops
+ * buffering. */
+function readBody(stream: Readable, limit: number): Promise<BodyRead> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    let tooLarge = false
+    let done = false
+    stream.on('data', (chunk: Buffer) => {
+      if (tooLarge) return
+      size += chunk.length
+      if (size > limit) {
+        tooLarge = true
+        chunks.length = 0
+        return
+      }
+      chunks.push(chunk)
+    })
+    stream.once('end', () => {
+      done = true
+      resolve(tooLarge ? { kind: 'too-large' } : { kind: 'ok', data: Buffer.concat(chunks, size) })
+    })
+    stream.once('error', (err) => {
+      done = true
+      reject(err)
+    })
+    stream.once('close', () => {
+      if (!done) reject(new KmsError('KMS_ERR_BAD_REQUEST', 'failed to read data: aborted'))
+    })
+  })
+}
+
+/** The percent-decoded `<method>` segment, or null when the path is not exactly `/prpc/<one
+ * non-empty segment>` (those are 404s, like upstream's router). */
+function methodSegment(url: string): string | null {
+  const q = url.indexOf('?')
+  const path = q < 0 ? url : url.slice(0, q)
+  const at = path.indexOf('/prpc/')
+  if (at < 0) return null
+  const raw = path.slice(at + '/prpc/'.length)
+  if (raw === '' || raw.includes('/')) return null
+  try {
+    return decodeURIComponent(raw)
+  } catch {
+    return raw
+  }
+}
+
+export function stripServicePrefix(segment: string, prefix: string): string {
+  let method = segment
+  if (prefix === '') return method
+  while (method.startsWith(prefix)) method = method.slice(prefix.length)
+  return method
+}
+
+function ownEntry<V>(record: Readonly<Record<string, V>>, key: string): V | undefined {
+  // `Object.hasOwn` keeps `/prpc/toString` from reaching Object.prototype
+  return Object.hasOwn(record, key) ? record[key] : undefined
+}
+
+function sendBody(reply: FastifyReply, status: number, json: boolean, body: Buffer): FastifyReply {
+  // a Buffer with an explicit type: Fastify adds no charset
+  return reply
+    .code(status)
+    .header('content-type', json ? 'application/json' : 'application/octet-stream')
+    .send(body)
+}
+
+/** The 400 body: `{\n  "error": "…"\n}` in JSON, `ProtoError` in protobuf. */
+export function encodeErrorBody(json: boolean, message: string): Buffer {
+  if (json) return Buffer.from(JSON.stringify({ error: message }, null, 2), 'utf8')
+  return encodeMessage(ProtoErrorType, { message })
+}
+
+export async function registerPrpc<Ctx>(
+  app: FastifyInstance,
+  opts: PrpcOptions<Ctx>,
+): Promise<void> {
+  const limits = opts.limits ?? {}
+  const bodies = new WeakMap<object, BodyRead>()
+  const contentTypes = new WeakMap<object, string | undefined>()
+
+  const limitFor = (url: string): number => {
+    const segment = methodSegment(url)
+    if (segment === null) return DEFAULT_BODY_LIMIT
+    return ownEntry(limits, stripServicePrefix(segment, opts.servicePrefix)) ?? DEFAULT_BODY_LIMIT
+  }
+
+  const contextFor = async (request: FastifyRequest): Promise<Ctx> => {
+    if (opts.preDispatch !== undefined) return opts.preDispatch(request)
+    // documented contract: without preDispatch the context is undefined
+    return undefined as Ctx
+  }
+
+  const dispatch = async (
+    request: FastifyRequest,
+    method: string,
+    json: boolean,
+    rawQuery: string,
+  ): Promise<Buffer> => {
+    const isGet = request.method === 'GET' || request.method === 'HEAD'
+    let payload: Buffer = EMPTY
+    if (!isGet) {
+      const body = bodies.get(request.raw)
+      if (body?.kind === 'too-large') {
+        throw new KmsError('KMS_ERR_PAYLOAD_TOO_LARGE', 'failed to read data: payload too large')
+      }
+      payload = body?.data ?? EMPTY
+    }
+    const ctx = await contextFor(request)
+    const entry = ownEntry(opts.methods, method)
+    if (entry === undefined) throw new KmsError('KMS_ERR_NOT_FOUND', `Service not found: ${method}`)
+    let input: unknown = null
+    if (entry.input !== null) {
+      if (!json) input = decodeMessage(entry.input, payload)
+      else if (isGet) input = decodeQuery(entry.input, rawQuery)
+      else input = decodeJson(entry.input, payload)
+    }
+    const output = await entry.handle(input, { request, ctx })
+    if (entry.output === null) return json ? Buffer.from(EMPTY_JSON) : EMPTY
+    if (output === null) throw new KmsError('KMS_ERR_INTERNAL', `${method} returned no response`)
+    return json
+      ? Buffer.from(encodeJson(entry.output, output), 'utf8')
+      : encodeMessage(entry.output, output)
+  }
+
+  await app.register(async (scope) => {
+    // Only our raw reader may see pRPC bodies: any content type, none, or an invalid one.
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', async (request: FastifyRequest, payload: Readable) => {
+      bodies.set(request.raw, await readBody(payload, limitFor(request.raw.url ?? '')))
+      return undefined
+    })
+
+    scope.route({
+      method: ['GET', 'HEAD', 'POST'],
+      url: '/prpc/*',
+      exposeHeadRoute: false,
+      onRequest: async (request) => {
+        // Fastify answers 415 for a malformed Content-Type before any parser runs; upstream
+        // accepts anything, so keep the header for negotiation and hide it from Fastify.
+        contentTypes.set(request.raw, request.headers['content-type'])
+        delete request.headers['content-type']
+      },
+      handler: async (request, reply) => {
+        const url = request.raw.url ?? request.url
+        const segment = methodSegment(url)
+        if (segment === null) return reply.callNotFound()
+        const method = stripServicePrefix(segment, opts.servicePrefix)
+        const rawQuery = rawQueryOf(url)
+        const json = wantsJson({
+          method: request.method,
+          rawQuery,
+          contentType: contentTypes.get(request.raw),
+        })
+        try {
+          return sendBody(reply, 200, json, await dispatch(request, method, json, rawQuery))
+        } catch (err) {
+          try {
+            opts.onError?.(err, method, request)
+          } catch {
+            // a failing logger must not change the answer
+          }
+          return sendBody(reply, 400, json, encodeErrorBody(json, errorMessage(err)))
+        }
+      },
+    })
+  })
+}

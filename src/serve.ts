@@ -1,0 +1,111 @@
+// `dstack-kms serve`: loads the configuration, takes the cert_dir lock, finishes any interrupted
+// key commit, and hands over to the supervisor, which runs the onboarding and KMS workers.
+import { mkdirSync } from 'node:fs'
+import { extname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { loadConfig } from './config/load.js'
+import { ensureQuickstartAdminToken, quickstartDataDir } from './config/quickstart.js'
+import type { KmsConfig } from './config/types.js'
+import { unsafeDefaultWarnings } from './config/validate.js'
+import { nobleSecp256k1 } from './crypto/secp256k1.js'
+import { ensureSelfKmsAllowed } from './auth/self-auth.js'
+import { autoBootstrap } from './keys/bootstrap.js'
+import { keysExist } from './keys/cert-dir.js'
+import { recoverStaging } from './keys/commit.js'
+import { updateCerts } from './keys/update-certs.js'
+import { createLogger } from './log.js'
+import { lockFileExclusive } from './native/flock.js'
+import { runSupervisor } from './supervisor/supervisor.js'
+import { createTeeBackend } from './tee/backend.js'
+import { VERSION } from './version.js'
+
+/** Overrides /etc/kms/kms.toml; tests point it elsewhere so a developer's file never leaks in. */
+export const SYSTEM_CONFIG_ENV = 'DSTACK_KMS_SYSTEM_CONFIG'
+export const LOCK_FILE = '.dstack-kms.lock'
+
+export interface ServeOptions {
+  configFile?: string
+  quickstart: boolean
+}
+
+function printQuickstartToken(token: string, dataDir: string): void {
+  // stderr, not the JSON log: logs get shipped and kept, this secret must be shown exactly once.
+  process.stderr.write(
+    [
+      '',
+      '================================================================================',
+      ' dstack-kms quick start: admin token for ClearImageCache (shown only this once)',
+      `   ${token}`,
+      ` Only its SHA-256 is kept, in ${join(dataDir, 'admin-token.sha256')}.`,
+      '================================================================================',
+      '',
+    ].join('\n'),
+  )
+}
+
+function workerScriptPath(): string {
+  // Run from source under tsx the worker is a .ts file, compiled it is .js; fork inherits the
+  // loader flags either way.
+  const self = fileURLToPath(import.meta.url)
+  return join(self, '..', `worker${extname(self)}`)
+}
+
+export async function serve(opts: ServeOptions): Promise<number> {
+  if (opts.quickstart) {
+    const dataDir = quickstartDataDir(process.cwd())
+    const { createdToken } = ensureQuickstartAdminToken(dataDir)
+    if (createdToken !== undefined) printQuickstartToken(createdToken, dataDir)
+  }
+  const config: KmsConfig = loadConfig({
+    ...(opts.configFile === undefined ? {} : { configFile: opts.configFile }),
+    quickstart: opts.quickstart,
+    ...(process.env[SYSTEM_CONFIG_ENV] === undefined
+      ? {}
+      : { etcFile: process.env[SYSTEM_CONFIG_ENV] }),
+  })
+  const logger = createLogger('supervisor', config.log.level)
+  logger.info(
+    { version: VERSION, sources: config.sources, tee: config.tee.backend },
+    'dstack-kms starting',
+  )
+  for (const w of config.warnings) logger.warn(w)
+  for (const w of unsafeDefaultWarnings(config)) logger.warn(`UNSAFE FOR PRODUCTION: ${w}`)
+
+  // Fail before forking anything if the TEE backend cannot run here (D10, D17).
+  const tee = createTeeBackend(config.tee.backend)
+  const certDir = config.core.certDir
+  mkdirSync(certDir, { recursive: true, mode: 0o700 })
+  // Two KMS processes on one cert_dir could both bootstrap; the lock makes the second one fail.
+  const lock = await lockFileExclusive(join(certDir, LOCK_FILE))
+  try {
+    const recovery = recoverStaging(certDir)
+    if (recovery.action !== 'none') {
+      logger.warn({ recovery }, 'finished an interrupted key commit in cert_dir')
+    }
+    const bootstrapDeps = {
+      certDir,
+      tee,
+      secp256k1: nobleSecp256k1,
+      ensureSelfKmsAllowed: () => ensureSelfKmsAllowed(config, tee),
+    }
+    return await runSupervisor({
+      config,
+      logger,
+      workerScript: workerScriptPath(),
+      keysExist: () => keysExist(certDir),
+      autoBootstrap: async () => {
+        await autoBootstrap(bootstrapDeps, config.core.onboard.autoBootstrapDomain)
+        logger.info({ domain: config.core.onboard.autoBootstrapDomain }, 'auto-bootstrapped')
+      },
+      updateCerts: () =>
+        updateCerts({
+          certDir,
+          autoBootstrapDomain: config.core.onboard.autoBootstrapDomain,
+          tee,
+          logger,
+        }),
+    })
+  } finally {
+    await lock.release()
+  }
+}

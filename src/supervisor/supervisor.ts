@@ -1,0 +1,315 @@
+// The in-process supervisor (spec 06 §17.2): upstream main()'s decision (onboard or
+// auto-bootstrap while keys are missing, then update_certs, then the KMS), with each phase in
+// its own child process so that leaving onboarding never depends on an outer restart, a
+// crashed KMS comes back with backoff, and a stop signal reaches the worker with a grace period.
+import { fork, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import type { Logger } from 'pino'
+import type { KmsConfig } from '../config/types.js'
+import { errorMessage } from '../errors.js'
+import { notify } from '../native/sd-notify.js'
+import { type BackoffOptions, DEFAULT_BACKOFF, RestartBackoff } from './backoff.js'
+import { isWorkerIpcReady, type WorkerIpcStart, type WorkerRole } from './worker-ipc.js'
+
+export type { WorkerIpcReady, WorkerIpcStart } from './worker-ipc.js'
+
+export interface SupervisorDeps {
+  config: KmsConfig
+  logger: Logger
+  /** absolute path of the worker entry (JS) forked with child_process.fork */
+  workerScript: string
+  keysExist(): boolean
+  /** used when onboard.enabled && !keysExist && core.onboard.autoBootstrapDomain !== '' */
+  autoBootstrap(): Promise<void>
+  /** called once after keys exist, before the first main worker */
+  updateCerts(): Promise<void>
+  backoff?: BackoffOptions
+  /** how long a worker may take to stop after the forwarded signal; default 10000 */
+  stopGraceMs?: number
+  /** aborting it stops the supervisor like SIGTERM does (for embedding and tests) */
+  abortSignal?: AbortSignal
+  /** the environment sd_notify reads NOTIFY_SOCKET from; default process.env */
+  env?: NodeJS.ProcessEnv
+}
+
+export const DEFAULT_STOP_GRACE_MS = 10_000
+
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT'] as const
+
+interface WorkerExit {
+  code: number | null
+  signal: NodeJS.Signals | null
+  /** how long the worker had been ready when it exited; undefined if it never was */
+  readyForMs: number | undefined
+}
+
+interface WorkerRun {
+  role: WorkerRole
+  child: ChildProcess
+  exited: Promise<WorkerExit>
+}
+
+/** Runs until the work is done or a stop is requested; resolves with the process exit code. */
+export async function runSupervisor(deps: SupervisorDeps): Promise<number> {
+  return new Supervisor(deps).run()
+}
+
+class Supervisor {
+  readonly #deps: SupervisorDeps
+  readonly #log: Logger
+  readonly #graceMs: number
+  #stopping = false
+  #current: WorkerRun | undefined
+  #killTimer: NodeJS.Timeout | undefined
+  #cancelDelay: (() => void) | undefined
+
+  constructor(deps: SupervisorDeps) {
+    this.#deps = deps
+    this.#log =
+      deps.logger.bindings().worker === 'supervisor'
+        ? deps.logger
+        : deps.logger.child({ worker: 'supervisor' })
+    this.#graceMs = deps.stopGraceMs ?? DEFAULT_STOP_GRACE_MS
+  }
+
+  async run(): Promise<number> {
+    const onSignal = (signal: NodeJS.Signals): void => this.#stop(signal)
+    const onAbort = (): void => this.#stop('SIGTERM')
+    for (const s of STOP_SIGNALS) process.on(s, onSignal)
+    this.#deps.abortSignal?.addEventListener('abort', onAbort, { once: true })
+    if (this.#deps.abortSignal?.aborted === true) this.#stop('SIGTERM')
+    try {
+      return await this.#phases()
+    } finally {
+      for (const s of STOP_SIGNALS) process.off(s, onSignal)
+      this.#deps.abortSignal?.removeEventListener('abort', onAbort)
+      clearTimeout(this.#killTimer)
+      this.#log.info('supervisor stopped')
+    }
+  }
+
+  async #phases(): Promise<number> {
+    const { config } = this.#deps
+    const { certDir } = config.core
+    const onboard = config.core.onboard
+
+    this.#log.info(
+      { cert_dir: certDir, worker_script: this.#deps.workerScript },
+      'supervisor started',
+    )
+    if (!this.#deps.keysExist()) {
+      if (!onboard.enabled) {
+        this.#log.error(`keys are missing in ${certDir} and onboarding is disabled`)
+        return 1
+      }
+      if (onboard.autoBootstrapDomain !== '') {
+        this.#log.info({ domain: onboard.autoBootstrapDomain }, 'auto-bootstrapping')
+        try {
+          await this.#deps.autoBootstrap()
+        } catch (err) {
+          this.#log.error({ err }, `Failed to bootstrap: ${errorMessage(err)}`)
+          return 1
+        }
+      } else {
+        if (!this.#checkWorkerScript()) return 1
+        await this.#superviseOnboarding()
+      }
+      if (this.#stopping) return 0
+      if (!this.#deps.keysExist()) {
+        this.#log.error({ cert_dir: certDir }, 'Failed to onboard')
+        return 1
+      }
+    }
+    if (this.#stopping) return 0
+
+    try {
+      await this.#deps.updateCerts()
+    } catch (err) {
+      this.#log.error({ err }, `Failed to update certs: ${errorMessage(err)}`)
+      return 1
+    }
+    if (this.#stopping) return 0
+    if (!this.#checkWorkerScript()) return 1
+    await this.#superviseKms()
+    return 0
+  }
+
+  #checkWorkerScript(): boolean {
+    if (existsSync(this.#deps.workerScript)) return true
+    this.#log.error({ worker_script: this.#deps.workerScript }, 'worker script not found')
+    return false
+  }
+
+  /** Exit 0 means "onboarding finished" (D6); anything else is a crash and restarts it. The
+   * restarted worker cannot bootstrap twice: the RPC refuses once keys exist (D7). */
+  async #superviseOnboarding(): Promise<void> {
+    const backoff = new RestartBackoff(this.#deps.backoff ?? DEFAULT_BACKOFF)
+    while (!this.#stopping) {
+      const exit = await this.#spawn('onboard').exited
+      if (this.#stopping || exit.code === 0) return
+      await this.#delayRestart('onboard', backoff, exit)
+    }
+  }
+
+  /** The KMS worker should never exit on its own: every exit is a crash. */
+  async #superviseKms(): Promise<void> {
+    const backoff = new RestartBackoff(this.#deps.backoff ?? DEFAULT_BACKOFF)
+    while (!this.#stopping) {
+      const exit = await this.#spawn('kms').exited
+      if (this.#stopping) return
+      await this.#delayRestart('kms', backoff, exit)
+    }
+  }
+
+  async #delayRestart(role: WorkerRole, backoff: RestartBackoff, exit: WorkerExit): Promise<void> {
+    if (exit.readyForMs !== undefined) backoff.noteReadyFor(exit.readyForMs)
+    const decision = backoff.onCrash(Date.now())
+    const fields = {
+      role,
+      exit_code: exit.code,
+      signal: exit.signal,
+      attempt: decision.attempt,
+      delay_ms: decision.delayMs,
+    }
+    if (decision.crashLoop) {
+      const { crashLoopWindowMs } = backoff.options
+      this.#log.error(
+        { ...fields, recent_crashes: decision.recentCrashes, window_ms: crashLoopWindowMs },
+        `${role} worker is in a crash loop: ${decision.recentCrashes} crashes within ` +
+          `${crashLoopWindowMs} ms; retrying every ${decision.delayMs} ms`,
+      )
+    } else {
+      this.#log.warn(fields, `restarting ${role} worker in ${decision.delayMs} ms`)
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, decision.delayMs)
+      function done(): void {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.#cancelDelay = done
+    })
+    this.#cancelDelay = undefined
+  }
+
+  #spawn(role: WorkerRole): WorkerRun {
+    const startedAt = new Date()
+    const child = fork(this.#deps.workerScript, [], {
+      stdio: 'inherit',
+      serialization: 'advanced',
+      // Its own process group: a terminal's Ctrl-C would otherwise reach the worker directly
+      // and again through our forwarding, and a second signal means "exit now" to a worker.
+      // A worker learns that we are gone from the IPC 'disconnect' event (onSupervisorGone).
+      detached: true,
+      // Loaders (tsx) are inherited; an inspector port cannot be bound twice.
+      execArgv: process.execArgv.filter((a) => !a.startsWith('--inspect')),
+    })
+    this.#log.info(
+      { role, child_pid: child.pid, started_at: startedAt.toISOString() },
+      `started ${role} worker`,
+    )
+    let readyAt: number | undefined
+
+    child.on('message', (msg: unknown) => {
+      if (!isWorkerIpcReady(msg) || msg.role !== role || this.#stopping) return
+      readyAt ??= Date.now()
+      this.#onReady(role, child.pid, msg.url)
+    })
+
+    const exited = new Promise<WorkerExit>((resolve) => {
+      const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
+        const stoppedAt = new Date()
+        if (this.#current?.child === child) this.#current = undefined
+        clearTimeout(this.#killTimer)
+        const expected = this.#stopping || (role === 'onboard' && code === 0)
+        const fields = {
+          role,
+          child_pid: child.pid,
+          started_at: startedAt.toISOString(),
+          stopped_at: stoppedAt.toISOString(),
+          exit_code: code,
+          signal,
+        }
+        if (expected) this.#log.info(fields, `${role} worker exited`)
+        else this.#log.warn(fields, `${role} worker exited unexpectedly`)
+        resolve({
+          code,
+          signal,
+          readyForMs: readyAt === undefined ? undefined : stoppedAt.getTime() - readyAt,
+        })
+      }
+      child.once('exit', finish)
+      // Without a pid the process never started and no 'exit' will follow.
+      child.on('error', (err) => {
+        if (child.pid === undefined) {
+          this.#log.error({ err, role }, `failed to start ${role} worker`)
+          finish(null, null)
+        } else {
+          this.#log.warn({ err, role, child_pid: child.pid }, `${role} worker IPC error`)
+        }
+      })
+    })
+
+    const start: WorkerIpcStart = { type: 'start', role, config: this.#deps.config }
+    if (child.pid !== undefined) {
+      child.send(start, (err) => {
+        if (err !== null) this.#log.warn({ err, role }, `could not send start to ${role} worker`)
+      })
+    }
+    const run: WorkerRun = { role, child, exited }
+    this.#current = run
+    return run
+  }
+
+  #onReady(role: WorkerRole, pid: number | undefined, url: string): void {
+    if (role === 'kms') {
+      this.#log.info({ role, child_pid: pid, url }, 'KMS worker ready')
+      this.#notify(`READY=1\nSTATUS=serving on ${url}`)
+    } else {
+      this.#log.info({ role, child_pid: pid, url }, 'onboarding worker ready')
+      // Onboarding may wait hours for an operator; a Type=notify unit that never heard READY=1
+      // would be killed by its start timeout, so onboarding counts as started too.
+      this.#notify(`READY=1\nSTATUS=waiting for onboarding on ${url}`)
+    }
+  }
+
+  /** sd_notify must never take the supervisor down: failures are only logged. */
+  #notify(state: string): void {
+    try {
+      notify(state, this.#deps.env ?? process.env)
+    } catch (err) {
+      this.#log.warn({ err }, `sd_notify failed: ${errorMessage(err)}`)
+    }
+  }
+
+  #stop(signal: NodeJS.Signals): void {
+    const run = this.#current
+    const alive = run !== undefined && run.child.exitCode === null && run.child.signalCode === null
+    if (this.#stopping) {
+      this.#log.warn({ signal }, 'second stop signal')
+      if (alive) this.#kill(run, 'SIGKILL')
+      return
+    }
+    this.#stopping = true
+    this.#log.info({ signal, grace_ms: this.#graceMs }, 'stopping')
+    this.#notify('STOPPING=1')
+    this.#cancelDelay?.()
+    if (!alive) return
+    this.#kill(run, signal)
+    this.#killTimer = setTimeout(() => {
+      this.#log.warn(
+        { role: run.role, child_pid: run.child.pid, grace_ms: this.#graceMs },
+        `${run.role} worker did not stop within ${this.#graceMs} ms; sending SIGKILL`,
+      )
+      this.#kill(run, 'SIGKILL')
+    }, this.#graceMs)
+  }
+
+  #kill(run: WorkerRun, signal: NodeJS.Signals): void {
+    try {
+      run.child.kill(signal)
+    } catch (err) {
+      this.#log.warn({ err, role: run.role, signal }, 'could not signal worker')
+    }
+  }
+}

@@ -1,0 +1,102 @@
+// The two messages between the supervisor and a worker process (spec 06 §17.2). The channel is
+// Node's fork IPC with `serialization: 'advanced'` (structured clone), so KmsConfig travels as is.
+import type { KmsConfig } from '../config/types.js'
+import { KmsError } from '../errors.js'
+
+export type WorkerRole = 'onboard' | 'kms'
+
+/** supervisor → worker, the first message after fork */
+export interface WorkerIpcStart {
+  type: 'start'
+  role: WorkerRole
+  config: KmsConfig
+}
+
+/** worker → supervisor, once its listener is bound */
+export interface WorkerIpcReady {
+  type: 'ready'
+  role: WorkerRole
+  url: string
+}
+
+function isRole(value: unknown): value is WorkerRole {
+  return value === 'onboard' || value === 'kms'
+}
+
+export function isWorkerIpcStart(msg: unknown): msg is WorkerIpcStart {
+  return (
+    typeof msg === 'object' &&
+    msg !== null &&
+    'type' in msg &&
+    msg.type === 'start' &&
+    'role' in msg &&
+    isRole(msg.role) &&
+    'config' in msg &&
+    typeof msg.config === 'object' &&
+    msg.config !== null
+  )
+}
+
+export function isWorkerIpcReady(msg: unknown): msg is WorkerIpcReady {
+  return (
+    typeof msg === 'object' &&
+    msg !== null &&
+    'type' in msg &&
+    msg.type === 'ready' &&
+    'role' in msg &&
+    isRole(msg.role) &&
+    'url' in msg &&
+    typeof msg.url === 'string'
+  )
+}
+
+/** The part of `process` the worker side uses. */
+export interface IpcProcess {
+  send?(message: unknown, callback: (error: Error | null) => void): boolean
+  connected?: boolean
+  on(event: 'message', listener: (msg: unknown) => void): unknown
+  off(event: 'message', listener: (msg: unknown) => void): unknown
+  once?(event: 'disconnect', listener: () => void): unknown
+}
+
+/** Worker side: waits for the supervisor's start message. Removing the listener afterwards
+ * unrefs the channel, so the IPC link alone never keeps a finished worker alive. */
+export function receiveStart(proc: IpcProcess = process): Promise<WorkerIpcStart> {
+  if (proc.send === undefined || proc.connected === false) {
+    return Promise.reject(
+      new KmsError('KMS_ERR_INTERNAL', 'not started by the supervisor: no IPC channel'),
+    )
+  }
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: unknown): void => {
+      proc.off('message', onMessage)
+      if (isWorkerIpcStart(msg)) resolve(msg)
+      else reject(new KmsError('KMS_ERR_INTERNAL', 'the first supervisor message was not "start"'))
+    }
+    proc.on('message', onMessage)
+  })
+}
+
+/** Worker side: tells the supervisor the listener is bound. */
+export function sendReady(
+  role: WorkerRole,
+  url: string,
+  proc: IpcProcess = process,
+): Promise<void> {
+  if (proc.send === undefined) {
+    return Promise.reject(
+      new KmsError('KMS_ERR_INTERNAL', 'not started by the supervisor: no IPC channel'),
+    )
+  }
+  const msg: WorkerIpcReady = { type: 'ready', role, url }
+  return new Promise((resolve, reject) => {
+    proc.send?.(msg, (err) => (err === null ? resolve() : reject(err)))
+  })
+}
+
+/** Worker side: runs `handler` when the IPC channel closes, i.e. the supervisor died (workers
+ * run in their own process group, so no terminal or group signal would reach them). While
+ * registered, the listener keeps the channel referenced: the worker ends with process.exit. */
+export function onSupervisorGone(handler: () => void, proc: IpcProcess = process): void {
+  proc.once?.('disconnect', handler)
+}

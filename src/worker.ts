@@ -1,0 +1,163 @@
+// Entry point of the worker processes the supervisor forks: `onboard` (no keys yet) or `kms`
+// (the main service). The configuration arrives over IPC so both processes act on the very same
+// resolved settings.
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { createAuthApi } from './auth/auth-api.js'
+import { CacheDb } from './cache/cache-db.js'
+import type { KmsConfig } from './config/types.js'
+import { nobleSecp256k1 } from './crypto/secp256k1.js'
+import { errorMessage } from './errors.js'
+import { listenUrl } from './http/server-options.js'
+import { buildAdminApp, buildKmsApp } from './kms/app.js'
+import { parseBootstrapInfoJson } from './kms/routes.js'
+import { KmsService } from './kms/service.js'
+import { loadKmsState } from './kms/state.js'
+import { createLogger } from './log.js'
+import { buildOnboardApp } from './onboard/app.js'
+import { createEphemeralTls } from './onboard/ephemeral-tls.js'
+import { OnboardService } from './onboard/service.js'
+import { onSupervisorGone, receiveStart, sendReady } from './supervisor/worker-ipc.js'
+import { createTeeBackend } from './tee/backend.js'
+import { USER_AGENT } from './version.js'
+
+const secp256k1 = nobleSecp256k1
+
+async function listen(
+  app: FastifyInstance,
+  address: string,
+  port: number,
+  scheme: 'http' | 'https',
+): Promise<string> {
+  await app.listen({
+    host: address,
+    port,
+    // Fastify names the scheme from its own `https` option, which our server factory bypasses.
+    listenTextResolver: (addr) => `Server listening at ${addr.replace(/^https?:/, `${scheme}:`)}`,
+  })
+  const addr = app.server.address()
+  const bound = typeof addr === 'object' && addr !== null ? addr.port : port
+  return listenUrl(scheme, address, bound)
+}
+
+/** Stops on SIGTERM/SIGINT (forwarded by the supervisor) after in-flight requests finish. */
+function stopOnSignals(logger: Logger, close: () => Promise<void>): void {
+  let stopping = false
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'stopping')
+    close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err: errorMessage(err) }, 'error while stopping')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+}
+
+async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
+  const tee = createTeeBackend(config.tee.backend)
+  const authApi = createAuthApi(config.core.authApi, USER_AGENT)
+  const service = new OnboardService({ config, tee, secp256k1, authApi, logger })
+  const tls = config.core.onboard.tls ? createEphemeralTls() : null
+  // onFinish runs after listen, when the app exists; the holder breaks the construction cycle.
+  const holder: { app?: FastifyInstance } = {}
+  const app = await buildOnboardApp({
+    service,
+    logger,
+    tls,
+    onFinish: () => {
+      logger.info('onboarding finished; handing over to the KMS')
+      holder.app?.close().then(
+        () => process.exit(0),
+        () => process.exit(0),
+      )
+    },
+  })
+  holder.app = app
+  stopOnSignals(logger, () => app.close())
+  const { address, port } = config.core.onboard
+  const url = await listen(app, address, port, tls === null ? 'http' : 'https')
+  if (tls === null) {
+    logger.warn({ url }, 'onboarding listener is plain HTTP (core.onboard.tls = false)')
+  } else {
+    logger.info(
+      { url, fingerprint: tls.fingerprint },
+      `onboarding certificate SHA-256 fingerprint ${tls.fingerprint}`,
+    )
+  }
+  logger.warn({ url }, 'onboarding endpoint is unauthenticated; bootstrap or onboard it now')
+  await sendReady('onboard', url)
+}
+
+async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
+  const tee = createTeeBackend(config.tee.backend)
+  const authApi = createAuthApi(config.core.authApi, USER_AGENT)
+  const state = loadKmsState(config.core.certDir, secp256k1)
+  const cache = CacheDb.open(config.core.image.cacheDir)
+  const service = new KmsService({
+    config,
+    state,
+    tee,
+    secp256k1,
+    authApi,
+    cache,
+    logger,
+    parseBootstrapInfo: parseBootstrapInfoJson,
+  })
+  const app = await buildKmsApp({ config, state, service, logger })
+  const admin = config.core.admin.enabled
+    ? await buildAdminApp({ config, state, service, logger })
+    : null
+  stopOnSignals(logger, async () => {
+    await Promise.all([app.close(), admin?.close()])
+    cache.close()
+  })
+  logger.info(
+    {
+      routes: [
+        'GetAppEnvEncryptPubKey',
+        'GetAppKey',
+        'GetKmsKey',
+        'GetMeta',
+        'GetTempCaCert',
+        'SignCert',
+        'ClearImageCache',
+      ].map((m) => `/prpc/${m}`),
+    },
+    'Starting KMS',
+  )
+  const url = await listen(app, config.rpc.address, config.rpc.port, 'https')
+  if (admin !== null) {
+    const adminUrl = await listen(admin, config.core.admin.address, config.core.admin.port, 'http')
+    logger.info({ url: adminUrl }, 'admin listener ready')
+  }
+  logger.info({ url }, 'KMS listening')
+  await sendReady('kms', url)
+}
+
+async function main(): Promise<void> {
+  const start = await receiveStart()
+  const logger = createLogger(start.role, start.config.log.level)
+  // The supervisor is gone (crashed or SIGKILLed): nobody will stop or restart us, so go.
+  onSupervisorGone(() => {
+    logger.warn('supervisor disappeared; exiting')
+    process.exit(1)
+  })
+  try {
+    if (start.role === 'onboard') await runOnboard(start.config, logger)
+    else await runKms(start.config, logger)
+  } catch (err) {
+    logger.fatal({ err: errorMessage(err) }, `${start.role} worker failed to start`)
+    process.exit(1)
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`dstack-kms worker: ${errorMessage(err)}\n`)
+  process.exit(1)
+})
