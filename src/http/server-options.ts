@@ -36,9 +36,6 @@ export function createFastify(logger: Logger, tls: TlsListenerOptions | null): F
   if (tls.onSecureConnection !== undefined) server.on('secureConnection', tls.onSecureConnection)
   return Fastify({
     ...baseServerOptions(logger),
-    // Fastify names the scheme from its own `https` option, which a server factory bypasses.
-    listenTextResolver: (address: string) =>
-      `Server listening at ${address.replace(/^http:/, 'https:')}`,
     // https.Server carries every http.Server member Fastify uses; Fastify's typings model HTTPS
     // only through an overload that our shared plugins are not generic over.
     serverFactory: (handler) => {
