@@ -9,6 +9,8 @@ import type { KmsConfig } from './config/types.js'
 import { nobleSecp256k1 } from './crypto/secp256k1.js'
 import { errorMessage } from './errors.js'
 import { listenUrl } from './http/server-options.js'
+import { keysExist } from './keys/cert-dir.js'
+import { recoverStaging } from './keys/commit.js'
 import { buildAdminApp, buildKmsApp } from './kms/app.js'
 import { parseBootstrapInfoJson } from './kms/routes.js'
 import { KmsService } from './kms/service.js'
@@ -60,6 +62,14 @@ function stopOnSignals(logger: Logger, close: () => Promise<void>): void {
 }
 
 async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
+  // A Bootstrap that crashed after its commit point left a complete key set in staging: finish
+  // it, and hand over to the KMS instead of asking the operator to bootstrap again.
+  const recovery = recoverStaging(config.core.certDir)
+  if (recovery.action !== 'none') logger.warn({ recovery }, 'recovered an interrupted key commit')
+  if (keysExist(config.core.certDir)) {
+    logger.info('keys are present; onboarding is complete')
+    process.exit(0)
+  }
   const tee = createTeeBackend(config.tee.backend)
   const authApi = createAuthApi(config.core.authApi, USER_AGENT)
   const service = new OnboardService({ config, tee, secp256k1, authApi, logger })

@@ -89,7 +89,9 @@ async function submit(form, button, call) {
 
 $('show-bootstrap').addEventListener('click', () => show('bootstrap'))
 $('show-onboard').addEventListener('click', () => show('onboard'))
-for (const b of document.querySelectorAll('.back')) b.addEventListener('click', () => show('choose'))
+for (const b of document.querySelectorAll('.back')) {
+  b.addEventListener('click', () => show('choose'))
+}
 
 $('bootstrap-form').addEventListener('submit', (ev) => {
   ev.preventDefault()

@@ -105,7 +105,8 @@ export function appVersionString(version: string, gitCommit?: string, modified?:
   return `v${version} (git:${gitCommit.slice(0, 20)}${modified === true ? '-modified' : ''})`
 }
 
-/** Registers the shared surface. Call it before registering routes and plugins. */
+/** Registers the shared surface (before `ready()`; it may come before or after the pRPC plugin).
+ * It owns the root not-found handler, so nothing else may set one. */
 export function registerCommonHttp(app: FastifyInstance, opts: CommonHttpOptions): void {
   const appVersion = opts.appVersion
   app.addHook('onRequest', async (_request, reply) => {

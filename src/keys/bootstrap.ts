@@ -5,7 +5,7 @@ import { KmsError, withContext } from '../errors.js'
 import type { TeeBackend } from '../tee/backend.js'
 import { validateDomain } from '../config/validate.js'
 import { CERT_DIR_FILES, certPath } from './cert-dir.js'
-import { commitFiles, type CertDirFile } from './commit.js'
+import { commitFiles, recoverStaging, type CertDirFile } from './commit.js'
 import { generateKeys, mintCerts, type KmsCerts, type KmsKeys } from './key-set.js'
 import { bootstrapKeysReportData } from './report-data.js'
 
@@ -61,6 +61,8 @@ async function prepareKeySet(
   notAllowedContext: string,
 ): Promise<{ keys: KmsKeys; certs: KmsCerts }> {
   validateDomain(domain)
+  // A commit interrupted by a crash is finished (or discarded) before deciding anything.
+  recoverStaging(deps.certDir)
   if (alreadyBootstrapped(deps.certDir)) {
     throw new KmsError('KMS_ERR_ALREADY_BOOTSTRAPPED', 'KMS has already been bootstrapped')
   }

@@ -75,8 +75,15 @@ function parseMarker(text: string): string[] {
 export function commitFiles(certDir: string, files: readonly CertDirFile[]): void {
   files.forEach((f) => assertPlainName(f.name))
   mkdirSync(certDir, { recursive: true, mode: 0o700 })
-  recoverStaging(certDir)
   const staging = join(certDir, STAGING_DIR)
+  // Recovering here would let a new key set overwrite an old one that was already committed;
+  // callers recover first and then decide whether they may write at all.
+  if (existsSync(staging)) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `an interrupted key commit is pending in ${staging}; run recoverStaging first`,
+    )
+  }
   mkdirSync(staging, { mode: 0o700 })
   for (const f of files) writeFileDurable(join(staging, f.name), f.data, f.mode)
   fsyncDir(staging)

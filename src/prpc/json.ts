@@ -4,7 +4,13 @@
 // included. `JSON.parse` cannot be used: it silently keeps the last of duplicate keys.
 import { Buffer } from 'node:buffer'
 import { KmsError } from '../errors.js'
-import { blankObject, readField, type FieldDescriptor, type MessageType } from './schema.js'
+import {
+  blankObject,
+  encodeError,
+  readField,
+  type FieldDescriptor,
+  type MessageType,
+} from './schema.js'
 
 // ---------------------------------------------------------------------------------------------
 // Output
@@ -14,8 +20,7 @@ function bytesHex(v: Uint8Array): string {
 }
 
 function jsonSingle(owner: string, f: FieldDescriptor, v: unknown): string {
-  const bad = (expected: string): KmsError =>
-    new KmsError('KMS_ERR_INTERNAL', `cannot encode ${owner}.${f.name}: expected ${expected}`)
+  const bad = (expected: string): KmsError => encodeError(owner, f.name, expected)
   switch (f.type) {
     case 'string':
       if (typeof v !== 'string') throw bad('a string')
@@ -44,9 +49,7 @@ function jsonSingle(owner: string, f: FieldDescriptor, v: unknown): string {
 
 function jsonField(owner: string, f: FieldDescriptor, v: unknown): string {
   if (f.label === 'repeated') {
-    if (!Array.isArray(v)) {
-      throw new KmsError('KMS_ERR_INTERNAL', `cannot encode ${owner}.${f.name}: expected an array`)
-    }
+    if (!Array.isArray(v)) throw encodeError(owner, f.name, 'an array')
     return `[${v.map((el: unknown) => jsonSingle(owner, f, el)).join(',')}]`
   }
   if (f.label === 'optional' && v === null) return 'null'
@@ -80,7 +83,7 @@ function rustDebugChar(ch: string): string {
 }
 
 /** Rust `{:?}` of a str, as serde prints unexpected strings. */
-export function rustDebugStr(s: string): string {
+function rustDebugStr(s: string): string {
   return `"${[...s].map((ch) => (ch === '"' ? '\\"' : rustEscape(ch))).join('')}"`
 }
 
@@ -133,7 +136,7 @@ class JsonError extends Error {
  * prpc's `bytes_as_hex_str`: strip every leading `0x` (not `0X`), then the `hex` crate's decode,
  * which checks the length first and reports bad bytes (as Latin-1 chars) by byte index.
  */
-export function decodeHexField(text: string): Buffer {
+function decodeHexField(text: string): Buffer {
   let s = text
   while (s.startsWith('0x')) s = s.slice(2)
   const raw = Buffer.from(s, 'utf8')
@@ -172,8 +175,11 @@ function uintValue(type: 'uint32' | 'uint64', v: bigint): number | bigint {
 /** D2: integers may also arrive as decimal strings (Rust `str::parse` accepts a leading `+`). */
 function uintFromText(type: 'uint32' | 'uint64', s: string): number | bigint {
   if (/^\+?[0-9]+$/.test(s)) {
-    const v = BigInt(s)
-    if (v <= uintMax(type)) return uintValue(type, v)
+    // leading zeros are fine; more than 20 significant digits never fit (and BigInt is slow on
+    // megabytes of digits)
+    const digits = s.replace(/^\+?0*/, '')
+    const v = digits.length <= 20 ? BigInt(`0${digits}`) : undefined
+    if (v !== undefined && v <= uintMax(type)) return uintValue(type, v)
   }
   throw new JsonError(`invalid value: string ${rustDebugStr(s)}, expected ${uintExpected(type)}`)
 }
@@ -433,7 +439,8 @@ class Cursor {
     const start = this.i
     const float = this.scanNumber(false)
     const text = Buffer.from(this.s.subarray(start, this.i)).toString('latin1')
-    if (!float) {
+    // u64::MAX has 20 digits; longer integers are floats for serde_json too
+    if (!float && text.length <= 20) {
       const v = BigInt(text)
       if (v <= 0xffffffffffffffffn) {
         if (positive) return { kind: 'u64', value: v }

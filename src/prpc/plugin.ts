@@ -198,6 +198,11 @@ export async function registerPrpc<Ctx>(
         contentTypes.set(request.raw, request.headers['content-type'])
         delete request.headers['content-type']
       },
+      preValidation: async (request) => {
+        // the body has been read: later hooks and handlers see the header again
+        const contentType = contentTypes.get(request.raw)
+        if (contentType !== undefined) request.headers['content-type'] = contentType
+      },
       handler: async (request, reply) => {
         const url = request.raw.url ?? request.url
         const segment = methodSegment(url)

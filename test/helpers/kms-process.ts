@@ -11,14 +11,14 @@ export const CLI = resolve(import.meta.dirname, '../../dist/src/cli.js')
 export type LogLine = Record<string, unknown> & { msg?: string; worker?: string; level?: number }
 
 export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
+  return new Promise((resolve, reject) => {
     const srv = createServer()
     srv.unref()
-    srv.on('error', rej)
+    srv.on('error', reject)
     srv.listen(0, '127.0.0.1', () => {
       const addr = srv.address()
       const port = typeof addr === 'object' && addr !== null ? addr.port : 0
-      srv.close(() => res(port))
+      srv.close(() => resolve(port))
     })
   })
 }
@@ -88,8 +88,8 @@ export function startKms(opts: StartOptions): KmsProcess {
     stderr.push(chunk.toString('utf8'))
     if (process.env.KMS_TEST_VERBOSE) process.stderr.write(chunk)
   })
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => {
-    proc.on('exit', (code, signal) => res({ code, signal }))
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => resolve({ code, signal }))
   })
   return {
     proc,
@@ -99,9 +99,9 @@ export function startKms(opts: StartOptions): KmsProcess {
     waitForLog(pred, timeoutMs = 30_000) {
       const found = logs.find(pred)
       if (found !== undefined) return Promise.resolve(found)
-      return new Promise((res, rej) => {
+      return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
-          rej(
+          reject(
             new Error(
               `timed out waiting for a log line; last lines:\n${logs
                 .slice(-15)
@@ -114,24 +114,31 @@ export function startKms(opts: StartOptions): KmsProcess {
           pred,
           resolve: (l) => {
             clearTimeout(timer)
-            res(l)
+            resolve(l)
           },
         })
-        void exit.then(() => {
-          const idx = waiters.findIndex((w) => w.pred === pred)
-          if (idx !== -1) {
-            clearTimeout(timer)
-            waiters.splice(idx, 1)
-            rej(new Error(`process exited while waiting for a log line; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr.join('')}`))
-          }
-        })
+        exit.then(
+          () => {
+            const idx = waiters.findIndex((w) => w.pred === pred)
+            if (idx !== -1) {
+              clearTimeout(timer)
+              waiters.splice(idx, 1)
+              reject(
+                new Error(
+                  `process exited while waiting for a log line; logs:\n${logs.map((l) => JSON.stringify(l)).join('\n')}\nstderr:\n${stderr.join('')}`,
+                ),
+              )
+            }
+          },
+          () => {},
+        )
       })
     },
     waitForExit(timeoutMs = 30_000) {
       return Promise.race([
         exit,
-        new Promise<never>((_res, rej) =>
-          setTimeout(() => rej(new Error('process did not exit in time')), timeoutMs).unref(),
+        new Promise<never>((_resolve, reject) =>
+          setTimeout(() => reject(new Error('process did not exit in time')), timeoutMs).unref(),
         ),
       ])
     },
