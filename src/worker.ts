@@ -12,7 +12,6 @@ import { listenUrl } from './http/server-options.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
 import { buildAdminApp, buildKmsApp } from './kms/app.js'
-import { parseBootstrapInfoJson } from './kms/routes.js'
 import { KmsService } from './kms/service.js'
 import { loadKmsState } from './kms/state.js'
 import { createLogger } from './log.js'
@@ -117,7 +116,6 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
     authApi,
     cache,
     logger,
-    parseBootstrapInfo: parseBootstrapInfoJson,
   })
   const app = await buildKmsApp({ config, state, service, logger })
   const admin = config.core.admin.enabled

@@ -8,12 +8,8 @@ import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1, keccak256 } from '../src/crypto/secp256k1.js'
 import { KmsError } from '../src/errors.js'
 import { writeFileAtomic } from '../src/fs/atomic-write.js'
-import {
-  autoBootstrap,
-  bootstrap,
-  bootstrapInfoJson,
-  type BootstrapDeps,
-} from '../src/keys/bootstrap.js'
+import { autoBootstrap, bootstrap, type BootstrapDeps } from '../src/keys/bootstrap.js'
+import { bootstrapInfoJson, parseBootstrapInfoJson } from '../src/keys/bootstrap-info.js'
 import { CERT_DIR_FILES, keysExist, REQUIRED_KEY_FILES } from '../src/keys/cert-dir.js'
 import { commitFiles, recoverStaging, STAGING_DIR } from '../src/keys/commit.js'
 import { bootstrapKeysReportData, ratlsCertReportData } from '../src/keys/report-data.js'
@@ -96,6 +92,12 @@ describe('staged commits', () => {
     writeFileSync(join(dir, STAGING_DIR, 'COMPLETE'), JSON.stringify(['a.key', 'b.crt']))
     assert.deepEqual(recoverStaging(dir), { action: 'rolled-forward', files: ['b.crt'] })
     assert.deepEqual(readdirSync(dir).sort(), ['a.key', 'b.crt'])
+  })
+
+  it('refuses to commit over a pending staging directory', () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, STAGING_DIR))
+    assert.throws(() => commitFiles(dir, files), /interrupted key commit is pending/)
   })
 
   it('refuses file names that could escape cert_dir', () => {
@@ -211,6 +213,24 @@ describe('bootstrap', () => {
       false,
       'no attestation with backend none',
     )
+  })
+
+  it('bootstrap-info.json round-trips through the BootstrapResponse JSON mapping', () => {
+    const info = {
+      caPubkey: Buffer.from('3059', 'hex'),
+      k256Pubkey: Buffer.from('02ab', 'hex'),
+      attestation: Buffer.alloc(0),
+    }
+    const text = bootstrapInfoJson(info)
+    assert.equal(text, '{"ca_pubkey":"3059","k256_pubkey":"02ab","attestation":""}')
+    assert.deepEqual(parseBootstrapInfoJson(text), info)
+    // upstream would also accept 0x-prefixed hex; garbage is an error (GetMeta then says null)
+    assert.deepEqual(
+      parseBootstrapInfoJson('{"ca_pubkey":"0x3059","k256_pubkey":"02ab","attestation":""}'),
+      info,
+    )
+    assert.throws(() => parseBootstrapInfoJson('{"ca_pubkey":"zz"}'))
+    assert.throws(() => parseBootstrapInfoJson('not json'))
   })
 
   it('refuses a second bootstrap and leaves every file untouched', async () => {

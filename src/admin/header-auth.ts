@@ -4,18 +4,18 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import type { AdminConfig } from '../config/types.js'
+import { ADMIN_NO_AUTH_MESSAGE, resolveAdminToken } from '../config/validate.js'
 import { KmsError } from '../errors.js'
 import { loadHtpasswd, verifyBcrypt } from './htpasswd.js'
 import { digestEquals, sha256Utf8, trimLikeRust } from './token.js'
 
 export const ADMIN_REALM = 'dstack-kms admin'
 export const WWW_AUTHENTICATE = `Basic realm="${ADMIN_REALM}"`
-export const ENV_ADMIN_TOKEN = 'DSTACK_KMS_ADMIN_TOKEN'
-export const ENV_ADMIN_TOKEN_COMPAT = 'ADMIN_API_TOKEN'
-export const NO_ADMIN_CREDENTIALS_MESSAGE =
-  'admin API is enabled but neither auth_token nor htpasswd_file is configured; ' +
-  `set core.admin.auth_token, ${ENV_ADMIN_TOKEN}, ${ENV_ADMIN_TOKEN_COMPAT}, ` +
-  'core.admin.htpasswd_file, or insecure_no_auth = true (testing only)'
+export {
+  ADMIN_NO_AUTH_MESSAGE as NO_ADMIN_CREDENTIALS_MESSAGE,
+  ENV_ADMIN_TOKEN,
+  ENV_ADMIN_TOKEN_COMPAT,
+} from '../config/validate.js'
 
 export interface AdminAuthenticator {
   /** `insecure` = `insecure_no_auth`: every request passes (the caller logs a warning) */
@@ -81,12 +81,6 @@ function decodeBasic(encoded: string): { user: string; password: string } | unde
   return { user: text.slice(0, colon), password: text.slice(colon + 1) }
 }
 
-function resolveToken(cfg: AdminConfig, env: NodeJS.ProcessEnv): string {
-  if (cfg.authToken !== '') return trimLikeRust(cfg.authToken)
-  // A variable set to "" still counts as set and shadows the compatibility name (upstream).
-  return trimLikeRust(env[ENV_ADMIN_TOKEN] ?? env[ENV_ADMIN_TOKEN_COMPAT] ?? '')
-}
-
 /** Builds the authenticator at start-up; throws KMS_ERR_CONFIG when the listener would be open
  * by accident (no token, no htpasswd, no explicit `insecure_no_auth`) or the htpasswd file does
  * not load. Call it only when `[core.admin] enabled`. */
@@ -97,9 +91,9 @@ export function createAdminAuthenticator(
   if (cfg.insecureNoAuth) {
     return { mode: 'insecure', authenticate: async () => true }
   }
-  const token = resolveToken(cfg, env)
+  const token = resolveAdminToken(cfg, env)
   if (token === '' && cfg.htpasswdFile === '') {
-    throw new KmsError('KMS_ERR_CONFIG', NO_ADMIN_CREDENTIALS_MESSAGE)
+    throw new KmsError('KMS_ERR_CONFIG', ADMIN_NO_AUTH_MESSAGE)
   }
   const digests = token === '' ? [] : [sha256Utf8(token)]
   const htpasswd = cfg.htpasswdFile === '' ? undefined : loadHtpasswd(cfg.htpasswdFile)

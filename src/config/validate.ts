@@ -2,6 +2,7 @@
 // Bootstrap/Onboard, the admin token source (spec 01 §8.2) and the list of production-unsafe
 // settings that the CLI logs loudly.
 
+import { trimLikeRust } from '../admin/token.js'
 import { isIP } from 'node:net'
 import { KmsError, type KmsErrorCode } from '../errors.js'
 import type { AdminConfig, KmsConfig } from './types.js'
@@ -51,9 +52,9 @@ export function resolveAdminToken(
   admin: Pick<AdminConfig, 'authToken'>,
   env: NodeJS.ProcessEnv = process.env,
 ): string {
-  if (admin.authToken !== '') return admin.authToken.trim()
+  if (admin.authToken !== '') return trimLikeRust(admin.authToken)
   const primary = env[ENV_ADMIN_TOKEN]
-  return (primary ?? env[ENV_ADMIN_TOKEN_COMPAT] ?? '').trim()
+  return trimLikeRust(primary ?? env[ENV_ADMIN_TOKEN_COMPAT] ?? '')
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1

@@ -7,13 +7,8 @@ import { validateDomain } from '../config/validate.js'
 import { CERT_DIR_FILES, certPath } from './cert-dir.js'
 import { commitFiles, recoverStaging, type CertDirFile } from './commit.js'
 import { generateKeys, mintCerts, type KmsCerts, type KmsKeys } from './key-set.js'
+import { bootstrapInfoJson, type BootstrapInfo } from './bootstrap-info.js'
 import { bootstrapKeysReportData } from './report-data.js'
-
-export interface BootstrapInfo {
-  caPubkey: Buffer
-  k256Pubkey: Buffer
-  attestation: Buffer
-}
 
 export interface BootstrapDeps {
   certDir: string
@@ -25,15 +20,6 @@ export interface BootstrapDeps {
 
 const PRIVATE = 0o600
 const PUBLIC = 0o644
-
-/** `bootstrap-info.json`: compact, snake_case, this key order, hex without 0x (spec 02 §7.3). */
-export function bootstrapInfoJson(info: BootstrapInfo): string {
-  return JSON.stringify({
-    ca_pubkey: info.caPubkey.toString('hex'),
-    k256_pubkey: info.k256Pubkey.toString('hex'),
-    attestation: info.attestation.toString('hex'),
-  })
-}
 
 /** The files of a key set in upstream's write order: keys, certificates, then rpc-domain. */
 export function keySetFiles(keys: KmsKeys, certs: KmsCerts, domain: string): CertDirFile[] {
@@ -80,6 +66,8 @@ async function prepareKeySet(
 }
 
 /** Onboard.Bootstrap. The caller serialises calls (one Bootstrap/Onboard at a time). */
+export type { BootstrapInfo }
+
 export async function bootstrap(deps: BootstrapDeps, domain: string): Promise<BootstrapInfo> {
   const { keys, certs } = await prepareKeySet(deps, domain, 'KMS is not allowed to bootstrap')
   const caPubkey = keys.rootCaKey.spkiDer()

@@ -1,10 +1,9 @@
 // The KMS service's pRPC methods (spec 01 §4.2): request decoding and response shaping around
 // KmsService.
-import { decodeJson } from '../prpc/json.js'
+import { toBootstrapResponse } from '../keys/bootstrap-info.js'
 import {
   AppIdType,
   AppKeyResponseType,
-  BootstrapResponseType,
   ClearImageCacheRequestType,
   AdminClearImageCacheRequestType,
   GetAppKeyRequestType,
@@ -18,12 +17,7 @@ import {
 } from '../prpc/messages.js'
 import { defineMethod, type AnyRpcMethod } from '../prpc/plugin.js'
 import type { ClientCertContext } from './client-cert.js'
-import type { KmsService, MetaInfo } from './service.js'
-
-export function parseBootstrapInfoJson(text: string): MetaInfo['bootstrapInfo'] {
-  const v = decodeJson(BootstrapResponseType, Buffer.from(text, 'utf8'))
-  return { caPubkey: v.ca_pubkey, k256Pubkey: v.k256_pubkey, attestation: v.attestation }
-}
+import type { KmsService } from './service.js'
 
 export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientCertContext>> {
   return {
@@ -33,14 +27,7 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
         ca_cert: m.caCert,
         allow_any_upgrade: m.allowAnyUpgrade,
         k256_pubkey: m.k256Pubkey,
-        bootstrap_info:
-          m.bootstrapInfo === null
-            ? null
-            : {
-                ca_pubkey: m.bootstrapInfo.caPubkey,
-                k256_pubkey: m.bootstrapInfo.k256Pubkey,
-                attestation: m.bootstrapInfo.attestation,
-              },
+        bootstrap_info: m.bootstrapInfo === null ? null : toBootstrapResponse(m.bootstrapInfo),
         is_dev: m.isDev,
         gateway_app_id: m.gatewayAppId,
         kms_contract_address: m.kmsContractAddress,

@@ -16,6 +16,7 @@ import {
 import { x25519PublicKey } from '../crypto/x25519.js'
 import { KmsError, withContext } from '../errors.js'
 import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '../admin/token.js'
+import { parseBootstrapInfoJson, type BootstrapInfo } from '../keys/bootstrap-info.js'
 import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { KmsState } from './state.js'
@@ -33,7 +34,7 @@ export interface MetaInfo {
   caCert: string
   allowAnyUpgrade: boolean
   k256Pubkey: Buffer
-  bootstrapInfo: { caPubkey: Buffer; k256Pubkey: Buffer; attestation: Buffer } | null
+  bootstrapInfo: BootstrapInfo | null
   isDev: boolean
   gatewayAppId: string | null
   kmsContractAddress: string | null
@@ -49,8 +50,6 @@ export interface KmsServiceDeps {
   authApi: AuthApi
   cache: CacheDb
   logger: Logger
-  /** parses bootstrap-info.json with the pRPC JSON mapping of BootstrapResponse */
-  parseBootstrapInfo(text: string): MetaInfo['bootstrapInfo']
   now?: () => Date
 }
 
@@ -80,7 +79,7 @@ export class KmsService {
       return null
     }
     try {
-      return this.#deps.parseBootstrapInfo(text)
+      return parseBootstrapInfoJson(text)
     } catch {
       return null
     }

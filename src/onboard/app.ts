@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { validateDomain } from '../config/validate.js'
 import { errorMessage } from '../errors.js'
+import { toBootstrapResponse } from '../keys/bootstrap-info.js'
 import { registerCommonHttp } from '../http/common.js'
 import { createFastify } from '../http/server-options.js'
 import {
@@ -36,12 +37,7 @@ function onboardMethods(
 ): Record<string, AnyRpcMethod<undefined>> {
   return {
     Bootstrap: defineMethod(BootstrapRequestType, BootstrapResponseType, async (req) => {
-      const info = await service.bootstrap(req.domain)
-      return {
-        ca_pubkey: info.caPubkey,
-        k256_pubkey: info.k256Pubkey,
-        attestation: info.attestation,
-      }
+      return toBootstrapResponse(await service.bootstrap(req.domain))
     }),
     Onboard: defineMethod(OnboardRequestType, OnboardResponseType, async (req) => {
       validateDomain(req.domain)

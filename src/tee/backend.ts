@@ -44,10 +44,11 @@ export function detectTdx(root = '/'): TdxPresence {
   const tsm = join(root, 'sys/kernel/config/tsm/report')
   if (existsSync(tsm)) {
     // A provider is only TDX if it says so; an SEV-SNP guest has the same configfs directory.
+    // `tdx_guest` prefix: the predicate of upstream's is_tdx_available (spec 07 §2.6).
     for (const entry of safeReaddir(tsm)) {
       const provider = join(tsm, entry, 'provider')
       try {
-        if (readFileSync(provider, 'utf8').trim().startsWith('tdx')) evidence.push(provider)
+        if (readFileSync(provider, 'utf8').trim().startsWith('tdx_guest')) evidence.push(provider)
       } catch {
         // an entry without a provider file says nothing about TDX
       }
