@@ -1,0 +1,202 @@
+// TEE backend selection (D10, D17): explicit choice, no silent fallback, fail closed. The
+// detection tests use temp directories laid out like `/`; the CLI tests run the real
+// `dstack-kms serve` on this machine, which has no TDX.
+import assert from 'node:assert/strict'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { KmsError } from '../src/errors.js'
+import { NoneBackend, createTeeBackend, detectTdx } from '../src/tee/backend.js'
+import { testConfigToml } from './helpers/kms-config.js'
+import { freePort, startKms, tempDir, type LogLine } from './helpers/kms-process.js'
+
+const TSM = 'sys/kernel/config/tsm/report'
+
+const NO_TDX_MESSAGE =
+  'tee.backend = "tdx" but this machine has no TDX guest interface (/dev/tdx_guest and a TDX configfs-tsm provider are both missing); for development outside a TEE set [tee] backend = "none"'
+
+const created: string[] = []
+after(() => {
+  for (const dir of created) rmSync(dir, { recursive: true, force: true })
+})
+
+/** A temp directory standing in for `/`, with the given files (path relative to the root). */
+function fakeRoot(files: Record<string, string> = {}): string {
+  const root = tempDir('dstack-kms-tee-root-')
+  created.push(root)
+  for (const [rel, content] of Object.entries(files)) {
+    const p = join(root, rel)
+    mkdirSync(dirname(p), { recursive: true })
+    writeFileSync(p, content)
+  }
+  return root
+}
+
+function kmsError(code: string, message: string): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof KmsError, `expected a KmsError, got ${String(err)}`)
+    assert.equal(err.code, code)
+    assert.equal(err.message, message)
+    return true
+  }
+}
+
+describe('detectTdx', () => {
+  it('finds the TDX guest device', () => {
+    const root = fakeRoot({ 'dev/tdx_guest': '' })
+    assert.deepEqual(detectTdx(root), { present: true, evidence: [join(root, 'dev/tdx_guest')] })
+  })
+
+  it('finds a configfs-tsm provider that says tdx_guest', () => {
+    const root = fakeRoot({ [`${TSM}/com.intel.dcap/provider`]: 'tdx_guest\n' })
+    assert.deepEqual(detectTdx(root), {
+      present: true,
+      evidence: [join(root, TSM, 'com.intel.dcap/provider')],
+    })
+  })
+
+  it('ignores an sev_guest provider, other providers and entries without a provider file', () => {
+    const root = fakeRoot({
+      [`${TSM}/snp/provider`]: 'sev_guest\n',
+      // only a `tdx_guest…` provider counts (spec 07 §2.6)
+      [`${TSM}/other/provider`]: 'tdx-lookalike\n',
+    })
+    mkdirSync(join(root, TSM, 'empty-entry'))
+    assert.deepEqual(detectTdx(root), { present: false, evidence: [] })
+  })
+
+  it('reports only the TDX provider when SEV and TDX providers are both there', () => {
+    const root = fakeRoot({
+      'dev/tdx_guest': '',
+      [`${TSM}/a-sev/provider`]: 'sev_guest\n',
+      [`${TSM}/b-tdx/provider`]: 'tdx_guest\n',
+    })
+    assert.deepEqual(detectTdx(root), {
+      present: true,
+      evidence: [join(root, 'dev/tdx_guest'), join(root, TSM, 'b-tdx/provider')],
+    })
+  })
+
+  it('finds nothing in an empty root', () => {
+    assert.deepEqual(detectTdx(fakeRoot()), { present: false, evidence: [] })
+  })
+})
+
+describe('createTeeBackend', () => {
+  const roots = () => [
+    fakeRoot(),
+    fakeRoot({ 'dev/tdx_guest': '' }),
+    fakeRoot({ [`${TSM}/com.intel.dcap/provider`]: 'tdx_guest\n' }),
+  ]
+
+  it('"none" works with or without TDX, and cannot attest', async () => {
+    for (const root of roots()) {
+      const tee = createTeeBackend('none', root)
+      assert.equal(tee.constructor, NoneBackend)
+      assert.equal(tee.name, 'none')
+      assert.equal(tee.canAttest, false)
+      await assert.rejects(
+        tee.attest(new Uint8Array(64)),
+        kmsError('KMS_ERR_TEE', 'attestation is not available with tee.backend = "none"'),
+      )
+      assert.equal(await tee.vmConfig(), '')
+    }
+  })
+
+  it('"simulator" refuses to start where TDX exists, naming the evidence', () => {
+    const dev = fakeRoot({ 'dev/tdx_guest': '' })
+    assert.throws(
+      () => createTeeBackend('simulator', dev),
+      kmsError(
+        'KMS_ERR_TEE',
+        `refusing to start the TEE simulator on a machine with real TDX (${join(dev, 'dev/tdx_guest')}); set [tee] backend = "tdx"`,
+      ),
+    )
+    const tsm = fakeRoot({ [`${TSM}/com.intel.dcap/provider`]: 'tdx_guest\n' })
+    assert.throws(
+      () => createTeeBackend('simulator', tsm),
+      kmsError(
+        'KMS_ERR_TEE',
+        `refusing to start the TEE simulator on a machine with real TDX (${join(tsm, TSM, 'com.intel.dcap/provider')}); set [tee] backend = "tdx"`,
+      ),
+    )
+  })
+
+  it('"simulator" without TDX reports that it is not implemented', () => {
+    for (const root of [fakeRoot(), fakeRoot({ [`${TSM}/snp/provider`]: 'sev_guest\n' })]) {
+      assert.throws(
+        () => createTeeBackend('simulator', root),
+        kmsError(
+          'KMS_ERR_NOT_IMPLEMENTED',
+          'tee.backend = "simulator" is not implemented yet; use "none" for development',
+        ),
+      )
+    }
+  })
+
+  it('"tdx" without TDX fails closed with the exact reason and returns no backend', () => {
+    for (const root of [fakeRoot(), fakeRoot({ [`${TSM}/snp/provider`]: 'sev_guest\n' })]) {
+      let backend: unknown
+      assert.throws(
+        () => {
+          backend = createTeeBackend('tdx', root)
+        },
+        kmsError('KMS_ERR_TEE', NO_TDX_MESSAGE),
+      )
+      assert.equal(backend, undefined)
+    }
+  })
+
+  it('"tdx" with TDX present is not a silent fallback either: it says not implemented', () => {
+    const root = fakeRoot({ 'dev/tdx_guest': '' })
+    assert.throws(
+      () => createTeeBackend('tdx', root),
+      kmsError(
+        'KMS_ERR_NOT_IMPLEMENTED',
+        `tee.backend = "tdx" is not implemented yet (found ${join(root, 'dev/tdx_guest')})`,
+      ),
+    )
+  })
+})
+
+describe('dstack-kms serve on a machine without TDX', () => {
+  async function serveFails(configToml: (dir: string, port: number) => string) {
+    assert.equal(detectTdx('/').present, false, 'these tests expect a machine without TDX')
+    const dir = tempDir()
+    created.push(dir)
+    const port = await freePort()
+    const kms = startKms({
+      dir,
+      configToml: configToml(dir, port),
+      env: { DSTACK_KMS_SYSTEM_CONFIG: join(dir, 'no-such-system-config.toml') },
+    })
+    const exit = await kms.waitForExit()
+    assert.deepEqual(exit, { code: 1, signal: null })
+    assert.equal(kms.stderr.join(''), `dstack-kms: ${NO_TDX_MESSAGE}\n`)
+    const starting = kms.logs.find((l) => l.msg === 'dstack-kms starting')
+    assert.ok(starting !== undefined, JSON.stringify(kms.logs))
+    assert.equal(starting.tee, 'tdx')
+    const forks = kms.logs.filter((l: LogLine) => /^started \w+ worker$/.test(l.msg ?? ''))
+    assert.deepEqual(forks, [], 'no worker may be forked')
+    // it failed before touching cert_dir
+    assert.equal(existsSync(join(dir, 'certs')), false)
+  }
+
+  it('[tee] backend = "tdx" exits non-zero with the reason and forks no worker', async () => {
+    await serveFails((dir, port) => {
+      const base = testConfigToml({ dir, port })
+      const toml = base.replace('[tee]\nbackend = "none"\n', '[tee]\nbackend = "tdx"\n')
+      assert.notEqual(toml, base)
+      return toml
+    })
+  })
+
+  it('no [tee] section at all means the built-in default "tdx" (D17): same failure', async () => {
+    await serveFails((dir, port) => {
+      const base = testConfigToml({ dir, port })
+      const toml = base.replace('[tee]\nbackend = "none"\n', '')
+      assert.doesNotMatch(toml, /\[tee\]|backend/)
+      return toml
+    })
+  })
+})
