@@ -480,6 +480,18 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
       assert.equal(db.getMeasurement('ee'.repeat(32)), undefined)
       assert.ok(db.getMeasurement('ff'.repeat(32)))
 
+      // the GET form works too, and the token never reaches the logs
+      const get = await rawRequest({
+        url: `${base}/prpc/ClearImageCache?token=${ADMIN_TOKEN}&image_hash=&config_hash=`,
+      })
+      assert.equal(get.status, 200, get.text)
+      await kms.waitForLog((l) => l.msg === 'request completed')
+      assert.equal(
+        kms.logs.some((l) => JSON.stringify(l).includes(ADMIN_TOKEN)),
+        false,
+        'the admin token must not be logged',
+      )
+
       // protobuf, spec-revision field layout (token = 1, image_hash = 2, config_hash = 3)
       const body = encodeMessage(ClearImageCacheRequestType, {
         token: ADMIN_TOKEN,

@@ -8,9 +8,25 @@ import type { Logger } from 'pino'
 
 const TIMEOUTS = { connectionTimeout: 120_000, requestTimeout: 60_000, keepAliveTimeout: 10_000 }
 
+/** Request log lines carry the path without the query string: a GET pRPC call puts its whole
+ * request there, and `ClearImageCache?token=…` must not end up in the logs. */
+export function requestLogFields(req: {
+  method?: string
+  url?: string
+  socket?: { remoteAddress?: string }
+}): Record<string, unknown> {
+  const url = req.url ?? ''
+  const q = url.indexOf('?')
+  return {
+    method: req.method,
+    url: q === -1 ? url : `${url.slice(0, q)}?…`,
+    remoteAddress: req.socket?.remoteAddress,
+  }
+}
+
 function baseServerOptions(logger: Logger): FastifyServerOptions {
   return {
-    loggerInstance: logger,
+    loggerInstance: logger.child({}, { serializers: { req: requestLogFields } }),
     ...TIMEOUTS,
     // the pRPC layer reads raw bodies itself, with its own per-method limits
     bodyLimit: 16 * 1024 * 1024,
