@@ -485,7 +485,14 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
         url: `${base}/prpc/ClearImageCache?token=${ADMIN_TOKEN}&image_hash=&config_hash=`,
       })
       assert.equal(get.status, 200, get.text)
-      await kms.waitForLog((l) => l.msg === 'request completed')
+      await kms.waitForLog((l) => {
+        const req = l.req as { method?: string; url?: string } | undefined
+        return (
+          l.msg === 'incoming request' &&
+          req?.method === 'GET' &&
+          String(req.url).startsWith('/prpc/ClearImageCache')
+        )
+      })
       assert.equal(
         kms.logs.some((l) => JSON.stringify(l).includes(ADMIN_TOKEN)),
         false,
