@@ -1,13 +1,17 @@
 #!/bin/sh
-# Installs the Debian packages dstack-kms-ts needs to build and test. Idempotent; called by
-# `npm run quickstart` and `npm run test:all` (and thus by .ci/run).
+# Installs the Debian packages dstack-kms-ts needs to build and run, and with --test also what
+# the tests need. Idempotent; called by `npm run quickstart` and `npm run test:all`
+# (and thus by .ci/run).
 #   libsecp256k1-dev  constant-time secp256k1 for the native addon (D14)
 #   python3           used by tests that need a unix-datagram receiver (sd_notify)
 #   g++ make          node-gyp builds of the native addon and better-sqlite3
-#   chromium          browser test of the onboarding page (driven by playwright-core)
+#   chromium          (--test) browser test of the onboarding page, driven by playwright-core
 set -eu
 
-PACKAGES="libsecp256k1-dev python3 g++ make chromium"
+PACKAGES="libsecp256k1-dev python3 g++ make"
+if [ "${1:-}" = "--test" ]; then
+  PACKAGES="$PACKAGES chromium"
+fi
 
 missing=""
 for p in $PACKAGES; do
