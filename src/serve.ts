@@ -1,6 +1,6 @@
 // `dstack-kms serve`: loads the configuration, takes the cert_dir lock, finishes any interrupted
 // key commit, and hands over to the supervisor, which runs the onboarding and KMS workers.
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, statSync } from 'node:fs'
 import { extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from './config/load.js'
@@ -13,6 +13,7 @@ import { autoBootstrap } from './keys/bootstrap.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
 import { updateCerts } from './keys/update-certs.js'
+import { errorMessage } from './errors.js'
 import { createLogger } from './log.js'
 import { lockFileExclusive } from './native/flock.js'
 import { runSupervisor } from './supervisor/supervisor.js'
@@ -75,6 +76,13 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const tee = createTeeBackend(config.tee.backend)
   const certDir = config.core.certDir
   mkdirSync(certDir, { recursive: true, mode: 0o700 })
+  const certDirMode = statSync(certDir).mode & 0o777
+  if ((certDirMode & 0o022) !== 0) {
+    // Anyone who can write here can plant files (or a symlinked .staging) next to the keys.
+    logger.warn(
+      `UNSAFE: cert_dir ${certDir} is writable by group or others (mode ${certDirMode.toString(8)}); restrict it to the KMS user (chmod 700)`,
+    )
+  }
   // Two KMS processes on one cert_dir could both bootstrap; the lock makes the second one fail.
   const lock = await lockFileExclusive(join(certDir, LOCK_FILE))
   try {
@@ -97,13 +105,23 @@ export async function serve(opts: ServeOptions): Promise<number> {
         await autoBootstrap(bootstrapDeps, config.core.onboard.autoBootstrapDomain)
         logger.info({ domain: config.core.onboard.autoBootstrapDomain }, 'auto-bootstrapped')
       },
-      updateCerts: () =>
-        updateCerts({
-          certDir,
-          autoBootstrapDomain: config.core.onboard.autoBootstrapDomain,
-          tee,
-          logger,
-        }),
+      updateCerts: async () => {
+        try {
+          await updateCerts({
+            certDir,
+            autoBootstrapDomain: config.core.onboard.autoBootstrapDomain,
+            tee,
+            logger,
+          })
+        } catch (err) {
+          // D20 (upstream HEAD): fatal only when the RPC certificate should carry an
+          // attestation; without a TEE the existing certificates keep serving.
+          if (tee.canAttest) throw err
+          logger.error(
+            `Failed to update certs: ${errorMessage(err)}; continuing with the existing certificates`,
+          )
+        }
+      },
     })
   } finally {
     await lock.release()

@@ -13,7 +13,7 @@ import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
 import { buildAdminApp, buildKmsApp } from './kms/app.js'
 import { KmsService } from './kms/service.js'
-import { loadKmsState } from './kms/state.js'
+import { listenerTlsWarnings, loadKmsState } from './kms/state.js'
 import { createLogger } from './log.js'
 import { buildOnboardApp } from './onboard/app.js'
 import { createEphemeralTls } from './onboard/ephemeral-tls.js'
@@ -81,6 +81,9 @@ async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
     tls,
     onFinish: () => {
       logger.info('onboarding finished; handing over to the KMS')
+      // The reply is out (onResponse); closing only releases the port for the KMS worker, so
+      // never let a stuck connection hold up the handover.
+      setTimeout(() => process.exit(0), 3000).unref()
       holder.app?.close().then(
         () => process.exit(0),
         () => process.exit(0),
@@ -107,6 +110,7 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   const tee = createTeeBackend(config.tee.backend)
   const authApi = createAuthApi(config.core.authApi, USER_AGENT)
   const state = loadKmsState(config.core.certDir, secp256k1)
+  for (const w of listenerTlsWarnings(config.core.certDir, config.rpc.tls)) logger.warn(w)
   const cache = CacheDb.open(config.core.image.cacheDir)
   const service = new KmsService({
     config,
@@ -117,10 +121,8 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
     cache,
     logger,
   })
-  const app = await buildKmsApp({ config, state, service, logger })
-  const admin = config.core.admin.enabled
-    ? await buildAdminApp({ config, state, service, logger })
-    : null
+  const app = await buildKmsApp({ config, service, logger })
+  const admin = config.core.admin.enabled ? await buildAdminApp({ config, service, logger }) : null
   stopOnSignals(logger, async () => {
     await Promise.all([app.close(), admin?.close()])
     cache.close()

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -23,10 +23,9 @@ import {
 } from '../src/admin/token.js'
 import type { AdminConfig } from '../src/config/types.js'
 import { KmsError } from '../src/errors.js'
+import { readVectorJson } from './helpers/crypto-vectors.js'
 
-const vectors = JSON.parse(readFileSync('/work/shared/vectors/vectors.json', 'utf8')) as {
-  misc: { sha256_empty: string }
-}
+const vectors = readVectorJson<{ misc: { sha256_empty: string } }>('vectors.json')
 
 // printf '%s' secret | sha256sum
 const SECRET_HASH = '2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b'
@@ -100,8 +99,11 @@ describe('admin token (in-body, D3)', () => {
     const utf8Hash = createHash('sha256').update(Buffer.from(utf8Token, 'utf8')).digest('hex')
     assert.equal(verifyAdminToken(parseAdminTokenHash(utf8Hash), utf8Token), true)
 
-    // vector: SHA-256 of the empty string; an operator who hashed "" gets what they asked for
-    assert.equal(verifyAdminToken(parseAdminTokenHash(vectors.misc.sha256_empty), ''), true)
+    // vector: SHA-256 of the empty string is what a deploy script with an unset ADMIN_TOKEN
+    // produces; it must not open ClearImageCache to an empty token (or to any other)
+    const emptyHash = parseAdminTokenHash(vectors.misc.sha256_empty)
+    assert.equal(verifyAdminToken(emptyHash, ''), false)
+    assert.equal(verifyAdminToken(emptyHash, 'secret'), false)
   })
 
   test('no hash, or a hash that is not 32 bytes, refuses every token (fail closed)', () => {

@@ -19,10 +19,11 @@ import { CACHE_DB_FILE, CacheDb } from '../src/cache/cache-db.js'
 import { parseCacheKey } from '../src/cache/cache-key.js'
 import { clearImageCache } from '../src/cache/clear-cache.js'
 import { KmsError } from '../src/errors.js'
+import { readVectorJson } from './helpers/crypto-vectors.js'
 
-const vectors = JSON.parse(readFileSync('/work/shared/vectors/vectors.json', 'utf8')) as {
+const vectors = readVectorJson<{
   misc: { vm_config_hash_of_empty_config: { sha256: string } }
-}
+}>('vectors.json')
 // a real config hash (spec 09 §4.2: the empty vm_config)
 const CONFIG_A = vectors.misc.vm_config_hash_of_empty_config.sha256
 const CONFIG_B = 'ab'.repeat(32)
@@ -401,5 +402,34 @@ describe('clearImageCache', () => {
     assert.deepEqual(imageDirs(f), [])
     assert.deepEqual(tree(f.outside), { precious: 'keep me' })
     f.db.close()
+  })
+})
+
+describe('a symlinked images directory', () => {
+  test('is refused at open, so "all" can never empty the link target', () => {
+    const cacheDir = tempDir()
+    const victim = tempDir()
+    writeFileSync(join(victim, 'precious'), 'x')
+    symlinkSync(victim, join(cacheDir, 'images'))
+    assert.throws(() => CacheDb.open(cacheDir), /must be a real directory/)
+    assert.deepEqual(readdirSync(victim), ['precious'])
+  })
+
+  test('swapped in after open, "all" refuses and leaves the target alone', () => {
+    const cacheDir = tempDir()
+    const victim = tempDir()
+    writeFileSync(join(victim, 'precious'), 'x')
+    const db = CacheDb.open(cacheDir)
+    try {
+      rmSync(db.imagesDir, { recursive: true })
+      symlinkSync(victim, db.imagesDir)
+      assert.throws(
+        () => clearImageCache(db, 'all', ''),
+        /^KmsError: Failed to clear image cache: .*must be a real directory/,
+      )
+      assert.deepEqual(readdirSync(victim), ['precious'])
+    } finally {
+      db.close()
+    }
   })
 })

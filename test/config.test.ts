@@ -608,6 +608,12 @@ describe('validation', () => {
     assert.deepEqual(cfg.warnings, [
       'core.admin_token_hash is 2 bytes, not 32: ClearImageCache will refuse every token',
     ])
+    const empty = load(
+      `[core]\nadmin_token_hash = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"\n`,
+    )
+    assert.deepEqual(empty.warnings, [
+      'core.admin_token_hash is the SHA-256 of the EMPTY token (was ADMIN_TOKEN unset when it was computed?): ClearImageCache refuses every token',
+    ])
   })
 
   test('a webhook auth API needs an http(s) URL; dev mode does not', () => {

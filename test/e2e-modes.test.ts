@@ -2,7 +2,7 @@
 // webhook auth API and the admin listener, onboarding disabled, and Finish over pRPC.
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
-import { existsSync, readdirSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -274,6 +274,37 @@ describe('onboarding', () => {
       kms.logs.some((l) => l.msg === 'onboarding worker ready'),
       false,
     )
+  })
+
+  it('without a TEE a failing update_certs is logged and the existing certificates serve (D20)', async () => {
+    const dir = tempDir()
+    const port = await freePort()
+    const base = `https://127.0.0.1:${port}`
+    const configToml = testConfigToml({ dir, port })
+    const first = startKms({ dir, configToml })
+    try {
+      await first.waitForLog((l) => l.msg === 'onboarding worker ready')
+      assert.equal((await prpc(base, 'Bootstrap', '{"domain":"localhost"}')).status, 200)
+      await prpc(base, 'Finish', 'null')
+      await first.waitForLog((l) => l.msg === 'KMS worker ready')
+    } finally {
+      await stop(first)
+    }
+    const rpcCert = readFileSync(join(dir, 'certs', 'rpc.crt'), 'utf8')
+    rmSync(join(dir, 'certs', 'rpc-domain'))
+    const again = startKms({ dir, configToml })
+    try {
+      await again.waitForLog((l) => l.msg === 'KMS worker ready')
+      assert.ok(
+        again.logs.some(
+          (l) => typeof l.msg === 'string' && l.msg.startsWith('Failed to update certs: '),
+        ),
+      )
+      assert.equal(readFileSync(join(dir, 'certs', 'rpc.crt'), 'utf8'), rpcCert)
+      assert.equal((await prpc(base, 'GetMeta', '{}')).status, 200)
+    } finally {
+      await stop(again)
+    }
   })
 
   it('a second instance on the same cert_dir is refused', async () => {

@@ -51,13 +51,6 @@ describe('atomic writes', () => {
     assert.equal(statSync(p).mode & 0o777, 0o600)
     assert.deepEqual(readdirSync(dir), ['root-ca.key'], 'no temp files left behind')
   })
-
-  it('is not blocked by a stale temp file named like upstream would name it', () => {
-    const dir = tempDir()
-    writeFileSync(join(dir, 'root-ca.tmp'), 'stale')
-    writeFileAtomic(join(dir, 'root-ca.key'), 'x', { mode: 0o600 })
-    assert.equal(readFileSync(join(dir, 'root-ca.key'), 'utf8'), 'x')
-  })
 })
 
 describe('staged commits', () => {
@@ -92,6 +85,15 @@ describe('staged commits', () => {
     writeFileSync(join(dir, STAGING_DIR, 'COMPLETE'), JSON.stringify(['a.key', 'b.crt']))
     assert.deepEqual(recoverStaging(dir), { action: 'rolled-forward', files: ['b.crt'] })
     assert.deepEqual(readdirSync(dir).sort(), ['a.key', 'b.crt'])
+  })
+
+  it('refuses to report a roll-forward when a committed file has vanished', () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, STAGING_DIR))
+    writeFileSync(join(dir, STAGING_DIR, 'b.crt'), 'B')
+    writeFileSync(join(dir, STAGING_DIR, 'COMPLETE'), JSON.stringify(['a.key', 'b.crt']))
+    assert.throws(() => recoverStaging(dir), /a\.key missing/)
+    assert.equal(existsSync(join(dir, STAGING_DIR, 'COMPLETE')), true, 'evidence kept')
   })
 
   it('refuses to commit over a pending staging directory', () => {
@@ -377,18 +379,23 @@ describe('update_certs', () => {
     assert.deepEqual(rpc.subjectAltNames, ['auto.example.com'])
   })
 
-  it('refuses a root-ca.crt that belongs to another key', async () => {
+  it('re-mints CA certificates that do not belong to their keys', async () => {
     const dir = tempDir()
     await bootstrap(deps(dir), 'kms.example.com')
+    const rootKey = P256Key.fromPem(readFileSync(join(dir, 'root-ca.key'), 'utf8'))
+    const tmpKey = P256Key.fromPem(readFileSync(join(dir, 'tmp-ca.key'), 'utf8'))
     writeFileSync(join(dir, 'root-ca.crt'), issueRootCaCert(P256Key.generate()).pem)
-    await assert.rejects(
-      updateCerts({
-        certDir: dir,
-        autoBootstrapDomain: '',
-        tee: new NoneBackend(),
-        logger: silent,
-      }),
-      /does not belong to root-ca.key/,
-    )
+    writeFileSync(join(dir, 'tmp-ca.crt'), issueTempCaCert(P256Key.generate()).pem)
+    await updateCerts({
+      certDir: dir,
+      autoBootstrapDomain: '',
+      tee: new NoneBackend(),
+      logger: silent,
+    })
+    const cert = (f: string) =>
+      parseCertificate(pemDecode(readFileSync(join(dir, f), 'utf8'), 'CERTIFICATE'))
+    assert.deepEqual(cert('root-ca.crt').spkiDer, rootKey.spkiDer())
+    assert.deepEqual(cert('tmp-ca.crt').spkiDer, tmpKey.spkiDer())
+    assert.deepEqual(cert('rpc.crt').issuerDer, cert('root-ca.crt').subjectDer)
   })
 })

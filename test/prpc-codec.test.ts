@@ -2,7 +2,6 @@
 // upstream's (prost / serde_json / hex crate) error texts.
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
-import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
 import { KmsError } from '../src/errors.js'
 import { EMPTY_JSON, decodeJson, decodeQuery, encodeJson } from '../src/prpc/json.js'
@@ -36,8 +35,7 @@ import {
   type FieldDescriptor,
   type MessageType,
 } from '../src/prpc/schema.js'
-
-const VECTORS_PATH = '/work/shared/vectors/vectors.json'
+import { readVectorJson } from './helpers/crypto-vectors.js'
 
 const hex = (h: string): Buffer => Buffer.from(h, 'hex')
 const fill = (byte: number, n: number): Buffer => Buffer.alloc(n, byte)
@@ -122,7 +120,7 @@ interface ProtobufCase {
 }
 
 function loadProtobufCases(): ProtobufCase[] {
-  const all: unknown = JSON.parse(readFileSync(VECTORS_PATH, 'utf8'))
+  const all: unknown = readVectorJson<unknown>('vectors.json')
   assert.ok(typeof all === 'object' && all !== null && 'protobuf' in all)
   const pb: unknown = all.protobuf
   assert.ok(typeof pb === 'object' && pb !== null && 'cases' in pb && Array.isArray(pb.cases))

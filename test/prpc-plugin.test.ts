@@ -26,6 +26,7 @@ import {
   type GetMetaResponse,
 } from '../src/prpc/messages.js'
 import {
+  BodyBudget,
   DEFAULT_BODY_LIMIT,
   defineMethod,
   registerPrpc,
@@ -606,5 +607,57 @@ describe('common HTTP helpers', () => {
     for (const [accept, json] of table) {
       assert.equal(acceptPrefersJson(accept), json, String(accept))
     }
+  })
+})
+
+describe('request body memory', () => {
+  const app = Fastify()
+  const budget = new BodyBudget(1024)
+  let port = 0
+
+  before(async () => {
+    await registerPrpc<Ctx>(app, {
+      servicePrefix: 'KMS.',
+      methods: toyMethods(),
+      preDispatch,
+      bodyBudget: budget,
+    })
+    port = await listen(app)
+  })
+
+  after(async () => {
+    await app.close()
+  })
+
+  it('buffers input bodies against the shared budget and returns the bytes afterwards', async () => {
+    const small = await call(port, 'POST', '/prpc/Echo?json', {
+      body: JSON.stringify({ app_id: 'ab'.repeat(100) }),
+    })
+    assert.equal(small.status, 200, small.body.toString())
+    assert.equal(budget.used, 0)
+    // over the shared budget: refused like an oversized body, nothing held afterwards
+    const big = await call(port, 'POST', '/prpc/Echo?json', {
+      body: JSON.stringify({ app_id: 'ab'.repeat(600) }),
+      chunked: true,
+    })
+    assert.equal(big.status, 400)
+    assert.equal(big.body.toString(), errorJson('failed to read data: payload too large'))
+    assert.equal(budget.used, 0)
+  })
+
+  it('never buffers the payload of Empty-input or unknown methods', async () => {
+    const meta = await call(port, 'POST', '/prpc/GetMeta?json', { body: Buffer.alloc(4096, 0x20) })
+    assert.equal(meta.status, 200)
+    const unknown = await call(port, 'POST', '/prpc/Nope', { body: Buffer.alloc(4096, 0x20) })
+    assert.equal(unknown.body.toString(), errorJson('Service not found: Nope'))
+    assert.equal(budget.used, 0)
+  })
+
+  it('the budget refuses a take past its maximum and accounts gives', () => {
+    const b = new BodyBudget(10)
+    assert.equal(b.take(6), true)
+    assert.equal(b.take(5), false)
+    b.give(6)
+    assert.equal(b.take(10), true)
   })
 })

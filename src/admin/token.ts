@@ -38,10 +38,24 @@ export function parseAdminTokenHash(hex: string): Buffer | null {
   return Buffer.from(hex, 'hex')
 }
 
+/** SHA-256 of the empty string: what `printf '%s' "$ADMIN_TOKEN" | sha256sum` yields when the
+ * deploy script's variable is unset. Accepting it would open ClearImageCache to `{}`. */
+export const EMPTY_TOKEN_HASH = sha256Utf8('')
+
+/** Whether a configured hash can ever authorize anything (32 bytes, not the empty token). */
+export function isUsableAdminTokenHash(configured: Buffer | null): configured is Buffer {
+  return (
+    configured !== null &&
+    configured.length === TOKEN_DIGEST_BYTES &&
+    !configured.equals(EMPTY_TOKEN_HASH)
+  )
+}
+
 /** SHA-256 of the UTF-8 token (untrimmed) against the configured digest. Fails closed: no
- * configured hash, or one that is not exactly 32 bytes, refuses every token. */
+ * configured hash, one that is not exactly 32 bytes, or the hash of the empty token refuses
+ * every token. */
 export function verifyAdminToken(configured: Buffer | null, token: string): boolean {
-  if (configured === null || configured.length !== TOKEN_DIGEST_BYTES) return false
+  if (!isUsableAdminTokenHash(configured)) return false
   return digestEquals(sha256Utf8(token), configured)
 }
 

@@ -18,6 +18,23 @@ export interface AuthApi {
 }
 
 const MAX_BODY_IN_ERROR = 512
+/** An auth API answers with a few hundred bytes; a larger reply is refused, not buffered. */
+export const MAX_RESPONSE_BYTES = 1024 * 1024
+
+async function readCapped(res: Response, max: number): Promise<string> {
+  if (res.body === null) return ''
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of res.body) {
+    size += chunk.byteLength
+    if (size > max) {
+      await res.body.cancel().catch(() => {})
+      throw new Error(`response larger than ${max} bytes`)
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
 
 /** Cuts at a character boundary (upstream slices bytes and could panic mid-character). */
 export function truncateUtf8(text: string, maxBytes: number): string {
@@ -53,7 +70,7 @@ export class WebhookAuthApi implements AuthApi {
         headers: { 'user-agent': this.#opts.userAgent },
         signal: AbortSignal.timeout(this.#opts.timeoutMs),
       })
-      body = await res.text()
+      body = await readCapped(res, MAX_RESPONSE_BYTES)
     } catch (err) {
       throw new KmsError('KMS_ERR_RPC', `auth api ${url} request failed: ${describe(err)}`, {
         cause: err,

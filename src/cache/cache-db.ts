@@ -2,7 +2,7 @@
 // images, the measurement cache and the PCCS collateral cache. Image files stay on disk under
 // `images/<hash>/`; a row in `os_images` is what marks such a directory as complete and verified,
 // so a directory without a row is never trusted.
-import { mkdirSync } from 'node:fs'
+import { lstatSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { KmsError, withContext } from '../errors.js'
@@ -76,6 +76,18 @@ function unixNow(): number {
   return Math.floor(Date.now() / 1000)
 }
 
+/** The images directory is emptied recursively by ClearImageCache "all"; if it were a symlink,
+ * that would empty whatever it points to. */
+export function assertRealDirectory(path: string): void {
+  const st = lstatSync(path)
+  if (st.isSymbolicLink() || !st.isDirectory()) {
+    throw new KmsError(
+      'KMS_ERR_CONFIG',
+      `${path} must be a real directory, not a symlink or a file`,
+    )
+  }
+}
+
 export class CacheDb {
   readonly imagesDir: string
   readonly dbPath: string
@@ -97,6 +109,7 @@ export class CacheDb {
     } catch (err) {
       throw withContext(`Failed to create cache directory ${imagesDir}`, err, 'KMS_ERR_CONFIG')
     }
+    assertRealDirectory(imagesDir)
     const dbPath = join(cacheDir, CACHE_DB_FILE)
     let db: Database.Database
     try {

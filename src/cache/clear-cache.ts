@@ -4,7 +4,7 @@ import { readdirSync, rmSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { KmsError, withContext } from '../errors.js'
 import { type CacheKey, parseCacheKey } from './cache-key.js'
-import type { CacheDb } from './cache-db.js'
+import { assertRealDirectory, type CacheDb } from './cache-db.js'
 
 export const IMAGE_CACHE_CONTEXT = 'Failed to clear image cache'
 export const MEASUREMENT_CACHE_CONTEXT = 'Failed to clear measurement cache'
@@ -48,6 +48,8 @@ export function clearImageCache(db: CacheDb, imageHash: string, configHash: stri
 function removeAllImageEntries(imagesDir: string): void {
   let names: string[]
   try {
+    // checked at open too; again here because the directory could be swapped while we run
+    assertRealDirectory(imagesDir)
     names = readdirSync(imagesDir)
   } catch (err) {
     if (isNotFound(err)) return

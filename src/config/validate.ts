@@ -2,7 +2,7 @@
 // Bootstrap/Onboard, the admin token source (spec 01 §8.2) and the list of production-unsafe
 // settings that the CLI logs loudly.
 
-import { trimLikeRust } from '../admin/token.js'
+import { EMPTY_TOKEN_HASH, trimLikeRust } from '../admin/token.js'
 import { isIP } from 'node:net'
 import { KmsError, type KmsErrorCode } from '../errors.js'
 import type { AdminConfig, KmsConfig } from './types.js'
@@ -106,6 +106,11 @@ export function validateConfig(cfg: KmsConfig, env: NodeJS.ProcessEnv = process.
   if (hash !== '' && hash.length !== 64) {
     warnings.push(
       `core.admin_token_hash is ${hash.length / 2} bytes, not 32: ClearImageCache will refuse every token`,
+    )
+  }
+  if (hash.toLowerCase() === EMPTY_TOKEN_HASH.toString('hex')) {
+    warnings.push(
+      'core.admin_token_hash is the SHA-256 of the EMPTY token (was ADMIN_TOKEN unset when it was computed?): ClearImageCache refuses every token',
     )
   }
 

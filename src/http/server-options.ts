@@ -24,14 +24,22 @@ export function requestLogFields(req: {
   }
 }
 
-function baseServerOptions(logger: Logger): FastifyServerOptions {
+function baseServerOptions(logger: Logger, closeAll: boolean): FastifyServerOptions {
   return {
+    // Closing never waits for idle keep-alive connections; with closeAll (the onboarding
+    // listener, closed right after Finish has been answered) busy ones are cut as well.
+    forceCloseConnections: closeAll ? true : 'idle',
     loggerInstance: logger.child({}, { serializers: { req: requestLogFields } }),
     ...TIMEOUTS,
     // the pRPC layer reads raw bodies itself, with its own per-method limits
     bodyLimit: 16 * 1024 * 1024,
     return503OnClosing: true,
   }
+}
+
+export interface ListenerOptions {
+  /** on close, also cut connections that are busy (default: only idle ones) */
+  closeAllConnections?: boolean
 }
 
 export interface TlsListenerOptions {
@@ -42,8 +50,13 @@ export interface TlsListenerOptions {
 
 /** A Fastify instance on plain HTTP (`tls` null) or on an HTTPS server we create ourselves, so
  * that the TLS server's events are ours to handle. */
-export function createFastify(logger: Logger, tls: TlsListenerOptions | null): FastifyInstance {
-  if (tls === null) return Fastify(baseServerOptions(logger))
+export function createFastify(
+  logger: Logger,
+  tls: TlsListenerOptions | null,
+  listener: ListenerOptions = {},
+): FastifyInstance {
+  const base = baseServerOptions(logger, listener.closeAllConnections === true)
+  if (tls === null) return Fastify(base)
   const server = createHttpsServer(tls.tls)
   // Fastify applies its timeouts only to servers it creates itself.
   server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout
@@ -51,7 +64,7 @@ export function createFastify(logger: Logger, tls: TlsListenerOptions | null): F
   server.setTimeout(TIMEOUTS.connectionTimeout)
   if (tls.onSecureConnection !== undefined) server.on('secureConnection', tls.onSecureConnection)
   return Fastify({
-    ...baseServerOptions(logger),
+    ...base,
     // https.Server carries every http.Server member Fastify uses; Fastify's typings model HTTPS
     // only through an overload that our shared plugins are not generic over.
     serverFactory: (handler) => {

@@ -52,6 +52,15 @@ export function recoverStaging(certDir: string): RecoveryResult {
     moved.push(name)
   }
   fsyncDir(certDir)
+  // A name in neither place means the committed set was damaged behind our back; keep the
+  // evidence and stop rather than report a recovery that did not happen.
+  const missing = names.filter((name) => !existsSync(join(certDir, name)))
+  if (missing.length > 0) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `interrupted key commit in ${staging} cannot be completed: ${missing.join(', ')} missing from both ${staging} and ${certDir}`,
+    )
+  }
   rmSync(staging, { recursive: true, force: true })
   fsyncDir(certDir)
   return { action: 'rolled-forward', files: moved }
@@ -85,6 +94,8 @@ export function commitFiles(certDir: string, files: readonly CertDirFile[]): voi
     )
   }
   mkdirSync(staging, { mode: 0o700 })
+  // the staging directory's own entry must be durable before anything refers to it
+  fsyncDir(certDir)
   for (const f of files) writeFileDurable(join(staging, f.name), f.data, f.mode)
   fsyncDir(staging)
   crashPoint('commit:staged')

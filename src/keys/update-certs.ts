@@ -11,6 +11,7 @@ import type { IssuedCertificate } from '../x509/certificate.js'
 import { parseCertificate, type ParsedCertificate } from '../x509/parse.js'
 import { pemDecode } from '../x509/pem.js'
 import { issueRootCaCert, issueTempCaCert } from '../x509/templates.js'
+import type { P256Key } from '../crypto/p256.js'
 import { CERT_DIR_FILES, certPath } from './cert-dir.js'
 import { loadKeys, mintRpcCert } from './key-set.js'
 
@@ -57,23 +58,37 @@ export async function updateCerts(opts: UpdateCertsOptions): Promise<void> {
   const write = (file: string, cert: IssuedCertificate) =>
     writeFileAtomic(certPath(opts.certDir, file), cert.pem, { mode: 0o644 })
 
-  const tmpCaPath = certPath(opts.certDir, CERT_DIR_FILES.tmpCaCert)
-  if (needsRenewal(readCert(tmpCaPath), now)) {
-    write(CERT_DIR_FILES.tmpCaCert, issueTempCaCert(keys.tmpCaKey))
-    opts.logger.info('Renewed temporary client CA certificate')
+  // A CA certificate is re-minted inside the renewal window, and also when it is unreadable or
+  // does not belong to its key (the key is the source of truth; key, DN and serial stay).
+  const renewCa = (
+    file: string,
+    key: P256Key,
+    issue: (k: P256Key) => IssuedCertificate,
+    what: string,
+  ): ParsedCertificate => {
+    const current = readCert(certPath(opts.certDir, file))
+    const foreign = current !== undefined && !current.spkiDer.equals(key.spkiDer())
+    if (foreign) opts.logger.warn(`${file} does not belong to its key; re-minting it`)
+    if (current === undefined || foreign || needsRenewal(current, now)) {
+      const issued = issue(key)
+      write(file, issued)
+      opts.logger.info(`Renewed ${what}`)
+      return parseCertificate(issued.der)
+    }
+    return current
   }
-  const rootCaPath = certPath(opts.certDir, CERT_DIR_FILES.rootCaCert)
-  let rootCa = readCert(rootCaPath)
-  if (rootCa !== undefined && !rootCa.spkiDer.equals(keys.rootCaKey.spkiDer())) {
-    throw new KmsError('KMS_ERR_KEYS', `${rootCaPath} does not belong to root-ca.key`)
-  }
-  if (needsRenewal(rootCa, now)) {
-    const issued = issueRootCaCert(keys.rootCaKey)
-    write(CERT_DIR_FILES.rootCaCert, issued)
-    rootCa = parseCertificate(issued.der)
-    opts.logger.info('Renewed KMS root CA certificate')
-  }
-  if (rootCa === undefined) throw new KmsError('KMS_ERR_INTERNAL', 'root CA certificate missing')
+  renewCa(
+    CERT_DIR_FILES.tmpCaCert,
+    keys.tmpCaKey,
+    issueTempCaCert,
+    'temporary client CA certificate',
+  )
+  const rootCa = renewCa(
+    CERT_DIR_FILES.rootCaCert,
+    keys.rootCaKey,
+    issueRootCaCert,
+    'KMS root CA certificate',
+  )
   let rpcCert: IssuedCertificate
   try {
     rpcCert = await mintRpcCert(

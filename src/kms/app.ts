@@ -13,23 +13,23 @@ import { clientCertContext } from './client-cert.js'
 import { AttestationMetrics, registerMetrics } from './metrics.js'
 import { adminMethods, kmsMethods } from './routes.js'
 import type { KmsService } from './service.js'
-import type { KmsState } from './state.js'
+import { loadListenerTls } from './state.js'
 
 export interface KmsAppOptions {
   config: KmsConfig
-  state: KmsState
   service: KmsService
   logger: Logger
 }
 
 export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance> {
-  const { config, state, service, logger } = opts
+  const { config, service, logger } = opts
+  const tls = loadListenerTls(config.rpc.tls)
   const mandatory = config.rpc.tls.mutual.mandatory
   const app = createFastify(logger, {
     tls: {
-      key: state.rpcKeyPem,
-      cert: state.rpcCertPem,
-      ca: state.tmpCaCertPem,
+      key: tls.key,
+      cert: tls.cert,
+      ca: tls.ca,
       requestCert: true,
       // A client without a certificate is welcome unless mandatory; a client with one that does
       // not chain to the temp CA is not (checked right after the handshake).

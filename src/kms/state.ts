@@ -1,6 +1,8 @@
 // Everything the main worker needs from cert_dir, read and parsed once at start (spec 06 §2
 // step 6), so no request touches the key files.
 import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import type { RpcTlsConfig } from '../config/types.js'
 import { P256Key } from '../crypto/p256.js'
 import type { Secp256k1Backend } from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'
@@ -19,8 +21,53 @@ export interface KmsState {
   k256Pubkey: Buffer
   tmpCaKeyPem: string
   tmpCaCertPem: string
-  rpcKeyPem: string
-  rpcCertPem: string
+}
+
+/** The main listener's TLS material, from `[rpc.tls]` (by default the cert_dir files; upstream
+ * reads these paths, so an operator may point them elsewhere). */
+export interface ListenerTls {
+  key: string
+  cert: string
+  /** client-certificate trust anchor (`[rpc.tls.mutual] ca_certs`) */
+  ca: string
+}
+
+function readConfigured(path: string, key: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `failed to read ${key} = ${JSON.stringify(path)}: ${String(err)}`,
+      {
+        cause: err,
+      },
+    )
+  }
+}
+
+export function loadListenerTls(tls: RpcTlsConfig): ListenerTls {
+  return {
+    key: readConfigured(tls.key, 'rpc.tls.key'),
+    cert: readConfigured(tls.certs, 'rpc.tls.certs'),
+    ca: readConfigured(tls.mutual.caCerts, 'rpc.tls.mutual.ca_certs'),
+  }
+}
+
+/** Settings that point the listener away from the files update_certs maintains; allowed (as
+ * upstream), but then nobody renews those files, so say so at start. */
+export function listenerTlsWarnings(certDir: string, tls: RpcTlsConfig): string[] {
+  const pairs: Array<[string, string, string]> = [
+    ['rpc.tls.key', tls.key, CERT_DIR_FILES.rpcKey],
+    ['rpc.tls.certs', tls.certs, CERT_DIR_FILES.rpcCert],
+    ['rpc.tls.mutual.ca_certs', tls.mutual.caCerts, CERT_DIR_FILES.tmpCaCert],
+  ]
+  return pairs
+    .filter(([, path, file]) => resolve(path) !== resolve(certPath(certDir, file)))
+    .map(
+      ([key, path, file]) =>
+        `${key} = ${JSON.stringify(path)} is not ${certPath(certDir, file)}: the listener uses a file that update_certs does not maintain`,
+    )
 }
 
 function readText(certDir: string, file: string, context: string): string {
@@ -63,7 +110,13 @@ export function loadKmsState(certDir: string, secp256k1: Secp256k1Backend): KmsS
   const tmpCaKeyPem = readText(certDir, CERT_DIR_FILES.tmpCaKey, 'Failed to read temp ca key')
   const tmpCaCertPem = readText(certDir, CERT_DIR_FILES.tmpCaCert, 'Failed to read temp ca cert')
   try {
-    P256Key.fromPem(tmpCaKeyPem)
+    const tmpKey = P256Key.fromPem(tmpCaKeyPem)
+    const tmpCert = parseCertificate(pemDecode(tmpCaCertPem, 'CERTIFICATE'))
+    // GetTempCaCert hands out this pair and guests sign with it; a pair that does not match
+    // would make every guest's client certificate fail at our own TLS layer.
+    if (!tmpCert.spkiDer.equals(tmpKey.spkiDer())) {
+      throw new KmsError('KMS_ERR_KEYS', 'tmp-ca.crt does not match tmp-ca.key')
+    }
   } catch (err) {
     throw withContext('Failed to read temp ca key', err, 'KMS_ERR_KEYS')
   }
@@ -76,7 +129,5 @@ export function loadKmsState(certDir: string, secp256k1: Secp256k1Backend): KmsS
     k256Pubkey: secp256k1.publicKeyCompressed(rootK256Key),
     tmpCaKeyPem,
     tmpCaCertPem,
-    rpcKeyPem: readText(certDir, CERT_DIR_FILES.rpcKey, 'Failed to read rpc key'),
-    rpcCertPem: readText(certDir, CERT_DIR_FILES.rpcCert, 'Failed to read rpc cert'),
   }
 }

@@ -38,7 +38,8 @@ export interface FileLock {
 export async function lockFileExclusive(path: string): Promise<FileLock> {
   let handle: FileHandle
   try {
-    handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600)
+    // O_NOFOLLOW: a planted symlink must not make us create or lock a file elsewhere
+    handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
   } catch (err) {
     throw withContext(`failed to open lock file ${path}`, err, 'KMS_ERR_LOCKED')
   }

@@ -63,6 +63,35 @@ function onboardMethods(
   }
 }
 
+/** The onboarding endpoints are unauthenticated and change state (Bootstrap, Finish) even over
+ * GET. Once an operator has accepted the self-signed certificate, any page they open could
+ * drive them from the browser; browsers label such requests (Sec-Fetch-Site, Origin), so refuse
+ * them. curl, scripts and the page itself send neither label or a same-origin one. */
+export function isCrossSite(headers: Record<string, string | string[] | undefined>): boolean {
+  const site = headers['sec-fetch-site']
+  if (site === 'cross-site' || site === 'same-site') return true
+  const origin = headers.origin
+  const host = headers.host
+  if (typeof origin !== 'string' || origin === 'null') return typeof origin === 'string'
+  try {
+    return new URL(origin).host !== host
+  } catch {
+    return true
+  }
+}
+
+function refuseCrossSiteRequests(app: FastifyInstance): void {
+  app.addHook('onRequest', async (request, reply) => {
+    const path = request.url.split('?')[0] ?? ''
+    if (!path.startsWith('/prpc/') && path !== '/finish') return
+    if (!isCrossSite(request.headers)) return
+    return reply
+      .code(400)
+      .header('content-type', 'application/json')
+      .send(Buffer.from(JSON.stringify({ error: 'cross-site request refused' }, null, 2)))
+  })
+}
+
 export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyInstance> {
   const { logger, tls } = opts
   const app = createFastify(
@@ -72,6 +101,8 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
       : {
           tls: { key: tls.key, cert: tls.cert, ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2' },
         },
+    // closed right after Finish has been answered: nothing may hold the port for the KMS
+    { closeAllConnections: true },
   )
 
   // Finish replies first and stops afterwards (D6): the flag is read once the reply is out.
@@ -88,6 +119,7 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
   })
 
   registerCommonHttp(app, {})
+  refuseCrossSiteRequests(app)
   const indexHtml = readFileSync(join(UI_DIR, 'index.html'))
   app.get('/', async (_request, reply) =>
     reply.header('content-type', 'text/html; charset=utf-8').send(indexHtml),

@@ -46,42 +46,90 @@ export interface PrpcOptions<Ctx> {
   /** runs after the body is read and before dispatch (client-certificate checks); a throw → 400.
    * Without it, handlers get `ctx: undefined`. */
   preDispatch?: (request: FastifyRequest) => Promise<Ctx>
+  /** shared ceiling on buffered request bodies (default: one per process, BODY_BUDGET_BYTES) */
+  bodyBudget?: BodyBudget
   /** called with every error answered with 400, for logging */
   onError?: (err: unknown, method: string, request: FastifyRequest) => void
 }
 
-type BodyRead = { kind: 'ok'; data: Buffer } | { kind: 'too-large' }
+type BodyRead = { kind: 'ok'; data: Buffer; release: () => void } | { kind: 'too-large' }
 
 const EMPTY = Buffer.alloc(0)
 
-/** Reads the whole body; past `limit` it keeps draining (so the client gets its 400) but stops
- * buffering. */
-function readBody(stream: Readable, limit: number): Promise<BodyRead> {
+/**
+ * Bytes of request bodies buffered at once, across all requests of this process. Every method
+ * may take 10 MiB, so without a shared ceiling a few hundred parallel uploads would exhaust
+ * memory; past it a body is refused like an oversized one (fail closed, no crash).
+ */
+export const BODY_BUDGET_BYTES = 64 * 1024 * 1024
+
+export class BodyBudget {
+  used = 0
+  constructor(readonly max: number) {}
+  take(n: number): boolean {
+    if (this.used + n > this.max) return false
+    this.used += n
+    return true
+  }
+
+  give(n: number): void {
+    this.used -= n
+  }
+}
+
+const processBudget = new BodyBudget(BODY_BUDGET_BYTES)
+
+/** Reads the whole body; past `limit` (or the shared budget) it keeps draining, so the client
+ * gets its 400, but stops buffering. With `keep` false (Empty-input and unknown methods, whose
+ * payload is never looked at) nothing is buffered at all, only counted. The returned `release`
+ * gives the buffered bytes back to the budget. */
+function readBody(
+  stream: Readable,
+  limit: number,
+  keep: boolean,
+  budget: BodyBudget,
+): Promise<BodyRead> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
+    let held = 0
     let tooLarge = false
     let done = false
+    const drop = () => {
+      budget.give(held)
+      held = 0
+      chunks.length = 0
+    }
     stream.on('data', (chunk: Buffer) => {
       if (tooLarge) return
       size += chunk.length
-      if (size > limit) {
+      if (size > limit || (keep && !budget.take(chunk.length))) {
         tooLarge = true
-        chunks.length = 0
+        drop()
         return
       }
+      if (!keep) return
+      held += chunk.length
       chunks.push(chunk)
     })
     stream.once('end', () => {
       done = true
-      resolve(tooLarge ? { kind: 'too-large' } : { kind: 'ok', data: Buffer.concat(chunks, size) })
+      if (tooLarge) return resolve({ kind: 'too-large' })
+      const data = keep ? Buffer.concat(chunks, size) : EMPTY
+      const bytes = held
+      held = 0
+      resolve({ kind: 'ok', data, release: () => budget.give(bytes) })
     })
     stream.once('error', (err) => {
       done = true
+      drop()
       reject(err)
     })
     stream.once('close', () => {
-      if (!done) reject(new KmsError('KMS_ERR_BAD_REQUEST', 'failed to read data: aborted'))
+      if (!done) {
+        drop()
+        reject(new KmsError('KMS_ERR_BAD_REQUEST', 'failed to read data: aborted'))
+      }
     })
   })
 }
@@ -142,6 +190,15 @@ export async function registerPrpc<Ctx>(
     return ownEntry(limits, stripServicePrefix(segment, opts.servicePrefix)) ?? DEFAULT_BODY_LIMIT
   }
 
+  /** Whether the method's payload is ever decoded (not Empty-input, not unknown). */
+  const takesInput = (url: string): boolean => {
+    const segment = methodSegment(url)
+    if (segment === null) return false
+    const entry = ownEntry(opts.methods, stripServicePrefix(segment, opts.servicePrefix))
+    return entry !== undefined && entry.input !== null
+  }
+  const budget = opts.bodyBudget ?? processBudget
+
   const contextFor = async (request: FastifyRequest): Promise<Ctx> => {
     if (opts.preDispatch !== undefined) return opts.preDispatch(request)
     // documented contract: without preDispatch the context is undefined
@@ -184,7 +241,8 @@ export async function registerPrpc<Ctx>(
     // Only our raw reader may see pRPC bodies: any content type, none, or an invalid one.
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', async (request: FastifyRequest, payload: Readable) => {
-      bodies.set(request.raw, await readBody(payload, limitFor(request.raw.url ?? '')))
+      const url = request.raw.url ?? ''
+      bodies.set(request.raw, await readBody(payload, limitFor(url), takesInput(url), budget))
       return undefined
     })
 
@@ -223,6 +281,10 @@ export async function registerPrpc<Ctx>(
             // a failing logger must not change the answer
           }
           return sendBody(reply, 400, json, encodeErrorBody(json, errorMessage(err)))
+        } finally {
+          const body = bodies.get(request.raw)
+          if (body?.kind === 'ok') body.release()
+          bodies.delete(request.raw)
         }
       },
     })
