@@ -142,19 +142,23 @@ function assertWholeSecondTime(date: Date): void {
   }
 }
 
-export function derUtcTime(date: Date): Buffer {
-  assertWholeSecondTime(date)
-  const y = date.getUTCFullYear()
-  if (y < 1950 || y > 2049) throw new KmsError('KMS_ERR_CERT', `year ${y} outside UTCTime range`)
-  const text =
-    pad2(y % 100) +
+/** `MMDDHHMMSSZ`, the part UTCTime and GeneralizedTime share. */
+function monthToSecond(date: Date): string {
+  return (
     pad2(date.getUTCMonth() + 1) +
     pad2(date.getUTCDate()) +
     pad2(date.getUTCHours()) +
     pad2(date.getUTCMinutes()) +
     pad2(date.getUTCSeconds()) +
     'Z'
-  return derTlv(TAG.UTC_TIME, Buffer.from(text, 'latin1'))
+  )
+}
+
+export function derUtcTime(date: Date): Buffer {
+  assertWholeSecondTime(date)
+  const y = date.getUTCFullYear()
+  if (y < 1950 || y > 2049) throw new KmsError('KMS_ERR_CERT', `year ${y} outside UTCTime range`)
+  return derTlv(TAG.UTC_TIME, Buffer.from(pad2(y % 100) + monthToSecond(date), 'latin1'))
 }
 
 export function derGeneralizedTime(date: Date): Buffer {
@@ -163,15 +167,8 @@ export function derGeneralizedTime(date: Date): Buffer {
   if (y < 0 || y > 9999) {
     throw new KmsError('KMS_ERR_CERT', `year ${y} outside GeneralizedTime range`)
   }
-  const text =
-    y.toString().padStart(4, '0') +
-    pad2(date.getUTCMonth() + 1) +
-    pad2(date.getUTCDate()) +
-    pad2(date.getUTCHours()) +
-    pad2(date.getUTCMinutes()) +
-    pad2(date.getUTCSeconds()) +
-    'Z'
-  return derTlv(TAG.GENERALIZED_TIME, Buffer.from(text, 'latin1'))
+  const year = y.toString().padStart(4, '0')
+  return derTlv(TAG.GENERALIZED_TIME, Buffer.from(year + monthToSecond(date), 'latin1'))
 }
 
 /** RFC 5280 / rcgen rule: UTCTime for 1950–2049, GeneralizedTime otherwise. */
