@@ -17,11 +17,13 @@ import {
   ProtoErrorType,
   PublicKeyResponseType,
 } from '../src/prpc/messages.js'
+import { CSR_CONFIRM, encodeCsrV1, encodeCsrV2 } from '../src/ratls/csr.js'
 import { RATLS_OID } from '../src/x509/oids.js'
 import { parseCertificate, readCertUsage } from '../src/x509/parse.js'
 import { pemDecode } from '../src/x509/pem.js'
 import { issueCertificate } from '../src/x509/certificate.js'
 import { issueRaTlsClientCert, issueTempCaCert } from '../src/x509/templates.js'
+import { readVectorFile } from './helpers/crypto-vectors.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { ADMIN_TOKEN, testConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
@@ -405,9 +407,70 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
     assertRpcError(await prpc(base, 'GetAppKey', '{"api_version":2}'), 'Unsupported API version: 2')
     assertRpcError(await prpc(base, 'GetKmsKey', '{"vm_config":""}'), 'No attestation provided')
     assertRpcError(await prpc(base, 'SignCert', '{"api_version":3}'), 'Unsupported API version: 3')
-    const sign = await prpc(base, 'SignCert', '{"api_version":2,"csr":"00","signature":"00"}')
-    assert.equal(sign.status, 400)
-    assert.match(String(json(sign).error), /^Quote verification failed: /)
+  })
+
+  it('SignCert checks the CSR encoding and signature, then refuses at the attestation step', async () => {
+    const signCert = (apiVersion: number, csr: Buffer, signature: Buffer) =>
+      prpc(
+        base,
+        'SignCert',
+        JSON.stringify({
+          api_version: apiVersion,
+          csr: csr.toString('hex'),
+          signature: signature.toString('hex'),
+          vm_config: '',
+        }),
+      )
+    assertRpcError(
+      await signCert(2, Buffer.from('00', 'hex'), Buffer.from('00', 'hex')),
+      'Failed to parse csr: Could not decode `CertSigningRequestV2::pubkey`:\n' +
+        '\tNot enough data to fill buffer\n: Not enough data to fill buffer',
+    )
+    const key = P256Key.generate()
+    const csr = encodeCsrV2({
+      confirm: CSR_CONFIRM,
+      pubkey: key.spkiDer(),
+      config: {
+        orgName: null,
+        subject: 'app.example.com',
+        subjectAltNames: ['app.example.com'],
+        usageServerAuth: true,
+        usageClientAuth: false,
+        extQuote: false,
+        extAppInfo: false,
+        notBefore: null,
+        notAfter: null,
+      },
+      attestation: readVectorFile('attestation.bin'),
+    })
+    assertRpcError(
+      await signCert(2, csr, P256Key.generate().sign(csr)),
+      'Failed to verify csr signature: Invalid signature',
+    )
+    assertRpcError(
+      await signCert(2, csr, key.sign(csr)),
+      'Quote verification failed: attestation verification is not implemented yet in dstack-kms-ts',
+    )
+    // a legacy V1 CSR without quote and event log fails where upstream's upgrade to V2 fails
+    const v1 = encodeCsrV1({
+      confirm: CSR_CONFIRM,
+      pubkey: key.spkiDer(),
+      config: {
+        orgName: null,
+        subject: 'app.example.com',
+        subjectAltNames: [],
+        usageServerAuth: true,
+        usageClientAuth: false,
+        extQuote: false,
+      },
+      quote: Buffer.alloc(0),
+      eventLog: Buffer.alloc(0),
+    })
+    assertRpcError(
+      await signCert(1, v1, key.sign(v1)),
+      'Failed to upgrade csr v1 to v2: Failed to parse tdx_event_log: ' +
+        'EOF while parsing a value at line 1 column 0',
+    )
   })
 
   it('accepts a client certificate from the temp CA and refuses foreign ones at the handshake', async () => {

@@ -59,7 +59,7 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
       svc.getKmsKey(call.ctx.attestation !== null),
     ),
     SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req) =>
-      svc.signCert(req.api_version),
+      svc.signCert(req.api_version, req.csr, req.signature),
     ),
   }
 }

@@ -18,6 +18,7 @@ import { KmsError, withContext } from '../errors.js'
 import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '../admin/token.js'
 import { parseBootstrapInfoJson, type BootstrapInfo } from '../keys/bootstrap-info.js'
 import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
+import { decodeVerifiedCsr } from '../ratls/csr.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { KmsState } from './state.js'
 
@@ -173,14 +174,13 @@ export class KmsService {
     throw new KmsError('KMS_ERR_NOT_IMPLEMENTED', 'attestation verification is not implemented yet')
   }
 
-  async signCert(apiVersion: number): Promise<never> {
-    if (apiVersion !== 1 && apiVersion !== 2) {
-      throw new KmsError('KMS_ERR_RPC', `Unsupported API version: ${apiVersion}`)
-    }
+  async signCert(apiVersion: number, csr: Buffer, signature: Buffer): Promise<never> {
+    // upstream order: self-authorization, then api_version/decode/signature, then attestation
     await this.#ensureSelfAllowed()
+    decodeVerifiedCsr(apiVersion, csr, signature)
     throw new KmsError(
       'KMS_ERR_NOT_IMPLEMENTED',
-      'Quote verification failed: attestation verification is not implemented yet',
+      'Quote verification failed: attestation verification is not implemented yet in dstack-kms-ts',
     )
   }
 }
