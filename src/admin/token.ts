@@ -1,7 +1,8 @@
 // The in-body admin token of `KMS.ClearImageCache` on the main listener (D3, spec 01 §8.1):
 // `core.admin_token_hash` holds the hex SHA-256 of the token, the request carries the token.
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { KmsError } from '../errors.js'
+import { withContext } from '../errors.js'
+import { decodeHex } from '../util/hex.js'
 
 /** D16: the product document's capitalisation. */
 export const INVALID_TOKEN_MESSAGE = 'Invalid token'
@@ -25,17 +26,11 @@ export function digestEquals(candidate: Buffer, expected: Buffer): boolean {
  * with it and then refuses every token, and so do we (verifyAdminToken). */
 export function parseAdminTokenHash(hex: string): Buffer | null {
   if (hex === '') return null
-  if (hex.length % 2 !== 0) {
-    throw new KmsError('KMS_ERR_CONFIG', 'Invalid admin_token_hash: Odd number of digits')
+  try {
+    return decodeHex(hex)
+  } catch (err) {
+    throw withContext('Invalid admin_token_hash', err, 'KMS_ERR_CONFIG')
   }
-  const bad = /[^0-9A-Fa-f]/.exec(hex)
-  if (bad !== null) {
-    throw new KmsError(
-      'KMS_ERR_CONFIG',
-      `Invalid admin_token_hash: Invalid character '${bad[0]}' at position ${bad.index}`,
-    )
-  }
-  return Buffer.from(hex, 'hex')
 }
 
 /** SHA-256 of the empty string: what `printf '%s' "$ADMIN_TOKEN" | sha256sum` yields when the

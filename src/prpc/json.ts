@@ -11,6 +11,8 @@ import {
   type FieldDescriptor,
   type MessageType,
 } from './schema.js'
+import { HexError, decodeHex, hexDigitValue } from '../util/hex.js'
+import { rustDebugStr } from '../util/rust-text.js'
 
 // ---------------------------------------------------------------------------------------------
 // Output
@@ -77,42 +79,6 @@ export const EMPTY_JSON = 'null'
 // ---------------------------------------------------------------------------------------------
 // Shared value conversions (JSON input and GET query strings)
 
-/** Rust `{:?}` of a char, as the `hex` crate prints bad characters. */
-function rustDebugChar(ch: string): string {
-  return `'${ch === "'" ? "\\'" : rustEscape(ch)}'`
-}
-
-/** Rust `{:?}` of a str, as serde prints unexpected strings. */
-function rustDebugStr(s: string): string {
-  return `"${[...s].map((ch) => (ch === '"' ? '\\"' : rustEscape(ch))).join('')}"`
-}
-
-function rustEscape(ch: string): string {
-  switch (ch) {
-    case '\\':
-      return '\\\\'
-    case '\n':
-      return '\\n'
-    case '\r':
-      return '\\r'
-    case '\t':
-      return '\\t'
-    case '\0':
-      return '\\0'
-  }
-  const cp = ch.codePointAt(0) ?? 0
-  // control characters (C0, DEL, C1) are not printable in Rust's Debug output
-  if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) return `\\u{${cp.toString(16)}}`
-  return ch
-}
-
-function hexVal(b: number): number {
-  if (b >= 0x30 && b <= 0x39) return b - 0x30
-  if (b >= 0x61 && b <= 0x66) return b - 0x61 + 10
-  if (b >= 0x41 && b <= 0x46) return b - 0x41 + 10
-  return -1
-}
-
 /** A custom (serde `Error::custom`) error: no position yet; serde_json adds the current one. */
 class JsonError extends Error {
   line = 0
@@ -132,32 +98,16 @@ class JsonError extends Error {
   }
 }
 
-/**
- * prpc's `bytes_as_hex_str`: strip every leading `0x` (not `0X`), then the `hex` crate's decode,
- * which checks the length first and reports bad bytes (as Latin-1 chars) by byte index.
- */
+/** prpc's `bytes_as_hex_str`: strip every leading `0x` (not `0X`), then the `hex` crate's decode. */
 function decodeHexField(text: string): Buffer {
   let s = text
   while (s.startsWith('0x')) s = s.slice(2)
-  const raw = Buffer.from(s, 'utf8')
-  if (raw.length % 2 !== 0) throw new JsonError('Odd number of digits')
-  const out = Buffer.alloc(raw.length / 2)
-  for (let i = 0; i < raw.length; i += 2) {
-    const hi = raw[i] ?? 0
-    const lo = raw[i + 1] ?? 0
-    const h = hexVal(hi)
-    if (h < 0) throw badHexChar(hi, i)
-    const l = hexVal(lo)
-    if (l < 0) throw badHexChar(lo, i + 1)
-    out[i / 2] = h * 16 + l
+  try {
+    return decodeHex(s)
+  } catch (err) {
+    if (err instanceof HexError) throw new JsonError(err.message)
+    throw err
   }
-  return out
-}
-
-function badHexChar(b: number, index: number): JsonError {
-  return new JsonError(
-    `Invalid character ${rustDebugChar(String.fromCharCode(b))} at position ${index}`,
-  )
 }
 
 function uintExpected(type: 'uint32' | 'uint64'): string {
@@ -349,7 +299,7 @@ class Cursor {
     let n = 0
     let ok = true
     for (let k = 0; k < 4; k++) {
-      const v = hexVal(this.at(this.i + k))
+      const v = hexDigitValue(this.at(this.i + k))
       if (v < 0) ok = false
       n = n * 16 + v
     }

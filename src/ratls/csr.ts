@@ -7,6 +7,8 @@ import { KmsError, errorMessage, withContext } from '../errors.js'
 import { TAG, expectTag, readBitString, readOid, readTlv, sequenceOf } from '../x509/der.js'
 import { OID } from '../x509/oids.js'
 import { ScaleError, ScaleReader, ScaleWriter } from './scale.js'
+import { decodeHex } from '../util/hex.js'
+import { rustDebugStr } from '../util/rust-text.js'
 
 export const CSR_CONFIRM = 'please sign cert:'
 
@@ -206,7 +208,7 @@ function jsonKind(v: unknown): string {
   if (v === null) return 'unit value'
   if (Array.isArray(v)) return 'sequence'
   if (typeof v === 'object') return 'map'
-  if (typeof v === 'string') return `string ${JSON.stringify(v)}`
+  if (typeof v === 'string') return `string ${rustDebugStr(v)}`
   if (typeof v === 'boolean') return `boolean \`${String(v)}\``
   if (typeof v === 'number') {
     return Number.isInteger(v) ? `integer \`${v}\`` : `floating point \`${v}\``
@@ -216,10 +218,7 @@ function jsonKind(v: unknown): string {
 
 function hexField(v: unknown): Buffer {
   if (typeof v !== 'string') throw new Error(`invalid type: ${jsonKind(v)}, expected hex string`)
-  if (v.length % 2 !== 0) throw new Error('Odd number of digits')
-  const bad = v.search(/[^0-9a-fA-F]/)
-  if (bad >= 0) throw new Error(`Invalid character '${v[bad] ?? ''}' at position ${bad}`)
-  return Buffer.from(v, 'hex')
+  return decodeHex(v)
 }
 
 function u32Field(v: unknown): number {

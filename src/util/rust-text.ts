@@ -1,0 +1,31 @@
+// Rust's `{:?}` rendering of chars and strings. Upstream error texts that reach clients embed
+// them (the `hex` crate's bad characters, serde's unexpected strings), so ours must match.
+
+function rustEscape(ch: string): string {
+  switch (ch) {
+    case '\\':
+      return '\\\\'
+    case '\n':
+      return '\\n'
+    case '\r':
+      return '\\r'
+    case '\t':
+      return '\\t'
+    case '\0':
+      return '\\0'
+  }
+  const cp = ch.codePointAt(0) ?? 0
+  // control characters (C0, DEL, C1) are not printable in Rust's Debug output
+  if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f)) return `\\u{${cp.toString(16)}}`
+  return ch
+}
+
+/** Rust `{:?}` of a char, as the `hex` crate prints bad characters. */
+export function rustDebugChar(ch: string): string {
+  return `'${ch === "'" ? "\\'" : rustEscape(ch)}'`
+}
+
+/** Rust `{:?}` of a str, as serde prints unexpected strings. */
+export function rustDebugStr(s: string): string {
+  return `"${[...s].map((ch) => (ch === '"' ? '\\"' : rustEscape(ch))).join('')}"`
+}
