@@ -17,6 +17,11 @@ import { runLoad, type LoadResult } from './load.js'
 import { measure, type MicroOptions, type MicroResult } from './micro.js'
 import { mib, procMemory } from './proc.js'
 import { micros, num, table } from './table.js'
+import { GetMetaResponseType, PublicKeyResponseType } from '../src/prpc/messages.js'
+import type { MessageType } from '../src/prpc/schema.js'
+
+/** The JSON keys of a message, in order (the bench checks shapes, the tests pin them). */
+const fieldNames = <T>(type: MessageType<T>): string[] => type.fields.map((f) => f.name)
 
 interface Profile {
   name: string
@@ -108,7 +113,7 @@ function scenarios(server: BenchKms): Scenario[] {
       method: 'GetAppEnvEncryptPubKey?json',
       body: JSON.stringify({ app_id: BENCH_APP_ID_HEX }),
       validate(body) {
-        const v = jsonKeys(body, ['public_key', 'signature', 'timestamp', 'signature_v1'])
+        const v = jsonKeys(body, fieldNames(PublicKeyResponseType))
         if (typeof v === 'string') return v
         return v.public_key === expectedKey
           ? undefined
@@ -120,17 +125,7 @@ function scenarios(server: BenchKms): Scenario[] {
       method: 'GetMeta?json',
       body: '{}',
       validate(body) {
-        const v = jsonKeys(body, [
-          'ca_cert',
-          'allow_any_upgrade',
-          'k256_pubkey',
-          'bootstrap_info',
-          'is_dev',
-          'gateway_app_id',
-          'kms_contract_address',
-          'chain_id',
-          'app_auth_implementation',
-        ])
+        const v = jsonKeys(body, fieldNames(GetMetaResponseType))
         if (typeof v === 'string') return v
         if (typeof v.ca_cert !== 'string' || !v.ca_cert.startsWith('-----BEGIN CERTIFICATE-----')) {
           return 'ca_cert is not a PEM certificate'

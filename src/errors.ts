@@ -40,16 +40,3 @@ export function withContext(context: string, err: unknown, code?: KmsErrorCode):
   const innerCode = err instanceof KmsError ? err.code : undefined
   return new KmsError(code ?? innerCode ?? 'KMS_ERR_RPC', `${context}: ${inner}`, { cause: err })
 }
-
-/** Runs `fn` and re-throws any failure with `context` prepended. */
-export async function contextual<T>(context: string, fn: () => Promise<T> | T): Promise<T> {
-  try {
-    return await fn()
-  } catch (err) {
-    throw withContext(context, err)
-  }
-}
-
-export function rpcError(message: string, code: KmsErrorCode = 'KMS_ERR_RPC'): KmsError {
-  return new KmsError(code, message)
-}

@@ -10,7 +10,6 @@ import bcrypt from 'bcryptjs'
 import Fastify, { type FastifyInstance } from 'fastify'
 import {
   createAdminAuthenticator,
-  NO_ADMIN_CREDENTIALS_MESSAGE,
   registerAdminAuthHook,
   type AdminAuthenticator,
 } from '../src/admin/header-auth.js'
@@ -22,6 +21,7 @@ import {
   verifyAdminToken,
 } from '../src/admin/token.js'
 import type { AdminConfig } from '../src/config/types.js'
+import { ADMIN_NO_AUTH_MESSAGE } from '../src/config/validate.js'
 import { KmsError } from '../src/errors.js'
 import { readVectorJson } from './helpers/crypto-vectors.js'
 
@@ -209,23 +209,23 @@ describe('htpasswd', () => {
 describe('createAdminAuthenticator (start-up)', () => {
   test('enabled with neither token nor htpasswd refuses to start with the upstream text', () => {
     assert.equal(
-      NO_ADMIN_CREDENTIALS_MESSAGE,
+      ADMIN_NO_AUTH_MESSAGE,
       'admin API is enabled but neither auth_token nor htpasswd_file is configured; set ' +
         'core.admin.auth_token, DSTACK_KMS_ADMIN_TOKEN, ADMIN_API_TOKEN, ' +
         'core.admin.htpasswd_file, or insecure_no_auth = true (testing only)',
     )
     assert.throws(
       () => createAdminAuthenticator(adminConfig(), {}),
-      configError(NO_ADMIN_CREDENTIALS_MESSAGE),
+      configError(ADMIN_NO_AUTH_MESSAGE),
     )
     // a whitespace-only token is empty after trimming
     assert.throws(
       () => createAdminAuthenticator(adminConfig({ authToken: ' \t ' }), {}),
-      configError(NO_ADMIN_CREDENTIALS_MESSAGE),
+      configError(ADMIN_NO_AUTH_MESSAGE),
     )
     assert.throws(
       () => createAdminAuthenticator(adminConfig(), { DSTACK_KMS_ADMIN_TOKEN: '  ' }),
-      configError(NO_ADMIN_CREDENTIALS_MESSAGE),
+      configError(ADMIN_NO_AUTH_MESSAGE),
     )
   })
 
@@ -259,7 +259,7 @@ describe('createAdminAuthenticator (start-up)', () => {
           DSTACK_KMS_ADMIN_TOKEN: '',
           ADMIN_API_TOKEN: 'x',
         }),
-      configError(NO_ADMIN_CREDENTIALS_MESSAGE),
+      configError(ADMIN_NO_AUTH_MESSAGE),
     )
   })
 

@@ -11,11 +11,6 @@ import { digestEquals, sha256Utf8, trimLikeRust } from './token.js'
 
 export const ADMIN_REALM = 'dstack-kms admin'
 export const WWW_AUTHENTICATE = `Basic realm="${ADMIN_REALM}"`
-export {
-  ADMIN_NO_AUTH_MESSAGE as NO_ADMIN_CREDENTIALS_MESSAGE,
-  ENV_ADMIN_TOKEN,
-  ENV_ADMIN_TOKEN_COMPAT,
-} from '../config/validate.js'
 
 export interface AdminAuthenticator {
   /** `insecure` = `insecure_no_auth`: every request passes (the caller logs a warning) */

@@ -94,15 +94,3 @@ export function parseByteSize(s: string | number): number {
   const scale = 10n ** BigInt(frac.length)
   return checkedBytes(s, BigInt(whole) * unit + (BigInt(frac) * unit) / scale)
 }
-
-/** Formats bytes for messages and docs: the largest binary unit that divides evenly. */
-export function formatByteSize(n: number): string {
-  for (const [name, size] of [
-    ['GiB', 1 << 30],
-    ['MiB', 1 << 20],
-    ['KiB', 1 << 10],
-  ] as const) {
-    if (n !== 0 && n % size === 0) return `${n / size}${name}`
-  }
-  return `${n}B`
-}

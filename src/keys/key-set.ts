@@ -1,12 +1,8 @@
 // The four root secrets of a KMS and the three certificates minted from them (spec 02 §6,
 // spec 03 §5, spec 06 §4).
-import { readFileSync } from 'node:fs'
+import { readRequiredFile } from '../fs/read-file.js'
 import { P256Key } from '../crypto/p256.js'
-import {
-  generateSecp256k1Key,
-  isValidSecp256k1Scalar,
-  type Secp256k1Backend,
-} from '../crypto/secp256k1.js'
+import { generateSecp256k1Key, isValidSecp256k1Scalar } from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
@@ -36,10 +32,6 @@ export function generateKeys(): KmsKeys {
     rpcKey: P256Key.generate(),
     rootK256Key: generateSecp256k1Key(),
   }
-}
-
-export function k256PublicKey(backend: Secp256k1Backend, keys: Pick<KmsKeys, 'rootK256Key'>) {
-  return backend.publicKeyCompressed(keys.rootK256Key)
 }
 
 /** Issues the RPC certificate, with an attestation of its key when the backend can attest. */
@@ -73,17 +65,8 @@ export async function mintCerts(keys: KmsKeys, domain: string, tee: TeeBackend):
 }
 
 function readKeyFile(certDir: string, file: string): Buffer {
-  try {
-    return readFileSync(certPath(certDir, file))
-  } catch (err) {
-    throw new KmsError(
-      'KMS_ERR_KEYS',
-      `failed to read ${certPath(certDir, file)}: ${String(err)}`,
-      {
-        cause: err,
-      },
-    )
-  }
+  const path = certPath(certDir, file)
+  return readRequiredFile(path, `failed to read ${path}`)
 }
 
 function readP256(certDir: string, file: string): P256Key {

@@ -2,6 +2,7 @@
 // request path in a response hook exactly as upstream does (any HTTP method, status >= 400 is a
 // failure).
 import type { FastifyInstance } from 'fastify'
+import { stripServicePrefix } from '../prpc/plugin.js'
 
 const COUNTED = new Set(['GetAppKey', 'GetKmsKey', 'SignCert'])
 
@@ -13,9 +14,8 @@ export class AttestationMetrics {
     const q = rawUrl.indexOf('?')
     const path = q === -1 ? rawUrl : rawUrl.slice(0, q)
     if (!path.startsWith('/prpc/')) return
-    let method = path.slice('/prpc/'.length)
-    while (method.startsWith('KMS.')) method = method.slice('KMS.'.length)
-    if (!COUNTED.has(method)) return
+    // the raw segment, not percent-decoded, exactly as upstream's hook sees it
+    if (!COUNTED.has(stripServicePrefix(path.slice('/prpc/'.length), 'KMS.'))) return
     this.requests++
     if (status >= 400) this.failures++
   }

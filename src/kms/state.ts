@@ -1,6 +1,5 @@
 // Everything the main worker needs from cert_dir, read and parsed once at start (spec 06 §2
 // step 6), so no request touches the key files.
-import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { RpcTlsConfig } from '../config/types.js'
 import { P256Key } from '../crypto/p256.js'
@@ -10,6 +9,7 @@ import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
 import { readRootK256 } from '../keys/key-set.js'
 import { parseCertificate } from '../x509/parse.js'
 import { pemDecode } from '../x509/pem.js'
+import { readRequiredFile } from '../fs/read-file.js'
 
 export interface KmsState {
   certDir: string
@@ -33,17 +33,7 @@ export interface ListenerTls {
 }
 
 function readConfigured(path: string, key: string): string {
-  try {
-    return readFileSync(path, 'utf8')
-  } catch (err) {
-    throw new KmsError(
-      'KMS_ERR_KEYS',
-      `failed to read ${key} = ${JSON.stringify(path)}: ${String(err)}`,
-      {
-        cause: err,
-      },
-    )
-  }
+  return readRequiredFile(path, `failed to read ${key} = ${JSON.stringify(path)}`).toString('utf8')
 }
 
 export function loadListenerTls(tls: RpcTlsConfig): ListenerTls {
@@ -71,11 +61,7 @@ export function listenerTlsWarnings(certDir: string, tls: RpcTlsConfig): string[
 }
 
 function readText(certDir: string, file: string, context: string): string {
-  try {
-    return readFileSync(certPath(certDir, file), 'utf8')
-  } catch (err) {
-    throw withContext(context, err, 'KMS_ERR_KEYS')
-  }
+  return readRequiredFile(certPath(certDir, file), context).toString('utf8')
 }
 
 export function loadKmsState(certDir: string, secp256k1: Secp256k1Backend): KmsState {

@@ -17,7 +17,7 @@ import {
   OnboardRequestType,
   OnboardResponseType,
 } from '../prpc/messages.js'
-import { defineMethod, registerPrpc, type AnyRpcMethod } from '../prpc/plugin.js'
+import { defineMethod, encodeErrorBody, registerPrpc, type AnyRpcMethod } from '../prpc/plugin.js'
 import { UI_DIR } from '../paths.js'
 import type { EphemeralTls } from './ephemeral-tls.js'
 import type { OnboardService } from './service.js'
@@ -88,7 +88,7 @@ function refuseCrossSiteRequests(app: FastifyInstance): void {
     return reply
       .code(400)
       .header('content-type', 'application/json')
-      .send(Buffer.from(JSON.stringify({ error: 'cross-site request refused' }, null, 2)))
+      .send(encodeErrorBody(true, 'cross-site request refused'))
   })
 }
 

@@ -2,7 +2,9 @@
 // authenticates nothing by itself; its SHA-256 fingerprint is logged so an operator can compare it
 // with what the browser shows before typing anything into the page.
 import { createHash } from 'node:crypto'
+import { isIP } from 'node:net'
 import { hostname } from 'node:os'
+import { validateDomain } from '../config/validate.js'
 import { P256Key } from '../crypto/p256.js'
 import { issueCertificate } from '../x509/certificate.js'
 
@@ -18,16 +20,21 @@ export function fingerprintOf(der: Uint8Array): string {
   return hex.match(/../g)?.join(':') ?? ''
 }
 
-function isDnsName(name: string): boolean {
-  return /^[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*$/.test(name)
+/** A name this host may be reached by that can go into a SAN: an IP, or a valid DNS name (an
+ * odd hostname() must not stop the onboarding listener from starting). */
+function isSanName(name: string): boolean {
+  if (isIP(name) !== 0) return true
+  try {
+    validateDomain(name)
+    return true
+  } catch {
+    return false
+  }
 }
 
-export function createEphemeralTls(extraNames: readonly string[] = []): EphemeralTls {
+export function createEphemeralTls(): EphemeralTls {
   const key = P256Key.generate()
-  const names = ['localhost', '127.0.0.1', '::1', hostname(), ...extraNames].filter(
-    (n, i, all) =>
-      n !== '' && all.indexOf(n) === i && (isDnsName(n) || n.includes(':') || /^[0-9.]+$/.test(n)),
-  )
+  const names = [...new Set(['localhost', '127.0.0.1', '::1', hostname()])].filter(isSanName)
   const now = Date.now()
   const cert = issueCertificate(key, {
     subject: { commonName: 'dstack-kms onboarding' },

@@ -87,10 +87,6 @@ export function derBitString(content: Uint8Array, unusedBits = 0): Buffer {
   return derTlv(TAG.BIT_STRING, Buffer.concat([Buffer.from([unusedBits]), content]))
 }
 
-export function derNull(): Buffer {
-  return Buffer.from([TAG.NULL, 0x00])
-}
-
 export function encodeOidContent(dotted: string): Buffer {
   const parts = dotted.split('.')
   if (parts.length < 2 || parts.some((p) => !/^(0|[1-9][0-9]*)$/.test(p))) {
