@@ -17,6 +17,10 @@ export type KmsErrorCode =
   | 'KMS_ERR_NOT_IMPLEMENTED'
   | 'KMS_ERR_NATIVE' // the native addon is missing, failed to load, or a primitive failed
   | 'KMS_ERR_LOCKED' // another process holds a lock we need (e.g. a second KMS on the same data)
+  | 'KMS_ERR_ATTESTATION' // an attestation could not be decoded or did not verify
+  | 'KMS_ERR_COLLATERAL' // quote collateral could not be obtained or has expired
+  | 'KMS_ERR_DENIED' // the auth policy said no
+  | 'KMS_ERR_TDX' // a TDX guest interface failed (see TdxError for the syscall details)
   | 'KMS_ERR_INTERNAL'
 
 export class KmsError extends Error {

@@ -9,7 +9,7 @@ import { KmsError, errorMessage } from '../errors.js'
 import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
 import { QUICKSTART_TOML, quickstartDataDir, readQuickstartAdminTokenHash } from './quickstart.js'
 import { LOG_LEVELS, type RawTable, asInteger, checkLayer, deepMerge, isTable } from './schema.js'
-import type { AuthApiConfig, KmsConfig, TeeBackendName } from './types.js'
+import type { AuthApiConfig, CryptoBackendPreference, KmsConfig, TeeBackendName } from './types.js'
 import { parseByteSize, parseDuration } from './units.js'
 import { validateConfig } from './validate.js'
 
@@ -128,6 +128,16 @@ function oneOf(tree: Tree, a: string, b: string): string {
   return va !== '' ? va : vb
 }
 
+/** `[core.attestation.root_ca] tdx` and the issue's flat `root_ca_tdx` spelling must agree. */
+function onePath(a: string, b: string): string {
+  if (a !== '' && b !== '' && a !== b) {
+    throw configError(
+      `core.attestation.root_ca.tdx (${JSON.stringify(a)}) and core.attestation.root_ca_tdx (${JSON.stringify(b)}) set the same thing to different values; keep one`,
+    )
+  }
+  return a !== '' ? a : b
+}
+
 /** RUST_LOG's global level (a directive without `=`), like upstream's logger reads it. */
 function rustLogLevel(env: NodeJS.ProcessEnv, warnings: string[]): string | undefined {
   const value = env.RUST_LOG
@@ -189,6 +199,7 @@ function build(
         },
       },
       limits,
+      workers: t.has('rpc.workers') ? t.int('rpc.workers') : 0,
     },
     core: {
       certDir: path('core.cert_dir'),
@@ -232,7 +243,7 @@ function build(
           amdKds: t.optStr('core.attestation.urls.amd_kds'),
         },
         rootCa: {
-          tdx: path('core.attestation.root_ca.tdx'),
+          tdx: onePath(path('core.attestation.root_ca.tdx'), path('core.attestation.root_ca_tdx')),
           gcpTpm: path('core.attestation.root_ca.gcp_tpm'),
           awsNitroEnclave: path('core.attestation.root_ca.aws_nitro_enclave'),
           awsNitroTpm: path('core.attestation.root_ca.aws_nitro_tpm'),
@@ -242,7 +253,20 @@ function build(
         },
       },
     },
-    tee: { backend: t.str('tee.backend') as TeeBackendName },
+    tee: {
+      backend: t.str('tee.backend') as TeeBackendName,
+      simulator: {
+        seed: t.str('tee.simulator.seed').toLowerCase(),
+        trustMockRoot: t.bool('tee.simulator.trust_mock_root'),
+      },
+    },
+    crypto: { backend: t.str('crypto.backend') as CryptoBackendPreference },
+    authSimple: {
+      enabled: t.bool('auth_simple.enabled'),
+      address: t.str('auth_simple.address'),
+      port: t.int('auth_simple.port'),
+      config: path('auth_simple.config'),
+    },
     log: { level: rustLogLevel(env, warnings) ?? fileLevel },
     sources: [],
     warnings: [],

@@ -90,7 +90,7 @@ export const KMS_SCHEMA: TableNode = {
           },
         },
         limits: { table: {}, anyKey: { leaf: { kind: 'bytes' } } },
-        workers: rpcRocketKnob({ kind: 'uint' }),
+        workers: { leaf: { kind: 'uint' } },
         max_blocking: rpcRocketKnob({ kind: 'uint' }),
         ident: rpcRocketKnob({ kind: 'string-or-bool' }),
         temp_dir: rpcRocketKnob({ kind: 'string' }),
@@ -121,6 +121,7 @@ export const KMS_SCHEMA: TableNode = {
           table: {
             insecure_allow_external_trust_anchors: bool,
             urls: { table: { pccs: str, amd_kds: str } },
+            root_ca_tdx: path,
             root_ca: {
               table: {
                 tdx: path,
@@ -160,7 +161,14 @@ export const KMS_SCHEMA: TableNode = {
         },
       },
     },
-    tee: { table: { backend: { leaf: { kind: 'enum', values: ['none', 'simulator', 'tdx'] } } } },
+    tee: {
+      table: {
+        backend: { leaf: { kind: 'enum', values: ['none', 'simulator', 'guest-agent', 'tdx'] } },
+        simulator: { table: { seed: str, trust_mock_root: bool } },
+      },
+    },
+    crypto: { table: { backend: { leaf: { kind: 'enum', values: ['auto', 'native', 'js'] } } } },
+    auth_simple: { table: { enabled: bool, address: str, port, config: path } },
   },
 }
 

@@ -2,7 +2,7 @@
 // -c FILE). Key names mirror upstream kms.toml (spec 06 §1) in camelCase; durations are resolved
 // to milliseconds (null = "never") and byte limits to bytes.
 
-export type TeeBackendName = 'none' | 'simulator' | 'tdx'
+export type TeeBackendName = 'none' | 'simulator' | 'guest-agent' | 'tdx'
 
 export interface RpcTlsConfig {
   key: string
@@ -16,6 +16,29 @@ export interface RpcConfig {
   tls: RpcTlsConfig
   /** per-method body limits in bytes (`[rpc.limits] GetAppKey = "1MiB"`); unset → 10 MiB */
   limits: Record<string, number>
+  /** main KMS worker processes sharing the listening socket; 0 = one per CPU core */
+  workers: number
+}
+
+export type CryptoBackendPreference = 'auto' | 'native' | 'js'
+
+export interface TeeConfig {
+  backend: TeeBackendName
+  simulator: {
+    /** 64 hex digits, or "" when unset (required with backend = "simulator") */
+    seed: string
+    /** verify quotes against this simulator's mock root and serve its collateral locally */
+    trustMockRoot: boolean
+  }
+}
+
+export interface AuthSimpleConfig {
+  /** run auth-simple as a supervised worker */
+  enabled: boolean
+  address: string
+  port: number
+  /** the policy file (JSON, spec 05 §8.2) */
+  config: string
 }
 
 export type AuthApiConfig =
@@ -92,7 +115,9 @@ export interface LogConfig {
 export interface KmsConfig {
   rpc: RpcConfig
   core: CoreConfig
-  tee: { backend: TeeBackendName }
+  tee: TeeConfig
+  crypto: { backend: CryptoBackendPreference }
+  authSimple: AuthSimpleConfig
   log: LogConfig
   /** the files that were layered, in order, for the start-up log */
   sources: string[]

@@ -58,6 +58,7 @@ export function resolveAdminToken(
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
+const MAX_RPC_WORKERS = 64
 
 function configError(message: string): KmsError {
   return new KmsError('KMS_ERR_CONFIG', message)
@@ -168,6 +169,35 @@ export function validateConfig(cfg: KmsConfig, env: NodeJS.ProcessEnv = process.
     )
   }
 
+  if (cfg.tee.backend === 'simulator' && !/^[0-9a-f]{64}$/.test(cfg.tee.simulator.seed)) {
+    throw configError(
+      'tee.simulator.seed must be 64 hex digits (32 bytes) when tee.backend = "simulator"; the mock Intel PKI and the simulated measurements derive from it',
+    )
+  }
+  if (cfg.tee.simulator.trustMockRoot && cfg.tee.backend !== 'simulator') {
+    throw configError(
+      'tee.simulator.trust_mock_root = true requires tee.backend = "simulator": a real TEE must never trust a mock root',
+    )
+  }
+  if (rpc.workers > MAX_RPC_WORKERS) {
+    throw configError(`rpc.workers must be at most ${MAX_RPC_WORKERS} (0 = one per CPU core)`)
+  }
+
+  if (cfg.authSimple.enabled) {
+    checkAddress('auth_simple.address', cfg.authSimple.address)
+    checkNonEmpty('auth_simple.config', cfg.authSimple.config)
+    for (const [key, other] of [
+      ['rpc', rpc],
+      ['core.admin', core.admin.enabled ? core.admin : null],
+    ] as const) {
+      if (other !== null && sameSocket(cfg.authSimple, other)) {
+        throw configError(
+          `auth_simple listens on ${cfg.authSimple.address}:${cfg.authSimple.port}, which clashes with ${key} ${other.address}:${other.port}; give it its own port`,
+        )
+      }
+    }
+  }
+
   if (core.onboard.autoBootstrapDomain !== '') {
     try {
       validateDomain(core.onboard.autoBootstrapDomain, 'KMS_ERR_CONFIG')
@@ -217,6 +247,15 @@ export function unsafeDefaultWarnings(cfg: KmsConfig): string[] {
   if (!core.image.verify) {
     out.push(
       'core.image.verify = false: the OS images of booting apps are not checked against their measurements.',
+    )
+  } else {
+    out.push(
+      "core.image.verify = true: OS-image verification is not implemented yet in dstack-kms-ts, so every key release (GetAppKey, GetKmsKey, SignCert) is refused; set core.image.verify = false and rely on the auth policy's osImages list.",
+    )
+  }
+  if (cfg.tee.simulator.trustMockRoot) {
+    out.push(
+      "tee.simulator.trust_mock_root = true: quotes signed by the simulator's mock Intel PKI are accepted as genuine. Development only.",
     )
   }
   if (core.onboard.enabled && !core.onboard.tls) {

@@ -5,6 +5,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KmsError } from '../errors.js'
 import type { TeeBackendName } from '../config/types.js'
+import type { TdxEvent } from '../attestation/types.js'
 
 export interface TeeBackend {
   readonly name: TeeBackendName
@@ -14,6 +15,12 @@ export interface TeeBackend {
   attest(reportData: Uint8Array): Promise<Buffer>
   /** the `vm_config` string of this CVM (guest-agent `Info()`) */
   vmConfig(): Promise<string>
+  /** the full event log of this CVM: boot events (RTMR0–2) then runtime events (RTMR3) */
+  eventLog(): Promise<TdxEvent[]>
+  /** emits a runtime event: extends RTMR3 and appends it to the runtime event log */
+  emitEvent(name: string, payload: Uint8Array): Promise<void>
+  /** releases sockets, timers and file handles */
+  close(): Promise<void>
 }
 
 /** Upstream HEAD's outside-a-TEE mode: no attestation of our own anywhere. */
@@ -27,6 +34,16 @@ export class NoneBackend implements TeeBackend {
   async vmConfig(): Promise<string> {
     return ''
   }
+
+  async eventLog(): Promise<TdxEvent[]> {
+    return []
+  }
+
+  async emitEvent(): Promise<void> {
+    throw new KmsError('KMS_ERR_TEE', 'runtime events are not available with tee.backend = "none"')
+  }
+
+  async close(): Promise<void> {}
 }
 
 export interface TdxPresence {
