@@ -51,15 +51,26 @@
             },
         },
     },
+    'variables': {
+        # 1 when libsecp256k1 with its recovery module links (D14); DSTACK_KMS_SECP256K1=0|1
+        # overrides the probe. Without it the addon builds without secp256k1 and the KMS signs
+        # with @noble/curves, so `npm ci` never fails for a missing libsecp256k1-dev.
+        'dstack_kms_secp256k1%': '<!(node scripts/detect-secp256k1.mjs)',
+    },
     'targets': [
         {
             'target_name': 'dstack_kms_native',
             'sources': ['native/addon.cc'],
             'conditions': [
                 ['OS=="linux"', {
-                    'sources': ['native/flock.cc', 'native/unix_dgram.cc'],
+                    'sources': ['native/flock.cc', 'native/unix_dgram.cc', 'native/tdx_guest.cc', 'native/vsock.cc'],
                 }, {
                     'sources': ['native/stub.cc'],
+                }],
+                ['OS=="linux" and dstack_kms_secp256k1==1', {
+                    'sources': ['native/secp256k1.cc'],
+                    'defines': ['DSTACK_KMS_HAVE_SECP256K1'],
+                    'libraries': ['-lsecp256k1'],
                 }],
             ],
         },

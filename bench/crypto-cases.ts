@@ -1,7 +1,13 @@
 // The in-process operations behind the public RPCs, on fixed keys so every run does the same work.
 import { deriveDhSecret } from '../src/crypto/kdf.js'
 import { P256Key } from '../src/crypto/p256.js'
-import { nobleSecp256k1, signMessage, signMessageWithTimestamp } from '../src/crypto/secp256k1.js'
+import {
+  nobleSecp256k1,
+  signMessage,
+  signMessageWithTimestamp,
+  type Secp256k1Backend,
+} from '../src/crypto/secp256k1.js'
+import { EnvPubKeyProvider } from '../src/kms/env-pubkey.js'
 import { x25519PublicKey } from '../src/crypto/x25519.js'
 import { decodeJson, encodeJson } from '../src/prpc/json.js'
 import {
@@ -15,8 +21,10 @@ import { decodeMessage, encodeMessage } from '../src/prpc/schema.js'
 import { issueRootCaCert, issueRpcCert } from '../src/x509/templates.js'
 
 export const BENCH_APP_ID_HEX = '0123456789abcdef0123456789abcdef01234567'
-/** the case the end-to-end GetAppEnvEncryptPubKey figures are compared with */
+/** the RPC's work with no cache (a new app id every time) */
 export const ENV_KEY_HANDLER_CASE = 'GetAppEnvEncryptPubKey handler work'
+/** the case the end-to-end GetAppEnvEncryptPubKey figures (one hot app id) are compared with */
+export const ENV_KEY_CACHED_HANDLER_CASE = 'GetAppEnvEncryptPubKey handler work (cached)'
 /** the prefix service.ts signs env-encryption public keys with (spec 02 §5) */
 const ENV_PUBKEY_PREFIX = 'dstack-env-encrypt-pubkey'
 
@@ -33,7 +41,11 @@ export interface EnvKeyWork {
 
 /** The same derivation and signatures as KmsService.getAppEnvEncryptPubKey, wrapped in the pRPC
  * JSON codec, with the given root keys. */
-export function envKeyWork(rootCaKey: P256Key, rootK256Key: Buffer): EnvKeyWork {
+export function envKeyWork(
+  rootCaKey: P256Key,
+  rootK256Key: Buffer,
+  secp256k1: Secp256k1Backend,
+): EnvKeyWork {
   return {
     handle(requestJson) {
       const { app_id: appId } = decodeJson(AppIdType, requestJson)
@@ -41,10 +53,10 @@ export function envKeyWork(rootCaKey: P256Key, rootK256Key: Buffer): EnvKeyWork 
       const timestamp = BigInt(Math.floor(Date.now() / 1000))
       return encodeJson(PublicKeyResponseType, {
         public_key: publicKey,
-        signature: signMessage(nobleSecp256k1, rootK256Key, ENV_PUBKEY_PREFIX, appId, publicKey),
+        signature: signMessage(secp256k1, rootK256Key, ENV_PUBKEY_PREFIX, appId, publicKey),
         timestamp,
         signature_v1: signMessageWithTimestamp(
-          nobleSecp256k1,
+          secp256k1,
           rootK256Key,
           ENV_PUBKEY_PREFIX,
           appId,
@@ -56,13 +68,35 @@ export function envKeyWork(rootCaKey: P256Key, rootK256Key: Buffer): EnvKeyWork 
   }
 }
 
+/** The same through EnvPubKeyProvider, as the KMS answers a hot app id. */
+export function cachedEnvKeyWork(
+  rootCaKey: P256Key,
+  rootK256Key: Buffer,
+  secp256k1: Secp256k1Backend,
+): EnvKeyWork {
+  const provider = new EnvPubKeyProvider({ rootCaKey, rootK256Key, secp256k1 })
+  return {
+    handle(requestJson) {
+      const { app_id: appId } = decodeJson(AppIdType, requestJson)
+      const a = provider.get(appId)
+      return encodeJson(PublicKeyResponseType, {
+        public_key: a.publicKey,
+        signature: a.signature,
+        timestamp: a.timestamp,
+        signature_v1: a.signatureV1,
+      })
+    },
+  }
+}
+
 /** The X25519 public key the KMS must answer for `appIdHex` under `rootCaKey`. */
 export function expectedEnvPublicKeyHex(rootCaKey: P256Key, appIdHex: string): string {
   const secret = deriveDhSecret(rootCaKey, [Buffer.from(appIdHex, 'hex'), 'env-encrypt-key'])
   return x25519PublicKey(secret).toString('hex')
 }
 
-export function cryptoCases(): BenchCase[] {
+/** `secp256k1` signs in the handler cases: the backend the KMS picks with `auto`. */
+export function cryptoCases(secp256k1: Secp256k1Backend): BenchCase[] {
   const rootCaKey = P256Key.fromScalar(Buffer.alloc(32, 0x11))
   const rpcKey = P256Key.fromScalar(Buffer.alloc(32, 0x22))
   const k256 = Buffer.alloc(32, 0x33)
@@ -105,7 +139,8 @@ export function cryptoCases(): BenchCase[] {
   const pubKeyProto = encodeMessage(PublicKeyResponseType, pubKeyResponse)
   const metaProto = encodeMessage(GetMetaResponseType, meta)
   const request = Buffer.from(JSON.stringify({ app_id: BENCH_APP_ID_HEX }))
-  const work = envKeyWork(rootCaKey, k256)
+  const work = envKeyWork(rootCaKey, k256, secp256k1)
+  const cached = cachedEnvKeyWork(rootCaKey, k256, secp256k1)
   const issuer = { key: rootCaKey, subjectDer: rootCa.subjectDer }
 
   return [
@@ -115,6 +150,14 @@ export function cryptoCases(): BenchCase[] {
       name: 'signMessage (noble)',
       fn: () => signMessage(nobleSecp256k1, k256, ENV_PUBKEY_PREFIX, appId, publicKey),
     },
+    ...(secp256k1 === nobleSecp256k1
+      ? []
+      : [
+          {
+            name: `signMessage (${secp256k1.name})`,
+            fn: () => signMessage(secp256k1, k256, ENV_PUBKEY_PREFIX, appId, publicKey),
+          },
+        ]),
     { name: 'issueRpcCert', fn: () => issueRpcCert('kms.example.com', rpcKey, issuer) },
     {
       name: 'JSON encode PublicKeyResponse',
@@ -140,5 +183,6 @@ export function cryptoCases(): BenchCase[] {
       fn: () => decodeMessage(GetMetaResponseType, metaProto),
     },
     { name: ENV_KEY_HANDLER_CASE, fn: () => work.handle(request) },
+    { name: ENV_KEY_CACHED_HANDLER_CASE, fn: () => cached.handle(request) },
   ]
 }

@@ -6,7 +6,14 @@ import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { rawRequest } from '../test/helpers/https-client.js'
 import { testConfigToml } from '../test/helpers/kms-config.js'
-import { CLI, freePort, startKms, tempDir, type KmsProcess } from '../test/helpers/kms-process.js'
+import {
+  CLI,
+  freePort,
+  startKms,
+  tempDir,
+  type KmsProcess,
+  type LogLine,
+} from '../test/helpers/kms-process.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 
@@ -14,9 +21,13 @@ export interface BenchKms {
   kms: KmsProcess
   base: string
   certDir: string
-  /** pid of the KMS worker (the process that serves requests) */
+  /** pid of the (first) KMS worker (the process that serves requests) */
   workerPid: number
+  /** pids of all main KMS workers (`[rpc] workers` of them, from their `KMS worker ready` lines) */
+  workerPids: number[]
   supervisorPid: number
+  /** `backend` of the worker's `secp256k1 backend selected` log line ('native' | 'js') */
+  secp256k1Backend: string | undefined
 }
 
 function newestMtime(dir: string, suffix: string): number {
@@ -44,11 +55,44 @@ export function ensureBuilt(log: (line: string) => void): void {
   }
 }
 
-export async function startBenchKms(): Promise<BenchKms> {
+export interface BenchKmsOptions {
+  /** `[crypto] backend` */
+  cryptoBackend: 'auto' | 'native' | 'js'
+  /** `[rpc] workers`: 1 keeps the comparison with the one-process Fastify floor fair */
+  workers: number
+  /** extra environment of the KMS processes (e.g. NODE_OPTIONS=--cpu-prof) */
+  env?: Record<string, string>
+}
+
+/** Waits for `count` `KMS worker ready` lines and returns their `child_pid`s. */
+export async function readyWorkerPids(kms: KmsProcess, count: number): Promise<number[]> {
+  const ready = (l: LogLine) => l.msg === 'KMS worker ready'
+  await kms.waitForLog(ready)
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    const pids = [...new Set(kms.logs.filter(ready).map((l) => Number(l.child_pid)))]
+    if (pids.some((p) => !Number.isInteger(p) || p <= 0)) {
+      throw new Error(`a KMS worker ready line has no child_pid`)
+    }
+    if (pids.length >= count) return pids
+    if (Date.now() > deadline) throw new Error(`only ${pids.length} of ${count} KMS workers ready`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+export async function startBenchKms(
+  options: BenchKmsOptions = { cryptoBackend: 'auto', workers: 1 },
+): Promise<BenchKms> {
   const dir = tempDir('dstack-kms-bench-')
   const port = await freePort()
   const base = `https://127.0.0.1:${port}`
-  const kms = startKms({ dir, configToml: testConfigToml({ dir, port }) })
+  const toml = testConfigToml({
+    dir,
+    port,
+    workers: options.workers,
+    extra: `\n[crypto]\nbackend = "${options.cryptoBackend}"\n`,
+  })
+  const kms = startKms({ dir, configToml: toml, ...(options.env ? { env: options.env } : {}) })
   try {
     await kms.waitForLog((l) => l.msg === 'onboarding worker ready')
     const boot = await rawRequest({
@@ -59,14 +103,21 @@ export async function startBenchKms(): Promise<BenchKms> {
     if (boot.status !== 200) throw new Error(`Bootstrap failed: ${boot.status} ${boot.text}`)
     const fin = await rawRequest({ url: `${base}/finish` })
     if (fin.status !== 200) throw new Error(`/finish failed: ${fin.status} ${fin.text}`)
-    const ready = await kms.waitForLog((l) => l.msg === 'KMS worker ready')
-    const workerPid = Number(ready.child_pid)
-    if (!Number.isInteger(workerPid) || workerPid <= 0) {
-      throw new Error(`no child_pid in ${JSON.stringify(ready)}`)
-    }
+    const workerPids = await readyWorkerPids(kms, options.workers)
+    const workerPid = workerPids[0] ?? 0
     const supervisorPid = kms.proc.pid
     if (supervisorPid === undefined) throw new Error('the KMS process has no pid')
-    return { kms, base, certDir: join(dir, 'certs'), workerPid, supervisorPid }
+    const selected = [...kms.logs].reverse().find((l) => l.msg === 'secp256k1 backend selected')
+    const secp256k1Backend = typeof selected?.backend === 'string' ? selected.backend : undefined
+    return {
+      kms,
+      base,
+      certDir: join(dir, 'certs'),
+      workerPid,
+      workerPids,
+      supervisorPid,
+      secp256k1Backend,
+    }
   } catch (err) {
     kms.kill('SIGKILL')
     throw err

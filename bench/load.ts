@@ -6,13 +6,14 @@ import { procCpuMs } from './proc.js'
 
 export interface LoadOptions {
   url: string
-  body: string
+  /** the request body, or a function giving each request its own (e.g. a new app id) */
+  body: string | (() => string)
   headers: Record<string, string>
   concurrency: number
   warmupMs: number
   durationMs: number
   /** checks one answer body; returns a complaint, or undefined when it is right */
-  validate(body: Buffer): string | undefined
+  validate(body: Buffer, requestBody: string): string | undefined
   /** the server process, whose CPU time over the measured window is reported */
   serverPid: number
 }
@@ -43,14 +44,14 @@ function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6
 }
 
-function send(agent: Agent, o: LoadOptions): Promise<Answer> {
+function send(agent: Agent, o: LoadOptions, body: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       o.url,
       {
         method: 'POST',
         agent,
-        headers: { ...o.headers, 'content-length': String(Buffer.byteLength(o.body)) },
+        headers: { ...o.headers, 'content-length': String(Buffer.byteLength(body)) },
       },
       (res) => {
         const chunks: Buffer[] = []
@@ -60,7 +61,7 @@ function send(agent: Agent, o: LoadOptions): Promise<Answer> {
       },
     )
     req.on('error', reject)
-    req.end(o.body)
+    req.end(body)
   })
 }
 
@@ -88,10 +89,11 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 
   const client = async (until: number, record: boolean): Promise<void> => {
     while (nowMs() < until) {
+      const body = typeof o.body === 'string' ? o.body : o.body()
       const t0 = nowMs()
       let answer: Answer
       try {
-        answer = await send(agent, o)
+        answer = await send(agent, o, body)
       } catch (err) {
         if (record) complain(err instanceof Error ? err.message : String(err))
         continue
@@ -105,7 +107,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       // Parsing every answer would load the client, so one answer per run is checked in full.
       if (!validated) {
         validated = true
-        const problem = o.validate(answer.body)
+        const problem = o.validate(answer.body, body)
         if (problem !== undefined) complain(problem)
       }
       latencies.push(t1 - t0)

@@ -60,3 +60,59 @@ export function measure(name: string, fn: () => unknown, o: MicroOptions): Micro
     iterationsPerRound: iterations,
   }
 }
+
+export interface InterleavedCase {
+  name: string
+  /** one timed round of `iterations` calls, returning µs per call; for work outside this
+   * process (the C program) */
+  round?: (iterations: number) => number
+  fn?: () => unknown
+}
+
+/** Like `measure`, but the cases take turns round by round, so a machine whose load changes
+ * during the run slows them all alike and their ratios stay meaningful. */
+export function measureInterleaved(
+  cases: readonly InterleavedCase[],
+  o: MicroOptions,
+): MicroResult[] {
+  const plans = cases.map((c) => {
+    const round =
+      c.round ??
+      ((iterations: number) => {
+        const fn = c.fn
+        if (fn === undefined) throw new Error(`case ${c.name} has neither fn nor round`)
+        const t0 = nowMs()
+        for (let i = 0; i < iterations; i++) sink = fn()
+        return ((nowMs() - t0) / iterations) * 1000
+      })
+    // calibrate: grow the iteration count until one round takes a tenth of the warm-up
+    let iterations = 1
+    let usPerOp = round(iterations)
+    const warmEnd = nowMs() + o.warmupMs
+    while (nowMs() < warmEnd) {
+      usPerOp = round(iterations)
+      if (usPerOp * iterations < (o.warmupMs * 1000) / 10) iterations *= 2
+    }
+    return {
+      name: c.name,
+      round,
+      iterations: Math.max(1, Math.ceil((o.roundMs * 1000) / usPerOp)),
+      perOp: [] as number[],
+    }
+  })
+  for (let r = 0; r < o.rounds; r++) {
+    for (const p of plans) p.perOp.push(p.round(p.iterations))
+  }
+  if (sink === Symbol.for('never')) throw new Error('unreachable')
+  return plans.map((p) => {
+    const sorted = [...p.perOp].sort((a, b) => a - b)
+    const med = median(sorted)
+    return {
+      name: p.name,
+      usPerOp: med,
+      opsPerSec: 1e6 / med,
+      spreadPct: (((sorted[sorted.length - 1] ?? med) - (sorted[0] ?? med)) / med) * 100,
+      iterationsPerRound: p.iterations,
+    }
+  })
+}

@@ -1,6 +1,8 @@
-// `npm run bench [-- --quick]`: in-process costs of the crypto and codecs behind the public RPCs,
-// then the same RPCs end to end over HTTPS against a real `dstack-kms serve`. Figures are printed
-// for people to compare; nothing here passes or fails on speed.
+// `npm run bench [-- --quick] [-- --json]`: in-process costs of the crypto and codecs behind the
+// public RPCs, secp256k1 native vs @noble/curves vs C, then the RPCs end to end over HTTPS against
+// a real `dstack-kms serve`, and GetAppEnvEncryptPubKey with each secp256k1 backend next to a
+// minimal Fastify HTTPS floor. Figures and ratios against the targets are printed (a table, or one
+// JSON object with --json) for people to compare; nothing here passes or fails on speed.
 import { readFileSync, rmSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -8,14 +10,17 @@ import { parseArgs } from 'node:util'
 import { P256Key } from '../src/crypto/p256.js'
 import {
   BENCH_APP_ID_HEX,
-  ENV_KEY_HANDLER_CASE,
+  ENV_KEY_CACHED_HANDLER_CASE,
   cryptoCases,
   expectedEnvPublicKeyHex,
 } from './crypto-cases.js'
+import { runEnvComparison, type EnvComparison, type EnvLoadRow } from './env-pubkey-load.js'
 import { ensureBuilt, startBenchKms, type BenchKms } from './kms-server.js'
 import { runLoad, type LoadResult } from './load.js'
 import { measure, type MicroOptions, type MicroResult } from './micro.js'
 import { mib, procMemory } from './proc.js'
+import { nativeBackendOrReason, runSecp256k1Bench, type Secp256k1Figures } from './secp256k1.js'
+import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { micros, num, table } from './table.js'
 import { GetMetaResponseType, PublicKeyResponseType } from '../src/prpc/messages.js'
 import type { MessageType } from '../src/prpc/schema.js'
@@ -25,12 +30,15 @@ const fieldNames = <T>(type: MessageType<T>): string[] => type.fields.map((f) =>
 
 interface Profile {
   name: string
+  json: boolean
+  /** `[rpc] workers` of the KMS in the GetAppEnvEncryptPubKey comparison */
+  workers: number
   micro: MicroOptions
   loadWarmupMs: number
   loadDurationMs: number
 }
 
-const PROFILES: Record<'full' | 'quick', Profile> = {
+const PROFILES: Record<'full' | 'quick', Omit<Profile, 'json' | 'workers'>> = {
   full: {
     name: 'full',
     micro: { warmupMs: 200, roundMs: 150, rounds: 7 },
@@ -47,8 +55,10 @@ const PROFILES: Record<'full' | 'quick', Profile> = {
 
 const CONCURRENCY = [1, 16] as const
 
+let textOutput = true
+/** a line of the text report; with --json the report is one JSON object instead */
 const out = (line = ''): void => {
-  process.stdout.write(`${line}\n`)
+  if (textOutput) process.stdout.write(`${line}\n`)
 }
 const progress = (line: string): void => {
   process.stderr.write(`[bench] ${line}\n`)
@@ -56,19 +66,31 @@ const progress = (line: string): void => {
 
 function parseFlags(): Profile {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      quick: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      workers: { type: 'string', default: '1' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   })
   if (values.help === true) {
-    out('Usage: npm run bench [-- --quick]')
+    out('Usage: npm run bench [-- --quick] [-- --json] [-- --workers N]')
     process.exit(0)
   }
-  return values.quick ? PROFILES.quick : PROFILES.full
+  const workers = Number(values.workers)
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new Error(`--workers must be a positive integer, got ${values.workers}`)
+  }
+  return { ...(values.quick ? PROFILES.quick : PROFILES.full), json: values.json, workers }
 }
 
 function runMicro(profile: Profile): MicroResult[] {
   progress('in-process micro-benchmarks…')
-  const results = cryptoCases().map((c) => measure(c.name, c.fn, profile.micro))
+  const native = nativeBackendOrReason()
+  const results = cryptoCases(typeof native === 'string' ? nobleSecp256k1 : native).map((c) =>
+    measure(c.name, c.fn, profile.micro),
+  )
   out(
     `In-process, per operation (median of ${profile.micro.rounds} rounds of ~${profile.micro.roundMs} ms after a ${profile.micro.warmupMs} ms warm-up)`,
   )
@@ -176,9 +198,23 @@ async function runEndToEnd(profile: Profile, micro: MicroResult[]): Promise<bool
     }
     const memAfter = procMemory(server.workerPid)
     const supervisorAfter = procMemory(server.supervisorPid)
+    report.endToEnd = {
+      secp256k1Backend: server.secp256k1Backend,
+      rows: rows.map(({ scenario, concurrency, result }) => ({
+        rpc: scenario.label,
+        concurrency,
+        ...result,
+      })),
+      memoryKiB: {
+        workerBefore: memBefore,
+        workerAfter: memAfter,
+        supervisorBefore,
+        supervisorAfter,
+      },
+    }
 
     out(
-      `End to end over HTTPS (keep-alive, JSON, ${num(profile.loadDurationMs / 1000, 1)} s per row after a ${profile.loadWarmupMs} ms warm-up; client and KMS on this machine)`,
+      `End to end over HTTPS (keep-alive, JSON, ${num(profile.loadDurationMs / 1000, 1)} s per row after a ${profile.loadWarmupMs} ms warm-up; client and KMS on this machine; [crypto] backend = "auto" → ${server.secp256k1Backend ?? 'unknown'}, [rpc] workers = 1)`,
     )
     out(
       table(
@@ -251,13 +287,13 @@ async function runEndToEnd(profile: Profile, micro: MicroResult[]): Promise<bool
 }
 
 function printWhereTimeGoes(rows: readonly LoadRow[], micro: readonly MicroResult[]): void {
-  const inProcess = micro.find((m) => m.name === ENV_KEY_HANDLER_CASE)
+  const inProcess = micro.find((m) => m.name === ENV_KEY_CACHED_HANDLER_CASE)
   const envRows = rows.filter((r) => r.scenario.label === 'GetAppEnvEncryptPubKey')
   if (inProcess === undefined || envRows.length === 0) return
   const base = inProcess.usPerOp
   const ratio = (us: number) => `${num(us / base, 1)}×`
   const lines: string[][] = [
-    ['in-process handler work (decode, derive, 2 signatures, encode)', micros(base), '1.0×'],
+    ['in-process handler work, one hot app id (decode, cache, encode)', micros(base), '1.0×'],
   ]
   for (const { concurrency, result } of envRows) {
     if (concurrency === 1) {
@@ -286,18 +322,228 @@ function printWhereTimeGoes(rows: readonly LoadRow[], micro: readonly MicroResul
   out()
 }
 
+const ratio = (value: number | null): string => (value === null ? '-' : `${num(value, 2)}×`)
+
+function printSecp256k1(f: Secp256k1Figures): void {
+  out('secp256k1 side by side (µs/op, median of interleaved rounds; same key and 32-byte digest)')
+  const row = (op: string, v: Secp256k1Figures['signUs']): string[] => [
+    op,
+    v.native === null ? '-' : micros(v.native),
+    micros(v.noble),
+    v.c === null ? '-' : micros(v.c),
+    ratio(v.native === null ? null : v.noble / v.native),
+    ratio(v.native === null || v.c === null ? null : v.native / v.c),
+  ]
+  out(
+    table(
+      ['operation', 'native', '@noble/curves', 'C (libsecp256k1)', 'noble/native', 'native/C'],
+      [row('sign (recoverable)', f.signUs), row('public key (compressed)', f.pubkeyUs)],
+    ),
+  )
+  for (const n of f.notes) out(`  note: ${n}`)
+  out()
+}
+
+function rowLabel(r: EnvLoadRow): string {
+  if (r.target === 'floor') return `Fastify HTTPS floor (${r.session} session)`
+  return `KMS ${r.target === 'kms-native' ? 'native' : 'js'}, ${r.appIds ?? ''} app id${r.appIds === 'hot' ? '' : 's'}`
+}
+
+function floorFor(rows: readonly EnvLoadRow[], r: EnvLoadRow): EnvLoadRow | undefined {
+  return rows.find(
+    (f) => f.target === 'floor' && f.session === r.session && f.concurrency === r.concurrency,
+  )
+}
+
+function printEnvComparison(c: EnvComparison, profile: Profile): void {
+  const cf = c.cryptoFloor
+  out('GetAppEnvEncryptPubKey crypto floor: raw per-request primitives, in-process (µs/op)')
+  out(
+    table(
+      ['primitive', 'µs/op', 'per request'],
+      Object.entries(cf.primitivesUs).map(([name, us]) => [
+        name,
+        micros(us),
+        name === 'deriveDhSecret' || name === 'x25519PublicKey' ? '1×' : '2×',
+      ]),
+    ),
+  )
+  out(
+    `  sum per request: native ${cf.nativeSumUs === null ? '-' : micros(cf.nativeSumUs)} µs → ${cf.nativeRps === null ? '-' : num(cf.nativeRps)} req/s; js ${micros(cf.jsSumUs)} µs → ${num(cf.jsRps)} req/s (one core)`,
+  )
+  out()
+  out(
+    `GetAppEnvEncryptPubKey over HTTPS, native vs js backend vs a minimal Fastify route (keep-alive, JSON, ${num(profile.loadDurationMs / 1000, 1)} s per row; KMS with [rpc] workers = ${profile.workers}${profile.workers > 1 ? ', server CPU is the first worker only' : ''})`,
+  )
+  out(
+    table(
+      [
+        'target',
+        'clients',
+        'req/s',
+        'p50 ms',
+        'p99 ms',
+        'vs floor',
+        'vs crypto floor',
+        'server CPU',
+      ],
+      c.rows.map((r) => {
+        const floor = floorFor(c.rows, r)
+        const cryptoRps =
+          r.target === 'kms-native' ? cf.nativeRps : r.target === 'kms-js' ? cf.jsRps : null
+        return [
+          rowLabel(r),
+          String(r.concurrency),
+          num(r.result.rps),
+          num(r.result.p50Ms, 2),
+          num(r.result.p99Ms, 2),
+          r.target === 'floor' || floor === undefined
+            ? ''
+            : `${num((r.result.rps / floor.result.rps) * 100)}%`,
+          r.appIds === 'distinct' && cryptoRps !== null
+            ? `${num((r.result.rps / cryptoRps) * 100)}%`
+            : '',
+          `${num(r.result.serverCpuPct)}%`,
+        ]
+      }),
+    ),
+  )
+  for (const n of c.notes) out(`  note: ${n}`)
+  for (const p of c.problems) out(`  ! ${p}`)
+  out()
+}
+
+interface TargetCheck {
+  name: string
+  measured: number | null
+  target: string
+  met: boolean | null
+}
+
+function targetChecks(secp: Secp256k1Figures, env: EnvComparison): TargetCheck[] {
+  const { native, noble, c } = secp.signUs
+  const maxC = Math.max(...env.rows.map((r) => r.concurrency))
+  const at = (target: EnvLoadRow['target'], appIds: EnvLoadRow['appIds']) =>
+    env.rows.find((r) => r.target === target && r.appIds === appIds && r.concurrency === maxC)
+  const hot = at('kms-native', 'hot')
+  const hotFloor = hot === undefined ? undefined : floorFor(env.rows, hot)
+  const distinct = at('kms-native', 'distinct')
+  const cryptoRps = env.cryptoFloor.nativeRps
+  const check = (
+    name: string,
+    measured: number | null,
+    target: string,
+    pass: (v: number) => boolean,
+  ): TargetCheck => ({ name, measured, target, met: measured === null ? null : pass(measured) })
+  return [
+    check(
+      'native sign / raw C sign',
+      native === null || c === null ? null : native / c,
+      '≤ 1.5×',
+      (v) => v <= 1.5,
+    ),
+    check(
+      'noble sign / native sign',
+      native === null ? null : noble / native,
+      '≥ 10×',
+      (v) => v >= 10,
+    ),
+    check(
+      `KMS native, hot app id, c=${maxC}: req/s / Fastify floor`,
+      hot === undefined || hotFloor === undefined ? null : hot.result.rps / hotFloor.result.rps,
+      '≥ 50%',
+      (v) => v >= 0.5,
+    ),
+    check(
+      `KMS native, distinct app ids, c=${maxC}: req/s / crypto floor`,
+      distinct === undefined || cryptoRps === null ? null : distinct.result.rps / cryptoRps,
+      '≥ 70%',
+      (v) => v >= 0.7,
+    ),
+  ]
+}
+
+function printTargets(checks: readonly TargetCheck[]): void {
+  out('Targets (figures from this run; informational, the bench never fails on speed)')
+  out(
+    table(
+      ['figure', 'measured', 'target', 'met'],
+      checks.map((t) => [
+        t.name,
+        t.measured === null
+          ? '-'
+          : t.target.includes('%')
+            ? `${num(t.measured * 100)}%`
+            : `${num(t.measured, 2)}×`,
+        t.target,
+        t.met === null ? 'n/a' : t.met ? 'yes' : 'NO',
+      ]),
+    ),
+  )
+  out()
+}
+
 async function main(): Promise<number> {
   const profile = parseFlags()
+  textOutput = !profile.json
   const cpu = cpus()[0]?.model ?? 'unknown CPU'
+  report.machine = {
+    node: process.version,
+    platform: `${process.platform}/${process.arch}`,
+    cpus: cpus().length,
+    cpu: cpu.trim(),
+    profile: profile.name,
+    workers: profile.workers,
+  }
   out(
     `dstack-kms bench (${profile.name}): node ${process.version}, ${process.platform}/${process.arch}, ${cpus().length} × ${cpu.trim()}`,
   )
   out()
   const started = Date.now()
   const micro = runMicro(profile)
-  const ok = await runEndToEnd(profile, micro)
+  report.micro = micro
+  progress('secp256k1: native vs @noble/curves vs C…')
+  const secp = runSecp256k1Bench(profile.micro)
+  report.secp256k1 = secp
+  printSecp256k1(secp)
+  let ok = await runEndToEnd(profile, micro)
+  const env = await runEnvComparison({
+    concurrency: CONCURRENCY,
+    workers: profile.workers,
+    warmupMs: profile.loadWarmupMs,
+    durationMs: profile.loadDurationMs,
+    micro: profile.micro,
+    progress,
+  })
+  if (!env.ok) ok = false
+  report.envPubKey = {
+    cryptoFloor: env.cryptoFloor,
+    rows: env.rows.map((r) => ({
+      target: r.target,
+      session: r.session,
+      appIds: r.appIds,
+      concurrency: r.concurrency,
+      ...r.result,
+    })),
+    problems: env.problems,
+    notes: env.notes,
+  }
+  printEnvComparison(env, profile)
+  const checks = targetChecks(secp, env)
+  report.targets = checks
+  printTargets(checks)
+  report.ok = ok
+  report.elapsedS = (Date.now() - started) / 1000
   out(`bench finished in ${num((Date.now() - started) / 1000, 1)} s`)
+  if (profile.json) process.stdout.write(`${JSON.stringify(report, bigintSafe, 2)}\n`)
   return ok ? 0 : 1
+}
+
+/** Everything the text report shows, for --json. */
+const report: Record<string, unknown> = {}
+
+function bigintSafe(_key: string, value: unknown): unknown {
+  return typeof value === 'bigint' ? value.toString() : value
 }
 
 main().then(

@@ -18,4 +18,25 @@ Napi::Value SendUnixDatagram(const Napi::CallbackInfo& info) {
     throw ErrnoError(info.Env(), ENOTSUP, "sendto");
 }
 
+Napi::Value TdxGetReport0(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(ErrnoError(env, ENOTSUP, "ioctl").Value());
+    return deferred.Promise();
+}
+
+Napi::Value TdxExtendRtmr(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(ErrnoError(env, ENOTSUP, "ioctl").Value());
+    return deferred.Promise();
+}
+
+Napi::Value VsockRoundTrip(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+    deferred.Reject(ErrnoError(env, ENOTSUP, "socket").Value());
+    return deferred.Promise();
+}
+
 } // namespace dstack_kms

@@ -14,6 +14,12 @@ Key management service for dstack confidential VMs, compatible with the upstream
 
 Commands:
   serve                run the KMS (also what a bare \`dstack-kms\` does)
+  verify-attestation   verify a TDX quote or attestation and print its BootInfo as JSON
+  auth-simple          run the auth-simple policy server (upstream's auth-simple)
+  sim-attest           print a simulated guest attestation of a simulator config's platform
+  demo-guest           play a dstack guest against a running KMS: RA-TLS + GetAppKey
+
+Run 'dstack-kms <command> --help' for a command's options.
 
 Options:
   -c, --config FILE    configuration file, layered last over the built-in defaults,
@@ -77,7 +83,28 @@ function describeParseError(err: unknown): string {
   return errorMessage(err)
 }
 
+interface CommandIo {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+}
+
+/** Subcommands beside `serve`, loaded on demand so `serve` does not pay for them. */
+const SUBCOMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
+  'verify-attestation': async (argv, io) =>
+    (await import('./commands/verify-attestation.js')).runVerifyAttestation(argv, io),
+  'auth-simple': async (argv, io) =>
+    (await import('./commands/auth-simple.js')).runAuthSimple(argv, io),
+  'sim-attest': async (argv, io) =>
+    (await import('./commands/sim-attest.js')).runSimAttest(argv, io),
+  'demo-guest': async (argv, io) =>
+    (await import('./commands/demo-guest.js')).runDemoGuest(argv, io),
+}
+
 async function main(argv: string[]): Promise<number> {
+  const sub = argv[0] === undefined ? undefined : SUBCOMMANDS[argv[0]]
+  if (sub !== undefined) {
+    return sub(argv.slice(1), { stdout: process.stdout, stderr: process.stderr })
+  }
   let command: Command
   try {
     command = parseCommand(argv)

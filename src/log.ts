@@ -2,7 +2,7 @@
 // process, pretty-printed only when a human is watching (stdout is a TTY).
 import pino, { type Logger } from 'pino'
 
-export type WorkerName = 'supervisor' | 'onboard' | 'kms' | 'cli'
+export type WorkerName = 'supervisor' | 'onboard' | 'kms' | 'auth-simple' | 'cli'
 
 export function createLogger(worker: WorkerName, level = 'info'): Logger {
   const options = { level, base: { worker, pid: process.pid } }

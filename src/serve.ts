@@ -4,11 +4,14 @@ import { mkdirSync, statSync } from 'node:fs'
 import { extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from './config/load.js'
-import { ensureQuickstartAdminToken, quickstartDataDir } from './config/quickstart.js'
+import {
+  ensureQuickstartAdminToken,
+  ensureQuickstartSeed,
+  quickstartDataDir,
+} from './config/quickstart.js'
+import { ensureQuickstartPolicy } from './quickstart/policy-file.js'
 import type { KmsConfig } from './config/types.js'
 import { unsafeDefaultWarnings } from './config/validate.js'
-import { nobleSecp256k1 } from './crypto/secp256k1.js'
-import { ensureSelfKmsAllowed } from './auth/self-auth.js'
 import { autoBootstrap } from './keys/bootstrap.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
@@ -17,7 +20,7 @@ import { errorMessage } from './errors.js'
 import { createLogger } from './log.js'
 import { lockFileExclusive } from './native/flock.js'
 import { runSupervisor } from './supervisor/supervisor.js'
-import { createTeeBackend } from './tee/backend.js'
+import { createRuntime } from './runtime.js'
 import { VERSION } from './version.js'
 
 /** Overrides /etc/kms/kms.toml; tests point it elsewhere so a developer's file never leaks in. */
@@ -56,6 +59,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
     const dataDir = quickstartDataDir(process.cwd())
     const { createdToken } = ensureQuickstartAdminToken(dataDir)
     if (createdToken !== undefined) printQuickstartToken(createdToken, dataDir)
+    ensureQuickstartSeed(dataDir)
   }
   const config: KmsConfig = loadConfig({
     ...(opts.configFile === undefined ? {} : { configFile: opts.configFile }),
@@ -72,8 +76,10 @@ export async function serve(opts: ServeOptions): Promise<number> {
   for (const w of config.warnings) logger.warn(w)
   for (const w of unsafeDefaultWarnings(config)) logger.warn(`UNSAFE FOR PRODUCTION: ${w}`)
 
+  if (opts.quickstart) await ensureQuickstartPolicy(config, logger)
   // Fail before forking anything if the TEE backend cannot run here (D10, D17).
-  const tee = createTeeBackend(config.tee.backend)
+  const rt = await createRuntime(config, logger, { announce: true })
+  const tee = rt.tee
   const certDir = config.core.certDir
   mkdirSync(certDir, { recursive: true, mode: 0o700 })
   const certDirMode = statSync(certDir).mode & 0o777
@@ -93,8 +99,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
     const bootstrapDeps = {
       certDir,
       tee,
-      secp256k1: nobleSecp256k1,
-      ensureSelfKmsAllowed: () => ensureSelfKmsAllowed(config, tee),
+      secp256k1: rt.secp256k1,
+      ensureSelfKmsAllowed: () => rt.selfAuth.ensureSelfKmsAllowed(),
     }
     return await runSupervisor({
       config,
@@ -124,6 +130,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
       },
     })
   } finally {
+    await rt.close()
     await lock.release()
   }
 }

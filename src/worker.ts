@@ -3,10 +3,7 @@
 // resolved settings.
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { createAuthApi } from './auth/auth-api.js'
-import { CacheDb } from './cache/cache-db.js'
 import type { KmsConfig } from './config/types.js'
-import { nobleSecp256k1 } from './crypto/secp256k1.js'
 import { errorMessage } from './errors.js'
 import { listenUrl } from './http/server-options.js'
 import { keysExist } from './keys/cert-dir.js'
@@ -19,10 +16,9 @@ import { buildOnboardApp } from './onboard/app.js'
 import { createEphemeralTls } from './onboard/ephemeral-tls.js'
 import { OnboardService } from './onboard/service.js'
 import { onSupervisorGone, receiveStart, sendReady } from './supervisor/worker-ipc.js'
-import { createTeeBackend } from './tee/backend.js'
-import { USER_AGENT } from './version.js'
-
-const secp256k1 = nobleSecp256k1
+import { ClientCertVerifier } from './kms/client-cert.js'
+import { createRuntime } from './runtime.js'
+import { buildAuthSimpleServer } from './auth-simple/server.js'
 
 async function listen(
   app: FastifyInstance,
@@ -69,9 +65,8 @@ async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
     logger.info('keys are present; onboarding is complete')
     process.exit(0)
   }
-  const tee = createTeeBackend(config.tee.backend)
-  const authApi = createAuthApi(config.core.authApi, USER_AGENT)
-  const service = new OnboardService({ config, tee, secp256k1, authApi, logger })
+  const rt = await createRuntime(config, logger)
+  const service = new OnboardService({ config, logger, ...rt })
   const tls = config.core.onboard.tls ? createEphemeralTls() : null
   // onFinish runs after listen, when the app exists; the holder breaks the construction cycle.
   const holder: { app?: FastifyInstance } = {}
@@ -91,7 +86,10 @@ async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
     },
   })
   holder.app = app
-  stopOnSignals(logger, () => app.close())
+  stopOnSignals(logger, async () => {
+    await app.close()
+    await rt.close()
+  })
   const { address, port } = config.core.onboard
   const url = await listen(app, address, port, tls === null ? 'http' : 'https')
   if (tls === null) {
@@ -107,25 +105,16 @@ async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
 }
 
 async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
-  const tee = createTeeBackend(config.tee.backend)
-  const authApi = createAuthApi(config.core.authApi, USER_AGENT)
-  const state = loadKmsState(config.core.certDir, secp256k1)
+  const rt = await createRuntime(config, logger, { announce: true })
+  const state = loadKmsState(config.core.certDir, rt.secp256k1)
   for (const w of listenerTlsWarnings(config.core.certDir, config.rpc.tls)) logger.warn(w)
-  const cache = CacheDb.open(config.core.image.cacheDir)
-  const service = new KmsService({
-    config,
-    state,
-    tee,
-    secp256k1,
-    authApi,
-    cache,
-    logger,
-  })
-  const app = await buildKmsApp({ config, service, logger })
+  const service = new KmsService({ config, state, logger, ...rt })
+  const clientCerts = new ClientCertVerifier(rt.verifier)
+  const app = await buildKmsApp({ config, service, logger, clientCerts })
   const admin = config.core.admin.enabled ? await buildAdminApp({ config, service, logger }) : null
   stopOnSignals(logger, async () => {
     await Promise.all([app.close(), admin?.close()])
-    cache.close()
+    await rt.close()
   })
   logger.info(
     {
@@ -150,6 +139,18 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   await sendReady('kms', url)
 }
 
+/** The auth-simple policy sidecar ([auth_simple] enabled): upstream's auth-simple, supervised
+ * like the other workers so a crash restarts it. */
+async function runAuthSimpleWorker(config: KmsConfig, logger: Logger): Promise<void> {
+  const { address, port, config: configPath } = config.authSimple
+  const app = buildAuthSimpleServer({ configPath, logger })
+  stopOnSignals(logger, () => app.close())
+  logger.info(`config path: ${configPath}`)
+  const url = await listen(app, address, port, 'http')
+  logger.info({ url }, `starting auth-simple server on port ${port}`)
+  await sendReady('auth-simple', url)
+}
+
 async function main(): Promise<void> {
   const start = await receiveStart()
   const logger = createLogger(start.role, start.config.log.level)
@@ -160,6 +161,7 @@ async function main(): Promise<void> {
   })
   try {
     if (start.role === 'onboard') await runOnboard(start.config, logger)
+    else if (start.role === 'auth-simple') await runAuthSimpleWorker(start.config, logger)
     else await runKms(start.config, logger)
   } catch (err) {
     logger.fatal({ err: errorMessage(err) }, `${start.role} worker failed to start`)

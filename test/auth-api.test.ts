@@ -97,6 +97,161 @@ describe('webhook auth API: info call', () => {
   })
 })
 
+describe('webhook auth API: decision calls', () => {
+  let server: Server
+  let origin = ''
+  let handler: Handler = (_req, res) => res.end()
+  const seen: Array<{ method?: string; url?: string; ua?: string; type?: string; body: string }> =
+    []
+
+  before(async () => {
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        seen.push({
+          method: req.method,
+          url: req.url,
+          ua: req.headers['user-agent'],
+          type: req.headers['content-type'],
+          body: Buffer.concat(chunks).toString('utf8'),
+        })
+        handler(req, res)
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+
+  after(() => {
+    server.closeAllConnections()
+    server.close()
+  })
+
+  const api = (url = origin, timeoutMs = 5000) =>
+    new WebhookAuthApi({ url, timeoutMs, userAgent: 'dstack-kms/test' })
+  const bootInfo = {
+    attestationMode: 'dstack-tdx',
+    teeVariant: 'dstack-tdx',
+    appId: '04'.repeat(20),
+    advisoryIds: ['INTEL-SA-00837'],
+  }
+  const reply = (obj: unknown, status = 200): Handler => {
+    return (_req, res) => {
+      res.statusCode = status
+      res.setHeader('content-type', 'application/json')
+      res.end(typeof obj === 'string' ? obj : JSON.stringify(obj))
+    }
+  }
+
+  it('POSTs the BootInfo JSON to <url>/bootAuth/{app,kms} and returns the verdict', async () => {
+    handler = reply({ isAllowed: true, gatewayAppId: 'gw', reason: '', extra: 1 })
+    seen.length = 0
+    assert.deepEqual(await api().bootAuth(bootInfo, false), {
+      isAllowed: true,
+      gatewayAppId: 'gw',
+      reason: '',
+    })
+    handler = reply({ isAllowed: false, gatewayAppId: '', reason: 'compose hash not allowed' })
+    assert.deepEqual(await api(`${origin}/`).bootAuth(bootInfo, true), {
+      isAllowed: false,
+      gatewayAppId: '',
+      reason: 'compose hash not allowed',
+    })
+    await api(`${origin}/prefix`).bootAuth(bootInfo, true)
+    await api(`${origin}/prefix/`).bootAuth(bootInfo, false)
+    assert.deepEqual(
+      seen.map((r) => [r.method, r.url, r.ua, r.type]),
+      [
+        ['POST', '/bootAuth/app', 'dstack-kms/test', 'application/json'],
+        ['POST', '/bootAuth/kms', 'dstack-kms/test', 'application/json'],
+        ['POST', '/prefix/bootAuth/kms', 'dstack-kms/test', 'application/json'],
+        ['POST', '/prefix/bootAuth/app', 'dstack-kms/test', 'application/json'],
+      ],
+    )
+    for (const r of seen) assert.deepEqual(JSON.parse(r.body), bootInfo)
+    // key order is the caller's (spec 05 §2 order comes from bootInfoToJson)
+    assert.equal(seen[0]?.body, JSON.stringify(bootInfo))
+  })
+
+  it('never caches: the same BootInfo twice makes two requests, the second answer wins', async () => {
+    const answers = [
+      { isAllowed: true, gatewayAppId: 'gw', reason: '' },
+      { isAllowed: false, gatewayAppId: 'gw', reason: 'revoked' },
+    ]
+    handler = (req, res) => reply(answers.shift())(req, res)
+    seen.length = 0
+    const client = api()
+    assert.equal((await client.bootAuth(bootInfo, false)).isAllowed, true)
+    assert.deepEqual(await client.bootAuth(bootInfo, false), {
+      isAllowed: false,
+      gatewayAppId: 'gw',
+      reason: 'revoked',
+    })
+    assert.equal(seen.length, 2)
+    assert.equal(seen[0]?.body, seen[1]?.body)
+  })
+
+  it('times out (D9) and stays fail-closed', async () => {
+    handler = () => {
+      // never answers
+    }
+    await assert.rejects(api(origin, 200).bootAuth(bootInfo, true), {
+      message: `auth api ${origin}/bootAuth/kms request failed: timed out`,
+    })
+  })
+
+  it('fails closed on a body that is not JSON', async () => {
+    handler = reply('<html>oops</html>')
+    await assert.rejects(api().bootAuth(bootInfo, false), {
+      message: `failed to decode response from ${origin}/bootAuth/app, status=200 OK, body=<html>oops</html>`,
+    })
+  })
+
+  it('requires all three reply keys with their types', async () => {
+    const bad: unknown[] = [
+      { isAllowed: true, gatewayAppId: 'gw' },
+      { isAllowed: true, reason: '' },
+      { gatewayAppId: 'gw', reason: '' },
+      { isAllowed: 'true', gatewayAppId: 'gw', reason: '' },
+      { isAllowed: true, gatewayAppId: null, reason: '' },
+      { isAllowed: true, gatewayAppId: 'gw', reason: 0 },
+      [true, 'gw', ''],
+      null,
+    ]
+    for (const body of bad) {
+      handler = reply(JSON.stringify(body))
+      await assert.rejects(api().bootAuth(bootInfo, true), (err: Error) => {
+        assert.equal(
+          err.message,
+          `failed to decode response from ${origin}/bootAuth/kms, status=200 OK, body=${JSON.stringify(body)}`,
+        )
+        return true
+      })
+    }
+  })
+
+  it('reports a 500 with at most 512 bytes of body, cut at a character boundary', async () => {
+    // 'é' is two bytes at offsets 511–512: a byte slice at 512 would split it
+    handler = reply(`${'x'.repeat(511)}é${'y'.repeat(40)}`, 500)
+    await assert.rejects(api().bootAuth(bootInfo, true), {
+      message: `auth api ${origin}/bootAuth/kms returned 500 Internal Server Error: ${'x'.repeat(511)}`,
+    })
+    handler = reply(`${'x'.repeat(510)}é${'y'.repeat(40)}`, 500)
+    await assert.rejects(api().bootAuth(bootInfo, false), {
+      message: `auth api ${origin}/bootAuth/app returned 500 Internal Server Error: ${'x'.repeat(510)}é`,
+    })
+  })
+
+  it('refuses an oversized reply instead of buffering it', async () => {
+    handler = (_req, res) => {
+      res.write('{"isAllowed":true,"pad":"')
+      res.end('a'.repeat(MAX_RESPONSE_BYTES + 10))
+    }
+    await assert.rejects(api().bootAuth(bootInfo, true), /larger than 1048576 bytes/)
+  })
+})
+
 describe('dev auth API', () => {
   it('answers locally with the configured gateway app id and nulls', async () => {
     assert.deepEqual(await new DevAuthApi('any').info(), {
@@ -107,6 +262,17 @@ describe('dev auth API', () => {
       appAuthImplementation: null,
       ethRpcUrl: null,
     })
+  })
+
+  it('allows every boot, app or KMS, with the configured gateway app id and no HTTP', async () => {
+    const dev = new DevAuthApi('0xgateway')
+    for (const isKms of [false, true]) {
+      assert.deepEqual(await dev.bootAuth({ appId: 'anything' }, isKms), {
+        isAllowed: true,
+        gatewayAppId: '0xgateway',
+        reason: '',
+      })
+    }
   })
 })
 

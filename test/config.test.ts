@@ -21,10 +21,10 @@ import {
   parseDuration,
   type LoadOptions,
 } from '../src/config/load.js'
+import { ensureQuickstartSeed } from '../src/config/quickstart.js'
 import type { KmsConfig } from '../src/config/types.js'
 import {
   ADMIN_NO_AUTH_MESSAGE,
-  SELF_AUTH_DISABLED_MESSAGE,
   resolveAdminToken,
   unsafeDefaultWarnings,
   validateDomain,
@@ -830,9 +830,35 @@ describe('quick start', () => {
     )
   })
 
-  test('the profile: everything under ./data, no TEE, dev auth, admin hash from the file', () => {
+  test('the simulator seed: random per installation, 0600, kept across starts', () => {
+    const dataDir = join(tempDir(), 'data')
+    const seed = ensureQuickstartSeed(dataDir)
+    assert.match(seed, /^[0-9a-f]{64}$/)
+    const file = join(dataDir, 'tee-simulator.seed')
+    assert.equal(statSync(file).mode & 0o777, 0o600)
+    assert.equal(ensureQuickstartSeed(dataDir), seed)
+    assert.notEqual(ensureQuickstartSeed(join(tempDir(), 'data')), seed)
+    writeFileSync(file, 'short\n')
+    assert.throws(
+      () => ensureQuickstartSeed(dataDir),
+      configError(/invalid quick-start simulator seed file/),
+    )
+  })
+
+  test('the profile without its seed file says how to create it', () => {
+    const dir = tempDir()
+    assert.throws(
+      () => loadConfig({ cwd: dir, etcFile: join(dir, 'none.toml'), quickstart: true, env: {} }),
+      configError(
+        /tee-simulator\.seed does not exist; start the quick-start KMS once \(dstack-kms serve --quickstart\)/,
+      ),
+    )
+  })
+
+  test('the profile: everything under ./data, simulator + auth-simple, admin hash from the file', () => {
     const dir = tempDir()
     const { hash } = ensureQuickstartAdminToken(join(dir, 'data'))
+    const seed = ensureQuickstartSeed(join(dir, 'data'))
     const cfg = loadConfig({ cwd: dir, etcFile: join(dir, 'none.toml'), quickstart: true, env: {} })
     assert.deepEqual(cfg.rpc, {
       address: '0.0.0.0',
@@ -848,8 +874,15 @@ describe('quick start', () => {
     assert.equal(cfg.core.certDir, join(dir, 'data/certs'))
     assert.equal(cfg.core.image.cacheDir, join(dir, 'data/images'))
     assert.equal(cfg.core.image.verify, false)
-    assert.equal(cfg.core.authApi.type, 'dev')
-    assert.equal(cfg.core.enforceSelfAuthorization, false)
+    assert.equal(cfg.core.authApi.type, 'webhook')
+    assert.equal(cfg.core.authApi.webhook.url, 'http://127.0.0.1:8001')
+    assert.deepEqual(cfg.authSimple, {
+      enabled: true,
+      address: '127.0.0.1',
+      port: 8001,
+      config: join(dir, 'data/auth-config.json'),
+    })
+    assert.equal(cfg.core.enforceSelfAuthorization, true)
     assert.equal(cfg.core.adminTokenHash, hash)
     assert.deepEqual(cfg.core.onboard, {
       enabled: true,
@@ -858,21 +891,21 @@ describe('quick start', () => {
       port: 8000,
       tls: true,
     })
-    assert.equal(cfg.tee.backend, 'none')
+    assert.deepEqual(cfg.tee, { backend: 'simulator', simulator: { seed, trustMockRoot: true } })
     assert.deepEqual(cfg.sources, [])
     assert.deepEqual(cfg.warnings, [])
     assert.deepEqual(unsafeDefaultWarnings(cfg), [
-      'tee.backend = "none": this KMS has no TEE and no attestation of its own; clients and other KMSs cannot verify it. Never use it for production keys.',
-      'core.auth_api.type = "dev": every app and KMS boot is authorized without any policy check.',
-      SELF_AUTH_DISABLED_MESSAGE,
+      'tee.backend = "simulator": quotes are signed by a mock Intel PKI and prove nothing about real hardware. Never use it for production keys.',
       'core.image.verify = false: the OS images of booting apps are not checked against their measurements.',
+      "tee.simulator.trust_mock_root = true: quotes signed by the simulator's mock Intel PKI are accepted as genuine. Development only.",
       'core.metrics.enabled = true: unauthenticated Prometheus metrics are served at /metrics on 0.0.0.0:8000; disable them unless the listener is protected by network policy.',
     ])
-    assert.match(QUICKSTART_TOML, /backend = "none"/)
+    assert.match(QUICKSTART_TOML, /backend = "simulator"/)
   })
 
   test('config files still override the profile', () => {
     const dir = tempDir()
+    ensureQuickstartSeed(join(dir, 'data'))
     writeFileSync(join(dir, 'kms.toml'), `[rpc]\nport = 9000\n[core.onboard]\ntls = false\n`)
     const cfg = loadConfig({ cwd: dir, etcFile: join(dir, 'none.toml'), quickstart: true, env: {} })
     assert.equal(cfg.rpc.port, 9000)

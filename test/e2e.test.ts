@@ -409,7 +409,7 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
     assertRpcError(await prpc(base, 'SignCert', '{"api_version":3}'), 'Unsupported API version: 3')
   })
 
-  it('SignCert checks the CSR encoding and signature, then refuses at the attestation step', async () => {
+  it('SignCert checks the CSR encoding and signature, then the attestation key binding', async () => {
     const signCert = (apiVersion: number, csr: Buffer, signature: Buffer) =>
       prpc(
         base,
@@ -447,9 +447,10 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
       await signCert(2, csr, P256Key.generate().sign(csr)),
       'Failed to verify csr signature: Invalid signature',
     )
+    // attestation.bin's report_data is not bound to this CSR key: refused before any collateral
     assertRpcError(
       await signCert(2, csr, key.sign(csr)),
-      'Quote verification failed: attestation verification is not implemented yet in dstack-kms-ts',
+      'Quote verification failed: report data mismatch',
     )
     // a legacy V1 CSR without quote and event log fails where upstream's upgrade to V2 fails
     const v1 = encodeCsrV1({

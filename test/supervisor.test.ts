@@ -207,7 +207,10 @@ describe('worker IPC', () => {
     assert.equal(proc.listenerCount('message'), 0)
 
     await sendReady('kms', 'https://127.0.0.1:8000', proc)
-    assert.deepEqual(sent, [{ type: 'ready', role: 'kms', url: 'https://127.0.0.1:8000' }])
+    assert.deepEqual(sent, [
+      { type: 'hello' },
+      { type: 'ready', role: 'kms', url: 'https://127.0.0.1:8000' },
+    ])
 
     const wrong = receiveStart(proc)
     proc.emit('message', { type: 'ready', role: 'kms', url: 'x' })

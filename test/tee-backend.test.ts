@@ -6,14 +6,19 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { KmsError } from '../src/errors.js'
-import { NoneBackend, createTeeBackend, detectTdx } from '../src/tee/backend.js'
+import pino from 'pino'
+import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
+import { loadConfig } from '../src/config/load.js'
+import type { KmsConfig } from '../src/config/types.js'
+import { NoneBackend, detectTdx } from '../src/tee/backend.js'
+import { createTeeBackend } from '../src/tee/factory.js'
 import { testConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type LogLine } from './helpers/kms-process.js'
 
 const TSM = 'sys/kernel/config/tsm/report'
 
 const NO_TDX_MESSAGE =
-  'tee.backend = "tdx" but this machine has no TDX guest interface (/dev/tdx_guest and a TDX configfs-tsm provider are both missing); for development outside a TEE set [tee] backend = "none"'
+  'tee.backend = "tdx" but TDX attestation is not available on this machine: no /dev/tdx_guest; no TDX configfs-tsm provider (no tdx_guest provider under /sys/kernel/config/tsm/report); not supported: no quote method available (configfs not mounted, no vsock port configured)'
 
 const created: string[] = []
 after(() => {
@@ -88,10 +93,19 @@ describe('createTeeBackend', () => {
     fakeRoot({ 'dev/tdx_guest': '' }),
     fakeRoot({ [`${TSM}/com.intel.dcap/provider`]: 'tdx_guest\n' }),
   ]
+  const config = (backend: 'none' | 'simulator' | 'tdx', dir = fakeRoot()): KmsConfig => {
+    const file = join(dir, 'kms.toml')
+    writeFileSync(
+      file,
+      `[core]\ncert_dir = "${join(dir, 'certs')}"\nenforce_self_authorization = false\n[tee]\nbackend = "${backend}"\n[tee.simulator]\nseed = "${'5a'.repeat(32)}"\n`,
+    )
+    return loadConfig({ configFile: file, cwd: dir, etcFile: join(dir, 'none.toml'), env: {} })
+  }
+  const logger = pino({ level: 'silent' })
 
   it('"none" works with or without TDX, and cannot attest', async () => {
     for (const root of roots()) {
-      const tee = createTeeBackend('none', root)
+      const tee = await createTeeBackend(config('none'), { logger, root })
       assert.equal(tee.constructor, NoneBackend)
       assert.equal(tee.name, 'none')
       assert.equal(tee.canAttest, false)
@@ -103,18 +117,18 @@ describe('createTeeBackend', () => {
     }
   })
 
-  it('"simulator" refuses to start where TDX exists, naming the evidence', () => {
+  it('"simulator" refuses to start where TDX exists, naming the evidence', async () => {
     const dev = fakeRoot({ 'dev/tdx_guest': '' })
-    assert.throws(
-      () => createTeeBackend('simulator', dev),
+    await assert.rejects(
+      createTeeBackend(config('simulator'), { logger, root: dev }),
       kmsError(
         'KMS_ERR_TEE',
         `refusing to start the TEE simulator on a machine with real TDX (${join(dev, 'dev/tdx_guest')}); set [tee] backend = "tdx"`,
       ),
     )
     const tsm = fakeRoot({ [`${TSM}/com.intel.dcap/provider`]: 'tdx_guest\n' })
-    assert.throws(
-      () => createTeeBackend('simulator', tsm),
+    await assert.rejects(
+      createTeeBackend(config('simulator'), { logger, root: tsm }),
       kmsError(
         'KMS_ERR_TEE',
         `refusing to start the TEE simulator on a machine with real TDX (${join(tsm, TSM, 'com.intel.dcap/provider')}); set [tee] backend = "tdx"`,
@@ -122,39 +136,24 @@ describe('createTeeBackend', () => {
     )
   })
 
-  it('"simulator" without TDX reports that it is not implemented', () => {
+  it('"simulator" without TDX attests, next to cert_dir in tee-simulator/', async () => {
     for (const root of [fakeRoot(), fakeRoot({ [`${TSM}/snp/provider`]: 'sev_guest\n' })]) {
-      assert.throws(
-        () => createTeeBackend('simulator', root),
-        kmsError(
-          'KMS_ERR_NOT_IMPLEMENTED',
-          'tee.backend = "simulator" is not implemented yet; use "none" for development',
-        ),
-      )
+      const dir = fakeRoot()
+      const tee = await createTeeBackend(config('simulator', dir), { logger, root })
+      assert.equal(tee.name, 'simulator')
+      assert.equal(tee.canAttest, true)
+      const att = decodeVersionedAttestation(await tee.attest(Buffer.alloc(64, 7)))
+      assert.deepEqual(att.attestation.reportData, Buffer.alloc(64, 7))
+      assert.ok(existsSync(join(dir, 'tee-simulator', 'mock-root-ca.pem')))
+      await tee.close()
     }
   })
 
-  it('"tdx" without TDX fails closed with the exact reason and returns no backend', () => {
-    for (const root of [fakeRoot(), fakeRoot({ [`${TSM}/snp/provider`]: 'sev_guest\n' })]) {
-      let backend: unknown
-      assert.throws(
-        () => {
-          backend = createTeeBackend('tdx', root)
-        },
-        kmsError('KMS_ERR_TEE', NO_TDX_MESSAGE),
-      )
-      assert.equal(backend, undefined)
-    }
-  })
-
-  it('"tdx" with TDX present is not a silent fallback either: it says not implemented', () => {
-    const root = fakeRoot({ 'dev/tdx_guest': '' })
-    assert.throws(
-      () => createTeeBackend('tdx', root),
-      kmsError(
-        'KMS_ERR_NOT_IMPLEMENTED',
-        `tee.backend = "tdx" is not implemented yet (found ${join(root, 'dev/tdx_guest')})`,
-      ),
+  it('"tdx" on this machine (no TDX) fails closed with the exact reasons', async () => {
+    assert.equal(detectTdx('/').present, false, 'these tests expect a machine without TDX')
+    await assert.rejects(
+      createTeeBackend(config('tdx'), { logger }),
+      kmsError('KMS_ERR_TEE', NO_TDX_MESSAGE),
     )
   })
 })

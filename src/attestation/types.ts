@@ -39,12 +39,10 @@ export interface TpmPcrValue {
   value: Buffer
 }
 
+/** Upstream `cc_eventlog::tpm::TpmEvent`: only the PCR index and its SHA-256 digest travel. */
 export interface TpmEvent {
-  pcr: number
-  eventType: number
+  pcrIndex: number
   digest: Buffer
-  event: string
-  eventPayload: Buffer
 }
 
 export interface TpmQuote {
@@ -65,7 +63,8 @@ export type AttestationQuote =
   | { kind: 'dstack-aws-nitro-tpm'; attestationDoc: Buffer }
 
 /** V1 `stack`: `dstack` or, V1 only, `dstack-pod` with a report_data payload. */
-export type AttestationStack = { kind: 'dstack' } | { kind: 'dstack-pod'; reportDataPayload: string }
+export type AttestationStack =
+  { kind: 'dstack' } | { kind: 'dstack-pod'; reportDataPayload: string }
 
 export interface Attestation {
   quote: AttestationQuote

@@ -1,6 +1,6 @@
 // The auth API as the KMS sees it (spec 05 §1, §3, §4): `dev` answers locally; `webhook` asks an
-// HTTP service. Only the info call is needed before attestation lands; the decision calls
-// (/bootAuth/app, /bootAuth/kms) are added with the attestation work.
+// HTTP service, both for boot decisions (/bootAuth/app, /bootAuth/kms) and for the info call.
+// Decisions are never cached: a policy change (a revoked app) must take effect on the next call.
 import { KmsError } from '../errors.js'
 import type { AuthApiConfig } from '../config/types.js'
 
@@ -13,8 +13,18 @@ export interface AuthInfo {
   ethRpcUrl: string | null
 }
 
+/** The webhook's verdict (spec 05 §3); all three keys are required in a reply. */
+export interface BootResponse {
+  isAllowed: boolean
+  gatewayAppId: string
+  reason: string
+}
+
 export interface AuthApi {
   info(): Promise<AuthInfo>
+  /** `bootInfoJson` is the BootInfo JSON of spec 05 §2 (bootInfoToJson); `isKms` picks
+   * /bootAuth/kms over /bootAuth/app. */
+  bootAuth(bootInfoJson: Record<string, unknown>, isKms: boolean): Promise<BootResponse>
 }
 
 const MAX_BODY_IN_ERROR = 512
@@ -62,12 +72,21 @@ export class WebhookAuthApi implements AuthApi {
     this.#opts = opts
   }
 
-  async #get(url: string): Promise<{ json: unknown; fail: () => KmsError }> {
+  async #request(
+    url: string,
+    init: { method: 'GET' } | { method: 'POST'; body: string },
+  ): Promise<{ json: unknown; fail: () => KmsError }> {
     let res: Response
     let body: string
     try {
       res = await fetch(url, {
-        headers: { 'user-agent': this.#opts.userAgent },
+        method: init.method,
+        headers:
+          init.method === 'POST'
+            ? { 'user-agent': this.#opts.userAgent, 'content-type': 'application/json' }
+            : { 'user-agent': this.#opts.userAgent },
+        body: init.method === 'POST' ? init.body : undefined,
+        // covers the body as well as the headers: a server trickling bytes cannot stall a boot
         signal: AbortSignal.timeout(this.#opts.timeoutMs),
       })
       body = await readCapped(res, MAX_RESPONSE_BYTES)
@@ -90,10 +109,30 @@ export class WebhookAuthApi implements AuthApi {
     }
   }
 
+  async bootAuth(bootInfoJson: Record<string, unknown>, isKms: boolean): Promise<BootResponse> {
+    const base = this.#opts.url
+    const url = `${base}${base.endsWith('/') ? '' : '/'}bootAuth/${isKms ? 'kms' : 'app'}`
+    const { json, fail } = await this.#request(url, {
+      method: 'POST',
+      body: JSON.stringify(bootInfoJson),
+    })
+    // serde's derive upstream: every key required and typed, extra keys ignored
+    const obj = json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : {}
+    const { isAllowed, gatewayAppId, reason } = obj
+    if (
+      typeof isAllowed !== 'boolean' ||
+      typeof gatewayAppId !== 'string' ||
+      typeof reason !== 'string'
+    ) {
+      throw fail()
+    }
+    return { isAllowed, gatewayAppId, reason }
+  }
+
   async info(): Promise<AuthInfo> {
     const url = this.#opts.url
     // A missing or mistyped required key is a serde decode failure upstream: same message.
-    const { json, fail } = await this.#get(url)
+    const { json, fail } = await this.#request(url, { method: 'GET' })
     const obj = json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : {}
     const str = (k: string): string => {
       const v = obj[k]
@@ -151,6 +190,10 @@ export class DevAuthApi implements AuthApi {
       appAuthImplementation: null,
       ethRpcUrl: null,
     }
+  }
+
+  async bootAuth(_bootInfoJson: Record<string, unknown>, _isKms: boolean): Promise<BootResponse> {
+    return { isAllowed: true, gatewayAppId: this.#gatewayAppId, reason: '' }
   }
 }
 

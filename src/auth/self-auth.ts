@@ -1,26 +1,113 @@
-// KMS self-authorization (spec 05 §11). With enforce_self_authorization = false every check
-// passes (upstream's outside-a-TEE recipe; config validation forces it off for backend "none",
-// D18). The attested path needs the attestation verifier and the /bootAuth/kms decision call,
-// which land with the attestation work; until then an enforcing KMS fails closed.
-import type { KmsConfig } from '../config/types.js'
-import { KmsError } from '../errors.js'
+// KMS self-authorization (spec 05 §11): before releasing anything the KMS asks its own auth API
+// whether this KMS — as its own attestation describes it — may serve. The BootInfo is computed
+// once per process (a failure is retried on the next call); the decision is requested every time,
+// so revoking a KMS in the policy takes effect at once.
+import type { Logger } from 'pino'
+import { buildBootInfo, bootInfoToJson, type BootInfo } from '../attestation/boot-info.js'
+import type { AttestationVerifier } from '../attestation/verify.js'
+import { decodeVersionedAttestation } from '../attestation/versioned.js'
+import { KmsError, withContext } from '../errors.js'
 import type { TeeBackend } from '../tee/backend.js'
+import type { AuthApi } from './auth-api.js'
 
-function notAvailable(tee: TeeBackend, context: string): KmsError {
-  return new KmsError(
-    'KMS_ERR_TEE',
-    `${context}: Failed to get local KMS attestation: self-authorization with tee.backend = "${tee.name}" is not implemented yet`,
-  )
+/** Upstream attests with 32 zero bytes padded to 64 for its self-check. */
+const SELF_CHECK_REPORT_DATA = new Uint8Array(64)
+
+export interface SelfAuthorizerDeps {
+  enforce: boolean
+  tee: TeeBackend
+  verifier: AttestationVerifier
+  authApi: AuthApi
+  logger?: Logger
 }
 
-/** ensure_self_kms_allowed (Bootstrap, auto-bootstrap). */
-export async function ensureSelfKmsAllowed(config: KmsConfig, tee: TeeBackend): Promise<void> {
-  if (!config.core.enforceSelfAuthorization) return
-  throw notAvailable(tee, 'failed to build local KMS boot info')
-}
+export class SelfAuthorizer {
+  readonly #deps: SelfAuthorizerDeps
+  #bootInfo: Promise<BootInfo> | null = null
 
-/** ensure_self_allowed (trusted KMS RPCs); the caller adds `KMS self authorization failed`. */
-export async function ensureSelfAllowed(config: KmsConfig, tee: TeeBackend): Promise<void> {
-  if (!config.core.enforceSelfAuthorization) return
-  throw notAvailable(tee, 'Failed to load cached self boot info')
+  constructor(deps: SelfAuthorizerDeps) {
+    this.#deps = deps
+  }
+
+  get enforced(): boolean {
+    return this.#deps.enforce
+  }
+
+  /** `local_kms_boot_info`: attest with zero report data, decode, verify, build (vm_config ""). */
+  async localBootInfo(): Promise<BootInfo> {
+    const { tee, verifier } = this.#deps
+    let bytes: Buffer
+    try {
+      bytes = await tee.attest(SELF_CHECK_REPORT_DATA)
+    } catch (err) {
+      throw withContext('Failed to get local KMS attestation', err)
+    }
+    let decoded
+    try {
+      decoded = decodeVersionedAttestation(bytes)
+    } catch (err) {
+      throw withContext('Failed to decode local KMS attestation', err)
+    }
+    let verified
+    try {
+      verified = await verifier.verify(decoded.attestation)
+    } catch (err) {
+      throw withContext('Failed to verify local KMS attestation', err)
+    }
+    return buildBootInfo(verified, { useBoottimeMr: false, vmConfig: '' })
+  }
+
+  #cachedBootInfo(): Promise<BootInfo> {
+    if (this.#bootInfo === null) {
+      const pending = this.localBootInfo()
+      this.#bootInfo = pending
+      pending.catch(() => {
+        if (this.#bootInfo === pending) this.#bootInfo = null
+      })
+    }
+    return this.#bootInfo
+  }
+
+  /** `ensure_self_allowed` (trusted KMS RPCs). Returns the own BootInfo, or null when
+   * self-authorization is off. The caller adds `KMS self authorization failed`. */
+  async ensureSelfAllowed(): Promise<BootInfo | null> {
+    if (!this.#deps.enforce) return null
+    let bootInfo: BootInfo
+    try {
+      bootInfo = await this.#cachedBootInfo()
+    } catch (err) {
+      throw withContext('Failed to load cached self boot info', err)
+    }
+    let response
+    try {
+      response = await this.#deps.authApi.bootAuth(bootInfoToJson(bootInfo), true)
+    } catch (err) {
+      throw withContext('Failed to call self KMS auth check', err)
+    }
+    if (!response.isAllowed) {
+      throw new KmsError('KMS_ERR_DENIED', `KMS is not allowed: ${response.reason}`)
+    }
+    return bootInfo
+  }
+
+  /** `ensure_self_kms_allowed` (Bootstrap, auto-bootstrap): nothing cached. The caller adds
+   * `KMS is not allowed to bootstrap`. */
+  async ensureSelfKmsAllowed(): Promise<void> {
+    if (!this.#deps.enforce) return
+    let bootInfo: BootInfo
+    try {
+      bootInfo = await this.localBootInfo()
+    } catch (err) {
+      throw withContext('failed to build local KMS boot info', err)
+    }
+    let response
+    try {
+      response = await this.#deps.authApi.bootAuth(bootInfoToJson(bootInfo), true)
+    } catch (err) {
+      throw withContext('failed to call KMS auth check', err)
+    }
+    if (!response.isAllowed) {
+      throw new KmsError('KMS_ERR_DENIED', `boot denied: ${response.reason}`)
+    }
+  }
 }

@@ -59,6 +59,19 @@ export interface CacheDbOptions {
   busyTimeoutMs?: number
 }
 
+export interface CollateralEntry {
+  json: string
+  /** unix seconds */
+  nextUpdate: number
+  storedAt: number
+}
+
+interface CollateralRow {
+  json: string
+  next_update: number
+  stored_at: number
+}
+
 interface ImageRow {
   os_image_hash: string
   size_bytes: number
@@ -245,6 +258,17 @@ export class CacheDb {
       )
       .pluck()
       .get(key, now)
+  }
+
+  /** The stored entry whatever its age, so that a failed refresh can say how stale it is. */
+  getCollateralEntry(key: string): CollateralEntry | undefined {
+    const row = this.db
+      .prepare<[string], CollateralRow>(
+        'SELECT json, next_update, stored_at FROM collateral WHERE key = ?',
+      )
+      .get(key)
+    if (row === undefined) return undefined
+    return { json: row.json, nextUpdate: row.next_update, storedAt: row.stored_at }
   }
 
   /** @returns the number of expired entries removed */

@@ -7,7 +7,13 @@ import { join, resolve } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { KmsError, errorMessage } from '../errors.js'
 import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
-import { QUICKSTART_TOML, quickstartDataDir, readQuickstartAdminTokenHash } from './quickstart.js'
+import {
+  QUICKSTART_SEED_FILE,
+  QUICKSTART_TOML,
+  quickstartDataDir,
+  readQuickstartAdminTokenHash,
+  readQuickstartSeed,
+} from './quickstart.js'
 import { LOG_LEVELS, type RawTable, asInteger, checkLayer, deepMerge, isTable } from './schema.js'
 import type { AuthApiConfig, CryptoBackendPreference, KmsConfig, TeeBackendName } from './types.js'
 import { parseByteSize, parseDuration } from './units.js'
@@ -304,6 +310,15 @@ export function loadConfig(opts: LoadOptions = {}): KmsConfig {
     } else {
       raw.core = { ...(isTable(raw.core) ? raw.core : {}), admin_token_hash: hash }
     }
+    const seed = readQuickstartSeed(dataDir)
+    if (seed === undefined) {
+      throw configError(
+        `quick-start simulator seed ${join(dataDir, QUICKSTART_SEED_FILE)} does not exist; start the quick-start KMS once (dstack-kms serve --quickstart) to create it`,
+      )
+    }
+    const tee = isTable(raw.tee) ? raw.tee : {}
+    const sim = isTable(tee.simulator) ? tee.simulator : {}
+    raw.tee = { ...tee, simulator: { ...sim, seed } }
     apply(raw, 'quick-start profile', false)
   }
 

@@ -14,13 +14,14 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
+import { basename, dirname, join, resolve } from 'node:path'
 import { KmsError, errorMessage } from '../errors.js'
 
 export const QUICKSTART_TOML = `# dstack-kms-ts quick-start profile (--quickstart).
-# A local KMS without a TEE: no attestation of its own, every boot allowed by the dev auth API,
-# OS images not verified. For trying things out only; never for production.
-# Relative paths are resolved against the working directory.
+# A local KMS on the TEE SIMULATOR: quotes are signed by a mock Intel PKI derived from a seed in
+# ./data and are trusted only because trust_mock_root says so. The auth policy is auth-simple with
+# a generated policy file that admits this KMS and one demo app. For trying things out only;
+# never for production. Relative paths are resolved against the working directory.
 
 [rpc]
 address = "0.0.0.0"
@@ -36,20 +37,20 @@ mandatory = false
 
 [core]
 cert_dir = "./data/certs"
-# No TEE, so the KMS cannot attest itself (D18).
-enforce_self_authorization = false
+# The simulated KMS attests itself and asks the policy before serving, like a real one.
+enforce_self_authorization = true
 # admin_token_hash comes from ./data/admin-token.sha256 (created at first start).
 
 [core.image]
-# Nothing to verify without a TEE.
+# OS-image verification is not implemented yet; the policy's osImages list pins the image.
 verify = false
 cache_dir = "./data/images"
 
 [core.auth_api]
-type = "dev"
+type = "webhook"
 
-[core.auth_api.dev]
-gateway_app_id = "any"
+[core.auth_api.webhook]
+url = "http://127.0.0.1:8001"
 
 [core.onboard]
 enabled = true
@@ -57,11 +58,24 @@ address = "0.0.0.0"
 port = 8000
 tls = true
 
+[auth_simple]
+enabled = true
+address = "127.0.0.1"
+port = 8001
+# generated at first start: admits this simulated KMS and the demo app
+config = "./data/auth-config.json"
+
 [tee]
-backend = "none"
+backend = "simulator"
+
+[tee.simulator]
+# seed comes from ./data/tee-simulator.seed (created at first start).
+trust_mock_root = true
 `
 
 export const QUICKSTART_TOKEN_FILE = 'admin-token.sha256'
+export const QUICKSTART_SEED_FILE = 'tee-simulator.seed'
+export const QUICKSTART_POLICY_FILE = 'auth-config.json'
 
 /** The quick-start data directory for a working directory. */
 export function quickstartDataDir(cwd: string): string {
@@ -97,12 +111,9 @@ export function readQuickstartAdminTokenHash(dataDir: string): string | undefine
 /** Publishes `content` at `file` only if nothing is there yet: the temp file is fsynced, then
  * hard-linked into place (which, unlike rename, never replaces a file another start wrote first);
  * rename is the fallback for filesystems without hard links. Returns false if `file` existed. */
-function publishOnce(file: string, content: string): boolean {
+export function publishOnce(file: string, content: string): boolean {
   const dir = dirname(file)
-  const tmp = join(
-    dir,
-    `.${QUICKSTART_TOKEN_FILE}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`,
-  )
+  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`)
   const fd = openSync(tmp, 'wx', 0o600)
   try {
     fchmodSync(fd, 0o600)
@@ -163,4 +174,46 @@ export function ensureQuickstartAdminToken(dataDir: string): {
   const raced = readQuickstartAdminTokenHash(dataDir)
   if (raced === undefined) throw hashFileError(file, 'vanished while being created')
   return { hash: raced }
+}
+
+/** Reads the simulator seed (64 hex); undefined when the file does not exist yet. */
+export function readQuickstartSeed(dataDir: string): string | undefined {
+  const file = join(dataDir, QUICKSTART_SEED_FILE)
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new KmsError('KMS_ERR_CONFIG', `failed to read ${file}: ${errorMessage(err)}`, {
+      cause: err,
+    })
+  }
+  const seed = text.trim().toLowerCase()
+  if (!/^[0-9a-f]{64}$/.test(seed)) {
+    throw new KmsError(
+      'KMS_ERR_CONFIG',
+      `invalid quick-start simulator seed file ${file}: expected 64 hex digits`,
+    )
+  }
+  return seed
+}
+
+/** A random simulator seed per quick-start installation, so no two share a mock platform. */
+export function ensureQuickstartSeed(dataDir: string): string {
+  const existing = readQuickstartSeed(dataDir)
+  if (existing !== undefined) return existing
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  const file = join(dataDir, QUICKSTART_SEED_FILE)
+  try {
+    publishOnce(file, `${randomBytes(32).toString('hex')}\n`)
+  } catch (err) {
+    throw new KmsError('KMS_ERR_CONFIG', `failed to write ${file}: ${errorMessage(err)}`, {
+      cause: err,
+    })
+  }
+  const seed = readQuickstartSeed(dataDir)
+  if (seed === undefined) {
+    throw new KmsError('KMS_ERR_CONFIG', `${file} vanished while being created`)
+  }
+  return seed
 }

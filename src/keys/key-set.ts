@@ -4,6 +4,7 @@ import { readRequiredFile } from '../fs/read-file.js'
 import { P256Key } from '../crypto/p256.js'
 import { generateSecp256k1Key, isValidSecp256k1Scalar } from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'
+import { strippedAttestationBytes } from '../ratls/cert-attestation.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
 import { issueRootCaCert, issueRpcCert, issueTempCaCert } from '../x509/templates.js'
@@ -44,7 +45,10 @@ export async function mintRpcCert(
   let attestation: Buffer | undefined
   if (tee.canAttest) {
     try {
-      attestation = await tee.attest(ratlsCertReportData(rpcKey.spkiDer()))
+      // certificates embed the stripped form (spec 04 §5), like upstream's into_stripped()
+      attestation = strippedAttestationBytes(
+        await tee.attest(ratlsCertReportData(rpcKey.spkiDer())),
+      )
     } catch (err) {
       throw withContext('Failed to get quote', err)
     }

@@ -9,7 +9,7 @@ import { registerCommonHttp, appVersionString } from '../http/common.js'
 import { createFastify } from '../http/server-options.js'
 import { registerPrpc } from '../prpc/plugin.js'
 import { VERSION } from '../version.js'
-import { clientCertContext } from './client-cert.js'
+import type { ClientCertVerifier } from './client-cert.js'
 import { AttestationMetrics, registerMetrics } from './metrics.js'
 import { adminMethods, kmsMethods } from './routes.js'
 import type { KmsService } from './service.js'
@@ -19,10 +19,13 @@ export interface KmsAppOptions {
   config: KmsConfig
   service: KmsService
   logger: Logger
+  /** verifies the attestation of presented client certificates (main listener only) */
+  clientCerts?: ClientCertVerifier
 }
 
 export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance> {
-  const { config, service, logger } = opts
+  const { config, service, logger, clientCerts } = opts
+  if (clientCerts === undefined) throw new Error('buildKmsApp needs a client certificate verifier')
   const tls = loadListenerTls(config.rpc.tls)
   const mandatory = config.rpc.tls.mutual.mandatory
   const app = createFastify(logger, {
@@ -54,7 +57,7 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
     servicePrefix: 'KMS.',
     methods: kmsMethods(service),
     limits: config.rpc.limits,
-    preDispatch: async (request) => clientCertContext(request.raw.socket),
+    preDispatch: async (request) => clientCerts.context(request.raw.socket),
     onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'rpc failed'),
   })
   return app

@@ -1,19 +1,42 @@
 // Per-request client-certificate processing on the main listener (spec 01 §2.2 step 2, §9).
-// The TLS layer already refused certificates that do not chain to tmp-ca.crt; here we look at the
-// leaf's RA-TLS extensions.
+// The TLS layer already refused certificates that do not chain to tmp-ca.crt (whose key any
+// self-authorized caller may fetch), so all trust comes from verifying the attestation inside
+// the leaf, bound to the leaf's own public key.
+import { createHash } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
-import { KmsError } from '../errors.js'
+import type { VerifiedAttestation } from '../attestation/verify.js'
+import type { Attestation } from '../attestation/types.js'
+import { KmsError, errorMessage } from '../errors.js'
+import { attestationFromCertificate } from '../ratls/cert-attestation.js'
 import { RATLS_OID } from '../x509/oids.js'
 import { parseCertificate, readRaTlsExtension, type ParsedCertificate } from '../x509/parse.js'
 
 export interface ClientCertContext {
-  /** the attestation verified against the leaf's SPKI; always null until attestation lands */
-  attestation: null
+  /** the attestation of the leaf, verified and bound to its SPKI; null without one */
+  attestation: VerifiedAttestation | null
   /** whether the request carried a certificate that parsed */
   hasCertificate: boolean
 }
 
 export const NO_CLIENT_CERT: ClientCertContext = { attestation: null, hasCertificate: false }
+
+/** What the per-request check needs from the verifier (AttestationVerifier satisfies it). */
+export interface RaPubkeyVerifier {
+  verifyWithRaPubkey(a: Attestation, spkiDer: Uint8Array): Promise<VerifiedAttestation>
+}
+
+export interface ClientCertVerifierOptions {
+  /** distinct certificates remembered (bounded so a flood of certificates cannot grow memory) */
+  maxEntries?: number
+  /** how long a verification result is reused; short, so collateral expiry and revocation apply */
+  ttlMs?: number
+  now?: () => number
+}
+
+interface CacheEntry {
+  expires: number
+  result: Promise<VerifiedAttestation | null>
+}
 
 function peerLeafDer(socket: unknown): Buffer | undefined {
   const tls = socket as Partial<TLSSocket> | null
@@ -21,33 +44,87 @@ function peerLeafDer(socket: unknown): Buffer | undefined {
   return tls.getPeerX509Certificate()?.raw
 }
 
-export function clientCertContext(socket: unknown): ClientCertContext {
-  const der = peerLeafDer(socket)
-  if (der === undefined) return NO_CLIENT_CERT
-  let cert: ParsedCertificate
-  try {
-    cert = parseCertificate(der)
-  } catch {
-    // Upstream's x509 parser failing means "no certificate", not an error.
-    return NO_CLIENT_CERT
+function badRequest(prefix: string, err: unknown): KmsError {
+  return new KmsError('KMS_ERR_BAD_REQUEST', `${prefix}: ${errorMessage(err)}`, { cause: err })
+}
+
+/**
+ * Verifies the attestation of every presented client certificate. Results are cached by the
+ * SHA-256 of the whole certificate DER — the exact bytes that were verified, SPKI and attestation
+ * included — for a short time; failures are never cached, so a transient collateral outage does
+ * not lock a guest out.
+ */
+export class ClientCertVerifier {
+  readonly #verifier: RaPubkeyVerifier
+  readonly #maxEntries: number
+  readonly #ttlMs: number
+  readonly #now: () => number
+  readonly #cache = new Map<string, CacheEntry>()
+
+  constructor(verifier: RaPubkeyVerifier, opts: ClientCertVerifierOptions = {}) {
+    this.#verifier = verifier
+    this.#maxEntries = opts.maxEntries ?? 1024
+    this.#ttlMs = opts.ttlMs ?? 60_000
+    this.#now = opts.now ?? Date.now
   }
-  try {
-    readRaTlsExtension(cert, RATLS_OID.appId)
-    readRaTlsExtension(cert, RATLS_OID.appInfo)
-  } catch (err) {
-    throw new KmsError(
-      'KMS_ERR_BAD_REQUEST',
-      `Failed to parse client certificate: ${String(err instanceof Error ? err.message : err)}`,
-    )
+
+  async context(socket: unknown): Promise<ClientCertContext> {
+    const der = peerLeafDer(socket)
+    if (der === undefined) return NO_CLIENT_CERT
+    let cert: ParsedCertificate
+    try {
+      cert = parseCertificate(der)
+    } catch {
+      // Upstream's x509 parser failing means "no certificate", not an error.
+      return NO_CLIENT_CERT
+    }
+    try {
+      readRaTlsExtension(cert, RATLS_OID.appId)
+      readRaTlsExtension(cert, RATLS_OID.appInfo)
+    } catch (err) {
+      throw badRequest('Failed to parse client certificate', err)
+    }
+    const attestation = await this.#verified(der, cert)
+    return { attestation, hasCertificate: true }
   }
-  const hasAttestation =
-    cert.extensions.has(RATLS_OID.attestation) || cert.extensions.has(RATLS_OID.tdxQuote)
-  if (hasAttestation) {
-    // Fail closed: an attestation we cannot verify must never be treated as verified.
-    throw new KmsError(
-      'KMS_ERR_BAD_REQUEST',
-      'invalid quote: attestation verification is not implemented yet in dstack-kms-ts',
-    )
+
+  async #verified(der: Buffer, cert: ParsedCertificate): Promise<VerifiedAttestation | null> {
+    const key = createHash('sha256').update(der).digest('hex')
+    const now = this.#now()
+    const hit = this.#cache.get(key)
+    if (hit !== undefined && hit.expires > now) {
+      // refresh the LRU position
+      this.#cache.delete(key)
+      this.#cache.set(key, hit)
+      return hit.result
+    }
+    if (hit !== undefined) this.#cache.delete(key)
+    const result = this.#verify(cert)
+    const entry = { expires: now + this.#ttlMs, result }
+    this.#cache.set(key, entry)
+    while (this.#cache.size > this.#maxEntries) {
+      const oldest = this.#cache.keys().next().value
+      if (oldest === undefined) break
+      this.#cache.delete(oldest)
+    }
+    result.catch(() => {
+      if (this.#cache.get(key) === entry) this.#cache.delete(key)
+    })
+    return result
   }
-  return { attestation: null, hasCertificate: true }
+
+  async #verify(cert: ParsedCertificate): Promise<VerifiedAttestation | null> {
+    let attestation: Attestation | null
+    try {
+      attestation = attestationFromCertificate(cert)
+    } catch (err) {
+      throw badRequest('invalid quote', err)
+    }
+    if (attestation === null) return null
+    try {
+      return await this.#verifier.verifyWithRaPubkey(attestation, cert.spkiDer)
+    } catch (err) {
+      throw badRequest('invalid quote', err)
+    }
+  }
 }

@@ -52,15 +52,27 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
       await svc.clearImageCacheWithToken(req.token, req.image_hash, req.config_hash)
       return null
     }),
-    GetAppKey: defineMethod(GetAppKeyRequestType, AppKeyResponseType, async (req, call) =>
-      svc.getAppKey(req.api_version, call.ctx.attestation !== null),
-    ),
-    GetKmsKey: defineMethod(GetKmsKeyRequestType, KmsKeyResponseType, async (_req, call) =>
-      svc.getKmsKey(call.ctx.attestation !== null),
-    ),
-    SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req) =>
-      svc.signCert(req.api_version, req.csr, req.signature),
-    ),
+    GetAppKey: defineMethod(GetAppKeyRequestType, AppKeyResponseType, async (req, call) => {
+      const r = await svc.getAppKey(req.api_version, req.vm_config, call.ctx.attestation)
+      return {
+        ca_cert: r.caCert,
+        disk_crypt_key: r.diskCryptKey,
+        env_crypt_key: r.envCryptKey,
+        k256_key: r.k256Key,
+        k256_signature: r.k256Signature,
+        // deprecated copy kept for old guests
+        tproxy_app_id: r.gatewayAppId,
+        gateway_app_id: r.gatewayAppId,
+        os_image_hash: r.osImageHash,
+      }
+    }),
+    GetKmsKey: defineMethod(GetKmsKeyRequestType, KmsKeyResponseType, async (req, call) => {
+      const r = await svc.getKmsKey(req.vm_config, call.ctx.attestation)
+      return { temp_ca_key: r.tempCaKey, keys: [{ ca_key: r.caKey, k256_key: r.k256Key }] }
+    }),
+    SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req) => ({
+      certificate_chain: await svc.signCert(req.api_version, req.csr, req.signature, req.vm_config),
+    })),
   }
 }
 

@@ -2,34 +2,32 @@
 // and return plain objects; the pRPC layer owns the wire formats.
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
+import { decodeAppInfo, encodeAppInfoMsgpack } from '../attestation/app-info.js'
+import { bootInfoToJson, buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
+import { ensureKeyReleaseAllowed } from '../attestation/verify.js'
+import type { AttestationVerifier, VerifiedAttestation } from '../attestation/verify.js'
+import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import type { AuthApi } from '../auth/auth-api.js'
-import { ensureSelfAllowed } from '../auth/self-auth.js'
+import type { SelfAuthorizer } from '../auth/self-auth.js'
 import type { CacheDb } from '../cache/cache-db.js'
 import { clearImageCache } from '../cache/clear-cache.js'
 import type { KmsConfig } from '../config/types.js'
-import { deriveDhSecret } from '../crypto/kdf.js'
-import {
-  signMessage,
-  signMessageWithTimestamp,
-  type Secp256k1Backend,
-} from '../crypto/secp256k1.js'
-import { x25519PublicKey } from '../crypto/x25519.js'
+import { deriveDhSecret, deriveKey, deriveP256Key } from '../crypto/kdf.js'
+import { P256PublicKey } from '../crypto/p256.js'
+import { isValidSecp256k1Scalar, signMessage, type Secp256k1Backend } from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'
 import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '../admin/token.js'
 import { parseBootstrapInfoJson, type BootstrapInfo } from '../keys/bootstrap-info.js'
 import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
+import { strippedAttestationBytes } from '../ratls/cert-attestation.js'
 import { decodeVerifiedCsr } from '../ratls/csr.js'
-import type { TeeBackend } from '../tee/backend.js'
+import { issueAppCaCert, issueSignCertLeaf } from '../x509/templates.js'
+import { EnvPubKeyProvider, type EnvEncryptPubKey } from './env-pubkey.js'
 import type { KmsState } from './state.js'
 
-const ENV_PUBKEY_PREFIX = 'dstack-env-encrypt-pubkey'
+const APP_KEY_PREFIX = 'dstack-kms-issued'
 
-export interface EnvEncryptPubKey {
-  publicKey: Buffer
-  signature: Buffer
-  timestamp: bigint
-  signatureV1: Buffer
-}
+export type { EnvEncryptPubKey } from './env-pubkey.js'
 
 export interface MetaInfo {
   caCert: string
@@ -46,7 +44,8 @@ export interface MetaInfo {
 export interface KmsServiceDeps {
   config: KmsConfig
   state: KmsState
-  tee: TeeBackend
+  verifier: AttestationVerifier
+  selfAuth: SelfAuthorizer
   secp256k1: Secp256k1Backend
   authApi: AuthApi
   cache: CacheDb
@@ -57,15 +56,23 @@ export interface KmsServiceDeps {
 export class KmsService {
   readonly #deps: KmsServiceDeps
   readonly #adminTokenHash: Buffer | null
+  readonly #envPubKeys: EnvPubKeyProvider
 
   constructor(deps: KmsServiceDeps) {
     this.#deps = deps
+    // deterministic per app id (and per second for signature_v1), hence cacheable
+    this.#envPubKeys = new EnvPubKeyProvider({
+      rootCaKey: deps.state.rootCaKey,
+      rootK256Key: deps.state.rootK256Key,
+      secp256k1: deps.secp256k1,
+      ...(deps.now === undefined ? {} : { now: deps.now }),
+    })
     this.#adminTokenHash = parseAdminTokenHash(deps.config.core.adminTokenHash)
   }
 
-  async #ensureSelfAllowed(): Promise<void> {
+  async #ensureSelfAllowed(): Promise<BootInfo | null> {
     try {
-      await ensureSelfAllowed(this.#deps.config, this.#deps.tee)
+      return await this.#deps.selfAuth.ensureSelfAllowed()
     } catch (err) {
       throw withContext('KMS self authorization failed', err)
     }
@@ -104,32 +111,12 @@ export class KmsService {
   async getAppEnvEncryptPubKey(appId: Buffer): Promise<EnvEncryptPubKey> {
     await this.#ensureSelfAllowed()
     if (appId.length !== 20) throw new KmsError('KMS_ERR_RPC', 'app_id must be 20 bytes')
-    const { state, secp256k1 } = this.#deps
-    let secret: Buffer
-    try {
-      secret = deriveDhSecret(state.rootCaKey, [appId, 'env-encrypt-key'])
-    } catch (err) {
-      throw withContext('Failed to derive env encrypt key', err)
-    }
-    const publicKey = x25519PublicKey(secret)
-    const timestamp = BigInt(Math.floor((this.#deps.now?.() ?? new Date()).getTime() / 1000))
-    return {
-      publicKey,
-      signature: signMessage(secp256k1, state.rootK256Key, ENV_PUBKEY_PREFIX, appId, publicKey),
-      timestamp,
-      signatureV1: signMessageWithTimestamp(
-        secp256k1,
-        state.rootK256Key,
-        ENV_PUBKEY_PREFIX,
-        appId,
-        timestamp,
-        publicKey,
-      ),
-    }
+    return this.#envPubKeys.get(appId)
   }
 
   async getTempCaCert(): Promise<{ tempCaCert: string; tempCaKey: string; caCert: string }> {
-    await this.#ensureSelfAllowed()
+    const self = await this.#ensureSelfAllowed()
+    if (self !== null) this.#keyReleaseGate(self)
     const { state } = this.#deps
     return {
       tempCaCert: state.tmpCaCertPem,
@@ -156,31 +143,188 @@ export class KmsService {
     this.#deps.logger.info({ imageHash, configHash }, 'image cache cleared')
   }
 
-  async getAppKey(apiVersion: number, attested: boolean): Promise<never> {
+  /** `ensure_app_attestation_allowed`: BootInfo → webhook → OS-image check. */
+  async #authorizeBoot(
+    att: VerifiedAttestation,
+    isKms: boolean,
+    useBoottimeMr: boolean,
+    vmConfig: string,
+  ): Promise<BootConfig> {
+    const bootInfo = buildBootInfo(att, { useBoottimeMr, vmConfig })
+    const response = await this.#deps.authApi.bootAuth(bootInfoToJson(bootInfo), isKms)
+    if (!response.isAllowed) {
+      throw new KmsError('KMS_ERR_DENIED', `Boot denied: ${response.reason}`)
+    }
+    if (bootInfo.attestationMode !== 'dstack-amd-sev-snp' && this.#deps.config.core.image.verify) {
+      // Never pretend to verify: until OS-image verification exists, `verify = true` refuses.
+      throw new KmsError(
+        'KMS_ERR_NOT_IMPLEMENTED',
+        'Failed to verify os image hash: Failed to verify os image hash: OS-image verification is not implemented in dstack-kms-ts yet; set core.image.verify = false and list allowed images in the auth policy',
+      )
+    }
+    return { bootInfo, gatewayAppId: response.gatewayAppId }
+  }
+
+  #keyReleaseGate(bootInfo: BootInfo): void {
+    const { core } = this.#deps.config
+    ensureKeyReleaseAllowed(bootInfo.attestationMode, {
+      sevSnpKeyRelease: core.sevSnpKeyRelease,
+      awsNitroTpmKeyRelease: core.awsNitroTpmKeyRelease,
+    })
+  }
+
+  async getAppKey(
+    apiVersion: number,
+    vmConfig: string,
+    attestation: VerifiedAttestation | null,
+  ): Promise<AppKeyResult> {
     if (apiVersion > 1) throw new KmsError('KMS_ERR_RPC', `Unsupported API version: ${apiVersion}`)
     await this.#ensureSelfAllowed()
-    if (!attested) throw new KmsError('KMS_ERR_RPC', 'App not allowed: No attestation provided')
-    // An attested client certificate is refused earlier (preDispatch), so this is unreachable
-    // until attestation verification exists; failing closed keeps it that way.
-    throw new KmsError(
-      'KMS_ERR_NOT_IMPLEMENTED',
-      'App not allowed: attestation verification is not implemented yet',
+    let boot: BootConfig
+    try {
+      if (attestation === null) throw new KmsError('KMS_ERR_RPC', 'No attestation provided')
+      boot = await this.#authorizeBoot(attestation, false, false, vmConfig)
+    } catch (err) {
+      throw withContext('App not allowed', err)
+    }
+    this.#keyReleaseGate(boot.bootInfo)
+    const { appId, instanceId, osImageHash } = boot.bootInfo
+    const { state, secp256k1 } = this.#deps
+    const diskCryptKey = inContext('Failed to derive app disk key', () =>
+      deriveDhSecret(state.rootCaKey, [appId, instanceId, 'app-disk-crypt-key']),
     )
+    const envCryptKey = inContext('Failed to derive env encrypt key', () =>
+      deriveDhSecret(state.rootCaKey, [appId, 'env-encrypt-key']),
+    )
+    const { key: k256Key, signature: k256Signature } = inContext(
+      'Failed to derive app ecdsa key',
+      () => deriveAppK256Key(secp256k1, state.rootK256Key, appId),
+    )
+    this.#deps.logger.info(
+      { appId: appId.toString('hex'), instanceId: instanceId.toString('hex') },
+      'app keys released',
+    )
+    return {
+      caCert: state.rootCaCertPem,
+      diskCryptKey,
+      envCryptKey,
+      k256Key,
+      k256Signature,
+      gatewayAppId: boot.gatewayAppId,
+      osImageHash,
+    }
   }
 
-  async getKmsKey(attested: boolean): Promise<never> {
+  async getKmsKey(
+    vmConfig: string,
+    attestation: VerifiedAttestation | null,
+  ): Promise<{ tempCaKey: string; caKey: string; k256Key: Buffer }> {
     await this.#ensureSelfAllowed()
-    if (!attested) throw new KmsError('KMS_ERR_RPC', 'No attestation provided')
-    throw new KmsError('KMS_ERR_NOT_IMPLEMENTED', 'attestation verification is not implemented yet')
+    if (attestation === null) throw new KmsError('KMS_ERR_RPC', 'No attestation provided')
+    const { bootInfo } = await this.#authorizeBoot(attestation, true, false, vmConfig)
+    this.#keyReleaseGate(bootInfo)
+    const { state } = this.#deps
+    this.#deps.logger.warn(
+      { mrAggregated: bootInfo.mrAggregated.toString('hex') },
+      'KMS root keys released to another KMS',
+    )
+    return {
+      tempCaKey: state.tmpCaKeyPem,
+      caKey: state.rootCaKey.pkcs8Pem(),
+      k256Key: Buffer.from(state.rootK256Key),
+    }
   }
 
-  async signCert(apiVersion: number, csr: Buffer, signature: Buffer): Promise<never> {
+  async signCert(
+    apiVersion: number,
+    csrBytes: Buffer,
+    signature: Buffer,
+    vmConfig: string,
+  ): Promise<string[]> {
     // upstream order: self-authorization, then api_version/decode/signature, then attestation
     await this.#ensureSelfAllowed()
-    decodeVerifiedCsr(apiVersion, csr, signature)
-    throw new KmsError(
-      'KMS_ERR_NOT_IMPLEMENTED',
-      'Quote verification failed: attestation verification is not implemented yet in dstack-kms-ts',
+    const csr = decodeVerifiedCsr(apiVersion, csrBytes, signature)
+    let verified: VerifiedAttestation
+    try {
+      const { attestation } = decodeVersionedAttestation(csr.attestation)
+      verified = await this.#deps.verifier.verifyWithRaPubkey(attestation, csr.pubkey)
+    } catch (err) {
+      throw withContext('Quote verification failed', err)
+    }
+    const { bootInfo } = await this.#authorizeBoot(verified, false, true, vmConfig)
+    this.#keyReleaseGate(bootInfo)
+    const { state } = this.#deps
+    const appCaKey = inContext('Failed to derive app disk key', () =>
+      deriveP256Key(state.rootCaKey, [bootInfo.appId, 'app-ca']),
     )
+    const appCa = issueAppCaCert(bootInfo.appId, appCaKey, {
+      key: state.rootCaKey,
+      subjectDer: state.rootCaSubjectDer,
+    })
+    const leaf = inContext('Failed to sign certificate', () => {
+      const cfg = csr.config
+      const appInfo = cfg.extAppInfo
+        ? encodeAppInfoMsgpack(decodeAppInfo(verified.attestation))
+        : undefined
+      const extAttestation = cfg.extQuote ? strippedAttestationBytes(csr.attestation) : undefined
+      return issueSignCertLeaf(
+        inContext('Failed to parse signature', () => P256PublicKey.fromSpkiDer(csr.pubkey)),
+        {
+          orgName: cfg.orgName ?? undefined,
+          subject: cfg.subject,
+          subjectAltNames: cfg.subjectAltNames,
+          usageServerAuth: cfg.usageServerAuth,
+          usageClientAuth: cfg.usageClientAuth,
+          notBefore: unixSecondsToDate(cfg.notBefore),
+          notAfter: unixSecondsToDate(cfg.notAfter),
+        },
+        { key: appCaKey, subjectDer: appCa.subjectDer },
+        bootInfo.appId,
+        { appInfo, attestation: extAttestation },
+      )
+    })
+    return [leaf.pem, appCa.pem, state.rootCaCertPem]
   }
+}
+
+interface BootConfig {
+  bootInfo: BootInfo
+  gatewayAppId: string
+}
+
+export interface AppKeyResult {
+  caCert: string
+  diskCryptKey: Buffer
+  envCryptKey: Buffer
+  k256Key: Buffer
+  k256Signature: Buffer
+  gatewayAppId: string
+  osImageHash: Buffer
+}
+
+function inContext<T>(context: string, fn: () => T): T {
+  try {
+    return fn()
+  } catch (err) {
+    throw withContext(context, err)
+  }
+}
+
+function unixSecondsToDate(seconds: bigint | null): Date | undefined {
+  return seconds === null ? undefined : new Date(Number(seconds) * 1000)
+}
+
+/** `derive_k256_key`: the app's secp256k1 key (HKDF bytes used as the scalar) and the root key's
+ * signature over its compressed public key (spec 02 §4). */
+export function deriveAppK256Key(
+  secp256k1: Secp256k1Backend,
+  rootK256Key: Uint8Array,
+  appId: Uint8Array,
+): { key: Buffer; signature: Buffer } {
+  const key = deriveKey(rootK256Key, [appId, 'app-key'], 32)
+  if (!isValidSecp256k1Scalar(key)) {
+    throw new KmsError('KMS_ERR_CRYPTO', 'derived secp256k1 scalar is out of range')
+  }
+  const pubkey = secp256k1.publicKeyCompressed(key)
+  return { key, signature: signMessage(secp256k1, rootK256Key, APP_KEY_PREFIX, appId, pubkey) }
 }

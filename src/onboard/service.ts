@@ -3,11 +3,15 @@ import type { Logger } from 'pino'
 import type { AuthApi } from '../auth/auth-api.js'
 import type { KmsConfig } from '../config/types.js'
 import type { Secp256k1Backend } from '../crypto/secp256k1.js'
-import { KmsError, errorMessage } from '../errors.js'
+import { KmsError, errorMessage, withContext } from '../errors.js'
 import { bootstrap, type BootstrapInfo } from '../keys/bootstrap.js'
 import type { TeeBackend } from '../tee/backend.js'
 import { Mutex } from '../util/mutex.js'
-import { ensureSelfKmsAllowed } from '../auth/self-auth.js'
+import type { SelfAuthorizer } from '../auth/self-auth.js'
+import type { AttestationVerifier } from '../attestation/verify.js'
+import { buildBootInfo } from '../attestation/boot-info.js'
+import { decodeVersionedAttestation, teeVariantOf } from '../attestation/versioned.js'
+import { createHash } from 'node:crypto'
 
 export interface AttestationInfo {
   deviceId: Buffer
@@ -25,6 +29,8 @@ export interface OnboardServiceDeps {
   tee: TeeBackend
   secp256k1: Secp256k1Backend
   authApi: AuthApi
+  verifier: AttestationVerifier
+  selfAuth: SelfAuthorizer
   logger: Logger
 }
 
@@ -37,14 +43,14 @@ export class OnboardService {
   }
 
   async bootstrap(domain: string): Promise<BootstrapInfo> {
-    const { config, tee, secp256k1, logger } = this.#deps
+    const { config, tee, secp256k1, selfAuth, logger } = this.#deps
     return this.#lock.run(async () => {
       const info = await bootstrap(
         {
           certDir: config.core.certDir,
           tee,
           secp256k1,
-          ensureSelfKmsAllowed: () => ensureSelfKmsAllowed(config, tee),
+          ensureSelfKmsAllowed: () => selfAuth.ensureSelfKmsAllowed(),
         },
         domain,
       )
@@ -71,12 +77,7 @@ export class OnboardService {
 
   async attestationInfo(): Promise<AttestationInfo> {
     const { config, tee, authApi, logger } = this.#deps
-    if (tee.canAttest) {
-      throw new KmsError(
-        'KMS_ERR_NOT_IMPLEMENTED',
-        `Failed to get attestation: attestation info for tee.backend = "${tee.name}" is not implemented yet`,
-      )
-    }
+    const measured = tee.canAttest ? await this.#measure() : null
     let ethRpcUrl = ''
     let kmsContractAddress = ''
     try {
@@ -85,6 +86,9 @@ export class OnboardService {
       kmsContractAddress = info.kmsContractAddress ?? ''
     } catch (err) {
       logger.warn(`failed to get auth api info: ${errorMessage(err)}`)
+    }
+    if (measured !== null) {
+      return { ...measured, siteName: config.core.siteName, ethRpcUrl, kmsContractAddress }
     }
     // Without a TEE there is nothing to measure: the measurement fields stay empty.
     return {
@@ -96,6 +100,38 @@ export class OnboardService {
       ethRpcUrl,
       kmsContractAddress,
       ppid: Buffer.alloc(0),
+    }
+  }
+
+  /** spec 06 §10 steps 1–3 and 5 with upstream's error contexts. */
+  async #measure(): Promise<
+    Pick<AttestationInfo, 'deviceId' | 'mrAggregated' | 'osImageHash' | 'attestationMode' | 'ppid'>
+  > {
+    const { tee, verifier } = this.#deps
+    const step = async <T>(context: string, fn: () => Promise<T> | T): Promise<T> => {
+      try {
+        return await fn()
+      } catch (err) {
+        throw withContext(context, err)
+      }
+    }
+    const bytes = await step('Failed to get attestation', () => tee.attest(new Uint8Array(64)))
+    const { attestation } = await step('Failed to decode attestation', () =>
+      decodeVersionedAttestation(bytes),
+    )
+    const attestationMode = teeVariantOf(attestation)
+    const verified = await step('Failed to verify attestation', () => verifier.verify(attestation))
+    const vmConfig = await step('Failed to get VM info', () => tee.vmConfig())
+    const boot = await step('Failed to decode app info', () =>
+      buildBootInfo(verified, { useBoottimeMr: false, vmConfig }),
+    )
+    const ppid = verified.report.ppid
+    return {
+      deviceId: createHash('sha256').update(ppid).digest(),
+      mrAggregated: boot.mrAggregated,
+      osImageHash: boot.osImageHash,
+      attestationMode,
+      ppid,
     }
   }
 }

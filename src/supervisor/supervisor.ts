@@ -3,13 +3,20 @@
 // its own child process so that leaving onboarding never depends on an outer restart, a
 // crashed KMS comes back with backoff, and a stop signal reaches the worker with a grace period.
 import { fork, type ChildProcess } from 'node:child_process'
+import cluster from 'node:cluster'
 import { existsSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import type { KmsConfig } from '../config/types.js'
 import { errorMessage } from '../errors.js'
 import { notify } from '../native/sd-notify.js'
 import { type BackoffOptions, DEFAULT_BACKOFF, RestartBackoff } from './backoff.js'
-import { isWorkerIpcReady, type WorkerIpcStart, type WorkerRole } from './worker-ipc.js'
+import {
+  isWorkerIpcHello,
+  isWorkerIpcReady,
+  type WorkerIpcStart,
+  type WorkerRole,
+} from './worker-ipc.js'
 
 export type { WorkerIpcReady, WorkerIpcStart } from './worker-ipc.js'
 
@@ -49,6 +56,11 @@ interface WorkerRun {
   exited: Promise<WorkerExit>
 }
 
+/** `[rpc] workers`, 0 meaning one main worker per CPU core. */
+export function mainWorkerCount(config: KmsConfig): number {
+  return config.rpc.workers > 0 ? config.rpc.workers : Math.max(1, availableParallelism())
+}
+
 /** Runs until the work is done or a stop is requested; resolves with the process exit code. */
 export async function runSupervisor(deps: SupervisorDeps): Promise<number> {
   return new Supervisor(deps).run()
@@ -59,9 +71,11 @@ class Supervisor {
   readonly #log: Logger
   readonly #graceMs: number
   #stopping = false
-  #current: WorkerRun | undefined
+  readonly #runs = new Set<WorkerRun>()
   #killTimer: NodeJS.Timeout | undefined
-  #cancelDelay: (() => void) | undefined
+  readonly #cancelDelays = new Set<() => void>()
+  #sidecarReady: (() => void) | undefined
+  #notifiedReady = false
 
   constructor(deps: SupervisorDeps) {
     this.#deps = deps
@@ -91,12 +105,35 @@ class Supervisor {
   async #phases(): Promise<number> {
     const { config } = this.#deps
     const { certDir } = config.core
-    const onboard = config.core.onboard
 
     this.#log.info(
       { cert_dir: certDir, worker_script: this.#deps.workerScript },
       'supervisor started',
     )
+    let sidecar: Promise<void> = Promise.resolve()
+    if (config.authSimple.enabled) {
+      // auth-simple runs beside the KMS for its whole life; the KMS's first self-authorization
+      // (Bootstrap) needs it, so the phases wait until it listens.
+      if (!this.#checkWorkerScript()) return 1
+      const ready = new Promise<void>((resolve) => {
+        this.#sidecarReady = resolve
+      })
+      sidecar = this.#superviseForever('auth-simple')
+      await Promise.race([ready, sidecar])
+      this.#sidecarReady = undefined
+    }
+    try {
+      return await this.#mainPhases()
+    } finally {
+      if (!this.#stopping) this.#stop('SIGTERM')
+      await sidecar
+    }
+  }
+
+  async #mainPhases(): Promise<number> {
+    const { config } = this.#deps
+    const { certDir } = config.core
+    const onboard = config.core.onboard
     if (!this.#deps.keysExist()) {
       if (!onboard.enabled) {
         this.#log.error(`keys are missing in ${certDir} and onboarding is disabled`)
@@ -130,7 +167,9 @@ class Supervisor {
     }
     if (this.#stopping) return 0
     if (!this.#checkWorkerScript()) return 1
-    await this.#superviseKms()
+    const count = mainWorkerCount(config)
+    if (count > 1) this.#log.info({ workers: count }, 'main KMS workers share the listening port')
+    await Promise.all(Array.from({ length: count }, (_, i) => this.#superviseForever('kms', i)))
     return 0
   }
 
@@ -151,13 +190,13 @@ class Supervisor {
     }
   }
 
-  /** The KMS worker should never exit on its own: every exit is a crash. */
-  async #superviseKms(): Promise<void> {
+  /** KMS workers and the sidecar should never exit on their own: every exit is a crash. */
+  async #superviseForever(role: 'kms' | 'auth-simple', index?: number): Promise<void> {
     const backoff = new RestartBackoff(this.#deps.backoff ?? DEFAULT_BACKOFF)
     while (!this.#stopping) {
-      const exit = await this.#spawn('kms').exited
+      const exit = await this.#spawn(role, index).exited
       if (this.#stopping) return
-      await this.#delayRestart('kms', backoff, exit)
+      await this.#delayRestart(role, backoff, exit)
     }
   }
 
@@ -183,44 +222,80 @@ class Supervisor {
     }
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, decision.delayMs)
+      const cancels = this.#cancelDelays
       function done(): void {
         clearTimeout(timer)
+        cancels.delete(done)
         resolve()
       }
-      this.#cancelDelay = done
+      cancels.add(done)
     })
-    this.#cancelDelay = undefined
   }
 
-  #spawn(role: WorkerRole): WorkerRun {
-    const startedAt = new Date()
-    const child = fork(this.#deps.workerScript, [], {
+  /** Main workers are cluster workers so that they can all listen on the one port: the
+   * listening socket is created here and handed to each (SCHED_NONE: the kernel balances
+   * accepted connections, we never proxy them). Other roles are plain forks. */
+  #forkChild(role: WorkerRole): ChildProcess {
+    // Loaders (tsx) are inherited; an inspector port cannot be bound twice.
+    const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect'))
+    if (role === 'kms') {
+      cluster.schedulingPolicy = cluster.SCHED_NONE
+      cluster.setupPrimary({
+        exec: this.#deps.workerScript,
+        args: [],
+        execArgv,
+        serialization: 'advanced',
+        stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+      })
+      return cluster.fork().process
+    }
+    return fork(this.#deps.workerScript, [], {
       stdio: 'inherit',
       serialization: 'advanced',
       // Its own process group: a terminal's Ctrl-C would otherwise reach the worker directly
-      // and again through our forwarding, and a second signal means "exit now" to a worker.
-      // A worker learns that we are gone from the IPC 'disconnect' event (onSupervisorGone).
+      // and again through our forwarding. A worker learns that we are gone from the IPC
+      // 'disconnect' event (onSupervisorGone).
       detached: true,
-      // Loaders (tsx) are inherited; an inspector port cannot be bound twice.
-      execArgv: process.execArgv.filter((a) => !a.startsWith('--inspect')),
+      execArgv,
     })
+  }
+
+  #spawn(role: WorkerRole, index?: number): WorkerRun {
+    const startedAt = new Date()
+    const child = this.#forkChild(role)
     this.#log.info(
-      { role, child_pid: child.pid, started_at: startedAt.toISOString() },
+      { role, index, child_pid: child.pid, started_at: startedAt.toISOString() },
       `started ${role} worker`,
     )
     let readyAt: number | undefined
+    const start: WorkerIpcStart = {
+      type: 'start',
+      role,
+      config: this.#deps.config,
+      ...(index === undefined ? {} : { index }),
+    }
+    // eslint-disable-next-line prefer-const -- assigned once `exited` exists
+    let run: WorkerRun
 
+    let startSent = false
     child.on('message', (msg: unknown) => {
+      if (isWorkerIpcHello(msg) && !startSent) {
+        startSent = true
+        child.send(start, (err) => {
+          if (err !== null) this.#log.warn({ err, role }, `could not send start to ${role} worker`)
+        })
+        return
+      }
       if (!isWorkerIpcReady(msg) || msg.role !== role || this.#stopping) return
       readyAt ??= Date.now()
       this.#onReady(role, child.pid, msg.url)
     })
 
-    const exited = new Promise<WorkerExit>((resolve) => {
+    const exited: Promise<WorkerExit> = new Promise<WorkerExit>((resolve) => {
       const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
         const stoppedAt = new Date()
-        if (this.#current?.child === child) this.#current = undefined
-        clearTimeout(this.#killTimer)
+        this.#runs.delete(run)
+        if (this.#runs.size === 0) clearTimeout(this.#killTimer)
         const expected = this.#stopping || (role === 'onboard' && code === 0)
         const fields = {
           role,
@@ -250,21 +325,19 @@ class Supervisor {
       })
     })
 
-    const start: WorkerIpcStart = { type: 'start', role, config: this.#deps.config }
-    if (child.pid !== undefined) {
-      child.send(start, (err) => {
-        if (err !== null) this.#log.warn({ err, role }, `could not send start to ${role} worker`)
-      })
-    }
-    const run: WorkerRun = { role, child, exited }
-    this.#current = run
+    run = { role, child, exited }
+    this.#runs.add(run)
     return run
   }
 
   #onReady(role: WorkerRole, pid: number | undefined, url: string): void {
-    if (role === 'kms') {
+    if (role === 'auth-simple') {
+      this.#log.info({ role, child_pid: pid, url }, 'auth-simple policy server ready')
+      this.#sidecarReady?.()
+    } else if (role === 'kms') {
       this.#log.info({ role, child_pid: pid, url }, 'KMS worker ready')
-      this.#notify(`READY=1\nSTATUS=serving on ${url}`)
+      if (!this.#notifiedReady) this.#notify(`READY=1\nSTATUS=serving on ${url}`)
+      this.#notifiedReady = true
     } else {
       this.#log.info({ role, child_pid: pid, url }, 'onboarding worker ready')
       // Onboarding may wait hours for an operator; a Type=notify unit that never heard READY=1
@@ -282,26 +355,32 @@ class Supervisor {
     }
   }
 
+  #alive(): WorkerRun[] {
+    return [...this.#runs].filter((r) => r.child.exitCode === null && r.child.signalCode === null)
+  }
+
   #stop(signal: NodeJS.Signals): void {
-    const run = this.#current
-    const alive = run !== undefined && run.child.exitCode === null && run.child.signalCode === null
+    const alive = this.#alive()
     if (this.#stopping) {
       this.#log.warn({ signal }, 'second stop signal')
-      if (alive) this.#kill(run, 'SIGKILL')
+      for (const run of alive) this.#kill(run, 'SIGKILL')
       return
     }
     this.#stopping = true
     this.#log.info({ signal, grace_ms: this.#graceMs }, 'stopping')
     this.#notify('STOPPING=1')
-    this.#cancelDelay?.()
-    if (!alive) return
-    this.#kill(run, signal)
+    for (const cancel of [...this.#cancelDelays]) cancel()
+    this.#sidecarReady?.()
+    if (alive.length === 0) return
+    for (const run of alive) this.#kill(run, signal)
     this.#killTimer = setTimeout(() => {
-      this.#log.warn(
-        { role: run.role, child_pid: run.child.pid, grace_ms: this.#graceMs },
-        `${run.role} worker did not stop within ${this.#graceMs} ms; sending SIGKILL`,
-      )
-      this.#kill(run, 'SIGKILL')
+      for (const run of this.#alive()) {
+        this.#log.warn(
+          { role: run.role, child_pid: run.child.pid, grace_ms: this.#graceMs },
+          `${run.role} worker did not stop within ${this.#graceMs} ms; sending SIGKILL`,
+        )
+        this.#kill(run, 'SIGKILL')
+      }
     }, this.#graceMs)
   }
 

@@ -3,13 +3,27 @@
 import type { KmsConfig } from '../config/types.js'
 import { KmsError } from '../errors.js'
 
-export type WorkerRole = 'onboard' | 'kms'
+/** `auth-simple` is the optional policy sidecar ([auth_simple] enabled). */
+export type WorkerRole = 'onboard' | 'kms' | 'auth-simple'
 
-/** supervisor → worker, the first message after fork */
+/** worker → supervisor, first: the worker listens now. Cluster workers (the main KMS workers)
+ * read their IPC channel from the start and drop messages that arrive before the ESM entry has
+ * registered its listener, so the supervisor sends `start` only in reply to this. */
+export interface WorkerIpcHello {
+  type: 'hello'
+}
+
+export function isWorkerIpcHello(msg: unknown): msg is WorkerIpcHello {
+  return typeof msg === 'object' && msg !== null && 'type' in msg && msg.type === 'hello'
+}
+
+/** supervisor → worker, the reply to hello */
 export interface WorkerIpcStart {
   type: 'start'
   role: WorkerRole
   config: KmsConfig
+  /** which of the `[rpc] workers` main workers this is (0-based); absent for other roles */
+  index?: number
 }
 
 /** worker → supervisor, once its listener is bound */
@@ -20,7 +34,7 @@ export interface WorkerIpcReady {
 }
 
 function isRole(value: unknown): value is WorkerRole {
-  return value === 'onboard' || value === 'kms'
+  return value === 'onboard' || value === 'kms' || value === 'auth-simple'
 }
 
 export function isWorkerIpcStart(msg: unknown): msg is WorkerIpcStart {
@@ -74,6 +88,13 @@ export function receiveStart(proc: IpcProcess = process): Promise<WorkerIpcStart
       else reject(new KmsError('KMS_ERR_INTERNAL', 'the first supervisor message was not "start"'))
     }
     proc.on('message', onMessage)
+    const hello: WorkerIpcHello = { type: 'hello' }
+    proc.send?.(hello, (err) => {
+      if (err !== null) {
+        proc.off('message', onMessage)
+        reject(err)
+      }
+    })
   })
 }
 

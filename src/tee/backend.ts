@@ -81,33 +81,3 @@ function safeReaddir(dir: string): string[] {
     return []
   }
 }
-
-export function createTeeBackend(name: TeeBackendName, root = '/'): TeeBackend {
-  const tdx = detectTdx(root)
-  switch (name) {
-    case 'none':
-      return new NoneBackend()
-    case 'simulator':
-      if (tdx.present) {
-        throw new KmsError(
-          'KMS_ERR_TEE',
-          `refusing to start the TEE simulator on a machine with real TDX (${tdx.evidence.join(', ')}); set [tee] backend = "tdx"`,
-        )
-      }
-      throw new KmsError(
-        'KMS_ERR_NOT_IMPLEMENTED',
-        'tee.backend = "simulator" is not implemented yet; use "none" for development',
-      )
-    case 'tdx':
-      if (!tdx.present) {
-        throw new KmsError(
-          'KMS_ERR_TEE',
-          'tee.backend = "tdx" but this machine has no TDX guest interface (/dev/tdx_guest and a TDX configfs-tsm provider are both missing); for development outside a TEE set [tee] backend = "none"',
-        )
-      }
-      throw new KmsError(
-        'KMS_ERR_NOT_IMPLEMENTED',
-        `tee.backend = "tdx" is not implemented yet (found ${tdx.evidence.join(', ')})`,
-      )
-  }
-}

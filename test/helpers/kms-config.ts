@@ -13,6 +13,8 @@ export interface TestConfigOptions {
   core?: string
   onboard?: string
   authApi?: string
+  /** [rpc] workers (default 1: tests start many KMS processes on two cores) */
+  workers?: number
 }
 
 export function testConfigToml(o: TestConfigOptions): string {
@@ -22,6 +24,7 @@ export function testConfigToml(o: TestConfigOptions): string {
 [rpc]
 address = "127.0.0.1"
 port = ${o.port}
+workers = ${o.workers ?? 1}
 
 [rpc.tls]
 key = "${certs}/rpc.key"
@@ -52,6 +55,79 @@ ${o.onboard ?? ''}
 
 [tee]
 backend = "none"
+${o.extra ?? ''}
+`
+}
+
+export interface AttestedConfigOptions {
+  dir: string
+  port: number
+  authPort: number
+  seed: string
+  /** the auth-simple policy file (default <dir>/auth-config.json) */
+  policyFile?: string
+  /** instead of the auth-simple sidecar: an external webhook URL */
+  webhookUrl?: string
+  webhookTimeout?: string
+  autoBootstrapDomain?: string
+  extra?: string
+}
+
+/** A KMS on the TEE simulator trusting its mock root, self-authorizing against an auth-simple
+ * sidecar (or an external webhook): the attested configuration the quick start uses. */
+export function attestedConfigToml(o: AttestedConfigOptions): string {
+  const certs = join(o.dir, 'certs')
+  const hash = createHash('sha256').update(ADMIN_TOKEN).digest('hex')
+  const webhook = o.webhookUrl ?? `http://127.0.0.1:${o.authPort}`
+  return `
+[rpc]
+address = "127.0.0.1"
+port = ${o.port}
+workers = 1
+
+[rpc.tls]
+key = "${certs}/rpc.key"
+certs = "${certs}/rpc.crt"
+
+[rpc.tls.mutual]
+ca_certs = "${certs}/tmp-ca.crt"
+mandatory = false
+
+[core]
+cert_dir = "${certs}"
+admin_token_hash = "${hash}"
+enforce_self_authorization = true
+site_name = "attested-site"
+
+[core.image]
+verify = false
+cache_dir = "${join(o.dir, 'cache')}"
+
+[core.auth_api]
+type = "webhook"
+
+[core.auth_api.webhook]
+url = "${webhook}"
+timeout = "${o.webhookTimeout ?? '10s'}"
+
+[core.onboard]
+enabled = true
+address = "127.0.0.1"
+port = ${o.port}
+auto_bootstrap_domain = "${o.autoBootstrapDomain ?? ''}"
+
+[auth_simple]
+enabled = ${o.webhookUrl === undefined}
+address = "127.0.0.1"
+port = ${o.authPort}
+config = "${o.policyFile ?? join(o.dir, 'auth-config.json')}"
+
+[tee]
+backend = "simulator"
+
+[tee.simulator]
+seed = "${o.seed}"
+trust_mock_root = true
 ${o.extra ?? ''}
 `
 }

@@ -1,0 +1,262 @@
+// Attestation verification (spec 04 §6): the DCAP quote through @phala/dcap-qvl (D13), then
+// dstack's own checks in upstream's order and with upstream's texts, which reach clients.
+import { createHash } from 'node:crypto'
+import dcap from '@phala/dcap-qvl'
+import { KmsError, errorMessage, withContext } from '../errors.js'
+import { parseCertificate } from '../x509/parse.js'
+import type { CollateralSource } from './collateral.js'
+import { type ParsedQuote, parseQuote, tdReportOf } from './quote.js'
+import { toReportData } from './report-data.js'
+import {
+  replayRuntimeEvents,
+  runtimeEventPreimage,
+  tdxEventToRuntimeEvent,
+} from './runtime-events.js'
+import {
+  type Attestation,
+  DSTACK_RUNTIME_EVENT_TYPE,
+  type TdxEvent,
+  type TeeVariant,
+} from './types.js'
+
+export interface VerifiedReport {
+  /** DCAP TCB status (`UpToDate`, `SWHardeningNeeded`, …) */
+  status: string
+  advisoryIds: string[]
+  quote: ParsedQuote
+  /** 16 bytes from the PCK certificate (the library's own value is always empty, D13) */
+  ppid: Buffer
+}
+
+export interface VerifiedAttestation {
+  attestation: Attestation
+  report: VerifiedReport
+  variant: TeeVariant
+}
+
+export interface AttestationVerifierOptions {
+  rootCaDer: Buffer
+  collateral: CollateralSource
+  /** unix seconds; the wall clock by default */
+  now?: () => number
+}
+
+// Members the package exports at run time but leaves out of its type declarations.
+interface DcapUtilsExtra {
+  findExtension(path: string[], raw: unknown): Buffer
+}
+const dcapUtils = dcap.utils as typeof dcap.utils & DcapUtilsExtra
+
+function attestationError(message: string, cause?: unknown): KmsError {
+  return new KmsError('KMS_ERR_ATTESTATION', message, { cause })
+}
+
+export interface PckInfo {
+  ppid: Buffer
+  /** 12 uppercase hex digits */
+  fmspc: string
+  /** `processor` or `platform`, as the PCCS `pckcrl?ca=` parameter wants it */
+  ca: 'processor' | 'platform'
+}
+
+/** PPID, FMSPC and issuing CA from the first (leaf) certificate of the quote's PCK chain. */
+export function pckInfoFromChain(pckChainPem: string): PckInfo {
+  const leaf = dcap.utils.extractCerts(Buffer.from(pckChainPem, 'utf8'))[0]
+  if (leaf === undefined) throw attestationError('Failed to extract PCK certificates from quote')
+  try {
+    const ext: unknown = dcap.utils.getIntelExtension(leaf)
+    const ppid = Buffer.from(dcapUtils.findExtension([dcap.oids.PPID as string], ext))
+    if (ppid.length !== 16) throw new Error(`PPID is ${ppid.length} bytes, expected 16`)
+    const fmspc = Buffer.from(dcap.utils.getFmspc(ext)).toString('hex').toUpperCase()
+    // Rust dcap-qvl's rule: the issuer name says which PCK CA signed the leaf, processor being
+    // the default. (The JS library's own helper compares against hex and always says processor,
+    // which would fetch the other CA's CRL for platform-CA chains.) The names are ASCII strings,
+    // so they appear verbatim in the issuer DER.
+    const issuer = parseCertificate(leaf).issuerDer.toString('latin1')
+    const ca =
+      !issuer.includes('Processor') && issuer.includes('Platform') ? 'platform' : 'processor'
+    return { ppid, fmspc, ca }
+  } catch (err) {
+    throw attestationError(`Invalid PCK certificate: ${errorMessage(err)}`, err)
+  }
+}
+
+function parseQuoteForVerify(quote: Uint8Array): ParsedQuote {
+  try {
+    return parseQuote(quote)
+  } catch (err) {
+    throw attestationError(`Failed to decode quote: ${errorMessage(err)}`, err)
+  }
+}
+
+function pckChainOf(q: ParsedQuote): string {
+  if (q.pckChainPem === '') {
+    throw attestationError(`Unsupported DCAP PCK cert format: ${q.pckCertType}`)
+  }
+  return q.pckChainPem
+}
+
+/** The 16-byte PPID of the quote's PCK certificate (the D13 workaround). */
+export function extractPpid(quote: Buffer): Buffer {
+  return pckInfoFromChain(pckChainOf(parseQuoteForVerify(quote))).ppid
+}
+
+const isZero = (b: Buffer): boolean => b.every((x) => x === 0)
+
+/** dstack's `validate_tcb`, repeated on top of the library's attribute checks so that a change
+ * inside the library cannot silently drop them. */
+export function validateTcb(q: ParsedQuote): void {
+  const report = q.report
+  if (report.type === 'sgx') {
+    if (((report.attributes[0] ?? 0) & 0x02) !== 0) {
+      throw attestationError('Debug mode is not allowed')
+    }
+    return
+  }
+  if (report.type === 'td15' && !isZero(report.mrServiceTd)) {
+    throw attestationError('Invalid mr service td')
+  }
+  if (((report.td.tdAttributes[0] ?? 0) & 0x01) !== 0) {
+    throw attestationError('Debug mode is not allowed')
+  }
+  if (!isZero(report.td.mrSignerSeam)) throw attestationError('Invalid mr signer seam')
+}
+
+/** Upstream HEAD `validate_v2_preimages`: every V2 runtime event in the TDX log must carry the
+ * canonical preimage of its digest. */
+export function validateV2Preimages(events: readonly TdxEvent[]): void {
+  events.forEach((e, index) => {
+    if (e.eventType !== DSTACK_RUNTIME_EVENT_TYPE || e.version !== 2) return
+    if (e.preimage === undefined) {
+      throw attestationError(`V2 runtime event ${index} is missing its digest preimage`)
+    }
+    const advertised = createHash('sha384').update(e.preimage).digest()
+    if (!advertised.equals(e.digest)) {
+      throw attestationError(`V2 runtime event ${index} digest does not match its preimage`)
+    }
+    const runtime = tdxEventToRuntimeEvent(e)
+    if (runtime !== null && !runtimeEventPreimage(runtime).equals(e.preimage)) {
+      throw attestationError(
+        `V2 runtime event ${index} preimage is not the canonical event representation`,
+      )
+    }
+  })
+}
+
+const unixNow = (): number => Math.floor(Date.now() / 1000)
+
+export class AttestationVerifier {
+  private readonly verifier: InstanceType<typeof dcap.QuoteVerifier>
+  private readonly collateral: CollateralSource
+  private readonly now: () => number
+
+  constructor(opts: AttestationVerifierOptions) {
+    this.verifier = dcap.QuoteVerifier.newWithRootCa(Buffer.from(opts.rootCaDer))
+    this.collateral = opts.collateral
+    this.now = opts.now ?? unixNow
+  }
+
+  /** Collateral plus the library's verification (upstream `fetch_and_verify`). */
+  private async fetchAndVerify(quote: Buffer): Promise<VerifiedReport> {
+    const parsed = parseQuoteForVerify(quote)
+    const pck = pckInfoFromChain(pckChainOf(parsed))
+    const collateral = await this.collateral.get(quote, pck.fmspc, pck.ca)
+    let result: InstanceType<typeof dcap.VerifiedReport>
+    try {
+      result = this.verifier.verify(quote, collateral, this.now())
+    } catch (err) {
+      // the library's text is the diagnosis ("TCBInfo expired", "ISV enclave report signature
+      // is invalid"); a wrapped decoding failure adds its cause
+      const cause = (err as { cause?: unknown }).cause
+      const detail = cause === undefined ? '' : `: ${errorMessage(cause)}`
+      throw attestationError(`${errorMessage(err)}${detail}`, err)
+    }
+    // Rust dcap-qvl refuses Revoked; the JS library does too, and this keeps it so
+    if (result.status === 'Revoked') throw attestationError('TCB status is invalid: Revoked')
+    return {
+      status: result.status,
+      advisoryIds: [...result.advisory_ids],
+      quote: parsed,
+      ppid: pck.ppid,
+    }
+  }
+
+  /** DCAP verification (signatures, chain to the configured root, CRLs, TCB level) plus
+   * dstack's TD attribute checks. */
+  async verifyQuote(quote: Buffer): Promise<VerifiedReport> {
+    const report = await this.fetchAndVerify(quote)
+    validateTcb(report.quote)
+    return report
+  }
+
+  /** Spec 04 §6 steps 2–6. */
+  async verify(a: Attestation): Promise<VerifiedAttestation> {
+    if (a.stack.kind === 'dstack-pod') {
+      const expected = toReportData('app-data', Buffer.from(a.stack.reportDataPayload, 'utf8'))
+      if (!expected.equals(a.reportData)) {
+        throw attestationError('report_data does not match report_data_payload')
+      }
+    }
+    if (a.reportData.length !== 64) throw attestationError('stack.report_data must be 64 bytes')
+
+    const q = a.quote
+    if (q.kind !== 'dstack-tdx') {
+      throw attestationError(
+        `${q.kind} attestations are not supported by this KMS (only dstack-tdx is verified)`,
+      )
+    }
+
+    let report: VerifiedReport
+    try {
+      report = await this.fetchAndVerify(q.quote)
+    } catch (err) {
+      // KMS_ERR_COLLATERAL (no usable collateral) stays distinguishable from a bad quote
+      throw withContext(
+        'Failed to get collateral',
+        err,
+        err instanceof KmsError ? err.code : 'KMS_ERR_ATTESTATION',
+      )
+    }
+    validateTcb(report.quote)
+
+    const td = tdReportOf(report.quote)
+    if (td === null) throw attestationError('no td report')
+    const replayed = replayRuntimeEvents(a.runtimeEvents)
+    if (!replayed.equals(td.rtmr3)) {
+      throw attestationError(
+        `RTMR3 mismatch, quoted: ${td.rtmr3.toString('hex')}, replayed: ${replayed.toString('hex')}`,
+      )
+    }
+    if (!td.reportData.equals(a.reportData)) throw attestationError('tdx report_data mismatch')
+
+    try {
+      validateV2Preimages(q.eventLog)
+    } catch (err) {
+      throw withContext('Failed to validate TDX V2 event digest preimages', err)
+    }
+    return { attestation: a, report, variant: q.kind }
+  }
+
+  /** Spec 04 §6 step 1 (the attestation must vouch for this certificate or CSR key), then
+   * `verify`. */
+  async verifyWithRaPubkey(a: Attestation, spkiDer: Uint8Array): Promise<VerifiedAttestation> {
+    if (a.reportData.length !== 64) throw attestationError('stack.report_data must be 64 bytes')
+    const expected = toReportData('ratls-cert', spkiDer)
+    if (!expected.equals(a.reportData)) throw attestationError('report data mismatch')
+    return this.verify(a)
+  }
+}
+
+/** Upstream HEAD `ensure_key_release_allowed`: platforms whose TCB includes the cloud's
+ * hypervisor get keys only when the operator opted in. */
+export function ensureKeyReleaseAllowed(
+  v: TeeVariant,
+  cfg: { sevSnpKeyRelease: boolean; awsNitroTpmKeyRelease: boolean },
+): void {
+  if (v === 'dstack-amd-sev-snp' && !cfg.sevSnpKeyRelease) {
+    throw new KmsError('KMS_ERR_DENIED', 'amd sev-snp key release is not enabled')
+  }
+  if (v === 'dstack-aws-nitro-tpm' && !cfg.awsNitroTpmKeyRelease) {
+    throw new KmsError('KMS_ERR_DENIED', 'aws nitro-tpm key release is not enabled')
+  }
+}

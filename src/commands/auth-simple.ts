@@ -1,0 +1,124 @@
+// `dstack-kms auth-simple`: the config-file policy webhook of upstream's kms/auth-simple as a
+// subcommand. Options fall back to upstream's environment variables (PORT, AUTH_CONFIG_PATH).
+// Deviation: upstream binds every interface; ours binds 127.0.0.1 unless --address says
+// otherwise, because a policy server that answers anyone should not be exposed by accident.
+import { parseArgs } from 'node:util'
+import pino, { type Logger } from 'pino'
+import { buildAuthSimpleServer } from '../auth-simple/server.js'
+import { loadAuthSimpleConfig } from '../auth-simple/config.js'
+import { errorMessage } from '../errors.js'
+
+export const AUTH_SIMPLE_USAGE = `Usage: dstack-kms auth-simple [--config FILE] [--port N] [--address ADDR]
+
+Serves the auth-simple KMS webhook (POST /bootAuth/app, POST /bootAuth/kms, GET /), deciding
+from a JSON policy file that is re-read on every request.
+
+Options:
+  -c, --config FILE    policy file (default: $AUTH_CONFIG_PATH, else ./auth-config.json)
+  -p, --port N         TCP port, 0 for any free one (default: $PORT, else 3000)
+      --address ADDR   address to bind (default: 127.0.0.1; upstream binds all interfaces)
+  -h, --help           print this help and exit
+`
+
+const EXIT_USAGE = 2
+
+export interface AuthSimpleIo {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+  /** default: process.env */
+  env?: NodeJS.ProcessEnv
+  /** told where the server listens once it does (a port-0 caller learns the real port) */
+  onListening?: (where: { address: string; port: number }) => void
+}
+
+interface Options {
+  configPath: string
+  port: number
+  address: string
+}
+
+class UsageError extends Error {}
+
+function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options | 'help' {
+  let values
+  try {
+    ;({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string', short: 'p' },
+        address: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }))
+  } catch (err) {
+    throw new UsageError(errorMessage(err))
+  }
+  if (values.help) return 'help'
+  // `||` as upstream: an empty variable counts as unset
+  const configPath = values.config ?? (env.AUTH_CONFIG_PATH || './auth-config.json')
+  if (configPath === '') throw new UsageError("option '--config' needs a file name")
+  const portText = values.port ?? (env.PORT || '3000')
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) {
+    throw new UsageError(`invalid port '${portText}'`)
+  }
+  const address = values.address ?? '127.0.0.1'
+  if (address === '') throw new UsageError("option '--address' needs an address")
+  return { configPath, port: Number(portText), address }
+}
+
+export async function runAuthSimple(argv: string[], io: AuthSimpleIo): Promise<number> {
+  let opts: Options | 'help'
+  try {
+    opts = parseOptions(argv, io.env ?? process.env)
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err
+    io.stderr.write(
+      `dstack-kms auth-simple: ${err.message}\nRun 'dstack-kms auth-simple --help' for usage.\n`,
+    )
+    return EXIT_USAGE
+  }
+  if (opts === 'help') {
+    io.stdout.write(AUTH_SIMPLE_USAGE)
+    return 0
+  }
+
+  const logger: Logger = pino({ base: { worker: 'auth-simple', pid: process.pid } }, io.stdout)
+  logger.info(`starting auth-simple server on port ${opts.port}`)
+  logger.info(`config path: ${opts.configPath}`)
+  // not needed for serving (every request reads the file); it surfaces a wrong path at start
+  loadAuthSimpleConfig(opts.configPath, logger)
+
+  const app = buildAuthSimpleServer({ configPath: opts.configPath, logger })
+  let onSignal: (signal: string) => void = () => {}
+  const stopped = new Promise<string>((resolve) => {
+    onSignal = resolve
+  })
+  const unhook = () => {
+    process.off('SIGTERM', onSignal)
+    process.off('SIGINT', onSignal)
+  }
+  // hooked before listening, so a signal during start-up still ends in a clean close
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+  try {
+    await app.listen({ port: opts.port, host: opts.address })
+  } catch (err) {
+    unhook()
+    logger.error({ err }, `failed to listen on ${opts.address}:${opts.port}`)
+    await app.close()
+    return 1
+  }
+  const bound = app.server.address()
+  if (bound !== null && typeof bound === 'object') {
+    io.onListening?.({ address: bound.address, port: bound.port })
+  }
+  const signal = await stopped
+  // a second signal takes the default action (exit at once) should closing hang
+  unhook()
+  logger.info(`received ${signal}, shutting down`)
+  await app.close()
+  return 0
+}

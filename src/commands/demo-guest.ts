@@ -1,0 +1,162 @@
+// `dstack-kms demo-guest`: plays a dstack guest CVM of the simulator's mock platform against a
+// running KMS, the way a real guest fetches its keys (src/guest/guest-client.ts), and explains
+// what was released and why. Only meaningful with `[tee] backend = "simulator"`.
+import { createHash } from 'node:crypto'
+import { parseArgs } from 'node:util'
+import { buildBootInfo } from '../attestation/boot-info.js'
+import { StaticCollateralSource } from '../attestation/collateral.js'
+import { AttestationVerifier } from '../attestation/verify.js'
+import { decodeVersionedAttestation } from '../attestation/versioned.js'
+import { loadConfig } from '../config/load.js'
+import type { KmsConfig } from '../config/types.js'
+import { nobleSecp256k1 } from '../crypto/secp256k1.js'
+import { x25519PublicKey } from '../crypto/x25519.js'
+import { errorMessage } from '../errors.js'
+import { requestAppKeys } from '../guest/guest-client.js'
+import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../quickstart/demo.js'
+import { mockCollateral } from '../tee/simulator/collateral.js'
+import { defaultOsImageHash, simulatedVmConfig } from '../tee/simulator/cvm.js'
+import { simulateGuestAttestation } from '../tee/simulator/guest.js'
+import { mockIntelPki } from '../tee/simulator/mock-pki.js'
+import { decodeHex } from '../util/hex.js'
+
+export const DEMO_GUEST_USAGE = `Usage: dstack-kms demo-guest (-c FILE | --quickstart) [options]
+
+Plays a dstack guest CVM on the TEE simulator's mock platform: fetches the KMS temp CA, makes an
+RA-TLS client certificate carrying a simulated attestation, calls GetAppKey over mutual TLS while
+trusting only the KMS root CA (host name and kms:rpc usage checked, the KMS's own attestation
+verified), and prints what was released and why it was allowed.
+
+Options:
+  -c, --config FILE      the KMS configuration (tee.backend must be "simulator")
+      --quickstart       use the quick-start profile, as \`serve --quickstart\` does
+      --url URL          the KMS (default https://localhost:<rpc.port>)
+      --app-id HEX       20 bytes (default: the quick-start demo app)
+      --compose-hash HEX 32 bytes (default: the demo app's compose hash)
+      --instance-id HEX  20 bytes (default: random, a new instance each run)
+      --os-image-hash HEX 32 bytes (default: the simulated platform's image)
+  -h, --help             print this help and exit
+`
+
+interface Io {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+}
+
+function hexArg(name: string, value: string | undefined, length: number): Buffer | undefined {
+  if (value === undefined) return undefined
+  const bytes = decodeHex(value.replace(/^0x/i, ''))
+  if (bytes.length !== length) throw new Error(`--${name} must be ${length} bytes of hex`)
+  return bytes
+}
+
+const fp = (b: Buffer) => createHash('sha256').update(b).digest('hex').slice(0, 16)
+
+export async function runDemoGuest(argv: string[], io: Io): Promise<number> {
+  let values
+  try {
+    ;({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        config: { type: 'string', short: 'c' },
+        quickstart: { type: 'boolean', default: false },
+        url: { type: 'string' },
+        'app-id': { type: 'string' },
+        'compose-hash': { type: 'string' },
+        'instance-id': { type: 'string' },
+        'os-image-hash': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }))
+  } catch (err) {
+    io.stderr.write(`dstack-kms demo-guest: ${errorMessage(err)}\n${DEMO_GUEST_USAGE}`)
+    return 2
+  }
+  if (values.help) {
+    io.stdout.write(DEMO_GUEST_USAGE)
+    return 0
+  }
+  try {
+    const config: KmsConfig = loadConfig({
+      ...(values.config === undefined ? {} : { configFile: values.config }),
+      quickstart: values.quickstart,
+    })
+    if (config.tee.backend !== 'simulator') {
+      throw new Error(
+        `demo-guest simulates a guest of the TEE simulator's mock platform, but this configuration has tee.backend = "${config.tee.backend}"`,
+      )
+    }
+    const seed = Buffer.from(config.tee.simulator.seed, 'hex')
+    const appId = hexArg('app-id', values['app-id'], 20) ?? DEMO_APP_ID
+    const composeHash = hexArg('compose-hash', values['compose-hash'], 32) ?? DEMO_COMPOSE_HASH
+    const instanceId =
+      hexArg('instance-id', values['instance-id'], 20) ??
+      createHash('sha256')
+        .update(String(process.hrtime.bigint()))
+        .update(String(process.pid))
+        .digest()
+        .subarray(0, 20)
+    const osImageHash =
+      hexArg('os-image-hash', values['os-image-hash'], 32) ?? defaultOsImageHash(seed)
+    const url = values.url ?? `https://localhost:${config.rpc.port}`
+    const vmConfig = simulatedVmConfig(osImageHash)
+
+    // The guest trusts the same (mock) platform root the KMS was told to trust.
+    const pki = mockIntelPki(seed)
+    const verifier = new AttestationVerifier({
+      rootCaDer: pki.root.der,
+      collateral: new StaticCollateralSource(mockCollateral(pki)),
+    })
+    const guest = { seed, appId, composeHash, instanceId, osImageHash }
+    const result = await requestAppKeys({
+      kmsUrl: url,
+      vmConfig,
+      attest: async (reportData) => simulateGuestAttestation({ ...guest, reportData }),
+      verifyKmsAttestation: async (a, spki) => {
+        const v = await verifier.verifyWithRaPubkey(a, spki)
+        return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
+      },
+    })
+    // What the KMS saw: the same BootInfo computed from our own attestation.
+    const own = decodeVersionedAttestation(
+      simulateGuestAttestation({ ...guest, reportData: Buffer.alloc(64) }),
+    ).attestation
+    const boot = buildBootInfo(await verifier.verify(own), { useBoottimeMr: false, vmConfig })
+    const k = result.keys
+    const out = [
+      `KMS ${url}`,
+      `  RPC certificate: chains to the KMS root CA, host name and kms:rpc usage checked`,
+      result.kmsMrAggregated === null
+        ? '  RPC certificate attestation: none (the KMS runs without a TEE)'
+        : `  RPC certificate attestation: verified, KMS mr_aggregated ${result.kmsMrAggregated.toString('hex')}`,
+      '',
+      'Guest (simulated TDX CVM) presented an RA-TLS client certificate whose attestation says:',
+      `  app_id         ${boot.appId.toString('hex')}`,
+      `  compose_hash   ${boot.composeHash.toString('hex')}`,
+      `  instance_id    ${boot.instanceId.toString('hex')}`,
+      `  os_image_hash  ${boot.osImageHash.toString('hex')}`,
+      `  device_id      ${boot.deviceId.toString('hex')}`,
+      `  mr_aggregated  ${boot.mrAggregated.toString('hex')}`,
+      `  tcb_status     ${boot.tcbStatus}`,
+      '',
+      'Allowed: the KMS verified that attestation (quote signature, TCB, RTMR3 replay, key binding)',
+      "and its auth API's /bootAuth/app admitted this app id, compose hash, device and OS image.",
+      '',
+      'Released (fingerprints = first 8 bytes of SHA-256; the keys themselves stay here):',
+      `  disk_crypt_key   sha256:${fp(k.diskCryptKey)}  (derived from app id + instance id)`,
+      `  env_crypt_key    sha256:${fp(k.envCryptKey)}  X25519 public ${x25519PublicKey(k.envCryptKey).toString('hex')}`,
+      `  k256_key         public ${nobleSecp256k1.publicKeyCompressed(k.k256Key).toString('hex')}`,
+      `  k256_signature   ${k.k256Signature.toString('hex')}`,
+      `  gateway_app_id   ${JSON.stringify(k.gatewayAppId)}`,
+      `  os_image_hash    ${k.osImageHash.toString('hex')}`,
+      '',
+    ]
+    io.stdout.write(out.join('\n'))
+    return 0
+  } catch (err) {
+    io.stderr.write(`dstack-kms demo-guest: ${errorMessage(err)}\n`)
+    return 1
+  }
+}

@@ -1,0 +1,189 @@
+// What a dstack guest does at boot to get its keys (upstream dstack-util
+// `request_app_keys_from_kms_url`, spec 01 §10 and spec 03 §6): GetTempCaCert without verifying
+// the server, an RA-TLS client certificate signed by the temp CA carrying the guest's
+// attestation, then GetAppKey over mTLS trusting only the KMS root CA, with host-name checking
+// and the `kms:rpc` usage check. Used by `dstack-kms demo-guest` and by the end-to-end tests, so
+// the KMS is exercised the way real guests exercise it.
+import { request } from 'node:https'
+import type { TLSSocket } from 'node:tls'
+import { P256Key } from '../crypto/p256.js'
+import { KmsError } from '../errors.js'
+import { toReportData } from '../attestation/report-data.js'
+import { strippedAttestationBytes, attestationFromCertificate } from '../ratls/cert-attestation.js'
+import type { Attestation } from '../attestation/types.js'
+import { issueRaTlsClientCert } from '../x509/templates.js'
+import { parseCertificate, readCertUsage } from '../x509/parse.js'
+import { CERT_USAGE } from '../x509/oids.js'
+import { pemDecode } from '../x509/pem.js'
+
+export interface HttpsReply {
+  status: number
+  body: string
+  peerCertDer?: Buffer
+}
+
+export interface HttpsCall {
+  url: string
+  body: string
+  /** trust anchors (PEM); undefined = do not verify the server (GetTempCaCert) */
+  ca?: string
+  cert?: string
+  key?: string
+  timeoutMs?: number
+}
+
+/** POST without a Content-Type, as the Rust pRPC client sends `?json` requests. */
+export function httpsPost(call: HttpsCall): Promise<HttpsReply> {
+  const url = new URL(call.url)
+  const body = Buffer.from(call.body)
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        method: 'POST',
+        hostname: url.hostname,
+        port: url.port,
+        path: url.pathname + url.search,
+        headers: { 'content-length': String(body.length) },
+        agent: false,
+        timeout: call.timeoutMs ?? 60_000,
+        ...(call.ca === undefined ? { rejectUnauthorized: false } : { ca: call.ca }),
+        ...(call.cert === undefined ? {} : { cert: call.cert, key: call.key }),
+      },
+      (res) => {
+        const chunks: Buffer[] = []
+        const peerCertDer = (res.socket as TLSSocket).getPeerX509Certificate?.()?.raw
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            ...(peerCertDer === undefined ? {} : { peerCertDer }),
+          }),
+        )
+        res.on('error', reject)
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error(`request to ${call.url} timed out`)))
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+function rpcError(method: string, reply: HttpsReply): KmsError {
+  let message = reply.body
+  try {
+    const parsed: unknown = JSON.parse(reply.body)
+    if (parsed !== null && typeof parsed === 'object' && 'error' in parsed) {
+      message = String(parsed.error)
+    }
+  } catch {
+    // keep the raw body
+  }
+  return new KmsError('KMS_ERR_RPC', `${method} failed with status ${reply.status}: ${message}`)
+}
+
+function parseJsonObject(method: string, text: string): Record<string, unknown> {
+  const value: unknown = JSON.parse(text)
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new KmsError('KMS_ERR_RPC', `${method}: unexpected reply ${text.slice(0, 200)}`)
+  }
+  return value as Record<string, unknown>
+}
+
+function str(method: string, obj: Record<string, unknown>, key: string): string {
+  const v = obj[key]
+  if (typeof v !== 'string') throw new KmsError('KMS_ERR_RPC', `${method}: reply lacks ${key}`)
+  return v
+}
+
+export interface AppKeys {
+  caCert: string
+  diskCryptKey: Buffer
+  envCryptKey: Buffer
+  k256Key: Buffer
+  k256Signature: Buffer
+  gatewayAppId: string
+  osImageHash: Buffer
+}
+
+export interface GuestKeyRequest {
+  /** e.g. `https://kms.example:8000` (the `/prpc` suffix is added) */
+  kmsUrl: string
+  /** the guest's attestation for 64 bytes of report data (VersionedAttestation bytes) */
+  attest(reportData: Buffer): Promise<Buffer>
+  /** the guest's `sys_config.vm_config` */
+  vmConfig: string
+  /** checks the KMS RPC certificate's attestation when it has one; returns its mr_aggregated */
+  verifyKmsAttestation?(a: Attestation, spkiDer: Buffer): Promise<Buffer>
+  timeoutMs?: number
+}
+
+export interface GuestKeyResult {
+  keys: AppKeys
+  /** the KMS RPC certificate carried an attestation that verified (the `mr-kms` event) */
+  kmsMrAggregated: Buffer | null
+  clientCertPem: string
+}
+
+/** Runs the guest side of key provisioning against one KMS URL. */
+export async function requestAppKeys(req: GuestKeyRequest): Promise<GuestKeyResult> {
+  const base = `${req.kmsUrl.replace(/\/+$/, '')}/prpc`
+  const timeoutMs = req.timeoutMs ?? 60_000
+  // 1. the temp CA, without verifying the server (its key is handed to any caller anyway)
+  const tmp = await httpsPost({ url: `${base}/GetTempCaCert?json`, body: 'null', timeoutMs })
+  if (tmp.status !== 200) throw rpcError('GetTempCaCert', tmp)
+  const tmpReply = parseJsonObject('GetTempCaCert', tmp.body)
+  const tempCaCert = str('GetTempCaCert', tmpReply, 'temp_ca_cert')
+  const tempCaKey = P256Key.fromPem(str('GetTempCaCert', tmpReply, 'temp_ca_key'))
+  const rootCaPem = str('GetTempCaCert', tmpReply, 'ca_cert')
+
+  // 2. an RA-TLS client certificate whose attestation binds this fresh key
+  const key = P256Key.generate()
+  const attestation = await req.attest(toReportData('ratls-cert', key.spkiDer()))
+  const tempCaSubject = parseCertificate(pemDecode(tempCaCert, 'CERTIFICATE')).subjectDer
+  const clientCert = issueRaTlsClientCert(
+    key,
+    { key: tempCaKey, subjectDer: tempCaSubject },
+    strippedAttestationBytes(attestation),
+  )
+
+  // 3. GetAppKey over mTLS, trusting only the KMS root CA, host name checked by node:tls
+  const reply = await httpsPost({
+    url: `${base}/GetAppKey?json`,
+    body: JSON.stringify({ api_version: 1, vm_config: req.vmConfig }),
+    ca: rootCaPem,
+    cert: clientCert.pem,
+    key: key.pkcs8Pem(),
+    timeoutMs,
+  })
+  if (reply.peerCertDer === undefined) throw new KmsError('KMS_ERR_RPC', 'no server certificate')
+  const serverCert = parseCertificate(reply.peerCertDer)
+  const usage = readCertUsage(serverCert)
+  if (usage !== CERT_USAGE.kmsRpc) {
+    throw new KmsError(
+      'KMS_ERR_CERT',
+      `KMS certificate usage is ${JSON.stringify(usage ?? null)}, expected "kms:rpc"`,
+    )
+  }
+  let kmsMrAggregated: Buffer | null = null
+  const kmsAttestation = attestationFromCertificate(serverCert)
+  if (kmsAttestation !== null && req.verifyKmsAttestation !== undefined) {
+    kmsMrAggregated = await req.verifyKmsAttestation(kmsAttestation, serverCert.spkiDer)
+  }
+  if (reply.status !== 200) throw rpcError('GetAppKey', reply)
+  const r = parseJsonObject('GetAppKey', reply.body)
+  const hex = (k: string) => Buffer.from(str('GetAppKey', r, k), 'hex')
+  return {
+    keys: {
+      caCert: str('GetAppKey', r, 'ca_cert'),
+      diskCryptKey: hex('disk_crypt_key'),
+      envCryptKey: hex('env_crypt_key'),
+      k256Key: hex('k256_key'),
+      k256Signature: hex('k256_signature'),
+      gatewayAppId: str('GetAppKey', r, 'gateway_app_id'),
+      osImageHash: hex('os_image_hash'),
+    },
+    kmsMrAggregated,
+    clientCertPem: clientCert.pem,
+  }
+}

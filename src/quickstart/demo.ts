@@ -1,0 +1,72 @@
+// The demo app of the quick start and the auth-simple policy generated for it: the policy admits
+// exactly the simulated KMS (its mr_aggregated and device) and one demo app (its compose hash), on
+// the simulated platform's OS image. Everything derives from the simulator seed, through the same
+// attest → verify → BootInfo path the KMS uses for itself, so the policy says what the KMS will see.
+import { createHash } from 'node:crypto'
+import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
+import { StaticCollateralSource } from '../attestation/collateral.js'
+import { AttestationVerifier } from '../attestation/verify.js'
+import { decodeVersionedAttestation } from '../attestation/versioned.js'
+import { SimulatorBackend } from '../tee/simulator/simulator-backend.js'
+
+/** The app-compose of the demo app; its SHA-256 is the compose hash the policy allows. */
+export const DEMO_APP_COMPOSE = JSON.stringify({
+  manifest_version: 2,
+  name: 'dstack-kms-ts-demo',
+  runner: 'docker-compose',
+  docker_compose_file: 'services:\n  demo:\n    image: busybox\n    command: sleep infinity\n',
+  kms_enabled: true,
+})
+
+export const DEMO_APP_ID = createHash('sha256')
+  .update('dstack-kms-ts demo app')
+  .digest()
+  .subarray(0, 20)
+export const DEMO_COMPOSE_HASH = createHash('sha256').update(DEMO_APP_COMPOSE).digest()
+
+/** The simulated KMS's own BootInfo, exactly as its self-authorization will compute it. */
+export async function simulatedKmsBootInfo(seed: Buffer, stateDir: string): Promise<BootInfo> {
+  const sim = new SimulatorBackend({ seed, stateDir })
+  try {
+    const verifier = new AttestationVerifier({
+      rootCaDer: sim.mockRootCaDer,
+      collateral: new StaticCollateralSource(sim.collateral()),
+    })
+    const { attestation } = decodeVersionedAttestation(await sim.attest(new Uint8Array(64)))
+    const verified = await verifier.verify(attestation)
+    return buildBootInfo(verified, { useBoottimeMr: false, vmConfig: '' })
+  } finally {
+    await sim.close()
+  }
+}
+
+export interface DemoPolicy {
+  gatewayAppId: string
+  osImages: string[]
+  allowedTcbStatuses: string[]
+  kms: { mrAggregated: string[]; devices: string[]; allowAnyDevice: boolean }
+  apps: Record<string, { composeHashes: string[]; devices: string[]; allowAnyDevice: boolean }>
+}
+
+const hex = (b: Buffer) => `0x${b.toString('hex')}`
+
+/** An auth-simple policy (spec 05 §8.2) admitting the simulated KMS and the demo app. */
+export function demoPolicy(kms: BootInfo): DemoPolicy {
+  return {
+    gatewayAppId: '',
+    osImages: [hex(kms.osImageHash)],
+    allowedTcbStatuses: ['UpToDate'],
+    kms: {
+      mrAggregated: [hex(kms.mrAggregated)],
+      devices: [hex(kms.deviceId)],
+      allowAnyDevice: false,
+    },
+    apps: {
+      [hex(DEMO_APP_ID)]: {
+        composeHashes: [hex(DEMO_COMPOSE_HASH)],
+        devices: [hex(kms.deviceId)],
+        allowAnyDevice: false,
+      },
+    },
+  }
+}

@@ -1,0 +1,97 @@
+// The collaborators every process that touches keys needs, built once from the configuration:
+// TEE backend, secp256k1 backend, auth API, cache database, attestation verifier and the KMS
+// self-authorizer. Built the same way in the supervisor (bootstrap, certificate renewal) and in
+// the workers, so they all agree on what "verified" means.
+import type { Logger } from 'pino'
+import {
+  PccsCollateralSource,
+  StaticCollateralSource,
+  type CollateralSource,
+} from './attestation/collateral.js'
+import { resolveTdxRootCa } from './attestation/trust.js'
+import { AttestationVerifier } from './attestation/verify.js'
+import { createAuthApi, type AuthApi } from './auth/auth-api.js'
+import { SelfAuthorizer } from './auth/self-auth.js'
+import { CacheDb } from './cache/cache-db.js'
+import type { KmsConfig } from './config/types.js'
+import type { Secp256k1Backend } from './crypto/secp256k1.js'
+import { selectSecp256k1Backend } from './crypto/secp256k1-select.js'
+import type { TeeBackend } from './tee/backend.js'
+import { createTeeBackend } from './tee/factory.js'
+import { SimulatorBackend } from './tee/simulator/simulator-backend.js'
+import { USER_AGENT } from './version.js'
+
+export interface KmsRuntime {
+  tee: TeeBackend
+  secp256k1: Secp256k1Backend
+  authApi: AuthApi
+  cache: CacheDb
+  verifier: AttestationVerifier
+  selfAuth: SelfAuthorizer
+  close(): Promise<void>
+}
+
+export interface RuntimeOptions {
+  /** log which secp256k1 backend was chosen (once per process is enough) */
+  announce?: boolean
+  env?: NodeJS.ProcessEnv
+}
+
+function collateralSource(config: KmsConfig, tee: TeeBackend, cache: CacheDb, logger: Logger) {
+  if (config.tee.simulator.trustMockRoot && tee instanceof SimulatorBackend) {
+    return new StaticCollateralSource(tee.collateral()) as CollateralSource
+  }
+  return new PccsCollateralSource({
+    pccsUrl: config.core.pccsUrl,
+    db: cache,
+    now: () => Math.floor(Date.now() / 1000),
+    logger,
+  })
+}
+
+function rootCa(config: KmsConfig, tee: TeeBackend, logger: Logger): Buffer {
+  if (config.tee.simulator.trustMockRoot && tee instanceof SimulatorBackend) {
+    logger.warn(
+      'trusting the TEE simulator mock Intel root CA (tee.simulator.trust_mock_root = true): simulated quotes are accepted as genuine',
+    )
+    return tee.mockRootCaDer
+  }
+  return resolveTdxRootCa(config.core.attestation)
+}
+
+export async function createRuntime(
+  config: KmsConfig,
+  logger: Logger,
+  opts: RuntimeOptions = {},
+): Promise<KmsRuntime> {
+  const tee = await createTeeBackend(config, { logger, env: opts.env ?? process.env })
+  const secp256k1 = selectSecp256k1Backend(
+    config.crypto.backend,
+    opts.announce === true ? logger : { info: () => {} },
+  )
+  const authApi = createAuthApi(config.core.authApi, USER_AGENT)
+  const cache = CacheDb.open(config.core.image.cacheDir)
+  const verifier = new AttestationVerifier({
+    rootCaDer: rootCa(config, tee, logger),
+    collateral: collateralSource(config, tee, cache, logger),
+  })
+  const selfAuth = new SelfAuthorizer({
+    enforce: config.core.enforceSelfAuthorization,
+    tee,
+    verifier,
+    authApi,
+    logger,
+  })
+  return {
+    tee,
+    secp256k1,
+    authApi,
+    cache,
+    verifier,
+    selfAuth,
+    close: async () => {
+      await tee.close()
+      cache.close()
+    },
+  }
+}

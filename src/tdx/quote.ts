@@ -1,0 +1,38 @@
+// Upstream `get_quote` (spec 07 §2.1): one quote at a time per process, configfs-tsm whenever it
+// is configured or mounted (its errors never fall back), else QGS over vsock when
+// /etc/tdx-attest.conf names a port, else not supported.
+import { ConfigfsTsmQuoter, REPORT_DATA_SIZE } from './configfs-tsm.js'
+import { selectQuoteMethod } from './detect.js'
+import { TdxError } from './errors.js'
+import type { TdxIo } from './io.js'
+import { getQuoteViaVsock } from './qgs.js'
+
+export class TdxQuoter {
+  readonly configfs: ConfigfsTsmQuoter
+  readonly #io: TdxIo
+  #queue: Promise<unknown> = Promise.resolve()
+
+  constructor(io: TdxIo) {
+    this.#io = io
+    this.configfs = new ConfigfsTsmQuoter(io)
+  }
+
+  getQuote(reportData: Uint8Array): Promise<Buffer> {
+    if (reportData.length !== REPORT_DATA_SIZE) {
+      return Promise.reject(new TdxError('TDX_INVALID_PARAMETER'))
+    }
+    const data = Buffer.from(reportData)
+    const run = this.#queue.then(
+      () => this.#quote(data),
+      () => this.#quote(data),
+    )
+    this.#queue = run.catch(() => undefined)
+    return run
+  }
+
+  async #quote(reportData: Buffer): Promise<Buffer> {
+    const method = await selectQuoteMethod(this.#io, this.configfs)
+    if (method.kind === 'configfs') return this.configfs.getQuote(reportData)
+    return getQuoteViaVsock(this.#io, reportData, method.port)
+  }
+}

@@ -1,0 +1,113 @@
+// One simulated CVM on the mock platform: its boot measurements, its runtime events (RTMR3) and
+// its vm_config, turned into a signed quote and a V0 VersionedAttestation exactly as a real dstack
+// guest assembles it (full event log = boot events + runtime events, spec 04 §2, §9.3).
+import { KmsError } from '../../errors.js'
+import { replayRuntimeEvents, runtimeEventToTdxEvent } from '../../attestation/runtime-events.js'
+import type { RuntimeEvent, TdxEvent } from '../../attestation/types.js'
+import { encodeVersionedAttestation } from '../../attestation/versioned.js'
+import { type SimulatedBoot, simulatedBoot } from './boot-log.js'
+import { deriveBytes, mockIntelPki } from './mock-pki.js'
+import { buildTdxQuote } from './quote-builder.js'
+
+export interface CvmRegisters {
+  mrTd: Buffer
+  rtmr0: Buffer
+  rtmr1: Buffer
+  rtmr2: Buffer
+  rtmr3: Buffer
+  /** always zero: the simulator does not bind a config id */
+  mrConfigId: Buffer
+}
+
+export interface SimulatedCvm {
+  seed: Buffer
+  osImageHash: Buffer
+  boot: SimulatedBoot
+  vmConfig: string
+}
+
+/** The image the KMS's own simulated CVM runs. */
+export function defaultOsImageHash(seed: Uint8Array): Buffer {
+  return deriveBytes(seed, 'os-image-hash', 32)
+}
+
+/** A minimal vm_config (spec 09 §1): only the image hash matters to verifiers of a simulated CVM. */
+export function simulatedVmConfig(osImageHash: Uint8Array): string {
+  return JSON.stringify({
+    os_image_hash: Buffer.from(osImageHash).toString('hex'),
+    cpu_count: 2,
+    memory_size: 2 * 1024 * 1024 * 1024,
+    image: 'dstack-kms-ts-simulator',
+  })
+}
+
+export function simulatedCvm(seed: Uint8Array, osImageHash: Uint8Array): SimulatedCvm {
+  if (osImageHash.length !== 32) {
+    throw new KmsError('KMS_ERR_TEE', `os_image_hash must be 32 bytes, got ${osImageHash.length}`)
+  }
+  return {
+    seed: Buffer.from(seed),
+    osImageHash: Buffer.from(osImageHash),
+    boot: simulatedBoot(seed, osImageHash),
+    vmConfig: simulatedVmConfig(osImageHash),
+  }
+}
+
+export function cvmRegisters(
+  cvm: SimulatedCvm,
+  runtimeEvents: readonly RuntimeEvent[],
+): CvmRegisters {
+  return {
+    mrTd: cvm.boot.mrTd,
+    rtmr0: cvm.boot.rtmr0,
+    rtmr1: cvm.boot.rtmr1,
+    rtmr2: cvm.boot.rtmr2,
+    rtmr3: replayRuntimeEvents(runtimeEvents),
+    mrConfigId: Buffer.alloc(48),
+  }
+}
+
+/** The guest agent's rule: up to 64 bytes, zero-padded; longer is refused with its text. */
+export function padReportData(reportData: Uint8Array): Buffer {
+  if (reportData.length > 64) throw new KmsError('KMS_ERR_TEE', 'Report data is too long')
+  const padded = Buffer.alloc(64)
+  padded.set(reportData)
+  return padded
+}
+
+export function cvmEventLog(cvm: SimulatedCvm, runtimeEvents: readonly RuntimeEvent[]): TdxEvent[] {
+  return [
+    ...cvm.boot.events.map((e) => ({
+      ...e,
+      digest: Buffer.from(e.digest),
+      eventPayload: Buffer.from(e.eventPayload),
+    })),
+    ...runtimeEvents.map(runtimeEventToTdxEvent),
+  ]
+}
+
+/** The V0 VersionedAttestation bytes of `cvm` with `runtimeEvents` for `reportData`. */
+export function cvmAttestation(
+  cvm: SimulatedCvm,
+  runtimeEvents: readonly RuntimeEvent[],
+  reportData: Uint8Array,
+): Buffer {
+  const padded = padReportData(reportData)
+  const quote = buildTdxQuote(mockIntelPki(cvm.seed), {
+    ...cvmRegisters(cvm, runtimeEvents),
+    reportData: padded,
+  })
+  return encodeVersionedAttestation({
+    version: 0,
+    attestation: {
+      quote: { kind: 'dstack-tdx', quote, eventLog: cvmEventLog(cvm, runtimeEvents) },
+      runtimeEvents: runtimeEvents.map((e) => ({
+        event: e.event,
+        payload: Buffer.from(e.payload),
+      })),
+      reportData: padded,
+      config: cvm.vmConfig,
+      stack: { kind: 'dstack' },
+    },
+  })
+}

@@ -1,0 +1,750 @@
+// auth-simple (spec 05 §8): upstream's index.test.ts vectors one to one through app.inject, then
+// our additions — hot reload, broken policy files, request validation, a real listening server
+// driven by the KMS's own webhook client, and the command as a child process with real signals.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { Writable } from 'node:stream'
+import { after, before, describe, it } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import pino from 'pino'
+import { WebhookAuthApi } from '../src/auth/auth-api.js'
+import { checkBoot, normalizeHex } from '../src/auth-simple/check.js'
+import { defaultAuthSimpleConfig, loadAuthSimpleConfig } from '../src/auth-simple/config.js'
+import { buildAuthSimpleServer } from '../src/auth-simple/server.js'
+import { runAuthSimple } from '../src/commands/auth-simple.js'
+import { collectLines } from './helpers/line-collector.js'
+
+const OS_IMAGE = '0x1fbb0cf9cc6cfbf23d6b779776fabad2c5403d643badb9e5e238615e4960a78a'
+
+const baseBootInfo = {
+  attestationMode: 'dstack-tdx',
+  mrAggregated: '0xabc123',
+  osImageHash: OS_IMAGE,
+  appId: '0xapp123',
+  composeHash: '0xcompose456',
+  instanceId: '0xinstance789',
+  deviceId: '0xdevice999',
+  tcbStatus: 'UpToDate',
+  advisoryIds: [] as string[],
+  mrSystem: '',
+}
+
+type LogLine = Record<string, unknown> & { msg?: string; level?: number }
+
+/** A pino logger whose JSON lines land in an array the test can inspect. */
+function captureLogger() {
+  const lines: LogLine[] = []
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (line.trim() !== '') lines.push(JSON.parse(line) as LogLine)
+      }
+      done()
+    },
+  })
+  return { logger: pino({ level: 'info' }, stream), lines }
+}
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'auth-simple-test-'))
+}
+
+interface Harness {
+  app: FastifyInstance
+  configPath: string
+  logs: LogLine[]
+  writeConfig(config: object): void
+  post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }>
+}
+
+function harness(): Harness {
+  const dir = tempDir()
+  const configPath = join(dir, 'test-auth-config.json')
+  const { logger, lines } = captureLogger()
+  const app = buildAuthSimpleServer({ configPath, logger })
+  after(async () => {
+    await app.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return {
+    app,
+    configPath,
+    logs: lines,
+    writeConfig: (config) => writeFileSync(configPath, JSON.stringify(config, null, 2)),
+    async post(path, body) {
+      const res = await app.inject({
+        method: 'POST',
+        url: path,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify(body),
+      })
+      return { status: res.statusCode, json: res.json<Record<string, unknown>>() }
+    },
+  }
+}
+
+describe('auth-simple: upstream index.test.ts vectors', () => {
+  const h = harness()
+
+  describe('GET /', () => {
+    it('returns health check info', async () => {
+      h.writeConfig({ gatewayAppId: '0xgateway' })
+      const res = await h.app.inject({ method: 'GET', url: '/' })
+      const json = res.json<Record<string, unknown>>()
+      assert.equal(res.statusCode, 200)
+      assert.equal(json.status, 'ok')
+      assert.equal(json.gatewayAppId, '0xgateway')
+    })
+  })
+
+  describe('POST /bootAuth/kms', () => {
+    it('allows KMS boot with valid config', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        kms: { mrAggregated: ['0xabc123'], devices: ['0xdevice999'], allowAnyDevice: false },
+      })
+      const { json } = await h.post('/bootAuth/kms', baseBootInfo)
+      assert.equal(json.isAllowed, true)
+      assert.equal(json.reason, '')
+    })
+
+    it('rejects KMS boot with invalid TCB status', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        kms: { mrAggregated: ['0xabc123'], allowAnyDevice: true },
+      })
+      const { json } = await h.post('/bootAuth/kms', { ...baseBootInfo, tcbStatus: 'OutOfDate' })
+      assert.equal(json.isAllowed, false)
+      assert.match(String(json.reason), /TCB status/)
+    })
+
+    it('requires explicit opt-in for non-UpToDate SEV-SNP TCB status', async () => {
+      const kms = { mrAggregated: ['0xabc123'], devices: ['0xdevice999'], allowAnyDevice: false }
+      h.writeConfig({ gatewayAppId: '0xgateway', osImages: [OS_IMAGE], kms })
+      const sevSnpBootInfo = {
+        ...baseBootInfo,
+        attestationMode: 'dstack-amd-sev-snp',
+        tcbStatus: 'OutOfDate',
+      }
+      assert.equal((await h.post('/bootAuth/kms', sevSnpBootInfo)).json.isAllowed, false)
+
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        allowedTcbStatuses: ['OutOfDate'],
+        kms,
+      })
+      const { json } = await h.post('/bootAuth/kms', sevSnpBootInfo)
+      assert.equal(json.isAllowed, true)
+      assert.equal(json.reason, '')
+    })
+
+    it('rejects unallowlisted advisory IDs by default', async () => {
+      const kms = { mrAggregated: ['0xabc123'], allowAnyDevice: true }
+      h.writeConfig({ gatewayAppId: '0xgateway', osImages: [OS_IMAGE], kms })
+      const withAdvisory = { ...baseBootInfo, advisoryIds: ['INTEL-SA-TEST'] }
+      const denied = await h.post('/bootAuth/kms', withAdvisory)
+      assert.equal(denied.json.isAllowed, false)
+      assert.match(String(denied.json.reason), /advisory/)
+
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        allowedAdvisoryIds: ['INTEL-SA-TEST'],
+        kms,
+      })
+      assert.equal((await h.post('/bootAuth/kms', withAdvisory)).json.isAllowed, true)
+    })
+
+    it('rejects KMS boot with invalid OS image', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: ['0xdifferentimage'],
+        kms: { mrAggregated: ['0xabc123'], allowAnyDevice: true },
+      })
+      const { json } = await h.post('/bootAuth/kms', baseBootInfo)
+      assert.equal(json.isAllowed, false)
+      assert.match(String(json.reason), /OS image/)
+    })
+
+    it('rejects KMS boot with invalid mrAggregated', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        kms: { mrAggregated: ['0xdifferentmr'], allowAnyDevice: true },
+      })
+      const { json } = await h.post('/bootAuth/kms', baseBootInfo)
+      assert.equal(json.isAllowed, false)
+      assert.match(String(json.reason), /MR/)
+    })
+
+    it('rejects KMS boot when the identity allowlist is empty', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        kms: { mrAggregated: [], allowAnyDevice: true },
+      })
+      const { json } = await h.post('/bootAuth/kms', baseBootInfo)
+      assert.equal(json.isAllowed, false)
+      assert.match(String(json.reason), /MR/)
+    })
+
+    it('allows KMS boot with allowAnyDevice', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        kms: { mrAggregated: ['0xabc123'], devices: ['0xotherdevice'], allowAnyDevice: true },
+      })
+      assert.equal((await h.post('/bootAuth/kms', baseBootInfo)).json.isAllowed, true)
+    })
+  })
+
+  describe('POST /bootAuth/app', () => {
+    it('allows app boot with valid config', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        apps: {
+          '0xapp123': {
+            composeHashes: ['0xcompose456'],
+            devices: ['0xdevice999'],
+            allowAnyDevice: false,
+          },
+        },
+      })
+      const { json } = await h.post('/bootAuth/app', baseBootInfo)
+      assert.equal(json.isAllowed, true)
+      assert.equal(json.reason, '')
+    })
+
+    it('rejects app boot with unregistered app', async () => {
+      h.writeConfig({ gatewayAppId: '0xgateway', osImages: [OS_IMAGE], apps: {} })
+      const { json } = await h.post('/bootAuth/app', baseBootInfo)
+      assert.equal(json.isAllowed, false)
+      assert.match(String(json.reason), /not registered/)
+    })
+
+    it('rejects app boot with invalid compose hash', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        apps: { '0xapp123': { composeHashes: ['0xdifferenthash'], allowAnyDevice: true } },
+      })
+      const { json } = await h.post('/bootAuth/app', baseBootInfo)
+      assert.equal(json.isAllowed, false)
+      assert.match(String(json.reason), /compose hash/)
+    })
+
+    it('rejects app boot with invalid device', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        apps: {
+          '0xapp123': {
+            composeHashes: ['0xcompose456'],
+            devices: ['0xotherdevice'],
+            allowAnyDevice: false,
+          },
+        },
+      })
+      const { json } = await h.post('/bootAuth/app', baseBootInfo)
+      assert.equal(json.isAllowed, false)
+      assert.match(String(json.reason), /device/)
+    })
+
+    it('allows app boot with allowAnyDevice', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE],
+        apps: {
+          '0xapp123': { composeHashes: ['0xcompose456'], devices: [], allowAnyDevice: true },
+        },
+      })
+      assert.equal((await h.post('/bootAuth/app', baseBootInfo)).json.isAllowed, true)
+    })
+  })
+
+  describe('hex normalization', () => {
+    it('handles uppercase hex', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE.toUpperCase().replace('0X', '0x')],
+        apps: { '0xAPP123': { composeHashes: ['0xCOMPOSE456'], allowAnyDevice: true } },
+      })
+      assert.equal((await h.post('/bootAuth/app', baseBootInfo)).json.isAllowed, true)
+    })
+
+    it('handles hex without 0x prefix', async () => {
+      h.writeConfig({
+        gatewayAppId: '0xgateway',
+        osImages: [OS_IMAGE.slice(2)],
+        apps: { app123: { composeHashes: ['compose456'], allowAnyDevice: true } },
+      })
+      assert.equal((await h.post('/bootAuth/app', baseBootInfo)).json.isAllowed, true)
+    })
+  })
+})
+
+describe('auth-simple: decision details (spec 05 §8.4, §8.6)', () => {
+  const cfg = (over: object) => ({ ...defaultAuthSimpleConfig(), ...over })
+  const boot = (over: object = {}) => ({ ...baseBootInfo, teeVariant: '', ...over })
+
+  it('answers with exact reasons and the gateway app id, first failing check deciding', () => {
+    const base = cfg({ gatewayAppId: 'gw', osImages: [OS_IMAGE] })
+    const deny = (reason: string) => ({ isAllowed: false, reason, gatewayAppId: 'gw' })
+    // TCB before advisory before OS image
+    assert.deepEqual(
+      checkBoot(
+        { ...base, osImages: [] },
+        boot({ tcbStatus: 'OutOfDate', advisoryIds: ['A'] }),
+        true,
+      ),
+      deny('TCB status is not allowed'),
+    )
+    assert.deepEqual(
+      checkBoot({ ...base, osImages: [] }, boot({ advisoryIds: ['A'] }), false),
+      deny('advisory ID is not allowed'),
+    )
+    assert.deepEqual(
+      checkBoot({ ...base, osImages: [] }, boot(), true),
+      deny('OS image is not allowed'),
+    )
+    assert.deepEqual(checkBoot(base, boot(), true), deny('aggregated MR not allowed'))
+    assert.deepEqual(
+      checkBoot(
+        { ...base, kms: { mrAggregated: ['abc123'], devices: ['0xother'], allowAnyDevice: false } },
+        boot(),
+        true,
+      ),
+      deny('KMS is not allowed to boot on this device'),
+    )
+    assert.deepEqual(checkBoot(base, boot(), false), deny('app not registered'))
+    const app = { composeHashes: ['0xcompose456'], devices: ['0xother'], allowAnyDevice: false }
+    assert.deepEqual(
+      checkBoot({ ...base, apps: { '0xapp123': app } }, boot({ composeHash: '0xnope' }), false),
+      deny('compose hash not allowed'),
+    )
+    assert.deepEqual(
+      checkBoot({ ...base, apps: { '0xapp123': app } }, boot(), false),
+      deny('app is not allowed to boot on this device'),
+    )
+  })
+
+  it('keeps the upstream quirks: an empty device list allows any device, "" is "0x"', () => {
+    const base = cfg({
+      gatewayAppId: 'gw',
+      osImages: [OS_IMAGE],
+      kms: { mrAggregated: ['0xabc123'], devices: [], allowAnyDevice: false },
+      apps: { '0xapp123': { composeHashes: ['0xcompose456'], devices: [], allowAnyDevice: false } },
+    })
+    const allowed = { isAllowed: true, reason: '', gatewayAppId: 'gw' }
+    assert.deepEqual(checkBoot(base, boot({ deviceId: '0xanything' }), true), allowed)
+    assert.deepEqual(checkBoot(base, boot({ deviceId: '0xanything' }), false), allowed)
+    assert.equal(normalizeHex(''), '0x')
+    assert.equal(normalizeHex(' AB'), '0x ab')
+    assert.equal(normalizeHex('0XAB'), '0xab')
+    assert.equal(normalizeHex('xyz'), '0xxyz')
+    // an empty compose hash matches a configured "0x"
+    const emptyCompose = {
+      ...base,
+      apps: { app123: { composeHashes: ['0x'], devices: [], allowAnyDevice: false } },
+    }
+    assert.deepEqual(checkBoot(emptyCompose, boot({ composeHash: '' }), false), allowed)
+    // the TCB status match is exact and case-sensitive
+    assert.equal(checkBoot(base, boot({ tcbStatus: 'uptodate' }), true).isAllowed, false)
+  })
+})
+
+describe('auth-simple: GET /, hot reload and broken policy files', () => {
+  const h = harness()
+
+  it('GET / answers the info the KMS expects, without ethRpcUrl', async () => {
+    h.writeConfig({
+      gatewayAppId: '0xgw',
+      kmsContractAddr: '0xkms',
+      chainId: 8453,
+      appImplementation: '0ximpl',
+    })
+    const res = await h.app.inject({ method: 'GET', url: '/' })
+    assert.equal(res.statusCode, 200)
+    assert.equal(
+      res.body,
+      JSON.stringify({
+        status: 'ok',
+        kmsContractAddr: '0xkms',
+        gatewayAppId: '0xgw',
+        chainId: 8453,
+        appAuthImplementation: '0ximpl',
+        appImplementation: '0ximpl',
+      }),
+    )
+  })
+
+  it('re-reads the file on every request: an edit takes effect on the next call', async () => {
+    const policy = {
+      gatewayAppId: 'gw-1',
+      osImages: [OS_IMAGE],
+      kms: { mrAggregated: ['0xabc123'], allowAnyDevice: true },
+    }
+    h.writeConfig(policy)
+    assert.deepEqual((await h.post('/bootAuth/kms', baseBootInfo)).json, {
+      isAllowed: true,
+      reason: '',
+      gatewayAppId: 'gw-1',
+    })
+    h.writeConfig({ ...policy, gatewayAppId: 'gw-2', kms: { mrAggregated: [] } })
+    assert.deepEqual((await h.post('/bootAuth/kms', baseBootInfo)).json, {
+      isAllowed: false,
+      reason: 'aggregated MR not allowed',
+      gatewayAppId: 'gw-2',
+    })
+    const info = await h.app.inject({ method: 'GET', url: '/' })
+    assert.equal(info.json<{ gatewayAppId: string }>().gatewayAppId, 'gw-2')
+    h.writeConfig(policy)
+    assert.equal((await h.post('/bootAuth/kms', baseBootInfo)).json.isAllowed, true)
+  })
+
+  it('a missing file logs and applies the defaults (everything denied)', async () => {
+    unlinkSync(h.configPath)
+    h.logs.length = 0
+    const { status, json } = await h.post('/bootAuth/kms', baseBootInfo)
+    assert.equal(status, 200)
+    assert.deepEqual(json, {
+      isAllowed: false,
+      reason: 'OS image is not allowed',
+      gatewayAppId: '',
+    })
+    assert.ok(h.logs.some((l) => l.msg === `config file not found: ${h.configPath}`))
+    const info = await h.app.inject({ method: 'GET', url: '/' })
+    assert.deepEqual(info.json(), {
+      status: 'ok',
+      kmsContractAddr: '0x0000000000000000000000000000000000000000',
+      gatewayAppId: '',
+      chainId: 0,
+      appAuthImplementation: '0x0000000000000000000000000000000000000000',
+      appImplementation: '0x0000000000000000000000000000000000000000',
+    })
+  })
+
+  it('broken JSON or a schema mismatch logs "failed to load config" and applies the defaults', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['{"osImages": [', /^failed to load config: SyntaxError: /],
+      // a ZodError renders as its issues (its toString is its message)
+      [
+        JSON.stringify({ osImages: 'not-a-list', gatewayAppId: 'gw' }),
+        /^failed to load config: \[\n {2}\{\n {4}"code": "invalid_type"/,
+      ],
+      [JSON.stringify({ kms: { allowAnyDevice: 'yes' } }), /"path": \[\n {6}"kms",/],
+    ]
+    for (const [text, logged] of cases) {
+      writeFileSync(h.configPath, text)
+      h.logs.length = 0
+      const { json } = await h.post('/bootAuth/app', baseBootInfo)
+      assert.deepEqual(json, {
+        isAllowed: false,
+        reason: 'OS image is not allowed',
+        gatewayAppId: '',
+      })
+      assert.ok(
+        h.logs.some((l) => typeof l.msg === 'string' && logged.test(l.msg)),
+        `expected a log matching ${logged}: ${JSON.stringify(h.logs)}`,
+      )
+    }
+  })
+
+  it('drops unknown keys in the policy and fills defaults per app', async () => {
+    h.writeConfig({
+      osImages: [OS_IMAGE],
+      someFutureKey: true,
+      apps: { '0xapp123': { composeHashes: ['0xcompose456'], note: 'x' } },
+    })
+    assert.deepEqual((await h.post('/bootAuth/app', baseBootInfo)).json, {
+      isAllowed: true,
+      reason: '',
+      gatewayAppId: '',
+    })
+  })
+
+  it('the shipped example policy loads without complaint', () => {
+    const errors: string[] = []
+    const example = resolve(import.meta.dirname, '../auth-config.example.json')
+    const cfg = loadAuthSimpleConfig(example, { error: (msg) => errors.push(msg) })
+    assert.deepEqual(errors, [])
+    assert.equal(cfg.osImages.length, 1)
+    assert.deepEqual(cfg.kms.devices, [])
+    assert.equal(cfg.kms.allowAnyDevice, true)
+    assert.deepEqual(Object.keys(cfg.apps), ['0xYourAppId'])
+    assert.deepEqual(cfg.allowedTcbStatuses, ['UpToDate'])
+  })
+
+  it('logs each request and its result', async () => {
+    h.writeConfig({ osImages: [OS_IMAGE] })
+    h.logs.length = 0
+    await h.post('/bootAuth/app', baseBootInfo)
+    await h.post('/bootAuth/kms', baseBootInfo)
+    const pick = (msg: string) => h.logs.find((l) => l.msg === msg)
+    assert.deepEqual(
+      [pick('app boot auth request:')?.appId, pick('app boot auth request:')?.composeHash],
+      ['0xapp123', '0xcompose456'],
+    )
+    assert.equal(pick('app boot auth result:')?.reason, 'app not registered')
+    assert.equal(pick('KMS boot auth request:')?.mrAggregated, '0xabc123')
+    assert.equal(pick('KMS boot auth result:')?.reason, 'aggregated MR not allowed')
+  })
+})
+
+describe('auth-simple: request validation', () => {
+  const h = harness()
+
+  it('answers 400 with the zod-validator body when a required key is missing or mistyped', async () => {
+    h.writeConfig({ osImages: [OS_IMAGE] })
+    const { appId: _appId, ...noAppId } = baseBootInfo
+    const missing = await h.post('/bootAuth/app', noAppId)
+    assert.equal(missing.status, 400)
+    assert.deepEqual(missing.json, {
+      success: false,
+      error: {
+        issues: [
+          {
+            code: 'invalid_type',
+            expected: 'string',
+            received: 'undefined',
+            path: ['appId'],
+            message: 'Required',
+          },
+        ],
+        name: 'ZodError',
+      },
+    })
+    const mistyped = await h.post('/bootAuth/kms', { ...baseBootInfo, advisoryIds: 'INTEL-SA-1' })
+    assert.equal(mistyped.status, 400)
+    const error = mistyped.json.error as { issues: Array<{ path: string[] }>; name: string }
+    assert.equal(error.name, 'ZodError')
+    assert.deepEqual(
+      error.issues.map((i) => i.path),
+      [['advisoryIds']],
+    )
+  })
+
+  it('accepts the optional keys absent and ignores extra keys (the KMS sends keyProviderInfo)', async () => {
+    h.writeConfig({
+      osImages: [OS_IMAGE],
+      allowedTcbStatuses: [''],
+      kms: { mrAggregated: ['abc123'] },
+    })
+    const {
+      tcbStatus: _t,
+      advisoryIds: _a,
+      mrSystem: _m,
+      attestationMode: _mode,
+      ...required
+    } = baseBootInfo
+    const res = await h.post('/bootAuth/kms', { ...required, keyProviderInfo: '7b7d', extra: 1 })
+    assert.deepEqual(res, { status: 200, json: { isAllowed: true, reason: '', gatewayAppId: '' } })
+  })
+
+  it('a malformed JSON body is a 400 text, a non-JSON media type fails validation', async () => {
+    const malformed = await h.app.inject({
+      method: 'POST',
+      url: '/bootAuth/kms',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"appId":',
+    })
+    assert.equal(malformed.statusCode, 400)
+    assert.equal(malformed.body, 'Malformed JSON in request body')
+    const text = await h.app.inject({
+      method: 'POST',
+      url: '/bootAuth/app',
+      headers: { 'content-type': 'text/plain' },
+      payload: JSON.stringify(baseBootInfo),
+    })
+    assert.equal(text.statusCode, 400)
+    assert.equal(text.json<{ error: { issues: unknown[] } }>().error.issues.length, 6)
+  })
+})
+
+describe('auth-simple + the KMS webhook client over real HTTP', () => {
+  const h = harness()
+  let url = ''
+  before(async () => {
+    await h.app.listen({ port: 0, host: '127.0.0.1' })
+    const addr = h.app.server.address()
+    assert.ok(addr !== null && typeof addr === 'object')
+    url = `http://127.0.0.1:${addr.port}`
+  })
+
+  // what the KMS sends (spec 05 §2): lowercase hex without 0x, both mode keys, keyProviderInfo
+  const kmsBootInfo = {
+    attestationMode: 'dstack-tdx',
+    teeVariant: 'dstack-tdx',
+    mrAggregated: '01'.repeat(32),
+    osImageHash: '02'.repeat(32),
+    mrSystem: '03'.repeat(32),
+    appId: '04'.repeat(20),
+    composeHash: '05'.repeat(32),
+    instanceId: '06'.repeat(20),
+    deviceId: '07'.repeat(32),
+    keyProviderInfo: '08'.repeat(16),
+    tcbStatus: 'UpToDate',
+    advisoryIds: [] as string[],
+  }
+  const client = (base: string) =>
+    new WebhookAuthApi({ url: base, timeoutMs: 10_000, userAgent: 'dstack-kms/test' })
+
+  it('decides app and KMS boots for the KMS client, config written with 0x and upper case', async () => {
+    h.writeConfig({
+      gatewayAppId: '0xgateway',
+      osImages: [`0x${'02'.repeat(32)}`],
+      kms: { mrAggregated: [`0X${'01'.repeat(32)}`.toLowerCase()], allowAnyDevice: true },
+      apps: {
+        [`0x${'04'.repeat(20)}`]: {
+          composeHashes: [`0x${'05'.repeat(32)}`],
+          devices: [`0x${'07'.repeat(32)}`.toUpperCase().replace('0X', '0x')],
+        },
+      },
+    })
+    for (const base of [url, `${url}/`]) {
+      assert.deepEqual(await client(base).bootAuth(kmsBootInfo, true), {
+        isAllowed: true,
+        gatewayAppId: '0xgateway',
+        reason: '',
+      })
+      assert.deepEqual(await client(base).bootAuth(kmsBootInfo, false), {
+        isAllowed: true,
+        gatewayAppId: '0xgateway',
+        reason: '',
+      })
+    }
+    assert.deepEqual(await client(url).bootAuth({ ...kmsBootInfo, deviceId: 'ff' }, false), {
+      isAllowed: false,
+      gatewayAppId: '0xgateway',
+      reason: 'app is not allowed to boot on this device',
+    })
+  })
+
+  it('answers the info call the KMS makes for GetMeta', async () => {
+    h.writeConfig({ gatewayAppId: '0xgw', kmsContractAddr: '0xkms', chainId: 1 })
+    assert.deepEqual(await client(url).info(), {
+      isDev: false,
+      gatewayAppId: '0xgw',
+      kmsContractAddress: '0xkms',
+      chainId: 1n,
+      appAuthImplementation: '0x0000000000000000000000000000000000000000',
+      ethRpcUrl: null,
+    })
+  })
+
+  it('a BootInfo auth-simple cannot validate surfaces as the KMS error text for a 400', async () => {
+    const { appId: _appId, ...noAppId } = kmsBootInfo
+    await assert.rejects(client(url).bootAuth(noAppId, false), (err: Error) => {
+      assert.match(
+        err.message,
+        new RegExp(
+          `^auth api ${url}/bootAuth/app returned 400 Bad Request: \\{"success":false,"error":\\{"issues":\\[`,
+        ),
+      )
+      return true
+    })
+  })
+})
+
+describe('dstack-kms auth-simple as a process', () => {
+  const FIXTURE = resolve(import.meta.dirname, 'fixtures/run-auth-simple.ts')
+
+  function start(args: string[], env: Record<string, string> = {}) {
+    const proc = spawn(process.execPath, ['--import', 'tsx', FIXTURE, ...args], {
+      env: { ...process.env, PORT: '', AUTH_CONFIG_PATH: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const stdout = collectLines(proc.stdout)
+    const stderr = collectLines(proc.stderr)
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)))
+    after(() => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+    })
+    return { proc, stdout, stderr, exited }
+  }
+
+  async function bound(p: ReturnType<typeof start>): Promise<{ address: string; port: number }> {
+    const line = await p.stderr.waitFor((l) => l.startsWith('auth-simple bound '))
+    const [, , address = '', port = ''] = line.split(' ')
+    return { address, port: Number(port) }
+  }
+
+  it('serves over HTTP on 127.0.0.1 by default and exits 0 on SIGTERM', async () => {
+    const dir = tempDir()
+    after(() => rmSync(dir, { recursive: true, force: true }))
+    const configPath = join(dir, 'auth-config.json')
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        gatewayAppId: '0xgw',
+        osImages: [OS_IMAGE],
+        kms: { mrAggregated: ['0xabc123'] },
+      }),
+    )
+    const p = start(['--config', configPath, '--port', '0'])
+    const { address, port } = await bound(p)
+    assert.equal(address, '127.0.0.1')
+    const logged = (msg: string) =>
+      p.stdout.lines.some((l) => (JSON.parse(l) as LogLine).msg === msg)
+    assert.ok(logged('starting auth-simple server on port 0'))
+    assert.ok(logged(`config path: ${configPath}`))
+
+    const base = `http://127.0.0.1:${port}`
+    const info = (await (await fetch(`${base}/`)).json()) as {
+      status: string
+      gatewayAppId: string
+    }
+    assert.deepEqual([info.status, info.gatewayAppId], ['ok', '0xgw'])
+    const api = new WebhookAuthApi({ url: base, timeoutMs: 10_000, userAgent: 'dstack-kms/test' })
+    assert.deepEqual(await api.bootAuth(baseBootInfo, true), {
+      isAllowed: true,
+      gatewayAppId: '0xgw',
+      reason: '',
+    })
+
+    p.proc.kill('SIGTERM')
+    assert.equal(await p.exited, 0)
+    await assert.rejects(fetch(`${base}/`))
+  })
+
+  it('takes PORT and AUTH_CONFIG_PATH from the environment when the flags are absent', async () => {
+    const dir = tempDir()
+    after(() => rmSync(dir, { recursive: true, force: true }))
+    const configPath = join(dir, 'policy.json')
+    writeFileSync(configPath, JSON.stringify({ gatewayAppId: '0xfrom-env' }))
+    const p = start([], { PORT: '0', AUTH_CONFIG_PATH: configPath })
+    const { port } = await bound(p)
+    const info = (await (await fetch(`http://127.0.0.1:${port}/`)).json()) as {
+      gatewayAppId: string
+    }
+    assert.equal(info.gatewayAppId, '0xfrom-env')
+    p.proc.kill('SIGINT')
+    assert.equal(await p.exited, 0)
+  })
+
+  it('refuses bad options with exit status 2, prints help with 0', async () => {
+    const chunks: string[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        chunks.push(chunk.toString('utf8'))
+        done()
+      },
+    })
+    const io = { stdout: sink, stderr: sink, env: {} }
+    assert.equal(await runAuthSimple(['--port', 'x'], io), 2)
+    assert.match(chunks.join(''), /invalid port 'x'/)
+    assert.equal(await runAuthSimple(['--port', '70000'], io), 2)
+    assert.equal(await runAuthSimple(['--bogus'], io), 2)
+    assert.equal(await runAuthSimple([], { ...io, env: { PORT: '3o00' } }), 2)
+    chunks.length = 0
+    assert.equal(await runAuthSimple(['--help'], io), 0)
+    assert.match(chunks.join(''), /^Usage: dstack-kms auth-simple/)
+  })
+})
