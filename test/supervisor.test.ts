@@ -78,7 +78,7 @@ function fixture() {
             .map((l) => Number(l.split(' ')[2]))
         : [],
     record: (what: string) => writeFileSync(eventsFile, `supervisor ${what} 0\n`, { flag: 'a' }),
-    mode: (role: 'onboard' | 'kms', words: string) =>
+    mode: (role: 'onboard' | 'kms' | 'auth-simple', words: string) =>
       writeFileSync(join(root, `${role}.mode`), words),
     finish: () => writeFileSync(join(root, 'finish'), ''),
     writeKeys: () => {
@@ -102,11 +102,18 @@ function supervise(
   f: Fixture,
   overrides: Partial<SupervisorDeps> & {
     onboard?: { enabled?: boolean; autoBootstrapDomain?: string }
+    workers?: number
+    extraToml?: string
   } = {},
 ): { result: Promise<number>; stop: () => void } {
   const controller = new AbortController()
   controllers.push(controller)
-  const config = supervisorTestConfig(f.root, overrides.onboard)
+  const config = supervisorTestConfig(
+    f.root,
+    overrides.onboard,
+    overrides.workers ?? 1,
+    overrides.extraToml ?? '',
+  )
   const result = runSupervisor({
     config,
     logger: f.logger,
@@ -351,6 +358,64 @@ describe('supervisor phases', () => {
       'kms start',
       'kms ready',
       'kms sigterm',
+    ])
+  })
+
+  test('[rpc] workers = 2: two main workers, each started, ready and stopped', async () => {
+    const f = fixture()
+    f.writeKeys()
+    const sup = supervise(f, { workers: 2 })
+    await waitUntil(
+      () => (f.messages().filter((m) => m === 'KMS worker ready').length === 2 ? true : undefined),
+      'two ready workers',
+    )
+    const starts = f.logs.filter((l) => l.msg === 'started kms worker')
+    assert.deepEqual(
+      starts.map((l) => l.index),
+      [0, 1],
+    )
+    sup.stop()
+    assert.equal(await sup.result, 0)
+    const events = f.events()
+    assert.equal(events.filter((e) => e === 'kms start').length, 2)
+    assert.equal(events.filter((e) => e === 'kms sigterm').length, 2)
+    assert.equal(new Set(f.pids('kms', 'start')).size, 2)
+  })
+
+  test('the auth-simple sidecar is up before anything else and stopped last', async () => {
+    const f = fixture()
+    f.writeKeys()
+    const sup = supervise(f, {
+      extraToml: `[auth_simple]\nenabled = true\nport = 0\nconfig = "${join(f.root, 'policy.json')}"\n`,
+    })
+    await f.waitForLog((l) => l.msg === 'KMS worker ready', 'kms ready')
+    sup.stop()
+    assert.equal(await sup.result, 0)
+    const events = f.events()
+    assert.deepEqual(events.slice(0, 3), [
+      'auth-simple start',
+      'auth-simple ready',
+      'supervisor updateCerts',
+    ])
+    assert.ok(events.includes('auth-simple sigterm'))
+    assert.ok(events.includes('kms sigterm'))
+  })
+
+  test('a crashing auth-simple sidecar is restarted and the KMS does not start before it is up', async () => {
+    const f = fixture()
+    f.writeKeys()
+    f.mode('auth-simple', 'crash-once')
+    const sup = supervise(f, {
+      extraToml: `[auth_simple]\nenabled = true\nport = 0\nconfig = "${join(f.root, 'policy.json')}"\n`,
+    })
+    await f.waitForLog((l) => l.msg === 'KMS worker ready', 'kms ready')
+    sup.stop()
+    assert.equal(await sup.result, 0)
+    assert.deepEqual(f.events().slice(0, 4), [
+      'auth-simple start',
+      'auth-simple crash',
+      'auth-simple start',
+      'auth-simple ready',
     ])
   })
 

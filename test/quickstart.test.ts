@@ -1,0 +1,95 @@
+// The README's quick start, end to end: `dstack-kms serve --quickstart` (TEE simulator, generated
+// auth-simple policy, self-authorization on), bootstrap, then the documented
+// `dstack-kms demo-guest --quickstart` in the same directory. Only the ports are moved (by a
+// ./kms.toml, which the profile allows) so the test never collides with a real KMS on 8000.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../src/quickstart/demo.js'
+import { prpc, rawRequest } from './helpers/https-client.js'
+import { CLI, freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+
+function runCli(
+  args: string[],
+  cwd: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd,
+      env: { ...process.env, DSTACK_KMS_SYSTEM_CONFIG: join(cwd, 'no-system-config.toml') },
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+describe('quick start on the TEE simulator', () => {
+  let dir: string
+  let kms: KmsProcess
+  let base: string
+
+  before(async () => {
+    dir = tempDir()
+    const port = await freePort()
+    const authPort = await freePort()
+    base = `https://localhost:${port}`
+    kms = startKms({
+      dir,
+      args: ['--quickstart'],
+      configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = 1\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n[core.auth_api.webhook]\nurl = "http://127.0.0.1:${authPort}"\n[auth_simple]\nport = ${authPort}\n`,
+    })
+    await kms.waitForLog((l) => l.msg === 'onboarding worker ready', 60_000)
+  })
+
+  after(async () => {
+    kms.kill('SIGTERM')
+    await kms.waitForExit()
+  })
+
+  it('first start creates the seed, the admin token and a policy for this KMS and the demo app', () => {
+    const data = join(dir, 'data')
+    assert.equal(statSync(join(data, 'tee-simulator.seed')).mode & 0o777, 0o600)
+    assert.match(kms.stderr.join(''), /admin token for ClearImageCache/)
+    const policy = JSON.parse(readFileSync(join(data, 'auth-config.json'), 'utf8')) as {
+      kms: { mrAggregated: string[] }
+      apps: Record<string, { composeHashes: string[] }>
+    }
+    assert.equal(policy.kms.mrAggregated.length, 1)
+    assert.deepEqual(policy.apps[`0x${DEMO_APP_ID.toString('hex')}`]?.composeHashes, [
+      `0x${DEMO_COMPOSE_HASH.toString('hex')}`,
+    ])
+    assert.ok(existsSync(join(data, 'tee-simulator', 'mock-root-ca.pem')))
+    const generated = kms.logs.find((l) =>
+      /generated the quick-start auth-simple policy/.test(l.msg ?? ''),
+    )
+    assert.equal(generated?.kmsMrAggregated, policy.kms.mrAggregated[0]?.slice(2))
+  })
+
+  it('bootstrap (self-authorized through the sidecar) and finish', async () => {
+    const res = await prpc(base, 'Bootstrap', '{"domain":"localhost"}')
+    assert.equal(res.status, 200, res.text)
+    assert.notEqual((JSON.parse(res.text) as { attestation: string }).attestation, '')
+    assert.equal((await rawRequest({ url: `${base}/finish` })).text, 'OK')
+    await kms.waitForLog((l) => l.msg === 'KMS worker ready', 60_000)
+  })
+
+  it('`dstack-kms demo-guest --quickstart` gets the demo app keys and explains why', async () => {
+    const r = await runCli(['demo-guest', '--quickstart'], dir)
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /RPC certificate attestation: verified, KMS mr_aggregated [0-9a-f]{64}/)
+    assert.match(r.stdout, new RegExp(`app_id +${DEMO_APP_ID.toString('hex')}`))
+    assert.match(r.stdout, /disk_crypt_key +sha256:[0-9a-f]{16}/)
+  })
+
+  it('demo-guest with a compose hash the policy does not list is denied, with the reason', async () => {
+    const r = await runCli(['demo-guest', '--quickstart', '--compose-hash', 'ab'.repeat(32)], dir)
+    assert.equal(r.code, 1)
+    assert.match(r.stderr, /App not allowed: Boot denied: compose hash not allowed/)
+    assert.equal(r.stdout, '')
+  })
+})
