@@ -7,7 +7,7 @@ import type { RuntimeEvent, TdxEvent } from '../../attestation/types.js'
 import { encodeVersionedAttestation } from '../../attestation/versioned.js'
 import { type SimulatedBoot, simulatedBoot } from './boot-log.js'
 import { deriveBytes, mockIntelPki } from './mock-pki.js'
-import { buildTdxQuote } from './quote-builder.js'
+import { SIM_DEBUG_TD_ATTRIBUTES, buildTdxQuote } from './quote-builder.js'
 
 export interface CvmRegisters {
   mrTd: Buffer
@@ -91,11 +91,13 @@ export function cvmAttestation(
   cvm: SimulatedCvm,
   runtimeEvents: readonly RuntimeEvent[],
   reportData: Uint8Array,
+  opts: { debug?: boolean } = {},
 ): Buffer {
   const padded = padReportData(reportData)
   const quote = buildTdxQuote(mockIntelPki(cvm.seed), {
     ...cvmRegisters(cvm, runtimeEvents),
     reportData: padded,
+    ...(opts.debug === true ? { tdAttributes: SIM_DEBUG_TD_ATTRIBUTES } : {}),
   })
   return encodeVersionedAttestation({
     version: 0,

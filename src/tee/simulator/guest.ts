@@ -34,6 +34,8 @@ export interface GuestOptions {
   fullBoot?: boolean
   /** unix seconds; refused outside the mock PKI's validity (2020–2100), default now */
   now?: number
+  /** a debug TD (TUD.DEBUG set): verifiers must refuse it */
+  debug?: boolean
 }
 
 function checked(v: Buffer, lengths: number[], what: string): Buffer {
@@ -113,5 +115,7 @@ export function simulateGuestAttestation(o: GuestOptions): Buffer {
     )
   }
   const g = resolveGuest(o)
-  return cvmAttestation(simulatedCvm(o.seed, g.osImageHash), g.events, o.reportData)
+  return cvmAttestation(simulatedCvm(o.seed, g.osImageHash), g.events, o.reportData, {
+    debug: o.debug === true,
+  })
 }

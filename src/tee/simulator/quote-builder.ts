@@ -20,6 +20,8 @@ const QE_REPORT_LENGTH = 384
 
 /** TD attributes: SEPT_VE_DISABLE (bit 28) only — no debug, nothing reserved. */
 export const SIM_TD_ATTRIBUTES = Buffer.from('0000001000000000', 'hex')
+/** SIM_TD_ATTRIBUTES with TUD.DEBUG (bit 0) set: what a debug TD reports */
+export const SIM_DEBUG_TD_ATTRIBUTES = Buffer.from('0100001000000000', 'hex')
 /** XFAM of a typical dstack CVM (x87, SSE, AVX, AVX-512, PKRU, AMX state components). */
 export const SIM_XFAM = Buffer.from('e702060000000000', 'hex')
 
@@ -35,6 +37,8 @@ export interface TdRegisters {
   mrConfigId?: Buffer
   mrOwner?: Buffer
   mrOwnerConfig?: Buffer
+  /** default SIM_TD_ATTRIBUTES (SEPT_VE_DISABLE only); tests set the debug bit to see it refused */
+  tdAttributes?: Buffer
 }
 
 function fixed(value: Buffer | undefined, length: number, what: string): Buffer {
@@ -65,7 +69,7 @@ function tdReport(pki: MockIntelPki, r: TdRegisters): Buffer {
     pki.mrSeam,
     Buffer.alloc(48), // MRSIGNER_SEAM: zero for Intel's own TDX module
     Buffer.alloc(8), // SEAM attributes
-    SIM_TD_ATTRIBUTES,
+    r.tdAttributes === undefined ? SIM_TD_ATTRIBUTES : fixed(r.tdAttributes, 8, 'TD attributes'),
     SIM_XFAM,
     fixed(r.mrTd, 48, 'MRTD'),
     fixed(r.mrConfigId, 48, 'MRCONFIGID'),

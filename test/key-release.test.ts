@@ -1,0 +1,279 @@
+// Key release decisions of KmsService with real collaborators: a real key set on disk, the real
+// attestation verifier over simulator quotes (mock root), a real auth webhook over HTTP on
+// loopback that can allow, deny, fail, hang or answer garbage, and the real client-certificate
+// verifier. Every refusal carries upstream's error chain and returns no key material.
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import pino from 'pino'
+import { StaticCollateralSource } from '../src/attestation/collateral.js'
+import { toReportData } from '../src/attestation/report-data.js'
+import { AttestationVerifier, type VerifiedAttestation } from '../src/attestation/verify.js'
+import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
+import { createAuthApi } from '../src/auth/auth-api.js'
+import { SelfAuthorizer } from '../src/auth/self-auth.js'
+import { CacheDb } from '../src/cache/cache-db.js'
+import { loadConfig } from '../src/config/load.js'
+import { P256Key } from '../src/crypto/p256.js'
+import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
+import { bootstrap } from '../src/keys/bootstrap.js'
+import { ClientCertVerifier } from '../src/kms/client-cert.js'
+import { KmsService } from '../src/kms/service.js'
+import { loadKmsState } from '../src/kms/state.js'
+import { CSR_CONFIRM, encodeCsrV1 } from '../src/ratls/csr.js'
+import { strippedAttestationBytes } from '../src/ratls/cert-attestation.js'
+import { NoneBackend } from '../src/tee/backend.js'
+import { mockCollateral } from '../src/tee/simulator/collateral.js'
+import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
+import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
+import { encodeTdxEventLogJson } from '../src/attestation/event-log.js'
+import { issueRaTlsClientCert, issueTempCaCert } from '../src/x509/templates.js'
+import { parseCertificate, readRaTlsExtension } from '../src/x509/parse.js'
+import { RATLS_OID } from '../src/x509/oids.js'
+import { tempDir } from './helpers/kms-process.js'
+import { USER_AGENT } from '../src/version.js'
+
+type Mode = 'allow' | 'deny' | 'garbage' | 'hang' | 'fail'
+
+describe('key release (KmsService with real collaborators)', () => {
+  const seed = randomBytes(32)
+  const pki = mockIntelPki(seed)
+  const verifier = new AttestationVerifier({
+    rootCaDer: pki.root.der,
+    collateral: new StaticCollateralSource(mockCollateral(pki)),
+  })
+  const logger = pino({ level: 'silent' })
+  let mode: Mode = 'allow'
+  const requests: Array<{ url: string; body: Record<string, unknown> }> = []
+  let server: Server
+  let url: string
+  let dir: string
+  let cache: CacheDb
+  const hung: Array<() => void> = []
+
+  const appId = randomBytes(20)
+  const guest = () => ({ seed, appId, composeHash: randomBytes(32), instanceId: randomBytes(20) })
+  const verified = async (opts: { debug?: boolean } = {}): Promise<VerifiedAttestation> =>
+    verifier.verify(
+      decodeVersionedAttestation(
+        simulateGuestAttestation({ ...guest(), reportData: Buffer.alloc(64), ...opts }),
+      ).attestation,
+    )
+
+  function service(opts: { imageVerify?: boolean } = {}): KmsService {
+    const file = join(dir, `kms-${randomBytes(4).toString('hex')}.toml`)
+    writeFileSync(
+      file,
+      `[core]\ncert_dir = "${join(dir, 'certs')}"\nenforce_self_authorization = false\n[core.image]\nverify = ${opts.imageVerify === true}\ncache_dir = "${join(dir, 'cache')}"\n[core.auth_api]\ntype = "webhook"\n[core.auth_api.webhook]\nurl = "${url}"\ntimeout = "1s"\n[tee]\nbackend = "none"\n`,
+    )
+    const config = loadConfig({ configFile: file, cwd: dir, etcFile: join(dir, 'none'), env: {} })
+    const authApi = createAuthApi(config.core.authApi, USER_AGENT)
+    const tee = new NoneBackend()
+    return new KmsService({
+      config,
+      state: loadKmsState(config.core.certDir, nobleSecp256k1),
+      verifier,
+      selfAuth: new SelfAuthorizer({ enforce: false, tee, verifier, authApi, logger }),
+      secp256k1: nobleSecp256k1,
+      authApi,
+      cache,
+      logger,
+    })
+  }
+
+  before(async () => {
+    dir = tempDir()
+    await bootstrap(
+      {
+        certDir: join(dir, 'certs'),
+        tee: new NoneBackend(),
+        secp256k1: nobleSecp256k1,
+        ensureSelfKmsAllowed: async () => {},
+      },
+      'localhost',
+    )
+    cache = CacheDb.open(join(dir, 'cache'))
+    server = createServer((req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => (body += c.toString()))
+      req.on('end', () => {
+        requests.push({
+          url: req.url ?? '',
+          body: JSON.parse(body || 'null') as Record<string, unknown>,
+        })
+        if (mode === 'hang') {
+          hung.push(() => res.destroy())
+          return
+        }
+        if (mode === 'fail') {
+          res.writeHead(500).end('policy engine exploded')
+          return
+        }
+        res.setHeader('content-type', 'application/json')
+        if (mode === 'garbage') res.end('<html>not json</html>')
+        else if (mode === 'deny') res.end('{"isAllowed":false,"gatewayAppId":"","reason":"nope"}')
+        else res.end('{"isAllowed":true,"gatewayAppId":"gw-1","reason":""}')
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const addr = server.address()
+    url = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`
+  })
+
+  after(async () => {
+    for (const h of hung) h()
+    cache.close()
+    await new Promise((resolve) => server.close(resolve))
+  })
+
+  it('an allowed boot gets keys; the webhook saw the BootInfo of the verified attestation', async () => {
+    mode = 'allow'
+    requests.length = 0
+    const v = await verified()
+    const r = await service().getAppKey(1, '{"os_image_hash":"' + 'cd'.repeat(32) + '"}', v)
+    assert.equal(r.gatewayAppId, 'gw-1')
+    assert.equal(r.diskCryptKey.length, 32)
+    assert.equal(requests.length, 1)
+    assert.equal(requests[0]?.url, '/bootAuth/app')
+    assert.equal(requests[0]?.body.appId, appId.toString('hex'))
+    assert.equal(requests[0]?.body.attestationMode, 'dstack-tdx')
+    assert.equal(requests[0]?.body.teeVariant, 'dstack-tdx')
+    assert.equal(requests[0]?.body.osImageHash, 'cd'.repeat(32))
+    assert.equal(requests[0]?.body.tcbStatus, 'UpToDate')
+  })
+
+  it('a denial, a failing, a hanging and a garbage webhook all refuse with upstream texts', async () => {
+    const v = await verified()
+    const svc = service()
+    mode = 'deny'
+    await assert.rejects(svc.getAppKey(1, '', v), { message: 'App not allowed: Boot denied: nope' })
+    await assert.rejects(svc.getKmsKey('', v), { message: 'Boot denied: nope' })
+    mode = 'fail'
+    await assert.rejects(svc.getAppKey(1, '', v), {
+      message: `App not allowed: auth api ${url}/bootAuth/app returned 500 Internal Server Error: policy engine exploded`,
+    })
+    mode = 'garbage'
+    await assert.rejects(svc.getAppKey(1, '', v), {
+      message: `App not allowed: failed to decode response from ${url}/bootAuth/app, status=200 OK, body=<html>not json</html>`,
+    })
+    mode = 'hang'
+    await assert.rejects(svc.getAppKey(1, '', v), (err: Error) => {
+      assert.match(
+        err.message,
+        new RegExp(`^App not allowed: auth api ${url}/bootAuth/app .*timed out`),
+      )
+      return true
+    })
+    mode = 'allow'
+  })
+
+  it('core.image.verify = true refuses every key release (verification does not exist yet)', async () => {
+    mode = 'allow'
+    const svc = service({ imageVerify: true })
+    const v = await verified()
+    const text =
+      'Failed to verify os image hash: Failed to verify os image hash: OS-image verification is not implemented in dstack-kms-ts yet; set core.image.verify = false and list allowed images in the auth policy'
+    await assert.rejects(svc.getAppKey(1, '', v), { message: `App not allowed: ${text}` })
+    await assert.rejects(svc.getKmsKey('', v), { message: text })
+  })
+
+  it('SignCert with a legacy V1 CSR (raw quote + JSON event log) issues a leaf for the app', async () => {
+    mode = 'allow'
+    const key = P256Key.generate()
+    const g = guest()
+    const { attestation } = decodeVersionedAttestation(
+      simulateGuestAttestation({ ...g, reportData: toReportData('ratls-cert', key.spkiDer()) }),
+    )
+    assert.ok(attestation.quote.kind === 'dstack-tdx')
+    const csr = encodeCsrV1({
+      confirm: CSR_CONFIRM,
+      pubkey: key.spkiDer(),
+      config: {
+        orgName: null,
+        subject: 'v1.example.com',
+        subjectAltNames: [],
+        usageServerAuth: true,
+        usageClientAuth: false,
+        extQuote: false,
+      },
+      quote: attestation.quote.quote,
+      eventLog: Buffer.from(encodeTdxEventLogJson(attestation.quote.eventLog)),
+    })
+    const chain = await service().signCert(1, csr, key.sign(csr), '')
+    assert.equal(chain.length, 3)
+    const leaf = parseCertificate(
+      Buffer.from(chain[0]?.split('\n').slice(1, -2).join('') ?? '', 'base64'),
+    )
+    assert.deepEqual(readRaTlsExtension(leaf, RATLS_OID.appId), g.appId)
+    assert.deepEqual(leaf.spkiDer, key.spkiDer())
+  })
+
+  describe('client certificates (verified per certificate, never trusted unverified)', () => {
+    const tempCaKey = P256Key.generate()
+    const tempCa = { key: tempCaKey, subjectDer: issueTempCaCert(tempCaKey).subjectDer }
+    const socketWith = (der: Buffer) => ({ getPeerX509Certificate: () => ({ raw: der }) })
+    const certFor = (opts: { debug?: boolean; bindTo?: P256Key } = {}) => {
+      const key = P256Key.generate()
+      const att = simulateGuestAttestation({
+        ...guest(),
+        reportData: toReportData('ratls-cert', (opts.bindTo ?? key).spkiDer()),
+        ...(opts.debug === true ? { debug: true } : {}),
+      })
+      return issueRaTlsClientCert(key, tempCa, strippedAttestationBytes(att)).der
+    }
+
+    it('a good certificate yields its verified attestation; a debug TD is refused', async () => {
+      const certs = new ClientCertVerifier(verifier)
+      const ok = await certs.context(socketWith(certFor()))
+      assert.equal(ok.hasCertificate, true)
+      assert.equal(ok.attestation?.variant, 'dstack-tdx')
+      await assert.rejects(certs.context(socketWith(certFor({ debug: true }))), {
+        message: 'invalid quote: Failed to get collateral: Debug mode is enabled',
+      })
+      await assert.rejects(certs.context(socketWith(certFor({ bindTo: P256Key.generate() }))), {
+        message: 'invalid quote: report data mismatch',
+      })
+    })
+
+    it('expired collateral fails closed', async () => {
+      const late = new AttestationVerifier({
+        rootCaDer: pki.root.der,
+        collateral: new StaticCollateralSource(mockCollateral(pki)),
+        now: () => Date.UTC(2101, 0, 1) / 1000,
+      })
+      await assert.rejects(new ClientCertVerifier(late).context(socketWith(certFor())), {
+        message: 'invalid quote: Failed to get collateral: TCBInfo expired',
+      })
+    })
+
+    it('results are cached per certificate for the TTL only, and failures are not cached', async () => {
+      let clock = 0
+      let calls = 0
+      const counting = {
+        verifyWithRaPubkey: async (
+          ...args: Parameters<AttestationVerifier['verifyWithRaPubkey']>
+        ) => {
+          calls++
+          return verifier.verifyWithRaPubkey(...args)
+        },
+      }
+      const certs = new ClientCertVerifier(counting, { ttlMs: 1000, now: () => clock })
+      const der = certFor()
+      await certs.context(socketWith(der))
+      await certs.context(socketWith(der))
+      assert.equal(calls, 1)
+      clock = 1001
+      await certs.context(socketWith(der))
+      assert.equal(calls, 2)
+      await certs.context(socketWith(certFor()))
+      assert.equal(calls, 3)
+      const bad = certFor({ bindTo: P256Key.generate() })
+      await assert.rejects(certs.context(socketWith(bad)))
+      await assert.rejects(certs.context(socketWith(bad)))
+      assert.equal(calls, 5)
+    })
+  })
+})
