@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { errorMessage } from './errors.js'
 import { serve } from './serve.js'
 import { VERSION } from './version.js'
+import { EXIT_USAGE, UsageError, type CommandIo } from './commands/usage.js'
 
 const USAGE = `Usage: dstack-kms [serve] [-c FILE] [--quickstart]
        dstack-kms --help | --version
@@ -28,11 +29,6 @@ Options:
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `
-
-/** Exit status for command-line usage errors (as clap, which upstream uses, does). */
-const EXIT_USAGE = 2
-
-class UsageError extends Error {}
 
 type Command =
   | { kind: 'help' }
@@ -81,11 +77,6 @@ function describeParseError(err: unknown): string {
       : errorMessage(err)
   }
   return errorMessage(err)
-}
-
-interface CommandIo {
-  stdout: NodeJS.WritableStream
-  stderr: NodeJS.WritableStream
 }
 
 /** Subcommands beside `serve`, loaded on demand so `serve` does not pay for them. */

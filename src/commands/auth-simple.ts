@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import pino, { type Logger } from 'pino'
 import { buildAuthSimpleServer } from '../auth-simple/server.js'
 import { loadAuthSimpleConfig } from '../auth-simple/config.js'
+import { UsageError, parseCommandLine } from './usage.js'
 import { errorMessage } from '../errors.js'
 
 export const AUTH_SIMPLE_USAGE = `Usage: dstack-kms auth-simple [--config FILE] [--port N] [--address ADDR]
@@ -19,8 +20,6 @@ Options:
       --address ADDR   address to bind (default: 127.0.0.1; upstream binds all interfaces)
   -h, --help           print this help and exit
 `
-
-const EXIT_USAGE = 2
 
 export interface AuthSimpleIo {
   stdout: NodeJS.WritableStream
@@ -36,8 +35,6 @@ interface Options {
   port: number
   address: string
 }
-
-class UsageError extends Error {}
 
 function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options | 'help' {
   let values
@@ -70,20 +67,10 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options | 'help' 
 }
 
 export async function runAuthSimple(argv: string[], io: AuthSimpleIo): Promise<number> {
-  let opts: Options | 'help'
-  try {
-    opts = parseOptions(argv, io.env ?? process.env)
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    io.stderr.write(
-      `dstack-kms auth-simple: ${err.message}\nRun 'dstack-kms auth-simple --help' for usage.\n`,
-    )
-    return EXIT_USAGE
-  }
-  if (opts === 'help') {
-    io.stdout.write(AUTH_SIMPLE_USAGE)
-    return 0
-  }
+  const opts = parseCommandLine('auth-simple', AUTH_SIMPLE_USAGE, io, () =>
+    parseOptions(argv, io.env ?? process.env),
+  )
+  if (typeof opts === 'number') return opts
 
   const logger: Logger = pino({ base: { worker: 'auth-simple', pid: process.pid } }, io.stdout)
   logger.info(`starting auth-simple server on port ${opts.port}`)

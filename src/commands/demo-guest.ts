@@ -19,6 +19,7 @@ import { defaultOsImageHash, simulatedVmConfig } from '../tee/simulator/cvm.js'
 import { simulateGuestAttestation } from '../tee/simulator/guest.js'
 import { mockIntelPki } from '../tee/simulator/mock-pki.js'
 import { decodeHex } from '../util/hex.js'
+import { UsageError, parseCommandLine, type CommandIo } from './usage.js'
 
 export const DEMO_GUEST_USAGE = `Usage: dstack-kms demo-guest (-c FILE | --quickstart) [options]
 
@@ -38,11 +39,6 @@ Options:
   -h, --help             print this help and exit
 `
 
-interface Io {
-  stdout: NodeJS.WritableStream
-  stderr: NodeJS.WritableStream
-}
-
 function hexArg(name: string, value: string | undefined, length: number): Buffer | undefined {
   if (value === undefined) return undefined
   const bytes = decodeHex(value.replace(/^0x/i, ''))
@@ -52,7 +48,17 @@ function hexArg(name: string, value: string | undefined, length: number): Buffer
 
 const fp = (b: Buffer) => createHash('sha256').update(b).digest('hex').slice(0, 16)
 
-export async function runDemoGuest(argv: string[], io: Io): Promise<number> {
+interface DemoOptions {
+  config?: string
+  quickstart: boolean
+  url?: string
+  appId?: string
+  composeHash?: string
+  instanceId?: string
+  osImageHash?: string
+}
+
+function parseOptions(argv: string[]): DemoOptions | 'help' {
   let values
   try {
     ;({ values } = parseArgs({
@@ -71,13 +77,26 @@ export async function runDemoGuest(argv: string[], io: Io): Promise<number> {
       },
     }))
   } catch (err) {
-    io.stderr.write(`dstack-kms demo-guest: ${errorMessage(err)}\n${DEMO_GUEST_USAGE}`)
-    return 2
+    throw new UsageError(errorMessage(err))
   }
-  if (values.help) {
-    io.stdout.write(DEMO_GUEST_USAGE)
-    return 0
+  if (values.help) return 'help'
+  if ((values.config === undefined) === !values.quickstart) {
+    throw new UsageError("exactly one of '-c, --config' and '--quickstart' is required")
   }
+  return {
+    config: values.config,
+    quickstart: values.quickstart,
+    url: values.url,
+    appId: values['app-id'],
+    composeHash: values['compose-hash'],
+    instanceId: values['instance-id'],
+    osImageHash: values['os-image-hash'],
+  }
+}
+
+export async function runDemoGuest(argv: string[], io: CommandIo): Promise<number> {
+  const values = parseCommandLine('demo-guest', DEMO_GUEST_USAGE, io, () => parseOptions(argv))
+  if (typeof values === 'number') return values
   try {
     const config: KmsConfig = loadConfig({
       ...(values.config === undefined ? {} : { configFile: values.config }),
@@ -89,17 +108,16 @@ export async function runDemoGuest(argv: string[], io: Io): Promise<number> {
       )
     }
     const seed = Buffer.from(config.tee.simulator.seed, 'hex')
-    const appId = hexArg('app-id', values['app-id'], 20) ?? DEMO_APP_ID
-    const composeHash = hexArg('compose-hash', values['compose-hash'], 32) ?? DEMO_COMPOSE_HASH
+    const appId = hexArg('app-id', values.appId, 20) ?? DEMO_APP_ID
+    const composeHash = hexArg('compose-hash', values.composeHash, 32) ?? DEMO_COMPOSE_HASH
     const instanceId =
-      hexArg('instance-id', values['instance-id'], 20) ??
+      hexArg('instance-id', values.instanceId, 20) ??
       createHash('sha256')
         .update(String(process.hrtime.bigint()))
         .update(String(process.pid))
         .digest()
         .subarray(0, 20)
-    const osImageHash =
-      hexArg('os-image-hash', values['os-image-hash'], 32) ?? defaultOsImageHash(seed)
+    const osImageHash = hexArg('os-image-hash', values.osImageHash, 32) ?? defaultOsImageHash(seed)
     const url = values.url ?? `https://localhost:${config.rpc.port}`
     const vmConfig = simulatedVmConfig(osImageHash)
 

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import { type LoadOptions, loadConfig } from '../config/load.js'
 import { errorMessage } from '../errors.js'
 import { simulateGuestAttestation } from '../tee/simulator/guest.js'
+import { UsageError, parseCommandLine } from './usage.js'
 import { decodeHex } from '../util/hex.js'
 
 export const SIM_ATTEST_USAGE = `Usage: dstack-kms sim-attest [-c FILE] --report-data HEX [options]
@@ -24,16 +25,12 @@ Options:
   -h, --help                 print this help and exit
 `
 
-const EXIT_USAGE = 2
-
 export interface SimAttestIo {
   stdout: NodeJS.WritableStream
   stderr: NodeJS.WritableStream
   /** how the configuration is found (tests point /etc and ./ elsewhere) */
   load?: Omit<LoadOptions, 'configFile'>
 }
-
-class UsageError extends Error {}
 
 const HEX_OPTIONS = [
   'report-data',
@@ -89,20 +86,8 @@ function parseOptions(argv: string[]): Options | 'help' {
 }
 
 export async function runSimAttest(argv: string[], io: SimAttestIo): Promise<number> {
-  let opts: Options | 'help'
-  try {
-    opts = parseOptions(argv)
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    io.stderr.write(
-      `dstack-kms sim-attest: ${err.message}\nRun 'dstack-kms sim-attest --help' for usage.\n`,
-    )
-    return EXIT_USAGE
-  }
-  if (opts === 'help') {
-    io.stdout.write(SIM_ATTEST_USAGE)
-    return 0
-  }
+  const opts = parseCommandLine('sim-attest', SIM_ATTEST_USAGE, io, () => parseOptions(argv))
+  if (typeof opts === 'number') return opts
   try {
     const config = loadConfig({ ...io.load, configFile: opts.configFile })
     const seedHex = config.tee.simulator.seed

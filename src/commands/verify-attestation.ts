@@ -19,6 +19,7 @@ import { AttestationVerifier, type VerifiedReport } from '../attestation/verify.
 import { attestationFromTdxQuote, decodeVersionedAttestation } from '../attestation/versioned.js'
 import { CacheDb } from '../cache/cache-db.js'
 import { DEFAULT_PCCS_URL } from '../config/defaults.js'
+import { UsageError, parseCommandLine } from './usage.js'
 import { KmsError, errorMessage, withContext } from '../errors.js'
 
 export const VERIFY_ATTESTATION_USAGE = `Usage: dstack-kms verify-attestation (--attestation FILE | --quote FILE [--event-log FILE]) [options]
@@ -47,16 +48,12 @@ Verification:
   -h, --help               print this help and exit
 `
 
-const EXIT_USAGE = 2
-
 export interface VerifyAttestationIo {
   stdout: NodeJS.WritableStream
   stderr: NodeJS.WritableStream
   /** collateral cache for --pccs; a throw-away one in a temporary directory otherwise */
   db?: CacheDb
 }
-
-class UsageError extends Error {}
 
 interface Options {
   attestation?: string
@@ -303,20 +300,10 @@ export async function runVerifyAttestation(
   argv: string[],
   io: VerifyAttestationIo,
 ): Promise<number> {
-  let opts: Options | 'help'
-  try {
-    opts = parseOptions(argv)
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    io.stderr.write(
-      `dstack-kms verify-attestation: ${err.message}\nRun 'dstack-kms verify-attestation --help' for usage.\n`,
-    )
-    return EXIT_USAGE
-  }
-  if (opts === 'help') {
-    io.stdout.write(VERIFY_ATTESTATION_USAGE)
-    return 0
-  }
+  const opts = parseCommandLine('verify-attestation', VERIFY_ATTESTATION_USAGE, io, () =>
+    parseOptions(argv),
+  )
+  if (typeof opts === 'number') return opts
   try {
     const result = await run(opts, io)
     io.stdout.write(JSON.stringify(result, null, 2) + '\n')

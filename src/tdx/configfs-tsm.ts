@@ -2,6 +2,7 @@
 // flock on inblob across processes, generation checks on both sides of the outblob read, EBUSY
 // retries, and the same size rules, errors and texts.
 import { errnoCode, ioErrorText, TdxError } from './errors.js'
+import { Mutex } from '../util/mutex.js'
 import { joinPath, readText, writeAll, type TdxFile, type TdxIo } from './io.js'
 
 export const CONFIGFS_BASE = '/sys/kernel/config/tsm/report'
@@ -57,7 +58,7 @@ export async function shouldUseConfigfs(io: TdxIo): Promise<boolean> {
 export class ConfigfsTsmQuoter {
   readonly #io: TdxIo
   #mkdirTried = false
-  #queue: Promise<unknown> = Promise.resolve()
+  readonly #lock = new Mutex()
 
   constructor(io: TdxIo) {
     this.#io = io
@@ -116,12 +117,7 @@ export class ConfigfsTsmQuoter {
       return Promise.reject(new TdxError('TDX_INVALID_PARAMETER'))
     }
     const data = Buffer.from(reportData)
-    const run = this.#queue.then(
-      () => this.#quote(data),
-      () => this.#quote(data),
-    )
-    this.#queue = run.catch(() => undefined)
-    return run
+    return this.#lock.run(() => this.#quote(data))
   }
 
   async #quote(reportData: Buffer): Promise<Buffer> {

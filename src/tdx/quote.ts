@@ -5,12 +5,13 @@ import { ConfigfsTsmQuoter, REPORT_DATA_SIZE } from './configfs-tsm.js'
 import { selectQuoteMethod } from './detect.js'
 import { TdxError } from './errors.js'
 import type { TdxIo } from './io.js'
+import { Mutex } from '../util/mutex.js'
 import { getQuoteViaVsock } from './qgs.js'
 
 export class TdxQuoter {
   readonly configfs: ConfigfsTsmQuoter
   readonly #io: TdxIo
-  #queue: Promise<unknown> = Promise.resolve()
+  readonly #lock = new Mutex()
 
   constructor(io: TdxIo) {
     this.#io = io
@@ -22,12 +23,7 @@ export class TdxQuoter {
       return Promise.reject(new TdxError('TDX_INVALID_PARAMETER'))
     }
     const data = Buffer.from(reportData)
-    const run = this.#queue.then(
-      () => this.#quote(data),
-      () => this.#quote(data),
-    )
-    this.#queue = run.catch(() => undefined)
-    return run
+    return this.#lock.run(() => this.#quote(data))
   }
 
   async #quote(reportData: Buffer): Promise<Buffer> {

@@ -19,6 +19,7 @@ import {
   type RuntimeLogPaths,
 } from '../tdx/runtime-log.js'
 import type { TeeBackend } from './backend.js'
+import { Mutex } from '../util/mutex.js'
 
 export const HOST_SHARED_DIR = '/dstack/.host-shared'
 export const HOST_SHARED_DIR_ENV = 'DSTACK_HOST_SHARED_DIR'
@@ -45,7 +46,7 @@ export class TdxBackend implements TeeBackend {
   readonly #quoter: TdxQuoter
   readonly #paths: RuntimeLogPaths
   readonly #sysConfig: string
-  #queue: Promise<unknown> = Promise.resolve()
+  readonly #lock = new Mutex()
 
   /** Use createTdxBackend: it refuses to build a backend on a machine without TDX. */
   constructor(io: TdxIo, quoter: TdxQuoter, options: TdxBackendOptions = {}) {
@@ -64,12 +65,7 @@ export class TdxBackend implements TeeBackend {
       )
     }
     const data = Buffer.from(reportData)
-    const run = this.#queue.then(
-      () => this.#attest(data),
-      () => this.#attest(data),
-    )
-    this.#queue = run.catch(() => undefined)
-    return run
+    return this.#lock.run(() => this.#attest(data))
   }
 
   async #attest(reportData: Buffer): Promise<Buffer> {
@@ -159,7 +155,7 @@ export class TdxBackend implements TeeBackend {
   }
 
   async close(): Promise<void> {
-    await this.#queue
+    await this.#lock.idle()
   }
 }
 

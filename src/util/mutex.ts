@@ -1,5 +1,5 @@
 // A FIFO async mutex: Bootstrap and Onboard must never run concurrently (D7), and a second call
-// must see the files the first one committed.
+// must see the files the first one committed; the TDX guest interfaces take one quote at a time.
 export class Mutex {
   #tail: Promise<void> = Promise.resolve()
 
@@ -15,5 +15,10 @@ export class Mutex {
     } finally {
       release()
     }
+  }
+
+  /** Resolves once every run queued so far has finished. */
+  async idle(): Promise<void> {
+    await this.run(async () => {})
   }
 }
