@@ -25,7 +25,8 @@ Run 'dstack-kms <command> --help' for a command's options.
 Options:
   -c, --config FILE    configuration file, layered last over the built-in defaults,
                        /etc/kms/kms.toml and ./kms.toml
-      --quickstart     local quick-start profile: no TEE, state under ./data; not for production
+      --quickstart     local quick-start profile: TEE simulator + auth-simple, state under
+                       ./data; not for production
   -h, --help           print this help and exit
   -V, --version        print the version and exit
 `
