@@ -65,10 +65,14 @@ export interface BenchKmsOptions {
 }
 
 /** Waits for `count` `KMS worker ready` lines and returns their `child_pid`s. */
-export async function readyWorkerPids(kms: KmsProcess, count: number): Promise<number[]> {
+export async function readyWorkerPids(
+  kms: KmsProcess,
+  count: number,
+  timeoutMs = 30_000,
+): Promise<number[]> {
   const ready = (l: LogLine) => l.msg === 'KMS worker ready'
-  await kms.waitForLog(ready)
-  const deadline = Date.now() + 30_000
+  await kms.waitForLog(ready, timeoutMs)
+  const deadline = Date.now() + timeoutMs
   for (;;) {
     const pids = [...new Set(kms.logs.filter(ready).map((l) => Number(l.child_pid)))]
     if (pids.some((p) => !Number.isInteger(p) || p <= 0)) {
@@ -76,7 +80,7 @@ export async function readyWorkerPids(kms: KmsProcess, count: number): Promise<n
     }
     if (pids.length >= count) return pids
     if (Date.now() > deadline) throw new Error(`only ${pids.length} of ${count} KMS workers ready`)
-    await new Promise((r) => setTimeout(r, 50))
+    await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
 

@@ -1,8 +1,15 @@
 // A closed-loop HTTPS load generator: N clients, each with one keep-alive connection, send the
 // next request as soon as the previous answer is read. Connections are opened during a warm-up
-// that is not counted, so the figures are per request, not per TLS handshake.
+// that is not counted, so the figures are per request, not per TLS handshake — unless
+// `freshConnectionTls` asks for a new connection (and a new client certificate) per request.
 import { Agent, request } from 'node:https'
 import { procCpuMs } from './proc.js'
+
+/** A TLS client certificate and its key (PEM). */
+export interface ClientTls {
+  cert: string
+  key: string
+}
 
 export interface LoadOptions {
   url: string
@@ -14,8 +21,13 @@ export interface LoadOptions {
   durationMs: number
   /** checks one answer body; returns a complaint, or undefined when it is right */
   validate(body: Buffer, requestBody: string): string | undefined
-  /** the server process, whose CPU time over the measured window is reported */
-  serverPid: number
+  /** the server process(es), whose CPU time over the measured window is reported (summed) */
+  serverPid: number | readonly number[]
+  /** each client's own keep-alive connection presents this client certificate */
+  clientTls?: (clientIndex: number) => ClientTls
+  /** every request on a new connection presenting the certificate this returns (a guest's
+   * one-shot GetAppKey); undefined when the supply is exhausted, which ends the run early */
+  freshConnectionTls?: () => ClientTls | undefined
 }
 
 export interface LoadResult {
@@ -44,7 +56,12 @@ function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6
 }
 
-function send(agent: Agent, o: LoadOptions, body: string): Promise<Answer> {
+function send(
+  agent: Agent | false,
+  o: LoadOptions,
+  body: string,
+  tls: ClientTls | undefined,
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       o.url,
@@ -52,6 +69,7 @@ function send(agent: Agent, o: LoadOptions, body: string): Promise<Answer> {
         method: 'POST',
         agent,
         headers: { ...o.headers, 'content-length': String(Buffer.byteLength(body)) },
+        ...(agent === false ? { rejectUnauthorized: false, ...tls } : {}),
       },
       (res) => {
         const chunks: Buffer[] = []
@@ -71,11 +89,19 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.max(0, idx)] ?? Number.NaN
 }
 
+function serverCpuMs(pids: number | readonly number[]): number {
+  return (typeof pids === 'number' ? [pids] : pids).reduce((a, pid) => a + procCpuMs(pid), 0)
+}
+
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
-  const agent = new Agent({
-    keepAlive: true,
-    maxSockets: o.concurrency,
-    rejectUnauthorized: false,
+  // One agent per client when each presents its own certificate, else one shared agent.
+  const agents = Array.from({ length: o.clientTls === undefined ? 1 : o.concurrency }, (_, i) => {
+    return new Agent({
+      keepAlive: true,
+      maxSockets: o.clientTls === undefined ? o.concurrency : 1,
+      rejectUnauthorized: false,
+      ...o.clientTls?.(i),
+    })
   })
   const latencies: number[] = []
   let errors = 0
@@ -87,13 +113,24 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     firstError ??= what
   }
 
-  const client = async (until: number, record: boolean): Promise<void> => {
-    while (nowMs() < until) {
+  let exhausted = false
+  const client = async (index: number, until: number, record: boolean): Promise<void> => {
+    const agent = agents[index] ?? agents[0]
+    if (agent === undefined) throw new Error('no agent')
+    while (nowMs() < until && !exhausted) {
+      let fresh: ClientTls | undefined
+      if (o.freshConnectionTls !== undefined) {
+        fresh = o.freshConnectionTls()
+        if (fresh === undefined) {
+          exhausted = true
+          break
+        }
+      }
       const body = typeof o.body === 'string' ? o.body : o.body()
       const t0 = nowMs()
       let answer: Answer
       try {
-        answer = await send(agent, o, body)
+        answer = await send(fresh === undefined ? agent : false, o, body, fresh)
       } catch (err) {
         if (record) complain(err instanceof Error ? err.message : String(err))
         continue
@@ -115,17 +152,17 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   }
 
   const clients = (until: number, record: boolean) =>
-    Promise.all(Array.from({ length: o.concurrency }, () => client(until, record)))
+    Promise.all(Array.from({ length: o.concurrency }, (_, i) => client(i, until, record)))
 
   try {
     await clients(nowMs() + o.warmupMs, false)
     const cpu0 = process.cpuUsage()
-    const serverCpu0 = procCpuMs(o.serverPid)
+    const serverCpu0 = serverCpuMs(o.serverPid)
     const start = nowMs()
     await clients(start + o.durationMs, true)
     const elapsedMs = nowMs() - start
     const cpu = process.cpuUsage(cpu0)
-    const serverCpuMs = procCpuMs(o.serverPid) - serverCpu0
+    const serverCpu = serverCpuMs(o.serverPid) - serverCpu0
     latencies.sort((a, b) => a - b)
     const sum = latencies.reduce((a, b) => a + b, 0)
     return {
@@ -138,10 +175,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),
       clientCpuPct: ((cpu.user + cpu.system) / 1000 / elapsedMs) * 100,
-      serverCpuPct: (serverCpuMs / elapsedMs) * 100,
-      serverCpuUsPerRequest: (serverCpuMs * 1000) / Math.max(1, latencies.length),
+      serverCpuPct: (serverCpu / elapsedMs) * 100,
+      serverCpuUsPerRequest: (serverCpu * 1000) / Math.max(1, latencies.length),
     }
   } finally {
-    agent.destroy()
+    for (const agent of agents) agent.destroy()
   }
 }

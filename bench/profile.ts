@@ -1,31 +1,39 @@
-// `npx tsx bench/profile-env.ts [--seconds 5] [--clients 16] [--hot] [--keep]`: a CPU profile
-// (the V8 sampling profiler, as `node --cpu-prof`) of the KMS worker while it answers GetAppEnvEncryptPubKey for all-distinct
-// app ids (or one hot app id with --hot), summarised as the functions with the most self time
-// and the most inclusive time. This is how the bottlenecks of the distinct path were found; the
-// raw .cpuprofile (open it in Chrome DevTools) is kept with --keep.
+// `npx tsx bench/profile.ts [--case env-distinct|env-hot|appkey-hot|appkey-cold] [--seconds 5]
+// [--clients 16] [--keep]`: a CPU profile (the V8 sampling profiler, as `node --cpu-prof`) of the
+// KMS worker under one of the bench's loads, summarised as the functions with the most self time
+// and the most inclusive time. This is how the bottlenecks were found; the raw .cpuprofile (open
+// it in Chrome DevTools) is kept with --keep. The `auth-simple` sidecar is profiled too.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { BENCH_APP_ID_HEX } from './crypto-cases.js'
+import { guestFactory, startAttestedKms, stopAttestedKms } from './app-key-load.js'
 import { ensureBuilt, startBenchKms } from './kms-server.js'
-import { runLoad } from './load.js'
+import { runLoad, type LoadResult } from './load.js'
 import { num, table } from './table.js'
 
 // Node 20 refuses --cpu-prof in NODE_OPTIONS, and the supervisor forks its workers itself, so
-// every KMS process preloads this: the in-thread inspector session answers synchronously, which
-// lets the profile be written from the 'exit' event.
+// every KMS process preloads this. Profiling starts on SIGUSR2 (sent after a warm-up, so start-up
+// and JIT warm-up stay out of the figures); the in-thread inspector session answers
+// synchronously, which lets the profile be written from the 'exit' event.
 const PRELOAD = `
 import { Session } from 'node:inspector'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 const session = new Session()
-session.connect()
-session.post('Profiler.enable')
-session.post('Profiler.setSamplingInterval', { interval: 200 })
-session.post('Profiler.start')
+let started = false
+process.on('SIGUSR2', () => {
+  if (started) return
+  started = true
+  session.connect()
+  session.post('Profiler.enable')
+  session.post('Profiler.setSamplingInterval', { interval: 250 })
+  session.post('Profiler.start')
+})
 process.on('exit', () => {
+  if (!started) return
   session.post('Profiler.stop', (err, res) => {
     if (err === null) {
       writeFileSync(
@@ -90,58 +98,107 @@ export function summarise(p: CpuProfile): {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
+      case: { type: 'string', default: 'env-distinct' },
       seconds: { type: 'string', default: '5' },
       clients: { type: 'string', default: '16' },
-      hot: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       top: { type: 'string', default: '25' },
     },
   })
+  const which = values.case
+  if (!CASES.includes(which as Case)) throw new Error(`--case must be one of ${CASES.join(', ')}`)
   ensureBuilt((l) => process.stderr.write(`${l}\n`))
   const profDir = mkdtempSync(join(tmpdir(), 'dstack-kms-prof-'))
   const preload = join(profDir, 'preload.mjs')
   writeFileSync(preload, PRELOAD)
-  const server = await startBenchKms({
-    cryptoBackend: 'native',
-    workers: 1,
-    env: { NODE_OPTIONS: `--import=${preload}`, BENCH_CPU_PROF_DIR: profDir },
-  })
-  const prefix = randomBytes(8).toString('hex')
-  let n = 0
-  const result = await runLoad({
-    url: `${server.base}/prpc/GetAppEnvEncryptPubKey?json`,
-    body: values.hot
-      ? JSON.stringify({ app_id: BENCH_APP_ID_HEX })
-      : () => JSON.stringify({ app_id: prefix + (n++).toString(16).padStart(24, '0') }),
-    headers: { 'content-type': 'application/json' },
-    concurrency: Number(values.clients),
-    warmupMs: 500,
-    durationMs: Number(values.seconds) * 1000,
-    validate: () => undefined,
-    serverPid: server.workerPid,
-  })
-  server.kms.kill('SIGTERM')
-  await server.kms.waitForExit()
-  rmSync(dirname(server.certDir), { recursive: true, force: true })
-  const file = readdirSync(profDir).find((f) => f.includes(`.${server.workerPid}.`))
-  if (file === undefined) throw new Error(`no profile of worker ${server.workerPid} in ${profDir}`)
-  const profile = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile
-  const { self, total, samples } = summarise(profile)
-  const top = Number(values.top)
-  const pct = (v: number) => `${num((v / samples) * 100, 1)}%`
-  const rows = (m: Map<string, number>) =>
-    [...m.entries()]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, top)
-      .map(([name, v]) => [name, pct(v)])
+  const env = { NODE_OPTIONS: `--import=${preload}`, BENCH_CPU_PROF_DIR: profDir }
+  const concurrency = Number(values.clients)
+  const durationMs = Number(values.seconds) * 1000
+  const profiled: Array<[string, number]> = []
+  let result: LoadResult
+  if (which === 'env-distinct' || which === 'env-hot') {
+    const server = await startBenchKms({ cryptoBackend: 'native', workers: 1, env })
+    const prefix = randomBytes(8).toString('hex')
+    let n = 0
+    const load = (warmupMs: number, ms: number) =>
+      runLoad({
+        url: `${server.base}/prpc/GetAppEnvEncryptPubKey?json`,
+        body:
+          which === 'env-hot'
+            ? JSON.stringify({ app_id: BENCH_APP_ID_HEX })
+            : () => JSON.stringify({ app_id: prefix + (n++).toString(16).padStart(24, '0') }),
+        headers: { 'content-type': 'application/json' },
+        concurrency,
+        warmupMs,
+        durationMs: ms,
+        validate: () => undefined,
+        serverPid: server.workerPid,
+      })
+    await load(0, 1000)
+    process.kill(server.workerPid, 'SIGUSR2')
+    result = await load(200, durationMs)
+    // the log lines are not needed; the helper would keep them all
+    server.kms.logs.splice(0)
+    server.kms.kill('SIGTERM')
+    await server.kms.waitForExit()
+    rmSync(dirname(server.certDir), { recursive: true, force: true })
+    profiled.push(['KMS worker', server.workerPid])
+  } else {
+    const k = await startAttestedKms(1, env)
+    const guests = await guestFactory(k)
+    const certs = Array.from({ length: concurrency }, () => guests.make())
+    const cold = which === 'appkey-cold'
+    // cold: as many certificates as the KMS can verify in the time (about 100/s per core)
+    const pool = cold
+      ? Array.from({ length: 100 * Number(values.seconds) }, () => guests.make())
+      : []
+    const load = (warmupMs: number, ms: number, fresh: boolean) =>
+      runLoad({
+        url: `${k.base}/prpc/GetAppKey?json`,
+        body: guests.body,
+        headers: {},
+        concurrency,
+        warmupMs,
+        durationMs: ms,
+        validate: () => undefined,
+        serverPid: k.workerPids,
+        clientTls: (i) => certs[i] ?? guests.make(),
+        ...(fresh ? { freshConnectionTls: () => pool.pop() } : {}),
+      })
+    await load(0, 1000, false)
+    for (const pid of [...k.workerPids, k.sidecarPid ?? 0]) {
+      if (pid > 0) process.kill(pid, 'SIGUSR2')
+    }
+    result = await load(0, durationMs, cold)
+    k.kms.logs.splice(0)
+    await stopAttestedKms(k)
+    profiled.push(['KMS worker', k.workerPids[0] ?? 0], ['auth-simple sidecar', k.sidecarPid ?? 0])
+  }
   process.stdout.write(
-    `${values.hot ? 'hot app id' : 'all-distinct app ids'}, ${values.clients} clients: ${num(result.rps)} req/s, worker CPU ${num(result.serverCpuUsPerRequest)} µs/request, ${samples} samples\n\n`,
+    `${which}, ${concurrency} clients: ${num(result.rps)} req/s, worker CPU ${num(result.serverCpuUsPerRequest)} µs/request\n`,
   )
-  process.stdout.write(`self time\n${table(['function', 'share'], rows(self))}\n\n`)
-  process.stdout.write(`inclusive time\n${table(['function', 'share'], rows(total))}\n`)
+  const top = Number(values.top)
+  for (const [label, pid] of profiled) {
+    const file = readdirSync(profDir).find((f) => f === `CPU.${pid}.cpuprofile`)
+    if (file === undefined) throw new Error(`no profile of ${label} ${pid} in ${profDir}`)
+    const profile = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile
+    const { self, total, samples } = summarise(profile)
+    const pct = (v: number) => `${num((v / samples) * 100, 1)}%`
+    const rows = (m: Map<string, number>) =>
+      [...m.entries()]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, top)
+        .map(([name, v]) => [name, pct(v)])
+    process.stdout.write(`\n${label} (pid ${pid}, ${samples} samples)\n`)
+    process.stdout.write(`self time\n${table(['function', 'share'], rows(self))}\n\n`)
+    process.stdout.write(`inclusive time\n${table(['function', 'share'], rows(total))}\n`)
+  }
   if (values.keep) process.stdout.write(`\nprofiles kept in ${profDir}\n`)
   else rmSync(profDir, { recursive: true, force: true })
 }
+
+const CASES = ['env-distinct', 'env-hot', 'appkey-hot', 'appkey-cold'] as const
+type Case = (typeof CASES)[number]
 
 main().catch((err: unknown) => {
   process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)

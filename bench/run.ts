@@ -1,8 +1,10 @@
-// `npm run bench [-- --quick] [-- --json]`: in-process costs of the crypto and codecs behind the
-// public RPCs, secp256k1 native vs @noble/curves vs C, then the RPCs end to end over HTTPS against
-// a real `dstack-kms serve`, and GetAppEnvEncryptPubKey with each secp256k1 backend next to a
-// minimal Fastify HTTPS floor. Figures and ratios against the targets are printed (a table, or one
-// JSON object with --json) for people to compare; nothing here passes or fails on speed.
+// `npm run bench [-- --quick|--long] [-- --json]`: in-process costs of the crypto and codecs
+// behind the public RPCs, secp256k1 native vs @noble/curves vs C, then the RPCs end to end over
+// HTTPS against a real `dstack-kms serve`, GetAppEnvEncryptPubKey with each secp256k1 backend next
+// to a minimal Fastify HTTPS floor, and GetAppKey on the TEE simulator with `[rpc] workers` 1 and
+// 2 side by side (throughput, latency, peak RSS). Figures and ratios against the targets are
+// printed (a table, or one JSON object with --json) for people to compare; nothing here passes or
+// fails on speed.
 import { readFileSync, rmSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -21,6 +23,7 @@ import { measure, type MicroOptions, type MicroResult } from './micro.js'
 import { mib, procMemory } from './proc.js'
 import { nativeBackendOrReason, runSecp256k1Bench, type Secp256k1Figures } from './secp256k1.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
+import { runWorkersScaling, type ScalingReport, type ScalingRow } from './workers-scaling.js'
 import { micros, num, table } from './table.js'
 import { GetMetaResponseType, PublicKeyResponseType } from '../src/prpc/messages.js'
 import type { MessageType } from '../src/prpc/schema.js'
@@ -33,12 +36,23 @@ interface Profile {
   json: boolean
   /** `[rpc] workers` of the KMS in the GetAppEnvEncryptPubKey comparison */
   workers: number
+  /** `[rpc] workers` values of the GetAppKey / scaling section (empty: skipped) */
+  scaleWorkers: number[]
   micro: MicroOptions
   loadWarmupMs: number
   loadDurationMs: number
 }
 
-const PROFILES: Record<'full' | 'quick', Omit<Profile, 'json' | 'workers'>> = {
+const PROFILES: Record<
+  'full' | 'quick' | 'long',
+  Omit<Profile, 'json' | 'workers' | 'scaleWorkers'>
+> = {
+  long: {
+    name: 'long',
+    micro: { warmupMs: 500, roundMs: 300, rounds: 11 },
+    loadWarmupMs: 1000,
+    loadDurationMs: 10_000,
+  },
   full: {
     name: 'full',
     micro: { warmupMs: 200, roundMs: 150, rounds: 7 },
@@ -68,21 +82,32 @@ function parseFlags(): Profile {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
+      long: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       workers: { type: 'string', default: '1' },
+      'scale-workers': { type: 'string', default: '1,2' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   })
   if (values.help === true) {
-    out('Usage: npm run bench [-- --quick] [-- --json] [-- --workers N]')
+    out(
+      'Usage: npm run bench [-- --quick | --long] [-- --json] [-- --workers N] [-- --scale-workers 1,2 | none]',
+    )
     process.exit(0)
   }
   const workers = Number(values.workers)
   if (!Number.isInteger(workers) || workers < 1) {
     throw new Error(`--workers must be a positive integer, got ${values.workers}`)
   }
-  return { ...(values.quick ? PROFILES.quick : PROFILES.full), json: values.json, workers }
+  const scale = values['scale-workers']
+  const scaleWorkers = scale === 'none' || scale === '' ? [] : scale.split(',').map(Number)
+  if (scaleWorkers.some((w) => !Number.isInteger(w) || w < 1)) {
+    throw new Error(`--scale-workers must be positive integers like 1,2 or none, got ${scale}`)
+  }
+  if (values.quick && values.long) throw new Error('--quick and --long exclude each other')
+  const base = values.quick ? PROFILES.quick : values.long ? PROFILES.long : PROFILES.full
+  return { ...base, json: values.json, workers, scaleWorkers }
 }
 
 function runMicro(profile: Profile): MicroResult[] {
@@ -413,6 +438,97 @@ function printEnvComparison(c: EnvComparison, profile: Profile): void {
   out()
 }
 
+const SCALING_LABEL: Record<ScalingRow['rpc'], string> = {
+  'env-distinct': 'GetAppEnvEncryptPubKey, distinct app ids',
+  'appkey-hot': 'GetAppKey hot (same certificate per client)',
+  'appkey-cold': 'GetAppKey cold (new certificate + connection per request)',
+}
+
+function printScaling(r: ScalingReport, profile: Profile): void {
+  const appKeyRows = r.rows.filter((x) => x.rpc !== 'env-distinct')
+  out(
+    `GetAppKey on the TEE simulator (auth-simple webhook + self-authorization per request, cached collateral; ${num(profile.loadDurationMs / 1000, 1)} s per row; ${cpus().length} cores shared by client, KMS and sidecar)`,
+  )
+  out(
+    table(
+      [
+        'certificate',
+        'workers',
+        'clients',
+        'req/s',
+        'p50 ms',
+        'p99 ms',
+        'KMS CPU',
+        'CPU/req µs',
+        'sidecar CPU',
+        'client CPU',
+      ],
+      appKeyRows.map((x) => [
+        x.rpc === 'appkey-hot' ? 'hot: same per client' : 'cold: new per request',
+        String(x.workers),
+        String(x.concurrency),
+        num(x.result.rps),
+        num(x.result.p50Ms, 2),
+        num(x.result.p99Ms, 2),
+        `${num(x.result.serverCpuPct)}%`,
+        num(x.result.serverCpuUsPerRequest),
+        x.sidecarCpuPct === null ? '-' : `${num(x.sidecarCpuPct)}%`,
+        `${num(x.result.clientCpuPct)}%`,
+      ]),
+    ),
+  )
+  if (r.certMakeUs !== null) {
+    out(
+      `  cold rows: certificates made before the window (client side ${micros(r.certMakeUs)} µs each); each request is a TLS handshake with a new client certificate and a full quote verification`,
+    )
+  }
+  out()
+  const counts = [...new Set(r.rows.map((x) => x.workers))].sort((a, b) => a - b)
+  if (counts.length > 1) {
+    const first = counts[0] ?? 1
+    const last = counts[counts.length - 1] ?? first
+    out(`[rpc] workers scaling (same run, ${cpus().length} cores; KMS CPU summed over the workers)`)
+    const keys = [...new Set(r.rows.map((x) => `${x.rpc}|${x.concurrency}`))]
+    out(
+      table(
+        ['RPC', 'clients', ...counts.map((w) => `workers=${w} req/s`), `${last}/${first}`],
+        keys.map((key) => {
+          const [rpc, c] = key.split('|') as [ScalingRow['rpc'], string]
+          const at = (w: number) =>
+            r.rows.find((x) => x.rpc === rpc && String(x.concurrency) === c && x.workers === w)
+          const a = at(first)
+          const b = at(last)
+          return [
+            SCALING_LABEL[rpc],
+            c,
+            ...counts.map((w) => {
+              const row = at(w)
+              return row === undefined ? '-' : num(row.result.rps)
+            }),
+            a === undefined || b === undefined ? '-' : `${num(b.result.rps / a.result.rps, 2)}×`,
+          ]
+        }),
+      ),
+    )
+    out()
+  }
+  out('Main KMS worker memory after the load above (from /proc/<child_pid>/status)')
+  out(
+    table(
+      ['KMS', 'workers', 'worker pid', 'VmRSS', 'peak (VmHWM)'],
+      r.memory.map((m) => [
+        m.kms === 'plain' ? 'GetAppEnvEncryptPubKey KMS' : 'attested KMS (GetAppKey)',
+        String(m.workers),
+        String(m.pid),
+        mib(m.memory.rssKiB),
+        mib(m.memory.hwmKiB),
+      ]),
+    ),
+  )
+  for (const p of r.problems) out(`  ! ${p}`)
+  out()
+}
+
 interface TargetCheck {
   name: string
   measured: number | null
@@ -420,7 +536,11 @@ interface TargetCheck {
   met: boolean | null
 }
 
-function targetChecks(secp: Secp256k1Figures, env: EnvComparison): TargetCheck[] {
+function targetChecks(
+  secp: Secp256k1Figures,
+  env: EnvComparison,
+  scaling: ScalingReport | null,
+): TargetCheck[] {
   const { native, noble, c } = secp.signUs
   const maxC = Math.max(...env.rows.map((r) => r.concurrency))
   const at = (target: EnvLoadRow['target'], appIds: EnvLoadRow['appIds']) =>
@@ -460,7 +580,28 @@ function targetChecks(secp: Secp256k1Figures, env: EnvComparison): TargetCheck[]
       '≥ 70%',
       (v) => v >= 0.7,
     ),
+    ...scalingChecks(scaling),
   ]
+}
+
+/** workers 1 → 2: shown, not judged (the target is that the scaling is measured). */
+function scalingChecks(scaling: ScalingReport | null): TargetCheck[] {
+  if (scaling === null) return []
+  const rows = (rpc: ScalingRow['rpc']) => scaling.rows.filter((x) => x.rpc === rpc)
+  const checks: TargetCheck[] = []
+  for (const rpc of ['env-distinct', 'appkey-hot'] as const) {
+    const all = rows(rpc)
+    const maxC = Math.max(...all.map((x) => x.concurrency))
+    const w1 = all.find((x) => x.workers === 1 && x.concurrency === maxC)
+    const w2 = all.find((x) => x.workers === 2 && x.concurrency === maxC)
+    checks.push({
+      name: `${SCALING_LABEL[rpc]}, c=${maxC}: workers 2 / workers 1`,
+      measured: w1 === undefined || w2 === undefined ? null : w2.result.rps / w1.result.rps,
+      target: 'shown',
+      met: null,
+    })
+  }
+  return checks
 }
 
 function printTargets(checks: readonly TargetCheck[]): void {
@@ -476,7 +617,13 @@ function printTargets(checks: readonly TargetCheck[]): void {
             ? `${num(t.measured * 100)}%`
             : `${num(t.measured, 2)}×`,
         t.target,
-        t.met === null ? 'n/a' : t.met ? 'yes' : 'NO',
+        t.met === null
+          ? t.target === 'shown' && t.measured !== null
+            ? 'shown'
+            : 'n/a'
+          : t.met
+            ? 'yes'
+            : 'NO',
       ]),
     ),
   )
@@ -494,6 +641,7 @@ async function main(): Promise<number> {
     cpu: cpu.trim(),
     profile: profile.name,
     workers: profile.workers,
+    scaleWorkers: profile.scaleWorkers,
   }
   out(
     `dstack-kms bench (${profile.name}): node ${process.version}, ${process.platform}/${process.arch}, ${cpus().length} × ${cpu.trim()}`,
@@ -529,7 +677,32 @@ async function main(): Promise<number> {
     notes: env.notes,
   }
   printEnvComparison(env, profile)
-  const checks = targetChecks(secp, env)
+  let scaling: ScalingReport | null = null
+  if (profile.scaleWorkers.length > 0) {
+    scaling = await runWorkersScaling({
+      workerCounts: profile.scaleWorkers,
+      concurrency: Math.max(...CONCURRENCY),
+      warmupMs: profile.loadWarmupMs,
+      durationMs: profile.loadDurationMs,
+      singleClient: true,
+      progress,
+    })
+    if (scaling.problems.length > 0) ok = false
+    report.scaling = {
+      rows: scaling.rows.map((x) => ({
+        rpc: x.rpc,
+        workers: x.workers,
+        concurrency: x.concurrency,
+        sidecarCpuPct: x.sidecarCpuPct,
+        ...x.result,
+      })),
+      memoryKiB: scaling.memory,
+      certMakeUs: scaling.certMakeUs,
+      problems: scaling.problems,
+    }
+    printScaling(scaling, profile)
+  }
+  const checks = targetChecks(secp, env, scaling)
   report.targets = checks
   printTargets(checks)
   report.ok = ok

@@ -12,7 +12,11 @@ import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { WebhookAuthApi } from '../src/auth/auth-api.js'
 import { checkBoot, normalizeHex } from '../src/auth-simple/check.js'
-import { defaultAuthSimpleConfig, loadAuthSimpleConfig } from '../src/auth-simple/config.js'
+import {
+  authSimpleConfigSchema,
+  defaultAuthSimpleConfig,
+  loadAuthSimpleConfig,
+} from '../src/auth-simple/config.js'
 import { buildAuthSimpleServer } from '../src/auth-simple/server.js'
 import { runAuthSimple } from '../src/commands/auth-simple.js'
 import { collectLines } from './helpers/line-collector.js'
@@ -324,7 +328,12 @@ describe('auth-simple: decision details (spec 05 §8.4, §8.6)', () => {
       deny('KMS is not allowed to boot on this device'),
     )
     assert.deepEqual(checkBoot(base, boot(), false), deny('app not registered'))
-    const app = { composeHashes: ['0xcompose456'], devices: ['0xother'], allowAnyDevice: false }
+    const app = {
+      composeHashes: ['0xcompose456'],
+      devices: ['0xother'],
+      allowAnyDevice: false,
+      mrSystem: [],
+    }
     assert.deepEqual(
       checkBoot({ ...base, apps: { '0xapp123': app } }, boot({ composeHash: '0xnope' }), false),
       deny('compose hash not allowed'),
@@ -335,12 +344,42 @@ describe('auth-simple: decision details (spec 05 §8.4, §8.6)', () => {
     )
   })
 
+  it('ours: an app may pin mrSystem (the measured OS identity); empty means unchecked', () => {
+    const base = cfg({ osImages: [OS_IMAGE] })
+    const deny = (reason: string) => ({ isAllowed: false, reason, gatewayAppId: '' })
+    const app = { composeHashes: ['0xcompose456'], devices: [], allowAnyDevice: true }
+    const pinned = { ...app, mrSystem: ['0xAAAA', '0xbbbb'] }
+    assert.deepEqual(
+      checkBoot({ ...base, apps: { '0xapp123': pinned } }, boot({ mrSystem: 'cccc' }), false),
+      deny('system MR not allowed'),
+    )
+    assert.equal(
+      checkBoot({ ...base, apps: { '0xapp123': pinned } }, boot({ mrSystem: 'aaaa' }), false)
+        .isAllowed,
+      true,
+    )
+    assert.equal(
+      checkBoot({ ...base, apps: { '0xapp123': { ...app, mrSystem: [] } } }, boot(), false)
+        .isAllowed,
+      true,
+    )
+    // an upstream policy file (no mrSystem key) loads with the check off
+    assert.deepEqual(authSimpleConfigSchema.parse({ apps: { a: app } }).apps.a?.mrSystem, [])
+  })
+
   it('keeps the upstream quirks: an empty device list allows any device, "" is "0x"', () => {
     const base = cfg({
       gatewayAppId: 'gw',
       osImages: [OS_IMAGE],
       kms: { mrAggregated: ['0xabc123'], devices: [], allowAnyDevice: false },
-      apps: { '0xapp123': { composeHashes: ['0xcompose456'], devices: [], allowAnyDevice: false } },
+      apps: {
+        '0xapp123': {
+          composeHashes: ['0xcompose456'],
+          devices: [],
+          allowAnyDevice: false,
+          mrSystem: [],
+        },
+      },
     })
     const allowed = { isAllowed: true, reason: '', gatewayAppId: 'gw' }
     assert.deepEqual(checkBoot(base, boot({ deviceId: '0xanything' }), true), allowed)
@@ -352,7 +391,7 @@ describe('auth-simple: decision details (spec 05 §8.4, §8.6)', () => {
     // an empty compose hash matches a configured "0x"
     const emptyCompose = {
       ...base,
-      apps: { app123: { composeHashes: ['0x'], devices: [], allowAnyDevice: false } },
+      apps: { app123: { composeHashes: ['0x'], devices: [], allowAnyDevice: false, mrSystem: [] } },
     }
     assert.deepEqual(checkBoot(emptyCompose, boot({ composeHash: '' }), false), allowed)
     // the TCB status match is exact and case-sensitive

@@ -28,6 +28,7 @@ import {
   DEMO_APP_ID,
   DEMO_COMPOSE_HASH,
   demoPolicy,
+  simulatedDemoAppMrSystem,
   simulatedKmsBootInfo,
 } from '../src/quickstart/demo.js'
 import { CSR_CONFIRM, encodeCsrV2 } from '../src/ratls/csr.js'
@@ -107,7 +108,7 @@ describe('attested KMS on the TEE simulator', () => {
     const authPort = await freePort()
     kmsUrl = `https://localhost:${port}`
     kmsBoot = await simulatedKmsBootInfo(seed, join(dir, 'tee-simulator'))
-    policy = demoPolicy(kmsBoot)
+    policy = demoPolicy(kmsBoot, await simulatedDemoAppMrSystem(seed))
     writePolicy(policy)
     kms = startKms({
       dir,
@@ -299,6 +300,15 @@ describe('attested KMS on the TEE simulator', () => {
       await assert.rejects(
         fetchKeys(demoGuest({ osImageHash: randomBytes(32) })),
         /App not allowed: Boot denied: OS image is not allowed$/,
+      )
+    })
+
+    it('another measured OS image claiming the allowed one: the mrSystem pin refuses it', async () => {
+      // without OS-image verification the claimed osImageHash (vm_config) passes osImages...
+      const other = demoGuest({ osImageHash: randomBytes(32) })
+      await assert.rejects(
+        fetchKeys(other, simulatedVmConfig(defaultOsImageHash(seed))),
+        /App not allowed: Boot denied: system MR not allowed$/,
       )
     })
 

@@ -67,6 +67,12 @@ export function checkBoot(
     if (!app.allowAnyDevice && !deviceAllowed(app.devices, deviceId)) {
       return deny('app is not allowed to boot on this device')
     }
+    if (
+      app.mrSystem.length > 0 &&
+      !app.mrSystem.map(normalizeHex).includes(normalizeHex(bootInfo.mrSystem))
+    ) {
+      return deny('system MR not allowed')
+    }
   }
   return { isAllowed: true, reason: '', gatewayAppId: cfg.gatewayAppId }
 }

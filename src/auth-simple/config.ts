@@ -10,6 +10,10 @@ const appPolicySchema = z.object({
   composeHashes: z.array(z.string()).default([]),
   devices: z.array(z.string()).default([]),
   allowAnyDevice: z.boolean().default(false),
+  // Ours, optional: without OS-image verification (core.image.verify = false) osImageHash is the
+  // caller's claim, so the measured OS identity (mrSystem: MRTD, RTMR0-2, key provider) is what
+  // can pin an app's image. Empty = not checked, as upstream (which has no such key).
+  mrSystem: z.array(z.string()).default([]),
 })
 
 const kmsPolicySchema = z.object({

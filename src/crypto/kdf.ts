@@ -38,7 +38,12 @@ function expand(prk: Buffer, infoBytes: Buffer, length: number): Buffer {
   return okm.length === length ? okm : Buffer.from(okm.subarray(0, length))
 }
 
-function hkdf(ikm: Uint8Array, prk: Buffer | undefined, parts: readonly ContextPart[], length: number): Buffer {
+function hkdf(
+  ikm: Uint8Array,
+  prk: Buffer | undefined,
+  parts: readonly ContextPart[],
+  length: number,
+): Buffer {
   try {
     if (!Number.isInteger(length) || length < 1 || length > MAX_OKM) {
       // out of range: let hkdfSync produce its own error text

@@ -8,7 +8,7 @@ import {
   generateKeyPairSync,
   sign,
 } from 'node:crypto'
-import type { KeyObject } from 'node:crypto'
+import type { ECDH, KeyObject } from 'node:crypto'
 import { KmsError, errorMessage } from '../errors.js'
 import {
   type DerNode,
@@ -35,11 +35,31 @@ const PKCS8_PREFIX = Buffer.from(
 const PKCS8_MIDDLE = Buffer.from('a14403420004', 'hex')
 const SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex')
 
-/** True when `d` is a 32-byte big-endian scalar in [1, n−1]. */
+const ORDER_BYTES = Buffer.from(P256_ORDER.toString(16), 'hex')
+
+/** True when `d` is a 32-byte big-endian scalar in [1, n−1]. Compared byte by byte: this runs
+ * on every derivation, where a BigInt round trip through hex costs more than the check. */
 export function isValidP256Scalar(d: Uint8Array): boolean {
   if (d.length !== 32) return false
-  const v = BigInt('0x' + Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('hex'))
-  return v >= 1n && v < P256_ORDER
+  let nonZero = 0
+  for (let i = 0; i < 32; i++) nonZero |= d[i] as number
+  if (nonZero === 0) return false
+  for (let i = 0; i < 32; i++) {
+    const a = d[i] as number
+    const b = ORDER_BYTES[i] as number
+    if (a !== b) return a < b
+  }
+  return false
+}
+
+// One ECDH context for deriving public points: creating a context costs as much as the point
+// multiplication itself. Calls are synchronous, so no two users can interleave.
+let sharedEcdh: ECDH | undefined
+
+function publicPointOf(scalar: Buffer): Buffer {
+  sharedEcdh ??= createECDH('prime256v1')
+  sharedEcdh.setPrivateKey(scalar)
+  return sharedEcdh.getPublicKey()
 }
 
 /** A public point alone (e.g. a CSR's key): enough to be the subject of a certificate. */
@@ -111,9 +131,7 @@ export class P256Key {
       throw new KmsError('KMS_ERR_CRYPTO', 'invalid P-256 private scalar')
     }
     const scalar = Buffer.from(d)
-    const ecdh = createECDH('prime256v1')
-    ecdh.setPrivateKey(scalar)
-    return new P256Key(scalar, ecdh.getPublicKey())
+    return new P256Key(scalar, publicPointOf(scalar))
   }
 
   /** PKCS#8 `PRIVATE KEY` (what upstream writes) or SEC1 `EC PRIVATE KEY`, P-256 only. An

@@ -3,8 +3,11 @@
 // backends must produce byte-identical RFC 6979 low-S signatures with recovery id 0/1.
 import { randomBytes } from 'node:crypto'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { keccak_256 as nobleKeccak256 } from '@noble/hashes/sha3.js'
 import { KmsError, errorMessage } from '../errors.js'
+import { keccak256 } from './keccak.js'
+
+// Callers have always taken Keccak-256 from here, next to the signatures it feeds.
+export { keccak256 }
 
 /** The secp256k1 group order n. */
 export const SECP256K1_ORDER = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
@@ -89,13 +92,6 @@ export function generateSecp256k1Key(): Buffer {
     const sk = randomBytes(32)
     if (isValidSecp256k1Scalar(sk)) return sk
   }
-}
-
-/** Keccak-256 (pre-NIST padding, as Ethereum) of the concatenated parts. */
-export function keccak256(...parts: Uint8Array[]): Buffer {
-  const h = nobleKeccak256.create()
-  for (const p of parts) h.update(p)
-  return Buffer.from(h.digest())
 }
 
 /** keccak256(prefix ‖ ":" ‖ appId ‖ message) */

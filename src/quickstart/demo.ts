@@ -7,6 +7,9 @@ import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
 import { StaticCollateralSource } from '../attestation/collateral.js'
 import { AttestationVerifier } from '../attestation/verify.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
+import { mockCollateral } from '../tee/simulator/collateral.js'
+import { simulateGuestAttestation } from '../tee/simulator/guest.js'
+import { mockIntelPki } from '../tee/simulator/mock-pki.js'
 import { SimulatorBackend } from '../tee/simulator/simulator-backend.js'
 
 /** The app-compose of the demo app; its SHA-256 is the compose hash the policy allows. */
@@ -40,18 +43,41 @@ export async function simulatedKmsBootInfo(seed: Buffer, stateDir: string): Prom
   }
 }
 
+/** The demo app's measured OS identity on this platform (the KMS's image, no key provider yet:
+ * what GetAppKey sees), so the policy can pin it instead of trusting the claimed osImageHash. */
+export async function simulatedDemoAppMrSystem(seed: Buffer): Promise<Buffer> {
+  const pki = mockIntelPki(seed)
+  const verifier = new AttestationVerifier({
+    rootCaDer: pki.root.der,
+    collateral: new StaticCollateralSource(mockCollateral(pki)),
+  })
+  const attestation = simulateGuestAttestation({
+    seed,
+    reportData: Buffer.alloc(64),
+    appId: DEMO_APP_ID,
+    composeHash: DEMO_COMPOSE_HASH,
+  })
+  const verified = await verifier.verify(decodeVersionedAttestation(attestation).attestation)
+  return buildBootInfo(verified, { useBoottimeMr: false, vmConfig: '' }).mrSystem
+}
+
 export interface DemoPolicy {
   gatewayAppId: string
   osImages: string[]
   allowedTcbStatuses: string[]
   kms: { mrAggregated: string[]; devices: string[]; allowAnyDevice: boolean }
-  apps: Record<string, { composeHashes: string[]; devices: string[]; allowAnyDevice: boolean }>
+  apps: Record<
+    string,
+    { composeHashes: string[]; devices: string[]; allowAnyDevice: boolean; mrSystem: string[] }
+  >
 }
 
 const hex = (b: Buffer) => `0x${b.toString('hex')}`
 
-/** An auth-simple policy (spec 05 §8.2) admitting the simulated KMS and the demo app. */
-export function demoPolicy(kms: BootInfo): DemoPolicy {
+/** An auth-simple policy (spec 05 §8.2) admitting the simulated KMS and the demo app. The app's
+ * mrSystem pin (ours) binds its OS image by measurement: osImages alone would only check the
+ * image hash the guest claims, since OS-image verification is not implemented. */
+export function demoPolicy(kms: BootInfo, demoMrSystem: Buffer): DemoPolicy {
   return {
     gatewayAppId: '',
     osImages: [hex(kms.osImageHash)],
@@ -66,6 +92,7 @@ export function demoPolicy(kms: BootInfo): DemoPolicy {
         composeHashes: [hex(DEMO_COMPOSE_HASH)],
         devices: [hex(kms.deviceId)],
         allowAnyDevice: false,
+        mrSystem: [hex(demoMrSystem)],
       },
     },
   }

@@ -4,7 +4,13 @@ import type { Logger } from 'pino'
 import { publishOnce } from '../config/quickstart.js'
 import type { KmsConfig } from '../config/types.js'
 import { simulatorStateDir } from '../tee/factory.js'
-import { demoPolicy, simulatedKmsBootInfo, DEMO_APP_ID, DEMO_COMPOSE_HASH } from './demo.js'
+import {
+  DEMO_APP_ID,
+  DEMO_COMPOSE_HASH,
+  demoPolicy,
+  simulatedDemoAppMrSystem,
+  simulatedKmsBootInfo,
+} from './demo.js'
 
 export async function ensureQuickstartPolicy(config: KmsConfig, logger: Logger): Promise<void> {
   const file = config.authSimple.config
@@ -13,7 +19,8 @@ export async function ensureQuickstartPolicy(config: KmsConfig, logger: Logger):
     Buffer.from(config.tee.simulator.seed, 'hex'),
     simulatorStateDir(config),
   )
-  const policy = demoPolicy(kms)
+  const seed = Buffer.from(config.tee.simulator.seed, 'hex')
+  const policy = demoPolicy(kms, await simulatedDemoAppMrSystem(seed))
   if (publishOnce(file, `${JSON.stringify(policy, null, 2)}\n`)) {
     logger.info(
       {

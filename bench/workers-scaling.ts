@@ -1,0 +1,214 @@
+// GetAppKey on the TEE simulator (hot: one certificate per client, verified once; cold: a new
+// certificate and connection per request) and `[rpc] workers` scaling, measured side by side in
+// one run: for each worker count a plain KMS serves GetAppEnvEncryptPubKey for all-distinct app
+// ids (the CPU-bound case) and an attested KMS serves GetAppKey. The peak RSS (VmHWM) of every
+// main worker is read after its load.
+import { randomBytes } from 'node:crypto'
+import { dirname } from 'node:path'
+import { rmSync } from 'node:fs'
+import {
+  appKeyValidator,
+  guestFactory,
+  startAttestedKms,
+  stopAttestedKms,
+  type AttestedKms,
+} from './app-key-load.js'
+import { startBenchKms } from './kms-server.js'
+import { runLoad, type ClientTls, type LoadResult } from './load.js'
+import { procCpuMs, procMemory, type ProcMemory } from './proc.js'
+
+export type ScalingRpc = 'env-distinct' | 'appkey-hot' | 'appkey-cold'
+
+export interface ScalingRow {
+  rpc: ScalingRpc
+  workers: number
+  concurrency: number
+  result: LoadResult
+  /** CPU of the auth-simple sidecar over the window, share of one core (GetAppKey rows) */
+  sidecarCpuPct: number | null
+}
+
+export interface WorkerMemory {
+  kms: 'plain' | 'attested'
+  workers: number
+  pid: number
+  memory: ProcMemory
+}
+
+export interface ScalingOptions {
+  workerCounts: readonly number[]
+  /** clients of the comparison rows */
+  concurrency: number
+  warmupMs: number
+  durationMs: number
+  /** also measure GetAppKey hot with a single client (latency without queueing) */
+  singleClient: boolean
+  progress(line: string): void
+}
+
+export interface ScalingReport {
+  rows: ScalingRow[]
+  memory: WorkerMemory[]
+  /** client-side cost of making one guest certificate (key, simulated quote, X.509), µs */
+  certMakeUs: number | null
+  problems: string[]
+}
+
+/** Upper bound of cold GetAppKey requests per second the pool is sized for (per worker). */
+const COLD_RPS_BUDGET_PER_WORKER = 150
+
+function distinctBodies(): () => string {
+  const prefix = randomBytes(8).toString('hex')
+  let n = 0
+  return () => JSON.stringify({ app_id: prefix + (n++).toString(16).padStart(24, '0') })
+}
+
+async function envDistinct(
+  o: ScalingOptions,
+  workers: number,
+  report: ScalingReport,
+): Promise<void> {
+  o.progress(`GetAppEnvEncryptPubKey, distinct app ids, [rpc] workers = ${workers}…`)
+  const server = await startBenchKms({ cryptoBackend: 'native', workers })
+  try {
+    const result = await runLoad({
+      url: `${server.base}/prpc/GetAppEnvEncryptPubKey?json`,
+      body: distinctBodies(),
+      headers: { 'content-type': 'application/json' },
+      concurrency: o.concurrency,
+      warmupMs: o.warmupMs,
+      durationMs: o.durationMs,
+      validate: (body) => {
+        const v = JSON.parse(body.toString('utf8')) as Record<string, unknown>
+        return typeof v.public_key === 'string' && v.public_key.length === 64
+          ? undefined
+          : 'no public_key'
+      },
+      serverPid: server.workerPids,
+    })
+    server.kms.logs.splice(0)
+    report.rows.push({
+      rpc: 'env-distinct',
+      workers,
+      concurrency: o.concurrency,
+      result,
+      sidecarCpuPct: null,
+    })
+    if (result.errors > 0) {
+      report.problems.push(`env distinct w=${workers}: ${result.firstError ?? 'errors'}`)
+    }
+    for (const pid of server.workerPids) {
+      report.memory.push({ kms: 'plain', workers, pid, memory: procMemory(pid) })
+    }
+  } finally {
+    server.kms.kill('SIGTERM')
+    const exit = await server.kms.waitForExit().catch(() => ({ code: null }))
+    if (exit.code !== 0) {
+      report.problems.push(`KMS (workers ${workers}) did not exit 0 on SIGTERM`)
+      server.kms.kill('SIGKILL')
+    }
+    rmSync(dirname(server.certDir), { recursive: true, force: true })
+  }
+}
+
+async function withSidecarCpu(
+  k: AttestedKms,
+  fn: () => Promise<LoadResult>,
+): Promise<{ result: LoadResult; sidecarCpuPct: number | null }> {
+  const pid = k.sidecarPid
+  const cpu0 = pid === undefined ? 0 : procCpuMs(pid)
+  const t0 = performance.now()
+  const result = await fn()
+  const elapsed = performance.now() - t0
+  // the window includes the warm-up; the sidecar's share is the same in both
+  const sidecarCpuPct = pid === undefined ? null : ((procCpuMs(pid) - cpu0) / elapsed) * 100
+  return { result, sidecarCpuPct }
+}
+
+async function appKey(o: ScalingOptions, workers: number, report: ScalingReport): Promise<void> {
+  o.progress(`starting the attested KMS on the simulator, [rpc] workers = ${workers}…`)
+  const k = await startAttestedKms(workers)
+  try {
+    const guests = await guestFactory(k)
+    const validate = appKeyValidator(k)
+    const url = `${k.base}/prpc/GetAppKey?json`
+    const push = (
+      rpc: ScalingRpc,
+      concurrency: number,
+      r: { result: LoadResult; sidecarCpuPct: number | null },
+    ) => {
+      report.rows.push({ rpc, workers, concurrency, ...r })
+      if (r.result.errors > 0) {
+        report.problems.push(
+          `${rpc} w=${workers} c=${concurrency}: ${r.result.firstError ?? 'errors'}`,
+        )
+      }
+      k.kms.logs.splice(0)
+    }
+    const hot = async (concurrency: number) => {
+      o.progress(`GetAppKey hot, ${concurrency} clients, [rpc] workers = ${workers}…`)
+      // one certificate per client, made once, as a guest makes one per boot
+      const certs = Array.from({ length: concurrency }, () => guests.make())
+      const r = await withSidecarCpu(k, () =>
+        runLoad({
+          url,
+          body: guests.body,
+          headers: {},
+          concurrency,
+          warmupMs: o.warmupMs,
+          durationMs: o.durationMs,
+          validate,
+          serverPid: k.workerPids,
+          clientTls: (i) => certs[i] ?? guests.make(),
+        }),
+      )
+      push('appkey-hot', concurrency, r)
+    }
+    if (o.singleClient) await hot(1)
+    await hot(o.concurrency)
+
+    const poolSize = Math.ceil((COLD_RPS_BUDGET_PER_WORKER * workers * o.durationMs) / 1000)
+    o.progress(`making ${poolSize} guest certificates for the cold GetAppKey row…`)
+    const t0 = performance.now()
+    const pool: ClientTls[] = Array.from({ length: poolSize }, () => guests.make())
+    report.certMakeUs ??= ((performance.now() - t0) * 1000) / poolSize
+    o.progress(`GetAppKey cold (new certificate per request), [rpc] workers = ${workers}…`)
+    const r = await withSidecarCpu(k, () =>
+      runLoad({
+        url,
+        body: guests.body,
+        headers: {},
+        concurrency: o.concurrency,
+        // every request is a first request: there is nothing to warm up without spending a
+        // certificate, and the hot rows above already warmed the worker
+        warmupMs: 0,
+        durationMs: o.durationMs,
+        validate,
+        serverPid: k.workerPids,
+        freshConnectionTls: () => pool.pop(),
+      }),
+    )
+    push('appkey-cold', o.concurrency, r)
+    for (const pid of k.workerPids) {
+      report.memory.push({ kms: 'attested', workers, pid, memory: procMemory(pid) })
+    }
+  } finally {
+    const exit = await stopAttestedKms(k)
+    if (exit.code !== 0) {
+      report.problems.push(`attested KMS (workers ${workers}) did not exit 0 on SIGTERM`)
+    }
+  }
+}
+
+export async function runWorkersScaling(o: ScalingOptions): Promise<ScalingReport> {
+  const report: ScalingReport = { rows: [], memory: [], certMakeUs: null, problems: [] }
+  for (const workers of o.workerCounts) {
+    await envDistinct(o, workers, report)
+    await appKey(
+      { ...o, singleClient: o.singleClient && workers === o.workerCounts[0] },
+      workers,
+      report,
+    )
+  }
+  return report
+}
