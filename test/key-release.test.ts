@@ -175,7 +175,7 @@ describe('key release (KmsService with real collaborators)', () => {
     const svc = service({ imageVerify: true })
     const v = await verified()
     const text =
-      'Failed to verify os image hash: Failed to verify os image hash: OS-image verification is not implemented in dstack-kms-ts yet; set core.image.verify = false and list allowed images in the auth policy'
+      'Failed to verify os image hash: Failed to verify os image hash: OS-image verification is not implemented in dstack-kms-ts yet; with core.image.verify = false the auth policy must pin measurements instead'
     await assert.rejects(svc.getAppKey(1, '', v), { message: `App not allowed: ${text}` })
     await assert.rejects(svc.getKmsKey('', v), { message: text })
   })

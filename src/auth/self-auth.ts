@@ -1,7 +1,7 @@
 // KMS self-authorization (spec 05 §11): before releasing anything the KMS asks its own auth API
 // whether this KMS — as its own attestation describes it — may serve. The BootInfo is computed
-// once per process (a failure is retried on the next call); the decision is requested every time,
-// so revoking a KMS in the policy takes effect at once.
+// once per hour (upstream: once per process; a failure is retried on the next call); the decision
+// is requested every time, so revoking a KMS in the policy takes effect at once.
 import type { Logger } from 'pino'
 import { buildBootInfo, bootInfoToJson, type BootInfo } from '../attestation/boot-info.js'
 import type { AttestationVerifier } from '../attestation/verify.js'
@@ -13,8 +13,15 @@ import type { AuthApi } from './auth-api.js'
 /** Upstream attests with 32 zero bytes padded to 64 for its self-check. */
 const SELF_CHECK_REPORT_DATA = new Uint8Array(64)
 
+/** How long the own BootInfo is reused: it carries the TCB status and advisories, which change
+ * when the platform's collateral does, so it must not live for the whole process. */
+export const SELF_BOOT_INFO_TTL_MS = 60 * 60 * 1000
+
 export interface SelfAuthorizerDeps {
   enforce: boolean
+  /** default SELF_BOOT_INFO_TTL_MS */
+  bootInfoTtlMs?: number
+  now?: () => number
   tee: TeeBackend
   verifier: AttestationVerifier
   authApi: AuthApi
@@ -23,7 +30,7 @@ export interface SelfAuthorizerDeps {
 
 export class SelfAuthorizer {
   readonly #deps: SelfAuthorizerDeps
-  #bootInfo: Promise<BootInfo> | null = null
+  #bootInfo: { value: Promise<BootInfo>; expires: number } | null = null
 
   constructor(deps: SelfAuthorizerDeps) {
     this.#deps = deps
@@ -58,14 +65,19 @@ export class SelfAuthorizer {
   }
 
   #cachedBootInfo(): Promise<BootInfo> {
-    if (this.#bootInfo === null) {
-      const pending = this.localBootInfo()
-      this.#bootInfo = pending
-      pending.catch(() => {
-        if (this.#bootInfo === pending) this.#bootInfo = null
+    const now = (this.#deps.now ?? Date.now)()
+    if (this.#bootInfo === null || this.#bootInfo.expires <= now) {
+      const entry = {
+        value: this.localBootInfo(),
+        expires: now + (this.#deps.bootInfoTtlMs ?? SELF_BOOT_INFO_TTL_MS),
+      }
+      this.#bootInfo = entry
+      // a failure is retried on the next call, never cached
+      entry.value.catch(() => {
+        if (this.#bootInfo === entry) this.#bootInfo = null
       })
     }
-    return this.#bootInfo
+    return this.#bootInfo.value
   }
 
   /** `ensure_self_allowed` (trusted KMS RPCs). Returns the own BootInfo, or null when

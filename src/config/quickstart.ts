@@ -42,7 +42,8 @@ enforce_self_authorization = true
 # admin_token_hash comes from ./data/admin-token.sha256 (created at first start).
 
 [core.image]
-# OS-image verification is not implemented yet; the policy's osImages list pins the image.
+# OS-image verification is not implemented yet: the generated policy pins the demo app's
+# measured OS identity (mrSystem), since osImageHash alone is only the guest's claim.
 verify = false
 cache_dir = "./data/images"
 

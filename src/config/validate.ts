@@ -58,7 +58,8 @@ export function resolveAdminToken(
 }
 
 const MAX_TIMER_MS = 2 ** 31 - 1
-const MAX_RPC_WORKERS = 64
+/** more main workers than this only multiply memory (each holds the whole runtime) */
+export const MAX_RPC_WORKERS = 64
 
 function configError(message: string): KmsError {
   return new KmsError('KMS_ERR_CONFIG', message)
@@ -246,11 +247,11 @@ export function unsafeDefaultWarnings(cfg: KmsConfig): string[] {
   if (!core.enforceSelfAuthorization) out.push(SELF_AUTH_DISABLED_MESSAGE)
   if (!core.image.verify) {
     out.push(
-      'core.image.verify = false: the OS images of booting apps are not checked against their measurements.',
+      'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (spec 09 §8).',
     )
   } else {
     out.push(
-      "core.image.verify = true: OS-image verification is not implemented yet in dstack-kms-ts, so every key release (GetAppKey, GetKmsKey, SignCert) is refused; set core.image.verify = false and rely on the auth policy's osImages list.",
+      'core.image.verify = true: OS-image verification is not implemented yet in dstack-kms-ts, so every key release (GetAppKey, GetKmsKey, SignCert) is refused; set core.image.verify = false only with an auth policy that pins measurements.',
     )
   }
   if (cfg.tee.simulator.trustMockRoot) {

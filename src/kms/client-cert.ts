@@ -63,7 +63,8 @@ export class ClientCertVerifier {
 
   constructor(verifier: RaPubkeyVerifier, opts: ClientCertVerifierOptions = {}) {
     this.#verifier = verifier
-    this.#maxEntries = opts.maxEntries ?? 1024
+    // a verified attestation can weigh ~100 KB (the TLS certificate size cap), per worker
+    this.#maxEntries = opts.maxEntries ?? 256
     this.#ttlMs = opts.ttlMs ?? 60_000
     this.#now = opts.now ?? Date.now
   }

@@ -159,7 +159,7 @@ export class KmsService {
       // Never pretend to verify: until OS-image verification exists, `verify = true` refuses.
       throw new KmsError(
         'KMS_ERR_NOT_IMPLEMENTED',
-        'Failed to verify os image hash: Failed to verify os image hash: OS-image verification is not implemented in dstack-kms-ts yet; set core.image.verify = false and list allowed images in the auth policy',
+        'Failed to verify os image hash: Failed to verify os image hash: OS-image verification is not implemented in dstack-kms-ts yet; with core.image.verify = false the auth policy must pin measurements instead',
       )
     }
     return { bootInfo, gatewayAppId: response.gatewayAppId }

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import type { KmsConfig } from '../config/types.js'
+import { MAX_RPC_WORKERS } from '../config/validate.js'
 import { errorMessage } from '../errors.js'
 import { notify } from '../native/sd-notify.js'
 import { type BackoffOptions, DEFAULT_BACKOFF, RestartBackoff } from './backoff.js'
@@ -58,7 +59,8 @@ interface WorkerRun {
 
 /** `[rpc] workers`, 0 meaning one main worker per CPU core. */
 export function mainWorkerCount(config: KmsConfig): number {
-  return config.rpc.workers > 0 ? config.rpc.workers : Math.max(1, availableParallelism())
+  if (config.rpc.workers > 0) return config.rpc.workers
+  return Math.min(MAX_RPC_WORKERS, Math.max(1, availableParallelism()))
 }
 
 /** Runs until the work is done or a stop is requested; resolves with the process exit code. */
