@@ -12,7 +12,7 @@ import {
   decodeAppInfo,
   encodeAppInfoMsgpack,
 } from '../src/attestation/app-info.js'
-import { isAcpiDataEvent } from '../src/attestation/event-log.js'
+import { isAcpiDataEvent, parseTdxEventLogJson } from '../src/attestation/event-log.js'
 import {
   QUOTE_V4_REPORT_DATA_OFFSET,
   parseQuote,
@@ -29,6 +29,7 @@ import {
 } from '../src/attestation/runtime-events.js'
 import {
   DSTACK_RUNTIME_EVENT_TYPE,
+  MAX_EVENTS,
   type Attestation,
   type AttestationQuote,
 } from '../src/attestation/types.js'
@@ -887,5 +888,42 @@ describe('report_data content types (§4)', () => {
     assert.deepEqual(toReportData('app-data', raw, 'raw'), raw)
     throwsMessage(() => toReportData('app-data', Buffer.alloc(63), 'raw'), 'invalid content length')
     throwsMessage(() => toReportData('app-data', 'x', 'md5'), 'invalid hash algorithm')
+  })
+})
+
+describe('decoder bounds (a small input must not inflate into millions of objects)', () => {
+  it('refuses more runtime events / event-log entries than MAX_EVENTS, in SCALE and msgpack', () => {
+    const base = decodeVersionedAttestation(readVectorFile('attestation.bin'))
+    const many = Array.from({ length: MAX_EVENTS + 1 }, () => ({
+      event: '',
+      payload: Buffer.alloc(0),
+    }))
+    const big = encodeVersionedAttestation({
+      version: 0,
+      attestation: { ...base.attestation, runtimeEvents: many },
+    })
+    assert.throws(
+      () => decodeVersionedAttestation(big),
+      /Vec length 16385 exceeds the limit of 16384/,
+    )
+    const bigV1 = encodeVersionedAttestation({
+      version: 1,
+      attestation: { ...base.attestation, runtimeEvents: many },
+    })
+    assert.throws(() => decodeVersionedAttestation(bigV1), /16385/)
+    // the limit itself is fine
+    const atLimit = encodeVersionedAttestation({
+      version: 0,
+      attestation: { ...base.attestation, runtimeEvents: many.slice(1) },
+    })
+    assert.equal(decodeVersionedAttestation(atLimit).attestation.runtimeEvents.length, MAX_EVENTS)
+  })
+
+  it('refuses a JSON event log with more than MAX_EVENTS entries', () => {
+    const entry = '{"imr":3,"event_type":1,"digest":"","event":"","event_payload":""}'
+    const json = `[${Array(MAX_EVENTS + 1)
+      .fill(entry)
+      .join(',')}]`
+    assert.throws(() => parseTdxEventLogJson(json), /more than the limit of 16384/)
   })
 })

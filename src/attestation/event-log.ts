@@ -6,7 +6,7 @@ import { KmsError, errorMessage, withContext } from '../errors.js'
 import { ScaleError, ScaleReader } from '../ratls/scale.js'
 import { decodeHex } from '../util/hex.js'
 import { rustDebugStr } from '../util/rust-text.js'
-import type { RuntimeEvent, TdxEvent } from './types.js'
+import { MAX_EVENTS, type RuntimeEvent, type TdxEvent } from './types.js'
 
 // ---------------------------------------------------------------------------------------------
 // CCEL (TCG_PCR_EVENT2 records after a TCG_PCClientPCREvent Spec ID header)
@@ -288,6 +288,9 @@ export function parseTdxEventLogJson(text: string | Uint8Array): TdxEvent[] {
   const parsed = parseJsonValue(s)
   if (!Array.isArray(parsed)) {
     throw new Error(`invalid type: ${jsonKind(parsed)}, expected a sequence`)
+  }
+  if (parsed.length > MAX_EVENTS) {
+    throw new Error(`event log has ${parsed.length} events, more than the limit of ${MAX_EVENTS}`)
   }
   return parsed.map(tdxEventFromJson)
 }

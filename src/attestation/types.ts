@@ -12,6 +12,10 @@ export type TeeVariant =
 /** `0x08000001`: the event type of dstack runtime events (RTMR3). */
 export const DSTACK_RUNTIME_EVENT_TYPE = 0x08000001
 
+/** Upper bound on decoded item counts (events, PCR values, certificates). Real guests log a few
+ * dozen events; the bound only stops a small input from inflating into millions of objects. */
+export const MAX_EVENTS = 16_384
+
 export interface TdxEvent {
   /** 0..3 = RTMR0..3 */
   imr: number

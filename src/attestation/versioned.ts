@@ -12,6 +12,7 @@ import { parseQuote, tdReportOf } from './quote.js'
 import { tdxEventToRuntimeEvent } from './runtime-events.js'
 import {
   DSTACK_RUNTIME_EVENT_TYPE,
+  MAX_EVENTS,
   type Attestation,
   type AttestationQuote,
   type RuntimeEvent,
@@ -118,7 +119,9 @@ function decodeLegacyVersioned(r: ScaleReader): Attestation {
 function decodeAttestation(r: ScaleReader): Attestation {
   return {
     quote: r.field('Attestation::quote', decodeAttestationQuote),
-    runtimeEvents: r.field('Attestation::runtime_events', (x) => x.vec(decodeRuntimeEvent)),
+    runtimeEvents: r.field('Attestation::runtime_events', (x) =>
+      x.vec(decodeRuntimeEvent, MAX_EVENTS),
+    ),
     reportData: r.field('Attestation::report_data', (x) => x.bytes(REPORT_DATA_LENGTH)),
     config: r.field('Attestation::config', (x) => x.string()),
     stack: { kind: 'dstack' },
@@ -145,7 +148,7 @@ function decodeTdxEvent(r: ScaleReader): TdxEvent {
 function decodeTdxQuote(r: ScaleReader): { quote: Buffer; eventLog: TdxEvent[] } {
   return {
     quote: r.field('TdxQuote::quote', (x) => x.vecU8()),
-    eventLog: r.field('TdxQuote::event_log', (x) => x.vec(decodeTdxEvent)),
+    eventLog: r.field('TdxQuote::event_log', (x) => x.vec(decodeTdxEvent, MAX_EVENTS)),
   }
 }
 
@@ -156,11 +159,14 @@ function decodeTpmQuote(r: ScaleReader): TpmQuote {
     message: r.field('TpmQuote::message', (x) => x.vecU8()),
     signature: r.field('TpmQuote::signature', (x) => x.vecU8()),
     pcrValues: r.field('TpmQuote::pcr_values', (x) =>
-      x.vec((y): TpmPcrValue => ({
-        index: y.field('PcrValue::index', (z) => z.u32()),
-        algorithm: y.field('PcrValue::algorithm', (z) => z.string()),
-        value: y.field('PcrValue::value', (z) => z.vecU8()),
-      })),
+      x.vec(
+        (y): TpmPcrValue => ({
+          index: y.field('PcrValue::index', (z) => z.u32()),
+          algorithm: y.field('PcrValue::algorithm', (z) => z.string()),
+          value: y.field('PcrValue::value', (z) => z.vecU8()),
+        }),
+        MAX_EVENTS,
+      ),
     ),
     akCert: r.field('TpmQuote::ak_cert', (x) => x.vecU8()),
     platform: r.field('TpmQuote::platform', (x) => {
@@ -179,10 +185,13 @@ function decodeTpmQuote(r: ScaleReader): TpmQuote {
       return p
     }),
     eventLog: r.field('TpmQuote::event_log', (x) =>
-      x.vec((y): TpmEvent => ({
-        pcrIndex: y.field('TpmEvent::pcr_index', (z) => z.u32()),
-        digest: y.field('TpmEvent::digest', (z) => z.vecU8()),
-      })),
+      x.vec(
+        (y): TpmEvent => ({
+          pcrIndex: y.field('TpmEvent::pcr_index', (z) => z.u32()),
+          digest: y.field('TpmEvent::digest', (z) => z.vecU8()),
+        }),
+        MAX_EVENTS,
+      ),
     ),
   }
 }
@@ -217,7 +226,7 @@ function decodeAttestationQuote(r: ScaleReader): AttestationQuote {
       return r.field('AttestationQuote::DstackAmdSevSnp.0', (x) => ({
         kind: 'dstack-amd-sev-snp',
         report: x.field('SnpQuote::report', (y) => y.vecU8()),
-        certChain: x.field('SnpQuote::cert_chain', (y) => y.vec((z) => z.vecU8())),
+        certChain: x.field('SnpQuote::cert_chain', (y) => y.vec((z) => z.vecU8(), MAX_EVENTS)),
         mrConfig: x.field('SnpQuote::mr_config', (y) => y.string()),
       }))
     case 4:
@@ -437,8 +446,12 @@ function msgBin(v: MsgValue): Buffer {
   throw invalidType(v, 'a byte array')
 }
 
+/** A sequence of structured items (events, PCR values, certificates), bounded like SCALE's. */
 function msgSeq<T>(v: MsgValue, item: (x: MsgValue) => T): T[] {
   if (!Array.isArray(v)) throw invalidType(v, 'a sequence')
+  if (v.length > MAX_EVENTS) {
+    throw new V1DecodeError(`sequence length ${v.length} exceeds the limit of ${MAX_EVENTS}`)
+  }
   return v.map((x: MsgValue) => item(x))
 }
 
@@ -564,12 +577,21 @@ function decodeV1Value(value: MsgValue): { version: number; attestation: Attesta
   return { version, attestation: { quote, runtimeEvents, reportData, config, stack } }
 }
 
+const MAX_MSGPACK_ARRAY = 1 << 20
+const MAX_MSGPACK_MAP = 64
+
 const EXTRA_BYTES = /^Extra (\d+) of \d+ byte\(s\) found/
 
 function decodeV1(buf: Buffer): Attestation {
   let value: MsgValue
   try {
-    value = msgpackDecode(buf, { useBigInt64: true })
+    // bounded like the SCALE path: no real attestation has maps of more than a few keys, and
+    // its longest arrays are byte arrays written as integers (quotes, documents)
+    value = msgpackDecode(buf, {
+      useBigInt64: true,
+      maxArrayLength: MAX_MSGPACK_ARRAY,
+      maxMapLength: MAX_MSGPACK_MAP,
+    })
   } catch (err) {
     const extra = EXTRA_BYTES.exec(errorMessage(err))
     if (extra !== null) throw attErr(`trailing bytes after attestation msgpack: ${extra[1]}`)

@@ -157,8 +157,11 @@ export class ScaleReader {
   }
 
   /** `Vec<T>` for non-byte items: no up-front length check, item errors are not chained. */
-  vec<T>(decode: (r: ScaleReader) => T): T[] {
+  /** `max` bounds the item count before anything is allocated: a 10 MiB input of empty items
+   * would otherwise become millions of objects (upstream's decoder has no such bound). */
+  vec<T>(decode: (r: ScaleReader) => T, max = Infinity): T[] {
     const len = this.compactU32()
+    if (len > max) throw new ScaleError(`Vec length ${len} exceeds the limit of ${max}`)
     const out: T[] = []
     for (let i = 0; i < len; i++) out.push(decode(this))
     return out
