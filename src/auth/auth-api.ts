@@ -3,6 +3,7 @@
 // Decisions are never cached: a policy change (a revoked app) must take effect on the next call.
 import { KmsError } from '../errors.js'
 import type { AuthApiConfig } from '../config/types.js'
+import { HttpClient, type HttpReply } from '../http/http-client.js'
 
 export interface AuthInfo {
   isDev: boolean
@@ -31,21 +32,6 @@ const MAX_BODY_IN_ERROR = 512
 /** An auth API answers with a few hundred bytes; a larger reply is refused, not buffered. */
 export const MAX_RESPONSE_BYTES = 1024 * 1024
 
-async function readCapped(res: Response, max: number): Promise<string> {
-  if (res.body === null) return ''
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for await (const chunk of res.body) {
-    size += chunk.byteLength
-    if (size > max) {
-      await res.body.cancel().catch(() => {})
-      throw new Error(`response larger than ${max} bytes`)
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
-
 /** Cuts at a character boundary (upstream slices bytes and could panic mid-character). */
 export function truncateUtf8(text: string, maxBytes: number): string {
   const bytes = Buffer.from(text, 'utf8')
@@ -56,10 +42,6 @@ export function truncateUtf8(text: string, maxBytes: number): string {
   return bytes.subarray(0, end).toString('utf8')
 }
 
-function statusText(res: Response): string {
-  return res.statusText === '' ? String(res.status) : `${res.status} ${res.statusText}`
-}
-
 export interface WebhookClientOptions {
   url: string
   timeoutMs: number
@@ -68,37 +50,36 @@ export interface WebhookClientOptions {
 
 export class WebhookAuthApi implements AuthApi {
   readonly #opts: WebhookClientOptions
+  readonly #http: HttpClient
   constructor(opts: WebhookClientOptions) {
     this.#opts = opts
+    this.#http = new HttpClient({ timeoutMs: opts.timeoutMs, maxResponseBytes: MAX_RESPONSE_BYTES })
   }
 
   async #request(
     url: string,
     init: { method: 'GET' } | { method: 'POST'; body: string },
   ): Promise<{ json: unknown; fail: () => KmsError }> {
-    let res: Response
-    let body: string
+    let res: HttpReply
     try {
-      res = await fetch(url, {
+      res = await this.#http.request(url, {
         method: init.method,
         headers:
           init.method === 'POST'
             ? { 'user-agent': this.#opts.userAgent, 'content-type': 'application/json' }
             : { 'user-agent': this.#opts.userAgent },
-        body: init.method === 'POST' ? init.body : undefined,
-        // covers the body as well as the headers: a server trickling bytes cannot stall a boot
-        signal: AbortSignal.timeout(this.#opts.timeoutMs),
+        ...(init.method === 'POST' ? { body: init.body } : {}),
       })
-      body = await readCapped(res, MAX_RESPONSE_BYTES)
     } catch (err) {
       throw new KmsError('KMS_ERR_RPC', `auth api ${url} request failed: ${describe(err)}`, {
         cause: err,
       })
     }
+    const body = res.body.toString('utf8')
     if (res.status < 200 || res.status > 299) {
       throw new KmsError(
         'KMS_ERR_RPC',
-        `auth api ${url} returned ${statusText(res)}: ${truncateUtf8(body, MAX_BODY_IN_ERROR)}`,
+        `auth api ${url} returned ${res.statusText}: ${truncateUtf8(body, MAX_BODY_IN_ERROR)}`,
       )
     }
     const fail = () => decodeError(url, res, body)
@@ -159,10 +140,10 @@ export class WebhookAuthApi implements AuthApi {
   }
 }
 
-function decodeError(url: string, res: Response, body: string): KmsError {
+function decodeError(url: string, res: HttpReply, body: string): KmsError {
   return new KmsError(
     'KMS_ERR_RPC',
-    `failed to decode response from ${url}, status=${statusText(res)}, body=${truncateUtf8(body, MAX_BODY_IN_ERROR)}`,
+    `failed to decode response from ${url}, status=${res.statusText}, body=${truncateUtf8(body, MAX_BODY_IN_ERROR)}`,
   )
 }
 
