@@ -15,7 +15,12 @@ import { createLogger } from './log.js'
 import { buildOnboardApp } from './onboard/app.js'
 import { createEphemeralTls } from './onboard/ephemeral-tls.js'
 import { OnboardService } from './onboard/service.js'
-import { onSupervisorGone, receiveStart, sendReady } from './supervisor/worker-ipc.js'
+import {
+  SupervisorMetricsStore,
+  onSupervisorGone,
+  receiveStart,
+  sendReady,
+} from './supervisor/worker-ipc.js'
 import { ClientCertVerifier } from './kms/client-cert.js'
 import { createRuntime } from './runtime.js'
 import { buildAuthSimpleServer } from './auth-simple/server.js'
@@ -110,7 +115,9 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   for (const w of listenerTlsWarnings(config.core.certDir, config.rpc.tls)) logger.warn(w)
   const service = new KmsService({ config, state, logger, ...rt })
   const clientCerts = new ClientCertVerifier(rt.verifier)
-  const app = await buildKmsApp({ config, service, logger, clientCerts })
+  // every main worker counts into the supervisor, so a scrape sees the totals of all of them
+  const metrics = new SupervisorMetricsStore()
+  const app = await buildKmsApp({ config, service, logger, clientCerts, metrics })
   const admin = config.core.admin.enabled ? await buildAdminApp({ config, service, logger }) : null
   stopOnSignals(logger, async () => {
     await Promise.all([app.close(), admin?.close()])

@@ -10,7 +10,7 @@ import { createFastify } from '../http/server-options.js'
 import { registerPrpc } from '../prpc/plugin.js'
 import { VERSION } from '../version.js'
 import type { ClientCertVerifier } from './client-cert.js'
-import { AttestationMetrics, registerMetrics } from './metrics.js'
+import { LocalMetricsStore, registerMetrics, type MetricsStore } from './metrics.js'
 import { adminMethods, kmsMethods } from './routes.js'
 import type { KmsService } from './service.js'
 import { loadListenerTls } from './state.js'
@@ -21,6 +21,8 @@ export interface KmsAppOptions {
   logger: Logger
   /** verifies the attestation of presented client certificates (main listener only) */
   clientCerts?: ClientCertVerifier
+  /** where /metrics counts (default: this process only) */
+  metrics?: MetricsStore
 }
 
 export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance> {
@@ -52,7 +54,7 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
     },
   })
   registerCommonHttp(app, { appVersion: appVersionString(VERSION) })
-  if (config.core.metrics.enabled) registerMetrics(app, new AttestationMetrics())
+  if (config.core.metrics.enabled) registerMetrics(app, opts.metrics ?? new LocalMetricsStore())
   await registerPrpc(app, {
     servicePrefix: 'KMS.',
     methods: kmsMethods(service),

@@ -14,7 +14,10 @@ import { notify } from '../native/sd-notify.js'
 import { type BackoffOptions, DEFAULT_BACKOFF, RestartBackoff } from './backoff.js'
 import {
   isWorkerIpcHello,
+  isWorkerIpcMetricsAdd,
+  isWorkerIpcMetricsQuery,
   isWorkerIpcReady,
+  type WorkerIpcMetricsTotals,
   type WorkerIpcStart,
   type WorkerRole,
 } from './worker-ipc.js'
@@ -78,6 +81,7 @@ class Supervisor {
   readonly #cancelDelays = new Set<() => void>()
   #sidecarReady: (() => void) | undefined
   #notifiedReady = false
+  readonly #metrics = { requests: 0, failures: 0 }
 
   constructor(deps: SupervisorDeps) {
     this.#deps = deps
@@ -288,6 +292,7 @@ class Supervisor {
         })
         return
       }
+      if (role === 'kms' && this.#onMetrics(child, msg)) return
       if (!isWorkerIpcReady(msg) || msg.role !== role || this.#stopping) return
       readyAt ??= Date.now()
       this.#onReady(role, child.pid, msg.url)
@@ -330,6 +335,22 @@ class Supervisor {
     run = { role, child, exited }
     this.#runs.add(run)
     return run
+  }
+
+  /** The /metrics counters of all main workers, for the supervisor's lifetime (a restarted
+   * worker does not reset them). */
+  #onMetrics(child: ChildProcess, msg: unknown): boolean {
+    if (isWorkerIpcMetricsAdd(msg)) {
+      this.#metrics.requests++
+      if (msg.failed) this.#metrics.failures++
+      return true
+    }
+    if (isWorkerIpcMetricsQuery(msg)) {
+      const reply: WorkerIpcMetricsTotals = { type: 'metrics-totals', id: msg.id, ...this.#metrics }
+      child.send(reply, () => {})
+      return true
+    }
+    return false
   }
 
   #onReady(role: WorkerRole, pid: number | undefined, url: string): void {

@@ -121,3 +121,95 @@ export function sendReady(
 export function onSupervisorGone(handler: () => void, proc: IpcProcess = process): void {
   proc.once?.('disconnect', handler)
 }
+
+// ---------------------------------------------------------------------------------------------
+// /metrics counters shared by all main workers, kept by the supervisor
+
+/** worker → supervisor: one attestation RPC finished */
+export interface WorkerIpcMetricsAdd {
+  type: 'metrics-add'
+  failed: boolean
+}
+
+/** worker → supervisor: a scrape wants the totals; answered with `metrics-totals` */
+export interface WorkerIpcMetricsQuery {
+  type: 'metrics-query'
+  id: number
+}
+
+export interface WorkerIpcMetricsTotals {
+  type: 'metrics-totals'
+  id: number
+  requests: number
+  failures: number
+}
+
+function hasType(msg: unknown, type: string): msg is Record<string, unknown> {
+  return typeof msg === 'object' && msg !== null && 'type' in msg && msg.type === type
+}
+
+export function isWorkerIpcMetricsAdd(msg: unknown): msg is WorkerIpcMetricsAdd {
+  return hasType(msg, 'metrics-add') && typeof msg.failed === 'boolean'
+}
+
+export function isWorkerIpcMetricsQuery(msg: unknown): msg is WorkerIpcMetricsQuery {
+  return hasType(msg, 'metrics-query') && typeof msg.id === 'number'
+}
+
+function isWorkerIpcMetricsTotals(msg: unknown): msg is WorkerIpcMetricsTotals {
+  return (
+    hasType(msg, 'metrics-totals') &&
+    typeof msg.id === 'number' &&
+    typeof msg.requests === 'number' &&
+    typeof msg.failures === 'number'
+  )
+}
+
+/** Worker side of the shared counters. A scrape the supervisor does not answer within the
+ * deadline fails (HTTP 500) rather than showing one worker's partial counts. */
+export class SupervisorMetricsStore {
+  readonly #proc: IpcProcess
+  readonly #timeoutMs: number
+  #nextId = 1
+  readonly #waiting = new Map<
+    number,
+    { resolve: (t: { requests: number; failures: number }) => void; timer: NodeJS.Timeout }
+  >()
+
+  constructor(proc: IpcProcess = process, timeoutMs = 2000) {
+    this.#proc = proc
+    this.#timeoutMs = timeoutMs
+    proc.on('message', (msg: unknown) => {
+      if (!isWorkerIpcMetricsTotals(msg)) return
+      const w = this.#waiting.get(msg.id)
+      if (w === undefined) return
+      this.#waiting.delete(msg.id)
+      clearTimeout(w.timer)
+      w.resolve({ requests: msg.requests, failures: msg.failures })
+    })
+  }
+
+  add(failed: boolean): void {
+    const msg: WorkerIpcMetricsAdd = { type: 'metrics-add', failed }
+    this.#proc.send?.(msg, () => {})
+  }
+
+  totals(): Promise<{ requests: number; failures: number }> {
+    const id = this.#nextId++
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(id)
+        reject(new KmsError('KMS_ERR_INTERNAL', 'the supervisor did not answer the metrics query'))
+      }, this.#timeoutMs)
+      timer.unref()
+      this.#waiting.set(id, { resolve, timer })
+      const msg: WorkerIpcMetricsQuery = { type: 'metrics-query', id }
+      this.#proc.send?.(msg, (err) => {
+        if (err === null) return
+        clearTimeout(timer)
+        this.#waiting.delete(id)
+        reject(err)
+      })
+    })
+  }
+}

@@ -1,0 +1,68 @@
+// `[rpc] workers = 2`: two main worker processes serve one port (cluster, SCHED_NONE), and
+// /metrics shows the supervisor's totals whichever worker answers the scrape.
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { prpc, rawRequest } from './helpers/https-client.js'
+import { testConfigToml } from './helpers/kms-config.js'
+import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+
+describe('two main workers on one port', () => {
+  let kms: KmsProcess
+  let base: string
+
+  before(async () => {
+    const dir = tempDir()
+    const port = await freePort()
+    base = `https://127.0.0.1:${port}`
+    kms = startKms({
+      dir,
+      configToml: testConfigToml({
+        dir,
+        port,
+        workers: 2,
+        onboard: 'auto_bootstrap_domain = "localhost"',
+      }),
+    })
+    await kms.waitForLog(
+      () => kms.logs.filter((l) => l.msg === 'KMS worker ready').length === 2,
+      60_000,
+    )
+  })
+
+  after(async () => {
+    kms.kill('SIGTERM')
+    await kms.waitForExit()
+  })
+
+  it('both workers serve, and every scrape sees the same totals', async () => {
+    const pids = new Set(
+      kms.logs.filter((l) => l.msg === 'started kms worker').map((l) => l.child_pid),
+    )
+    assert.equal(pids.size, 2)
+    for (let i = 0; i < 12; i++) {
+      // fresh connections, so the kernel spreads them over both workers
+      const res = await prpc(base, 'GetAppKey', '{"api_version":1}')
+      assert.equal(res.status, 400)
+    }
+    const served = new Set(
+      kms.logs.filter((l) => l.msg === 'incoming request' && l.worker === 'kms').map((l) => l.pid),
+    )
+    // requests are served by the worker processes (whichever the kernel picked), never elsewhere
+    assert.ok(served.size >= 1)
+    for (const pid of served)
+      assert.ok(pids.has(pid), `request served by unknown pid ${String(pid)}`)
+    for (let i = 0; i < 6; i++) {
+      const m = await rawRequest({ url: `${base}/metrics` })
+      assert.equal(m.status, 200)
+      assert.match(m.text, /^dstack_kms_attestation_requests_total 12$/m)
+      assert.match(m.text, /^dstack_kms_attestation_failures_total 12$/m)
+    }
+  })
+
+  it('a SIGTERM stops both workers and the supervisor exits 0', async () => {
+    kms.kill('SIGTERM')
+    assert.deepEqual(await kms.waitForExit(), { code: 0, signal: null })
+    const exited = kms.logs.filter((l) => l.msg === 'kms worker exited')
+    assert.equal(exited.length, 2)
+  })
+})
