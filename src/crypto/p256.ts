@@ -23,6 +23,7 @@ import {
   sequenceOf,
 } from '../x509/der.js'
 import { OID } from '../x509/oids.js'
+import { isScalarInRange, orderBytes } from './scalar.js'
 import { pemDecodeAll, pemEncode, pemLabels } from '../x509/pem.js'
 
 /** The P-256 group order n. */
@@ -35,21 +36,11 @@ const PKCS8_PREFIX = Buffer.from(
 const PKCS8_MIDDLE = Buffer.from('a14403420004', 'hex')
 const SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex')
 
-const ORDER_BYTES = Buffer.from(P256_ORDER.toString(16), 'hex')
+const ORDER_BYTES = orderBytes(P256_ORDER)
 
-/** True when `d` is a 32-byte big-endian scalar in [1, n−1]. Compared byte by byte: this runs
- * on every derivation, where a BigInt round trip through hex costs more than the check. */
+/** True when `d` is a 32-byte big-endian scalar in [1, n−1]. */
 export function isValidP256Scalar(d: Uint8Array): boolean {
-  if (d.length !== 32) return false
-  let nonZero = 0
-  for (let i = 0; i < 32; i++) nonZero |= d[i] as number
-  if (nonZero === 0) return false
-  for (let i = 0; i < 32; i++) {
-    const a = d[i] as number
-    const b = ORDER_BYTES[i] as number
-    if (a !== b) return a < b
-  }
-  return false
+  return isScalarInRange(d, ORDER_BYTES)
 }
 
 // One ECDH context for deriving public points: creating a context costs as much as the point

@@ -6,32 +6,12 @@
 // is no copy to wipe. Outputs are fresh buffers owned by the caller.
 import { KmsError } from '../errors.js'
 import { SECP256K1_STATUS, type NativeSecp256k1 } from '../native/secp256k1.js'
-import { SECP256K1_ORDER, nobleSecp256k1, type Secp256k1Backend } from './secp256k1.js'
-
-const ORDER_BYTES = Buffer.from(SECP256K1_ORDER.toString(16), 'hex')
-
-/** `sk` is a 32-byte big-endian scalar in [1, n−1]; a byte comparison, as this runs on every
- * signature and the BigInt route costs more than the check is worth. */
-function isValidScalar(sk: Uint8Array): boolean {
-  if (sk.length !== 32) return false
-  let nonZero = 0
-  for (let i = 0; i < 32; i++) nonZero |= sk[i] as number
-  if (nonZero === 0) return false
-  for (let i = 0; i < 32; i++) {
-    const a = sk[i] as number
-    const b = ORDER_BYTES[i] as number
-    if (a !== b) return a < b
-  }
-  return false
-}
-
-function assertSecretKey(sk: Uint8Array): void {
-  if (!isValidScalar(sk)) throw new KmsError('KMS_ERR_CRYPTO', 'invalid secp256k1 key')
-}
-
-function assertDigest(digest: Uint8Array): void {
-  if (digest.length !== 32) throw new KmsError('KMS_ERR_CRYPTO', 'digest must be 32 bytes')
-}
+import {
+  assertDigest,
+  assertSecretKey,
+  nobleSecp256k1,
+  type Secp256k1Backend,
+} from './secp256k1.js'
 
 function check(status: number, operation: string): void {
   if (status === SECP256K1_STATUS.ok) return

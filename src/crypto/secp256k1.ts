@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { KmsError, errorMessage } from '../errors.js'
+import { isScalarInRange, orderBytes } from './scalar.js'
 import { keccak256 } from './keccak.js'
 
 // Callers have always taken Keccak-256 from here, next to the signatures it feeds.
@@ -30,17 +31,18 @@ function toBytes32(value: bigint): Buffer {
   return Buffer.from(value.toString(16).padStart(64, '0'), 'hex')
 }
 
+const ORDER_BYTES = orderBytes(SECP256K1_ORDER)
+
 export function isValidSecp256k1Scalar(sk: Uint8Array): boolean {
-  if (sk.length !== 32) return false
-  const v = toBigInt(sk)
-  return v >= 1n && v < SECP256K1_ORDER
+  return isScalarInRange(sk, ORDER_BYTES)
 }
 
-function assertSecretKey(sk: Uint8Array): void {
+/** Validation shared by both backends, so they refuse the same inputs with the same errors. */
+export function assertSecretKey(sk: Uint8Array): void {
   if (!isValidSecp256k1Scalar(sk)) throw new KmsError('KMS_ERR_CRYPTO', 'invalid secp256k1 key')
 }
 
-function assertDigest(digest: Uint8Array): void {
+export function assertDigest(digest: Uint8Array): void {
   if (digest.length !== 32) throw new KmsError('KMS_ERR_CRYPTO', 'digest must be 32 bytes')
 }
 

@@ -122,7 +122,7 @@ export function deriveBytes(seed: Uint8Array, label: string, length: number): Bu
 }
 
 /** Upstream HEAD's `p256_key(seed, label)`: the first counter whose hash is a valid scalar. */
-export function deriveP256Key(seed: Uint8Array, label: string): P256Key {
+export function mockP256Key(seed: Uint8Array, label: string): P256Key {
   for (let counter = 0; ; counter++) {
     const be = Buffer.alloc(4)
     be.writeUInt32BE(counter)
@@ -171,7 +171,7 @@ interface CertSpec {
 }
 
 function issue(seed: Uint8Array, spec: CertSpec): MockCertificate {
-  const key = deriveP256Key(seed, spec.label)
+  const key = mockP256Key(seed, spec.label)
   const subjectDer = encodeName(spec.commonName)
   // RFC 5280 method 1: SHA-1 of the subjectPublicKey bits, as Intel's certificates have it.
   const subjectKeyId = createHash('sha1').update(key.publicPoint).digest()
@@ -295,7 +295,7 @@ export function createMockIntelPki(seed: Buffer): MockIntelPki {
     ppid,
     fmspc,
     platformInstanceId,
-    attestationKey: deriveP256Key(seed, 'tdx-attestation-key'),
+    attestationKey: mockP256Key(seed, 'tdx-attestation-key'),
     qeId: deriveBytes(seed, 'tdx-qe-id', 16),
     qeMrEnclave: deriveBytes(seed, 'tdx-qe-mrenclave', 32),
     mrSeam: deriveBytes(seed, 'tdx-mr-seam', 48),
