@@ -86,6 +86,42 @@ describe('quick start on the TEE simulator', () => {
     assert.match(r.stdout, /disk_crypt_key +sha256:[0-9a-f]{16}/)
   })
 
+  it('verify-attestation --cert checks the attested RPC certificate against the mock root', async () => {
+    const r = await runCli(
+      [
+        'verify-attestation',
+        '--cert',
+        'data/certs/rpc.crt',
+        '--collateral',
+        'data/tee-simulator/collateral.json',
+        '--root-ca',
+        'data/tee-simulator/mock-root-ca.pem',
+        '--insecure-allow-external-trust-anchors',
+      ],
+      dir,
+    )
+    assert.equal(r.code, 0, r.stderr)
+    const out = JSON.parse(r.stdout) as { status: string; boot_info: { mrAggregated: string } }
+    assert.equal(out.status, 'UpToDate')
+    const policy = JSON.parse(readFileSync(join(dir, 'data', 'auth-config.json'), 'utf8')) as {
+      kms: { mrAggregated: string[] }
+    }
+    assert.equal(`0x${out.boot_info.mrAggregated}`, policy.kms.mrAggregated[0])
+    // against Intel's real root the same certificate is refused
+    const intel = await runCli(
+      [
+        'verify-attestation',
+        '--cert',
+        'data/certs/rpc.crt',
+        '--collateral',
+        'data/tee-simulator/collateral.json',
+      ],
+      dir,
+    )
+    assert.equal(intel.code, 1)
+    assert.match(intel.stderr, /^dstack-kms verify-attestation: /)
+  })
+
   it('demo-guest with a compose hash the policy does not list is denied, with the reason', async () => {
     const r = await runCli(['demo-guest', '--quickstart', '--compose-hash', 'ab'.repeat(32)], dir)
     assert.equal(r.code, 1)

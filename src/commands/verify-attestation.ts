@@ -19,10 +19,13 @@ import { AttestationVerifier, type VerifiedReport } from '../attestation/verify.
 import { attestationFromTdxQuote, decodeVersionedAttestation } from '../attestation/versioned.js'
 import { CacheDb } from '../cache/cache-db.js'
 import { DEFAULT_PCCS_URL } from '../config/defaults.js'
+import { attestationFromCertificate } from '../ratls/cert-attestation.js'
+import { parseCertificate } from '../x509/parse.js'
+import { pemDecode } from '../x509/pem.js'
 import { UsageError, parseCommandLine } from './usage.js'
 import { KmsError, errorMessage, withContext } from '../errors.js'
 
-export const VERIFY_ATTESTATION_USAGE = `Usage: dstack-kms verify-attestation (--attestation FILE | --quote FILE [--event-log FILE]) [options]
+export const VERIFY_ATTESTATION_USAGE = `Usage: dstack-kms verify-attestation (--attestation FILE | --quote FILE [--event-log FILE] | --cert FILE) [options]
 
 Verifies a dstack attestation or a raw DCAP quote the way the KMS does (quote signature and TCB
 through DCAP, dstack's TD attribute checks, RTMR3 replay of the runtime events, report_data) and
@@ -36,6 +39,8 @@ Input:
       --quote FILE         raw quote, binary or hex, or a JSON object with "quote" (hex) and
                            optionally "event_log" (a guest-agent GetQuote reply)
       --event-log FILE     JSON TDX event log for --quote (default: none)
+      --cert FILE          an RA-TLS certificate (PEM or DER, e.g. the KMS's rpc.crt): its
+                           attestation, which must also be bound to the certificate's key
       --vm-config FILE     vm_config JSON for the BootInfo (default: the attestation's config)
       --boottime           BootInfo with boot-time measurements (what SignCert uses)
 Verification:
@@ -57,6 +62,7 @@ export interface VerifyAttestationIo {
 
 interface Options {
   attestation?: string
+  cert?: string
   quote?: string
   eventLog?: string
   vmConfig?: string
@@ -77,6 +83,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       options: {
         attestation: { type: 'string' },
         quote: { type: 'string' },
+        cert: { type: 'string' },
         'event-log': { type: 'string' },
         'vm-config': { type: 'string' },
         collateral: { type: 'string' },
@@ -92,8 +99,9 @@ function parseOptions(argv: string[]): Options | 'help' {
     throw new UsageError(errorMessage(err))
   }
   if (values.help) return 'help'
-  if ((values.attestation === undefined) === (values.quote === undefined)) {
-    throw new UsageError("exactly one of '--attestation' and '--quote' is required")
+  const inputs = [values.attestation, values.quote, values.cert].filter((v) => v !== undefined)
+  if (inputs.length !== 1) {
+    throw new UsageError("exactly one of '--attestation', '--quote' and '--cert' is required")
   }
   if (values['event-log'] !== undefined && values.quote === undefined) {
     throw new UsageError("'--event-log' goes with '--quote'")
@@ -115,6 +123,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   }
   return {
     attestation: values.attestation,
+    cert: values.cert,
     quote: values.quote,
     eventLog: values['event-log'],
     vmConfig: values['vm-config'],
@@ -164,9 +173,29 @@ function hexMember(obj: Record<string, unknown>, key: string, file: string): Buf
   return Buffer.from(v, 'hex')
 }
 
-type Input = { kind: 'attestation'; attestation: Attestation } | { kind: 'sgx'; quote: Buffer }
+type Input =
+  | { kind: 'attestation'; attestation: Attestation; spkiDer?: Buffer }
+  | { kind: 'sgx'; quote: Buffer }
+
+function loadCertificate(path: string): Input {
+  const raw = readInput(path, 'certificate')
+  const text = raw.toString('latin1')
+  const der = text.includes('-----BEGIN') ? pemDecode(text, 'CERTIFICATE') : raw
+  const cert = parseCertificate(der)
+  let attestation: Attestation | null
+  try {
+    attestation = attestationFromCertificate(cert)
+  } catch (err) {
+    throw withContext('Failed to decode the certificate attestation', err, 'KMS_ERR_ATTESTATION')
+  }
+  if (attestation === null) {
+    throw new KmsError('KMS_ERR_ATTESTATION', `${path}: the certificate carries no attestation`)
+  }
+  return { kind: 'attestation', attestation, spkiDer: cert.spkiDer }
+}
 
 function loadInput(opts: Options): Input {
+  if (opts.cert !== undefined) return loadCertificate(opts.cert)
   if (opts.attestation !== undefined) {
     const raw = readInput(opts.attestation, 'attestation')
     const obj = jsonObject(raw)
@@ -277,7 +306,10 @@ async function run(opts: Options, io: VerifyAttestationIo): Promise<Record<strin
         boot_info: null,
       }
     }
-    const verified = await verifier.verify(input.attestation)
+    const verified =
+      input.spkiDer === undefined
+        ? await verifier.verify(input.attestation)
+        : await verifier.verifyWithRaPubkey(input.attestation, input.spkiDer)
     const hasAppId = findEventPayload(input.attestation.runtimeEvents, 'app-id').length > 0
     const bootInfo = hasAppId
       ? bootInfoToJson(buildBootInfo(verified, { useBoottimeMr: opts.boottime, vmConfig }))
