@@ -3,8 +3,13 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Database from 'better-sqlite3'
 import {
   type Collateral,
+  MAX_CONCURRENT_PCCS_FETCHES,
+  MAX_COLLATERAL_CACHE_SECONDS,
+  MAX_PCCS_RESPONSE_BYTES,
   PccsCollateralSource,
   StaticCollateralSource,
   collateralNextUpdate,
@@ -14,8 +19,15 @@ import {
 } from '../src/attestation/collateral.js'
 import { INTEL_SGX_ROOT_CA_DER } from '../src/attestation/trust.js'
 import { AttestationVerifier } from '../src/attestation/verify.js'
-import { CacheDb } from '../src/cache/cache-db.js'
+import { CACHE_DB_FILE, CacheDb } from '../src/cache/cache-db.js'
 import { KmsError } from '../src/errors.js'
+import { mockCollateral, mockTcbInfoJson } from '../src/tee/simulator/collateral.js'
+import {
+  type MockIntelPki,
+  mockIntelPki,
+  signDeterministic,
+} from '../src/tee/simulator/mock-pki.js'
+import { buildTdxQuote } from '../src/tee/simulator/quote-builder.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 import { PccsStub } from './helpers/pccs-stub.js'
 
@@ -32,6 +44,20 @@ const tdxCollateral = parseCollateralJson(
 const sgxCollateral = parseCollateralJson(
   readVectorFile('dcap-qvl-sgx_quote_collateral.json').toString('utf8'),
 )
+
+/** The collateral rows of the cache file, read with a separate connection. */
+function sqliteRows(cacheDir: string): { key: string; json: string; next_update: number }[] {
+  const db = new Database(join(cacheDir, CACHE_DB_FILE), { readonly: true })
+  try {
+    return db
+      .prepare<[], { key: string; json: string; next_update: number }>(
+        'SELECT key, json, next_update FROM collateral ORDER BY key',
+      )
+      .all()
+  } finally {
+    db.close()
+  }
+}
 
 function hexField(v: number[] | string): string {
   return typeof v === 'string' ? v.toLowerCase() : Buffer.from(v).toString('hex')
@@ -116,6 +142,7 @@ describe('PccsCollateralSource against a PCCS on loopback', () => {
     stub.requests.clear()
     stub.failWith = undefined
     stub.looseJson = false
+    stub.intercept = undefined
   })
   afterEach(() => {
     db.close()
@@ -139,8 +166,11 @@ describe('PccsCollateralSource against a PCCS on loopback', () => {
     assert.equal(stub.count('/sgx/certification/v4/rootcacrl'), 1)
     assert.equal(stub.total(), 4)
 
-    // the stored copy is exactly the fixture collateral
+    // the stored copy is exactly the fixture collateral, kept until the PCK CRL's nextUpdate
     assertSameCollateral(await s.get(tdxQuote, TDX_FMSPC, 'platform'), tdxCollateral)
+    const rows = sqliteRows(dir)
+    assert.equal(rows.length, 1)
+    assert.equal(rows[0]?.next_update, TDX_WINDOW_END)
 
     // a later verification inside the window fetches nothing
     now = TDX_WINDOW_END - 1
@@ -167,21 +197,36 @@ describe('PccsCollateralSource against a PCCS on loopback', () => {
     assert.equal(stub.total(), 8)
   })
 
-  it('refetches once the window has ended', async () => {
+  it('refetches once the window has ended (and refuses what the PCCS still serves)', async () => {
     const s = source()
     await s.get(tdxQuote, TDX_FMSPC, 'platform')
     assert.equal(stub.total(), 4)
     now = TDX_WINDOW_END
-    await s.get(tdxQuote, TDX_FMSPC, 'platform')
+    await assert.rejects(
+      s.get(tdxQuote, TDX_FMSPC, 'platform'),
+      /: PCK CRL expired at 2025-07-19T10:00:35Z; the cached copy expired at 2025-07-19T10:00:35\.000Z$/,
+    )
     assert.equal(stub.total(), 8)
   })
 
-  it('does not cache collateral that is already expired, and the verifier refuses it', async () => {
+  it('does not cache collateral that is already expired, and does not ask again at once', async () => {
     now = Date.parse('2025-07-20T00:00:00Z') / 1000
     const v = verifierFor(source())
-    await assert.rejects(v.verifyQuote(tdxQuote), /^KmsError: TCBInfo expired$/)
-    await assert.rejects(v.verifyQuote(tdxQuote), /TCBInfo expired/)
-    assert.equal(stub.total(), 8)
+    await assert.rejects(v.verifyQuote(tdxQuote), (e: unknown) => {
+      assert.ok(e instanceof KmsError)
+      assert.equal(e.code, 'KMS_ERR_COLLATERAL')
+      assert.match(
+        e.message,
+        /^Failed to get collateral for FMSPC B0C06F000000 \(tdx, platform CA\) from http:\/\/127\.0\.0\.1:\d+: PCK CRL expired at 2025-07-19T10:00:35Z$/,
+      )
+      return true
+    })
+    await assert.rejects(
+      v.verifyQuote(tdxQuote),
+      /PCK CRL expired at 2025-07-19T10:00:35Z \(not retried before 2025-07-20T00:01:00\.000Z\)$/,
+    )
+    assert.equal(stub.total(), 4)
+    assert.equal(sqliteRows(dir).length, 0)
   })
 
   it('verifies with a fresh cached copy while the PCCS is down', async () => {
@@ -245,8 +290,12 @@ describe('PccsCollateralSource against a PCCS on loopback', () => {
     const v = verifierFor(source())
     const reports = await Promise.allSettled([v.verifyQuote(tdxQuote), v.verifyQuote(tdxQuote)])
     assert.equal(stub.total(), 4)
-    // the library still accepts the quote between the CRL and TCB-info expiry (spec 04 §17.4)
-    for (const r of reports) assert.equal(r.status, 'fulfilled')
+    // between the CRL and TCB-info expiry the library alone would still accept the quote (spec
+    // 04 §17.4); an expired PCK CRL is refused now
+    for (const r of reports) {
+      assert.equal(r.status, 'rejected')
+      assert.match(String(r.reason), /: PCK CRL expired at 2025-07-19T10:00:35Z(;|$)/)
+    }
   })
 
   it('keeps the exact signed bytes of the JSON members (whitespace, member order)', async () => {
@@ -264,5 +313,280 @@ describe('PccsCollateralSource against a PCCS on loopback', () => {
     })
     await assert.rejects(source().get(tdxQuote, 'xyz', 'platform'), /invalid FMSPC/)
     await assert.rejects(source().get(tdxQuote, TDX_FMSPC, 'other'), /invalid PCK CA/)
+  })
+
+  const intelChainHeader = encodeURIComponent(tdxCollateral.pck_crl_issuer_chain)
+  const isPckCrl = (path: string) => path.startsWith('/sgx/certification/v4/pckcrl')
+
+  it('refuses a garbage PCK CRL, caches nothing and does not ask again for 60 s', async () => {
+    stub.intercept = (path, res) => {
+      if (!isPckCrl(path)) return false
+      res.writeHead(200, { 'SGX-PCK-CRL-Issuer-Chain': intelChainHeader }).end('garbage')
+      return true
+    }
+    const s = source()
+    const failure = (e: unknown): boolean => {
+      assert.ok(e instanceof KmsError)
+      assert.equal(e.code, 'KMS_ERR_COLLATERAL')
+      assert.match(e.message, /: PCK CRL is neither DER nor hex/)
+      return true
+    }
+    await assert.rejects(s.get(tdxQuote, TDX_FMSPC, 'platform'), failure)
+    assert.equal(stub.total(), 1)
+    // hex that is not a CRL gets further, and is refused by the checks
+    stub.intercept = (path, res) => {
+      if (!isPckCrl(path)) return false
+      res.writeHead(200, { 'SGX-PCK-CRL-Issuer-Chain': intelChainHeader }).end('deadbeef')
+      return true
+    }
+    const s2 = source()
+    await assert.rejects(s2.get(tdxQuote, TDX_FMSPC, 'platform'), (e: unknown) => {
+      assert.ok(e instanceof KmsError)
+      assert.equal(e.code, 'KMS_ERR_COLLATERAL')
+      assert.match(
+        e.message,
+        /^Failed to get collateral for FMSPC B0C06F000000 \(tdx, platform CA\) from http:\/\/127\.0\.0\.1:\d+: PCK CRL does not parse: invalid CRL: /,
+      )
+      return true
+    })
+    assert.equal(stub.total(), 5)
+    assert.equal(sqliteRows(dir).length, 0)
+    // within 60 s the same failure is answered without a request
+    now += 59
+    await assert.rejects(
+      s2.get(tdxQuote, TDX_FMSPC, 'platform'),
+      /PCK CRL does not parse: .* \(not retried before 2025-07-01T00:01:00\.000Z\)$/,
+    )
+    assert.equal(stub.total(), 5)
+    // then the PCCS is asked again, and a good answer is taken
+    stub.intercept = undefined
+    now += 1
+    assertSameCollateral(await s2.get(tdxQuote, TDX_FMSPC, 'platform'), tdxCollateral)
+    assert.equal(stub.total(), 9)
+    assert.equal(sqliteRows(dir).length, 1)
+  })
+
+  it('refuses PCCS answers over 1 MiB, declared or streamed', async () => {
+    stub.intercept = (path, res) => {
+      if (!isPckCrl(path)) return false
+      res.writeHead(200, { 'SGX-PCK-CRL-Issuer-Chain': intelChainHeader })
+      res.end(Buffer.alloc(MAX_PCCS_RESPONSE_BYTES + 1, 0x30))
+      return true
+    }
+    await assert.rejects(
+      source().get(tdxQuote, TDX_FMSPC, 'platform'),
+      /pckcrl\?ca=platform&encoding=der is larger than 1048576 bytes$/,
+    )
+    // no Content-Length: counted while reading
+    stub.intercept = (path, res) => {
+      if (!path.startsWith('/tdx/certification/v4/tcb')) return false
+      res.writeHead(200, {
+        'TCB-Info-Issuer-Chain': encodeURIComponent(tdxCollateral.tcb_info_issuer_chain),
+        'Transfer-Encoding': 'chunked',
+      })
+      const chunk = Buffer.alloc(64 * 1024, 0x20)
+      for (let i = 0; i <= MAX_PCCS_RESPONSE_BYTES / chunk.length; i++) res.write(chunk)
+      res.end()
+      return true
+    }
+    await assert.rejects(
+      source().get(tdxQuote, TDX_FMSPC, 'platform'),
+      /tcb\?fmspc=B0C06F000000 is larger than 1048576 bytes$/,
+    )
+    assert.equal(sqliteRows(dir).length, 0)
+  })
+
+  it('bounds concurrent PCCS fetches per process', async () => {
+    const held: (() => void)[] = []
+    let maxHeld = 0
+    let arrived: (() => void) | undefined
+    stub.intercept = (path, res) => {
+      if (!isPckCrl(path)) return false
+      held.push(() => {
+        res.writeHead(503).end()
+      })
+      maxHeld = Math.max(maxHeld, held.length)
+      arrived?.()
+      return true
+    }
+    const fmspcs = Array.from({ length: 6 }, (_, i) => `B0C06F00000${i}`)
+    const s = source()
+    const all = Promise.allSettled(fmspcs.map((f) => s.get(tdxQuote, f, 'platform')))
+    let released = 0
+    while (released < fmspcs.length) {
+      // wait until the slots are full (or all that is left has arrived), then let requests
+      // that should not exist show up before releasing one
+      const want = Math.min(MAX_CONCURRENT_PCCS_FETCHES, fmspcs.length - released)
+      while (held.length < want) {
+        await new Promise<void>((resolve) => {
+          arrived = resolve
+        })
+      }
+      await sleep(20)
+      held.shift()?.()
+      released++
+    }
+    const results = await all
+    assert.ok(results.every((r) => r.status === 'rejected'))
+    assert.equal(maxHeld, MAX_CONCURRENT_PCCS_FETCHES)
+    assert.equal(stub.count('/sgx/certification/v4/pckcrl'), fmspcs.length)
+  })
+
+  it('drops a cached copy that no longer checks out and fetches a fresh one', async () => {
+    await source().get(tdxQuote, TDX_FMSPC, 'platform')
+    const [row] = sqliteRows(dir)
+    assert.ok(row !== undefined)
+    const tampered = JSON.stringify({ ...tdxCollateral, pck_crl: tdxCollateral.root_ca_crl })
+    const w = new Database(join(dir, CACHE_DB_FILE))
+    w.prepare('UPDATE collateral SET json = ? WHERE key = ?').run(tampered, row.key)
+    w.close()
+    const c = await source().get(tdxQuote, TDX_FMSPC, 'platform')
+    assertSameCollateral(c, tdxCollateral)
+    assert.equal(stub.total(), 8)
+    assertSameCollateral(parseCollateralJson(sqliteRows(dir)[0]?.json ?? ''), tdxCollateral)
+  })
+
+  it('clearCollateral empties the cache, and the next verification fetches again', async () => {
+    const s = source()
+    await s.get(tdxQuote, TDX_FMSPC, 'platform')
+    await s.get(sgxQuote, '00A067110000', 'processor')
+    assert.equal(db.clearCollateral(), 2)
+    assert.equal(sqliteRows(dir).length, 0)
+    await verifierFor(s).verifyQuote(tdxQuote)
+    assert.equal(stub.total(), 12)
+  })
+
+  it('checks against the root it is given, and keys the cache by it', async () => {
+    const s = source()
+    await s.get(tdxQuote, TDX_FMSPC, 'platform')
+    await assert.rejects(
+      s.get(tdxQuote, TDX_FMSPC, 'platform', mockIntelPki(Buffer.alloc(32, 1)).root.der),
+      /: pck_crl_issuer_chain: certificate "Intel SGX Root CA" is neither the trusted root CA "Mock Intel SGX Root CA" nor issued by it$/,
+    )
+    assert.equal(stub.total(), 8)
+    assert.equal(sqliteRows(dir).length, 1)
+  })
+
+  it("without a rootcacrl endpoint, follows the trusted root's CRL distribution point", async () => {
+    const asked: string[] = []
+    stub.intercept = (path, res) => {
+      if (path === '/sgx/certification/v4/rootcacrl') {
+        res.writeHead(404).end()
+        return true
+      }
+      if (path !== '/intel-root.crl') return false
+      res.writeHead(200).end(Buffer.from(String(tdxCollateral.root_ca_crl), 'hex'))
+      return true
+    }
+    const viaStub: typeof fetch = async (input, init) => {
+      const url = String(input)
+      asked.push(url)
+      const local = url.startsWith('https://certificates.trustedservices.intel.com/')
+      return fetch(local ? `${stub.url}/intel-root.crl` : url, init)
+    }
+    const s = new PccsCollateralSource({ pccsUrl: stub.url, db, now: () => now, fetch: viaStub })
+    assertSameCollateral(await s.get(tdxQuote, TDX_FMSPC, 'platform'), tdxCollateral)
+    assert.equal(asked.at(-1), 'https://certificates.trustedservices.intel.com/IntelSGXRootCA.der')
+  })
+
+  it('refuses a TCB info for another FMSPC than the one asked for', async () => {
+    stub.intercept = (path, res) => {
+      if (path !== '/tdx/certification/v4/tcb?fmspc=AABBCCDDEEFF') return false
+      res.writeHead(200, {
+        'TCB-Info-Issuer-Chain': encodeURIComponent(tdxCollateral.tcb_info_issuer_chain),
+      })
+      res.end(
+        `{"tcbInfo":${tdxCollateral.tcb_info},"signature":"${String(tdxCollateral.tcb_info_signature)}"}`,
+      )
+      return true
+    }
+    await assert.rejects(
+      source().get(tdxQuote, 'AABBCCDDEEFF', 'platform'),
+      /: TCB info is for FMSPC "B0C06F000000", expected AABBCCDDEEFF$/,
+    )
+    assert.equal(sqliteRows(dir).length, 0)
+  })
+})
+
+describe('PccsCollateralSource with the simulator collateral', () => {
+  const pki: MockIntelPki = mockIntelPki(Buffer.alloc(32, 0x3e))
+  const quote = buildTdxQuote(pki, {
+    mrTd: Buffer.alloc(48, 1),
+    rtmr0: Buffer.alloc(48, 2),
+    rtmr1: Buffer.alloc(48, 3),
+    rtmr2: Buffer.alloc(48, 4),
+    rtmr3: Buffer.alloc(48),
+    reportData: Buffer.alloc(64, 5),
+  })
+  const stub = new PccsStub([{ tee: 'tdx', ca: 'platform', collateral: mockCollateral(pki) }])
+  let dir: string
+  let db: CacheDb
+  let now = NOW
+
+  before(async () => {
+    await stub.start()
+  })
+  after(async () => {
+    await stub.stop()
+  })
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'kms-collateral-sim-'))
+    db = CacheDb.open(dir)
+    now = NOW
+    stub.requests.clear()
+    stub.intercept = undefined
+  })
+  afterEach(() => {
+    db.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const verifier = () =>
+    new AttestationVerifier({
+      rootCaDer: pki.root.der,
+      collateral: new PccsCollateralSource({ pccsUrl: stub.url, db, now: () => now }),
+      now: () => now,
+    })
+
+  it('keeps collateral valid until 2100 for 30 days at most', async () => {
+    const v = verifier()
+    assert.equal((await v.verifyQuote(quote)).status, 'UpToDate')
+    assert.equal(stub.total(), 4)
+    assert.equal(sqliteRows(dir)[0]?.next_update, NOW + MAX_COLLATERAL_CACHE_SECONDS)
+    now = NOW + MAX_COLLATERAL_CACHE_SECONDS - 1
+    await v.verifyQuote(quote)
+    assert.equal(stub.total(), 4)
+    now = NOW + MAX_COLLATERAL_CACHE_SECONDS
+    await v.verifyQuote(quote)
+    assert.equal(stub.total(), 8)
+    assert.equal(sqliteRows(dir)[0]?.next_update, now + MAX_COLLATERAL_CACHE_SECONDS)
+  })
+
+  it('an expired TCB info is handed to the library, not cached, and not fetched again at once', async () => {
+    const expired = mockTcbInfoJson(pki).replace(
+      '"nextUpdate":"2100-01-01T00:00:00Z"',
+      '"nextUpdate":"2021-01-01T00:00:00Z"',
+    )
+    assert.notEqual(expired, mockTcbInfoJson(pki))
+    const signature = signDeterministic(pki.tcbSigning.key, Buffer.from(expired)).raw
+    stub.intercept = (path, res) => {
+      if (!path.startsWith('/tdx/certification/v4/tcb')) return false
+      res.writeHead(200, {
+        'TCB-Info-Issuer-Chain': encodeURIComponent(pki.tcbSigning.pem + pki.root.pem),
+      })
+      res.end(`{"tcbInfo":${expired},"signature":"${signature.toString('hex')}"}`)
+      return true
+    }
+    const v = verifier()
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(v.verifyQuote(quote), (e: unknown) => {
+        assert.ok(e instanceof KmsError)
+        assert.equal(e.code, 'KMS_ERR_ATTESTATION')
+        assert.equal(e.message, 'TCBInfo expired')
+        return true
+      })
+    }
+    assert.equal(stub.total(), 4)
+    assert.equal(sqliteRows(dir).length, 0)
   })
 })

@@ -470,7 +470,10 @@ describe('attested KMS on the TEE simulator', () => {
       collateral: new StaticCollateralSource(mockCollateral(pki)),
       now: () => Date.UTC(2101, 0, 1) / 1000,
     })
-    await assert.rejects(late.verify(att), { message: 'Failed to get collateral: TCBInfo expired' })
+    await assert.rejects(late.verify(att), {
+      message:
+        'Failed to get collateral: Invalid PCK certificate chain: certificate "Mock Intel SGX PCK Certificate" expired at 2100-01-01T00:00:00Z',
+    })
   })
 
   it('GetKmsKey releases the root keys to a KMS the policy admits, and only then', async () => {

@@ -245,7 +245,8 @@ describe('key release (KmsService with real collaborators)', () => {
         now: () => Date.UTC(2101, 0, 1) / 1000,
       })
       await assert.rejects(new ClientCertVerifier(late).context(socketWith(certFor())), {
-        message: 'invalid quote: Failed to get collateral: TCBInfo expired',
+        message:
+          'invalid quote: Failed to get collateral: Invalid PCK certificate chain: certificate "Mock Intel SGX PCK Certificate" expired at 2100-01-01T00:00:00Z',
       })
     })
 

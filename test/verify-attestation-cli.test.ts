@@ -135,7 +135,7 @@ describe('verify-attestation with offline collateral', () => {
     assert.equal(r.stdout, '')
     assert.equal(
       r.stderr,
-      'dstack-kms verify-attestation: Failed to get collateral: TCBInfo expired\n',
+      'dstack-kms verify-attestation: Failed to get collateral: PCK CRL expired at 2025-07-19T10:00:35Z\n',
     )
   })
 
@@ -365,7 +365,7 @@ describe('verify-attestation as a process', () => {
     assert.equal(r.stdout, '')
     assert.equal(
       r.stderr,
-      'dstack-kms verify-attestation: Failed to get collateral: TCBInfo issue date is in the future\n',
+      'dstack-kms verify-attestation: Failed to get collateral: Invalid PCK certificate chain: certificate "Intel SGX PCK Certificate" is not valid before 2025-02-06T23:25:51Z\n',
     )
   })
 })

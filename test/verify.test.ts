@@ -37,6 +37,7 @@ import { type AppKeysFixture, readVectorFile, readVectorJson } from './helpers/c
 
 const NOW = 1751328000
 const TCB_INFO_NEXT_UPDATE = Date.parse('2025-07-19T10:16:03Z') / 1000
+const PCK_CRL_NEXT_UPDATE = Date.parse('2025-07-19T10:00:35Z') / 1000
 const REPORT_DATA_OFFSET = 568
 const RTMR3_OFFSET = 520
 
@@ -117,20 +118,25 @@ describe('verifyQuote (dcap-qvl samples)', () => {
     assert.equal(r.ppid.length, 16)
   })
 
-  it('refuses collateral past its TCB info nextUpdate', async () => {
+  it('refuses collateral past its PCK CRL nextUpdate (before the TCB info expires)', async () => {
+    // the sample's PCK CRL expires 15 minutes before its TCB info: the CRL check comes first
+    await assert.rejects(
+      verifier(tdxCollateral, PCK_CRL_NEXT_UPDATE).verifyQuote(tdxQuote),
+      isError('KMS_ERR_COLLATERAL', 'PCK CRL expired at 2025-07-19T10:00:35Z'),
+    )
     await assert.rejects(
       verifier(tdxCollateral, TCB_INFO_NEXT_UPDATE + 1).verifyQuote(tdxQuote),
-      isError('KMS_ERR_ATTESTATION', 'TCBInfo expired'),
+      isError('KMS_ERR_COLLATERAL', 'PCK CRL expired at 2025-07-19T10:00:35Z'),
     )
-    // exactly at nextUpdate it is still accepted (the library compares with ">")
-    const r = await verifier(tdxCollateral, TCB_INFO_NEXT_UPDATE).verifyQuote(tdxQuote)
+    // one second before it, everything is current
+    const r = await verifier(tdxCollateral, PCK_CRL_NEXT_UPDATE - 1).verifyQuote(tdxQuote)
     assert.equal(r.status, 'UpToDate')
   })
 
   it('refuses collateral that is not yet valid', async () => {
     await assert.rejects(
       verifier(tdxCollateral, Date.parse('2025-06-01T00:00:00Z') / 1000).verifyQuote(tdxQuote),
-      isError('KMS_ERR_ATTESTATION', 'TCBInfo issue date is in the future'),
+      isError('KMS_ERR_COLLATERAL', 'PCK CRL is not valid before 2025-06-19T10:00:35Z'),
     )
   })
 
@@ -171,14 +177,28 @@ describe('verifyQuote (dcap-qvl samples)', () => {
       verifier(tdxCollateral, NOW, otherRoot).verifyQuote(tdxQuote),
       isError(
         'KMS_ERR_ATTESTATION',
-        'Failed to verify certificate chain - intermediate signature invalid',
+        'Invalid PCK certificate chain: certificate "Intel SGX Root CA" is neither the trusted root CA "Dstack KMS CA" nor issued by it',
       ),
     )
   })
 
   it("another platform's collateral is refused", async () => {
+    // the SGX sample's PCK CRL is the Processor CA's; the TDX quote's PCK is the Platform CA's
     await assert.rejects(
       verifier(sgxCollateral).verifyQuote(tdxQuote),
+      isError(
+        'KMS_ERR_COLLATERAL',
+        'no CRL in the collateral covers certificate "Intel SGX PCK Certificate" (the PCK CRL is issued by "Intel SGX PCK Processor CA")',
+      ),
+    )
+    // with the right PCK CRL, the foreign TCB info and QE identity are the library's to refuse
+    const mixed: Collateral = {
+      ...sgxCollateral,
+      pck_crl_issuer_chain: tdxCollateral.pck_crl_issuer_chain,
+      pck_crl: tdxCollateral.pck_crl,
+    }
+    await assert.rejects(
+      verifier(mixed).verifyQuote(tdxQuote),
       isError('KMS_ERR_ATTESTATION', 'Unsupported QE Identity id/version for the quote TEE type'),
     )
   })
@@ -363,7 +383,10 @@ describe('verify(attestation) (spec 04 §6)', () => {
     )
     await assert.rejects(
       verifier(tdxCollateral, TCB_INFO_NEXT_UPDATE + 1).verify(base()),
-      isError('KMS_ERR_ATTESTATION', 'Failed to get collateral: TCBInfo expired'),
+      isError(
+        'KMS_ERR_COLLATERAL',
+        'Failed to get collateral: PCK CRL expired at 2025-07-19T10:00:35Z',
+      ),
     )
   })
 

@@ -49,8 +49,9 @@ describe('two main workers on one port', () => {
     )
     // requests are served by the worker processes (whichever the kernel picked), never elsewhere
     assert.ok(served.size >= 1)
-    for (const pid of served)
+    for (const pid of served) {
       assert.ok(pids.has(pid), `request served by unknown pid ${String(pid)}`)
+    }
     for (let i = 0; i < 6; i++) {
       const m = await rawRequest({ url: `${base}/metrics` })
       assert.equal(m.status, 200)

@@ -1,24 +1,30 @@
 // Quote collateral (D13, spec 04 §6 step 3.1): the PCK CRLs, TCB info and QE identity a DCAP
-// verification needs. Fetched from the PCCS with @phala/dcap-qvl's URL scheme and kept in the
-// SQLite cache until the earliest `nextUpdate` among them, so that one platform costs one PCCS
-// round trip per collateral period and a PCCS outage does not stop a KMS whose copy is fresh.
-// The library's own fetcher binds the global fetch at load time and re-serialises the signed JSON,
-// so the requests are made here.
+// verification needs. Fetched from the PCCS with @phala/dcap-qvl's URL scheme and, once its
+// chains, CRLs and signatures have checked out against the trusted root (collateral-trust.ts),
+// kept in the SQLite cache until the earliest `nextUpdate` among them (at most 30 days), so that
+// one platform costs one PCCS round trip per collateral period and a PCCS outage does not stop a
+// KMS whose copy is fresh. The library's own fetcher binds the global fetch at load time and
+// re-serialises the signed JSON, so the requests are made here.
+import { createHash } from 'node:crypto'
 import dcap from '@phala/dcap-qvl'
 import type { Logger } from 'pino'
 import type { CacheDb } from '../cache/cache-db.js'
 import { DEFAULT_PCCS_URL } from '../config/defaults.js'
 import { KmsError, errorMessage } from '../errors.js'
-import { TAG, derChildren, parseDer, readTime } from '../x509/der.js'
+import { parseCrl } from '../x509/crl-parse.js'
+import { TrustAnchor, checkCollateral } from './collateral-trust.js'
 import { TEE_TYPE_SGX, parseQuote } from './quote.js'
+import { INTEL_SGX_ROOT_CA_DER } from './trust.js'
 
 export type Collateral = import('@phala/dcap-qvl').Collateral
 
 export type CollateralTee = 'sgx' | 'tdx'
 
 export interface CollateralSource {
-  /** `fmspc`: 12 hex digits from the PCK certificate; `ca`: `processor` or `platform` */
-  get(quote: Buffer, fmspc: string, ca: string): Promise<Collateral>
+  /** `fmspc`: 12 hex digits from the PCK certificate; `ca`: `processor` or `platform`;
+   * `rootCaDer`: the root the caller trusts (a source that checks collateral before keeping it
+   * checks it against this one) */
+  get(quote: Buffer, fmspc: string, ca: string, rootCaDer?: Buffer): Promise<Collateral>
 }
 
 const COLLATERAL_KEYS = [
@@ -54,6 +60,7 @@ export function parseCollateralJson(text: string): Collateral {
     throw new KmsError('KMS_ERR_COLLATERAL', 'invalid collateral JSON: expected an object')
   }
   const obj = value as Record<string, unknown>
+  const out: Record<string, unknown> = {}
   for (const key of COLLATERAL_KEYS) {
     const v = obj[key]
     const ok = STRING_KEYS.has(key)
@@ -63,8 +70,11 @@ export function parseCollateralJson(text: string): Collateral {
     if (!ok) {
       throw new KmsError('KMS_ERR_COLLATERAL', `invalid collateral JSON: bad or missing ${key}`)
     }
+    out[key] = v
   }
-  return obj as unknown as Collateral
+  // other members are dropped: the library would use a `pck_certificate_chain` instead of the
+  // quote's own chain
+  return out as unknown as Collateral
 }
 
 function bytesOf(v: number[] | string): Buffer {
@@ -84,34 +94,33 @@ function jsonDateSeconds(json: string, what: string): number {
   return Math.floor(ms / 1000)
 }
 
-/** `nextUpdate` of a DER CRL (unix seconds), or undefined when the CRL does not carry one. */
+/** `nextUpdate` of a DER CRL (unix seconds), or undefined when the CRL does not carry one;
+ * throws when it does not parse. */
 export function crlNextUpdate(der: Buffer): number | undefined {
-  const [tbs] = derChildren(parseDer(der))
-  if (tbs === undefined) return undefined
-  const fields = derChildren(tbs)
-  // version is OPTIONAL: skip it when present, then signature, issuer, thisUpdate
-  const start = fields[0]?.tag === TAG.INTEGER ? 1 : 0
-  const next = fields[start + 3]
-  if (next === undefined || (next.tag !== TAG.UTC_TIME && next.tag !== TAG.GENERALIZED_TIME)) {
-    return undefined
-  }
-  return Math.floor(readTime(next, 'CRL nextUpdate').getTime() / 1000)
+  const next = parseCrl(der).nextUpdate
+  return next === undefined ? undefined : Math.floor(next.getTime() / 1000)
 }
 
 /** The end of the collateral's validity: the earliest `nextUpdate` of TCB info, QE identity
- * and (where they carry one) the two CRLs, in unix seconds. */
+ * and the two CRLs, in unix seconds. A CRL that does not parse or has no `nextUpdate` is an
+ * error (collateral-trust refuses such CRLs anyway). */
 export function collateralNextUpdate(c: Collateral): number {
   const times = [
     jsonDateSeconds(c.tcb_info, 'tcb_info'),
     jsonDateSeconds(c.qe_identity, 'qe_identity'),
   ]
-  for (const crl of [c.pck_crl, c.root_ca_crl]) {
+  for (const [crl, what] of [
+    [c.pck_crl, 'PCK CRL'],
+    [c.root_ca_crl, 'root CA CRL'],
+  ] as const) {
+    let t: number | undefined
     try {
-      const t = crlNextUpdate(bytesOf(crl))
-      if (t !== undefined) times.push(t)
-    } catch {
-      // an unparsable CRL is the verifier's to reject; it only loses its say in the cache window
+      t = crlNextUpdate(bytesOf(crl))
+    } catch (err) {
+      throw new KmsError('KMS_ERR_COLLATERAL', `${what} does not parse: ${errorMessage(err)}`)
     }
+    if (t === undefined) throw new KmsError('KMS_ERR_COLLATERAL', `${what} has no nextUpdate`)
+    times.push(t)
   }
   return Math.min(...times)
 }
@@ -141,7 +150,22 @@ export interface PccsCollateralSourceOptions {
   logger?: Logger
   /** per request; default 30 s */
   timeoutMs?: number
+  /** the root collateral must chain to when `get` is not told one; Intel's by default */
+  rootCaDer?: Buffer
 }
+
+/** A PCCS states its own `nextUpdate`; the cache never keeps a copy longer than this. */
+export const MAX_COLLATERAL_CACHE_SECONDS = 30 * 24 * 3600
+/** How long a failed fetch (or refused collateral) is answered from memory instead of asking the
+ * PCCS again: quotes of one platform keep arriving, and each would otherwise cost a round trip. */
+export const COLLATERAL_FAILURE_TTL_SECONDS = 60
+/** Collateral fetches in flight per process (each is four or five requests in a row). */
+export const MAX_CONCURRENT_PCCS_FETCHES = 4
+/** Every PCCS answer is a few kB to a few hundred kB; larger ones are refused, not buffered. */
+export const MAX_PCCS_RESPONSE_BYTES = 1024 * 1024
+
+// bump when what a cache entry means changes: entries of older versions are never read again
+const CACHE_KEY_VERSION = 'v2'
 
 /** The PCCS base URL as dcap-qvl normalises it (a trailing `/sgx|tdx/certification/v4` is
  * tolerated). */
@@ -161,6 +185,80 @@ function teeOfQuote(quote: Buffer): CollateralTee {
   }
 }
 
+/** A counting semaphore (FIFO). */
+class Slots {
+  private free: number
+  private readonly waiting: (() => void)[] = []
+  constructor(size: number) {
+    this.free = size
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--
+    else await new Promise<void>((resolve) => this.waiting.push(resolve))
+    try {
+      return await fn()
+    } finally {
+      const next = this.waiting.shift()
+      if (next !== undefined) next()
+      else this.free++
+    }
+  }
+}
+
+const pccsSlots = new Slots(MAX_CONCURRENT_PCCS_FETCHES)
+
+async function readCapped(res: Response, what: string): Promise<Buffer> {
+  const declared = Number(res.headers.get('content-length') ?? NaN)
+  if (Number.isFinite(declared) && declared > MAX_PCCS_RESPONSE_BYTES) {
+    await res.body?.cancel().catch(() => {})
+    throw new Error(`${what} is larger than ${MAX_PCCS_RESPONSE_BYTES} bytes`)
+  }
+  if (res.body === null) return Buffer.alloc(0)
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of res.body) {
+    size += chunk.byteLength
+    if (size > MAX_PCCS_RESPONSE_BYTES) {
+      await res.body.cancel().catch(() => {})
+      throw new Error(`${what} is larger than ${MAX_PCCS_RESPONSE_BYTES} bytes`)
+    }
+    chunks.push(chunk)
+  }
+  return Buffer.concat(chunks)
+}
+
+function rootFingerprint(rootCaDer: Buffer): string {
+  return createHash('sha256').update(rootCaDer).digest('hex').slice(0, 16)
+}
+
+/** What the PCCS answered must be for the platform that was asked about; a mismatch would
+ * otherwise sit in the cache and fail every verification until it expires. */
+function checkSubject(c: Collateral, tee: CollateralTee, fmspc: string): void {
+  const tcb = JSON.parse(c.tcb_info) as { id?: unknown; fmspc?: unknown }
+  const id = tee === 'tdx' ? 'TDX' : 'SGX'
+  if (tcb.id !== id) {
+    throw new Error(`TCB info is for ${JSON.stringify(tcb.id)}, expected ${JSON.stringify(id)}`)
+  }
+  if (typeof tcb.fmspc !== 'string' || tcb.fmspc.toUpperCase() !== fmspc) {
+    throw new Error(`TCB info is for FMSPC ${JSON.stringify(tcb.fmspc)}, expected ${fmspc}`)
+  }
+  const qe = JSON.parse(c.qe_identity) as { id?: unknown }
+  const qeId = tee === 'tdx' ? 'TD_QE' : 'QE'
+  if (qe.id !== qeId) {
+    throw new Error(`QE identity is for ${JSON.stringify(qe.id)}, expected ${JSON.stringify(qeId)}`)
+  }
+}
+
+type RecentOutcome = { until: number } & ({ error: KmsError } | { collateral: Collateral })
+
+interface Remembered {
+  json: string
+  collateral: Collateral
+  validFrom: number
+  validUntil: number
+}
+
 export class PccsCollateralSource implements CollateralSource {
   readonly pccsUrl: string
   private readonly db: CacheDb
@@ -168,7 +266,15 @@ export class PccsCollateralSource implements CollateralSource {
   private readonly fetchFn: typeof fetch
   private readonly logger: Logger | undefined
   private readonly timeoutMs: number
+  private readonly defaultRoot: Buffer
+  private readonly anchors = new Map<string, TrustAnchor>()
   private readonly inFlight = new Map<string, Promise<Collateral>>()
+  // outcomes that are not cached in SQLite but must not cost a PCCS round trip per quote either:
+  // failures, and collateral that checked out but has already expired (the verifier refuses it)
+  private readonly recent = new Map<string, RecentOutcome>()
+  // the parsed and checked copy of each cache entry, so that a cache hit costs neither a JSON
+  // parse nor the chain checks again (and the verifier's own memo sees the same object)
+  private readonly remembered = new Map<string, Remembered>()
 
   constructor(opts: PccsCollateralSourceOptions) {
     this.pccsUrl = normalizePccsUrl(opts.pccsUrl)
@@ -177,9 +283,19 @@ export class PccsCollateralSource implements CollateralSource {
     this.fetchFn = opts.fetch ?? fetch
     this.logger = opts.logger
     this.timeoutMs = opts.timeoutMs ?? 30_000
+    this.defaultRoot = Buffer.from(opts.rootCaDer ?? INTEL_SGX_ROOT_CA_DER)
   }
 
-  async get(quote: Buffer, fmspc: string, ca: string): Promise<Collateral> {
+  private anchor(rootCaDer: Buffer, fp: string): TrustAnchor {
+    let a = this.anchors.get(fp)
+    if (a === undefined) {
+      a = new TrustAnchor(rootCaDer)
+      this.anchors.set(fp, a)
+    }
+    return a
+  }
+
+  async get(quote: Buffer, fmspc: string, ca: string, rootCaDer?: Buffer): Promise<Collateral> {
     const tee = teeOfQuote(quote)
     const fmspcHex = fmspc.toUpperCase()
     if (!/^[0-9A-F]{12}$/.test(fmspcHex)) {
@@ -188,28 +304,95 @@ export class PccsCollateralSource implements CollateralSource {
     if (ca !== 'processor' && ca !== 'platform') {
       throw new KmsError('KMS_ERR_ATTESTATION', `invalid PCK CA ${JSON.stringify(ca)}`)
     }
-    const key = `${this.pccsUrl}|${tee}|${fmspcHex}|${ca}`
-    const cached = this.db.getCollateral(key, this.now())
-    if (cached !== undefined) return parseCollateralJson(cached)
+    const root = rootCaDer ?? this.defaultRoot
+    const fp = rootFingerprint(root)
+    const anchor = this.anchor(root, fp)
+    // collateral checked against one root says nothing about another: the root is in the key
+    const key = `${CACHE_KEY_VERSION}|${this.pccsUrl}|${tee}|${fmspcHex}|${ca}|${fp}`
+    const now = this.now()
+    const cached = this.fromCache(key, anchor, now)
+    if (cached !== undefined) return cached
+
+    const recent = this.recent.get(key)
+    if (recent !== undefined && now < recent.until) {
+      if ('collateral' in recent) return recent.collateral
+      throw new KmsError(
+        recent.error.code,
+        `${recent.error.message} (not retried before ${new Date(recent.until * 1000).toISOString()})`,
+        { cause: recent.error },
+      )
+    }
+    this.recent.delete(key)
 
     // concurrent verifications of quotes from one platform share a single fetch
     const pending = this.inFlight.get(key)
     if (pending !== undefined) return pending
-    const p = this.refresh(key, tee, fmspcHex, ca).finally(() => this.inFlight.delete(key))
+    const p = pccsSlots
+      .run(() => this.refresh(key, anchor, tee, fmspcHex, ca))
+      .catch((err: unknown) => {
+        const error =
+          err instanceof KmsError ? err : new KmsError('KMS_ERR_COLLATERAL', errorMessage(err))
+        this.remember(key, { until: this.now() + COLLATERAL_FAILURE_TTL_SECONDS, error })
+        throw err
+      })
+      .finally(() => this.inFlight.delete(key))
     this.inFlight.set(key, p)
     return p
   }
 
+  private remember(key: string, outcome: RecentOutcome): void {
+    if (this.recent.size >= 1024) {
+      const now = this.now()
+      for (const [k, v] of this.recent) if (v.until <= now) this.recent.delete(k)
+    }
+    this.recent.set(key, outcome)
+  }
+
+  private fromCache(key: string, anchor: TrustAnchor, now: number): Collateral | undefined {
+    const json = this.db.getCollateral(key, now)
+    if (json === undefined) {
+      this.remembered.delete(key)
+      return undefined
+    }
+    const known = this.remembered.get(key)
+    if (
+      known !== undefined &&
+      known.json === json &&
+      known.validFrom <= now &&
+      now < known.validUntil
+    ) {
+      return known.collateral
+    }
+    try {
+      const collateral = parseCollateralJson(json)
+      const trust = checkCollateral(collateral, anchor, now, { documents: true })
+      this.remembered.set(key, {
+        json,
+        collateral,
+        validFrom: trust.validFrom,
+        validUntil: trust.validUntil,
+      })
+      return collateral
+    } catch (err) {
+      // stored by an older version, or a clock that moved: fetch a fresh copy instead
+      this.logger?.warn(
+        { pccs: this.pccsUrl, key, err: errorMessage(err) },
+        'cached collateral no longer checks out; refetching',
+      )
+      this.db.deleteCollateral(key)
+      this.remembered.delete(key)
+      return undefined
+    }
+  }
+
   private async refresh(
     key: string,
+    anchor: TrustAnchor,
     tee: CollateralTee,
     fmspc: string,
     ca: string,
   ): Promise<Collateral> {
-    let collateral: Collateral
-    try {
-      collateral = await this.fetchCollateral(tee, fmspc, ca)
-    } catch (err) {
+    const fail = (err: unknown): KmsError => {
       const stale = this.db.getCollateralEntry(key)
       const staleNote =
         stale === undefined
@@ -219,34 +402,52 @@ export class PccsCollateralSource implements CollateralSource {
         { pccs: this.pccsUrl, fmspc, ca, tee, err: errorMessage(err) },
         'PCCS fetch failed',
       )
-      throw new KmsError(
+      return new KmsError(
         'KMS_ERR_COLLATERAL',
         `Failed to get collateral for FMSPC ${fmspc} (${tee}, ${ca} CA) from ${this.pccsUrl}: ${errorMessage(err)}${staleNote}`,
         { cause: err },
       )
     }
-    const nextUpdate = collateralNextUpdate(collateral)
-    if (nextUpdate > this.now()) {
-      this.db.putCollateral(key, JSON.stringify(collateral), nextUpdate)
+    let collateral: Collateral
+    let validUntil: number
+    let now: number
+    try {
+      collateral = await this.fetchCollateral(anchor, tee, fmspc, ca)
+      now = this.now()
+      checkSubject(collateral, tee, fmspc)
+      // nothing unchecked reaches the cache (or the caller)
+      const trust = checkCollateral(collateral, anchor, now, { documents: true })
+      validUntil = Math.min(
+        collateralNextUpdate(collateral),
+        trust.validUntil,
+        now + MAX_COLLATERAL_CACHE_SECONDS,
+      )
+    } catch (err) {
+      throw fail(err)
+    }
+    if (validUntil > now) {
+      this.db.putCollateral(key, JSON.stringify(collateral), validUntil)
+      this.db.pruneCollateral(now)
       this.logger?.info(
         {
           pccs: this.pccsUrl,
           fmspc,
           ca,
           tee,
-          nextUpdate: new Date(nextUpdate * 1000).toISOString(),
+          cachedUntil: new Date(validUntil * 1000).toISOString(),
         },
         'quote collateral fetched',
       )
     } else {
       // not cached: the verifier rejects it with the library's expiry text
+      this.remember(key, { until: now + COLLATERAL_FAILURE_TTL_SECONDS, collateral })
       this.logger?.warn(
         {
           pccs: this.pccsUrl,
           fmspc,
           ca,
           tee,
-          nextUpdate: new Date(nextUpdate * 1000).toISOString(),
+          nextUpdate: new Date(validUntil * 1000).toISOString(),
         },
         'PCCS served collateral that has already expired',
       )
@@ -271,29 +472,42 @@ export class PccsCollateralSource implements CollateralSource {
   }
 
   private async fetchCollateral(
+    anchor: TrustAnchor,
     tee: CollateralTee,
     fmspc: string,
     ca: string,
   ): Promise<Collateral> {
     const url = (t: CollateralTee, path: string) => `${this.pccsUrl}/${t}/certification/v4/${path}`
 
-    const crlRes = await this.httpGet(url('sgx', `pckcrl?ca=${ca}&encoding=der`))
+    const crlUrl = url('sgx', `pckcrl?ca=${ca}&encoding=der`)
+    const crlRes = await this.httpGet(crlUrl)
     const pckCrlIssuerChain = header(crlRes, 'SGX-PCK-CRL-Issuer-Chain')
-    const pckCrl = derOrHex(Buffer.from(await crlRes.arrayBuffer()), 'PCK CRL')
+    const pckCrl = derOrHex(await readCapped(crlRes, crlUrl), 'PCK CRL')
 
-    const tcbRes = await this.httpGet(url(tee, `tcb?fmspc=${fmspc}`))
+    const tcbUrl = url(tee, `tcb?fmspc=${fmspc}`)
+    const tcbRes = await this.httpGet(tcbUrl)
     const tcbInfoIssuerChain =
       optionalHeader(tcbRes, 'SGX-TCB-Info-Issuer-Chain') ?? header(tcbRes, 'TCB-Info-Issuer-Chain')
-    const tcb = signedMember(await tcbRes.text(), 'tcbInfo', 'TCB Info')
+    const tcb = signedMember(
+      (await readCapped(tcbRes, tcbUrl)).toString('utf8'),
+      'tcbInfo',
+      'TCB Info',
+    )
 
-    const qeRes = await this.httpGet(url(tee, 'qe/identity?update=standard'))
+    const qeUrl = url(tee, 'qe/identity?update=standard')
+    const qeRes = await this.httpGet(qeUrl)
     const qeIdentityIssuerChain = header(qeRes, 'SGX-Enclave-Identity-Issuer-Chain')
-    const qe = signedMember(await qeRes.text(), 'enclaveIdentity', 'QE Identity')
+    const qe = signedMember(
+      (await readCapped(qeRes, qeUrl)).toString('utf8'),
+      'enclaveIdentity',
+      'QE Identity',
+    )
 
     let rootCaCrl: Buffer | undefined
     try {
-      const res = await this.httpGet(url('sgx', 'rootcacrl'))
-      rootCaCrl = derOrHex(Buffer.from(await res.arrayBuffer()), 'root CA CRL')
+      const rootUrl = url('sgx', 'rootcacrl')
+      const res = await this.httpGet(rootUrl)
+      rootCaCrl = derOrHex(await readCapped(res, rootUrl), 'root CA CRL')
     } catch (err) {
       this.logger?.debug(
         { err: errorMessage(err) },
@@ -301,15 +515,14 @@ export class PccsCollateralSource implements CollateralSource {
       )
     }
     if (rootCaCrl === undefined) {
-      // Intel's PCS has no rootcacrl endpoint: follow the root certificate's distribution point
-      const certs = dcap.utils.extractCerts(Buffer.from(qeIdentityIssuerChain))
-      const root = certs[certs.length - 1]
-      const crlUrl = root === undefined ? null : dcap.utils.extractCrlUrl(root)
+      // Intel's PCS has no rootcacrl endpoint: follow the distribution point of the trusted
+      // root (not of the root in the PCCS's chain, which would let a PCCS pick any URL)
+      const crlUrl = dcap.utils.extractCrlUrl(anchor.cert.parsed.der)
       if (crlUrl === null) {
         throw new Error('Could not find CRL distribution point in root certificate')
       }
       const res = await this.httpGet(crlUrl)
-      rootCaCrl = derOrHex(Buffer.from(await res.arrayBuffer()), 'root CA CRL')
+      rootCaCrl = derOrHex(await readCapped(res, crlUrl), 'root CA CRL')
     }
 
     return {

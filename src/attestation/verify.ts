@@ -4,7 +4,15 @@ import { createHash } from 'node:crypto'
 import dcap from '@phala/dcap-qvl'
 import { KmsError, errorMessage, withContext } from '../errors.js'
 import { parseCertificate } from '../x509/parse.js'
-import type { CollateralSource } from './collateral.js'
+import type { Collateral, CollateralSource } from './collateral.js'
+import {
+  type CollateralTrust,
+  TrustAnchor,
+  type VerifiedChain,
+  checkCollateral,
+  checkRevocation,
+  verifyPckChain,
+} from './collateral-trust.js'
 import { type ParsedQuote, parseQuote, tdReportOf } from './quote.js'
 import { toReportData } from './report-data.js'
 import {
@@ -145,25 +153,104 @@ export function validateV2Preimages(events: readonly TdxEvent[]): void {
 
 const unixNow = (): number => Math.floor(Date.now() / 1000)
 
+/** Distinct PCK chains remembered as verified: one per platform (and PCK CA) the KMS talks to. */
+const PCK_CHAIN_MEMO_SIZE = 256
+
+// The members whose bytes the collateral trust depends on; a memo entry only counts for a
+// collateral object whose members are still these.
+const TRUST_FIELDS = [
+  'pck_crl_issuer_chain',
+  'root_ca_crl',
+  'pck_crl',
+  'tcb_info_issuer_chain',
+  'qe_identity_issuer_chain',
+] as const
+
+/** Only the members the library should see: it prefers a `pck_certificate_chain` member over
+ * the quote's own chain, which would bypass the PCK chain checked here. */
+function collateralForLibrary(c: Collateral): Collateral {
+  return {
+    pck_crl_issuer_chain: c.pck_crl_issuer_chain,
+    root_ca_crl: c.root_ca_crl,
+    pck_crl: c.pck_crl,
+    tcb_info_issuer_chain: c.tcb_info_issuer_chain,
+    tcb_info: c.tcb_info,
+    tcb_info_signature: c.tcb_info_signature,
+    qe_identity_issuer_chain: c.qe_identity_issuer_chain,
+    qe_identity: c.qe_identity,
+    qe_identity_signature: c.qe_identity_signature,
+  }
+}
+
+const within = (w: { validFrom: number; validUntil: number }, now: number): boolean =>
+  w.validFrom <= now && now < w.validUntil
+
 export class AttestationVerifier {
   private readonly verifier: InstanceType<typeof dcap.QuoteVerifier>
   private readonly collateral: CollateralSource
   private readonly now: () => number
+  private readonly rootCaDer: Buffer
+  private readonly anchor: TrustAnchor
+  // Chain and CRL checks cost a few milliseconds, as much as the rest of a verification; their
+  // results hold for a known time window, so they are remembered.
+  private readonly pckChains = new Map<string, VerifiedChain>()
+  private readonly trusted = new WeakMap<
+    Collateral,
+    { fields: unknown[]; trust: CollateralTrust }
+  >()
 
   constructor(opts: AttestationVerifierOptions) {
-    this.verifier = dcap.QuoteVerifier.newWithRootCa(Buffer.from(opts.rootCaDer))
+    this.rootCaDer = Buffer.from(opts.rootCaDer)
+    this.verifier = dcap.QuoteVerifier.newWithRootCa(this.rootCaDer)
+    this.anchor = new TrustAnchor(this.rootCaDer)
     this.collateral = opts.collateral
     this.now = opts.now ?? unixNow
+  }
+
+  private pckChain(pem: string, now: number): VerifiedChain {
+    const known = this.pckChains.get(pem)
+    if (known !== undefined && within(known, now)) return known
+    const chain = verifyPckChain(pem, this.anchor, now)
+    this.pckChains.delete(pem)
+    if (this.pckChains.size >= PCK_CHAIN_MEMO_SIZE) {
+      const oldest = this.pckChains.keys().next().value
+      if (oldest !== undefined) this.pckChains.delete(oldest)
+    }
+    this.pckChains.set(pem, chain)
+    return chain
+  }
+
+  private collateralTrust(c: Collateral, now: number): CollateralTrust {
+    const fields = TRUST_FIELDS.map((k) => c[k])
+    const known = this.trusted.get(c)
+    if (
+      known !== undefined &&
+      within(known.trust, now) &&
+      known.fields.every((v, i) => v === fields[i])
+    ) {
+      return known.trust
+    }
+    const trust = checkCollateral(c, this.anchor, now)
+    // the issuer chains' own certificates must not be revoked by the root CA CRL either
+    checkRevocation(trust.certs, trust)
+    this.trusted.set(c, { fields, trust })
+    return trust
   }
 
   /** Collateral plus the library's verification (upstream `fetch_and_verify`). */
   private async fetchAndVerify(quote: Buffer): Promise<VerifiedReport> {
     const parsed = parseQuoteForVerify(quote)
-    const pck = pckInfoFromChain(pckChainOf(parsed))
-    const collateral = await this.collateral.get(quote, pck.fmspc, pck.ca)
+    const chainPem = pckChainOf(parsed)
+    // the FMSPC and CA decide what is fetched from the PCCS: only from a chain to our root
+    const pckChain = this.pckChain(chainPem, this.now())
+    const pck = pckInfoFromChain(chainPem)
+    const collateral = await this.collateral.get(quote, pck.fmspc, pck.ca, this.rootCaDer)
+    const now = this.now()
+    const trust = this.collateralTrust(collateral, now)
+    checkRevocation(pckChain.certs, trust)
     let result: InstanceType<typeof dcap.VerifiedReport>
     try {
-      result = this.verifier.verify(quote, collateral, this.now())
+      result = this.verifier.verify(quote, collateralForLibrary(collateral), now)
     } catch (err) {
       // the library's text is the diagnosis ("TCBInfo expired", "ISV enclave report signature
       // is invalid"); a wrapped decoding failure adds its cause

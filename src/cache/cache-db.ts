@@ -275,6 +275,17 @@ export class CacheDb {
   pruneCollateral(now: number): number {
     return this.db.prepare('DELETE FROM collateral WHERE next_update <= ?').run(now).changes
   }
+
+  /** Drops one entry (a copy that no longer checks out). @returns the number of rows removed */
+  deleteCollateral(key: string): number {
+    return this.db.prepare('DELETE FROM collateral WHERE key = ?').run(key).changes
+  }
+
+  /** Empties the collateral cache (ClearImageCache "all"); the next verification of each
+   * platform fetches and checks its collateral again. @returns the number of rows removed */
+  clearCollateral(): number {
+    return this.db.prepare('DELETE FROM collateral').run().changes
+  }
 }
 
 function configure(db: Database.Database, busyTimeoutMs: number): void {

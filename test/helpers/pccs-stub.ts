@@ -21,6 +21,8 @@ export class PccsStub {
   failWith: number | undefined
   /** when true, signed JSON is served with extra whitespace and the members swapped */
   looseJson = false
+  /** when set, sees every request first (after counting); returning true means it answered */
+  intercept: ((path: string, res: ServerResponse) => boolean) | undefined
   private server: Server | undefined
   private readonly fixtures: PccsFixture[]
 
@@ -68,6 +70,7 @@ export class PccsStub {
     const url = new URL(req.url ?? '/', 'http://stub')
     const key = `${url.pathname}${url.search}`
     this.requests.set(key, (this.requests.get(key) ?? 0) + 1)
+    if (this.intercept?.(key, res) === true) return
     if (this.failWith !== undefined) {
       res.writeHead(this.failWith).end('unavailable')
       return
