@@ -122,6 +122,19 @@ describe('attested KMS on the TEE simulator', () => {
     await kms.waitForExit()
   })
 
+  it('GetAttestationInfo reports the verified measurements of this (simulated) KMS', async () => {
+    const res = await prpc(kmsUrl, 'Onboard.GetAttestationInfo?json', '{}')
+    assert.equal(res.status, 200, res.text)
+    const info = JSON.parse(res.text) as Record<string, string>
+    assert.equal(info.attestation_mode, 'dstack-tdx')
+    assert.equal(info.tee_variant, 'dstack-tdx')
+    assert.equal(info.mr_aggregated, kmsBoot.mrAggregated.toString('hex'))
+    assert.equal(info.device_id, kmsBoot.deviceId.toString('hex'))
+    assert.equal(info.ppid, pki.ppid.toString('hex'))
+    assert.equal(info.os_image_hash, kmsBoot.osImageHash.toString('hex'))
+    assert.equal(info.site_name, 'attested-site')
+  })
+
   it('Bootstrap attests the generated keys (dstack-kms-genereted-keys-v1)', async () => {
     const res = await prpc(kmsUrl, 'Bootstrap', '{"domain":"localhost"}')
     assert.equal(res.status, 200, res.text)
