@@ -2,12 +2,10 @@
 // subcommand. Options fall back to upstream's environment variables (PORT, AUTH_CONFIG_PATH).
 // Deviation: upstream binds every interface; ours binds 127.0.0.1 unless --address says
 // otherwise, because a policy server that answers anyone should not be exposed by accident.
-import { parseArgs } from 'node:util'
 import pino, { type Logger } from 'pino'
 import { buildAuthSimpleServer } from '../auth-simple/server.js'
 import { loadAuthSimpleConfig } from '../auth-simple/config.js'
-import { UsageError, parseCommandLine } from './usage.js'
-import { errorMessage } from '../errors.js'
+import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 
 export const AUTH_SIMPLE_USAGE = `Usage: dstack-kms auth-simple [--config FILE] [--port N] [--address ADDR]
 
@@ -37,22 +35,12 @@ interface Options {
 }
 
 function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options | 'help' {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: 'string', short: 'c' },
-        port: { type: 'string', short: 'p' },
-        address: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }))
-  } catch (err) {
-    throw new UsageError(errorMessage(err))
-  }
+  const values = parseFlags(argv, {
+    config: { type: 'string', short: 'c' },
+    port: { type: 'string', short: 'p' },
+    address: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  })
   if (values.help) return 'help'
   // `||` as upstream: an empty variable counts as unset
   const configPath = values.config ?? (env.AUTH_CONFIG_PATH || './auth-config.json')

@@ -2,7 +2,6 @@
 // running KMS, the way a real guest fetches its keys (src/guest/guest-client.ts), and explains
 // what was released and why. Only meaningful with `[tee] backend = "simulator"`.
 import { createHash } from 'node:crypto'
-import { parseArgs } from 'node:util'
 import { buildBootInfo } from '../attestation/boot-info.js'
 import { StaticCollateralSource } from '../attestation/collateral.js'
 import { AttestationVerifier } from '../attestation/verify.js'
@@ -19,7 +18,7 @@ import { defaultOsImageHash, simulatedVmConfig } from '../tee/simulator/cvm.js'
 import { simulateGuestAttestation } from '../tee/simulator/guest.js'
 import { mockIntelPki } from '../tee/simulator/mock-pki.js'
 import { decodeHex } from '../util/hex.js'
-import { UsageError, parseCommandLine, type CommandIo } from './usage.js'
+import { UsageError, parseCommandLine, parseFlags, type CommandIo } from './usage.js'
 
 export const DEMO_GUEST_USAGE = `Usage: dstack-kms demo-guest (-c FILE | --quickstart) [options]
 
@@ -59,26 +58,16 @@ interface DemoOptions {
 }
 
 function parseOptions(argv: string[]): DemoOptions | 'help' {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: 'string', short: 'c' },
-        quickstart: { type: 'boolean', default: false },
-        url: { type: 'string' },
-        'app-id': { type: 'string' },
-        'compose-hash': { type: 'string' },
-        'instance-id': { type: 'string' },
-        'os-image-hash': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }))
-  } catch (err) {
-    throw new UsageError(errorMessage(err))
-  }
+  const values = parseFlags(argv, {
+    config: { type: 'string', short: 'c' },
+    quickstart: { type: 'boolean', default: false },
+    url: { type: 'string' },
+    'app-id': { type: 'string' },
+    'compose-hash': { type: 'string' },
+    'instance-id': { type: 'string' },
+    'os-image-hash': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  })
   if (values.help) return 'help'
   if ((values.config === undefined) === !values.quickstart) {
     throw new UsageError("exactly one of '-c, --config' and '--quickstart' is required")

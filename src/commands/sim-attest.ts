@@ -1,11 +1,10 @@
 // `dstack-kms sim-attest`: prints the V0 attestation (hex) of a simulated guest CVM on the mock
 // platform of the configured `[tee.simulator] seed`, for driving a simulator KMS (GetAppKey,
 // SignCert, auth policies) from tests and scripts without a TEE.
-import { parseArgs } from 'node:util'
 import { type LoadOptions, loadConfig } from '../config/load.js'
 import { errorMessage } from '../errors.js'
 import { simulateGuestAttestation } from '../tee/simulator/guest.js'
-import { UsageError, parseCommandLine } from './usage.js'
+import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 import { decodeHex } from '../util/hex.js'
 
 export const SIM_ATTEST_USAGE = `Usage: dstack-kms sim-attest [-c FILE] --report-data HEX [options]
@@ -48,27 +47,17 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options | 'help' {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        config: { type: 'string', short: 'c' },
-        'report-data': { type: 'string' },
-        'app-id': { type: 'string' },
-        'compose-hash': { type: 'string' },
-        'instance-id': { type: 'string' },
-        'os-image-hash': { type: 'string' },
-        'key-provider-id': { type: 'string' },
-        'full-boot': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }))
-  } catch (err) {
-    throw new UsageError(errorMessage(err))
-  }
+  const values = parseFlags(argv, {
+    config: { type: 'string', short: 'c' },
+    'report-data': { type: 'string' },
+    'app-id': { type: 'string' },
+    'compose-hash': { type: 'string' },
+    'instance-id': { type: 'string' },
+    'os-image-hash': { type: 'string' },
+    'key-provider-id': { type: 'string' },
+    'full-boot': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  })
   if (values.help) return 'help'
   if (values.config === '') throw new UsageError("option '-c, --config' needs a file name")
   const hex: Options['hex'] = {}

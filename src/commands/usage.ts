@@ -1,6 +1,9 @@
 // Command-line conventions shared by every dstack-kms subcommand: usage errors exit 2 (as clap,
 // which upstream's binaries use, does) with a pointer to --help; --help prints to stdout.
 
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { errorMessage } from '../errors.js'
+
 export const EXIT_USAGE = 2
 
 /** A mistake in the command line, as opposed to a failure while running the command. */
@@ -34,4 +37,19 @@ export function parseCommandLine<O>(
     return 0
   }
   return opts
+}
+
+type FlagOptions = NonNullable<ParseArgsConfig['options']>
+
+/** `parseArgs` with every subcommand's rules (strict, no positionals); its complaints become
+ * usage errors. */
+export function parseFlags<const O extends FlagOptions>(
+  argv: string[],
+  options: O,
+): ReturnType<typeof parseArgs<{ options: O; strict: true; allowPositionals: false }>>['values'] {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values
+  } catch (err) {
+    throw new UsageError(errorMessage(err))
+  }
 }

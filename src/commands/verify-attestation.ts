@@ -4,7 +4,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
 import { bootInfoToJson, buildBootInfo } from '../attestation/boot-info.js'
 import {
   type CollateralSource,
@@ -22,7 +21,7 @@ import { DEFAULT_PCCS_URL } from '../config/defaults.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'
 import { parseCertificate } from '../x509/parse.js'
 import { pemDecode } from '../x509/pem.js'
-import { UsageError, parseCommandLine } from './usage.js'
+import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 import { KmsError, errorMessage, withContext } from '../errors.js'
 
 export const VERIFY_ATTESTATION_USAGE = `Usage: dstack-kms verify-attestation (--attestation FILE | --quote FILE [--event-log FILE] | --cert FILE) [options]
@@ -74,30 +73,20 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options | 'help' {
-  let values
-  try {
-    ;({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        attestation: { type: 'string' },
-        quote: { type: 'string' },
-        cert: { type: 'string' },
-        'event-log': { type: 'string' },
-        'vm-config': { type: 'string' },
-        collateral: { type: 'string' },
-        at: { type: 'string' },
-        pccs: { type: 'string' },
-        boottime: { type: 'boolean', default: false },
-        'root-ca': { type: 'string' },
-        'insecure-allow-external-trust-anchors': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }))
-  } catch (err) {
-    throw new UsageError(errorMessage(err))
-  }
+  const values = parseFlags(argv, {
+    attestation: { type: 'string' },
+    quote: { type: 'string' },
+    cert: { type: 'string' },
+    'event-log': { type: 'string' },
+    'vm-config': { type: 'string' },
+    collateral: { type: 'string' },
+    at: { type: 'string' },
+    pccs: { type: 'string' },
+    boottime: { type: 'boolean', default: false },
+    'root-ca': { type: 'string' },
+    'insecure-allow-external-trust-anchors': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  })
   if (values.help) return 'help'
   const inputs = [values.attestation, values.quote, values.cert].filter((v) => v !== undefined)
   if (inputs.length !== 1) {

@@ -90,9 +90,10 @@ function hashFileError(file: string, reason: string): KmsError {
   )
 }
 
-/** Reads the stored hash; undefined when the file does not exist yet. */
-export function readQuickstartAdminTokenHash(dataDir: string): string | undefined {
-  const file = join(dataDir, QUICKSTART_TOKEN_FILE)
+/** Reads a 32-byte hex value the quick start keeps in `dataDir`; undefined when the file does
+ * not exist yet, an error when it is unreadable or not 64 hex digits. */
+function readHex32File(dataDir: string, name: string, invalid: (file: string) => KmsError) {
+  const file = join(dataDir, name)
   let text: string
   try {
     text = readFileSync(file, 'utf8')
@@ -102,11 +103,16 @@ export function readQuickstartAdminTokenHash(dataDir: string): string | undefine
       cause: err,
     })
   }
-  const hash = text.trim().toLowerCase()
-  if (!/^[0-9a-f]{64}$/.test(hash)) {
-    throw hashFileError(file, 'expected the 64-character hex SHA-256 of the admin token')
-  }
-  return hash
+  const value = text.trim().toLowerCase()
+  if (!/^[0-9a-f]{64}$/.test(value)) throw invalid(file)
+  return value
+}
+
+/** Reads the stored hash; undefined when the file does not exist yet. */
+export function readQuickstartAdminTokenHash(dataDir: string): string | undefined {
+  return readHex32File(dataDir, QUICKSTART_TOKEN_FILE, (file) =>
+    hashFileError(file, 'expected the 64-character hex SHA-256 of the admin token'),
+  )
 }
 
 /** Publishes `content` at `file` only if nothing is there yet: the temp file is fsynced, then
@@ -179,24 +185,15 @@ export function ensureQuickstartAdminToken(dataDir: string): {
 
 /** Reads the simulator seed (64 hex); undefined when the file does not exist yet. */
 export function readQuickstartSeed(dataDir: string): string | undefined {
-  const file = join(dataDir, QUICKSTART_SEED_FILE)
-  let text: string
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new KmsError('KMS_ERR_CONFIG', `failed to read ${file}: ${errorMessage(err)}`, {
-      cause: err,
-    })
-  }
-  const seed = text.trim().toLowerCase()
-  if (!/^[0-9a-f]{64}$/.test(seed)) {
-    throw new KmsError(
-      'KMS_ERR_CONFIG',
-      `invalid quick-start simulator seed file ${file}: expected 64 hex digits`,
-    )
-  }
-  return seed
+  return readHex32File(
+    dataDir,
+    QUICKSTART_SEED_FILE,
+    (file) =>
+      new KmsError(
+        'KMS_ERR_CONFIG',
+        `invalid quick-start simulator seed file ${file}: expected 64 hex digits`,
+      ),
+  )
 }
 
 /** A random simulator seed per quick-start installation, so no two share a mock platform. */

@@ -7,6 +7,7 @@
 import { request } from 'node:https'
 import type { TLSSocket } from 'node:tls'
 import { P256Key } from '../crypto/p256.js'
+import type { AppKeyResult } from '../kms/service.js'
 import { KmsError } from '../errors.js'
 import { toReportData } from '../attestation/report-data.js'
 import { strippedAttestationBytes, attestationFromCertificate } from '../ratls/cert-attestation.js'
@@ -96,15 +97,8 @@ function str(method: string, obj: Record<string, unknown>, key: string): string 
   return v
 }
 
-export interface AppKeys {
-  caCert: string
-  diskCryptKey: Buffer
-  envCryptKey: Buffer
-  k256Key: Buffer
-  k256Signature: Buffer
-  gatewayAppId: string
-  osImageHash: Buffer
-}
+/** What GetAppKey releases (the KMS side's AppKeyResult). */
+export type AppKeys = AppKeyResult
 
 export interface GuestKeyRequest {
   /** e.g. `https://kms.example:8000` (the `/prpc` suffix is added) */
