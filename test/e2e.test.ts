@@ -581,7 +581,7 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
       await kms.waitForLog((l) => {
         const req = l.req as { method?: string; url?: string } | undefined
         return (
-          l.msg === 'incoming request' &&
+          l.msg === 'request completed' &&
           req?.method === 'GET' &&
           String(req.url).startsWith('/prpc/ClearImageCache')
         )

@@ -45,7 +45,7 @@ describe('two main workers on one port', () => {
       assert.equal(res.status, 400)
     }
     const served = new Set(
-      kms.logs.filter((l) => l.msg === 'incoming request' && l.worker === 'kms').map((l) => l.pid),
+      kms.logs.filter((l) => l.msg === 'request completed' && l.worker === 'kms').map((l) => l.pid),
     )
     // requests are served by the worker processes (whichever the kernel picked), never elsewhere
     assert.ok(served.size >= 1)

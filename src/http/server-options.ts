@@ -30,6 +30,9 @@ function baseServerOptions(logger: Logger, closeAll: boolean): FastifyServerOpti
     // listener, closed right after Finish has been answered) busy ones are cut as well.
     forceCloseConnections: closeAll ? true : 'idle',
     loggerInstance: logger.child({}, { serializers: { req: requestLogFields } }),
+    // one line per request (logRequests below) instead of Fastify's two: logging was ~9% of a
+    // worker's CPU on the hot paths
+    disableRequestLogging: true,
     ...TIMEOUTS,
     // the pRPC layer reads raw bodies itself, with its own per-method limits
     bodyLimit: 16 * 1024 * 1024,
@@ -56,22 +59,34 @@ export function createFastify(
   listener: ListenerOptions = {},
 ): FastifyInstance {
   const base = baseServerOptions(logger, listener.closeAllConnections === true)
-  if (tls === null) return Fastify(base)
+  if (tls === null) return logRequests(Fastify(base))
   const server = createHttpsServer(tls.tls)
   // Fastify applies its timeouts only to servers it creates itself.
   server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout
   server.requestTimeout = TIMEOUTS.requestTimeout
   server.setTimeout(TIMEOUTS.connectionTimeout)
   if (tls.onSecureConnection !== undefined) server.on('secureConnection', tls.onSecureConnection)
-  return Fastify({
-    ...base,
-    // https.Server carries every http.Server member Fastify uses; Fastify's typings model HTTPS
-    // only through an overload that our shared plugins are not generic over.
-    serverFactory: (handler) => {
-      server.on('request', handler)
-      return server as unknown as HttpServer
-    },
+  return logRequests(
+    Fastify({
+      ...base,
+      // https.Server carries every http.Server member Fastify uses; Fastify's typings model
+      // HTTPS only through an overload that our shared plugins are not generic over.
+      serverFactory: (handler) => {
+        server.on('request', handler)
+        return server as unknown as HttpServer
+      },
+    }),
+  )
+}
+
+function logRequests(app: FastifyInstance): FastifyInstance {
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      { req: request.raw, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime },
+      'request completed',
+    )
   })
+  return app
 }
 
 export function listenUrl(scheme: 'http' | 'https', address: string, port: number): string {
