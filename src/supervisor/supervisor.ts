@@ -280,8 +280,6 @@ class Supervisor {
       config: this.#deps.config,
       ...(index === undefined ? {} : { index }),
     }
-    // eslint-disable-next-line prefer-const -- assigned once `exited` exists
-    let run: WorkerRun
 
     let startSent = false
     child.on('message', (msg: unknown) => {
@@ -301,7 +299,7 @@ class Supervisor {
     const exited: Promise<WorkerExit> = new Promise<WorkerExit>((resolve) => {
       const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
         const stoppedAt = new Date()
-        this.#runs.delete(run)
+        for (const r of this.#runs) if (r.child === child) this.#runs.delete(r)
         if (this.#runs.size === 0) clearTimeout(this.#killTimer)
         const expected = this.#stopping || (role === 'onboard' && code === 0)
         const fields = {
@@ -332,7 +330,7 @@ class Supervisor {
       })
     })
 
-    run = { role, child, exited }
+    const run: WorkerRun = { role, child, exited }
     this.#runs.add(run)
     return run
   }
