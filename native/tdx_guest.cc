@@ -73,7 +73,10 @@ protected:
             syscall_ = "open";
             return;
         }
-        const int rc = ::ioctl(fd, Request(), Argument());
+        int rc;
+        do {
+            rc = ::ioctl(fd, Request(), Argument());
+        } while (rc < 0 && errno == EINTR);
         const int ioctlError = errno;
         ::close(fd);
         if (rc < 0) {

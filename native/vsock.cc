@@ -10,6 +10,7 @@
 #include <linux/vm_sockets.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -74,16 +75,39 @@ private:
         syscall_ = syscall;
     }
 
+    static std::int64_t NowMs() {
+        timespec ts;
+        ::clock_gettime(CLOCK_MONOTONIC, &ts);
+        return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+    }
+
+    // One deadline for the whole exchange: SO_RCVTIMEO alone is per call, so a peer trickling
+    // a byte at a time could hold this thread-pool thread for the timeout times the reply size.
+    // Re-armed with what is left before every blocking call; ETIMEDOUT once nothing is left.
+    bool Arm(int fd, const char* syscall) {
+        if (timeoutMs_ == 0) {
+            return true;
+        }
+        const std::int64_t left = deadlineMs_ - NowMs();
+        if (left <= 0) {
+            Fail(ETIMEDOUT, syscall);
+            return false;
+        }
+        timeval tv;
+        tv.tv_sec = static_cast<time_t>(left / 1000);
+        tv.tv_usec = static_cast<suseconds_t>((left % 1000) * 1000);
+        if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+            ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+            Fail(errno, "setsockopt");
+            return false;
+        }
+        return true;
+    }
+
     void Exchange(int fd) {
-        if (timeoutMs_ > 0) {
-            timeval tv;
-            tv.tv_sec = static_cast<time_t>(timeoutMs_ / 1000);
-            tv.tv_usec = static_cast<suseconds_t>((timeoutMs_ % 1000) * 1000);
-            if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
-                ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
-                Fail(errno, "setsockopt");
-                return;
-            }
+        deadlineMs_ = NowMs() + timeoutMs_;
+        if (!Arm(fd, "connect")) {
+            return;
         }
         sockaddr_vm addr;
         std::memset(&addr, 0, sizeof(addr));
@@ -100,6 +124,9 @@ private:
         }
         std::size_t sent = 0;
         while (sent < request_.size()) {
+            if (!Arm(fd, "write")) {
+                return;
+            }
             const ssize_t n =
                 ::send(fd, request_.data() + sent, request_.size() - sent, MSG_NOSIGNAL);
             if (n < 0) {
@@ -130,6 +157,9 @@ private:
     bool ReadExact(int fd, std::uint8_t* out, std::size_t size) {
         std::size_t got = 0;
         while (got < size) {
+            if (!Arm(fd, "read")) {
+                return false;
+            }
             const ssize_t n = ::recv(fd, out + got, size - got, 0);
             if (n < 0) {
                 if (errno == EINTR) {
@@ -152,6 +182,7 @@ private:
     const std::vector<std::uint8_t> request_;
     const std::uint32_t maxResponse_;
     const std::uint32_t timeoutMs_;
+    std::int64_t deadlineMs_ = 0;
     std::vector<std::uint8_t> response_;
     int error_ = 0;
     bool eof_ = false;
