@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../src/quickstart/demo.js'
 import { prpc, rawRequest } from './helpers/https-client.js'
 import { CLI, freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
@@ -120,6 +121,17 @@ describe('quick start on the TEE simulator', () => {
     )
     assert.equal(intel.code, 1)
     assert.match(intel.stderr, /^dstack-kms verify-attestation: /)
+  })
+
+  it('sim-attest --quickstart prints an attestation of this mock platform', async () => {
+    const r = await runCli(['sim-attest', '--quickstart', '--report-data', 'ab'.repeat(64)], dir)
+    assert.equal(r.code, 0, r.stderr)
+    const att = decodeVersionedAttestation(Buffer.from(r.stdout.trim(), 'hex')).attestation
+    assert.deepEqual(att.reportData, Buffer.alloc(64, 0xab))
+    assert.deepEqual(
+      att.runtimeEvents.map((e) => e.event),
+      ['system-preparing', 'app-id', 'compose-hash', 'instance-id', 'boot-mr-done'],
+    )
   })
 
   it('demo-guest with a compose hash the policy does not list is denied, with the reason', async () => {

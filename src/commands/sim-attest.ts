@@ -14,6 +14,7 @@ Prints the hex VersionedAttestation (V0) of a simulated guest CVM on the mock TD
 
 Options:
   -c, --config FILE          configuration file (layered like 'dstack-kms serve')
+      --quickstart           use the quick-start profile's seed (./data), as 'serve --quickstart'
       --report-data HEX      up to 64 bytes, zero-padded (required)
       --app-id HEX           20 bytes (default derived from the seed)
       --compose-hash HEX     32 bytes (default derived from the seed)
@@ -42,6 +43,7 @@ const HEX_OPTIONS = [
 
 interface Options {
   configFile?: string
+  quickstart: boolean
   hex: Partial<Record<(typeof HEX_OPTIONS)[number], Buffer>>
   fullBoot: boolean
 }
@@ -49,6 +51,7 @@ interface Options {
 function parseOptions(argv: string[]): Options | 'help' {
   const values = parseFlags(argv, {
     config: { type: 'string', short: 'c' },
+    quickstart: { type: 'boolean', default: false },
     'report-data': { type: 'string' },
     'app-id': { type: 'string' },
     'compose-hash': { type: 'string' },
@@ -71,14 +74,23 @@ function parseOptions(argv: string[]): Options | 'help' {
     }
   }
   if (hex['report-data'] === undefined) throw new UsageError("option '--report-data' is required")
-  return { configFile: values.config, hex, fullBoot: values['full-boot'] }
+  return {
+    configFile: values.config,
+    quickstart: values.quickstart,
+    hex,
+    fullBoot: values['full-boot'],
+  }
 }
 
 export async function runSimAttest(argv: string[], io: SimAttestIo): Promise<number> {
   const opts = parseCommandLine('sim-attest', SIM_ATTEST_USAGE, io, () => parseOptions(argv))
   if (typeof opts === 'number') return opts
   try {
-    const config = loadConfig({ ...io.load, configFile: opts.configFile })
+    const config = loadConfig({
+      ...io.load,
+      configFile: opts.configFile,
+      quickstart: opts.quickstart,
+    })
     const seedHex = config.tee.simulator.seed
     if (seedHex === '') {
       throw new Error(
