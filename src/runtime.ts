@@ -37,26 +37,35 @@ export interface RuntimeOptions {
   env?: NodeJS.ProcessEnv
 }
 
-function collateralSource(config: KmsConfig, tee: TeeBackend, cache: CacheDb, logger: Logger) {
-  if (config.tee.simulator.trustMockRoot && tee instanceof SimulatorBackend) {
-    return new StaticCollateralSource(tee.collateral()) as CollateralSource
-  }
-  return new PccsCollateralSource({
-    pccsUrl: config.core.pccsUrl,
-    db: cache,
-    now: () => Math.floor(Date.now() / 1000),
-    logger,
-  })
-}
-
-function rootCa(config: KmsConfig, tee: TeeBackend, logger: Logger): Buffer {
+/** Where quotes are checked: against the simulator's own mock PKI and collateral when the
+ * configuration explicitly trusts it (D10), else against the configured (default Intel) root
+ * with collateral from the PCCS. */
+function trustFor(
+  config: KmsConfig,
+  tee: TeeBackend,
+  cache: CacheDb,
+  logger: Logger,
+): { rootCaDer: Buffer; collateral: CollateralSource } {
   if (config.tee.simulator.trustMockRoot && tee instanceof SimulatorBackend) {
     logger.warn(
       'trusting the TEE simulator mock Intel root CA (tee.simulator.trust_mock_root = true): simulated quotes are accepted as genuine',
     )
-    return tee.mockRootCaDer
+    return {
+      rootCaDer: tee.mockRootCaDer,
+      collateral: new StaticCollateralSource(tee.collateral()),
+    }
   }
-  return resolveTdxRootCa(config.core.attestation)
+  const rootCaDer = resolveTdxRootCa(config.core.attestation)
+  return {
+    rootCaDer,
+    collateral: new PccsCollateralSource({
+      pccsUrl: config.core.pccsUrl,
+      db: cache,
+      now: () => Math.floor(Date.now() / 1000),
+      logger,
+      rootCaDer,
+    }),
+  }
 }
 
 export async function createRuntime(
@@ -71,10 +80,7 @@ export async function createRuntime(
   )
   const authApi = createAuthApi(config.core.authApi, USER_AGENT)
   const cache = CacheDb.open(config.core.image.cacheDir)
-  const verifier = new AttestationVerifier({
-    rootCaDer: rootCa(config, tee, logger),
-    collateral: collateralSource(config, tee, cache, logger),
-  })
+  const verifier = new AttestationVerifier(trustFor(config, tee, cache, logger))
   const selfAuth = new SelfAuthorizer({
     enforce: config.core.enforceSelfAuthorization,
     tee,

@@ -35,7 +35,7 @@ export interface ClientCertVerifierOptions {
 
 interface CacheEntry {
   expires: number
-  result: Promise<VerifiedAttestation | null>
+  result: Promise<ClientCertContext>
 }
 
 function peerLeafDer(socket: unknown): Buffer | undefined {
@@ -69,9 +69,37 @@ export class ClientCertVerifier {
     this.#now = opts.now ?? Date.now
   }
 
+  /** Everything here depends only on the certificate bytes, so the whole outcome (parse,
+   * extension checks, verification) is cached by their hash: a guest on a keep-alive
+   * connection costs one hash per request, not a certificate parse. */
   async context(socket: unknown): Promise<ClientCertContext> {
     const der = peerLeafDer(socket)
     if (der === undefined) return NO_CLIENT_CERT
+    const key = createHash('sha256').update(der).digest('hex')
+    const now = this.#now()
+    const hit = this.#cache.get(key)
+    if (hit !== undefined && hit.expires > now) {
+      // refresh the LRU position
+      this.#cache.delete(key)
+      this.#cache.set(key, hit)
+      return hit.result
+    }
+    if (hit !== undefined) this.#cache.delete(key)
+    const result = this.#evaluate(der)
+    const entry = { expires: now + this.#ttlMs, result }
+    this.#cache.set(key, entry)
+    while (this.#cache.size > this.#maxEntries) {
+      const oldest = this.#cache.keys().next().value
+      if (oldest === undefined) break
+      this.#cache.delete(oldest)
+    }
+    result.catch(() => {
+      if (this.#cache.get(key) === entry) this.#cache.delete(key)
+    })
+    return result
+  }
+
+  async #evaluate(der: Buffer): Promise<ClientCertContext> {
     let cert: ParsedCertificate
     try {
       cert = parseCertificate(der)
@@ -85,33 +113,7 @@ export class ClientCertVerifier {
     } catch (err) {
       throw badRequest('Failed to parse client certificate', err)
     }
-    const attestation = await this.#verified(der, cert)
-    return { attestation, hasCertificate: true }
-  }
-
-  async #verified(der: Buffer, cert: ParsedCertificate): Promise<VerifiedAttestation | null> {
-    const key = createHash('sha256').update(der).digest('hex')
-    const now = this.#now()
-    const hit = this.#cache.get(key)
-    if (hit !== undefined && hit.expires > now) {
-      // refresh the LRU position
-      this.#cache.delete(key)
-      this.#cache.set(key, hit)
-      return hit.result
-    }
-    if (hit !== undefined) this.#cache.delete(key)
-    const result = this.#verify(cert)
-    const entry = { expires: now + this.#ttlMs, result }
-    this.#cache.set(key, entry)
-    while (this.#cache.size > this.#maxEntries) {
-      const oldest = this.#cache.keys().next().value
-      if (oldest === undefined) break
-      this.#cache.delete(oldest)
-    }
-    result.catch(() => {
-      if (this.#cache.get(key) === entry) this.#cache.delete(key)
-    })
-    return result
+    return { attestation: await this.#verify(cert), hasCertificate: true }
   }
 
   async #verify(cert: ParsedCertificate): Promise<VerifiedAttestation | null> {

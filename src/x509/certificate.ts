@@ -146,7 +146,8 @@ function generalName(name: string): Buffer {
   return Buffer.concat([Buffer.from([0x82]), ia5.subarray(1)])
 }
 
-function extension(oid: string, critical: boolean, valueDer: Uint8Array): Buffer {
+/** An X.509 `Extension` (the critical flag written only when true, as DER requires). */
+export function encodeExtension(oid: string, critical: boolean, valueDer: Uint8Array): Buffer {
   return critical
     ? derSequence(derOid(oid), derBoolean(true), derOctetString(valueDer))
     : derSequence(derOid(oid), derOctetString(valueDer))
@@ -155,30 +156,34 @@ function extension(oid: string, critical: boolean, valueDer: Uint8Array): Buffer
 /** A dstack custom extension: the raw bytes are DER-encoded as an OCTET STRING first, and that
  * DER becomes the extnValue (spec 03 §2). */
 export function raTlsExtension(oid: string, raw: Uint8Array): Buffer {
-  return extension(oid, false, derOctetString(raw))
+  return encodeExtension(oid, false, derOctetString(raw))
 }
 
 function encodeExtensions(subject: SubjectPublicKey, params: CertificateParams): Buffer[] {
   const exts: Buffer[] = []
   const sans = params.subjectAltNames ?? []
   if (sans.length > 0) {
-    exts.push(extension(OID.subjectAltName, false, derSequence(...sans.map(generalName))))
+    exts.push(encodeExtension(OID.subjectAltName, false, derSequence(...sans.map(generalName))))
   }
-  exts.push(extension(OID.keyUsage, true, params.ca !== undefined ? KEY_USAGE_CA : KEY_USAGE_LEAF))
+  exts.push(
+    encodeExtension(OID.keyUsage, true, params.ca !== undefined ? KEY_USAGE_CA : KEY_USAGE_LEAF),
+  )
   const eku = params.extendedKeyUsage
   const ekuOids: Buffer[] = []
   if (eku?.serverAuth === true) ekuOids.push(derOid(OID.serverAuth))
   if (eku?.clientAuth === true) ekuOids.push(derOid(OID.clientAuth))
-  if (ekuOids.length > 0) exts.push(extension(OID.extKeyUsage, false, derSequence(...ekuOids)))
+  if (ekuOids.length > 0) {
+    exts.push(encodeExtension(OID.extKeyUsage, false, derSequence(...ekuOids)))
+  }
   if (params.ca !== undefined) {
     const { pathLen } = params.ca
     if (!Number.isInteger(pathLen) || pathLen < 0 || pathLen > 255) {
       throw new KmsError('KMS_ERR_CERT', `pathLen must be 0..255, got ${pathLen}`)
     }
     const ski = subjectKeyIdentifier(subject.spkiDer())
-    exts.push(extension(OID.subjectKeyIdentifier, false, derOctetString(ski)))
+    exts.push(encodeExtension(OID.subjectKeyIdentifier, false, derOctetString(ski)))
     exts.push(
-      extension(
+      encodeExtension(
         OID.basicConstraints,
         true,
         derSequence(derBoolean(true), derSmallInteger(pathLen)),

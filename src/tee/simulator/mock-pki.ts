@@ -32,6 +32,7 @@ import {
 } from '../../x509/der.js'
 import { issueCrl } from '../../x509/crl.js'
 import { OID } from '../../x509/oids.js'
+import { encodeExtension } from '../../x509/certificate.js'
 import { pemEncode } from '../../x509/pem.js'
 
 export const MOCK_PKI_NOT_BEFORE = new Date(Date.UTC(2020, 0, 1))
@@ -149,12 +150,6 @@ function encodeName(commonName: string): Buffer {
   return derSequence(rdn(OID.commonName, commonName), rdn(OID.organizationName, MOCK_ORGANIZATION))
 }
 
-function extension(oid: string, critical: boolean, value: Buffer): Buffer {
-  return critical
-    ? derSequence(derOid(oid), derBoolean(true), derOctetString(value))
-    : derSequence(derOid(oid), derOctetString(value))
-}
-
 const ENUMERATED = 0x0a
 // KeyUsage bits as Intel sets them: CAs keyCertSign|cRLSign, leaves digitalSignature|nonRepudiation.
 const KEY_USAGE_CA = derBitString(Buffer.from([0x06]), 1)
@@ -183,14 +178,14 @@ function issue(seed: Uint8Array, spec: CertSpec): MockCertificate {
       ? derSequence()
       : derSequence(derBoolean(true), derSmallInteger(spec.ca.pathLen))
   const extensions = [
-    extension(
+    encodeExtension(
       OID.authorityKeyIdentifier,
       false,
       derSequence(derImplicitPrimitive(0, issuer.subjectKeyId)),
     ),
-    extension(OID.subjectKeyIdentifier, false, derOctetString(subjectKeyId)),
-    extension(OID.keyUsage, true, spec.ca === undefined ? KEY_USAGE_LEAF : KEY_USAGE_CA),
-    extension(OID.basicConstraints, true, basicConstraints),
+    encodeExtension(OID.subjectKeyIdentifier, false, derOctetString(subjectKeyId)),
+    encodeExtension(OID.keyUsage, true, spec.ca === undefined ? KEY_USAGE_LEAF : KEY_USAGE_CA),
+    encodeExtension(OID.basicConstraints, true, basicConstraints),
     ...(spec.extra ?? []),
   ]
   const tbs = derSequence(
@@ -266,7 +261,11 @@ export function createMockIntelPki(seed: Buffer): MockIntelPki {
     commonName: 'Mock Intel SGX PCK Certificate',
     issuer: pckCa,
     extra: [
-      extension(SGX_OID.extension, false, encodeSgxExtension({ ppid, fmspc, platformInstanceId })),
+      encodeExtension(
+        SGX_OID.extension,
+        false,
+        encodeSgxExtension({ ppid, fmspc, platformInstanceId }),
+      ),
     ],
   })
   const tcbSigning = issue(seed, {
