@@ -100,6 +100,32 @@ describe('attested KMS on the TEE simulator', () => {
     })
   const writePolicy = (p: unknown) => writeFileSync(policyFile, JSON.stringify(p, null, 2))
 
+  /** `method` over mTLS with a hand-made RA-TLS client certificate around `attestation`, signed
+   * by the KMS's temp CA as a guest's is. */
+  async function callWithCert(
+    method: string,
+    body: unknown,
+    attestation: Buffer,
+    key: P256Key,
+  ): Promise<RawResponse> {
+    const tmp = JSON.parse((await prpc(kmsUrl, 'GetTempCaCert', '{}')).text) as Record<
+      string,
+      string
+    >
+    const tempCa = {
+      key: P256Key.fromPem(tmp.temp_ca_key ?? ''),
+      subjectDer: parseCertificate(pemDecode(tmp.temp_ca_cert ?? '', 'CERTIFICATE')).subjectDer,
+    }
+    const cert = issueRaTlsClientCert(key, tempCa, attestation)
+    return rawRequest({
+      url: `${kmsUrl}/prpc/${method}?json`,
+      method: 'POST',
+      body: JSON.stringify(body),
+      cert: cert.pem,
+      key: key.pkcs8Pem(),
+    })
+  }
+
   before(async () => {
     dir = tempDir()
     certDir = join(dir, 'certs')
@@ -361,30 +387,13 @@ describe('attested KMS on the TEE simulator', () => {
     })
 
     /** A hand-made RA-TLS client certificate around `attestation`, for GetAppKey. */
-    async function getAppKeyWith(
-      attestation: Buffer,
-      key: P256Key = P256Key.generate(),
-    ): Promise<RawResponse> {
-      const tmp = JSON.parse((await prpc(kmsUrl, 'GetTempCaCert', '{}')).text) as Record<
-        string,
-        string
-      >
-      const tempCa = {
-        key: P256Key.fromPem(tmp.temp_ca_key ?? ''),
-        subjectDer: parseCertificate(pemDecode(tmp.temp_ca_cert ?? '', 'CERTIFICATE')).subjectDer,
-      }
-      const cert = issueRaTlsClientCert(key, tempCa, attestation)
-      return rawRequest({
-        url: `${kmsUrl}/prpc/GetAppKey?json`,
-        method: 'POST',
-        body: JSON.stringify({
-          api_version: 1,
-          vm_config: simulatedVmConfig(defaultOsImageHash(seed)),
-        }),
-        cert: cert.pem,
-        key: key.pkcs8Pem(),
-      })
-    }
+    const getAppKeyWith = (attestation: Buffer, key: P256Key = P256Key.generate()) =>
+      callWithCert(
+        'GetAppKey',
+        { api_version: 1, vm_config: simulatedVmConfig(defaultOsImageHash(seed)) },
+        attestation,
+        key,
+      )
 
     it('a certificate whose attestation is bound to another key', async () => {
       const g = demoGuest()
@@ -493,27 +502,19 @@ describe('attested KMS on the TEE simulator', () => {
     // A "KMS" guest: the simulator's own KMS identity is what the policy lists for KMSs.
     const g = demoGuest()
     const key = P256Key.generate()
-    const tmp = JSON.parse((await prpc(kmsUrl, 'GetTempCaCert', '{}')).text) as Record<
-      string,
-      string
-    >
-    const tempCa = {
-      key: P256Key.fromPem(tmp.temp_ca_key ?? ''),
-      subjectDer: parseCertificate(pemDecode(tmp.temp_ca_cert ?? '', 'CERTIFICATE')).subjectDer,
-    }
     const guestAtt = simulateGuestAttestation({
       seed,
       reportData: toReportData('ratls-cert', key.spkiDer()),
       ...g,
     })
-    const cert = issueRaTlsClientCert(key, tempCa, strippedAttestationBytes(guestAtt))
-    const res = await rawRequest({
-      url: `${kmsUrl}/prpc/GetKmsKey?json`,
-      method: 'POST',
-      body: JSON.stringify({ vm_config: simulatedVmConfig(g.osImageHash) }),
-      cert: cert.pem,
-      key: key.pkcs8Pem(),
-    })
+    const getKmsKey = () =>
+      callWithCert(
+        'GetKmsKey',
+        { vm_config: simulatedVmConfig(g.osImageHash) },
+        strippedAttestationBytes(guestAtt),
+        key,
+      )
+    const res = await getKmsKey()
     // an app guest is not a KMS the policy lists
     assertRpcError(res, 'Boot denied: aggregated MR not allowed')
     // admit this guest's MR as a KMS: now the root keys are released
@@ -527,13 +528,7 @@ describe('attested KMS on the TEE simulator', () => {
       kms: { ...policy.kms, mrAggregated: [...policy.kms.mrAggregated, `0x${mr.toString('hex')}`] },
     })
     try {
-      const ok = await rawRequest({
-        url: `${kmsUrl}/prpc/GetKmsKey?json`,
-        method: 'POST',
-        body: JSON.stringify({ vm_config: simulatedVmConfig(g.osImageHash) }),
-        cert: cert.pem,
-        key: key.pkcs8Pem(),
-      })
+      const ok = await getKmsKey()
       assert.equal(ok.status, 200, ok.text)
       const r = JSON.parse(ok.text) as {
         temp_ca_key: string

@@ -4,7 +4,7 @@
 // operator replaces a trust anchor (root_ca_tdx + insecure_allow_external_trust_anchors), and it
 // fetches collateral from a PCCS on loopback, caching it in SQLite.
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -25,7 +25,7 @@ import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
 import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
 import { FakeGuestAgent } from './fixtures/fake-guest-agent.js'
 import { prpc, rawRequest } from './helpers/https-client.js'
-import { ADMIN_TOKEN } from './helpers/kms-config.js'
+import { sharedToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
 import { PccsStub } from './helpers/pccs-stub.js'
 
@@ -74,31 +74,20 @@ describe('KMS inside a dstack CVM: guest-agent backend, external trust anchor, P
     const port = await freePort()
     const authPort = await freePort()
     base = `https://localhost:${port}`
-    const certs = join(dir, 'certs')
     kms = startKms({
       dir,
       env: { DSTACK_AGENT_ADDRESS: agent.address },
-      configToml: `
-[rpc]
-address = "127.0.0.1"
-port = ${port}
-workers = 1
-[rpc.tls]
-key = "${certs}/rpc.key"
-certs = "${certs}/rpc.crt"
-[rpc.tls.mutual]
-ca_certs = "${certs}/tmp-ca.crt"
-[core]
-cert_dir = "${certs}"
-admin_token_hash = "${createHash('sha256').update(ADMIN_TOKEN).digest('hex')}"
-enforce_self_authorization = true
-pccs_url = "${pccs.url}"
+      configToml: `${sharedToml({
+        dir,
+        port,
+        workers: 1,
+        enforceSelfAuthorization: true,
+        siteName: 'cvm-site',
+        core: `pccs_url = "${pccs.url}"`,
+      })}
 [core.attestation]
 insecure_allow_external_trust_anchors = true
 root_ca_tdx = "${rootPem}"
-[core.image]
-verify = false
-cache_dir = "${join(dir, 'cache')}"
 [core.auth_api]
 type = "webhook"
 [core.auth_api.webhook]

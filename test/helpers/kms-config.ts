@@ -17,14 +17,26 @@ export interface TestConfigOptions {
   workers?: number
 }
 
-export function testConfigToml(o: TestConfigOptions): string {
+export interface SharedTomlOptions {
+  dir: string
+  port: number
+  workers: number
+  enforceSelfAuthorization: boolean
+  siteName: string
+  /** extra lines in [core] */
+  core: string
+}
+
+/** What every test KMS shares: the main listener on loopback, TLS files and caches under
+ * `dir`, the admin token hash of ADMIN_TOKEN, image verification off. */
+export function sharedToml(o: SharedTomlOptions): string {
   const certs = join(o.dir, 'certs')
   const hash = createHash('sha256').update(ADMIN_TOKEN).digest('hex')
   return `
 [rpc]
 address = "127.0.0.1"
 port = ${o.port}
-workers = ${o.workers ?? 1}
+workers = ${o.workers}
 
 [rpc.tls]
 key = "${certs}/rpc.key"
@@ -37,14 +49,25 @@ mandatory = false
 [core]
 cert_dir = "${certs}"
 admin_token_hash = "${hash}"
-enforce_self_authorization = false
-site_name = "e2e-site"
-${o.core ?? ''}
+enforce_self_authorization = ${o.enforceSelfAuthorization}
+site_name = "${o.siteName}"
+${o.core}
 
 [core.image]
 verify = false
 cache_dir = "${join(o.dir, 'cache')}"
+`
+}
 
+export function testConfigToml(o: TestConfigOptions): string {
+  return `${sharedToml({
+    dir: o.dir,
+    port: o.port,
+    workers: o.workers ?? 1,
+    enforceSelfAuthorization: false,
+    siteName: 'e2e-site',
+    core: o.core ?? '',
+  })}
 ${o.authApi ?? '[core.auth_api]\ntype = "dev"\n\n[core.auth_api.dev]\ngateway_app_id = "any"'}
 
 [core.onboard]
@@ -70,39 +93,23 @@ export interface AttestedConfigOptions {
   webhookUrl?: string
   webhookTimeout?: string
   autoBootstrapDomain?: string
+  /** extra lines in [core] */
+  core?: string
   extra?: string
 }
 
 /** A KMS on the TEE simulator trusting its mock root, self-authorizing against an auth-simple
  * sidecar (or an external webhook): the attested configuration the quick start uses. */
 export function attestedConfigToml(o: AttestedConfigOptions): string {
-  const certs = join(o.dir, 'certs')
-  const hash = createHash('sha256').update(ADMIN_TOKEN).digest('hex')
   const webhook = o.webhookUrl ?? `http://127.0.0.1:${o.authPort}`
-  return `
-[rpc]
-address = "127.0.0.1"
-port = ${o.port}
-workers = 1
-
-[rpc.tls]
-key = "${certs}/rpc.key"
-certs = "${certs}/rpc.crt"
-
-[rpc.tls.mutual]
-ca_certs = "${certs}/tmp-ca.crt"
-mandatory = false
-
-[core]
-cert_dir = "${certs}"
-admin_token_hash = "${hash}"
-enforce_self_authorization = true
-site_name = "attested-site"
-
-[core.image]
-verify = false
-cache_dir = "${join(o.dir, 'cache')}"
-
+  return `${sharedToml({
+    dir: o.dir,
+    port: o.port,
+    workers: 1,
+    enforceSelfAuthorization: true,
+    siteName: 'attested-site',
+    core: o.core ?? '',
+  })}
 [core.auth_api]
 type = "webhook"
 
