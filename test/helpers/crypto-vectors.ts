@@ -1,15 +1,9 @@
-// Locates the shared test vectors: `shared/` sits beside the repository checkout both here and
-// in CI (a fresh clone elsewhere), so resolve relative to this file, not to an absolute path.
-import { existsSync, readFileSync } from 'node:fs'
+// The test vectors live inside the repository (test/fixtures/vectors/, provenance in its
+// PROVENANCE.md), so a clone runs its tests with nothing beside it.
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-const candidates = [
-  fileURLToPath(new URL('../../../shared/vectors/', import.meta.url)),
-  '/work/shared/vectors/',
-]
-
-export const VECTORS_DIR: string =
-  candidates.find((d) => existsSync(d)) ?? (candidates[0] as string)
+export const VECTORS_DIR: string = fileURLToPath(new URL('../fixtures/vectors/', import.meta.url))
 
 export function readVectorFile(name: string): Buffer {
   return readFileSync(VECTORS_DIR + name)
