@@ -39,10 +39,10 @@ import {
   derSequence,
   derSmallInteger,
   derTime,
-} from '../src/x509/der.js'
-import { OID } from '../src/x509/oids.js'
+} from '../src/asn1/der.js'
+import { OID } from '../src/asn1/oids.js'
 import { parseCertificate } from '../src/x509/parse.js'
-import { pemDecodeAll, pemEncode } from '../src/x509/pem.js'
+import { pemDecodeAll, pemEncode } from '../src/asn1/pem.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 
 const NOW = 1751328000 // 2025-07-01T00:00:00Z

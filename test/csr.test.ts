@@ -16,8 +16,8 @@ import {
   upgradeCsrV1,
   verifyCsrSignature,
 } from '../src/ratls/csr.js'
-import { ScaleError, ScaleReader, encodeCompact } from '../src/ratls/scale.js'
-import { derChildren, derSequence, derTlv, parseDer } from '../src/x509/der.js'
+import { ScaleError, ScaleReader, encodeCompact } from '../src/codec/scale.js'
+import { derChildren, derSequence, derTlv, parseDer } from '../src/asn1/der.js'
 import { readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 
 interface CsrVector {

@@ -18,9 +18,9 @@ import {
   PublicKeyResponseType,
 } from '../src/prpc/messages.js'
 import { CSR_CONFIRM, encodeCsrV1, encodeCsrV2 } from '../src/ratls/csr.js'
-import { RATLS_OID } from '../src/x509/oids.js'
+import { RATLS_OID } from '../src/asn1/oids.js'
 import { parseCertificate, readCertUsage } from '../src/x509/parse.js'
-import { pemDecode } from '../src/x509/pem.js'
+import { pemDecode } from '../src/asn1/pem.js'
 import { issueCertificate } from '../src/x509/certificate.js'
 import { issueRaTlsClientCert, issueTempCaCert } from '../src/x509/templates.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'

@@ -32,7 +32,7 @@ import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
 import { encodeTdxEventLogJson } from '../src/attestation/event-log.js'
 import { issueRaTlsClientCert, issueTempCaCert } from '../src/x509/templates.js'
 import { parseCertificate, readRaTlsExtension } from '../src/x509/parse.js'
-import { RATLS_OID } from '../src/x509/oids.js'
+import { RATLS_OID } from '../src/asn1/oids.js'
 import { tempDir } from './helpers/kms-process.js'
 import { USER_AGENT } from '../src/version.js'
 

@@ -16,7 +16,7 @@ import { bootstrapKeysReportData, ratlsCertReportData } from '../src/keys/report
 import { needsRenewal, updateCerts, CA_RENEWAL_WINDOW_MS } from '../src/keys/update-certs.js'
 import { NoneBackend } from '../src/tee/backend.js'
 import { parseCertificate, readCertUsage } from '../src/x509/parse.js'
-import { pemDecode } from '../src/x509/pem.js'
+import { pemDecode } from '../src/asn1/pem.js'
 import { issueRootCaCert, issueTempCaCert } from '../src/x509/templates.js'
 import { tempDir } from './helpers/kms-process.js'
 import { readVectorJson } from './helpers/crypto-vectors.js'

@@ -3,7 +3,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, verify } from '
 import { describe, it } from 'node:test'
 import { P256Key, P256PublicKey, P256_ORDER, isValidP256Scalar } from '../src/crypto/p256.js'
 import { KmsError } from '../src/errors.js'
-import { pemEncode } from '../src/x509/pem.js'
+import { pemEncode } from '../src/asn1/pem.js'
 import { type AppKeysFixture, hexBytes, readVectorJson } from './helpers/crypto-vectors.js'
 
 const vectors = readVectorJson<{ derive_dh_secret: { root_pkcs8_der: string } }>('vectors.json')

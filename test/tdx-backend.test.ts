@@ -12,8 +12,8 @@ import { replayEventLogRtmrs, runtimeEventDigest } from '../src/attestation/runt
 import type { Attestation, TdxEvent } from '../src/attestation/types.js'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import { KmsError } from '../src/errors.js'
-import { NodeTdxIo } from '../src/tdx/io.js'
-import { createTdxBackend, sysConfigPath, TdxBackend } from '../src/tee/tdx-backend.js'
+import { NodeTdxIo } from '../src/tee/tdx/io.js'
+import { createTdxBackend, sysConfigPath, TdxBackend } from '../src/tee/tdx/backend.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 import { CCEL_DATA, FakeTdxKernel, type FakeKernelOptions } from './helpers/fake-tdx-kernel.js'
 

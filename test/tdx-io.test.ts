@@ -9,25 +9,25 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { runtimeEventDigest } from '../src/attestation/runtime-events.js'
-import { ccelPath, readCcelEvents } from '../src/tdx/ccel.js'
+import { ccelPath, readCcelEvents } from '../src/tee/tdx/ccel.js'
 import {
   BUSY_RETRY_WAIT_MS,
   CONFIGFS_DEFAULT,
   ConfigfsTsmQuoter,
   GENERATION_POLL_MS,
-} from '../src/tdx/configfs-tsm.js'
-import { isTdxAvailable, readVsockPort, selectQuoteMethod } from '../src/tdx/detect.js'
-import { isTdxError, TdxError } from '../src/tdx/errors.js'
-import { NodeTdxIo } from '../src/tdx/io.js'
-import { TdxQuoter } from '../src/tdx/quote.js'
-import { getTdReport, tdReportRtmrs } from '../src/tdx/report.js'
-import { extendRtmr, readRtmrSysfs } from '../src/tdx/rtmr.js'
+} from '../src/tee/tdx/configfs-tsm.js'
+import { isTdxAvailable, readVsockPort, selectQuoteMethod } from '../src/tee/tdx/detect.js'
+import { isTdxError, TdxError } from '../src/tee/tdx/errors.js'
+import { NodeTdxIo } from '../src/tee/tdx/io.js'
+import { TdxQuoter } from '../src/tee/tdx/quote.js'
+import { getTdReport, tdReportRtmrs } from '../src/tee/tdx/report.js'
+import { extendRtmr, readRtmrSysfs } from '../src/tee/tdx/rtmr.js'
 import {
   appendRuntimeEvent,
   emitRuntimeEvent,
   readRuntimeEvents,
   runtimeLogPaths,
-} from '../src/tdx/runtime-log.js'
+} from '../src/tee/tdx/runtime-log.js'
 import { readVectorFile, VECTORS_DIR } from './helpers/crypto-vectors.js'
 import {
   CCEL_DATA,

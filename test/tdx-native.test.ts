@@ -16,10 +16,10 @@ import {
   vsockRoundTrip,
   type NativeTdx,
 } from '../src/native/tdx.js'
-import { TdxError } from '../src/tdx/errors.js'
-import { NodeTdxIo } from '../src/tdx/io.js'
-import { getTdReport as getTdReportViaIo } from '../src/tdx/report.js'
-import { extendRtmr as extendRtmrViaIo } from '../src/tdx/rtmr.js'
+import { TdxError } from '../src/tee/tdx/errors.js'
+import { NodeTdxIo } from '../src/tee/tdx/io.js'
+import { getTdReport as getTdReportViaIo } from '../src/tee/tdx/report.js'
+import { extendRtmr as extendRtmrViaIo } from '../src/tee/tdx/rtmr.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-tdx-native-'))
 after(() => rmSync(dir, { recursive: true, force: true }))

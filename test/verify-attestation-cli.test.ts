@@ -14,7 +14,7 @@ import { runVerifyAttestation } from '../src/commands/verify-attestation.js'
 import { mockCollateral } from '../src/tee/simulator/collateral.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
 import { deriveBytes, mockIntelPki } from '../src/tee/simulator/mock-pki.js'
-import { pemEncode } from '../src/x509/pem.js'
+import { pemEncode } from '../src/asn1/pem.js'
 import { VECTORS_DIR, readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 import { PccsStub } from './helpers/pccs-stub.js'
 

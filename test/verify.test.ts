@@ -32,7 +32,7 @@ import {
 } from '../src/attestation/versioned.js'
 import type { AttestationConfig } from '../src/config/types.js'
 import { KmsError } from '../src/errors.js'
-import { pemDecode, pemEncode } from '../src/x509/pem.js'
+import { pemDecode, pemEncode } from '../src/asn1/pem.js'
 import { type AppKeysFixture, readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 
 const NOW = 1751328000

@@ -20,15 +20,15 @@ import {
   derExplicit,
   parseDer,
   derChildren,
-} from '../src/x509/der.js'
-import { CERT_USAGE, OID, RATLS_OID } from '../src/x509/oids.js'
+} from '../src/asn1/der.js'
+import { CERT_USAGE, OID, RATLS_OID } from '../src/asn1/oids.js'
 import {
   type ParsedCertificate,
   parseCertificate,
   readCertUsage,
   readRaTlsExtension,
 } from '../src/x509/parse.js'
-import { pemDecode, pemDecodeAll, pemEncode } from '../src/x509/pem.js'
+import { pemDecode, pemDecodeAll, pemEncode } from '../src/asn1/pem.js'
 import {
   issueAppCaCert,
   issueRaTlsClientCert,

@@ -8,9 +8,9 @@
 import { X509Certificate, verify as cryptoVerify } from 'node:crypto'
 import { KmsError, errorMessage } from '../errors.js'
 import { type ParsedCrl, parseCrl } from '../x509/crl-parse.js'
-import { OID } from '../x509/oids.js'
+import { OID } from '../asn1/oids.js'
 import { type ParsedCertificate, parseCertificate } from '../x509/parse.js'
-import { pemDecodeAll } from '../x509/pem.js'
+import { pemDecodeAll } from '../asn1/pem.js'
 import type { Collateral } from './collateral.js'
 
 /** Intel's chains are leaf → intermediate → root; anything much longer is not DCAP. */

@@ -3,7 +3,7 @@
 // Parse errors carry upstream's texts (cc-eventlog, serde_json), which reach clients through the
 // CSR V1 upgrade (`Failed to parse tdx_event_log: …`).
 import { KmsError, errorMessage, withContext } from '../errors.js'
-import { ScaleError, ScaleReader } from '../ratls/scale.js'
+import { ScaleError, ScaleReader } from '../codec/scale.js'
 import { decodeHex } from '../util/hex.js'
 import { rustDebugStr } from '../util/rust-text.js'
 import { MAX_EVENTS, type RuntimeEvent, type TdxEvent } from './types.js'

@@ -4,7 +4,7 @@
 // upstream's (CSR V1 upgrades show it to clients: `Invalid TDX quote: Could not decode …`).
 // Everything is read through the length fields; trailing bytes (zero padding) are ignored.
 import { KmsError } from '../errors.js'
-import { ScaleError, ScaleReader } from '../ratls/scale.js'
+import { ScaleError, ScaleReader } from '../codec/scale.js'
 
 export interface TdReport10 {
   teeTcbSvn: Buffer

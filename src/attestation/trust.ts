@@ -5,10 +5,10 @@ import { readFileSync } from 'node:fs'
 import dcap from '@phala/dcap-qvl'
 import type { AttestationConfig } from '../config/types.js'
 import { KmsError, errorMessage, withContext } from '../errors.js'
-import { TAG, derChildren, parseDer, readBoolean } from '../x509/der.js'
-import { OID } from '../x509/oids.js'
+import { TAG, derChildren, parseDer, readBoolean } from '../asn1/der.js'
+import { OID } from '../asn1/oids.js'
 import { parseCertificate } from '../x509/parse.js'
-import { pemDecode } from '../x509/pem.js'
+import { pemDecode } from '../asn1/pem.js'
 
 /** Intel SGX Root CA (DER), the anchor of every production PCK chain. */
 export const INTEL_SGX_ROOT_CA_DER: Buffer = Buffer.from(dcap.constants.TRUSTED_ROOT_CA_DER)

@@ -4,7 +4,7 @@
 // Also here: certificate stripping (§5), `from_tdx_quote` (§7) and the vm_config view (§14).
 import { decode as msgpackDecode, encode as msgpackEncode } from '@msgpack/msgpack'
 import { KmsError, errorMessage, withContext } from '../errors.js'
-import { ScaleError, ScaleReader, ScaleWriter } from '../ratls/scale.js'
+import { ScaleError, ScaleReader, ScaleWriter } from '../codec/scale.js'
 import { decodeHex } from '../util/hex.js'
 import { rustDebugStr } from '../util/rust-text.js'
 import { isAcpiDataEvent, parseTdxEventLogJson, TDX_ACPI_DATA_EVENT_PAYLOAD } from './event-log.js'

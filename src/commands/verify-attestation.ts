@@ -20,7 +20,7 @@ import { CacheDb } from '../cache/cache-db.js'
 import { DEFAULT_PCCS_URL } from '../config/defaults.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'
 import { parseCertificate } from '../x509/parse.js'
-import { pemDecode } from '../x509/pem.js'
+import { pemDecode } from '../asn1/pem.js'
 import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 import { KmsError, errorMessage, withContext } from '../errors.js'
 

@@ -21,10 +21,10 @@ import {
   readOid,
   readSmallInteger,
   sequenceOf,
-} from '../x509/der.js'
-import { OID } from '../x509/oids.js'
+} from '../asn1/der.js'
+import { OID } from '../asn1/oids.js'
 import { isScalarInRange, orderBytes } from './scalar.js'
-import { pemDecodeAll, pemEncode, pemLabels } from '../x509/pem.js'
+import { pemDecodeAll, pemEncode, pemLabels } from '../asn1/pem.js'
 
 /** The P-256 group order n. */
 export const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n

@@ -14,8 +14,8 @@ import { strippedAttestationBytes, attestationFromCertificate } from '../ratls/c
 import type { Attestation } from '../attestation/types.js'
 import { issueRaTlsClientCert } from '../x509/templates.js'
 import { parseCertificate, readCertUsage } from '../x509/parse.js'
-import { CERT_USAGE } from '../x509/oids.js'
-import { pemDecode } from '../x509/pem.js'
+import { CERT_USAGE } from '../asn1/oids.js'
+import { pemDecode } from '../asn1/pem.js'
 
 export interface HttpsReply {
   status: number

@@ -8,7 +8,7 @@ import type { VerifiedAttestation } from '../attestation/verify.js'
 import type { Attestation } from '../attestation/types.js'
 import { KmsError, errorMessage } from '../errors.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'
-import { RATLS_OID } from '../x509/oids.js'
+import { RATLS_OID } from '../asn1/oids.js'
 import { parseCertificate, readRaTlsExtension, type ParsedCertificate } from '../x509/parse.js'
 
 export interface ClientCertContext {

@@ -8,7 +8,7 @@ import { KmsError, withContext } from '../errors.js'
 import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
 import { readRootK256 } from '../keys/key-set.js'
 import { parseCertificate } from '../x509/parse.js'
-import { pemDecode } from '../x509/pem.js'
+import { pemDecode } from '../asn1/pem.js'
 import { readRequiredFile } from '../fs/read-file.js'
 
 export interface KmsState {

@@ -1,6 +1,6 @@
 // Typed access to the addon's two /dev/tdx_guest ioctls (native/tdx_guest.cc). Arguments are
 // validated here, so the addon only ever sees well-formed input; failures reject with Node's
-// errno error shape (`{code, errno, syscall: 'open' | 'ioctl', path}`), which src/tdx/errors.ts
+// errno error shape (`{code, errno, syscall: 'open' | 'ioctl', path}`), which src/tee/tdx/errors.ts
 // turns into TdxErrors.
 import { KmsError } from '../errors.js'
 import { loadNativeBinding } from './binding.js'

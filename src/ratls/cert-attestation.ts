@@ -8,7 +8,7 @@ import {
   stripAttestation,
 } from '../attestation/versioned.js'
 import { KmsError } from '../errors.js'
-import { RATLS_OID } from '../x509/oids.js'
+import { RATLS_OID } from '../asn1/oids.js'
 import { readRaTlsExtension, type ParsedCertificate } from '../x509/parse.js'
 
 /** null when the certificate carries no attestation; throws when it carries a malformed one. */

@@ -4,9 +4,9 @@
 import { verify as cryptoVerify } from 'node:crypto'
 import { P256PublicKey } from '../crypto/p256.js'
 import { KmsError, withContext } from '../errors.js'
-import { TAG, expectTag, readBitString, readOid, readTlv, sequenceOf } from '../x509/der.js'
-import { OID } from '../x509/oids.js'
-import { ScaleError, ScaleReader, ScaleWriter } from './scale.js'
+import { TAG, expectTag, readBitString, readOid, readTlv, sequenceOf } from '../asn1/der.js'
+import { OID } from '../asn1/oids.js'
+import { ScaleError, ScaleReader, ScaleWriter } from '../codec/scale.js'
 import type { Attestation } from '../attestation/types.js'
 import {
   MAX_ATTESTATION_BYTES,

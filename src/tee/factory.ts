@@ -6,7 +6,7 @@ import type { KmsConfig } from '../config/types.js'
 import { NoneBackend, detectTdx, type TeeBackend } from './backend.js'
 import { createGuestAgentBackend } from './guest-agent.js'
 import { SimulatorBackend } from './simulator/simulator-backend.js'
-import { createTdxBackend } from './tdx-backend.js'
+import { createTdxBackend } from './tdx/backend.js'
 
 export interface TeeFactoryOptions {
   logger: Logger

@@ -21,9 +21,9 @@ import {
   derTime,
   derUnsignedInteger,
   derUtf8String,
-} from './der.js'
-import { OID, RATLS_OID } from './oids.js'
-import { pemEncode } from './pem.js'
+} from '../asn1/der.js'
+import { OID, RATLS_OID } from '../asn1/oids.js'
+import { pemEncode } from '../asn1/pem.js'
 
 export interface SubjectName {
   organization?: string

@@ -18,7 +18,7 @@ import {
   readTime,
   readUnsignedInteger,
   sequenceOf,
-} from './der.js'
+} from '../asn1/der.js'
 
 export interface CrlExtension {
   critical: boolean

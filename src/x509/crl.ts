@@ -12,8 +12,8 @@ import {
   derTime,
   derUnsignedInteger,
   derBitString,
-} from './der.js'
-import { OID } from './oids.js'
+} from '../asn1/der.js'
+import { OID } from '../asn1/oids.js'
 
 const CRL_NUMBER_OID = '2.5.29.20'
 

@@ -18,8 +18,8 @@ import {
   readTime,
   readUnsignedInteger,
   sequenceOf,
-} from './der.js'
-import { OID, RATLS_OID } from './oids.js'
+} from '../asn1/der.js'
+import { OID, RATLS_OID } from '../asn1/oids.js'
 
 export interface CertificateExtension {
   critical: boolean

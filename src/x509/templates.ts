@@ -7,7 +7,7 @@ import {
   type SubjectPublicKey,
   issueCertificate,
 } from './certificate.js'
-import { CERT_USAGE } from './oids.js'
+import { CERT_USAGE } from '../asn1/oids.js'
 
 const ORG = 'Dstack'
 

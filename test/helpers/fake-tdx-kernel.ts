@@ -5,7 +5,7 @@
 // against an independent model. Faults are injected per operation and path as errno codes.
 import { createHash } from 'node:crypto'
 import { constants } from 'node:os'
-import type { TdxFile, TdxIo, TdxOpenMode } from '../../src/tdx/io.js'
+import type { TdxFile, TdxIo, TdxOpenMode } from '../../src/tee/tdx/io.js'
 
 const ERRNO_TEXT: Record<string, string> = {
   ENOENT: 'no such file or directory',

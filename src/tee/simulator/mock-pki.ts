@@ -29,11 +29,11 @@ import {
   derTlv,
   derUnsignedInteger,
   derUtf8String,
-} from '../../x509/der.js'
+} from '../../asn1/der.js'
 import { issueCrl } from '../../x509/crl.js'
-import { OID } from '../../x509/oids.js'
+import { OID } from '../../asn1/oids.js'
 import { encodeExtension } from '../../x509/certificate.js'
-import { pemEncode } from '../../x509/pem.js'
+import { pemEncode } from '../../asn1/pem.js'
 
 export const MOCK_PKI_NOT_BEFORE = new Date(Date.UTC(2020, 0, 1))
 export const MOCK_PKI_NOT_AFTER = new Date(Date.UTC(2100, 0, 1))

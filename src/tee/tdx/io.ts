@@ -8,8 +8,8 @@ import { constants } from 'node:fs'
 import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as delay } from 'node:timers/promises'
-import { flock } from '../native/flock.js'
-import { loadNativeTdx, type NativeTdx } from '../native/tdx.js'
+import { flock } from '../../native/flock.js'
+import { loadNativeTdx, type NativeTdx } from '../../native/tdx.js'
 
 /**
  * `read`: O_RDONLY. `write`: O_WRONLY, never creating (configfs and sysfs attributes).

@@ -2,7 +2,7 @@
 // for programs, `message` is upstream's Display text for operators and error-text parity, and the
 // errno error of the failing syscall stays as `cause`.
 import { constants } from 'node:os'
-import { isNativeErrnoError } from '../native/binding.js'
+import { isNativeErrnoError } from '../../native/binding.js'
 
 export type TdxErrorCode =
   | 'TDX_UNEXPECTED'

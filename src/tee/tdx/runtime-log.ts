@@ -2,10 +2,10 @@
 // §4), with upstream HEAD's emission protocol: a system-wide flock on runtime_event.lock, the
 // digest format from runtime_event_version, then extend first and append second, so a device
 // failure never leaves an unmeasured event in the log that verifiers replay.
-import { formatRuntimeEventLine, parseRuntimeEventLog } from '../attestation/event-log.js'
-import { runtimeEventDigest } from '../attestation/runtime-events.js'
-import type { RuntimeEvent } from '../attestation/types.js'
-import { KmsError, withContext } from '../errors.js'
+import { formatRuntimeEventLine, parseRuntimeEventLog } from '../../attestation/event-log.js'
+import { runtimeEventDigest } from '../../attestation/runtime-events.js'
+import type { RuntimeEvent } from '../../attestation/types.js'
+import { KmsError, withContext } from '../../errors.js'
 import { errnoCode, ioErrorText } from './errors.js'
 import { joinPath, readText, writeAll, type TdxFile, type TdxIo } from './io.js'
 

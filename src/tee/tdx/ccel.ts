@@ -1,8 +1,8 @@
 // The boot event log (RTMR0–2) the firmware leaves in the ACPI CCEL log area (spec 07 §5),
 // converted to TDX events with the codec's CCEL parser.
-import { parseCcel } from '../attestation/event-log.js'
-import type { TdxEvent } from '../attestation/types.js'
-import { KmsError, withContext } from '../errors.js'
+import { parseCcel } from '../../attestation/event-log.js'
+import type { TdxEvent } from '../../attestation/types.js'
+import { KmsError, withContext } from '../../errors.js'
 import { ioErrorText } from './errors.js'
 import type { TdxIo } from './io.js'
 

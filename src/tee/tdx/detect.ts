@@ -1,7 +1,7 @@
 // Is this a TDX guest we can attest from, and if not, exactly why not. `[tee] backend = "tdx"`
 // on a machine without TDX must refuse to start with the reason (D10): a KMS that believes it
 // attests while it does not would hand out keys on the strength of nothing.
-import { TDX_GUEST_DEVICE } from '../native/tdx.js'
+import { TDX_GUEST_DEVICE } from '../../native/tdx.js'
 import {
   absoluteOverride,
   CONFIGFS_BASE,

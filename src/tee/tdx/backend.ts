@@ -2,24 +2,24 @@
 // `Attestation::quote` does for DstackTdx (vm_config from the sys-config, runtime events, a quote
 // through configfs-tsm, CCEL + runtime event log), without a guest-agent in between.
 import type { Logger } from 'pino'
-import { encodeVersionedAttestation, intoVersioned } from '../attestation/versioned.js'
-import { runtimeEventToTdxEvent } from '../attestation/runtime-events.js'
-import type { Attestation, RuntimeEvent, TdxEvent } from '../attestation/types.js'
-import { KmsError, withContext } from '../errors.js'
-import { readCcelEvents } from '../tdx/ccel.js'
-import { REPORT_DATA_SIZE } from '../tdx/configfs-tsm.js'
-import { detectTdx } from '../tdx/detect.js'
-import { NodeTdxIo, joinPath, readText, type TdxIo } from '../tdx/io.js'
-import { TdxQuoter } from '../tdx/quote.js'
-import { extendRtmr } from '../tdx/rtmr.js'
+import { encodeVersionedAttestation, intoVersioned } from '../../attestation/versioned.js'
+import { runtimeEventToTdxEvent } from '../../attestation/runtime-events.js'
+import type { Attestation, RuntimeEvent, TdxEvent } from '../../attestation/types.js'
+import { KmsError, withContext } from '../../errors.js'
+import { readCcelEvents } from './ccel.js'
+import { REPORT_DATA_SIZE } from './configfs-tsm.js'
+import { detectTdx } from './detect.js'
+import { NodeTdxIo, joinPath, readText, type TdxIo } from './io.js'
+import { TdxQuoter } from './quote.js'
+import { extendRtmr } from './rtmr.js'
 import {
   emitRuntimeEvent,
   readRuntimeEvents,
   runtimeLogPaths,
   type RuntimeLogPaths,
-} from '../tdx/runtime-log.js'
-import type { TeeBackend } from './backend.js'
-import { Mutex } from '../util/mutex.js'
+} from './runtime-log.js'
+import type { TeeBackend } from '../backend.js'
+import { Mutex } from '../../util/mutex.js'
 
 export const HOST_SHARED_DIR = '/dstack/.host-shared'
 export const HOST_SHARED_DIR_ENV = 'DSTACK_HOST_SHARED_DIR'

@@ -1,7 +1,7 @@
 // RTMR extension (spec 07 §3): the tsm-mr sysfs attribute of Linux ≥ 6.16 (plain file I/O),
 // else the legacy out-of-tree ioctl on /dev/tdx_guest, else not supported. Never a silent skip:
 // an event that is logged but not measured would make the log lie.
-import { TDX_GUEST_DEVICE } from '../native/tdx.js'
+import { TDX_GUEST_DEVICE } from '../../native/tdx.js'
 import { absoluteOverride, MAX_OVERRIDE_PATH_LENGTH } from './configfs-tsm.js'
 import { errnoCode, ioErrorText, TdxError } from './errors.js'
 import { joinPath, writeAll, type TdxFile, type TdxIo } from './io.js'

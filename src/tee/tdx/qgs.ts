@@ -2,7 +2,7 @@
 // path of dstack 0.5.x guests without configfs-tsm. A TDREPORT from /dev/tdx_guest goes out in a
 // GET_QUOTE_REQ; the quote comes back in a GET_QUOTE_RESP. Messages are little-endian inside a
 // big-endian length frame.
-import { TDX_REPORT_SIZE, VMADDR_CID_HOST } from '../native/tdx.js'
+import { TDX_REPORT_SIZE, VMADDR_CID_HOST } from '../../native/tdx.js'
 import { TdxError } from './errors.js'
 import type { TdxIo } from './io.js'
 import { TDX_ATTEST_CONFIG_PATH } from './detect.js'
