@@ -25,7 +25,7 @@ export const BENCH_APP_ID_HEX = '0123456789abcdef0123456789abcdef01234567'
 export const ENV_KEY_HANDLER_CASE = 'GetAppEnvEncryptPubKey handler work'
 /** the case the end-to-end GetAppEnvEncryptPubKey figures (one hot app id) are compared with */
 export const ENV_KEY_CACHED_HANDLER_CASE = 'GetAppEnvEncryptPubKey handler work (cached)'
-/** the prefix service.ts signs env-encryption public keys with (spec 02 §5) */
+/** the prefix service.ts signs env-encryption public keys with */
 const ENV_PUBKEY_PREFIX = 'dstack-env-encrypt-pubkey'
 
 export interface BenchCase {

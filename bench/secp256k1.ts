@@ -1,6 +1,7 @@
-// secp256k1 side by side (D14): the libsecp256k1 backend through the addon, @noble/curves, and
-// libsecp256k1 called from a small C program compiled here (bench/c/secp256k1_bench.c), the
-// floor for what the addon can reach. Same key and digest everywhere; interleaved rounds.
+// secp256k1 side by side (docs/design.md#secp256k1-through-libsecp256k1-or-noble-curves): the
+// libsecp256k1 backend through the addon, @noble/curves, and libsecp256k1 called from a small C
+// program compiled here (bench/c/secp256k1_bench.c), the floor for what the addon can reach. Same
+// key and digest everywhere; interleaved rounds.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'

@@ -1,5 +1,5 @@
 // Entry point of the dstack_kms_native addon. The addon holds syscall-shaped primitives only;
-// everything protocol-shaped lives in TypeScript (spec 08 section 2 rule 1).
+// everything protocol-shaped lives in TypeScript (docs/design.md#architecture).
 #include "addon.h"
 
 namespace {

@@ -1,7 +1,8 @@
-// secp256k1 through the system libsecp256k1 (D14): the compressed public key of a secret and a
-// recoverable RFC 6979 signature of a 32-byte digest. Compiled only when binding.gyp's probe
-// found the library. The TypeScript layer validates every argument (scalar range, digest length)
-// and maps the status codes to errors; these functions check only what memory safety needs.
+// secp256k1 through the system libsecp256k1
+// (docs/design.md#secp256k1-through-libsecp256k1-or-noble-curves): the compressed public key of a
+// secret and a recoverable RFC 6979 signature of a 32-byte digest. Compiled only when binding.gyp's
+// probe found the library. The TypeScript layer validates every argument (scalar range, digest
+// length) and maps the status codes to errors; these functions check only what memory safety needs.
 //
 // Synchronous on purpose: one call costs tens of microseconds of pure computation, less than a
 // hop to the thread pool would, and the Secp256k1Backend interface is synchronous.

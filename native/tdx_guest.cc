@@ -2,10 +2,10 @@
 // bytes of REPORTDATA; mainline since 6.2) and the legacy out-of-tree TDX_CMD_EXTEND_RTMR
 // (mainline ≥ 6.16 extends through sysfs instead, which is plain file I/O in TypeScript).
 //
-// Debian 12's kernel headers (6.1) lack linux/tdx-guest.h, so the structs and request numbers
-// are declared here and pinned with static_asserts to the values of spec 07 §2.5 and §3.
-// The device path is a parameter so tests can aim at a missing or ordinary file and observe
-// the errno (ENOENT, ENOTTY) without TDX hardware.
+// Debian 12's kernel headers (6.1) lack linux/tdx-guest.h, so the structs and request numbers are
+// declared here and pinned with static_asserts to the request numbers and sizes upstream's
+// tdx-attest uses. The device path is a parameter so tests can aim at a missing or ordinary file
+// and observe the errno (ENOENT, ENOTTY) without TDX hardware.
 #include "addon.h"
 #include "errors.h"
 

@@ -1,5 +1,5 @@
 // One request/response exchange over an AF_VSOCK stream socket: the transport of Intel's Quote
-// Generation Service on the host (legacy dstack quotes, spec 07 §2.3). Node has no AF_VSOCK.
+// Generation Service on the host (legacy dstack quotes). Node has no AF_VSOCK.
 // The framing is QGS's: the request is sent as given (the caller adds the 4-byte big-endian
 // length); the reply's 4-byte big-endian length is read, then the body, unless the length is
 // over maxResponse, in which case only the 4 length bytes are returned so the caller can say

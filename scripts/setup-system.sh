@@ -1,8 +1,8 @@
 #!/bin/sh
-# Installs the Debian packages dstack-kms-ts needs to build and run, and with --test also what
-# the tests need. Idempotent; called by `npm run quickstart` and `npm run test:all`
-# (and thus by .ci/run).
-#   libsecp256k1-dev  constant-time secp256k1 for the native addon (D14)
+# Installs the Debian packages dstack-kms-ts needs to build and run, and with --test also what the
+# tests need. Idempotent; called by `npm run quickstart` and `npm run test:all` (and thus by
+# .ci/run). libsecp256k1-dev constant-time secp256k1 for the native addon
+# (docs/design.md#secp256k1-through-libsecp256k1-or-noble-curves)
 #   python3           used by tests that need a unix-datagram receiver (sd_notify)
 #   g++ make          node-gyp builds of the native addon and better-sqlite3
 #   chromium          (--test) browser test of the onboarding page, driven by playwright-core

@@ -38,8 +38,8 @@ export interface RuntimeOptions {
 }
 
 /** Where quotes are checked: against the simulator's own mock PKI and collateral when the
- * configuration explicitly trusts it (D10), else against the configured (default Intel) root
- * with collateral from the PCCS. */
+ * configuration explicitly trusts it (docs/design.md#trust-model), else against the configured
+ * (default Intel) root with collateral from the PCCS. */
 function trustFor(
   config: KmsConfig,
   tee: TeeBackend,

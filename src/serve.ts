@@ -77,7 +77,8 @@ export async function serve(opts: ServeOptions): Promise<number> {
   for (const w of unsafeDefaultWarnings(config)) logger.warn(`UNSAFE FOR PRODUCTION: ${w}`)
 
   if (opts.quickstart) await ensureQuickstartPolicy(config, logger)
-  // Fail before forking anything if the TEE backend cannot run here (D10, D17).
+  // Fail before forking anything if the TEE backend cannot run here
+  // (docs/design.md#tee-backend-chosen-explicitly-never-a-fallback).
   const rt = await createRuntime(config, logger, { announce: true })
   const tee = rt.tee
   const certDir = config.core.certDir
@@ -120,8 +121,9 @@ export async function serve(opts: ServeOptions): Promise<number> {
             logger,
           })
         } catch (err) {
-          // D20 (upstream HEAD): fatal only when the RPC certificate should carry an
-          // attestation; without a TEE the existing certificates keep serving.
+          // docs/design.md#certificate-renewal-follows-upstream-head: fatal only when the RPC
+          // certificate should carry an attestation; without a TEE the existing certificates
+          // keep serving.
           if (tee.canAttest) throw err
           logger.error(
             `Failed to update certs: ${errorMessage(err)}; continuing with the existing certificates`,

@@ -60,8 +60,8 @@ function configError(message: string) {
     err instanceof KmsError && err.code === 'KMS_ERR_CONFIG' && err.message === message
 }
 
-describe('admin token (in-body, D3)', () => {
-  test('the message for a wrong token is "Invalid token" (D16)', () => {
+describe('admin token (in-body)', () => {
+  test('the message for a wrong token is "Invalid token"', () => {
     assert.equal(INVALID_TOKEN_MESSAGE, 'Invalid token')
   })
 
@@ -458,7 +458,7 @@ describe('admin listener header authentication (real server)', () => {
     assert.deepEqual(server.parsed, ['/prpc/Admin.ClearImageCache?json'])
   })
 
-  test('GET /health stays open (D11); everything else is guarded, even unknown routes', async () => {
+  test('GET /health stays open; everything else is guarded, even unknown routes', async () => {
     const health = await send(port, 'GET', '/health')
     assert.equal(health.status, 200)
     assert.equal(health.body, 'OK')

@@ -1,5 +1,5 @@
 // VersionedAttestation codecs, quote parsing, stripping, from_tdx_quote, report_data and app info
-// against the upstream fixtures (spec 04 §1–8, §12–17).
+// against the upstream fixtures.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { describe, it } from 'node:test'

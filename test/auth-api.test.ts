@@ -1,4 +1,4 @@
-// The auth API client (spec 05 §3–5) against a real HTTP server on loopback.
+// The auth API client against a real HTTP server on loopback.
 import assert from 'node:assert/strict'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -89,7 +89,7 @@ describe('webhook auth API: info call', () => {
     await assert.rejects(api().info(), /larger than 1048576 bytes/)
   })
 
-  it('times out (D9) and stays fail-closed', async () => {
+  it('times out and stays fail-closed', async () => {
     handler = () => {
       // never answers
     }
@@ -170,7 +170,7 @@ describe('webhook auth API: decision calls', () => {
       ],
     )
     for (const r of seen) assert.deepEqual(JSON.parse(r.body), bootInfo)
-    // key order is the caller's (spec 05 §2 order comes from bootInfoToJson)
+    // key order is the caller's (the webhook order comes from bootInfoToJson)
     assert.equal(seen[0]?.body, JSON.stringify(bootInfo))
   })
 
@@ -192,7 +192,7 @@ describe('webhook auth API: decision calls', () => {
     assert.equal(seen[0]?.body, seen[1]?.body)
   })
 
-  it('times out (D9) and stays fail-closed', async () => {
+  it('times out and stays fail-closed', async () => {
     handler = () => {
       // never answers
     }

@@ -1,4 +1,4 @@
-// auth-simple (spec 05 §8): upstream's index.test.ts vectors one to one through app.inject, then
+// auth-simple: upstream's index.test.ts vectors one to one through app.inject, then
 // our additions — hot reload, broken policy files, request validation, a real listening server
 // driven by the KMS's own webhook client, and the command as a child process with real signals.
 import assert from 'node:assert/strict'
@@ -294,7 +294,7 @@ describe('auth-simple: upstream index.test.ts vectors', () => {
   })
 })
 
-describe('auth-simple: decision details (spec 05 §8.4, §8.6)', () => {
+describe('auth-simple: decision details', () => {
   const cfg = (over: object) => ({ ...defaultAuthSimpleConfig(), ...over })
   const boot = (over: object = {}) => ({ ...baseBootInfo, teeVariant: '', ...over })
 
@@ -617,7 +617,7 @@ describe('auth-simple + the KMS webhook client over real HTTP', () => {
     url = `http://127.0.0.1:${addr.port}`
   })
 
-  // what the KMS sends (spec 05 §2): lowercase hex without 0x, both mode keys, keyProviderInfo
+  // what the KMS sends: lowercase hex without 0x, both mode keys, keyProviderInfo
   const kmsBootInfo = {
     attestationMode: 'dstack-tdx',
     teeVariant: 'dstack-tdx',

@@ -173,7 +173,7 @@ describe('buildBootInfo refusals', () => {
   })
 })
 
-describe('bootInfoToJson (spec 05 §2)', () => {
+describe('bootInfoToJson', () => {
   it('keeps the key order, sends both mode keys and lowercase hex', () => {
     const fill = (n: number, len: number) => Buffer.alloc(len, n)
     const b: BootInfo = {

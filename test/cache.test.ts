@@ -24,7 +24,7 @@ import { readVectorJson } from './helpers/crypto-vectors.js'
 const vectors = readVectorJson<{
   misc: { vm_config_hash_of_empty_config: { sha256: string } }
 }>('vectors.json')
-// a real config hash (spec 09 §4.2: the empty vm_config)
+// a real config hash (of the empty vm_config)
 const CONFIG_A = vectors.misc.vm_config_hash_of_empty_config.sha256
 const CONFIG_B = 'ab'.repeat(32)
 const MEASUREMENT = JSON.stringify({
@@ -335,7 +335,7 @@ describe('clearImageCache', () => {
     f.db.close()
   })
 
-  test('a specific config hash deletes only its measurement row (D4)', () => {
+  test('a specific config hash deletes only its measurement row', () => {
     const f = fixture()
     const before = f.snapshot()
     clearImageCache(f.db, '', CONFIG_A)

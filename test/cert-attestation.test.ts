@@ -1,6 +1,6 @@
-// The attestation inside an RA-TLS certificate (spec 03 §7): the versioned `.1.8` extension, or
-// the legacy `.1.1` quote + `.1.2` JSON event log pair that 0.3/0.4 guests still send, which
-// becomes a V0 attestation through from_tdx_quote and verifies like any other.
+// The attestation inside an RA-TLS certificate (upstream `from_ext_getter`): the versioned `.1.8`
+// extension, or the legacy `.1.1` quote + `.1.2` JSON event log pair that 0.3/0.4 guests still
+// send, which becomes a V0 attestation through from_tdx_quote and verifies like any other.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'

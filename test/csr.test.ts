@@ -34,7 +34,7 @@ const getQuote = readVectorJson<{ quote: string; event_log: string; report_data:
   'tdx-lite-getquote.json',
 )
 
-/** spec 04 §15.1: V0 DstackTdx, given quote, empty event log, no runtime events, zero report_data,
+/** V0 DstackTdx, given quote, empty event log, no runtime events, zero report_data,
  * empty config; written out by hand from the layout. */
 function vectorAttestation(quoteHex: string): Buffer {
   const quote = Buffer.from(quoteHex, 'hex')
@@ -159,7 +159,7 @@ describe('SCALE codec', () => {
   })
 })
 
-describe('CSR V2 SCALE layout (spec 04 §15.1, upstream vectors)', () => {
+describe('CSR V2 SCALE layout (upstream vectors)', () => {
   for (const v of vectors.csr_v2_scale.cases) {
     it(`encodes and decodes byte-exactly (ext_quote ${String(v.ext_quote)}, ${v.length} bytes)`, () => {
       const bytes = Buffer.from(v.hex, 'hex')
@@ -401,7 +401,7 @@ describe('V1 → V2 upgrade (from_tdx_quote)', () => {
       notAfter: null,
     })
     const quote = Buffer.from(getQuote.quote, 'hex')
-    // spec 04 §2: V0, DstackTdx, compact(5006) = 39 4e, quote v4 key type 2
+    // V0, DstackTdx, compact(5006) = 39 4e, quote v4 key type 2
     assert.equal(v2.attestation.subarray(0, 8).toString('hex'), '0000394e04000200')
     const r = new ScaleReader(v2.attestation)
     assert.equal(r.u8(), 0)

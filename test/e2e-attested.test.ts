@@ -186,7 +186,7 @@ describe('attested KMS on the TEE simulator', () => {
     assert.equal(readCertUsage(cert), 'kms:rpc')
     const att = attestationFromCertificate(cert)
     assert.ok(att !== null)
-    // stripped: only ACPI DATA and RTMR3 events are embedded (spec 04 §5)
+    // stripped: only ACPI DATA and RTMR3 events are embedded (upstream `into_stripped`)
     assert.ok(att.quote.kind === 'dstack-tdx')
     assert.ok(att.quote.eventLog.every((e) => e.imr === 3 || e.eventType === 10))
     const v = await verifier.verifyWithRaPubkey(att, cert.spkiDer)
@@ -199,7 +199,7 @@ describe('attested KMS on the TEE simulator', () => {
     )
   })
 
-  it('a guest gets its keys, equal to the spec 02 derivations', async () => {
+  it('a guest gets its keys, equal to the upstream derivations', async () => {
     const g = demoGuest()
     const r = await fetchKeys(g)
     assert.deepEqual(r.kmsMrAggregated, kmsBoot.mrAggregated)
@@ -212,7 +212,7 @@ describe('attested KMS on the TEE simulator', () => {
     assert.deepEqual(r.keys.envCryptKey, deriveDhSecret(rootCa, [g.appId, 'env-encrypt-key']))
     const appK256 = deriveKey(rootK256, [g.appId, 'app-key'], 32)
     assert.deepEqual(r.keys.k256Key, appK256)
-    // k256_signature: the root k256 key signed keccak(prefix:appid‖pubkey) (spec 02 §5)
+    // k256_signature: the root k256 key signed keccak(prefix:appid‖pubkey) (upstream sign_message)
     const digest = keccak256(
       Buffer.from('dstack-kms-issued:'),
       g.appId,
@@ -309,7 +309,7 @@ describe('attested KMS on the TEE simulator', () => {
       strippedAttestationBytes(attestation),
     )
     assert.deepEqual(leafParsed.spkiDer, key.spkiDer())
-    // the App CA key is the spec 02 derivation, the same for every SignCert of the app
+    // the App CA key is the upstream derivation, the same for every SignCert of the app
     const rootCa = P256Key.fromPem(readFileSync(join(certDir, 'root-ca.key'), 'utf8'))
     assert.deepEqual(
       parseCertificate(appCa.raw).spkiDer,

@@ -276,7 +276,7 @@ describe('onboarding', () => {
     )
   })
 
-  it('without a TEE a failing update_certs is logged and the existing certificates serve (D20)', async () => {
+  it('without a TEE a failing update_certs is logged and the existing certificates serve', async () => {
     const dir = tempDir()
     const port = await freePort()
     const base = `https://127.0.0.1:${port}`

@@ -340,7 +340,7 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
       const res = await req()
       const body = json(res)
       assert.deepEqual(Object.keys(body), ['public_key', 'signature', 'timestamp', 'signature_v1'])
-      assert.equal(typeof body.timestamp, 'number', 'timestamp is a JSON number (D2)')
+      assert.equal(typeof body.timestamp, 'number', 'timestamp is a JSON number')
       assert.match(res.text, /"timestamp":\d+,/)
       const pk = Buffer.from(String(body.public_key), 'hex')
       assert.equal(pk.length, 32)
@@ -559,7 +559,8 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
       assert.ok(db.getImage(h1))
       assert.ok(db.getMeasurement('ee'.repeat(32)))
 
-      // one image and one measurement (D4: the entry that holds that config hash)
+      // one image and one measurement (the entry that holds that config hash,
+      // docs/design.md#clearing-one-config-hash-really-clears-it)
       const ok = await prpc(
         base,
         'ClearImageCache',

@@ -1,6 +1,6 @@
 // EnvPubKeyProvider: the cached GetAppEnvEncryptPubKey answer must be byte-identical to a fresh
-// computation (spec 02 §4–5) for either secp256k1 backend, verify with the dstack SDK, follow the
-// clock second by second, stay within its bound and never hand out its own buffers.
+// computation (docs/design.md#key-hierarchy) for either secp256k1 backend, verify with the dstack
+// SDK, follow the clock second by second, stay within its bound and never hand out its own buffers.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { verifyEnvEncryptPublicKey, verifyEnvEncryptPublicKeyLegacy } from '@phala/dstack-sdk'

@@ -1,4 +1,4 @@
-// Event logs (spec 04 §9) and runtime-event digests / RTMR replay (§10–11) against the upstream
+// Event logs and runtime-event digests / RTMR replay against the upstream
 // fixtures and vectors.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'

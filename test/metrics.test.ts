@@ -1,4 +1,4 @@
-// /metrics text and counting rules exactly as spec 01 §7.2.
+// /metrics text and counting rules exactly as upstream's.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { isAttestationRequest, renderMetrics } from '../src/kms/metrics.js'

@@ -9,7 +9,7 @@ import { type AppKeysFixture, hexBytes, readVectorJson } from './helpers/crypto-
 const vectors = readVectorJson<{ derive_dh_secret: { root_pkcs8_der: string } }>('vectors.json')
 const appkeys = readVectorJson<AppKeysFixture>('appkeys.json')
 const ROOT_DER = hexBytes(vectors.derive_dh_secret.root_pkcs8_der)
-// spec 03 §4: the SPKI of the KMS CA key in appkeys.json
+// the SPKI of the KMS CA key in appkeys.json
 const APPKEYS_SPKI =
   '3059301306072a8648ce3d020106082a8648ce3d0301070342000419b2457dd9b8aa6446d980f136fff7812ecd6c77740eeb0e28b10d56c0c00028a5b6e59dcea307d583bd1f70769e9c116df2bcfb1758a95d8613e7de1c8482c0'
 

@@ -1,4 +1,4 @@
-// Protobuf and JSON codecs of the pRPC layer against the shared vectors, spec 01 §3/§5 and
+// Protobuf and JSON codecs of the pRPC layer against the upstream vectors and
 // upstream's (prost / serde_json / hex crate) error texts.
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
@@ -152,7 +152,7 @@ describe('protobuf vectors (vectors.json)', () => {
   }
 })
 
-describe('protobuf vectors (spec 01 §5 table)', () => {
+describe('protobuf vectors', () => {
   const table: Array<[string, MessageType<unknown>, unknown, string]> = [
     ['GetAppKeyRequest', GetAppKeyRequestType, { api_version: 1, vm_config: '{}' }, '080112027b7d'],
     ['AppId', AppIdType, { app_id: fill(0, 20) }, '0a14' + '00'.repeat(20)],
@@ -653,7 +653,7 @@ describe('JSON output', () => {
     )
   })
 
-  it('AttestationInfoResponse carries attestation_mode and tee_variant (D19)', () => {
+  it('AttestationInfoResponse carries attestation_mode and tee_variant', () => {
     const v = {
       ...AttestationInfoResponseType.create(),
       attestation_mode: 'dstack-tdx',
@@ -831,7 +831,7 @@ describe('JSON input', () => {
     assert.equal(meta.gateway_app_id, 'g')
   })
 
-  it('integers: JSON integers or decimal strings (D2), range-checked', () => {
+  it('integers: JSON integers or decimal strings, range-checked', () => {
     assert.deepStrictEqual(appKey('{"api_version":"1"}'), { api_version: 1, vm_config: '' })
     assert.deepStrictEqual(appKey('{"api_version":"+2"}'), { api_version: 2, vm_config: '' })
     assert.deepStrictEqual(appKey('{"api_version":4294967295}'), {
@@ -1006,7 +1006,7 @@ describe('GET query decoding', () => {
   })
 })
 
-describe('D1 negotiation', () => {
+describe('JSON/protobuf negotiation', () => {
   const post = (rawQuery: string, contentType: string | undefined): boolean =>
     wantsJson({ method: 'POST', rawQuery, contentType })
 

@@ -413,7 +413,7 @@ describe('pRPC plugin over HTTP', () => {
     assert.equal(pb.body.length, 0)
   })
 
-  it('negotiates JSON or protobuf per D1 over HTTP', async () => {
+  it('negotiates JSON or protobuf over HTTP', async () => {
     const body = '{"app_id":"ab"}'
     const jsonCases: Array<[string, Record<string, string>]> = [
       ['/prpc/Echo', {}], // no Content-Type (real Rust clients also send ?json)

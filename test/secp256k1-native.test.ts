@@ -1,7 +1,8 @@
-// D14: the libsecp256k1 backend against the same contract as @noble/curves, byte-for-byte over
-// thousands of random keys, the same refusals, and the `[crypto] backend` selection rules
-// against real builds of the addon: the one in build/Release and one built here without
-// libsecp256k1 (the configure probe forced off), as on a machine without libsecp256k1-dev.
+// docs/design.md#secp256k1-through-libsecp256k1-or-noble-curves: the libsecp256k1 backend against
+// the same contract as @noble/curves, byte-for-byte over thousands of random keys, the same
+// refusals, and the `[crypto] backend` selection rules against real builds of the addon: the one in
+// build/Release and one built here without libsecp256k1 (the configure probe forced off), as on a
+// machine without libsecp256k1-dev.
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'

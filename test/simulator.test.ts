@@ -358,7 +358,7 @@ describe('event logs and registers', () => {
   })
 })
 
-describe('refusal where real TDX exists (D10)', () => {
+describe('refusal where real TDX exists', () => {
   it('refuses to start with a /dev/tdx_guest', () => {
     const root = join(tmp, 'fake-tdx-dev')
     mkdirSync(join(root, 'dev'), { recursive: true })
@@ -412,7 +412,8 @@ describe('simulated guests', () => {
         ['boot-mr-done', ''],
       ],
     )
-    // the upstream-asserted RTMR3 for this exact sequence (spec 04 §10.3)
+    // the upstream-asserted RTMR3 for this exact sequence (upstream
+    // `cc-eventlog/src/runtime_events.rs` tests)
     const td = tdOf(quoteOf(a))
     assert.equal(
       td.rtmr3.toString('hex'),

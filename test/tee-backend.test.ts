@@ -1,6 +1,6 @@
-// TEE backend selection (D10, D17): explicit choice, no silent fallback, fail closed. The
-// detection tests use temp directories laid out like `/`; the CLI tests run the real
-// `dstack-kms serve` on this machine, which has no TDX.
+// TEE backend selection (docs/design.md#tee-backend-chosen-explicitly-never-a-fallback): explicit
+// choice, no silent fallback, fail closed. The detection tests use temp directories laid out like
+// `/`; the CLI tests run the real `dstack-kms serve` on this machine, which has no TDX.
 import assert from 'node:assert/strict'
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -63,7 +63,7 @@ describe('detectTdx', () => {
   it('ignores an sev_guest provider, other providers and entries without a provider file', () => {
     const root = fakeRoot({
       [`${TSM}/snp/provider`]: 'sev_guest\n',
-      // only a `tdx_guest…` provider counts (spec 07 §2.6)
+      // only a `tdx_guest…` provider counts (upstream's is_tdx_available)
       [`${TSM}/other/provider`]: 'tdx-lookalike\n',
     })
     mkdirSync(join(root, TSM, 'empty-entry'))
@@ -190,7 +190,7 @@ describe('dstack-kms serve on a machine without TDX', () => {
     })
   })
 
-  it('no [tee] section at all means the built-in default "tdx" (D17): same failure', async () => {
+  it('no [tee] section at all means the built-in default "tdx": same failure', async () => {
     await serveFails((dir, port) => {
       const base = testConfigToml({ dir, port })
       const toml = base.replace('[tee]\nbackend = "none"\n', '')

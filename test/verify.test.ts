@@ -225,7 +225,7 @@ describe('verifyQuote (dcap-qvl samples)', () => {
   })
 })
 
-describe('PPID extraction (D13 workaround)', () => {
+describe('PPID extraction (the library returns none)', () => {
   const attestationBin = decodeVersionedAttestation(readVectorFile('attestation.bin')).attestation
   const lite = decodeVersionedAttestation(
     Buffer.from(
@@ -328,7 +328,7 @@ describe("dstack's TD attribute checks (validate_tcb)", () => {
   })
 })
 
-describe('verify(attestation) (spec 04 §6)', () => {
+describe('verify(attestation)', () => {
   const base = (): Attestation => attestationFromTdxQuote(tdxQuote, Buffer.from('[]'))
 
   it('verifies the sample quote with no runtime events', async () => {

@@ -148,7 +148,7 @@ describe('rcgen-compatible issuance: the appkeys.json KMS CA', () => {
   })
 })
 
-describe('certificate templates (spec 03 §5)', () => {
+describe('certificate templates', () => {
   it('temp CA and root CA: self-signed, CA with pathLen 0 / 1, stable serial and SKI', () => {
     const temp = parseCertificate(tempCert.der)
     assert.equal(temp.subjectCommonName, 'Dstack Client Temp CA')

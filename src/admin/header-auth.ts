@@ -1,6 +1,7 @@
-// Header authentication of the optional admin listener (D3, spec 01 §8.2), the decision list of
-// upstream HEAD's shared API authenticator with the KMS settings: realm "dstack-kms admin",
-// token header X-Admin-Token, no `?token=` query form.
+// Header authentication of the optional admin listener
+// (docs/design.md#two-ways-to-authorize-clearimagecache), the decision list of upstream HEAD's
+// shared API authenticator with the KMS settings: realm "dstack-kms admin", token header
+// X-Admin-Token, no `?token=` query form.
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import type { AdminConfig } from '../config/types.js'
@@ -135,7 +136,7 @@ function isOpenRoute(method: string, url: string): boolean {
 
 /** Guards every route of `app` (register it before the routes): a denied request gets 401 with
  * the Basic challenge and an empty body from `onRequest`, before its body is read or parsed, as
- * upstream's fairing does. `GET /health` stays open (D11). */
+ * upstream's fairing does. `GET /health` stays open (docs/design.md#health-on-every-listener). */
 export function registerAdminAuthHook(app: FastifyInstance, auth: AdminAuthenticator): void {
   app.addHook('onRequest', async (request, reply) => {
     if (isOpenRoute(request.method, request.url)) return

@@ -1,6 +1,7 @@
-// htpasswd files for HTTP Basic on the admin listener (spec 01 §8.2; upstream HEAD's shared
-// API authenticator). bcrypt only: the other Apache formats (MD5-crypt, SHA-1, crypt, plain)
-// are too weak to guard key-management operations, and upstream rejects them too.
+// htpasswd files for HTTP Basic on the admin listener
+// (docs/design.md#two-ways-to-authorize-clearimagecache; upstream HEAD's shared API authenticator).
+// bcrypt only: the other Apache formats (MD5-crypt, SHA-1, crypt, plain) are too weak to guard
+// key-management operations, and upstream rejects them too.
 import { readFileSync } from 'node:fs'
 import bcrypt from 'bcryptjs'
 import { KmsError, withContext } from '../errors.js'

@@ -1,10 +1,12 @@
-// The in-body admin token of `KMS.ClearImageCache` on the main listener (D3, spec 01 §8.1):
-// `core.admin_token_hash` holds the hex SHA-256 of the token, the request carries the token.
+// The in-body admin token of `KMS.ClearImageCache` on the main listener
+// (docs/design.md#two-ways-to-authorize-clearimagecache): `core.admin_token_hash` holds the hex
+// SHA-256 of the token, the request carries the token.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { withContext } from '../errors.js'
 import { decodeHex } from '../util/hex.js'
 
-/** D16: the product document's capitalisation. */
+/** The product document's capitalisation
+ * (docs/design.md#the-wrong-token-message-is-invalid-token). */
 export const INVALID_TOKEN_MESSAGE = 'Invalid token'
 
 const TOKEN_DIGEST_BYTES = 32

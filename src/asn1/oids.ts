@@ -1,4 +1,4 @@
-// Object identifiers used by the KMS certificates (spec 03 §1 and RFC 5280).
+// Object identifiers used by the KMS certificates (upstream `ra-tls`'s RA-TLS OIDs and RFC 5280).
 
 export const OID = {
   ecPublicKey: '1.2.840.10045.2.1',

@@ -1,7 +1,8 @@
-// App info (spec 04 §12, §16): the identity and measurements of a guest as derived from its
-// attestation. `decodeAppInfo` is upstream's V1 path (`into_v1().decode_app_info_ex`), which feeds
-// the `.1.9` certificate extension; `computeMrSystem`/`computeMrAggregated` are shared with the
-// BootInfo computation (§12), which uses the same formulas on a verified report.
+// App info (upstream `ra-tls/src/attestation.rs`): the identity and measurements of a guest as
+// derived from its attestation. `decodeAppInfo` is upstream's V1 path
+// (`into_v1().decode_app_info_ex`), which feeds the `.1.9` certificate extension;
+// `computeMrSystem`/`computeMrAggregated` are shared with the BootInfo computation (§12), which
+// uses the same formulas on a verified report.
 import { createHash } from 'node:crypto'
 import { encode as msgpackEncode } from '@msgpack/msgpack'
 import { KmsError, withContext } from '../errors.js'
@@ -29,7 +30,8 @@ const sha256 = (...parts: Uint8Array[]): Buffer => {
   return h.digest()
 }
 
-/** SHA-256("") (D15): the app-info path never knows the PPID. */
+/** SHA-256("") (docs/design.md#legacy-quirks-kept-byte-for-byte): the app-info path never knows the
+ * PPID. */
 export const EMPTY_DEVICE_ID = sha256()
 
 /** `mr_key_provider`: 32 zero bytes when there is no key-provider info, else its SHA-256. */

@@ -1,7 +1,8 @@
-// BootInfo (spec 04 §12, spec 05 §2): what the KMS tells the auth webhook about a verified guest.
-// Upstream's `build_boot_info` → `VerifiedAttestation::decode_app_info_ex` (the legacy path, not
-// the V1 one that feeds the `.1.9` extension): the vm_config is not unwrapped and the device id
-// comes from the PPID, both unlike `decodeAppInfo` (D15).
+// BootInfo (upstream `kms/src/main_service.rs`): what the KMS tells the auth webhook about a
+// verified guest. Upstream's `build_boot_info` → `VerifiedAttestation::decode_app_info_ex` (the
+// legacy path, not the V1 one that feeds the `.1.9` extension): the vm_config is not unwrapped and
+// the device id comes from the PPID, both unlike `decodeAppInfo`
+// (docs/design.md#legacy-quirks-kept-byte-for-byte).
 import { createHash } from 'node:crypto'
 import { KmsError, withContext } from '../errors.js'
 import { computeMrAggregated, computeMrSystem } from './app-info.js'
@@ -45,7 +46,7 @@ function decodeTdxAppInfo(v: VerifiedAttestation, opts: BuildBootInfoOptions) {
     : findEventPayload(events, 'key-provider')
   let osImageHash: Buffer
   try {
-    // not unwrapped: a whole sys-config as `config` yields an empty hash (spec 04 §14)
+    // not unwrapped: a whole sys-config as `config` yields an empty hash, as upstream
     osImageHash = decodeVmConfig(opts.vmConfig === '' ? a.config : opts.vmConfig, false).osImageHash
   } catch (err) {
     throw withContext('Failed to decode os image hash', err, 'KMS_ERR_ATTESTATION')
@@ -92,8 +93,9 @@ export function buildBootInfo(v: VerifiedAttestation, opts: BuildBootInfoOptions
   }
 }
 
-/** The webhook body (spec 05 §2): camelCase keys in upstream's order, `teeVariant` (upstream
- * HEAD's name) right after `attestationMode` (D9), bytes as lowercase hex without `0x`. */
+/** The webhook body: camelCase keys in upstream's order, `teeVariant` (upstream HEAD's name) right
+ * after `attestationMode` (docs/design.md#bootinfo-carries-attestationmode-and-teevariant), bytes
+ * as lowercase hex without `0x`. */
 export function bootInfoToJson(b: BootInfo): Record<string, unknown> {
   return {
     attestationMode: b.attestationMode,

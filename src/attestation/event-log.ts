@@ -1,7 +1,7 @@
-// TDX event logs (spec 04 §9): the firmware's binary CCEL (TCG crypto-agile log), the JSON log of
-// the guest-agent / legacy certificates / CSR V1, and the runtime event log file's JSON lines.
-// Parse errors carry upstream's texts (cc-eventlog, serde_json), which reach clients through the
-// CSR V1 upgrade (`Failed to parse tdx_event_log: …`).
+// TDX event logs (upstream `cc-eventlog`): the firmware's binary CCEL (TCG crypto-agile log), the
+// JSON log of the guest-agent / legacy certificates / CSR V1, and the runtime event log file's JSON
+// lines. Parse errors carry upstream's texts (cc-eventlog, serde_json), which reach clients through
+// the CSR V1 upgrade (`Failed to parse tdx_event_log: …`).
 import { KmsError, errorMessage, withContext } from '../errors.js'
 import { ScaleError, ScaleReader } from '../codec/scale.js'
 import { decodeHex } from '../util/hex.js'

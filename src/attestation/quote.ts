@@ -1,7 +1,7 @@
-// DCAP quote parsing (spec 04 §8): headers v3/v4/v5, SGX enclave reports and TD reports 1.0/1.5,
-// and the ECDSA signature data down to the PEM PCK chain. The walk follows dcap-qvl 0.5.2's
-// `Quote::parse` field by field, so that a malformed quote fails with the same codec chain as
-// upstream's (CSR V1 upgrades show it to clients: `Invalid TDX quote: Could not decode …`).
+// DCAP quote parsing, as dcap-qvl does it: headers v3/v4/v5, SGX enclave reports and TD reports
+// 1.0/1.5, and the ECDSA signature data down to the PEM PCK chain. The walk follows dcap-qvl
+// 0.5.2's `Quote::parse` field by field, so that a malformed quote fails with the same codec chain
+// as upstream's (CSR V1 upgrades show it to clients: `Invalid TDX quote: Could not decode …`).
 // Everything is read through the length fields; trailing bytes (zero padding) are ignored.
 import { KmsError } from '../errors.js'
 import { ScaleError, ScaleReader } from '../codec/scale.js'

@@ -1,5 +1,5 @@
-// `QuoteContentType::to_report_data_with_hash` (spec 04 §4): what a guest puts into REPORT_DATA so
-// that a verifier can tell which key or payload the quote vouches for.
+// `QuoteContentType::to_report_data_with_hash` (upstream `ra-tls/src/attestation.rs`): what a guest
+// puts into REPORT_DATA so that a verifier can tell which key or payload the quote vouches for.
 import { createHash } from 'node:crypto'
 import {
   keccak_256 as keccak256,

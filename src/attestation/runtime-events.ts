@@ -1,5 +1,6 @@
-// dstack runtime events (RTMR3) and RTMR replay (spec 04 §10–11): digest formats V1 and V2,
-// the extend operation, and replay of runtime events and of whole TDX event logs.
+// dstack runtime events (RTMR3) and RTMR replay (upstream `cc-eventlog/src/runtime_events.rs`):
+// digest formats V1 and V2, the extend operation, and replay of runtime events and of whole TDX
+// event logs.
 import { createHash } from 'node:crypto'
 import { KmsError } from '../errors.js'
 import { DSTACK_RUNTIME_EVENT_TYPE, type RuntimeEvent, type TdxEvent } from './types.js'

@@ -1,7 +1,7 @@
-// The in-memory model of upstream's `VersionedAttestation` (spec 04 §1–3). Byte fields are
-// Buffers; the wire codecs (SCALE V0, msgpack V1) live in versioned.ts.
+// The in-memory model of upstream's `VersionedAttestation` (upstream `ra-tls/src/attestation.rs`).
+// Byte fields are Buffers; the wire codecs (SCALE V0, msgpack V1) live in versioned.ts.
 
-/** TEE kinds, named as upstream's AttestationMode / TeeVariant serialise them (spec 04 §2). */
+/** TEE kinds, named as upstream's AttestationMode / TeeVariant serialise them. */
 export type TeeVariant =
   | 'dstack-tdx'
   | 'dstack-gcp-tdx'

@@ -1,4 +1,5 @@
-// Attestation verification (spec 04 §6): the DCAP quote through @phala/dcap-qvl (D13), then
+// Attestation verification (docs/design.md#trust-model): the DCAP quote through @phala/dcap-qvl
+// (docs/design.md#quote-verification-library), then
 // dstack's own checks in upstream's order and with upstream's texts, which reach clients.
 import { createHash } from 'node:crypto'
 import dcap from '@phala/dcap-qvl'
@@ -32,7 +33,8 @@ export interface VerifiedReport {
   status: string
   advisoryIds: string[]
   quote: ParsedQuote
-  /** 16 bytes from the PCK certificate (the library's own value is always empty, D13) */
+  /** 16 bytes from the PCK certificate (the library's own value is always empty,
+   * docs/design.md#ppid-read-from-the-pck-certificate) */
   ppid: Buffer
 }
 
@@ -104,7 +106,8 @@ function pckChainOf(q: ParsedQuote): string {
   return q.pckChainPem
 }
 
-/** The 16-byte PPID of the quote's PCK certificate (the D13 workaround). */
+/** The 16-byte PPID of the quote's PCK certificate
+ * (docs/design.md#ppid-read-from-the-pck-certificate). */
 export function extractPpid(quote: Buffer): Buffer {
   return pckInfoFromChain(pckChainOf(parseQuoteForVerify(quote))).ppid
 }

@@ -1,10 +1,10 @@
-// auth-simple's decision (spec 05 §8.4): a pure function of the policy and one BootInfo, so the
-// upstream test vectors run against it directly. The first failing check decides.
+// auth-simple's decision (upstream `kms/auth-simple`): a pure function of the policy and one
+// BootInfo, so the upstream test vectors run against it directly. The first failing check decides.
 import { z } from 'zod'
 import type { BootResponse } from '../auth/auth-api.js'
 import type { AuthSimpleConfig } from './config.js'
 
-/** What the routes accept (spec 05 §8.3): unknown keys such as keyProviderInfo are dropped. */
+/** What the routes accept: unknown keys such as keyProviderInfo are dropped. */
 export const bootInfoRequestSchema = z.object({
   // the spec revision's name and upstream HEAD's; neither is checked
   attestationMode: z.string().optional().default(''),

@@ -1,6 +1,7 @@
-// The auth-simple policy file (spec 05 §8.2). Read on every request, so an edit takes effect on
-// the next boot check without a restart or a watcher; a file that is missing or broken yields
-// the defaults, which deny every boot ("OS image is not allowed"), so a bad edit fails closed.
+// The auth-simple policy file (upstream `kms/auth-simple`'s `auth-config.json`). Read on every
+// request, so an edit takes effect on the next boot check without a restart or a watcher; a file
+// that is missing or broken yields the defaults, which deny every boot ("OS image is not allowed"),
+// so a bad edit fails closed.
 import { existsSync, readFileSync } from 'node:fs'
 import { z } from 'zod'
 

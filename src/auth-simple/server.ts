@@ -1,4 +1,4 @@
-// The auth-simple webhook (spec 05 §8.3) on Fastify: the upstream Hono app's routes, replies and
+// The auth-simple webhook on Fastify: the upstream Hono app's routes, replies and
 // validation answers, so a KMS (ours or upstream's) cannot tell the two apart.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'

@@ -1,6 +1,7 @@
-// The auth API as the KMS sees it (spec 05 §1, §3, §4): `dev` answers locally; `webhook` asks an
-// HTTP service, both for boot decisions (/bootAuth/app, /bootAuth/kms) and for the info call.
-// Decisions are never cached: a policy change (a revoked app) must take effect on the next call.
+// The auth API as the KMS sees it (upstream `kms/src/main_service.rs` and its auth client): `dev`
+// answers locally; `webhook` asks an HTTP service, both for boot decisions (/bootAuth/app,
+// /bootAuth/kms) and for the info call. Decisions are never cached: a policy change (a revoked app)
+// must take effect on the next call.
 import { KmsError } from '../errors.js'
 import type { AuthApiConfig } from '../config/types.js'
 import { HttpClient, type HttpReply } from '../http/http-client.js'
@@ -14,7 +15,7 @@ export interface AuthInfo {
   ethRpcUrl: string | null
 }
 
-/** The webhook's verdict (spec 05 §3); all three keys are required in a reply. */
+/** The webhook's verdict; all three keys are required in a reply. */
 export interface BootResponse {
   isAllowed: boolean
   gatewayAppId: string
@@ -23,7 +24,7 @@ export interface BootResponse {
 
 export interface AuthApi {
   info(): Promise<AuthInfo>
-  /** `bootInfoJson` is the BootInfo JSON of spec 05 §2 (bootInfoToJson); `isKms` picks
+  /** `bootInfoJson` is the webhook body of bootInfoToJson; `isKms` picks
    * /bootAuth/kms over /bootAuth/app. */
   bootAuth(bootInfoJson: Record<string, unknown>, isKms: boolean): Promise<BootResponse>
 }

@@ -1,7 +1,9 @@
-// KMS self-authorization (spec 05 §11): before releasing anything the KMS asks its own auth API
-// whether this KMS — as its own attestation describes it — may serve. The BootInfo is computed
-// once per hour (upstream: once per process; a failure is retried on the next call); the decision
-// is requested every time, so revoking a KMS in the policy takes effect at once.
+// KMS self-authorization (docs/design.md#trust-model; upstream `kms/src/main_service.rs`): before
+// releasing anything the KMS asks its own auth API whether this KMS — as its own attestation
+// describes it — may serve. The BootInfo is computed once per hour
+// (docs/design.md#own-bootinfo-reused-for-an-hour; upstream: once per process; a failure is retried
+// on the next call); the decision is requested every time, so revoking a KMS in the policy takes
+// effect at once.
 import type { Logger } from 'pino'
 import { buildBootInfo, bootInfoToJson, type BootInfo } from '../attestation/boot-info.js'
 import type { AttestationVerifier } from '../attestation/verify.js'

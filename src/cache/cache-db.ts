@@ -1,7 +1,7 @@
-// The cache database (D12, D13, spec 09 §4.3): one SQLite file holding the index of extracted
-// images, the measurement cache and the PCCS collateral cache. Image files stay on disk under
-// `images/<hash>/`; a row in `os_images` is what marks such a directory as complete and verified,
-// so a directory without a row is never trusted.
+// The cache database (docs/design.md#caches-in-sqlite): one SQLite file holding the index of
+// extracted images, the measurement cache and the PCCS collateral cache. Image files stay on disk
+// under `images/<hash>/`; a row in `os_images` is what marks such a directory as complete and
+// verified, so a directory without a row is never trusted.
 import { lstatSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'

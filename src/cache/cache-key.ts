@@ -1,4 +1,5 @@
-// Cache keys as ClearImageCache receives them (spec 06 §14). The check runs before anything on
+// Cache keys as ClearImageCache receives them
+// (docs/design.md#clearing-one-config-hash-really-clears-it). The check runs before anything on
 // disk or in the database is touched, so a key like `../escape` can never reach a path join.
 import { KmsError } from '../errors.js'
 

@@ -1,5 +1,6 @@
-// ClearImageCache (spec 06 §14, "Ours"; D4, D12). Shared by the in-body-token RPC on the main
-// listener and the admin listener: both call this after their own authentication.
+// ClearImageCache (docs/design.md#clearing-one-config-hash-really-clears-it,
+// docs/design.md#caches-in-sqlite). Shared by the in-body-token RPC on the main listener and the
+// admin listener: both call this after their own authentication.
 import { readdirSync, rmSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { KmsError, withContext } from '../errors.js'

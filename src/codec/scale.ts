@@ -1,6 +1,7 @@
-// A minimal SCALE codec (parity-scale-codec 3.7.5, spec 04 §2) with the same acceptance rules and
-// the same error texts as upstream's derived decoders, because a CSR that fails to decode is
-// answered with `Failed to parse csr: <codec error chain>` and clients see that text verbatim.
+// A minimal SCALE codec (parity-scale-codec 3.7.5, as upstream derives it for
+// `VersionedAttestation` and CSRs) with the same acceptance rules and the same error texts as
+// upstream's derived decoders, because a CSR that fails to decode is answered with `Failed to parse
+// csr: <codec error chain>` and clients see that text verbatim.
 import { KmsError } from '../errors.js'
 
 const NOT_ENOUGH_DATA = 'Not enough data to fill buffer'

@@ -1,6 +1,6 @@
 // `dstack-kms verify-attestation`: verifies a TDX quote or a dstack attestation exactly as the KMS
-// does before releasing keys (spec 04 §6) and prints the verdict, the quoted registers and the
-// BootInfo an auth webhook would receive, as one JSON object.
+// does before releasing keys (docs/design.md#trust-model) and prints the verdict, the quoted
+// registers and the BootInfo an auth webhook would receive, as one JSON object.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'

@@ -1,5 +1,5 @@
-// Key derivation (spec 02 §1–3): every derived secret is a pure function of the root keys and
-// the context, so these must match upstream's ra-tls kdf.rs byte for byte.
+// Key derivation (docs/design.md#key-hierarchy): every derived secret is a pure function of the
+// root keys and the context, so these must match upstream's ra-tls kdf.rs byte for byte.
 import { createHash, createHmac, hkdfSync } from 'node:crypto'
 import { KmsError, errorMessage } from '../errors.js'
 import { P256Key, isValidP256Scalar } from './p256.js'

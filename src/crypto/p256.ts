@@ -1,6 +1,7 @@
-// P-256 key pairs in the exact encodings upstream writes (spec 02 §7). The scalar and public
-// point are kept as bytes so that the canonical PKCS#8/SPKI layouts can be rebuilt without
-// OpenSSL (derive_dh_secret hashes the PKCS#8 bytes, so their layout is part of the protocol).
+// P-256 key pairs in the exact encodings upstream writes (docs/design.md#cert-dir-files). The
+// scalar and public point are kept as bytes so that the canonical PKCS#8/SPKI layouts can be
+// rebuilt without OpenSSL (derive_dh_secret hashes the PKCS#8 bytes, so their layout is part of
+// the protocol).
 import {
   createECDH,
   createPrivateKey,
@@ -166,7 +167,7 @@ export class P256Key {
     })
   }
 
-  /** The 138-byte PKCS#8 layout of spec 02 §7.2 (hashed by derive_dh_secret). */
+  /** The 138-byte PKCS#8 layout of upstream's P-256 keys (hashed by derive_dh_secret). */
   pkcs8Der(): Buffer {
     return Buffer.concat([PKCS8_PREFIX, this.scalar, PKCS8_MIDDLE, this.publicPoint.subarray(1)])
   }

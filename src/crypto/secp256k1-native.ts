@@ -1,6 +1,7 @@
-// The libsecp256k1 backend (D14): the addon signs and derives public keys; everything else is
-// here. Arguments are validated before the call with the same errors as the noble backend, so
-// the two are interchangeable; the addon's own status codes are a second line of defence.
+// The libsecp256k1 backend (docs/design.md#secp256k1-through-libsecp256k1-or-noble-curves): the
+// addon signs and derives public keys; everything else is here. Arguments are validated before the
+// call with the same errors as the noble backend, so the two are interchangeable; the addon's own
+// status codes are a second line of defence.
 //
 // Secrets go to the addon by reference: neither this layer nor the addon copies them, so there
 // is no copy to wipe. Outputs are fresh buffers owned by the caller.
@@ -40,7 +41,7 @@ export function createNativeSecp256k1Backend(binding: NativeSecp256k1): Secp256k
       check(binding.secp256k1Sign(out, digest32, secretKey), 'secp256k1Sign')
       return out
     },
-    // Recovery needs no secret and is off every hot path; the addon stays minimal (D14).
+    // Recovery needs no secret and is off every hot path; the addon stays minimal.
     recoverCompressed(digest32, signature65) {
       return nobleSecp256k1.recoverCompressed(digest32, signature65)
     },

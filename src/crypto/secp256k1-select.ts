@@ -1,10 +1,12 @@
-// `[crypto] backend` (D14): which implementation signs with the root k256 key.
+// `[crypto] backend` (docs/design.md#secp256k1-through-libsecp256k1-or-noble-curves): which
+// implementation signs with the root k256 key.
 //   auto   – libsecp256k1 through the addon when it was built with it, else @noble/curves;
 //   native – libsecp256k1 or refuse to start (the addon or the library is missing);
 //   js     – @noble/curves.
-// Falling back is acceptable here, unlike for attestation (D10), because both backends are
-// proven byte-identical by the contract tests; a known-answer check at selection guards the
-// running binary too, and a mismatch is fatal whatever the preference.
+// Falling back is acceptable here, unlike for attestation
+// (docs/design.md#tee-backend-chosen-explicitly-never-a-fallback), because both backends are proven
+// byte-identical by the contract tests; a known-answer check at selection guards the running binary
+// too, and a mismatch is fatal whatever the preference.
 import type { Logger } from 'pino'
 import type { CryptoBackendPreference } from '../config/types.js'
 import { KmsError } from '../errors.js'

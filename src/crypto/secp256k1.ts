@@ -1,6 +1,7 @@
-// secp256k1 message signing (spec 02 §5). D14: the curve arithmetic sits behind a backend
-// interface so that a native libsecp256k1 backend can be added against the same contract; all
-// backends must produce byte-identical RFC 6979 low-S signatures with recovery id 0/1.
+// secp256k1 message signing (upstream `kms/src/crypto.rs` `sign_message`). The curve arithmetic
+// sits behind a backend interface so that a native libsecp256k1 backend can be added against the
+// same contract; all backends must produce byte-identical RFC 6979 low-S signatures with recovery
+// id 0/1.
 import { randomBytes } from 'node:crypto'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { KmsError, errorMessage } from '../errors.js'

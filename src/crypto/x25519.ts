@@ -1,4 +1,4 @@
-// X25519 public keys for the env-encryption key (spec 02 §4).
+// X25519 public keys for the env-encryption key (docs/design.md#key-hierarchy).
 //
 // The secret passed in is used as given: upstream (x25519-dalek 2) returns the derived bytes
 // unclamped as `env_crypt_key`, and clamping happens only inside the scalar multiplication

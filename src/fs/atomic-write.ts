@@ -1,6 +1,7 @@
-// Atomic, durable file replacement (D8): a crash at any point leaves either the old content or
-// the new content under `path`, never a torn file. The temp name is unique so a stale temp file
-// from an earlier crash never blocks a later write (upstream's fixed `.tmp` name does).
+// Atomic, durable file replacement (docs/design.md#private-keys-0600-every-write-atomic): a crash
+// at any point leaves either the old content or the new content under `path`, never a torn file.
+// The temp name is unique so a stale temp file from an earlier crash never blocks a later write
+// (upstream's fixed `.tmp` name does).
 import { randomBytes } from 'node:crypto'
 import {
   closeSync,

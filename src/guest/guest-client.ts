@@ -1,5 +1,5 @@
 // What a dstack guest does at boot to get its keys (upstream dstack-util
-// `request_app_keys_from_kms_url`, spec 01 §10 and spec 03 §6): GetTempCaCert without verifying
+// `request_app_keys_from_kms_url`): GetTempCaCert without verifying
 // the server, an RA-TLS client certificate signed by the temp CA carrying the guest's
 // attestation, then GetAppKey over mTLS trusting only the KMS root CA, with host-name checking
 // and the `kms:rpc` usage check. Used by `dstack-kms demo-guest` and by the end-to-end tests, so

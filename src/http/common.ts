@@ -1,5 +1,6 @@
-// What every listener shares with upstream's Rocket servers: `/health` (D11), Rocket's Shield
-// headers, the optional `X-App-Version`, and the default 404 catcher (spec 01 §2.3, §7).
+// What every listener shares with upstream's Rocket servers: `/health`
+// (docs/design.md#health-on-every-listener), Rocket's Shield headers, the optional `X-App-Version`,
+// and the default 404 catcher.
 import { Buffer } from 'node:buffer'
 import type { FastifyInstance } from 'fastify'
 

@@ -1,6 +1,6 @@
 // bootstrap-info.json and the Bootstrap reply share one shape, BootstrapResponse, so both go
 // through the pRPC JSON mapping: compact, snake_case, declaration order, hex without 0x
-// (spec 02 §7.3).
+// (docs/design.md#cert-dir-files).
 import { decodeJson, encodeJson } from '../prpc/json.js'
 import { BootstrapResponseType, type BootstrapResponse } from '../prpc/messages.js'
 

@@ -1,4 +1,4 @@
-// Onboard.Bootstrap and auto-bootstrap (spec 06 §5, §6; D7, D8).
+// Onboard.Bootstrap and auto-bootstrap (docs/design.md#bootstrap-happens-once).
 import { existsSync } from 'node:fs'
 import type { Secp256k1Backend } from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'

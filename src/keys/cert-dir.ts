@@ -1,5 +1,5 @@
-// The cert_dir layout (spec 02 §7.3). File names are part of the compatibility contract: an
-// upstream KMS pointed at our cert_dir, or ours at theirs, must find the same files.
+// The cert_dir layout (docs/design.md#cert-dir-files). File names are part of the compatibility
+// contract: an upstream KMS pointed at our cert_dir, or ours at theirs, must find the same files.
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 

@@ -1,5 +1,5 @@
-// The four root secrets of a KMS and the three certificates minted from them (spec 02 §6,
-// spec 03 §5, spec 06 §4).
+// The four root secrets of a KMS and the three certificates minted from them
+// (docs/design.md#key-hierarchy).
 import { readRequiredFile } from '../fs/read-file.js'
 import { P256Key } from '../crypto/p256.js'
 import { generateSecp256k1Key, isValidSecp256k1Scalar } from '../crypto/secp256k1.js'
@@ -45,7 +45,7 @@ export async function mintRpcCert(
   let attestation: Buffer | undefined
   if (tee.canAttest) {
     try {
-      // certificates embed the stripped form (spec 04 §5), like upstream's into_stripped()
+      // certificates embed the stripped form, like upstream's into_stripped()
       attestation = strippedAttestationBytes(
         await tee.attest(ratlsCertReportData(rpcKey.spkiDer())),
       )

@@ -1,5 +1,6 @@
-// The main KMS worker's listeners: HTTPS with optional-but-verified client certificates (spec 01
-// §1.1, §9) and, when enabled, the plain-HTTP admin listener on loopback (§1.3, D3).
+// The main KMS worker's listeners: HTTPS with optional-but-verified client certificates
+// (docs/design.md#trust-model) and, when enabled, the plain-HTTP admin listener on loopback
+// (docs/design.md#two-ways-to-authorize-clearimagecache).
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createAdminAuthenticator, registerAdminAuthHook } from '../admin/header-auth.js'

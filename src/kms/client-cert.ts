@@ -1,4 +1,4 @@
-// Per-request client-certificate processing on the main listener (spec 01 §2.2 step 2, §9).
+// Per-request client-certificate processing on the main listener (docs/design.md#trust-model).
 // The TLS layer already refused certificates that do not chain to tmp-ca.crt (whose key any
 // self-authorized caller may fetch), so all trust comes from verifying the attestation inside
 // the leaf, bound to the leaf's own public key.

@@ -1,4 +1,4 @@
-// /metrics (spec 01 §7.2): two in-memory counters over the attestation RPCs, counted from the raw
+// /metrics: two in-memory counters over the attestation RPCs, counted from the raw
 // request path in a response hook exactly as upstream does (any HTTP method, status >= 400 is a
 // failure).
 import type { FastifyInstance } from 'fastify'

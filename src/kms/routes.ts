@@ -1,4 +1,4 @@
-// The KMS service's pRPC methods (spec 01 §4.2): request decoding and response shaping around
+// The KMS service's pRPC methods: request decoding and response shaping around
 // KmsService.
 import { toBootstrapResponse } from '../keys/bootstrap-info.js'
 import {

@@ -1,4 +1,4 @@
-// The public KMS RPCs (spec 01 §3.4, spec 02 §4–5, spec 05 §7). Handlers take decoded requests
+// The public KMS RPCs (upstream `kms/src/main_service.rs`). Handlers take decoded requests
 // and return plain objects; the pRPC layer owns the wire formats.
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
@@ -125,7 +125,8 @@ export class KmsService {
     }
   }
 
-  /** KMS.ClearImageCache on the main listener: in-body token (D3). */
+  /** KMS.ClearImageCache on the main listener: in-body token
+   * (docs/design.md#two-ways-to-authorize-clearimagecache). */
   async clearImageCacheWithToken(
     token: string,
     imageHash: string,
@@ -315,7 +316,7 @@ function unixSecondsToDate(seconds: bigint | null): Date | undefined {
 }
 
 /** `derive_k256_key`: the app's secp256k1 key (HKDF bytes used as the scalar) and the root key's
- * signature over its compressed public key (spec 02 §4). */
+ * signature over its compressed public key (docs/design.md#key-hierarchy). */
 export function deriveAppK256Key(
   secp256k1: Secp256k1Backend,
   rootK256Key: Uint8Array,

@@ -1,5 +1,5 @@
-// Everything the main worker needs from cert_dir, read and parsed once at start (spec 06 §2
-// step 6), so no request touches the key files.
+// Everything the main worker needs from cert_dir, read and parsed once at start, so no request
+// touches the key files.
 import { resolve } from 'node:path'
 import type { RpcTlsConfig } from '../config/types.js'
 import { P256Key } from '../crypto/p256.js'

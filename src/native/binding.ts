@@ -1,5 +1,5 @@
-// The single loader of the native addon (spec 08 §2 rule 5). It loads lazily, so code paths
-// that never need a syscall primitive (the UI, most tests) run without a build; an explicit
+// The single loader of the native addon (docs/design.md#architecture). It loads lazily, so code
+// paths that never need a syscall primitive (the UI, most tests) run without a build; an explicit
 // path in DSTACK_KMS_NATIVE_BINDING overrides the default location, for packagers and tests.
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'

@@ -1,5 +1,6 @@
-// The secp256k1 part of the native addon (native/secp256k1.cc, D14). It exists only when the
-// build found libsecp256k1; the addon's `hasSecp256k1` says whether it did.
+// The secp256k1 part of the native addon (native/secp256k1.cc,
+// docs/design.md#secp256k1-through-libsecp256k1-or-noble-curves). It exists only when the build
+// found libsecp256k1; the addon's `hasSecp256k1` says whether it did.
 import { KmsError, errorMessage } from '../errors.js'
 import { loadNativeBinding, nativeBindingPath } from './binding.js'
 

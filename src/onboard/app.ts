@@ -1,5 +1,6 @@
-// The onboarding worker's listener (spec 01 §1.2, spec 06 §3, §9, §11; D5, D6): the page, the
-// Onboard pRPC service, /finish and /health.
+// The onboarding worker's listener
+// (docs/design.md#onboarding-over-https-with-an-ephemeral-certificate): the page, the Onboard pRPC
+// service, /finish and /health.
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance } from 'fastify'
 import { readFileSync } from 'node:fs'
@@ -105,7 +106,9 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
     { closeAllConnections: true },
   )
 
-  // Finish replies first and stops afterwards (D6): the flag is read once the reply is out.
+  // Finish replies first and stops afterwards
+  // (docs/design.md#finish-replies-before-the-worker-stops): the flag is read once the reply
+  // is out.
   let finishRequested = false
   let finished = false
   const requestFinish = () => {

@@ -1,6 +1,7 @@
-// D5: the onboarding listener speaks HTTPS with a certificate made at start and never stored. It
-// authenticates nothing by itself; its SHA-256 fingerprint is logged so an operator can compare it
-// with what the browser shows before typing anything into the page.
+// docs/design.md#onboarding-over-https-with-an-ephemeral-certificate: the onboarding listener
+// speaks HTTPS with a certificate made at start and never stored. It authenticates nothing by
+// itself; its SHA-256 fingerprint is logged so an operator can compare it with what the browser
+// shows before typing anything into the page.
 import { createHash } from 'node:crypto'
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'

@@ -1,4 +1,5 @@
-// The onboarding service (spec 06 §3, §5, §10, §11; D5–D7).
+// The onboarding service (docs/design.md#bootstrap-onboard-and-finish; upstream
+// `kms/src/onboard_service.rs`).
 import type { Logger } from 'pino'
 import type { AuthApi } from '../auth/auth-api.js'
 import type { KmsConfig } from '../config/types.js'
@@ -103,7 +104,7 @@ export class OnboardService {
     }
   }
 
-  /** spec 06 §10 steps 1–3 and 5 with upstream's error contexts. */
+  /** Upstream `get_attestation_info`'s measurement steps with its error contexts. */
   async #measure(): Promise<
     Pick<AttestationInfo, 'deviceId' | 'mrAggregated' | 'osImageHash' | 'attestationMode' | 'ppid'>
   > {

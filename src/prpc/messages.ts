@@ -1,7 +1,7 @@
-// The KMS, Onboard and Admin pRPC messages (spec 01 §4.1). Each message is an interface (the value
-// model) and a descriptor constant with a `Type` suffix (`GetAppKeyRequestType.create()`,
-// `encodeMessage(GetAppKeyRequestType, value)`).
-// Field names are the proto names: they are also the JSON keys, in this order.
+// The KMS, Onboard and Admin pRPC messages (upstream `kms/rpc/proto/kms_rpc.proto`). Each message
+// is an interface (the value model) and a descriptor constant with a `Type` suffix
+// (`GetAppKeyRequestType.create()`, `encodeMessage(GetAppKeyRequestType, value)`). Field names are
+// the proto names: they are also the JSON keys, in this order.
 import type { Buffer } from 'node:buffer'
 import { defineMessage } from './schema.js'
 
@@ -149,7 +149,8 @@ export const SignCertResponseType = defineMessage<SignCertResponse>('SignCertRes
   certificate_chain: { tag: 1, type: 'string', repeated: true },
 })
 
-/** `KMS.ClearImageCache` on the main listener: the spec-revision layout with the token (D3). */
+/** `KMS.ClearImageCache` on the main listener: the product document's layout with the token
+ * (docs/design.md#two-ways-to-authorize-clearimagecache). */
 export interface ClearImageCacheRequest {
   token: string
   image_hash: string
@@ -205,7 +206,8 @@ export interface AttestationInfoResponse {
   device_id: Buffer
   mr_aggregated: Buffer
   os_image_hash: Buffer
-  /** field 4; upstream HEAD names it tee_variant, so JSON carries both keys (D19) */
+  /** field 4; upstream HEAD names it tee_variant, so JSON carries both keys
+   * (docs/design.md#attestationinforesponse-carries-both-mode-keys) */
   attestation_mode: string
   site_name: string
   eth_rpc_url: string

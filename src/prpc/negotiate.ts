@@ -1,5 +1,6 @@
-// JSON or protobuf for one pRPC exchange (decision D1, spec 01 §2.1). Upstream answers protobuf
-// unless `?json`, GET or `Content-Type: application/json`; we answer protobuf only when the client
+// JSON or protobuf for one pRPC exchange
+// (docs/design.md#json-unless-the-request-asks-for-protobuf). Upstream answers protobuf unless
+// `?json`, GET or `Content-Type: application/json`; we answer protobuf only when the client
 // explicitly sends a protobuf content type, so the product document's `curl -d '{}'` examples (form
 // content type) get JSON, while every real client (all send `?json`) sees upstream's behaviour.
 
@@ -44,7 +45,7 @@ export interface NegotiationInput {
   readonly contentType: string | undefined
 }
 
-/** D1: protobuf only for a non-GET without `?json` whose Content-Type is a protobuf type. Used for
+/** Protobuf only for a non-GET without `?json` whose Content-Type is a protobuf type. Used for
  * request decoding, success bodies and all error bodies alike. */
 export function wantsJson(input: NegotiationInput): boolean {
   const method = input.method.toUpperCase()

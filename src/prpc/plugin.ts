@@ -1,6 +1,7 @@
 // The pRPC route (`/prpc/<method>`) for Fastify, following upstream's ra-rpc handler: strip the
 // service prefix, read the raw body with the per-method limit, run the pre-dispatch checks,
-// dispatch, and answer 200 with the result or 400 with an error body, in JSON or protobuf (D1).
+// dispatch, and answer 200 with the result or 400 with an error body, in JSON or protobuf
+// (docs/design.md#json-unless-the-request-asks-for-protobuf).
 import { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'

@@ -74,7 +74,7 @@ export interface DemoPolicy {
 
 const hex = (b: Buffer) => `0x${b.toString('hex')}`
 
-/** An auth-simple policy (spec 05 §8.2) admitting the simulated KMS and the demo app. The app's
+/** An auth-simple policy admitting the simulated KMS and the demo app. The app's
  * mrSystem pin (ours) binds its OS image by measurement: osImages alone would only check the
  * image hash the guest claims, since OS-image verification is not implemented. */
 export function demoPolicy(kms: BootInfo, demoMrSystem: Buffer): DemoPolicy {

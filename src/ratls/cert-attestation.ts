@@ -1,5 +1,6 @@
-// The attestation carried by an RA-TLS certificate (spec 03 §7, upstream `from_ext_getter`):
-// the versioned `.1.8` extension, else the legacy `.1.1` quote + `.1.2` event log pair.
+// The attestation carried by an RA-TLS certificate (upstream `ra-tls/src/attestation.rs`
+// `from_ext_getter`): the versioned `.1.8` extension, else the legacy `.1.1` quote + `.1.2` event
+// log pair.
 import type { Attestation } from '../attestation/types.js'
 import {
   attestationFromTdxQuote,

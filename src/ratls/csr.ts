@@ -1,6 +1,6 @@
-// SignCert certificate signing requests (spec 04 §15): the SCALE layouts of upstream's
-// `CertSigningRequestV1/V2` (dstack/ra-tls/src/cert.rs), their signature check, and the V1 → V2
-// upgrade. Error texts are upstream's, since they reach the client verbatim (spec 01 §6.2).
+// SignCert certificate signing requests (upstream `ra-tls/src/cert.rs`): the SCALE layouts of
+// upstream's `CertSigningRequestV1/V2` (dstack/ra-tls/src/cert.rs), their signature check, and the
+// V1 → V2 upgrade. Error texts are upstream's, since they reach the client verbatim.
 import { verify as cryptoVerify } from 'node:crypto'
 import { P256PublicKey } from '../crypto/p256.js'
 import { KmsError, withContext } from '../errors.js'
@@ -41,7 +41,7 @@ export interface CertSigningRequestV1 {
   config: CsrCertConfig
   /** raw TDX quote */
   quote: Buffer
-  /** JSON text of the TDX event log (spec 04 §9.2) */
+  /** JSON text of the TDX event log */
   eventLog: Buffer
 }
 
@@ -195,7 +195,7 @@ export function verifyCsrSignature(csr: CertSigningRequest, signature: Uint8Arra
 }
 
 // ---------------------------------------------------------------------------------------------
-// V1 → V2 upgrade: `Attestation::from_tdx_quote(quote, event_log)` (spec 04 §7)
+// V1 → V2 upgrade: upstream `Attestation::from_tdx_quote(quote, event_log)`
 
 /** `Attestation::from_tdx_quote(quote, event_log).into_versioned()` as wire bytes (V0 SCALE unless
  * the log carries V2 events). Failures are client errors (`KMS_ERR_BAD_REQUEST`) with upstream's

@@ -1,7 +1,8 @@
-// The in-process supervisor (spec 06 §17.2): upstream main()'s decision (onboard or
-// auto-bootstrap while keys are missing, then update_certs, then the KMS), with each phase in
-// its own child process so that leaving onboarding never depends on an outer restart, a
-// crashed KMS comes back with backoff, and a stop signal reaches the worker with a grace period.
+// The in-process supervisor (docs/design.md#a-supervisor-in-the-same-program): upstream main()'s
+// decision (onboard or auto-bootstrap while keys are missing, then update_certs, then the KMS),
+// with each phase in its own child process so that leaving onboarding never depends on an outer
+// restart, a crashed KMS comes back with backoff, and a stop signal reaches the worker with a
+// grace period.
 import { fork, type ChildProcess } from 'node:child_process'
 import cluster from 'node:cluster'
 import { existsSync } from 'node:fs'
@@ -185,8 +186,9 @@ class Supervisor {
     return false
   }
 
-  /** Exit 0 means "onboarding finished" (D6); anything else is a crash and restarts it. The
-   * restarted worker cannot bootstrap twice: the RPC refuses once keys exist (D7). */
+  /** Exit 0 means "onboarding finished" (docs/design.md#finish-replies-before-the-worker-stops);
+   * anything else is a crash and restarts it. The restarted worker cannot bootstrap twice: the RPC
+   * refuses once keys exist (docs/design.md#bootstrap-happens-once). */
   async #superviseOnboarding(): Promise<void> {
     const backoff = new RestartBackoff(this.#deps.backoff ?? DEFAULT_BACKOFF)
     while (!this.#stopping) {

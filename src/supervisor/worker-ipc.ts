@@ -1,5 +1,6 @@
-// The two messages between the supervisor and a worker process (spec 06 §17.2). The channel is
-// Node's fork IPC with `serialization: 'advanced'` (structured clone), so KmsConfig travels as is.
+// The two messages between the supervisor and a worker process (docs/design.md#architecture). The
+// channel is Node's fork IPC with `serialization: 'advanced'` (structured clone), so KmsConfig
+// travels as is.
 import type { KmsConfig } from '../config/types.js'
 import { KmsError } from '../errors.js'
 

@@ -1,6 +1,6 @@
-// The TEE backend is chosen explicitly in configuration ([tee] backend, D10/D17) and never falls
-// back silently: a KMS that believes it attests while it does not would hand out keys on the
-// strength of nothing.
+// The TEE backend is chosen explicitly in configuration ([tee] backend,
+// docs/design.md#tee-backend-chosen-explicitly-never-a-fallback) and never falls back silently: a
+// KMS that believes it attests while it does not would hand out keys on the strength of nothing.
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KmsError } from '../errors.js'
@@ -61,7 +61,7 @@ export function detectTdx(root = '/'): TdxPresence {
   const tsm = join(root, 'sys/kernel/config/tsm/report')
   if (existsSync(tsm)) {
     // A provider is only TDX if it says so; an SEV-SNP guest has the same configfs directory.
-    // `tdx_guest` prefix: the predicate of upstream's is_tdx_available (spec 07 §2.6).
+    // `tdx_guest` prefix: the predicate of upstream's is_tdx_available.
     for (const entry of safeReaddir(tsm)) {
       const provider = join(tsm, entry, 'provider')
       try {

@@ -1,4 +1,5 @@
-// Builds the configured TEE backend ([tee] backend, D10/D17). Never a fallback: a KMS that
+// Builds the configured TEE backend ([tee] backend,
+// docs/design.md#tee-backend-chosen-explicitly-never-a-fallback). Never a fallback: a KMS that
 // believes it attests while it does not would hand out keys on the strength of nothing.
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'

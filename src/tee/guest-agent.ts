@@ -1,5 +1,5 @@
 // The `guest-agent` TEE backend: the KMS runs as an app inside a dstack CVM and asks the dstack
-// guest agent for its attestation, exactly like upstream's KMS (spec 05 §11.1): pRPC JSON over
+// guest agent for its attestation, exactly like upstream's KMS: pRPC JSON over
 // HTTP on a unix socket (or TCP), no service prefix, `Invalid status code: <n>, path=<path>` for
 // any status other than 200.
 import { existsSync } from 'node:fs'
@@ -231,7 +231,7 @@ function replyObject(reply: unknown): Record<string, unknown> {
   return reply as Record<string, unknown>
 }
 
-/** A string field of a pRPC reply; absent → default, like serde over prost structs (spec 01 §3). */
+/** A string field of a pRPC reply; absent → default, like serde over prost structs. */
 function stringField(reply: Record<string, unknown>, name: string): string {
   const v = reply[name]
   if (v === undefined) return ''

@@ -1,5 +1,6 @@
-// A FIFO async mutex: Bootstrap and Onboard must never run concurrently (D7), and a second call
-// must see the files the first one committed; the TDX guest interfaces take one quote at a time.
+// A FIFO async mutex: Bootstrap and Onboard must never run concurrently
+// (docs/design.md#bootstrap-happens-once), and a second call must see the files the first one
+// committed; the TDX guest interfaces take one quote at a time.
 export class Mutex {
   #tail: Promise<void> = Promise.resolve()
 

@@ -1,4 +1,4 @@
-// Certificate issuance reproducing rcgen 0.13.2's encoding (spec 03 §3): guests and verifiers
+// Certificate issuance reproducing rcgen 0.13.2's encoding: guests and verifiers
 // compare serials, SKIs and DNs of re-issued certificates, and rcgen must be able to re-parse our
 // CA certificates, so the TBSCertificate layout has to be the one rcgen writes.
 import { createHash } from 'node:crypto'
@@ -154,7 +154,7 @@ export function encodeExtension(oid: string, critical: boolean, valueDer: Uint8A
 }
 
 /** A dstack custom extension: the raw bytes are DER-encoded as an OCTET STRING first, and that
- * DER becomes the extnValue (spec 03 §2). */
+ * DER becomes the extnValue, as upstream `ra-tls/src/cert.rs`. */
 export function raTlsExtension(oid: string, raw: Uint8Array): Buffer {
   return encodeExtension(oid, false, derOctetString(raw))
 }

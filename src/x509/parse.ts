@@ -1,6 +1,7 @@
-// Strict X.509 certificate parsing and RA-TLS extension extraction (spec 03 §2, §7). node:crypto's
-// X509Certificate offers no extension access, and certificates reach us from untrusted guests,
-// so every malformed input must fail with a clear KMS_ERR_CERT instead of being re-interpreted.
+// Strict X.509 certificate parsing and RA-TLS extension extraction (upstream
+// `ra-tls/src/attestation.rs`). node:crypto's X509Certificate offers no extension access, and
+// certificates reach us from untrusted guests, so every malformed input must fail with a clear
+// KMS_ERR_CERT instead of being re-interpreted.
 import { KmsError, errorMessage } from '../errors.js'
 import {
   type DerNode,

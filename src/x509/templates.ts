@@ -1,5 +1,6 @@
-// The certificates the KMS issues (spec 03 §5). Subjects, CA levels and extension sets are
-// checked by guests and verifiers, so each template is fixed here rather than at call sites.
+// The certificates the KMS issues (upstream `kms/src/main_service.rs`, `ra-tls/src/cert.rs`).
+// Subjects, CA levels and extension sets are checked by guests and verifiers, so each template is
+// fixed here rather than at call sites.
 import type { P256Key } from '../crypto/p256.js'
 import {
   type IssuedCertificate,

@@ -1,6 +1,7 @@
-// The secp256k1 backend contract (D14): every backend must give byte-identical RFC 6979 low-S
-// signatures with recovery id 0/1, checked here against @noble/curves directly and against the
-// upstream-asserted legacy vector. Call runSecp256k1Contract once per backend.
+// The secp256k1 backend contract (docs/design.md#secp256k1-through-libsecp256k1-or-noble-curves):
+// every backend must give byte-identical RFC 6979 low-S signatures with recovery id 0/1, checked
+// here against @noble/curves directly and against the upstream-asserted legacy vector. Call
+// runSecp256k1Contract once per backend.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
@@ -87,7 +88,7 @@ export function runSecp256k1Contract(backend: Secp256k1Backend): void {
       assert.equal(sawRecid, 0b11, 'both recovery ids should occur over 64 signatures')
     })
 
-    it('signs messages with and without timestamp per spec 02 §5', () => {
+    it('signs messages with and without timestamp as upstream sign_message', () => {
       const sk = KEYS[1] as Buffer
       const appId = hex('5bb4ff9a3837357f19dc176407a5709c62eb6c56')
       const msg = hex(legacy.public_key)

@@ -129,7 +129,7 @@ export function simulatedBoot(seed: Uint8Array, osImageHash: Uint8Array): Simula
   return { mrTd: deriveBytes(seed, `mrtd:${image}`, 48), events, rtmr0, rtmr1, rtmr2 }
 }
 
-/** The boot log as firmware leaves it in the CCEL ACPI table (spec 04 §9.1): SHA-384-only TCG2
+/** The boot log as firmware leaves it in the CCEL ACPI table: SHA-384-only TCG2
  * log, records with mr_index = imr + 1, then 0xFF fill to 64 KiB (at least one terminator). */
 export function encodeCcel(events: readonly TdxEvent[]): Buffer {
   const specId = Buffer.concat([

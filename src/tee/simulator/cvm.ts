@@ -1,6 +1,6 @@
 // One simulated CVM on the mock platform: its boot measurements, its runtime events (RTMR3) and
 // its vm_config, turned into a signed quote and a V0 VersionedAttestation exactly as a real dstack
-// guest assembles it (full event log = boot events + runtime events, spec 04 §2, §9.3).
+// guest assembles it (full event log = boot events + runtime events).
 import { KmsError } from '../../errors.js'
 import { replayRuntimeEvents, runtimeEventToTdxEvent } from '../../attestation/runtime-events.js'
 import type { RuntimeEvent, TdxEvent } from '../../attestation/types.js'
@@ -31,7 +31,7 @@ export function defaultOsImageHash(seed: Uint8Array): Buffer {
   return deriveBytes(seed, 'os-image-hash', 32)
 }
 
-/** A minimal vm_config (spec 09 §1): only the image hash matters to verifiers of a simulated CVM. */
+/** A minimal vm_config: only the image hash matters to verifiers of a simulated CVM. */
 export function simulatedVmConfig(osImageHash: Uint8Array): string {
   return JSON.stringify({
     os_image_hash: Buffer.from(osImageHash).toString('hex'),

@@ -2,7 +2,7 @@
 // mock PKI, PCK certificate, PPID and FMSPC, so one mock root and one collateral cover both. Its
 // boot registers derive from (seed, os_image_hash) like the KMS's: a guest running the KMS's image
 // (the default) has the KMS's MRTD and RTMR0–2, another image gives other values. RTMR3 holds the
-// runtime events a real guest emits, in its order (spec 04 §10.1).
+// runtime events a real guest emits, in its order.
 import { KmsError } from '../../errors.js'
 import type { RuntimeEvent } from '../../attestation/types.js'
 import {

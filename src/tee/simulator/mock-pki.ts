@@ -1,8 +1,8 @@
-// A mock Intel DCAP PKI derived from a 32-byte seed (D10): root CA → PCK Platform CA → PCK
-// certificate with the Intel SGX extension, a TCB-signing certificate for the TCB info and QE
-// identity, and the root and PCK CRLs. Certificates follow the layout of Intel's (names aside:
-// every subject says "Mock" and the organisation says it is not Intel), so a DCAP verifier walks
-// them exactly as it walks real ones, but only when it is told to trust this root.
+// A mock Intel DCAP PKI derived from a 32-byte seed (docs/design.md#trust-model): root CA → PCK
+// Platform CA → PCK certificate with the Intel SGX extension, a TCB-signing certificate for the TCB
+// info and QE identity, and the root and PCK CRLs. Certificates follow the layout of Intel's (names
+// aside: every subject says "Mock" and the organisation says it is not Intel), so a DCAP verifier
+// walks them exactly as it walks real ones, but only when it is told to trust this root.
 //
 // Everything is deterministic for one seed: keys use upstream HEAD's derivation
 // (`crates/mock-attestation`: SHA-256("dstack-mock-p256-v1" ‖ seed ‖ label ‖ BE32(counter)), so

@@ -1,4 +1,4 @@
-// Real-format TDX quotes (v4, TD report 1.0, spec 04 §8.1) signed by the mock platform: the
+// Real-format TDX quotes (v4, TD report 1.0) signed by the mock platform: the
 // attestation key signs header ‖ body, the QE report binds that key through
 // report_data[0..32] = SHA-256(attestation_key ‖ qe_auth_data), the PCK key signs the QE report,
 // and the certification data carries the PCK chain PEM (type 5 inside type 6), as Intel's QE does.

@@ -1,10 +1,11 @@
-// `[tee] backend = "simulator"` (D10): the KMS runs in a simulated CVM on a mock Intel platform
-// derived from the configured seed. Its quotes are real-format and correctly signed, so they verify
-// with the production verifier — but only against the mock root this backend publishes
-// (`mock-root-ca.der`/`.pem`, `collateral.json` in the state directory), never against Intel's.
+// `[tee] backend = "simulator"` (docs/design.md#trust-model): the KMS runs in a simulated CVM on a
+// mock Intel platform derived from the configured seed. Its quotes are real-format and correctly
+// signed, so they verify with the production verifier — but only against the mock root this backend
+// publishes (`mock-root-ca.der`/`.pem`, `collateral.json` in the state directory), never
+// against Intel's.
 //
 // RTMR3 state: the runtime event log lives in `<stateDir>/runtime_events.log` (the guest's file
-// format, spec 04 §9.3) and is the single source of truth, re-read on every call. A restarted KMS
+// format) and is the single source of truth, re-read on every call. A restarted KMS
 // process therefore keeps its log and RTMR3, as it would inside one real CVM (RTMR3 and
 // /run/log/dstack survive a process restart, not a reboot); all worker processes sharing the
 // state directory see one register, as they would share the hardware one. Deleting the file is the
@@ -45,7 +46,7 @@ export interface SimulatorBackendOptions {
   root?: string
 }
 
-/** The events the KMS's own CVM emitted before the KMS started (spec 04 §10.1): a KMS CVM boots
+/** The events the KMS's own CVM emitted before the KMS started: a KMS CVM boots
  * like any dstack app, with the `none` key provider since it holds its own keys. */
 export function kmsBootEvents(seed: Uint8Array): RuntimeEvent[] {
   const ev = (event: string, payload: Buffer = Buffer.alloc(0)): RuntimeEvent => ({
@@ -74,7 +75,8 @@ export class SimulatorBackend implements TeeBackend {
   readonly #logFile: string
   readonly #logger: Logger | undefined
 
-  /** D10: a simulator must never stand in for real TDX on a machine that has it. */
+  /** docs/design.md#the-simulator-refuses-to-run-on-real-tdx: a simulator must never stand in for
+   * real TDX on a machine that has it. */
   static refuseWhereRealTdx(root = '/'): void {
     const tdx = detectTdx(root)
     if (tdx.present) {

@@ -1,4 +1,4 @@
-// The boot event log (RTMR0–2) the firmware leaves in the ACPI CCEL log area (spec 07 §5),
+// The boot event log (RTMR0–2) the firmware leaves in the ACPI CCEL log area,
 // converted to TDX events with the codec's CCEL parser.
 import { parseCcel } from '../../attestation/event-log.js'
 import type { TdxEvent } from '../../attestation/types.js'

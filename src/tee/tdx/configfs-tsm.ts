@@ -1,4 +1,4 @@
-// Quotes through configfs-tsm (spec 07 §2.2), step for step as upstream's tdx-attest does it:
+// Quotes through configfs-tsm, step for step as upstream's tdx-attest does it:
 // flock on inblob across processes, generation checks on both sides of the outblob read, EBUSY
 // retries, and the same size rules, errors and texts.
 import { errnoCode, ioErrorText, TdxError } from './errors.js'
@@ -64,7 +64,7 @@ export class ConfigfsTsmQuoter {
     this.#io = io
   }
 
-  /** The report directory to use, creating the default one if needed (spec 07 §2.2). */
+  /** The report directory to use, creating the default one if needed. */
   async prepare(): Promise<string> {
     const io = this.#io
     const override = io.env[CONFIGFS_PATH_ENV]

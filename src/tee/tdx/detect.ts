@@ -1,5 +1,6 @@
 // Is this a TDX guest we can attest from, and if not, exactly why not. `[tee] backend = "tdx"`
-// on a machine without TDX must refuse to start with the reason (D10): a KMS that believes it
+// on a machine without TDX must refuse to start with the reason
+// (docs/design.md#tee-backend-chosen-explicitly-never-a-fallback): a KMS that believes it
 // attests while it does not would hand out keys on the strength of nothing.
 import { TDX_GUEST_DEVICE } from '../../native/tdx.js'
 import {
@@ -24,8 +25,8 @@ async function tdxProvider(io: TdxIo, dir: string): Promise<boolean> {
   }
 }
 
-/** Upstream `is_tdx_available` (spec 07 §2.6). A set but invalid override answers false without
- * looking further. */
+/** Upstream `is_tdx_available` (`tdx-attest/src/linux.rs`). A set but invalid override answers
+ * false without looking further. */
 export async function isTdxAvailable(io: TdxIo): Promise<boolean> {
   if (await io.exists(TDX_GUEST_DEVICE)) return true
   const override = io.env[CONFIGFS_PATH_ENV]
@@ -73,7 +74,8 @@ export async function readVsockPort(io: TdxIo): Promise<number> {
 
 export type QuoteMethod = { kind: 'configfs'; dir: string } | { kind: 'vsock'; port: number }
 
-/** Upstream `get_quote`'s method selection (spec 07 §2.1), preparing the configfs directory. */
+/** Upstream `get_quote`'s method selection (`tdx-attest/src/linux.rs`), preparing the configfs
+ * directory. */
 export async function selectQuoteMethod(
   io: TdxIo,
   quoter: ConfigfsTsmQuoter,

@@ -1,4 +1,4 @@
-// Upstream's TdxAttestError (dstack/tdx-attest, spec 07 §2.7) as a typed error: `code` is stable
+// Upstream's TdxAttestError (upstream `tdx-attest`) as a typed error: `code` is stable
 // for programs, `message` is upstream's Display text for operators and error-text parity, and the
 // errno error of the failing syscall stays as `cause`.
 import { constants } from 'node:os'

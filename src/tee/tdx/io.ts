@@ -1,7 +1,7 @@
 // Everything the TDX protocols (configfs-tsm quotes, sysfs RTMRs, CCEL, the runtime event log)
 // need from the operating system, behind one injectable interface: the real implementation
 // below uses node:fs and the native addon; tests use an in-memory fake kernel, so EBUSY retries,
-// generation races and size limits are exercised without TDX hardware (spec 07 §8).
+// generation races and size limits are exercised without TDX hardware.
 //
 // Failures are Node-style errno errors (`{code, errno, syscall, path}`), whichever side made them.
 import { constants } from 'node:fs'

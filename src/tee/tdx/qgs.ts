@@ -1,4 +1,4 @@
-// Quotes from Intel's Quote Generation Service on the host over vsock (spec 07 §2.3): the legacy
+// Quotes from Intel's Quote Generation Service on the host over vsock: the legacy
 // path of dstack 0.5.x guests without configfs-tsm. A TDREPORT from /dev/tdx_guest goes out in a
 // GET_QUOTE_REQ; the quote comes back in a GET_QUOTE_RESP. Messages are little-endian inside a
 // big-endian length frame.

@@ -1,5 +1,5 @@
-// Upstream `get_quote` (spec 07 §2.1): one quote at a time per process, configfs-tsm whenever it
-// is configured or mounted (its errors never fall back), else QGS over vsock when
+// Upstream `get_quote` (`tdx-attest/src/linux.rs`): one quote at a time per process, configfs-tsm
+// whenever it is configured or mounted (its errors never fall back), else QGS over vsock when
 // /etc/tdx-attest.conf names a port, else not supported.
 import { ConfigfsTsmQuoter, REPORT_DATA_SIZE } from './configfs-tsm.js'
 import { selectQuoteMethod } from './detect.js'

@@ -1,4 +1,4 @@
-// RTMR extension (spec 07 §3): the tsm-mr sysfs attribute of Linux ≥ 6.16 (plain file I/O),
+// RTMR extension: the tsm-mr sysfs attribute of Linux ≥ 6.16 (plain file I/O),
 // else the legacy out-of-tree ioctl on /dev/tdx_guest, else not supported. Never a silent skip:
 // an event that is logged but not measured would make the log lie.
 import { TDX_GUEST_DEVICE } from '../../native/tdx.js'

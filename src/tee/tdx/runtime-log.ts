@@ -1,5 +1,5 @@
-// The runtime (RTMR3) event log of a dstack guest, /run/log/dstack/runtime_events.log (spec 07
-// §4), with upstream HEAD's emission protocol: a system-wide flock on runtime_event.lock, the
+// The runtime (RTMR3) event log of a dstack guest, /run/log/dstack/runtime_events.log,
+// with upstream HEAD's emission protocol: a system-wide flock on runtime_event.lock, the
 // digest format from runtime_event_version, then extend first and append second, so a device
 // failure never leaves an unmeasured event in the log that verifiers replay.
 import { formatRuntimeEventLine, parseRuntimeEventLog } from '../../attestation/event-log.js'
