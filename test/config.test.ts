@@ -646,7 +646,7 @@ describe('units', () => {
 })
 
 describe('validation', () => {
-  test('D18: backend none requires enforce_self_authorization = false', () => {
+  test('backend none requires enforce_self_authorization = false', () => {
     assert.throws(
       () => load(`[tee]\nbackend = "none"\n`),
       configError(
@@ -693,7 +693,7 @@ describe('validation', () => {
     assert.equal(cfg.core.authApi.type, 'dev')
   })
 
-  test('admin listener: fail-closed start and the token sources of spec 01 §8.2', () => {
+  test('admin listener: fail-closed start and the token sources', () => {
     const enabled = `[core.admin]\nenabled = true\n`
     assert.throws(() => load(enabled), configError(ADMIN_NO_AUTH_MESSAGE))
     assert.equal(

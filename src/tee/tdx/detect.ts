@@ -25,7 +25,7 @@ async function tdxProvider(io: TdxIo, dir: string): Promise<boolean> {
   }
 }
 
-/** Upstream `is_tdx_available` (`tdx-attest/src/linux.rs`). A set but invalid override answers
+/** `is_tdx_available` of upstream `tdx-attest`. A set but invalid override answers
  * false without looking further. */
 export async function isTdxAvailable(io: TdxIo): Promise<boolean> {
   if (await io.exists(TDX_GUEST_DEVICE)) return true
@@ -74,7 +74,7 @@ export async function readVsockPort(io: TdxIo): Promise<number> {
 
 export type QuoteMethod = { kind: 'configfs'; dir: string } | { kind: 'vsock'; port: number }
 
-/** Upstream `get_quote`'s method selection (`tdx-attest/src/linux.rs`), preparing the configfs
+/** The method selection of `get_quote` in upstream `tdx-attest`, preparing the configfs
  * directory. */
 export async function selectQuoteMethod(
   io: TdxIo,

@@ -1,4 +1,4 @@
-// Upstream `get_quote` (`tdx-attest/src/linux.rs`): one quote at a time per process, configfs-tsm
+// `get_quote` of upstream `tdx-attest`: one quote at a time per process, configfs-tsm
 // whenever it is configured or mounted (its errors never fall back), else QGS over vsock when
 // /etc/tdx-attest.conf names a port, else not supported.
 import { ConfigfsTsmQuoter, REPORT_DATA_SIZE } from './configfs-tsm.js'
