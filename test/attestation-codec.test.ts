@@ -218,7 +218,7 @@ describe('attestation.bin (V0 SCALE, DstackTdx)', () => {
     )
   })
 
-  it('strips to the certificate form (§5)', () => {
+  it('strips to the certificate form', () => {
     const stripped = stripAttestation(a)
     const bytes = encodeVersionedAttestation({ version: 0, attestation: stripped })
     assert.equal(bytes.length, v.stripped_length)
@@ -279,7 +279,7 @@ describe('attestation.bin (V0 SCALE, DstackTdx)', () => {
     assert.ok(rt['payload'] instanceof Uint8Array)
   })
 
-  it('decodes app info on the V1 path (§16) and BootInfo helpers agree', () => {
+  it('decodes app info on the V1 path and BootInfo helpers agree', () => {
     const full = decodeAppInfo(a)
     assert.equal(hex(full.mrSystem), v.full.mr_system)
     assert.equal(hex(full.mrAggregated), v.full.mr_aggregated)
@@ -300,7 +300,7 @@ describe('attestation.bin (V0 SCALE, DstackTdx)', () => {
       hex(computeMrAggregated(td, hexBytes(v.boot_time.rtmr3))),
       v.boot_time.mr_aggregated,
     )
-    // the sys-config quirk (§14): no top-level os_image_hash unless the nested one is unwrapped
+    // the sys-config quirk: no top-level os_image_hash unless the nested one is unwrapped
     assert.equal(decodeVmConfig(a.config, false).osImageHash.length, 0)
     assert.equal(hex(decodeVmConfig(a.config, true).osImageHash), v.os_image_hash_v1_path)
     assert.equal(decodeVmConfig('', false).osImageHash.length, 0)
@@ -435,7 +435,7 @@ describe('tdx-lite fixtures', () => {
   })
 })
 
-describe('quote parsing (§8)', () => {
+describe('quote parsing', () => {
   const v = vectors.ratls_assets_tdx_quote
   const asset = readVectorFile('ratls-assets-tdx_quote')
 
@@ -553,7 +553,7 @@ describe('quote parsing (§8)', () => {
   })
 })
 
-describe('VersionedAttestation wire rules (§1–3)', () => {
+describe('VersionedAttestation wire rules', () => {
   const tdxEvent = {
     imr: 0,
     eventType: 10,
@@ -832,7 +832,7 @@ describe('VersionedAttestation wire rules (§1–3)', () => {
   })
 })
 
-describe('report_data content types (§4)', () => {
+describe('report_data content types', () => {
   it('matches the upstream and fixture vectors', () => {
     for (const r of vectors.report_data) {
       if (r.type !== undefined && r.report_data !== undefined) {

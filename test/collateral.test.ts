@@ -290,8 +290,8 @@ describe('PccsCollateralSource against a PCCS on loopback', () => {
     const v = verifierFor(source())
     const reports = await Promise.allSettled([v.verifyQuote(tdxQuote), v.verifyQuote(tdxQuote)])
     assert.equal(stub.total(), 4)
-    // between the CRL and TCB-info expiry the library alone would still accept the quote (spec
-    // 04 §17.4); an expired PCK CRL is refused now
+    // between the CRL and TCB-info expiry the library alone would still accept the quote;
+    // an expired PCK CRL is refused now
     for (const r of reports) {
       assert.equal(r.status, 'rejected')
       assert.match(String(r.reason), /: PCK CRL expired at 2025-07-19T10:00:35Z(;|$)/)

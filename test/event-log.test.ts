@@ -97,7 +97,7 @@ function record(mrIndex: number, eventType: number, digests: [number, Buffer][],
 
 const END = Buffer.alloc(4, 0xff)
 
-describe('CCEL (§9.1)', () => {
+describe('CCEL', () => {
   const v = vectors.ccel
 
   it('parses ccel.bin: 18 records, labels, replay', () => {
@@ -218,7 +218,7 @@ describe('CCEL (§9.1)', () => {
   })
 })
 
-describe('JSON event log (§9.2)', () => {
+describe('JSON event log', () => {
   it('parses the GetQuote log and re-encodes it exactly', () => {
     const events = parseTdxEventLogJson(getQuote.event_log)
     assert.equal(events.length, 29)
@@ -292,7 +292,7 @@ describe('JSON event log (§9.2)', () => {
   })
 })
 
-describe('runtime event log file (§9.3)', () => {
+describe('runtime event log file', () => {
   it('formats and parses lines with base64 payloads', () => {
     const events: RuntimeEvent[] = [
       { event: 'app-id', payload: hexBytes('deadbeef') },
@@ -340,7 +340,7 @@ describe('runtime event log file (§9.3)', () => {
   })
 })
 
-describe('runtime event digests and RTMR replay (§10–11)', () => {
+describe('runtime event digests and RTMR replay', () => {
   it('matches the V1 and V2 digest vectors', () => {
     for (const e of vectors.runtime_event_digests.events) {
       const ev: RuntimeEvent = { event: e.name, payload: hexBytes(e.payload_hex) }

@@ -53,7 +53,7 @@ function designAnchors(markdown: string): Set<string> {
 
 /** Forms of a reference to something outside the repository. Written so that this file does not
  * match them itself. */
-const OUTSIDE_REFERENCES: readonly RegExp[] = [/\.\.\/shared/, /shared\/vectors/, /spec 0\d §/]
+const OUTSIDE_REFERENCES: readonly RegExp[] = [/\.\.\/shared/, /shared\/vectors/, /spec 0\d §/i]
 
 const SCANNED = ['src', 'test'].flatMap(sourceFiles)
 

@@ -1,7 +1,7 @@
 // App info (upstream `ra-tls/src/attestation.rs`): the identity and measurements of a guest as
 // derived from its attestation. `decodeAppInfo` is upstream's V1 path
 // (`into_v1().decode_app_info_ex`), which feeds the `.1.9` certificate extension;
-// `computeMrSystem`/`computeMrAggregated` are shared with the BootInfo computation (§12), which
+// `computeMrSystem`/`computeMrAggregated` are shared with the BootInfo computation, which
 // uses the same formulas on a verified report.
 import { createHash } from 'node:crypto'
 import { encode as msgpackEncode } from '@msgpack/msgpack'
@@ -40,7 +40,7 @@ export function mrKeyProvider(keyProviderInfo: Uint8Array): Buffer {
 }
 
 /**
- * `mrSystem = SHA-256(mr_td ‖ rtmr0 ‖ rtmr1 ‖ rtmr2 ‖ mr_key_provider)` (§12 step 6).
+ * `mrSystem = SHA-256(mr_td ‖ rtmr0 ‖ rtmr1 ‖ rtmr2 ‖ mr_key_provider)`, as upstream.
  * @param td the quote's TD report (its RTMR3 is not used)
  * @param keyProviderInfo the raw `key-provider` event payload (the JSON bytes), or empty when
  *   there is none or for boot-time values (`use_boottime_mr`); it is hashed here
@@ -51,7 +51,7 @@ export function computeMrSystem(td: TdReport10, keyProviderInfo: Uint8Array): Bu
 
 /**
  * `mrAggregated = SHA-256(mr_td ‖ rtmr0 ‖ rtmr1 ‖ rtmr2 ‖ rtmr3 [‖ mr_config_id ‖ mr_owner ‖
- * mr_owner_config])`, the bracket only when one of those three is non-zero (§12 step 7).
+ * mr_owner_config])`, the bracket only when one of those three is non-zero, as upstream.
  * @param td the quote's TD report (its own RTMR3 is ignored)
  * @param rtmr3 the RTMR3 replayed from the runtime events: full, or up to `boot-mr-done` for
  *   boot-time values

@@ -69,7 +69,7 @@ function decodeTdxAppInfo(v: VerifiedAttestation, opts: BuildBootInfoOptions) {
   }
 }
 
-/** Spec 04 §12. Throws `app_id must be 20 bytes` before any webhook could be called. */
+/** Upstream `build_boot_info`. Throws `app_id must be 20 bytes` before any webhook could be called. */
 export function buildBootInfo(v: VerifiedAttestation, opts: BuildBootInfoOptions): BootInfo {
   let info: ReturnType<typeof decodeTdxAppInfo>
   try {

@@ -280,7 +280,7 @@ function tdxEventFromJson(item: unknown): TdxEvent {
   return out
 }
 
-/** serde_json's view of the JSON event log (§9.2): unknown keys ignored, `digest` optional, hex in
+/** serde_json's view of the JSON event log: unknown keys ignored, `digest` optional, hex in
  * either case. Throws plain Errors with serde_json's texts (its ` at line L column C` suffix only
  * for empty input); callers add upstream's context (`Failed to parse tdx_event_log`). */
 export function parseTdxEventLogJson(text: string | Uint8Array): TdxEvent[] {

@@ -116,7 +116,7 @@ export function replayRuntimeEvents(
   return mr
 }
 
-/** Replays a full TDX event log into RTMR0–3 (runtime digests recomputed, §9.2). */
+/** Replays a full TDX event log into RTMR0–3 (runtime digests recomputed). */
 export function replayEventLogRtmrs(events: readonly TdxEvent[]): [Buffer, Buffer, Buffer, Buffer] {
   const rtmrs: [Buffer, Buffer, Buffer, Buffer] = [
     Buffer.alloc(RTMR_LENGTH),

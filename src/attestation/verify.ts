@@ -279,7 +279,7 @@ export class AttestationVerifier {
     return report
   }
 
-  /** Spec 04 §6 steps 2–6. */
+  /** Every check but the key binding, in upstream's order (docs/design.md#trust-model). */
   async verify(a: Attestation): Promise<VerifiedAttestation> {
     if (a.stack.kind === 'dstack-pod') {
       const expected = toReportData('app-data', Buffer.from(a.stack.reportDataPayload, 'utf8'))
@@ -327,7 +327,7 @@ export class AttestationVerifier {
     return { attestation: a, report, variant: q.kind }
   }
 
-  /** Spec 04 §6 step 1 (the attestation must vouch for this certificate or CSR key), then
+  /** The key binding (the attestation must vouch for this certificate or CSR key), then
    * `verify`. */
   async verifyWithRaPubkey(a: Attestation, spkiDer: Uint8Array): Promise<VerifiedAttestation> {
     if (a.reportData.length !== 64) throw attestationError('stack.report_data must be 64 bytes')

@@ -53,7 +53,7 @@ export function checkBoot(
     if (!cfg.kms.mrAggregated.map(normalizeHex).includes(normalizeHex(bootInfo.mrAggregated))) {
       return deny('aggregated MR not allowed')
     }
-    // upstream quirk kept (§8.6): an empty device list with allowAnyDevice = false allows any
+    // upstream quirk kept (docs/design.md#legacy-quirks-kept-byte-for-byte): an empty device list with allowAnyDevice = false allows any
     if (!cfg.kms.allowAnyDevice && !deviceAllowed(cfg.kms.devices, deviceId)) {
       return deny('KMS is not allowed to boot on this device')
     }

@@ -1,5 +1,5 @@
 // TDREPORTs through ioctl(TDX_CMD_GET_REPORT0) and the measurement registers they
-// carry (§6). Not serialised with quotes: the kernel orders it against its own quote lock.
+// carry. Not serialised with quotes: the kernel orders it against its own quote lock.
 import { TDX_GUEST_DEVICE, TDX_REPORT_DATA_SIZE, TDX_REPORT_SIZE } from '../../native/tdx.js'
 import { ioErrorText, TdxError } from './errors.js'
 import type { TdxIo } from './io.js'
