@@ -14,11 +14,7 @@ import {
   type AdminAuthenticator,
 } from '../src/admin/header-auth.js'
 import { loadHtpasswd, parseHtpasswd } from '../src/admin/htpasswd.js'
-import {
-  INVALID_TOKEN_MESSAGE,
-  parseAdminTokenHash,
-  verifyAdminToken,
-} from '../src/admin/token.js'
+import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '../src/admin/token.js'
 import type { AdminConfig } from '../src/config/types.js'
 import { ADMIN_NO_AUTH_MESSAGE } from '../src/config/validate.js'
 import { KmsError } from '../src/errors.js'

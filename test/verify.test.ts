@@ -26,10 +26,8 @@ import {
   pckInfoFromChain,
   validateTcb,
 } from '../src/attestation/verify.js'
-import {
-  attestationFromTdxQuote,
-  decodeVersionedAttestation,
-} from '../src/attestation/versioned.js'
+import { attestationFromTdxQuote } from '../src/attestation/from-tdx-quote.js'
+import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import type { AttestationConfig } from '../src/config/types.js'
 import { KmsError } from '../src/errors.js'
 import { pemDecode, pemEncode } from '../src/asn1/pem.js'
