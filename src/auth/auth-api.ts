@@ -1,6 +1,7 @@
 // The auth API as the KMS sees it (spec 05 §1, §3, §4): `dev` answers locally; `webhook` asks an
 // HTTP service, both for boot decisions (/bootAuth/app, /bootAuth/kms) and for the info call.
 // Decisions are never cached: a policy change (a revoked app) must take effect on the next call.
+import { bootInfoToJson, type BootInfo } from '../attestation/boot-info.js'
 import { KmsError } from '../errors.js'
 import type { AuthApiConfig } from '../config/types.js'
 import { HttpClient, type HttpReply } from '../http/http-client.js'
@@ -25,7 +26,7 @@ export interface AuthApi {
   info(): Promise<AuthInfo>
   /** `bootInfoJson` is the BootInfo JSON of spec 05 §2 (bootInfoToJson); `isKms` picks
    * /bootAuth/kms over /bootAuth/app. */
-  bootAuth(bootInfoJson: Record<string, unknown>, isKms: boolean): Promise<BootResponse>
+  bootAuth(bootInfo: BootInfo, isKms: boolean): Promise<BootResponse>
 }
 
 const MAX_BODY_IN_ERROR = 512
@@ -90,12 +91,12 @@ export class WebhookAuthApi implements AuthApi {
     }
   }
 
-  async bootAuth(bootInfoJson: Record<string, unknown>, isKms: boolean): Promise<BootResponse> {
+  async bootAuth(bootInfo: BootInfo, isKms: boolean): Promise<BootResponse> {
     const base = this.#opts.url
     const url = `${base}${base.endsWith('/') ? '' : '/'}bootAuth/${isKms ? 'kms' : 'app'}`
     const { json, fail } = await this.#request(url, {
       method: 'POST',
-      body: JSON.stringify(bootInfoJson),
+      body: JSON.stringify(bootInfoToJson(bootInfo)),
     })
     // serde's derive upstream: every key required and typed, extra keys ignored
     const obj = json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : {}
@@ -173,7 +174,7 @@ export class DevAuthApi implements AuthApi {
     }
   }
 
-  async bootAuth(_bootInfoJson: Record<string, unknown>, _isKms: boolean): Promise<BootResponse> {
+  async bootAuth(_bootInfo: BootInfo, _isKms: boolean): Promise<BootResponse> {
     return { isAllowed: true, gatewayAppId: this.#gatewayAppId, reason: '' }
   }
 }
