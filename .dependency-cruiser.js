@@ -4,7 +4,7 @@
 // same layers folder by folder; change both together.
 
 /** Bottom to top. Each entry: the folders (and top-level modules) of src/ in that layer. */
-const LAYERS = [
+export const LAYERS = [
   // foundation: byte and text helpers, the SCALE codec, DER/PEM/OIDs, atomic files, the native
   // addon, the outbound HTTP client and server options, the error base, paths, version, logger
   [
