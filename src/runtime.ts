@@ -3,11 +3,8 @@
 // self-authorizer. Built the same way in the supervisor (bootstrap, certificate renewal) and in
 // the workers, so they all agree on what "verified" means.
 import type { Logger } from 'pino'
-import {
-  PccsCollateralSource,
-  StaticCollateralSource,
-  type CollateralSource,
-} from './attestation/collateral.js'
+import { StaticCollateralSource, type CollateralSource } from './attestation/collateral.js'
+import { PccsCollateralSource } from './attestation/pccs-source.js'
 import { resolveTdxRootCa } from './attestation/trust.js'
 import { AttestationVerifier } from './attestation/verify.js'
 import { createAuthApi, type AuthApi } from './auth/auth-api.js'

@@ -10,6 +10,7 @@ import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
 import { buildAdminApp, buildKmsApp } from './kms/app.js'
 import { KmsService } from './kms/service.js'
+import { kmsMethods, prpcPaths } from './kms/routes.js'
 import { listenerTlsWarnings, loadKmsState } from './kms/state.js'
 import { createLogger } from './log.js'
 import { buildOnboardApp } from './onboard/app.js'
@@ -125,15 +126,7 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   })
   logger.info(
     {
-      routes: [
-        'GetAppEnvEncryptPubKey',
-        'GetAppKey',
-        'GetKmsKey',
-        'GetMeta',
-        'GetTempCaCert',
-        'SignCert',
-        'ClearImageCache',
-      ].map((m) => `/prpc/${m}`),
+      routes: prpcPaths(kmsMethods(service)),
     },
     'Starting KMS',
   )

@@ -14,15 +14,11 @@ import {
   type AdminAuthenticator,
 } from '../src/admin/header-auth.js'
 import { loadHtpasswd, parseHtpasswd } from '../src/admin/htpasswd.js'
-import {
-  INVALID_TOKEN_MESSAGE,
-  parseAdminTokenHash,
-  trimLikeRust,
-  verifyAdminToken,
-} from '../src/admin/token.js'
+import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '../src/admin/token.js'
 import type { AdminConfig } from '../src/config/types.js'
 import { ADMIN_NO_AUTH_MESSAGE } from '../src/config/validate.js'
 import { KmsError } from '../src/errors.js'
+import { trimLikeRust } from '../src/util/rust-text.js'
 import { readVectorJson } from './helpers/crypto-vectors.js'
 
 const vectors = readVectorJson<{ misc: { sha256_empty: string } }>('vectors.json')

@@ -33,16 +33,16 @@ import {
   type Attestation,
   type AttestationQuote,
 } from '../src/attestation/types.js'
+import { attestationFromTdxQuote } from '../src/attestation/from-tdx-quote.js'
+import { stripAttestation } from '../src/attestation/stripped.js'
 import {
   MAX_ATTESTATION_BYTES,
-  attestationFromTdxQuote,
   decodeVersionedAttestation,
-  decodeVmConfig,
   encodeVersionedAttestation,
   intoVersioned,
-  stripAttestation,
   teeVariantOf,
 } from '../src/attestation/versioned.js'
+import { decodeVmConfig } from '../src/attestation/vm-config.js'
 import { KmsError } from '../src/errors.js'
 import { hexBytes, readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import { bootInfoToJson, type BootInfo } from '../src/attestation/boot-info.js'
 import {
   DevAuthApi,
   MAX_RESPONSE_BYTES,
@@ -130,12 +131,21 @@ describe('webhook auth API: decision calls', () => {
 
   const api = (url = origin, timeoutMs = 5000) =>
     new WebhookAuthApi({ url, timeoutMs, userAgent: 'dstack-kms/test' })
-  const bootInfo = {
+  const bootInfo: BootInfo = {
     attestationMode: 'dstack-tdx',
-    teeVariant: 'dstack-tdx',
-    appId: '04'.repeat(20),
+    mrAggregated: Buffer.alloc(32, 1),
+    osImageHash: Buffer.alloc(32, 2),
+    mrSystem: Buffer.alloc(32, 3),
+    appId: Buffer.alloc(20, 4),
+    composeHash: Buffer.alloc(32, 5),
+    instanceId: Buffer.alloc(20, 6),
+    deviceId: Buffer.alloc(32, 7),
+    keyProviderInfo: Buffer.from('{"name":"none","id":""}'),
+    tcbStatus: 'UpToDate',
     advisoryIds: ['INTEL-SA-00837'],
   }
+  // what the webhook must receive: bootInfoToJson's keys, order and hex
+  const bootInfoJson = bootInfoToJson(bootInfo)
   const reply = (obj: unknown, status = 200): Handler => {
     return (_req, res) => {
       res.statusCode = status
@@ -169,9 +179,9 @@ describe('webhook auth API: decision calls', () => {
         ['POST', '/prefix/bootAuth/app', 'dstack-kms/test', 'application/json'],
       ],
     )
-    for (const r of seen) assert.deepEqual(JSON.parse(r.body), bootInfo)
+    for (const r of seen) assert.deepEqual(JSON.parse(r.body), bootInfoJson)
     // key order is the caller's (the webhook order comes from bootInfoToJson)
-    assert.equal(seen[0]?.body, JSON.stringify(bootInfo))
+    assert.equal(seen[0]?.body, JSON.stringify(bootInfoJson))
   })
 
   it('never caches: the same BootInfo twice makes two requests, the second answer wins', async () => {
@@ -265,9 +275,22 @@ describe('dev auth API', () => {
   })
 
   it('allows every boot, app or KMS, with the configured gateway app id and no HTTP', async () => {
+    const minimalBootInfo: BootInfo = {
+      attestationMode: 'dstack-tdx',
+      mrAggregated: Buffer.alloc(32),
+      osImageHash: Buffer.alloc(0),
+      mrSystem: Buffer.alloc(32),
+      appId: Buffer.alloc(20),
+      composeHash: Buffer.alloc(32),
+      instanceId: Buffer.alloc(0),
+      deviceId: Buffer.alloc(0),
+      keyProviderInfo: Buffer.alloc(0),
+      tcbStatus: '',
+      advisoryIds: [],
+    }
     const dev = new DevAuthApi('0xgateway')
     for (const isKms of [false, true]) {
-      assert.deepEqual(await dev.bootAuth({ appId: 'anything' }, isKms), {
+      assert.deepEqual(await dev.bootAuth(minimalBootInfo, isKms), {
         isAllowed: true,
         gatewayAppId: '0xgateway',
         reason: '',

@@ -2,6 +2,7 @@
 // our additions — hot reload, broken policy files, request validation, a real listening server
 // driven by the KMS's own webhook client, and the command as a child process with real signals.
 import assert from 'node:assert/strict'
+import type { BootInfo } from '../src/attestation/boot-info.js'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -618,19 +619,18 @@ describe('auth-simple + the KMS webhook client over real HTTP', () => {
   })
 
   // what the KMS sends: lowercase hex without 0x, both mode keys, keyProviderInfo
-  const kmsBootInfo = {
+  const kmsBootInfo: BootInfo = {
     attestationMode: 'dstack-tdx',
-    teeVariant: 'dstack-tdx',
-    mrAggregated: '01'.repeat(32),
-    osImageHash: '02'.repeat(32),
-    mrSystem: '03'.repeat(32),
-    appId: '04'.repeat(20),
-    composeHash: '05'.repeat(32),
-    instanceId: '06'.repeat(20),
-    deviceId: '07'.repeat(32),
-    keyProviderInfo: '08'.repeat(16),
+    mrAggregated: Buffer.alloc(32, 0x01),
+    osImageHash: Buffer.alloc(32, 0x02),
+    mrSystem: Buffer.alloc(32, 0x03),
+    appId: Buffer.alloc(20, 0x04),
+    composeHash: Buffer.alloc(32, 0x05),
+    instanceId: Buffer.alloc(20, 0x06),
+    deviceId: Buffer.alloc(32, 0x07),
+    keyProviderInfo: Buffer.alloc(16, 0x08),
     tcbStatus: 'UpToDate',
-    advisoryIds: [] as string[],
+    advisoryIds: [],
   }
   const client = (base: string) =>
     new WebhookAuthApi({ url: base, timeoutMs: 10_000, userAgent: 'dstack-kms/test' })
@@ -659,11 +659,14 @@ describe('auth-simple + the KMS webhook client over real HTTP', () => {
         reason: '',
       })
     }
-    assert.deepEqual(await client(url).bootAuth({ ...kmsBootInfo, deviceId: 'ff' }, false), {
-      isAllowed: false,
-      gatewayAppId: '0xgateway',
-      reason: 'app is not allowed to boot on this device',
-    })
+    assert.deepEqual(
+      await client(url).bootAuth({ ...kmsBootInfo, deviceId: Buffer.from('ff', 'hex') }, false),
+      {
+        isAllowed: false,
+        gatewayAppId: '0xgateway',
+        reason: 'app is not allowed to boot on this device',
+      },
+    )
   })
 
   it('answers the info call the KMS makes for GetMeta', async () => {
@@ -679,8 +682,9 @@ describe('auth-simple + the KMS webhook client over real HTTP', () => {
   })
 
   it('a BootInfo auth-simple cannot validate surfaces as the KMS error text for a 400', async () => {
-    const { appId: _appId, ...noAppId } = kmsBootInfo
-    await assert.rejects(client(url).bootAuth(noAppId, false), (err: Error) => {
+    // the KMS's types cannot express it, so the cast stands for a malformed BootInfo on the wire
+    const malformed = { ...kmsBootInfo, advisoryIds: [7] as unknown as string[] }
+    await assert.rejects(client(url).bootAuth(malformed, false), (err: Error) => {
       assert.match(
         err.message,
         new RegExp(
@@ -742,7 +746,20 @@ describe('dstack-kms auth-simple as a process', () => {
     }
     assert.deepEqual([info.status, info.gatewayAppId], ['ok', '0xgw'])
     const api = new WebhookAuthApi({ url: base, timeoutMs: 10_000, userAgent: 'dstack-kms/test' })
-    assert.deepEqual(await api.bootAuth(baseBootInfo, true), {
+    const kmsBoot: BootInfo = {
+      attestationMode: 'dstack-tdx',
+      mrAggregated: Buffer.from('abc123', 'hex'),
+      osImageHash: Buffer.from(OS_IMAGE.slice(2), 'hex'),
+      mrSystem: Buffer.alloc(0),
+      appId: Buffer.alloc(20, 0x0a),
+      composeHash: Buffer.alloc(32, 0x0c),
+      instanceId: Buffer.alloc(20, 0x01),
+      deviceId: Buffer.alloc(32, 0x0d),
+      keyProviderInfo: Buffer.alloc(0),
+      tcbStatus: 'UpToDate',
+      advisoryIds: [],
+    }
+    assert.deepEqual(await api.bootAuth(kmsBoot, true), {
       isAllowed: true,
       gatewayAppId: '0xgw',
       reason: '',

@@ -443,7 +443,7 @@ describe('the simulator mock collateral', () => {
       isError('KMS_ERR_COLLATERAL', 'root CA CRL expired at 2021-01-01T00:00:00Z'),
     )
     // through verify() the context is the existing one
-    const a = (await import('../src/attestation/versioned.js')).attestationFromTdxQuote(
+    const a = (await import('../src/attestation/from-tdx-quote.js')).attestationFromTdxQuote(
       simQuote(),
       Buffer.from('[]'),
     )

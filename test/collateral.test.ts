@@ -7,16 +7,18 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Database from 'better-sqlite3'
 import {
   type Collateral,
+  StaticCollateralSource,
+  collateralNextUpdate,
+  crlNextUpdate,
+  parseCollateralJson,
+} from '../src/attestation/collateral.js'
+import {
   MAX_CONCURRENT_PCCS_FETCHES,
   MAX_COLLATERAL_CACHE_SECONDS,
   MAX_PCCS_RESPONSE_BYTES,
   PccsCollateralSource,
-  StaticCollateralSource,
-  collateralNextUpdate,
-  crlNextUpdate,
   normalizePccsUrl,
-  parseCollateralJson,
-} from '../src/attestation/collateral.js'
+} from '../src/attestation/pccs-source.js'
 import { INTEL_SGX_ROOT_CA_DER } from '../src/attestation/trust.js'
 import { AttestationVerifier } from '../src/attestation/verify.js'
 import { CACHE_DB_FILE, CacheDb } from '../src/cache/cache-db.js'

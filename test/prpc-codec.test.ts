@@ -4,7 +4,8 @@ import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
 import { describe, it } from 'node:test'
 import { KmsError } from '../src/errors.js'
-import { EMPTY_JSON, decodeJson, decodeQuery, encodeJson } from '../src/prpc/json.js'
+import { EMPTY_JSON, decodeJson, encodeJson } from '../src/prpc/json.js'
+import { decodeQuery } from '../src/prpc/query.js'
 import * as messages from '../src/prpc/messages.js'
 import {
   AdminClearImageCacheRequestType,

@@ -15,7 +15,10 @@ import { tempDir } from './helpers/kms-process.js'
 
 describe('SelfAuthorizer', () => {
   it('reuses its BootInfo for the TTL only, and retries after a failure', async () => {
-    const sim = new SimulatorBackend({ seed: randomBytes(32), stateDir: join(tempDir(), 'sim') })
+    const sim = await SimulatorBackend.create({
+      seed: randomBytes(32),
+      stateDir: join(tempDir(), 'sim'),
+    })
     let attests = 0
     let failNext = false
     // counts the real backend's work; a failure stands for a guest-agent outage
@@ -59,7 +62,10 @@ describe('SelfAuthorizer', () => {
 
   it('does nothing when not enforced', async () => {
     let attests = 0
-    const sim = new SimulatorBackend({ seed: randomBytes(32), stateDir: join(tempDir(), 'sim') })
+    const sim = await SimulatorBackend.create({
+      seed: randomBytes(32),
+      stateDir: join(tempDir(), 'sim'),
+    })
     const tee: TeeBackend = Object.assign(Object.create(sim) as TeeBackend, {
       attest: async () => {
         attests++

@@ -39,6 +39,8 @@ import {
   SIMULATED_QUOTE_WARNING,
   SimulatorBackend,
 } from '../src/tee/simulator/simulator-backend.js'
+import { isTdxAvailable } from '../src/tee/tdx/detect.js'
+import { NodeTdxIo } from '../src/tee/tdx/io.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 
 // A fixed verification time inside the mock PKI's 2020–2100 window (never the wall clock).
@@ -76,13 +78,13 @@ function verifyMock(
   return QuoteVerifier.newWithRootCa(mockIntelPki(seed).root.der).verify(quote, collateral, NOW)
 }
 
-function newBackend(seed = SEED_A, stateDir = freshDir()): SimulatorBackend {
-  return new SimulatorBackend({ seed, stateDir, root: join(tmp, 'no-tdx-root') })
+function newBackend(seed = SEED_A, stateDir = freshDir()): Promise<SimulatorBackend> {
+  return SimulatorBackend.create({ seed, stateDir, root: join(tmp, 'no-tdx-root'), env: {} })
 }
 
 describe('mock Intel PKI and quotes', () => {
   it('a simulated quote verifies against the mock root: UpToDate, no advisories', async () => {
-    const backend = newBackend()
+    const backend = await newBackend()
     const quote = quoteOf(decode(await backend.attest(Buffer.alloc(64, 0x42))))
     const report = QuoteVerifier.newWithRootCa(backend.mockRootCaDer).verify(
       quote,
@@ -110,7 +112,7 @@ describe('mock Intel PKI and quotes', () => {
   })
 
   it("the same quote fails against Intel's production root and against another seed's root", async () => {
-    const quote = quoteOf(decode(await newBackend().attest(Buffer.alloc(0))))
+    const quote = quoteOf(decode(await (await newBackend()).attest(Buffer.alloc(0))))
     const collateral = mockCollateral(mockIntelPki(SEED_A))
     assert.throws(
       () => QuoteVerifier.newProd().verify(quote, collateral, NOW),
@@ -129,7 +131,7 @@ describe('mock Intel PKI and quotes', () => {
   })
 
   it('tampering with report_data, RTMR3 or the TCB info is detected by the library', async () => {
-    const quote = quoteOf(decode(await newBackend().attest(Buffer.alloc(64, 7))))
+    const quote = quoteOf(decode(await (await newBackend()).attest(Buffer.alloc(64, 7))))
     assert.equal(verifyMock(SEED_A, quote).status, 'UpToDate')
     for (const offset of [568, 520 + 47, 184]) {
       const tampered = Buffer.from(quote)
@@ -158,7 +160,7 @@ describe('mock Intel PKI and quotes', () => {
   })
 
   it('the QE report binds the attestation key: SHA-256(attestation key ‖ QE auth data)', async () => {
-    const parsed = parseQuote(quoteOf(decode(await newBackend().attest(Buffer.alloc(0)))))
+    const parsed = parseQuote(quoteOf(decode(await (await newBackend()).attest(Buffer.alloc(0)))))
     const { createHash } = await import('node:crypto')
     const expected = createHash('sha256')
       .update(parsed.attestationKey)
@@ -193,7 +195,7 @@ describe('mock Intel PKI and quotes', () => {
 
   it('the PCK certificate carries the seed-derived PPID and FMSPC; the TCB info is for that FMSPC', async () => {
     const pki = mockIntelPki(SEED_A)
-    const quote = quoteOf(decode(await newBackend().attest(Buffer.alloc(0))))
+    const quote = quoteOf(decode(await (await newBackend()).attest(Buffer.alloc(0))))
     assert.deepEqual(extractPpid(quote), pki.ppid)
     const tcbInfo = JSON.parse(mockCollateral(pki).tcb_info) as {
       id: string
@@ -211,13 +213,13 @@ describe('mock Intel PKI and quotes', () => {
   })
 
   it('dstack TD attributes: SEPT_VE_DISABLE, no debug, zero MRCONFIGID', async () => {
-    const td = tdOf(quoteOf(decode(await newBackend().attest(Buffer.alloc(0)))))
+    const td = tdOf(quoteOf(decode(await (await newBackend()).attest(Buffer.alloc(0)))))
     assert.equal(td.tdAttributes.toString('hex'), '0000001000000000')
     assert.deepEqual(td.mrConfigId, Buffer.alloc(48))
   })
 
   it('the verifier of the codec accepts the simulated KMS attestation with the mock root', async () => {
-    const backend = newBackend()
+    const backend = await newBackend()
     const verifier = new AttestationVerifier({
       rootCaDer: backend.mockRootCaDer,
       collateral: StaticCollateralSource.fromJson(
@@ -233,7 +235,7 @@ describe('mock Intel PKI and quotes', () => {
 
 describe('event logs and registers', () => {
   it('RTMR0–2 replay from the event log and RTMR3 from the runtime events', async () => {
-    const backend = newBackend()
+    const backend = await newBackend()
     const a = decode(await backend.attest(Buffer.alloc(64, 9)))
     const td = tdOf(quoteOf(a))
     assert.equal(a.quote.kind, 'dstack-tdx')
@@ -284,7 +286,7 @@ describe('event logs and registers', () => {
 
   it('emitEvent extends RTMR3, persists across a restart, and eventLog shows it', async () => {
     const dir = freshDir()
-    const first = newBackend(SEED_A, dir)
+    const first = await newBackend(SEED_A, dir)
     const before = first.registers().rtmr3
     const initial = (await first.eventLog()).filter((e) => e.imr === 3).map((e) => e.event)
     assert.deepEqual(initial, [
@@ -301,7 +303,7 @@ describe('event logs and registers', () => {
     const after1 = first.registers().rtmr3
     assert.notDeepEqual(after1, before)
     await first.close()
-    const second = newBackend(SEED_A, dir)
+    const second = await newBackend(SEED_A, dir)
     assert.deepEqual(second.registers().rtmr3, after1)
     const a = decode(await second.attest(Buffer.alloc(0)))
     assert.deepEqual(a.runtimeEvents.at(-1), {
@@ -312,11 +314,11 @@ describe('event logs and registers', () => {
     assert.equal(statSync(join(dir, RUNTIME_EVENTS_FILE)).mode & 0o777, 0o600)
     // a simulated reboot (log removed) starts over from the boot-time events
     rmSync(join(dir, RUNTIME_EVENTS_FILE))
-    assert.deepEqual(newBackend(SEED_A, dir).registers().rtmr3, before)
+    assert.deepEqual((await newBackend(SEED_A, dir)).registers().rtmr3, before)
   })
 
-  it('publishes the mock root and the collateral in the state directory', () => {
-    const backend = newBackend()
+  it('publishes the mock root and the collateral in the state directory', async () => {
+    const backend = await newBackend()
     assert.deepEqual(
       readFileSync(join(backend.stateDir, MOCK_ROOT_CA_DER_FILE)),
       backend.mockRootCaDer,
@@ -337,11 +339,12 @@ describe('event logs and registers', () => {
     sink.on('data', (chunk: Buffer) =>
       lines.push(...chunk.toString('utf8').split('\n').filter(Boolean)),
     )
-    const backend = new SimulatorBackend({
+    const backend = await SimulatorBackend.create({
       seed: SEED_A,
       stateDir: freshDir(),
       logger: pino({ level: 'info' }, sink),
       root: join(tmp, 'no-tdx-root'),
+      env: {},
     })
     await backend.attest(Buffer.alloc(0))
     await backend.attest(Buffer.alloc(0))
@@ -354,36 +357,60 @@ describe('event logs and registers', () => {
   })
 
   it('refuses report data longer than 64 bytes with the guest agent text', async () => {
-    await assert.rejects(newBackend().attest(Buffer.alloc(65)), /Report data is too long/)
+    await assert.rejects((await newBackend()).attest(Buffer.alloc(65)), /Report data is too long/)
   })
 })
 
 describe('refusal where real TDX exists', () => {
-  it('refuses to start with a /dev/tdx_guest', () => {
+  const rooted = (root: string) => new NodeTdxIo({ root, env: {} })
+
+  it('refuses to start with a /dev/tdx_guest', async () => {
     const root = join(tmp, 'fake-tdx-dev')
     mkdirSync(join(root, 'dev'), { recursive: true })
     writeFileSync(join(root, 'dev/tdx_guest'), '')
-    assert.throws(
-      () => new SimulatorBackend({ seed: SEED_A, stateDir: freshDir(), root }),
+    await assert.rejects(
+      SimulatorBackend.create({ seed: SEED_A, stateDir: freshDir(), root, env: {} }),
       (err: unknown) =>
         err instanceof KmsError &&
         err.code === 'KMS_ERR_TEE' &&
         /refusing to start the TEE simulator/.test(err.message),
     )
-    assert.throws(() => SimulatorBackend.refuseWhereRealTdx(root), KmsError)
+    await assert.rejects(SimulatorBackend.refuseWhereRealTdx(rooted(root)), KmsError)
   })
 
-  it('refuses to start with a TDX configfs-tsm provider, not with an SEV one', () => {
+  it('refuses to start with a TDX configfs-tsm provider, not with an SEV one', async () => {
     const root = join(tmp, 'fake-tsm')
     const report = join(root, 'sys/kernel/config/tsm/report/com.intel.dcap')
     mkdirSync(report, { recursive: true })
     writeFileSync(join(report, 'provider'), 'sev_guest\n')
-    assert.doesNotThrow(() => SimulatorBackend.refuseWhereRealTdx(root))
+    await assert.doesNotReject(SimulatorBackend.refuseWhereRealTdx(rooted(root)))
     writeFileSync(join(report, 'provider'), 'tdx_guest\n')
-    assert.throws(
-      () => SimulatorBackend.refuseWhereRealTdx(root),
+    await assert.rejects(
+      SimulatorBackend.refuseWhereRealTdx(rooted(root)),
       /refusing to start the TEE simulator/,
     )
+  })
+
+  it('refuses where DCAP_TDX_QUOTE_CONFIGFS_PATH names a configfs-tsm dir with a TDX provider', async () => {
+    const empty = join(tmp, 'no-tdx-root-env')
+    mkdirSync(empty, { recursive: true })
+    const report = join(tmp, 'tsm-elsewhere', 'report0')
+    mkdirSync(report, { recursive: true })
+    writeFileSync(join(report, 'provider'), 'tdx_guest\n')
+    const env = { DCAP_TDX_QUOTE_CONFIGFS_PATH: report }
+    // the TDX backend's own check agrees that this is TDX
+    assert.equal(await isTdxAvailable(new NodeTdxIo({ env })), true)
+    await assert.rejects(
+      SimulatorBackend.create({ seed: SEED_A, stateDir: freshDir(), env }),
+      (err: unknown) =>
+        err instanceof KmsError &&
+        err.code === 'KMS_ERR_TEE' &&
+        err.message.includes(`real TDX (${join(report, 'provider')})`),
+    )
+    // the same directory with an SEV provider is no reason to refuse
+    writeFileSync(join(report, 'provider'), 'sev_guest\n')
+    const sim = await SimulatorBackend.create({ seed: SEED_A, stateDir: freshDir(), env })
+    await sim.close()
   })
 })
 
@@ -392,7 +419,7 @@ describe('simulated guests', () => {
   const composeHash = Buffer.alloc(32, 0x22)
   const instanceId = Buffer.alloc(20, 0x33)
 
-  it('emits the guest events in order and verifies against the same mock root', () => {
+  it('emits the guest events in order and verifies against the same mock root', async () => {
     const bytes = simulateGuestAttestation({
       seed: SEED_A,
       reportData: Buffer.alloc(64, 5),
@@ -421,7 +448,7 @@ describe('simulated guests', () => {
     )
     assert.equal(verifyMock(SEED_A, quoteOf(a)).status, 'UpToDate')
     // same platform as the KMS of this seed: one root and one collateral cover both
-    const kms = newBackend()
+    const kms = await newBackend()
     assert.equal(
       QuoteVerifier.newWithRootCa(kms.mockRootCaDer).verify(quoteOf(a), kms.collateral(), NOW)
         .status,

@@ -10,8 +10,10 @@ import pino from 'pino'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import { loadConfig } from '../src/config/load.js'
 import type { KmsConfig } from '../src/config/types.js'
-import { NoneBackend, detectTdx } from '../src/tee/backend.js'
+import { NoneBackend } from '../src/tee/backend.js'
 import { createTeeBackend } from '../src/tee/factory.js'
+import { tdxPresence } from '../src/tee/tdx/detect.js'
+import { NodeTdxIo } from '../src/tee/tdx/io.js'
 import { testConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type LogLine } from './helpers/kms-process.js'
 
@@ -46,44 +48,50 @@ function kmsError(code: string, message: string): (err: unknown) => boolean {
   }
 }
 
-describe('detectTdx', () => {
-  it('finds the TDX guest device', () => {
+/** The presence check with every file read under `root` (paths in the evidence are as seen from
+ * inside it) and no DCAP_TDX_QUOTE_CONFIGFS_PATH. */
+function detectTdx(root: string) {
+  return tdxPresence(new NodeTdxIo({ root, env: {} }))
+}
+
+describe('tdxPresence', () => {
+  it('finds the TDX guest device', async () => {
     const root = fakeRoot({ 'dev/tdx_guest': '' })
-    assert.deepEqual(detectTdx(root), { present: true, evidence: [join(root, 'dev/tdx_guest')] })
+    assert.deepEqual(await detectTdx(root), { present: true, evidence: ['/dev/tdx_guest'] })
   })
 
-  it('finds a configfs-tsm provider that says tdx_guest', () => {
+  it('finds a configfs-tsm provider that says tdx_guest', async () => {
     const root = fakeRoot({ [`${TSM}/com.intel.dcap/provider`]: 'tdx_guest\n' })
-    assert.deepEqual(detectTdx(root), {
+    assert.deepEqual(await detectTdx(root), {
       present: true,
-      evidence: [join(root, TSM, 'com.intel.dcap/provider')],
+      evidence: [`/${TSM}/com.intel.dcap/provider`],
     })
   })
 
-  it('ignores an sev_guest provider, other providers and entries without a provider file', () => {
+  it('ignores an sev_guest provider, other providers and entries without a provider file', async () => {
     const root = fakeRoot({
       [`${TSM}/snp/provider`]: 'sev_guest\n',
       // only a `tdx_guest…` provider counts (upstream's is_tdx_available)
       [`${TSM}/other/provider`]: 'tdx-lookalike\n',
     })
     mkdirSync(join(root, TSM, 'empty-entry'))
-    assert.deepEqual(detectTdx(root), { present: false, evidence: [] })
+    assert.deepEqual(await detectTdx(root), { present: false, evidence: [] })
   })
 
-  it('reports only the TDX provider when SEV and TDX providers are both there', () => {
+  it('reports only the TDX provider when SEV and TDX providers are both there', async () => {
     const root = fakeRoot({
       'dev/tdx_guest': '',
       [`${TSM}/a-sev/provider`]: 'sev_guest\n',
       [`${TSM}/b-tdx/provider`]: 'tdx_guest\n',
     })
-    assert.deepEqual(detectTdx(root), {
+    assert.deepEqual(await detectTdx(root), {
       present: true,
-      evidence: [join(root, 'dev/tdx_guest'), join(root, TSM, 'b-tdx/provider')],
+      evidence: ['/dev/tdx_guest', `/${TSM}/b-tdx/provider`],
     })
   })
 
-  it('finds nothing in an empty root', () => {
-    assert.deepEqual(detectTdx(fakeRoot()), { present: false, evidence: [] })
+  it('finds nothing in an empty root', async () => {
+    assert.deepEqual(await detectTdx(fakeRoot()), { present: false, evidence: [] })
   })
 })
 
@@ -123,7 +131,7 @@ describe('createTeeBackend', () => {
       createTeeBackend(config('simulator'), { logger, root: dev }),
       kmsError(
         'KMS_ERR_TEE',
-        `refusing to start the TEE simulator on a machine with real TDX (${join(dev, 'dev/tdx_guest')}); set [tee] backend = "tdx"`,
+        `refusing to start the TEE simulator on a machine with real TDX (/dev/tdx_guest); set [tee] backend = "tdx"`,
       ),
     )
     const tsm = fakeRoot({ [`${TSM}/com.intel.dcap/provider`]: 'tdx_guest\n' })
@@ -131,7 +139,7 @@ describe('createTeeBackend', () => {
       createTeeBackend(config('simulator'), { logger, root: tsm }),
       kmsError(
         'KMS_ERR_TEE',
-        `refusing to start the TEE simulator on a machine with real TDX (${join(tsm, TSM, 'com.intel.dcap/provider')}); set [tee] backend = "tdx"`,
+        `refusing to start the TEE simulator on a machine with real TDX (/${TSM}/com.intel.dcap/provider); set [tee] backend = "tdx"`,
       ),
     )
   })
@@ -150,7 +158,7 @@ describe('createTeeBackend', () => {
   })
 
   it('"tdx" on this machine (no TDX) fails closed with the exact reasons', async () => {
-    assert.equal(detectTdx('/').present, false, 'these tests expect a machine without TDX')
+    assert.equal((await detectTdx('/')).present, false, 'these tests expect a machine without TDX')
     await assert.rejects(
       createTeeBackend(config('tdx'), { logger }),
       kmsError('KMS_ERR_TEE', NO_TDX_MESSAGE),
@@ -160,7 +168,7 @@ describe('createTeeBackend', () => {
 
 describe('dstack-kms serve on a machine without TDX', () => {
   async function serveFails(configToml: (dir: string, port: number) => string) {
-    assert.equal(detectTdx('/').present, false, 'these tests expect a machine without TDX')
+    assert.equal((await detectTdx('/')).present, false, 'these tests expect a machine without TDX')
     const dir = tempDir()
     created.push(dir)
     const port = await freePort()

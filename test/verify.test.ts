@@ -21,17 +21,15 @@ import {
 } from '../src/attestation/types.js'
 import {
   AttestationVerifier,
-  ensureKeyReleaseAllowed,
   extractPpid,
   pckInfoFromChain,
   validateTcb,
 } from '../src/attestation/verify.js'
-import {
-  attestationFromTdxQuote,
-  decodeVersionedAttestation,
-} from '../src/attestation/versioned.js'
+import { attestationFromTdxQuote } from '../src/attestation/from-tdx-quote.js'
+import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import type { AttestationConfig } from '../src/config/types.js'
 import { KmsError } from '../src/errors.js'
+import { ensureKeyReleaseAllowed } from '../src/kms/release-policy.js'
 import { pemDecode, pemEncode } from '../src/asn1/pem.js'
 import { type AppKeysFixture, readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 

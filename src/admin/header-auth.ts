@@ -8,7 +8,9 @@ import type { AdminConfig } from '../config/types.js'
 import { ADMIN_NO_AUTH_MESSAGE, resolveAdminToken } from '../config/validate.js'
 import { KmsError } from '../errors.js'
 import { loadHtpasswd, verifyBcrypt } from './htpasswd.js'
-import { digestEquals, sha256Utf8, trimLikeRust } from './token.js'
+import { trimLikeRust } from '../util/rust-text.js'
+import { sha256Utf8 } from '../util/token-digest.js'
+import { digestEquals } from './token.js'
 
 export const ADMIN_REALM = 'dstack-kms admin'
 export const WWW_AUTHENTICATE = `Basic realm="${ADMIN_REALM}"`

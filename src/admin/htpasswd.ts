@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import bcrypt from 'bcryptjs'
 import { KmsError, withContext } from '../errors.js'
-import { trimLikeRust } from './token.js'
+import { trimLikeRust } from '../util/rust-text.js'
 
 const BCRYPT_PREFIXES = ['$2a$', '$2b$', '$2y$'] as const
 

@@ -1,19 +1,15 @@
 // The in-body admin token of `KMS.ClearImageCache` on the main listener
-// (docs/design.md#two-ways-to-authorize-clearimagecache): `core.admin_token_hash` holds the hex
-// SHA-256 of the token, the request carries the token.
-import { createHash, timingSafeEqual } from 'node:crypto'
+// (docs/design.md#two-ways-to-authorize-clearimagecache): `core.admin_token_hash` holds the hex SHA-256 of the token, the request carries the token.
+import { timingSafeEqual } from 'node:crypto'
 import { withContext } from '../errors.js'
 import { decodeHex } from '../util/hex.js'
+import { EMPTY_TOKEN_HASH, sha256Utf8 } from '../util/token-digest.js'
 
 /** The product document's capitalisation
  * (docs/design.md#the-wrong-token-message-is-invalid-token). */
 export const INVALID_TOKEN_MESSAGE = 'Invalid token'
 
 const TOKEN_DIGEST_BYTES = 32
-
-export function sha256Utf8(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest()
-}
 
 /** Constant-time equality of two SHA-256 digests; any other length never matches. */
 export function digestEquals(candidate: Buffer, expected: Buffer): boolean {
@@ -35,10 +31,6 @@ export function parseAdminTokenHash(hex: string): Buffer | null {
   }
 }
 
-/** SHA-256 of the empty string: what `printf '%s' "$ADMIN_TOKEN" | sha256sum` yields when the
- * deploy script's variable is unset. Accepting it would open ClearImageCache to `{}`. */
-export const EMPTY_TOKEN_HASH = sha256Utf8('')
-
 /** Whether a configured hash can ever authorize anything (32 bytes, not the empty token). */
 export function isUsableAdminTokenHash(configured: Buffer | null): configured is Buffer {
   return (
@@ -54,14 +46,4 @@ export function isUsableAdminTokenHash(configured: Buffer | null): configured is
 export function verifyAdminToken(configured: Buffer | null, token: string): boolean {
   if (!isUsableAdminTokenHash(configured)) return false
   return digestEquals(sha256Utf8(token), configured)
-}
-
-// Rust's `str::trim` strips Unicode White_Space, which differs from JS `trim()`: Rust strips
-// U+0085 and keeps U+FEFF, JS the opposite. Tokens are trimmed the upstream way.
-const RUST_WS =
-  '\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000'
-const RUST_TRIM = new RegExp(`^[${RUST_WS}]+|[${RUST_WS}]+$`, 'g')
-
-export function trimLikeRust(text: string): string {
-  return text.replace(RUST_TRIM, '')
 }

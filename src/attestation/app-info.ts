@@ -9,7 +9,7 @@ import { KmsError, withContext } from '../errors.js'
 import { parseQuote, tdReportOf, type TdReport10 } from './quote.js'
 import { BOOT_MR_DONE_EVENT, findEventPayload, replayRuntimeEvents } from './runtime-events.js'
 import type { Attestation } from './types.js'
-import { decodeVmConfig } from './versioned.js'
+import { decodeVmConfig } from './vm-config.js'
 
 export interface AppInfo {
   appId: Buffer

@@ -10,7 +10,7 @@ import { tdReportOf } from './quote.js'
 import { BOOT_MR_DONE_EVENT, findEventPayload, replayRuntimeEvents } from './runtime-events.js'
 import type { TeeVariant } from './types.js'
 import type { VerifiedAttestation } from './verify.js'
-import { decodeVmConfig } from './versioned.js'
+import { decodeVmConfig } from './vm-config.js'
 
 export interface BootInfo {
   attestationMode: TeeVariant

@@ -1,7 +1,7 @@
-// The auth API as the KMS sees it (upstream `kms/src/main_service.rs` and its auth client): `dev`
-// answers locally; `webhook` asks an HTTP service, both for boot decisions (/bootAuth/app,
-// /bootAuth/kms) and for the info call. Decisions are never cached: a policy change (a revoked app)
-// must take effect on the next call.
+// The auth API as the KMS sees it (upstream `kms/src/main_service.rs` and its auth client): `dev` answers locally; `webhook` asks an
+// HTTP service, both for boot decisions (/bootAuth/app, /bootAuth/kms) and for the info call.
+// Decisions are never cached: a policy change (a revoked app) must take effect on the next call.
+import { bootInfoToJson, type BootInfo } from '../attestation/boot-info.js'
 import { KmsError } from '../errors.js'
 import type { AuthApiConfig } from '../config/types.js'
 import { HttpClient, type HttpReply } from '../http/http-client.js'
@@ -26,7 +26,7 @@ export interface AuthApi {
   info(): Promise<AuthInfo>
   /** `bootInfoJson` is the webhook body of bootInfoToJson; `isKms` picks
    * /bootAuth/kms over /bootAuth/app. */
-  bootAuth(bootInfoJson: Record<string, unknown>, isKms: boolean): Promise<BootResponse>
+  bootAuth(bootInfo: BootInfo, isKms: boolean): Promise<BootResponse>
 }
 
 const MAX_BODY_IN_ERROR = 512
@@ -91,12 +91,12 @@ export class WebhookAuthApi implements AuthApi {
     }
   }
 
-  async bootAuth(bootInfoJson: Record<string, unknown>, isKms: boolean): Promise<BootResponse> {
+  async bootAuth(bootInfo: BootInfo, isKms: boolean): Promise<BootResponse> {
     const base = this.#opts.url
     const url = `${base}${base.endsWith('/') ? '' : '/'}bootAuth/${isKms ? 'kms' : 'app'}`
     const { json, fail } = await this.#request(url, {
       method: 'POST',
-      body: JSON.stringify(bootInfoJson),
+      body: JSON.stringify(bootInfoToJson(bootInfo)),
     })
     // serde's derive upstream: every key required and typed, extra keys ignored
     const obj = json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : {}
@@ -174,7 +174,7 @@ export class DevAuthApi implements AuthApi {
     }
   }
 
-  async bootAuth(_bootInfoJson: Record<string, unknown>, _isKms: boolean): Promise<BootResponse> {
+  async bootAuth(_bootInfo: BootInfo, _isKms: boolean): Promise<BootResponse> {
     return { isAllowed: true, gatewayAppId: this.#gatewayAppId, reason: '' }
   }
 }

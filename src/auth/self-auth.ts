@@ -5,7 +5,7 @@
 // on the next call); the decision is requested every time, so revoking a KMS in the policy takes
 // effect at once.
 import type { Logger } from 'pino'
-import { buildBootInfo, bootInfoToJson, type BootInfo } from '../attestation/boot-info.js'
+import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
 import type { AttestationVerifier } from '../attestation/verify.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import { KmsError, withContext } from '../errors.js'
@@ -94,7 +94,7 @@ export class SelfAuthorizer {
     }
     let response
     try {
-      response = await this.#deps.authApi.bootAuth(bootInfoToJson(bootInfo), true)
+      response = await this.#deps.authApi.bootAuth(bootInfo, true)
     } catch (err) {
       throw withContext('Failed to call self KMS auth check', err)
     }
@@ -116,7 +116,7 @@ export class SelfAuthorizer {
     }
     let response
     try {
-      response = await this.#deps.authApi.bootAuth(bootInfoToJson(bootInfo), true)
+      response = await this.#deps.authApi.bootAuth(bootInfo, true)
     } catch (err) {
       throw withContext('failed to call KMS auth check', err)
     }

@@ -5,17 +5,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { bootInfoToJson, buildBootInfo } from '../attestation/boot-info.js'
-import {
-  type CollateralSource,
-  PccsCollateralSource,
-  StaticCollateralSource,
-} from '../attestation/collateral.js'
+import { type CollateralSource, StaticCollateralSource } from '../attestation/collateral.js'
+import { PccsCollateralSource } from '../attestation/pccs-source.js'
 import { type ParsedQuote, TEE_TYPE_SGX, parseQuote } from '../attestation/quote.js'
 import { findEventPayload } from '../attestation/runtime-events.js'
 import { INTEL_SGX_ROOT_CA_DER, readRootCaFile } from '../attestation/trust.js'
 import type { Attestation } from '../attestation/types.js'
 import { AttestationVerifier, type VerifiedReport } from '../attestation/verify.js'
-import { attestationFromTdxQuote, decodeVersionedAttestation } from '../attestation/versioned.js'
+import { attestationFromTdxQuote } from '../attestation/from-tdx-quote.js'
+import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import { CacheDb } from '../cache/cache-db.js'
 import { DEFAULT_PCCS_URL } from '../config/defaults.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'

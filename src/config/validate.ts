@@ -2,9 +2,10 @@
 // Bootstrap/Onboard, the admin token source (spec 01 §8.2) and the list of production-unsafe
 // settings that the CLI logs loudly.
 
-import { EMPTY_TOKEN_HASH, trimLikeRust } from '../admin/token.js'
 import { isIP } from 'node:net'
 import { KmsError, type KmsErrorCode } from '../errors.js'
+import { trimLikeRust } from '../util/rust-text.js'
+import { EMPTY_TOKEN_HASH } from '../util/token-digest.js'
 import type { AdminConfig, KmsConfig } from './types.js'
 
 export const ENV_ADMIN_TOKEN = 'DSTACK_KMS_ADMIN_TOKEN'

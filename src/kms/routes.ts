@@ -19,22 +19,9 @@ import { defineMethod, type AnyRpcMethod } from '../prpc/plugin.js'
 import type { ClientCertContext } from './client-cert.js'
 import type { KmsService } from './service.js'
 
+/** The KMS service's route table, in the order the start-up log lists it (upstream's). */
 export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientCertContext>> {
   return {
-    GetMeta: defineMethod(null, GetMetaResponseType, async () => {
-      const m = await svc.getMeta()
-      return {
-        ca_cert: m.caCert,
-        allow_any_upgrade: m.allowAnyUpgrade,
-        k256_pubkey: m.k256Pubkey,
-        bootstrap_info: m.bootstrapInfo === null ? null : toBootstrapResponse(m.bootstrapInfo),
-        is_dev: m.isDev,
-        gateway_app_id: m.gatewayAppId,
-        kms_contract_address: m.kmsContractAddress,
-        chain_id: m.chainId,
-        app_auth_implementation: m.appAuthImplementation,
-      }
-    }),
     GetAppEnvEncryptPubKey: defineMethod(AppIdType, PublicKeyResponseType, async (req) => {
       const r = await svc.getAppEnvEncryptPubKey(req.app_id)
       return {
@@ -43,14 +30,6 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
         timestamp: r.timestamp,
         signature_v1: r.signatureV1,
       }
-    }),
-    GetTempCaCert: defineMethod(null, GetTempCaCertResponseType, async () => {
-      const r = await svc.getTempCaCert()
-      return { temp_ca_cert: r.tempCaCert, temp_ca_key: r.tempCaKey, ca_cert: r.caCert }
-    }),
-    ClearImageCache: defineMethod(ClearImageCacheRequestType, null, async (req) => {
-      await svc.clearImageCacheWithToken(req.token, req.image_hash, req.config_hash)
-      return null
     }),
     GetAppKey: defineMethod(GetAppKeyRequestType, AppKeyResponseType, async (req, call) => {
       const r = await svc.getAppKey(req.api_version, req.vm_config, call.ctx.attestation)
@@ -70,9 +49,31 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
       const r = await svc.getKmsKey(req.vm_config, call.ctx.attestation)
       return { temp_ca_key: r.tempCaKey, keys: [{ ca_key: r.caKey, k256_key: r.k256Key }] }
     }),
+    GetMeta: defineMethod(null, GetMetaResponseType, async () => {
+      const m = await svc.getMeta()
+      return {
+        ca_cert: m.caCert,
+        allow_any_upgrade: m.allowAnyUpgrade,
+        k256_pubkey: m.k256Pubkey,
+        bootstrap_info: m.bootstrapInfo === null ? null : toBootstrapResponse(m.bootstrapInfo),
+        is_dev: m.isDev,
+        gateway_app_id: m.gatewayAppId,
+        kms_contract_address: m.kmsContractAddress,
+        chain_id: m.chainId,
+        app_auth_implementation: m.appAuthImplementation,
+      }
+    }),
+    GetTempCaCert: defineMethod(null, GetTempCaCertResponseType, async () => {
+      const r = await svc.getTempCaCert()
+      return { temp_ca_cert: r.tempCaCert, temp_ca_key: r.tempCaKey, ca_cert: r.caCert }
+    }),
     SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req) => ({
       certificate_chain: await svc.signCert(req.api_version, req.csr, req.signature, req.vm_config),
     })),
+    ClearImageCache: defineMethod(ClearImageCacheRequestType, null, async (req) => {
+      await svc.clearImageCacheWithToken(req.token, req.image_hash, req.config_hash)
+      return null
+    }),
   }
 }
 
@@ -84,4 +85,9 @@ export function adminMethods(svc: KmsService): Record<string, AnyRpcMethod<undef
       return null
     }),
   }
+}
+
+/** The paths of a route table as the start-up log lists them. */
+export function prpcPaths(methods: Record<string, unknown>): string[] {
+  return Object.keys(methods).map((m) => `/prpc/${m}`)
 }

@@ -3,8 +3,8 @@
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { decodeAppInfo, encodeAppInfoMsgpack } from '../attestation/app-info.js'
-import { bootInfoToJson, buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
-import { ensureKeyReleaseAllowed } from '../attestation/verify.js'
+import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
+import { ensureKeyReleaseAllowed } from './release-policy.js'
 import type { AttestationVerifier, VerifiedAttestation } from '../attestation/verify.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import type { AuthApi } from '../auth/auth-api.js'
@@ -152,7 +152,7 @@ export class KmsService {
     vmConfig: string,
   ): Promise<BootConfig> {
     const bootInfo = buildBootInfo(att, { useBoottimeMr, vmConfig })
-    const response = await this.#deps.authApi.bootAuth(bootInfoToJson(bootInfo), isKms)
+    const response = await this.#deps.authApi.bootAuth(bootInfo, isKms)
     if (!response.isAllowed) {
       throw new KmsError('KMS_ERR_DENIED', `Boot denied: ${response.reason}`)
     }

@@ -43,63 +43,63 @@ export interface MessageType<T> {
   adopt(value: object): T
 }
 
-// ---- typed field specs: the spec object of `defineMessage<T>` must describe every field of T
-// with a matching wire type, so a schema cannot drift from its TypeScript interface.
+// ---- field specs and the value types derived from them: a message is declared once, as a
+// descriptor object, and its TypeScript type is computed from that object (`MessageOf`), so the
+// schema and the type cannot drift apart.
 
-interface SpecBase {
-  readonly tag: number
-  readonly jsonAliases?: readonly string[]
-}
-
-type ScalarOf<V> = [V] extends [string]
-  ? 'string'
-  : [V] extends [Buffer]
-    ? 'bytes'
-    : [V] extends [boolean]
-      ? 'bool'
-      : [V] extends [number]
-        ? 'uint32'
-        : [V] extends [bigint]
-          ? 'uint64'
-          : never
-
-type RepeatedSpec<E> = [E] extends [string]
-  ? SpecBase & { readonly type: 'string'; readonly repeated: true }
-  : [E] extends [Buffer]
-    ? SpecBase & { readonly type: 'bytes'; readonly repeated: true }
-    : SpecBase & {
-        readonly type: 'message'
-        readonly message: MessageType<E>
-        readonly repeated: true
-      }
-
-type PresenceSpec<V> = [ScalarOf<V>] extends [never]
-  ? SpecBase & { readonly type: 'message'; readonly message: MessageType<V> }
-  : SpecBase & { readonly type: ScalarOf<V>; readonly optional: true }
-
-export type FieldSpec<V> = [V] extends [readonly (infer E)[]]
-  ? RepeatedSpec<E>
-  : null extends V
-    ? PresenceSpec<Exclude<V, null>>
-    : SpecBase & { readonly type: ScalarOf<V> }
-
-export type MessageSpec<T> = { readonly [K in keyof T]-?: FieldSpec<T[K]> }
-
-/** The runtime view of any FieldSpec variant. */
-interface LooseFieldSpec {
+/** One field of a message descriptor, as written in messages.ts. */
+export interface FieldSpec {
   readonly tag: number
   readonly type: FieldType
+  /** proto3 `optional`: the value may be null (message fields always may) */
   readonly optional?: true
   readonly repeated?: true
+  /** set iff type is 'message' */
   readonly message?: MessageType<unknown>
   readonly jsonAliases?: readonly string[]
 }
 
+export type MessageSpec = Readonly<Record<string, FieldSpec>>
+
+type ScalarValue<S> = S extends 'string'
+  ? string
+  : S extends 'bytes'
+    ? Buffer
+    : S extends 'bool'
+      ? boolean
+      : S extends 'uint32'
+        ? number
+        : S extends 'uint64'
+          ? bigint
+          : never
+
+type SingleValue<F> = F extends { readonly type: 'message'; readonly message: MessageType<infer M> }
+  ? M
+  : F extends { readonly type: infer S }
+    ? ScalarValue<S>
+    : never
+
+/** The value type of one field: repeated → array; optional scalar or message → nullable. */
+export type FieldValue<F> = F extends { readonly repeated: true }
+  ? SingleValue<F>[]
+  : F extends { readonly optional: true } | { readonly type: 'message' }
+    ? SingleValue<F> | null
+    : SingleValue<F>
+
+/** The value type of a message descriptor. */
+export type MessageOf<D extends MessageSpec> = { -readonly [K in keyof D]: FieldValue<D[K]> }
+
+/** The value type of a defined message (`MessageValue<typeof GetAppKeyRequestType>`). */
+export type MessageValue<M> = M extends MessageType<infer T> ? T : never
+
 const MAX_TAG = 2 ** 29 - 1
 
-export function defineMessage<T>(name: string, spec: MessageSpec<T>): MessageType<T> {
-  // The mapped type is checked at the call site; at run time every value is one of its variants.
-  const loose = spec as unknown as Readonly<Record<string, LooseFieldSpec>>
+export function defineMessage<const D extends MessageSpec>(
+  name: string,
+  spec: D,
+): MessageType<MessageOf<D>> {
+  type T = MessageOf<D>
+  const loose: MessageSpec = spec
   const fields: FieldDescriptor[] = []
   const byTag = new Map<number, FieldDescriptor>()
   for (const [fieldName, s] of Object.entries(loose)) {

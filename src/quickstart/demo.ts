@@ -29,7 +29,7 @@ export const DEMO_COMPOSE_HASH = createHash('sha256').update(DEMO_APP_COMPOSE).d
 
 /** The simulated KMS's own BootInfo, exactly as its self-authorization will compute it. */
 export async function simulatedKmsBootInfo(seed: Buffer, stateDir: string): Promise<BootInfo> {
-  const sim = new SimulatorBackend({ seed, stateDir })
+  const sim = await SimulatorBackend.create({ seed, stateDir })
   try {
     const verifier = new AttestationVerifier({
       rootCaDer: sim.mockRootCaDer,

@@ -2,12 +2,9 @@
 // `from_ext_getter`): the versioned `.1.8` extension, else the legacy `.1.1` quote + `.1.2` event
 // log pair.
 import type { Attestation } from '../attestation/types.js'
-import {
-  attestationFromTdxQuote,
-  decodeVersionedAttestation,
-  encodeVersionedAttestation,
-  stripAttestation,
-} from '../attestation/versioned.js'
+import { attestationFromTdxQuote } from '../attestation/from-tdx-quote.js'
+import { stripAttestation } from '../attestation/stripped.js'
+import { decodeVersionedAttestation, encodeVersionedAttestation } from '../attestation/versioned.js'
 import { KmsError } from '../errors.js'
 import { RATLS_OID } from '../asn1/oids.js'
 import { readRaTlsExtension, type ParsedCertificate } from '../x509/parse.js'

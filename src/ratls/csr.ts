@@ -8,9 +8,9 @@ import { TAG, expectTag, readBitString, readOid, readTlv, sequenceOf } from '../
 import { OID } from '../asn1/oids.js'
 import { ScaleError, ScaleReader, ScaleWriter } from '../codec/scale.js'
 import type { Attestation } from '../attestation/types.js'
+import { attestationFromTdxQuote as buildAttestationFromTdxQuote } from '../attestation/from-tdx-quote.js'
 import {
   MAX_ATTESTATION_BYTES,
-  attestationFromTdxQuote as buildAttestationFromTdxQuote,
   encodeVersionedAttestation,
   intoVersioned,
 } from '../attestation/versioned.js'

@@ -1,8 +1,7 @@
 // The TEE backend is chosen explicitly in configuration ([tee] backend,
-// docs/design.md#tee-backend-chosen-explicitly-never-a-fallback) and never falls back silently: a
-// KMS that believes it attests while it does not would hand out keys on the strength of nothing.
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+// docs/design.md#tee-backend-chosen-explicitly-never-a-fallback) and never falls
+// back silently: a KMS that believes it attests while it does not would hand out keys on the
+// strength of nothing.
 import { KmsError } from '../errors.js'
 import type { TeeBackendName } from '../config/types.js'
 import type { TdxEvent } from '../attestation/types.js'
@@ -44,40 +43,4 @@ export class NoneBackend implements TeeBackend {
   }
 
   async close(): Promise<void> {}
-}
-
-export interface TdxPresence {
-  present: boolean
-  /** what was found, for the error message */
-  evidence: string[]
-}
-
-/** Looks for a TDX guest device or a TDX configfs-tsm provider under `root` (tests pass a temp
- * directory laid out like /). */
-export function detectTdx(root = '/'): TdxPresence {
-  const evidence: string[] = []
-  const dev = join(root, 'dev/tdx_guest')
-  if (existsSync(dev)) evidence.push(dev)
-  const tsm = join(root, 'sys/kernel/config/tsm/report')
-  if (existsSync(tsm)) {
-    // A provider is only TDX if it says so; an SEV-SNP guest has the same configfs directory.
-    // `tdx_guest` prefix: the predicate of upstream's is_tdx_available.
-    for (const entry of safeReaddir(tsm)) {
-      const provider = join(tsm, entry, 'provider')
-      try {
-        if (readFileSync(provider, 'utf8').trim().startsWith('tdx_guest')) evidence.push(provider)
-      } catch {
-        // an entry without a provider file says nothing about TDX
-      }
-    }
-  }
-  return { present: evidence.length > 0, evidence }
-}
-
-function safeReaddir(dir: string): string[] {
-  try {
-    return readdirSync(dir)
-  } catch {
-    return []
-  }
 }

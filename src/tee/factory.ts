@@ -4,7 +4,7 @@
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 import type { KmsConfig } from '../config/types.js'
-import { NoneBackend, detectTdx, type TeeBackend } from './backend.js'
+import { NoneBackend, type TeeBackend } from './backend.js'
 import { createGuestAgentBackend } from './guest-agent.js'
 import { SimulatorBackend } from './simulator/simulator-backend.js'
 import { createTdxBackend } from './tdx/backend.js'
@@ -30,11 +30,12 @@ export async function createTeeBackend(
     case 'none':
       return new NoneBackend()
     case 'simulator':
-      return new SimulatorBackend({
+      return await SimulatorBackend.create({
         seed: Buffer.from(config.tee.simulator.seed, 'hex'),
         stateDir: simulatorStateDir(config),
         logger,
         root: opts.root ?? '/',
+        env: opts.env ?? process.env,
       })
     case 'guest-agent':
       return createGuestAgentBackend({ env: opts.env ?? process.env, logger })
@@ -42,5 +43,3 @@ export async function createTeeBackend(
       return await createTdxBackend({ logger })
   }
 }
-
-export { detectTdx }

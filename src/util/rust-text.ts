@@ -29,3 +29,13 @@ export function rustDebugChar(ch: string): string {
 export function rustDebugStr(s: string): string {
   return `"${[...s].map((ch) => (ch === '"' ? '\\"' : rustEscape(ch))).join('')}"`
 }
+
+// Rust's `str::trim` strips Unicode White_Space, which differs from JS `trim()`: Rust strips
+// U+0085 and keeps U+FEFF, JS the opposite. Tokens are trimmed the upstream way.
+const RUST_WS =
+  '\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000'
+const RUST_TRIM = new RegExp(`^[${RUST_WS}]+|[${RUST_WS}]+$`, 'g')
+
+export function trimLikeRust(text: string): string {
+  return text.replace(RUST_TRIM, '')
+}

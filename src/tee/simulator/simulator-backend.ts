@@ -1,8 +1,7 @@
-// `[tee] backend = "simulator"` (docs/design.md#trust-model): the KMS runs in a simulated CVM on a
-// mock Intel platform derived from the configured seed. Its quotes are real-format and correctly
-// signed, so they verify with the production verifier — but only against the mock root this backend
-// publishes (`mock-root-ca.der`/`.pem`, `collateral.json` in the state directory), never
-// against Intel's.
+// `[tee] backend = "simulator"` (docs/design.md#trust-model): the KMS runs in a simulated CVM on a mock Intel platform
+// derived from the configured seed. Its quotes are real-format and correctly signed, so they verify
+// with the production verifier — but only against the mock root this backend publishes
+// (`mock-root-ca.der`/`.pem`, `collateral.json` in the state directory), never against Intel's.
 //
 // RTMR3 state: the runtime event log lives in `<stateDir>/runtime_events.log` (the guest's file
 // format) and is the single source of truth, re-read on every call. A restarted KMS
@@ -17,7 +16,9 @@ import { KmsError } from '../../errors.js'
 import { writeFileAtomic, writeFileDurable, tempPathFor } from '../../fs/atomic-write.js'
 import { formatRuntimeEventLine, parseRuntimeEventLog } from '../../attestation/event-log.js'
 import type { RuntimeEvent, TdxEvent } from '../../attestation/types.js'
-import { type TeeBackend, detectTdx } from '../backend.js'
+import type { TeeBackend } from '../backend.js'
+import { tdxPresence } from '../tdx/detect.js'
+import { NodeTdxIo, type TdxIo } from '../tdx/io.js'
 import { type Collateral, mockCollateral } from './collateral.js'
 import {
   type CvmRegisters,
@@ -44,6 +45,9 @@ export interface SimulatorBackendOptions {
   logger?: Logger
   /** filesystem root for the real-TDX check (tests lay out a fake / in a temp directory) */
   root?: string
+  /** the environment of the real-TDX check (`DCAP_TDX_QUOTE_CONFIGFS_PATH`); process.env by
+   * default */
+  env?: NodeJS.ProcessEnv
 }
 
 /** The events the KMS's own CVM emitted before the KMS started: a KMS CVM boots
@@ -75,10 +79,11 @@ export class SimulatorBackend implements TeeBackend {
   readonly #logFile: string
   readonly #logger: Logger | undefined
 
-  /** docs/design.md#the-simulator-refuses-to-run-on-real-tdx: a simulator must never stand in for
-   * real TDX on a machine that has it. */
-  static refuseWhereRealTdx(root = '/'): void {
-    const tdx = detectTdx(root)
+  /** A simulator must never stand in for real TDX on a machine that has it: refuses with what it
+   * found, by the same check the TDX backend starts with (so `DCAP_TDX_QUOTE_CONFIGFS_PATH`
+   * counts). */
+  static async refuseWhereRealTdx(io: TdxIo = new NodeTdxIo()): Promise<void> {
+    const tdx = await tdxPresence(io)
     if (tdx.present) {
       throw new KmsError(
         'KMS_ERR_TEE',
@@ -87,8 +92,15 @@ export class SimulatorBackend implements TeeBackend {
     }
   }
 
-  constructor(opts: SimulatorBackendOptions) {
-    SimulatorBackend.refuseWhereRealTdx(opts.root)
+  /** The only way to a simulator: the refusal above runs first. */
+  static async create(opts: SimulatorBackendOptions): Promise<SimulatorBackend> {
+    await SimulatorBackend.refuseWhereRealTdx(
+      new NodeTdxIo({ env: opts.env ?? process.env, root: opts.root ?? '/' }),
+    )
+    return new SimulatorBackend(opts)
+  }
+
+  private constructor(opts: SimulatorBackendOptions) {
     assertSeed(opts.seed)
     this.stateDir = opts.stateDir
     this.#logger = opts.logger

@@ -19,7 +19,7 @@ import {
   type RuntimeLogPaths,
 } from './runtime-log.js'
 import type { TeeBackend } from '../backend.js'
-import { Mutex } from '../../util/mutex.js'
+import { Mutex } from '../../util/concurrency.js'
 
 export const HOST_SHARED_DIR = '/dstack/.host-shared'
 export const HOST_SHARED_DIR_ENV = 'DSTACK_HOST_SHARED_DIR'

@@ -2,7 +2,7 @@
 // flock on inblob across processes, generation checks on both sides of the outblob read, EBUSY
 // retries, and the same size rules, errors and texts.
 import { errnoCode, ioErrorText, TdxError } from './errors.js'
-import { Mutex } from '../../util/mutex.js'
+import { Mutex } from '../../util/concurrency.js'
 import { joinPath, readText, writeAll, type TdxFile, type TdxIo } from './io.js'
 
 export const CONFIGFS_BASE = '/sys/kernel/config/tsm/report'

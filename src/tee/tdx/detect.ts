@@ -1,7 +1,7 @@
 // Is this a TDX guest we can attest from, and if not, exactly why not. `[tee] backend = "tdx"`
-// on a machine without TDX must refuse to start with the reason
-// (docs/design.md#tee-backend-chosen-explicitly-never-a-fallback): a KMS that believes it
-// attests while it does not would hand out keys on the strength of nothing.
+// on a machine without TDX must refuse to start with the reason: a KMS that believes it attests
+// while it does not would hand out keys on the strength of nothing. The simulator asks the same
+// question the other way round: it refuses to stand in for TDX where TDX exists.
 import { TDX_GUEST_DEVICE } from '../../native/tdx.js'
 import {
   absoluteOverride,
@@ -25,29 +25,52 @@ async function tdxProvider(io: TdxIo, dir: string): Promise<boolean> {
   }
 }
 
-/** `is_tdx_available` of upstream `tdx-attest`. A set but invalid override answers
- * false without looking further. */
-export async function isTdxAvailable(io: TdxIo): Promise<boolean> {
-  if (await io.exists(TDX_GUEST_DEVICE)) return true
+export interface TdxPresence {
+  present: boolean
+  /** what was found (the device, `provider` files saying tdx_guest), for the error message */
+  evidence: string[]
+}
+
+/** Upstream `is_tdx_available`, with what it found: the TDX guest device, or a configfs-tsm
+ * report directory whose provider is TDX (an SEV-SNP guest has the same configfs directory). A
+ * set `DCAP_TDX_QUOTE_CONFIGFS_PATH` names the only directory looked at; set but invalid, it
+ * finds nothing. The one presence check: the TDX backend's start-up and the simulator's refusal
+ * to run where real TDX exists both ask it. */
+export async function tdxPresence(io: TdxIo): Promise<TdxPresence> {
+  const evidence: string[] = []
+  if (await io.exists(TDX_GUEST_DEVICE)) evidence.push(TDX_GUEST_DEVICE)
+  const found = (dir: string) => evidence.push(joinPath(dir, 'provider'))
   const override = io.env[CONFIGFS_PATH_ENV]
   if (override !== undefined) {
+    let dir: string | undefined
     try {
-      return await tdxProvider(io, absoluteOverride(CONFIGFS_PATH_ENV, override))
+      dir = absoluteOverride(CONFIGFS_PATH_ENV, override)
     } catch {
-      return false
+      dir = undefined
     }
+    if (dir !== undefined && (await tdxProvider(io, dir))) found(dir)
+    return { present: evidence.length > 0, evidence }
   }
-  if (await tdxProvider(io, CONFIGFS_DEFAULT)) return true
   let entries: string[]
   try {
-    entries = await io.readdir(CONFIGFS_BASE)
+    entries = (await io.readdir(CONFIGFS_BASE)).sort()
   } catch {
-    return false
+    entries = []
   }
   for (const entry of entries) {
-    if (await tdxProvider(io, joinPath(CONFIGFS_BASE, entry))) return true
+    const dir = joinPath(CONFIGFS_BASE, entry)
+    if (await tdxProvider(io, dir)) found(dir)
   }
-  return false
+  // the default directory counts even when the base cannot be listed
+  if (!entries.includes('com.intel.dcap') && (await tdxProvider(io, CONFIGFS_DEFAULT))) {
+    found(CONFIGFS_DEFAULT)
+  }
+  return { present: evidence.length > 0, evidence }
+}
+
+/** Upstream `is_tdx_available`. */
+export async function isTdxAvailable(io: TdxIo): Promise<boolean> {
+  return (await tdxPresence(io)).present
 }
 
 /** `/etc/tdx-attest.conf`: the first `port = <u32>` line outside comments; 0 when absent. */
@@ -74,8 +97,7 @@ export async function readVsockPort(io: TdxIo): Promise<number> {
 
 export type QuoteMethod = { kind: 'configfs'; dir: string } | { kind: 'vsock'; port: number }
 
-/** The method selection of `get_quote` in upstream `tdx-attest`, preparing the configfs
- * directory. */
+/** The method selection of `get_quote` in upstream `tdx-attest`, preparing the configfs directory. */
 export async function selectQuoteMethod(
   io: TdxIo,
   quoter: ConfigfsTsmQuoter,

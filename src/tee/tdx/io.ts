@@ -6,6 +6,7 @@
 // Failures are Node-style errno errors (`{code, errno, syscall, path}`), whichever side made them.
 import { constants } from 'node:fs'
 import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as delay } from 'node:timers/promises'
 import { flock } from '../../native/flock.js'
@@ -93,15 +94,23 @@ class NodeTdxFile implements TdxFile {
 export class NodeTdxIo implements TdxIo {
   readonly env: Readonly<Record<string, string | undefined>>
   #native: NativeTdx | undefined
+  readonly #root: string
 
-  constructor(options: { env?: NodeJS.ProcessEnv; native?: NativeTdx } = {}) {
+  /** `root`: a directory laid out like / that every file path is read under (tests of the TDX
+   * presence check); ioctls and vsock are not affected. */
+  constructor(options: { env?: NodeJS.ProcessEnv; native?: NativeTdx; root?: string } = {}) {
     this.env = options.env ?? process.env
     this.#native = options.native
+    this.#root = options.root ?? '/'
+  }
+
+  #at(path: string): string {
+    return this.#root === '/' ? path : join(this.#root, path)
   }
 
   async isDirectory(path: string): Promise<boolean> {
     try {
-      return (await stat(path)).isDirectory()
+      return (await stat(this.#at(path))).isDirectory()
     } catch {
       return false
     }
@@ -109,7 +118,7 @@ export class NodeTdxIo implements TdxIo {
 
   async exists(path: string): Promise<boolean> {
     try {
-      await stat(path)
+      await stat(this.#at(path))
       return true
     } catch {
       return false
@@ -117,19 +126,19 @@ export class NodeTdxIo implements TdxIo {
   }
 
   readFile(path: string): Promise<Buffer> {
-    return readFile(path)
+    return readFile(this.#at(path))
   }
 
   readdir(path: string): Promise<string[]> {
-    return readdir(path)
+    return readdir(this.#at(path))
   }
 
   async mkdir(path: string, options: { recursive?: boolean } = {}): Promise<void> {
-    await mkdir(path, { recursive: options.recursive ?? false })
+    await mkdir(this.#at(path), { recursive: options.recursive ?? false })
   }
 
   async open(path: string, mode: TdxOpenMode): Promise<TdxFile> {
-    return new NodeTdxFile(await open(path, OPEN_FLAGS[mode], 0o600))
+    return new NodeTdxFile(await open(this.#at(path), OPEN_FLAGS[mode], 0o600))
   }
 
   getTdReport(devicePath: string, reportData: Uint8Array): Promise<Buffer> {

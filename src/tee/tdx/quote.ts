@@ -5,7 +5,7 @@ import { ConfigfsTsmQuoter, REPORT_DATA_SIZE } from './configfs-tsm.js'
 import { selectQuoteMethod } from './detect.js'
 import { TdxError } from './errors.js'
 import type { TdxIo } from './io.js'
-import { Mutex } from '../../util/mutex.js'
+import { Mutex } from '../../util/concurrency.js'
 import { getQuoteViaVsock } from './qgs.js'
 
 export class TdxQuoter {
