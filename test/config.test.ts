@@ -15,13 +15,12 @@ import { after, describe, test } from 'node:test'
 import { KmsError } from '../src/errors.js'
 import {
   QUICKSTART_TOML,
-  ensureQuickstartAdminToken,
   loadConfig,
   parseByteSize,
   parseDuration,
   type LoadOptions,
 } from '../src/config/load.js'
-import { ensureQuickstartSeed } from '../src/config/quickstart.js'
+import { ensureQuickstartAdminToken, ensureQuickstartSeed } from '../src/quickstart/files.js'
 import type { KmsConfig } from '../src/config/types.js'
 import {
   ADMIN_NO_AUTH_MESSAGE,

@@ -9,6 +9,7 @@ import { KmsError, errorMessage } from '../errors.js'
 import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
 import {
   QUICKSTART_SEED_FILE,
+  QUICKSTART_TOKEN_FILE,
   QUICKSTART_TOML,
   quickstartDataDir,
   readQuickstartAdminTokenHash,
@@ -20,7 +21,7 @@ import { parseByteSize, parseDuration } from './units.js'
 import { validateConfig } from './validate.js'
 
 export { parseByteSize, parseDuration } from './units.js'
-export { QUICKSTART_TOML, ensureQuickstartAdminToken } from './quickstart.js'
+export { QUICKSTART_TOML } from './quickstart.js'
 
 export interface LoadOptions {
   /** -c FILE (must exist, else KmsError KMS_ERR_CONFIG) */
@@ -305,7 +306,7 @@ export function loadConfig(opts: LoadOptions = {}): KmsConfig {
     const hash = readQuickstartAdminTokenHash(dataDir)
     if (hash === undefined) {
       warnings.push(
-        `quick-start admin token hash ${join(dataDir, 'admin-token.sha256')} does not exist: ClearImageCache refuses every token`,
+        `quick-start admin token hash ${join(dataDir, QUICKSTART_TOKEN_FILE)} does not exist: ClearImageCache refuses every token`,
       )
     } else {
       raw.core = { ...(isTable(raw.core) ? raw.core : {}), admin_token_hash: hash }

@@ -84,10 +84,17 @@ function readP256(certDir: string, file: string): P256Key {
 
 export function readRootK256(certDir: string): Buffer {
   const raw = readKeyFile(certDir, CERT_DIR_FILES.rootK256Key)
-  if (raw.length !== 32 || !isValidSecp256k1Scalar(raw)) {
+  const path = certPath(certDir, CERT_DIR_FILES.rootK256Key)
+  if (raw.length !== 32) {
     throw new KmsError(
       'KMS_ERR_KEYS',
-      `failed to load ${certPath(certDir, CERT_DIR_FILES.rootK256Key)}: expected a 32-byte secp256k1 scalar, got ${raw.length} bytes`,
+      `failed to load ${path}: expected a 32-byte secp256k1 scalar, got ${raw.length} bytes`,
+    )
+  }
+  if (!isValidSecp256k1Scalar(raw)) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `failed to load ${path}: the 32 bytes are not a valid secp256k1 scalar (zero or not below the group order)`,
     )
   }
   return raw

@@ -20,14 +20,13 @@ export interface KmsAppOptions {
   service: KmsService
   logger: Logger
   /** verifies the attestation of presented client certificates (main listener only) */
-  clientCerts?: ClientCertVerifier
+  clientCerts: ClientCertVerifier
   /** where /metrics counts (default: this process only) */
   metrics?: MetricsStore
 }
 
 export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance> {
   const { config, service, logger, clientCerts } = opts
-  if (clientCerts === undefined) throw new Error('buildKmsApp needs a client certificate verifier')
   const tls = loadListenerTls(config.rpc.tls)
   const mandatory = config.rpc.tls.mutual.mandatory
   const app = createFastify(logger, {
@@ -65,7 +64,9 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
   return app
 }
 
-export async function buildAdminApp(opts: KmsAppOptions): Promise<FastifyInstance> {
+export async function buildAdminApp(
+  opts: Pick<KmsAppOptions, 'config' | 'service' | 'logger'>,
+): Promise<FastifyInstance> {
   const { config, service, logger } = opts
   const auth = createAdminAuthenticator(config.core.admin)
   if (auth.mode === 'insecure') {
