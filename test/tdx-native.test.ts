@@ -205,7 +205,7 @@ describe('typed TdxErrors over the real addon (NodeTdxIo)', () => {
     }
     await assert.rejects(getTdReportViaIo(io, reportData), (err: unknown) => {
       assert.ok(err instanceof TdxError)
-      assert.equal(err.code, 'TDX_DEVICE_FAILURE')
+      assert.equal(err.code, 'KMS_ERR_TDX_DEVICE_FAILURE')
       assert.equal(
         err.message,
         'device failure: open /dev/tdx_guest: No such file or directory (os error 2)',
@@ -220,7 +220,7 @@ describe('typed TdxErrors over the real addon (NodeTdxIo)', () => {
     if (existsSync(TDX_GUEST_DEVICE) || existsSync('/sys/devices/virtual/misc/tdx_guest')) return
     await assert.rejects(extendRtmrViaIo(io, 3, digest), {
       name: 'TdxError',
-      code: 'TDX_NOT_SUPPORTED',
+      code: 'KMS_ERR_TDX_NOT_SUPPORTED',
       message:
         'not supported: no extend_rtmr method available (no sysfs measurements, no /dev/tdx_guest)',
     })

@@ -4,7 +4,6 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createAdminAuthenticator, registerAdminAuthHook } from '../admin/header-auth.js'
 import type { KmsConfig } from '../config/types.js'
-import { errorMessage } from '../errors.js'
 import { registerCommonHttp, appVersionString } from '../http/common.js'
 import { createFastify } from '../http/server-options.js'
 import { registerPrpc } from '../prpc/plugin.js'
@@ -59,7 +58,7 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
     methods: kmsMethods(service),
     limits: config.rpc.limits,
     preDispatch: async (request) => clientCerts.context(request.raw.socket),
-    onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'rpc failed'),
+    failureLog: { logger, message: 'rpc failed' },
   })
   return app
 }
@@ -78,7 +77,7 @@ export async function buildAdminApp(
   await registerPrpc(app, {
     servicePrefix: 'Admin.',
     methods: adminMethods(service),
-    onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'admin rpc failed'),
+    failureLog: { logger, message: 'admin rpc failed' },
   })
   return app
 }

@@ -80,12 +80,12 @@ export const EMPTY_JSON = 'null'
 // Shared value conversions (JSON input and GET query strings)
 
 /** A custom (serde `Error::custom`) error: no position yet; serde_json adds the current one. */
-class JsonError extends Error {
+class JsonError extends KmsError {
   line = 0
   column = 0
 
   constructor(text: string, line = 0, column = 0) {
-    super(text)
+    super('KMS_ERR_JSON_DECODE', text)
     this.name = 'JsonError'
     this.line = line
     this.column = column
