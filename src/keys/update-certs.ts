@@ -1,4 +1,4 @@
-// update_certs (spec 06 §7, D20 = upstream HEAD's rules): on every start the RPC certificate is
+// update_certs, by upstream HEAD's rules: on every start the RPC certificate is
 // re-minted (fresh attestation when the backend can attest; a failure is then fatal), and each CA
 // certificate only inside the 365-day renewal window. Keys, DNs and serials never change, so
 // guests that cached the old root CA keep validating.
