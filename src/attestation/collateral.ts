@@ -10,7 +10,7 @@ import dcap from '@phala/dcap-qvl'
 import type { Logger } from 'pino'
 import type { CacheDb } from '../cache/cache-db.js'
 import { DEFAULT_PCCS_URL } from '../config/defaults.js'
-import { KmsError, errorMessage } from '../errors.js'
+import { KmsError, asError, errorMessage } from '../errors.js'
 import { parseCrl } from '../x509/crl-parse.js'
 import { TrustAnchor, checkCollateral } from './collateral-trust.js'
 import { TEE_TYPE_SGX, parseQuote } from './quote.js'
@@ -376,7 +376,7 @@ export class PccsCollateralSource implements CollateralSource {
     } catch (err) {
       // stored by an older version, or a clock that moved: fetch a fresh copy instead
       this.logger?.warn(
-        { pccs: this.pccsUrl, key, err: errorMessage(err) },
+        { pccs: this.pccsUrl, key, err: asError(err) },
         'cached collateral no longer checks out; refetching',
       )
       this.db.deleteCollateral(key)
@@ -399,7 +399,7 @@ export class PccsCollateralSource implements CollateralSource {
           ? ''
           : `; the cached copy expired at ${new Date(stale.nextUpdate * 1000).toISOString()}`
       this.logger?.warn(
-        { pccs: this.pccsUrl, fmspc, ca, tee, err: errorMessage(err) },
+        { pccs: this.pccsUrl, fmspc, ca, tee, err: asError(err) },
         'PCCS fetch failed',
       )
       return new KmsError(
@@ -510,7 +510,7 @@ export class PccsCollateralSource implements CollateralSource {
       rootCaCrl = derOrHex(await readCapped(res, rootUrl), 'root CA CRL')
     } catch (err) {
       this.logger?.debug(
-        { err: errorMessage(err) },
+        { err: asError(err) },
         'PCCS rootcacrl unavailable; using the CRL distribution point',
       )
     }

@@ -1,5 +1,5 @@
-// Onboard.Bootstrap and auto-bootstrap (upstream `kms/src/onboard_service.rs` `bootstrap` and
-// `main.rs` auto-bootstrap): one key set generated, minted and committed atomically.
+// Onboard.Bootstrap and auto-bootstrap (upstream `kms/src/onboard_service.rs`): one key set
+// generated, minted and committed atomically.
 import { existsSync } from 'node:fs'
 import type { Secp256k1Backend } from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'
