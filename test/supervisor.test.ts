@@ -4,8 +4,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve as resolvePath } from 'node:path'
 import { after, describe, test } from 'node:test'
 import pino from 'pino'
@@ -21,6 +20,7 @@ import {
 } from '../src/supervisor/worker-ipc.js'
 import { supervisorTestConfig } from './fixtures/supervisor-config.js'
 import { collectLines, waitUntil } from './helpers/line-collector.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const WORKER = resolvePath(import.meta.dirname, 'fixtures/workers/worker.mjs')
 const RUN_SUPERVISOR = resolvePath(import.meta.dirname, 'fixtures/run-supervisor.ts')
@@ -52,7 +52,7 @@ after(() => {
 
 /** A temp root (cert_dir is <root>/certs) plus a logger whose entries the test can read. */
 function fixture() {
-  const root = mkdtempSync(join(tmpdir(), 'dstack-kms-supervisor-'))
+  const root = tempDir('dstack-kms-supervisor-')
   roots.push(root)
   const logs: LogEntry[] = []
   const logger = pino({ level: 'debug' }, { write: (line: string) => logs.push(parseLog(line)) })

@@ -4,8 +4,7 @@
 // (overrides, the log with real flock, CCEL from the shared vector).
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { runtimeEventDigest } from '../src/attestation/runtime-events.js'
@@ -36,6 +35,7 @@ import {
   MEASUREMENTS,
   TDX_GUEST,
 } from './helpers/fake-tdx-kernel.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const reportData = Buffer.from(Array.from({ length: 64 }, (_, i) => i))
 const inblob = `${DCAP_REPORT}/inblob`
@@ -368,7 +368,7 @@ describe('DCAP_TDX_QUOTE_CONFIGFS_PATH', () => {
   })
 
   test('over real files: the override, its provider check and the length rule', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-configfs-'))
+    const dir = tempDir('dstack-kms-configfs-')
     after(() => rmSync(dir, { recursive: true, force: true }))
     writeFileSync(join(dir, 'provider'), 'tdx_guest\n')
     assert.equal(
@@ -562,7 +562,7 @@ describe('RTMR extension', () => {
   })
 
   test('over real files: the override directory receives exactly the 48 digest bytes', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-rtmr-'))
+    const dir = tempDir('dstack-kms-rtmr-')
     after(() => rmSync(dir, { recursive: true, force: true }))
     writeFileSync(join(dir, 'rtmr3:sha384'), '')
     const io = new NodeTdxIo({ env: { DCAP_TDX_RTMR_SYSFS_PATH: dir } })
@@ -692,7 +692,7 @@ describe('runtime event log', () => {
   })
 
   test('over real files with real flock: directory created, mode 0600, lines intact', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'dstack-kms-runtime-log-')), 'run', 'log', 'dstack')
+    const dir = join(tempDir('dstack-kms-runtime-log-'), 'run', 'log', 'dstack')
     after(() => rmSync(join(dir, '..', '..', '..'), { recursive: true, force: true }))
     const real = runtimeLogPaths(dir)
     const io = new NodeTdxIo({ env: {} })

@@ -2,8 +2,7 @@
 // validate their arguments synchronously, and fail with Node-shaped errno errors (ENOENT from
 // open, ENOTTY from an ioctl the file does not understand) instead of crashing.
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { getSystemErrorName } from 'node:util'
@@ -20,8 +19,9 @@ import { TdxError } from '../src/tee/tdx/errors.js'
 import { NodeTdxIo } from '../src/tee/tdx/io.js'
 import { getTdReport as getTdReportViaIo } from '../src/tee/tdx/report.js'
 import { extendRtmr as extendRtmrViaIo } from '../src/tee/tdx/rtmr.js'
+import { tempDir } from './helpers/temp-dir.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-tdx-native-'))
+const dir = tempDir('dstack-kms-tdx-native-')
 after(() => rmSync(dir, { recursive: true, force: true }))
 const regularFile = join(dir, 'not-a-device')
 writeFileSync(regularFile, 'plain file')
