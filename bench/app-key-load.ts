@@ -71,7 +71,7 @@ export async function startAttestedKms(
   try {
     const workerPids = await readyWorkerPids(kms, workers, 120_000)
     const sidecar = kms.logs.find((l) => l.msg === 'auth-simple policy server ready')
-    const sidecarPid = sidecar === undefined ? undefined : Number(sidecar.child_pid)
+    const sidecarPid = sidecar === undefined ? undefined : Number(sidecar.childPid)
     return {
       kms,
       base: `https://127.0.0.1:${port}`,

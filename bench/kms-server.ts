@@ -64,7 +64,7 @@ export interface BenchKmsOptions {
   env?: Record<string, string>
 }
 
-/** Waits for `count` `KMS worker ready` lines and returns their `child_pid`s. */
+/** Waits for `count` `KMS worker ready` lines and returns their `childPid`s. */
 export async function readyWorkerPids(
   kms: KmsProcess,
   count: number,
@@ -74,9 +74,9 @@ export async function readyWorkerPids(
   await kms.waitForLog(ready, timeoutMs)
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const pids = [...new Set(kms.logs.filter(ready).map((l) => Number(l.child_pid)))]
+    const pids = [...new Set(kms.logs.filter(ready).map((l) => Number(l.childPid)))]
     if (pids.some((p) => !Number.isInteger(p) || p <= 0)) {
-      throw new Error(`a KMS worker ready line has no child_pid`)
+      throw new Error(`a KMS worker ready line has no childPid`)
     }
     if (pids.length >= count) return pids
     if (Date.now() > deadline) throw new Error(`only ${pids.length} of ${count} KMS workers ready`)

@@ -512,7 +512,7 @@ function printScaling(r: ScalingReport, profile: Profile): void {
     )
     out()
   }
-  out('Main KMS worker memory after the load above (from /proc/<child_pid>/status)')
+  out('Main KMS worker memory after the load above (from /proc/<childPid>/status)')
   out(
     table(
       ['KMS', 'workers', 'worker pid', 'VmRSS', 'peak (VmHWM)'],

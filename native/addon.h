@@ -1,5 +1,6 @@
 // The functions the addon exports. Each is defined once: by the Linux source that implements it
-// (flock.cc, unix_dgram.cc) or, on every other platform, by stub.cc.
+// (flock.cc, unix_dgram.cc, tdx_guest.cc, vsock.cc, secp256k1.cc) or, on every other platform,
+// by stub.cc. The secp256k1 functions exist only when the build found libsecp256k1.
 #ifndef DSTACK_KMS_NATIVE_ADDON_H
 #define DSTACK_KMS_NATIVE_ADDON_H
 

@@ -93,8 +93,13 @@ export async function createRuntime(
     verifier,
     selfAuth,
     close: async () => {
-      await tee.close()
-      cache.close()
+      // the cache DB is closed even when the TEE backend fails to close: a worker shutting down
+      // must not leave the SQLite file (and its WAL) open behind an error
+      try {
+        await tee.close()
+      } finally {
+        cache.close()
+      }
     },
   }
 }

@@ -4,11 +4,8 @@ import { mkdirSync, statSync } from 'node:fs'
 import { extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from './config/load.js'
-import {
-  ensureQuickstartAdminToken,
-  ensureQuickstartSeed,
-  quickstartDataDir,
-} from './config/quickstart.js'
+import { QUICKSTART_TOKEN_FILE, quickstartDataDir } from './config/quickstart.js'
+import { ensureQuickstartAdminToken, ensureQuickstartSeed } from './quickstart/files.js'
 import { ensureQuickstartPolicy } from './quickstart/policy-file.js'
 import type { KmsConfig } from './config/types.js'
 import { unsafeDefaultWarnings } from './config/validate.js'
@@ -40,7 +37,7 @@ function printQuickstartToken(token: string, dataDir: string): void {
       '================================================================================',
       ' dstack-kms quick start: admin token for ClearImageCache (shown only this once)',
       `   ${token}`,
-      ` Only its SHA-256 is kept, in ${join(dataDir, 'admin-token.sha256')}.`,
+      ` Only its SHA-256 is kept, in ${join(dataDir, QUICKSTART_TOKEN_FILE)}.`,
       '================================================================================',
       '',
     ].join('\n'),

@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { KmsConfig } from './config/types.js'
-import { errorMessage } from './errors.js'
+import { asError, errorMessage } from './errors.js'
 import { listenUrl } from './http/server-options.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
@@ -53,7 +53,7 @@ function stopOnSignals(logger: Logger, close: () => Promise<void>): void {
     close().then(
       () => process.exit(0),
       (err: unknown) => {
-        logger.error({ err: errorMessage(err) }, 'error while stopping')
+        logger.error({ err: asError(err) }, 'error while stopping')
         process.exit(1)
       },
     )
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
     else if (start.role === 'auth-simple') await runAuthSimpleWorker(start.config, logger)
     else await runKms(start.config, logger)
   } catch (err) {
-    logger.fatal({ err: errorMessage(err) }, `${start.role} worker failed to start`)
+    logger.fatal({ err: asError(err) }, `${start.role} worker failed to start`)
     process.exit(1)
   }
 }

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import bcrypt from 'bcryptjs'
@@ -20,6 +19,7 @@ import { ADMIN_NO_AUTH_MESSAGE } from '../src/config/validate.js'
 import { KmsError } from '../src/errors.js'
 import { trimLikeRust } from '../src/util/rust-text.js'
 import { readVectorJson } from './helpers/crypto-vectors.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const vectors = readVectorJson<{ misc: { sha256_empty: string } }>('vectors.json')
 
@@ -29,7 +29,7 @@ const ALICE_PASSWORD = 'correct horse battery staple'
 // bcryptjs writes $2b$; Apache's `htpasswd -B` writes $2y$ (same algorithm)
 const ALICE_HASH = bcrypt.hashSync(ALICE_PASSWORD, 4).replace(/^\$2b\$/, '$2y$')
 
-const dir = mkdtempSync(join(tmpdir(), 'kms-admin-test-'))
+const dir = tempDir('kms-admin-test-')
 after(() => rmSync(dir, { recursive: true, force: true }))
 
 let fileCounter = 0

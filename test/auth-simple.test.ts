@@ -4,8 +4,7 @@
 import assert from 'node:assert/strict'
 import type { BootInfo } from '../src/attestation/boot-info.js'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
@@ -21,6 +20,7 @@ import {
 import { buildAuthSimpleServer } from '../src/auth-simple/server.js'
 import { runAuthSimple } from '../src/commands/auth-simple.js'
 import { collectLines } from './helpers/line-collector.js'
+import { tempDir as scratchDir } from './helpers/temp-dir.js'
 
 const OS_IMAGE = '0x1fbb0cf9cc6cfbf23d6b779776fabad2c5403d643badb9e5e238615e4960a78a'
 
@@ -54,7 +54,7 @@ function captureLogger() {
 }
 
 function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'auth-simple-test-'))
+  return scratchDir('auth-simple-test-')
 }
 
 interface Harness {

@@ -3,7 +3,6 @@ import {
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -11,7 +10,6 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { after, describe, test } from 'node:test'
 import Database from 'better-sqlite3'
@@ -20,6 +18,7 @@ import { parseCacheKey } from '../src/cache/cache-key.js'
 import { clearImageCache } from '../src/cache/clear-cache.js'
 import { KmsError } from '../src/errors.js'
 import { readVectorJson } from './helpers/crypto-vectors.js'
+import { tempDir as scratchDir } from './helpers/temp-dir.js'
 
 const vectors = readVectorJson<{
   misc: { vm_config_hash_of_empty_config: { sha256: string } }
@@ -38,7 +37,7 @@ after(() => {
 })
 
 function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kms-cache-test-'))
+  const dir = scratchDir('kms-cache-test-')
   roots.push(dir)
   return dir
 }

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -32,6 +31,7 @@ import {
 import { buildTdxQuote } from '../src/tee/simulator/quote-builder.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 import { PccsStub } from './helpers/pccs-stub.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const NOW = 1751328000 // 2025-07-01T00:00:00Z
 // earliest nextUpdate of the TDX sample: its PCK CRL, 2025-07-19T10:00:35Z
@@ -138,7 +138,7 @@ describe('PccsCollateralSource against a PCCS on loopback', () => {
     await stub.stop()
   })
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'kms-collateral-'))
+    dir = tempDir('kms-collateral-')
     db = CacheDb.open(dir)
     now = NOW
     stub.requests.clear()
@@ -532,7 +532,7 @@ describe('PccsCollateralSource with the simulator collateral', () => {
     await stub.stop()
   })
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'kms-collateral-sim-'))
+    dir = tempDir('kms-collateral-sim-')
     db = CacheDb.open(dir)
     now = NOW
     stub.requests.clear()

@@ -1,27 +1,17 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import {
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { KmsError } from '../src/errors.js'
 import {
   QUICKSTART_TOML,
-  ensureQuickstartAdminToken,
   loadConfig,
   parseByteSize,
   parseDuration,
   type LoadOptions,
 } from '../src/config/load.js'
-import { ensureQuickstartSeed } from '../src/config/quickstart.js'
+import { ensureQuickstartAdminToken, ensureQuickstartSeed } from '../src/quickstart/files.js'
 import type { KmsConfig } from '../src/config/types.js'
 import {
   ADMIN_NO_AUTH_MESSAGE,
@@ -30,6 +20,7 @@ import {
   validateDomain,
 } from '../src/config/validate.js'
 import { formatDuration } from '../src/config/units.js'
+import { tempDir as scratchDir } from './helpers/temp-dir.js'
 
 const tempDirs: string[] = []
 after(() => {
@@ -37,7 +28,7 @@ after(() => {
 })
 
 function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kms-config-test-'))
+  const dir = scratchDir('kms-config-test-')
   tempDirs.push(dir)
   return dir
 }

@@ -683,10 +683,10 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
 
   it('restarts a killed main worker and keeps serving', async () => {
     const ready = await kms.waitForLog((l) => l.msg === 'KMS worker ready')
-    const pid = Number(ready.child_pid)
+    const pid = Number(ready.childPid)
     assert.ok(pid > 0)
     process.kill(pid, 'SIGKILL')
-    await kms.waitForLog((l) => l.msg === 'KMS worker ready' && Number(l.child_pid) !== pid)
+    await kms.waitForLog((l) => l.msg === 'KMS worker ready' && Number(l.childPid) !== pid)
     const res = await prpc(base, 'GetMeta', '{}')
     assert.equal(json(res).k256_pubkey, meta.k256_pubkey)
     assert.ok(
@@ -697,7 +697,7 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
   it('stops cleanly with exit code 0 on SIGTERM', async () => {
     const workers = kms.logs
       .filter((l) => l.msg === 'KMS worker ready')
-      .map((l) => Number(l.child_pid))
+      .map((l) => Number(l.childPid))
     kms.kill('SIGTERM')
     const exit = await kms.waitForExit()
     assert.deepEqual(exit, { code: 0, signal: null })

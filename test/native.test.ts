@@ -2,8 +2,7 @@
 // unix socket (received by python3, since Node cannot receive unix datagrams), errno shapes.
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { closeSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { getSystemErrorName } from 'node:util'
@@ -19,8 +18,9 @@ import {
 import { flock, isLockHeldError, lockFileExclusive } from '../src/native/flock.js'
 import { notify } from '../src/native/sd-notify.js'
 import { collectLines, type LineCollector } from './helpers/line-collector.js'
+import { tempDir } from './helpers/temp-dir.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-native-'))
+const dir = tempDir('dstack-kms-native-')
 after(() => rmSync(dir, { recursive: true, force: true }))
 
 const children: ChildProcessWithoutNullStreams[] = []

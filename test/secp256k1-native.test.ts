@@ -5,8 +5,7 @@
 // machine without libsecp256k1-dev.
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, rmSync, symlinkSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
@@ -28,6 +27,7 @@ import {
   probeNativeSecp256k1,
 } from '../src/native/secp256k1.js'
 import { runSecp256k1Contract } from './helpers/secp256k1-contract.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const DETECT = join(ROOT, 'scripts', 'detect-secp256k1.mjs')
@@ -222,7 +222,7 @@ describe('[crypto] backend selection with the full build', () => {
   })
 
   it('with no addon at all: native fails loudly, auto falls back and says why', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-secp-none-'))
+    const dir = tempDir('dstack-kms-secp-none-')
     try {
       const missing = join(dir, 'missing.node')
       const env = { [BINDING_PATH_ENV]: missing }
@@ -278,7 +278,7 @@ describe('an addon built without libsecp256k1', () => {
   let stubPath = ''
 
   before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'dstack-kms-secp-stub-'))
+    dir = tempDir('dstack-kms-secp-stub-')
     cpSync(join(ROOT, 'binding.gyp'), join(dir, 'binding.gyp'))
     cpSync(join(ROOT, 'native'), join(dir, 'native'), { recursive: true })
     cpSync(join(ROOT, 'scripts'), join(dir, 'scripts'), { recursive: true })

@@ -1,6 +1,5 @@
 import { strict as assert } from 'node:assert'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { after, describe, it } from 'node:test'
@@ -42,13 +41,14 @@ import {
 import { isTdxAvailable } from '../src/tee/tdx/detect.js'
 import { NodeTdxIo } from '../src/tee/tdx/io.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 // A fixed verification time inside the mock PKI's 2020–2100 window (never the wall clock).
 const NOW = 1_751_328_000
 const SEED_A = Buffer.alloc(32, 0xa1)
 const SEED_B = Buffer.alloc(32, 0xb2)
 
-const tmp = mkdtempSync(join(tmpdir(), 'kms-simulator-test-'))
+const tmp = tempDir('kms-simulator-test-')
 after(() => rmSync(tmp, { recursive: true, force: true }))
 let dirCounter = 0
 const freshDir = (): string => join(tmp, `state-${dirCounter++}`)

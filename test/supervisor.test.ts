@@ -4,8 +4,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve as resolvePath } from 'node:path'
 import { after, describe, test } from 'node:test'
 import pino from 'pino'
@@ -21,6 +20,7 @@ import {
 } from '../src/supervisor/worker-ipc.js'
 import { supervisorTestConfig } from './fixtures/supervisor-config.js'
 import { collectLines, waitUntil } from './helpers/line-collector.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const WORKER = resolvePath(import.meta.dirname, 'fixtures/workers/worker.mjs')
 const RUN_SUPERVISOR = resolvePath(import.meta.dirname, 'fixtures/run-supervisor.ts')
@@ -52,7 +52,7 @@ after(() => {
 
 /** A temp root (cert_dir is <root>/certs) plus a logger whose entries the test can read. */
 function fixture() {
-  const root = mkdtempSync(join(tmpdir(), 'dstack-kms-supervisor-'))
+  const root = tempDir('dstack-kms-supervisor-')
   roots.push(root)
   const logs: LogEntry[] = []
   const logger = pino({ level: 'debug' }, { write: (line: string) => logs.push(parseLog(line)) })
@@ -265,10 +265,10 @@ describe('supervisor phases', () => {
     assert.ok(readFileSync(join(f.root, 'events.log'), 'utf8').includes('updateCerts keys=true'))
     const onboardExit = f.logs.find((l) => l.msg === 'onboard worker exited')
     assert.ok(onboardExit !== undefined)
-    assert.equal(onboardExit.exit_code, 0)
-    assert.equal(onboardExit.child_pid, f.pids('onboard', 'start')[0])
-    assert.equal(typeof onboardExit.started_at, 'string')
-    assert.equal(typeof onboardExit.stopped_at, 'string')
+    assert.equal(onboardExit.exitCode, 0)
+    assert.equal(onboardExit.childPid, f.pids('onboard', 'start')[0])
+    assert.equal(typeof onboardExit.startedAt, 'string')
+    assert.equal(typeof onboardExit.stoppedAt, 'string')
 
     await datagrams.waitFor((l) => l === 'done')
     assert.deepEqual(
@@ -321,7 +321,7 @@ describe('supervisor phases', () => {
       'kms sigterm',
     ])
     const restart = f.logs.find((l) => l.msg === 'restarting onboard worker in 10 ms')
-    assert.equal(restart?.exit_code, 3)
+    assert.equal(restart?.exitCode, 3)
     assert.equal(restart?.level, LEVEL.warn)
   })
 
@@ -435,23 +435,23 @@ describe('supervisor restarts', () => {
     f.writeKeys()
     const sup = supervise(f)
     const first = await f.waitForLog((l) => l.msg === 'KMS worker ready', 'first ready')
-    const firstPid = first.child_pid
+    const firstPid = first.childPid
     assert.equal(typeof firstPid, 'number')
     process.kill(Number(firstPid), 'SIGKILL')
     const second = await f.waitForLog(
-      (l) => l.msg === 'KMS worker ready' && l.child_pid !== firstPid,
+      (l) => l.msg === 'KMS worker ready' && l.childPid !== firstPid,
       'second ready',
     )
     sup.stop()
     assert.equal(await sup.result, 0)
 
     const starts = f.pids('kms', 'start')
-    assert.deepEqual(starts, [firstPid, second.child_pid])
+    assert.deepEqual(starts, [firstPid, second.childPid])
     const msgs = f.messages()
     assert.equal(msgs.filter((m) => m === 'started kms worker').length, 2)
     const crash = f.logs.find((l) => l.msg === 'kms worker exited unexpectedly')
     assert.equal(crash?.signal, 'SIGKILL')
-    assert.equal(crash?.exit_code, null)
+    assert.equal(crash?.exitCode, null)
     const restart = f.logs.find((l) => l.msg === 'restarting kms worker in 10 ms')
     assert.equal(restart?.signal, 'SIGKILL')
     assert.ok(
@@ -481,10 +481,10 @@ describe('supervisor restarts', () => {
       loop.msg,
       'kms worker is in a crash loop: 4 crashes within 600000 ms; retrying every 20 ms',
     )
-    assert.equal(loop.exit_code, 3)
+    assert.equal(loop.exitCode, 3)
     const restarts = f.logs.filter((l) => l.msg.startsWith('restarting kms worker'))
     assert.deepEqual(
-      restarts.slice(0, 3).map((l) => l.delay_ms),
+      restarts.slice(0, 3).map((l) => l.delayMs),
       [5, 10, 20],
     )
     // 4 crashes to the report, then at least one more start: it keeps retrying
@@ -530,7 +530,7 @@ describe('supervisor signals (real process)', () => {
     f.writeKeys()
     const sup = startSupervisorProcess(f, 20_000)
     const ready = await sup.waitForMsg('KMS worker ready')
-    const workerPid = Number(ready.child_pid)
+    const workerPid = Number(ready.childPid)
     sup.child.kill('SIGTERM')
     assert.deepEqual(await sup.exit, { code: 0, signal: null })
 
@@ -539,7 +539,7 @@ describe('supervisor signals (real process)', () => {
     const logs = sup.logs()
     assert.equal(logs.find((l) => l.msg === 'stopping')?.signal, 'SIGTERM')
     const exited = logs.find((l) => l.msg === 'kms worker exited')
-    assert.equal(exited?.exit_code, 0)
+    assert.equal(exited?.exitCode, 0)
     assert.equal(exited?.signal, null)
     assert.ok(!logs.some((l) => l.msg.includes('SIGKILL')))
   })
@@ -550,7 +550,7 @@ describe('supervisor signals (real process)', () => {
     f.mode('kms', 'ignore-sigterm')
     const sup = startSupervisorProcess(f, 300)
     const ready = await sup.waitForMsg('KMS worker ready')
-    const workerPid = Number(ready.child_pid)
+    const workerPid = Number(ready.childPid)
     sup.child.kill('SIGTERM')
     assert.deepEqual(await sup.exit, { code: 0, signal: null })
 

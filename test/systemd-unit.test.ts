@@ -1,10 +1,10 @@
 // systemd/dstack-kms.service: the keys the deployment relies on, and systemd's own verdict.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { test } from 'node:test'
+import { tempDir } from './helpers/temp-dir.js'
 
 const UNIT = resolve(import.meta.dirname, '../systemd/dstack-kms.service')
 
@@ -102,7 +102,7 @@ test('systemd-analyze verify accepts the unit without a warning', (t) => {
     assert.ok(service.size > 0)
     return
   }
-  const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-unit-'))
+  const dir = tempDir('dstack-kms-unit-')
   try {
     const copy = join(dir, 'dstack-kms.service')
     copyFileSync(UNIT, copy)

@@ -4,8 +4,7 @@
 // (overrides, the log with real flock, CCEL from the shared vector).
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { runtimeEventDigest } from '../src/attestation/runtime-events.js'
@@ -36,6 +35,7 @@ import {
   MEASUREMENTS,
   TDX_GUEST,
 } from './helpers/fake-tdx-kernel.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const reportData = Buffer.from(Array.from({ length: 64 }, (_, i) => i))
 const inblob = `${DCAP_REPORT}/inblob`
@@ -102,7 +102,7 @@ describe('configfs-tsm quote sequence', () => {
     const kernel = new FakeTdxKernel()
     await rejectsWith(
       new ConfigfsTsmQuoter(kernel).getQuote(Buffer.alloc(32)),
-      'TDX_INVALID_PARAMETER',
+      'KMS_ERR_TDX_INVALID_PARAMETER',
       'invalid parameter',
     )
     assert.deepEqual(kernel.inblobWrites, [])
@@ -120,7 +120,11 @@ describe('configfs-tsm quote sequence', () => {
   test('EBUSY three times: device busy', async () => {
     const kernel = new FakeTdxKernel()
     kernel.inject('write', inblob, 'EBUSY', 'EBUSY', 'EBUSY')
-    await rejectsWith(new ConfigfsTsmQuoter(kernel).getQuote(reportData), 'TDX_BUSY', 'device busy')
+    await rejectsWith(
+      new ConfigfsTsmQuoter(kernel).getQuote(reportData),
+      'KMS_ERR_TDX_BUSY',
+      'device busy',
+    )
     assert.deepEqual(kernel.sleeps, [10_000, 10_000, 10_000])
     assert.deepEqual(kernel.inblobWrites, [])
   })
@@ -130,7 +134,7 @@ describe('configfs-tsm quote sequence', () => {
     kernel.inject('write', inblob, 'EIO')
     await rejectsWith(
       new ConfigfsTsmQuoter(kernel).getQuote(reportData),
-      'TDX_UNEXPECTED',
+      'KMS_ERR_TDX_UNEXPECTED',
       `unexpected error: write ${inblob}: Input/output error (os error 5)`,
     )
     assert.deepEqual(kernel.sleeps, [])
@@ -141,7 +145,7 @@ describe('configfs-tsm quote sequence', () => {
     kernel.inject('open', inblob, 'EACCES')
     await rejectsWith(
       new ConfigfsTsmQuoter(kernel).getQuote(reportData),
-      'TDX_UNEXPECTED',
+      'KMS_ERR_TDX_UNEXPECTED',
       `unexpected error: open ${inblob}: Permission denied (os error 13)`,
     )
   })
@@ -151,7 +155,7 @@ describe('configfs-tsm quote sequence', () => {
     kernel.inject('flock', inblob, 'EINTR')
     await rejectsWith(
       new ConfigfsTsmQuoter(kernel).getQuote(reportData),
-      'TDX_UNEXPECTED',
+      'KMS_ERR_TDX_UNEXPECTED',
       `unexpected error: flock ${inblob}: Interrupted system call (os error 4)`,
     )
   })
@@ -167,13 +171,17 @@ describe('configfs-tsm quote sequence', () => {
   test('outblob EBUSY three times: device busy; ETIMEDOUT three times: quote failure', async () => {
     const busy = new FakeTdxKernel()
     busy.inject('read', outblob, 'EBUSY', 'EBUSY', 'EBUSY')
-    await rejectsWith(new ConfigfsTsmQuoter(busy).getQuote(reportData), 'TDX_BUSY', 'device busy')
+    await rejectsWith(
+      new ConfigfsTsmQuoter(busy).getQuote(reportData),
+      'KMS_ERR_TDX_BUSY',
+      'device busy',
+    )
 
     const slow = new FakeTdxKernel()
     slow.inject('read', outblob, 'EINTR', 'EBUSY', 'ETIMEDOUT')
     await rejectsWith(
       new ConfigfsTsmQuoter(slow).getQuote(reportData),
-      'TDX_QUOTE_FAILURE',
+      'KMS_ERR_TDX_QUOTE_FAILURE',
       `quote failure: read ${outblob}: Connection timed out (os error 110)`,
     )
     assert.deepEqual(slow.sleeps, [10_000, 10_000, 10_000])
@@ -188,7 +196,7 @@ describe('configfs-tsm quote sequence', () => {
       kernel.inject('read', outblob, code)
       await rejectsWith(
         new ConfigfsTsmQuoter(kernel).getQuote(reportData),
-        'TDX_QUOTE_FAILURE',
+        'KMS_ERR_TDX_QUOTE_FAILURE',
         `quote failure: read ${outblob}: ${text}`,
       )
       assert.deepEqual(kernel.sleeps, [])
@@ -201,7 +209,11 @@ describe('configfs-tsm quote sequence', () => {
       kernel.afterInblobWrite = undefined
       kernel.bumpGeneration(dir)
     }
-    await rejectsWith(new ConfigfsTsmQuoter(kernel).getQuote(reportData), 'TDX_BUSY', 'device busy')
+    await rejectsWith(
+      new ConfigfsTsmQuoter(kernel).getQuote(reportData),
+      'KMS_ERR_TDX_BUSY',
+      'device busy',
+    )
     assert.equal(kernel.generation(), 2n)
   })
 
@@ -211,7 +223,11 @@ describe('configfs-tsm quote sequence', () => {
       kernel.beforeOutblobRead = undefined
       kernel.bumpGeneration(dir)
     }
-    await rejectsWith(new ConfigfsTsmQuoter(kernel).getQuote(reportData), 'TDX_BUSY', 'device busy')
+    await rejectsWith(
+      new ConfigfsTsmQuoter(kernel).getQuote(reportData),
+      'KMS_ERR_TDX_BUSY',
+      'device busy',
+    )
   })
 
   test('a generation that never advances times out after 5 s of 10 ms polls', async () => {
@@ -219,7 +235,7 @@ describe('configfs-tsm quote sequence', () => {
     kernel.generationAdvances = false
     await rejectsWith(
       new ConfigfsTsmQuoter(kernel).getQuote(reportData),
-      'TDX_QUOTE_FAILURE',
+      'KMS_ERR_TDX_QUOTE_FAILURE',
       'quote failure: timed out waiting for configfs generation to advance',
     )
     assert.ok(kernel.sleeps.every((ms) => ms === GENERATION_POLL_MS))
@@ -241,7 +257,7 @@ describe('configfs-tsm quote sequence', () => {
       const kernel = new FakeTdxKernel({ makeQuote: quoteOfSize(size) })
       const p = new ConfigfsTsmQuoter(kernel).getQuote(reportData)
       if (expected === null) assert.equal((await p).length, size)
-      else await rejectsWith(p, 'TDX_QUOTE_FAILURE', expected)
+      else await rejectsWith(p, 'KMS_ERR_TDX_QUOTE_FAILURE', expected)
     }
   })
 
@@ -255,7 +271,7 @@ describe('configfs-tsm quote sequence', () => {
     kernel.writeFileSync('/x/generation', 'seven\n')
     await rejectsWith(
       new ConfigfsTsmQuoter(kernel).getQuote(reportData),
-      'TDX_UNEXPECTED',
+      'KMS_ERR_TDX_UNEXPECTED',
       'unexpected error: parse generation: invalid digit found in string',
     )
   })
@@ -280,12 +296,12 @@ describe('configfs-tsm report directory and provider', () => {
     const quoter = new ConfigfsTsmQuoter(kernel)
     await rejectsWith(
       quoter.getQuote(reportData),
-      'TDX_NOT_SUPPORTED',
+      'KMS_ERR_TDX_NOT_SUPPORTED',
       `not supported: failed to prepare configfs: ${CONFIGFS_DEFAULT}`,
     )
     await rejectsWith(
       quoter.getQuote(reportData),
-      'TDX_NOT_SUPPORTED',
+      'KMS_ERR_TDX_NOT_SUPPORTED',
       'not supported: configfs already tried',
     )
     assert.deepEqual(kernel.inblobWrites, [])
@@ -296,12 +312,12 @@ describe('configfs-tsm report directory and provider', () => {
     const quoter = new ConfigfsTsmQuoter(kernel)
     await rejectsWith(
       quoter.prepare(),
-      'TDX_NOT_SUPPORTED',
+      'KMS_ERR_TDX_NOT_SUPPORTED',
       'not supported: configfs base not found: /sys/kernel/config/tsm/report',
     )
     await rejectsWith(
       selectQuoteMethod(kernel, new ConfigfsTsmQuoter(kernel)),
-      'TDX_NOT_SUPPORTED',
+      'KMS_ERR_TDX_NOT_SUPPORTED',
       'not supported: no quote method available (configfs not mounted, no vsock port configured)',
     )
   })
@@ -311,7 +327,7 @@ describe('configfs-tsm report directory and provider', () => {
     kernel.inject('read', `${DCAP_REPORT}/provider`, 'EIO')
     await rejectsWith(
       new ConfigfsTsmQuoter(kernel).prepare(),
-      'TDX_UNEXPECTED',
+      'KMS_ERR_TDX_UNEXPECTED',
       `unexpected error: read ${DCAP_REPORT}/provider: Input/output error (os error 5)`,
     )
   })
@@ -344,7 +360,7 @@ describe('DCAP_TDX_QUOTE_CONFIGFS_PATH', () => {
       kernel.provider = value === '/sev' ? 'sev_guest\n' : 'tdx_guest\n'
       await rejectsWith(
         new ConfigfsTsmQuoter(kernel).getQuote(reportData),
-        'TDX_NOT_SUPPORTED',
+        'KMS_ERR_TDX_NOT_SUPPORTED',
         message,
       )
       assert.deepEqual(kernel.inblobWrites, [])
@@ -352,7 +368,7 @@ describe('DCAP_TDX_QUOTE_CONFIGFS_PATH', () => {
   })
 
   test('over real files: the override, its provider check and the length rule', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-configfs-'))
+    const dir = tempDir('dstack-kms-configfs-')
     after(() => rmSync(dir, { recursive: true, force: true }))
     writeFileSync(join(dir, 'provider'), 'tdx_guest\n')
     assert.equal(
@@ -366,7 +382,7 @@ describe('DCAP_TDX_QUOTE_CONFIGFS_PATH', () => {
       new ConfigfsTsmQuoter(
         new NodeTdxIo({ env: { DCAP_TDX_QUOTE_CONFIGFS_PATH: dir } }),
       ).prepare(),
-      'TDX_NOT_SUPPORTED',
+      'KMS_ERR_TDX_NOT_SUPPORTED',
       `not supported: invalid configfs path from env: ${dir}`,
     )
     const file = join(dir, 'provider')
@@ -374,7 +390,7 @@ describe('DCAP_TDX_QUOTE_CONFIGFS_PATH', () => {
       new ConfigfsTsmQuoter(
         new NodeTdxIo({ env: { DCAP_TDX_QUOTE_CONFIGFS_PATH: file } }),
       ).prepare(),
-      'TDX_NOT_SUPPORTED',
+      'KMS_ERR_TDX_NOT_SUPPORTED',
       `not supported: invalid configfs path from env: ${file}`,
     )
   })
@@ -435,7 +451,7 @@ describe('TDREPORT through the device', () => {
   test('no device: device failure with the open error', async () => {
     await rejectsWith(
       getTdReport(new FakeTdxKernel({ device: false }), reportData),
-      'TDX_DEVICE_FAILURE',
+      'KMS_ERR_TDX_DEVICE_FAILURE',
       'device failure: open /dev/tdx_guest: No such file or directory (os error 2)',
     )
   })
@@ -459,8 +475,16 @@ describe('RTMR extension', () => {
 
   test('index checks: > 3 before any I/O, EINVAL from the driver for 0..1', async () => {
     const kernel = new FakeTdxKernel()
-    await rejectsWith(extendRtmr(kernel, 4, ab), 'TDX_INVALID_RTMR_INDEX', 'invalid RTMR index: 4')
-    await rejectsWith(extendRtmr(kernel, 1, ab), 'TDX_INVALID_RTMR_INDEX', 'invalid RTMR index: 1')
+    await rejectsWith(
+      extendRtmr(kernel, 4, ab),
+      'KMS_ERR_TDX_INVALID_RTMR_INDEX',
+      'invalid RTMR index: 4',
+    )
+    await rejectsWith(
+      extendRtmr(kernel, 1, ab),
+      'KMS_ERR_TDX_INVALID_RTMR_INDEX',
+      'invalid RTMR index: 1',
+    )
     assert.equal(kernel.extends.length, 0)
   })
 
@@ -470,23 +494,23 @@ describe('RTMR extension', () => {
     kernel.inject('write', file, 'EACCES', 'EPERM', 'EIO')
     await rejectsWith(
       extendRtmr(kernel, 3, ab),
-      'TDX_EXTEND_FAILURE',
+      'KMS_ERR_TDX_EXTEND_FAILURE',
       'extend failure: permission denied for RTMR 3',
     )
     await rejectsWith(
       extendRtmr(kernel, 3, ab),
-      'TDX_EXTEND_FAILURE',
+      'KMS_ERR_TDX_EXTEND_FAILURE',
       'extend failure: permission denied for RTMR 3',
     )
     await rejectsWith(
       extendRtmr(kernel, 3, ab),
-      'TDX_EXTEND_FAILURE',
+      'KMS_ERR_TDX_EXTEND_FAILURE',
       `extend failure: write ${file}: Input/output error (os error 5)`,
     )
     kernel.inject('open', file, 'ENOENT')
     await rejectsWith(
       extendRtmr(kernel, 3, ab),
-      'TDX_EXTEND_FAILURE',
+      'KMS_ERR_TDX_EXTEND_FAILURE',
       `extend failure: open ${file}: No such file or directory (os error 2)`,
     )
     assert.equal(kernel.extends.length, 0)
@@ -503,7 +527,7 @@ describe('RTMR extension', () => {
     const kernel = new FakeTdxKernel({ measurements: false })
     await rejectsWith(
       extendRtmr(kernel, 3, ab),
-      'TDX_EXTEND_FAILURE',
+      'KMS_ERR_TDX_EXTEND_FAILURE',
       'extend failure: ioctl: Inappropriate ioctl for device (os error 25)',
     )
   })
@@ -512,7 +536,7 @@ describe('RTMR extension', () => {
     const kernel = new FakeTdxKernel({ measurements: false, device: false })
     await rejectsWith(
       extendRtmr(kernel, 3, ab),
-      'TDX_NOT_SUPPORTED',
+      'KMS_ERR_TDX_NOT_SUPPORTED',
       'not supported: no extend_rtmr method available (no sysfs measurements, no /dev/tdx_guest)',
     )
   })
@@ -532,13 +556,13 @@ describe('RTMR extension', () => {
       ['/nope', 'not supported: invalid RTMR sysfs path from DCAP_TDX_RTMR_SYSFS_PATH: /nope'],
     ] as const) {
       const k = new FakeTdxKernel({ env: { DCAP_TDX_RTMR_SYSFS_PATH: value } })
-      await rejectsWith(extendRtmr(k, 3, ab), 'TDX_NOT_SUPPORTED', message)
+      await rejectsWith(extendRtmr(k, 3, ab), 'KMS_ERR_TDX_NOT_SUPPORTED', message)
       assert.equal(k.extends.length, 0)
     }
   })
 
   test('over real files: the override directory receives exactly the 48 digest bytes', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-rtmr-'))
+    const dir = tempDir('dstack-kms-rtmr-')
     after(() => rmSync(dir, { recursive: true, force: true }))
     writeFileSync(join(dir, 'rtmr3:sha384'), '')
     const io = new NodeTdxIo({ env: { DCAP_TDX_RTMR_SYSFS_PATH: dir } })
@@ -546,7 +570,7 @@ describe('RTMR extension', () => {
     assert.deepEqual(readFileSync(join(dir, 'rtmr3:sha384')), ab)
     await rejectsWith(
       extendRtmr(io, 2, ab),
-      'TDX_EXTEND_FAILURE',
+      'KMS_ERR_TDX_EXTEND_FAILURE',
       `extend failure: open ${dir}/rtmr2:sha384: No such file or directory (os error 2)`,
     )
   })
@@ -668,7 +692,7 @@ describe('runtime event log', () => {
   })
 
   test('over real files with real flock: directory created, mode 0600, lines intact', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'dstack-kms-runtime-log-')), 'run', 'log', 'dstack')
+    const dir = join(tempDir('dstack-kms-runtime-log-'), 'run', 'log', 'dstack')
     after(() => rmSync(join(dir, '..', '..', '..'), { recursive: true, force: true }))
     const real = runtimeLogPaths(dir)
     const io = new NodeTdxIo({ env: {} })
@@ -757,7 +781,7 @@ describe('CCEL', () => {
     const io = new NodeTdxIo({ env: { DSTACK_CCEL_FILE: join(VECTORS_DIR, 'ccel.bin') } })
     const events = await readCcelEvents(io)
     assert.equal(events.length, 18)
-    assert.ok(isTdxError(new TdxError('TDX_BUSY'), 'TDX_BUSY'))
+    assert.ok(isTdxError(new TdxError('KMS_ERR_TDX_BUSY'), 'KMS_ERR_TDX_BUSY'))
   })
 })
 
@@ -837,7 +861,7 @@ describe('QGS over vsock', () => {
     for (const [reply, message] of cases) {
       await rejectsWith(
         new TdxQuoter(vsockGuest(reply)).getQuote(reportData),
-        'TDX_QUOTE_FAILURE',
+        'KMS_ERR_TDX_QUOTE_FAILURE',
         message,
       )
     }
@@ -854,13 +878,13 @@ describe('QGS over vsock', () => {
   test('socket failures are vsock failures', async () => {
     await rejectsWith(
       new TdxQuoter(vsockGuest(undefined)).getQuote(reportData),
-      'TDX_VSOCK_FAILURE',
+      'KMS_ERR_TDX_VSOCK_FAILURE',
       'vsock failure: Connection reset by peer (os error 104)',
     )
     const short = qgsReply({}).subarray(0, 100)
     await rejectsWith(
       new TdxQuoter(vsockGuest(short)).getQuote(reportData),
-      'TDX_VSOCK_FAILURE',
+      'KMS_ERR_TDX_VSOCK_FAILURE',
       'vsock failure: failed to fill whole buffer',
     )
   })
@@ -870,7 +894,7 @@ describe('QGS over vsock', () => {
     kernel.writeFileSync('/etc/tdx-attest.conf', 'port=4050\n')
     await rejectsWith(
       new TdxQuoter(kernel).getQuote(reportData),
-      'TDX_DEVICE_FAILURE',
+      'KMS_ERR_TDX_DEVICE_FAILURE',
       'device failure: open /dev/tdx_guest: No such file or directory (os error 2)',
     )
     assert.equal(kernel.vsockRequests.length, 0)

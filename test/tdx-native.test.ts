@@ -2,8 +2,7 @@
 // validate their arguments synchronously, and fail with Node-shaped errno errors (ENOENT from
 // open, ENOTTY from an ioctl the file does not understand) instead of crashing.
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { getSystemErrorName } from 'node:util'
@@ -20,8 +19,9 @@ import { TdxError } from '../src/tee/tdx/errors.js'
 import { NodeTdxIo } from '../src/tee/tdx/io.js'
 import { getTdReport as getTdReportViaIo } from '../src/tee/tdx/report.js'
 import { extendRtmr as extendRtmrViaIo } from '../src/tee/tdx/rtmr.js'
+import { tempDir } from './helpers/temp-dir.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-tdx-native-'))
+const dir = tempDir('dstack-kms-tdx-native-')
 after(() => rmSync(dir, { recursive: true, force: true }))
 const regularFile = join(dir, 'not-a-device')
 writeFileSync(regularFile, 'plain file')
@@ -205,7 +205,7 @@ describe('typed TdxErrors over the real addon (NodeTdxIo)', () => {
     }
     await assert.rejects(getTdReportViaIo(io, reportData), (err: unknown) => {
       assert.ok(err instanceof TdxError)
-      assert.equal(err.code, 'TDX_DEVICE_FAILURE')
+      assert.equal(err.code, 'KMS_ERR_TDX_DEVICE_FAILURE')
       assert.equal(
         err.message,
         'device failure: open /dev/tdx_guest: No such file or directory (os error 2)',
@@ -220,7 +220,7 @@ describe('typed TdxErrors over the real addon (NodeTdxIo)', () => {
     if (existsSync(TDX_GUEST_DEVICE) || existsSync('/sys/devices/virtual/misc/tdx_guest')) return
     await assert.rejects(extendRtmrViaIo(io, 3, digest), {
       name: 'TdxError',
-      code: 'TDX_NOT_SUPPORTED',
+      code: 'KMS_ERR_TDX_NOT_SUPPORTED',
       message:
         'not supported: no extend_rtmr method available (no sysfs measurements, no /dev/tdx_guest)',
     })

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { fileURLToPath } from 'node:url'
@@ -17,6 +16,7 @@ import { deriveBytes, mockIntelPki } from '../src/tee/simulator/mock-pki.js'
 import { pemEncode } from '../src/asn1/pem.js'
 import { VECTORS_DIR, readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 import { PccsStub } from './helpers/pccs-stub.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const NOW = '1751328000'
 const v = (name: string) => join(VECTORS_DIR, name)
@@ -63,7 +63,7 @@ const tdxCase = readVectorJson<{
   }
 }>('vectors.json').dcap_qvl_samples.cases[0]
 
-const dir = mkdtempSync(join(tmpdir(), 'kms-verify-cli-'))
+const dir = tempDir('kms-verify-cli-')
 after(() => rmSync(dir, { recursive: true, force: true }))
 
 describe('verify-attestation with offline collateral', () => {
@@ -307,7 +307,7 @@ describe('verify-attestation against a PCCS on loopback', () => {
   let db: CacheDb
   before(async () => {
     await stub.start()
-    cacheDir = mkdtempSync(join(tmpdir(), 'kms-verify-cli-cache-'))
+    cacheDir = tempDir('kms-verify-cli-cache-')
     db = CacheDb.open(cacheDir)
   })
   after(async () => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import {
@@ -32,6 +31,7 @@ import { KmsError } from '../src/errors.js'
 import { ensureKeyReleaseAllowed } from '../src/kms/release-policy.js'
 import { pemDecode, pemEncode } from '../src/asn1/pem.js'
 import { type AppKeysFixture, readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const NOW = 1751328000
 const TCB_INFO_NEXT_UPDATE = Date.parse('2025-07-19T10:16:03Z') / 1000
@@ -515,7 +515,7 @@ describe('ensureKeyReleaseAllowed', () => {
 })
 
 describe('trust anchors', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'kms-trust-'))
+  const dir = tempDir('kms-trust-')
   after(() => rmSync(dir, { recursive: true, force: true }))
   const cfg = (tdx: string, allow: boolean): AttestationConfig => ({
     insecureAllowExternalTrustAnchors: allow,

@@ -36,7 +36,7 @@ describe('two main workers on one port', () => {
 
   it('both workers serve, and every scrape sees the same totals', async () => {
     const pids = new Set(
-      kms.logs.filter((l) => l.msg === 'started kms worker').map((l) => l.child_pid),
+      kms.logs.filter((l) => l.msg === 'started kms worker').map((l) => l.childPid),
     )
     assert.equal(pids.size, 2)
     for (let i = 0; i < 12; i++) {

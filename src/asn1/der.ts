@@ -235,7 +235,9 @@ export function parseDer(bytes: Uint8Array): DerNode {
     ? bytes
     : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const { node, end } = readTlv(buf, 0)
-  if (end !== buf.length) throw new DerReadError('DER: trailing data after the value')
+  if (end !== buf.length) {
+    throw new DerReadError('DER: trailing data after the value', 'KMS_ERR_DER_TRAILING_DATA')
+  }
   return node
 }
 

@@ -6,7 +6,7 @@
 // after the clock moved, is dropped and refetched).
 import type { Logger } from 'pino'
 import type { CacheDb } from '../cache/cache-db.js'
-import { errorMessage } from '../errors.js'
+import { asError } from '../errors.js'
 import { type Collateral, parseCollateralJson } from './collateral.js'
 import { type TrustAnchor, checkCollateral } from './collateral-trust.js'
 
@@ -62,7 +62,7 @@ export class CollateralCache {
     } catch (err) {
       // stored by an older version, or a clock that moved: fetch a fresh copy instead
       this.logger?.warn(
-        { pccs: this.pccsUrl, key, err: errorMessage(err) },
+        { pccs: this.pccsUrl, key, err: asError(err) },
         'cached collateral no longer checks out; refetching',
       )
       this.db.deleteCollateral(key)

@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { CacheDb } from '../cache/cache-db.js'
 import { ConcurrencyLimit } from '../util/concurrency.js'
 import { DEFAULT_PCCS_URL } from '../config/defaults.js'
-import { KmsError, errorMessage } from '../errors.js'
+import { KmsError, asError, errorMessage } from '../errors.js'
 import {
   type Collateral,
   type CollateralSource,
@@ -212,7 +212,7 @@ export class PccsCollateralSource implements CollateralSource {
           ? ''
           : `; the cached copy expired at ${new Date(expiredAt * 1000).toISOString()}`
       this.logger?.warn(
-        { pccs: this.pccsUrl, fmspc, ca, tee, err: errorMessage(err) },
+        { pccs: this.pccsUrl, fmspc, ca, tee, err: asError(err) },
         'PCCS fetch failed',
       )
       return new KmsError(
@@ -322,7 +322,7 @@ export class PccsCollateralSource implements CollateralSource {
       rootCaCrl = derOrHex(await readCapped(res, rootUrl), 'root CA CRL')
     } catch (err) {
       this.logger?.debug(
-        { err: errorMessage(err) },
+        { err: asError(err) },
         'PCCS rootcacrl unavailable; using the CRL distribution point',
       )
     }

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import dcap from '@phala/dcap-qvl'
 import type { AttestationConfig } from '../config/types.js'
-import { KmsError, errorMessage, withContext } from '../errors.js'
+import { KmsError, hasErrorCode, withContext } from '../errors.js'
 import { TAG, derChildren, parseDer, readBoolean } from '../asn1/der.js'
 import { OID } from '../asn1/oids.js'
 import { parseCertificate } from '../x509/parse.js'
@@ -49,8 +49,7 @@ export function rootCaDer(raw: Buffer, platform = 'TDX'): Buffer {
   try {
     isCa = isCaCertificate(der)
   } catch (err) {
-    const text = errorMessage(err)
-    if (text.includes('trailing data')) {
+    if (hasErrorCode(err, 'KMS_ERR_DER_TRAILING_DATA')) {
       throw new KmsError('KMS_ERR_CONFIG', `trailing data in ${platform} root CA`, { cause: err })
     }
     throw withContext(`failed to parse ${platform} root CA certificate`, err, 'KMS_ERR_CONFIG')

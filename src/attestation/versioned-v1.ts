@@ -125,7 +125,11 @@ export function msgKind(v: MsgValue): string {
   return typeof v
 }
 
-class V1DecodeError extends Error {}
+class V1DecodeError extends KmsError {
+  constructor(message: string) {
+    super('KMS_ERR_ATTESTATION', message)
+  }
+}
 
 function invalidType(v: MsgValue, expected: string): V1DecodeError {
   return new V1DecodeError(`invalid type: ${msgKind(v)}, expected ${expected}`)

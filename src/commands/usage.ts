@@ -2,12 +2,17 @@
 // which upstream's binaries use, does) with a pointer to --help; --help prints to stdout.
 
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { errorMessage } from '../errors.js'
+import { KmsError, errorMessage } from '../errors.js'
 
 export const EXIT_USAGE = 2
 
 /** A mistake in the command line, as opposed to a failure while running the command. */
-export class UsageError extends Error {}
+export class UsageError extends KmsError {
+  constructor(message: string) {
+    super('KMS_ERR_USAGE', message)
+    this.name = 'UsageError'
+  }
+}
 
 export interface CommandIo {
   stdout: NodeJS.WritableStream

@@ -9,18 +9,20 @@ import { KmsError, errorMessage } from '../errors.js'
 import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
 import {
   QUICKSTART_SEED_FILE,
+  QUICKSTART_TOKEN_FILE,
   QUICKSTART_TOML,
   quickstartDataDir,
   readQuickstartAdminTokenHash,
   readQuickstartSeed,
 } from './quickstart.js'
-import { LOG_LEVELS, type RawTable, asInteger, checkLayer, deepMerge, isTable } from './schema.js'
-import type { AuthApiConfig, CryptoBackendPreference, KmsConfig, TeeBackendName } from './types.js'
+import { type ConfigKey, type ConfigValue, type FREE_FORM_TABLES, LOG_LEVELS } from './keys.js'
+import { type RawTable, asInteger, checkLayer, deepMerge, isTable } from './schema.js'
+import type { AuthApiConfig, KmsConfig } from './types.js'
 import { parseByteSize, parseDuration } from './units.js'
 import { validateConfig } from './validate.js'
 
 export { parseByteSize, parseDuration } from './units.js'
-export { QUICKSTART_TOML, ensureQuickstartAdminToken } from './quickstart.js'
+export { QUICKSTART_TOML } from './quickstart.js'
 
 export interface LoadOptions {
   /** -c FILE (must exist, else KmsError KMS_ERR_CONFIG) */
@@ -71,12 +73,13 @@ function jsonSibling(file: string): string | undefined {
   return file.endsWith('.toml') ? `${file.slice(0, -'.toml'.length)}.json` : undefined
 }
 
-// Typed access to the merged tree. Every layer was checked against the schema and the built-in
-// defaults supply every required key, so a miss here is a bug in this module, not in the file.
+// Typed access to the merged tree, by declared key only (a typo does not compile). Every layer
+// was checked against the schema and the built-in defaults supply every required key, so a miss
+// here is a bug in the declaration, not in the file.
 class Tree {
   constructor(private readonly root: RawTable) {}
 
-  private lookup(key: string): unknown {
+  private lookup(key: ConfigKey | keyof typeof FREE_FORM_TABLES): unknown {
     let node: unknown = this.root
     for (const part of key.split('.')) {
       if (!isTable(node)) return undefined
@@ -89,41 +92,43 @@ class Tree {
     return new KmsError('KMS_ERR_INTERNAL', `configuration key ${key} has no built-in default`)
   }
 
-  has(key: string): boolean {
+  has(key: ConfigKey): boolean {
     return this.lookup(key) !== undefined
   }
 
-  str(key: string): string {
+  /** A string-valued key (string, path, duration, enum) with a built-in default. */
+  str<K extends ConfigKey>(key: K & (ConfigValue<K> extends string ? K : never)): ConfigValue<K> {
     const v = this.lookup(key)
     if (typeof v !== 'string') throw this.missing(key)
-    return v
+    return v as ConfigValue<K>
   }
 
-  optStr(key: string): string {
+  /** A string key that may be absent (no built-in default): "" then. */
+  optStr(key: ConfigKey): string {
     const v = this.lookup(key)
     return typeof v === 'string' ? v : ''
   }
 
-  bool(key: string): boolean {
+  bool(key: ConfigKey): boolean {
     const v = this.lookup(key)
     if (typeof v !== 'boolean') throw this.missing(key)
     return v
   }
 
-  int(key: string): number {
+  int(key: ConfigKey): number {
     const v = asInteger(this.lookup(key))
     if (v === undefined) throw this.missing(key)
     return v
   }
 
-  table(key: string): RawTable {
+  table(key: keyof typeof FREE_FORM_TABLES): RawTable {
     const v = this.lookup(key)
     return isTable(v) ? v : {}
   }
 }
 
 /** A value that two spellings of the same setting (spec revision vs upstream HEAD) must agree on. */
-function oneOf(tree: Tree, a: string, b: string): string {
+function oneOf(tree: Tree, a: ConfigKey, b: ConfigKey): string {
   const va = tree.optStr(a).trim()
   const vb = tree.optStr(b).trim()
   if (va !== '' && vb !== '' && va !== vb) {
@@ -171,7 +176,7 @@ function build(
   warnings: string[],
 ): KmsConfig {
   const t = new Tree(merged)
-  const path = (key: string): string => {
+  const path = (key: ConfigKey): string => {
     const p = t.optStr(key)
     return p === '' ? '' : resolve(cwd, p)
   }
@@ -205,7 +210,7 @@ function build(
         },
       },
       limits,
-      workers: t.has('rpc.workers') ? t.int('rpc.workers') : 0,
+      workers: t.int('rpc.workers'),
     },
     core: {
       certDir: path('core.cert_dir'),
@@ -260,13 +265,13 @@ function build(
       },
     },
     tee: {
-      backend: t.str('tee.backend') as TeeBackendName,
+      backend: t.str('tee.backend'),
       simulator: {
         seed: t.str('tee.simulator.seed').toLowerCase(),
         trustMockRoot: t.bool('tee.simulator.trust_mock_root'),
       },
     },
-    crypto: { backend: t.str('crypto.backend') as CryptoBackendPreference },
+    crypto: { backend: t.str('crypto.backend') },
     authSimple: {
       enabled: t.bool('auth_simple.enabled'),
       address: t.str('auth_simple.address'),
@@ -305,7 +310,7 @@ export function loadConfig(opts: LoadOptions = {}): KmsConfig {
     const hash = readQuickstartAdminTokenHash(dataDir)
     if (hash === undefined) {
       warnings.push(
-        `quick-start admin token hash ${join(dataDir, 'admin-token.sha256')} does not exist: ClearImageCache refuses every token`,
+        `quick-start admin token hash ${join(dataDir, QUICKSTART_TOKEN_FILE)} does not exist: ClearImageCache refuses every token`,
       )
     } else {
       raw.core = { ...(isTable(raw.core) ? raw.core : {}), admin_token_hash: hash }

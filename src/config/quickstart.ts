@@ -1,20 +1,9 @@
 // The quick-start profile (`--quickstart`): a local, TEE-less KMS whose state lives under
 // ./data. It is layered right after the built-in defaults, so any config file still overrides it.
+// Only reading lives here; creating the files at first start is `src/quickstart/files.ts`.
 
-import { createHash, randomBytes } from 'node:crypto'
-import {
-  closeSync,
-  fchmodSync,
-  fsyncSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs'
-import { basename, dirname, join, resolve } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { KmsError, errorMessage } from '../errors.js'
 
 export const QUICKSTART_TOML = `# dstack-kms-ts quick-start profile (--quickstart).
@@ -76,14 +65,13 @@ trust_mock_root = true
 
 export const QUICKSTART_TOKEN_FILE = 'admin-token.sha256'
 export const QUICKSTART_SEED_FILE = 'tee-simulator.seed'
-export const QUICKSTART_POLICY_FILE = 'auth-config.json'
 
 /** The quick-start data directory for a working directory. */
 export function quickstartDataDir(cwd: string): string {
   return resolve(cwd, 'data')
 }
 
-function hashFileError(file: string, reason: string): KmsError {
+export function hashFileError(file: string, reason: string): KmsError {
   return new KmsError(
     'KMS_ERR_CONFIG',
     `invalid quick-start admin token hash file ${file}: ${reason}`,
@@ -115,74 +103,6 @@ export function readQuickstartAdminTokenHash(dataDir: string): string | undefine
   )
 }
 
-/** Publishes `content` at `file` only if nothing is there yet: the temp file is fsynced, then
- * hard-linked into place (which, unlike rename, never replaces a file another start wrote first);
- * rename is the fallback for filesystems without hard links. Returns false if `file` existed. */
-export function publishOnce(file: string, content: string): boolean {
-  const dir = dirname(file)
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`)
-  const fd = openSync(tmp, 'wx', 0o600)
-  try {
-    fchmodSync(fd, 0o600)
-    writeSync(fd, content)
-    fsyncSync(fd)
-  } finally {
-    closeSync(fd)
-  }
-  let published = true
-  try {
-    linkSync(tmp, file)
-    unlinkSync(tmp)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'EEXIST') {
-      unlinkSync(tmp)
-      published = false
-    } else if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
-      renameSync(tmp, file)
-    } else {
-      unlinkSync(tmp)
-      throw err
-    }
-  }
-  const dfd = openSync(dir, 'r')
-  try {
-    fsyncSync(dfd)
-  } finally {
-    closeSync(dfd)
-  }
-  return published
-}
-
-/**
- * At first start creates a random 32-byte admin token (hex), stores only the SHA-256 hex of that
- * hex string (what `printf '%s' "$TOKEN" | sha256sum` gives, the form `admin_token_hash` takes) in
- * `<dataDir>/admin-token.sha256` (mode 0600), and returns the token for the caller to print once.
- * Later starts return only the stored hash.
- */
-export function ensureQuickstartAdminToken(dataDir: string): {
-  hash: string
-  createdToken?: string
-} {
-  const existing = readQuickstartAdminTokenHash(dataDir)
-  if (existing !== undefined) return { hash: existing }
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-  const token = randomBytes(32).toString('hex')
-  const hash = createHash('sha256').update(token, 'utf8').digest('hex')
-  const file = join(dataDir, QUICKSTART_TOKEN_FILE)
-  try {
-    if (publishOnce(file, `${hash}\n`)) return { hash, createdToken: token }
-  } catch (err) {
-    throw new KmsError('KMS_ERR_CONFIG', `failed to write ${file}: ${errorMessage(err)}`, {
-      cause: err,
-    })
-  }
-  // Another start won the race; its token is the one that was printed.
-  const raced = readQuickstartAdminTokenHash(dataDir)
-  if (raced === undefined) throw hashFileError(file, 'vanished while being created')
-  return { hash: raced }
-}
-
 /** Reads the simulator seed (64 hex); undefined when the file does not exist yet. */
 export function readQuickstartSeed(dataDir: string): string | undefined {
   return readHex32File(
@@ -194,24 +114,4 @@ export function readQuickstartSeed(dataDir: string): string | undefined {
         `invalid quick-start simulator seed file ${file}: expected 64 hex digits`,
       ),
   )
-}
-
-/** A random simulator seed per quick-start installation, so no two share a mock platform. */
-export function ensureQuickstartSeed(dataDir: string): string {
-  const existing = readQuickstartSeed(dataDir)
-  if (existing !== undefined) return existing
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-  const file = join(dataDir, QUICKSTART_SEED_FILE)
-  try {
-    publishOnce(file, `${randomBytes(32).toString('hex')}\n`)
-  } catch (err) {
-    throw new KmsError('KMS_ERR_CONFIG', `failed to write ${file}: ${errorMessage(err)}`, {
-      cause: err,
-    })
-  }
-  const seed = readQuickstartSeed(dataDir)
-  if (seed === undefined) {
-    throw new KmsError('KMS_ERR_CONFIG', `${file} vanished while being created`)
-  }
-  return seed
 }

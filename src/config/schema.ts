@@ -1,20 +1,11 @@
-// The shape of kms.toml: every key upstream accepts (spec revision and upstream HEAD) plus ours.
-// Each layer is checked against it on its own, so an unknown key or a wrong type is reported with
-// the file it came from; the merged result is then known to be well typed.
+// The shape of kms.toml (every key upstream accepts, in its older and its HEAD spelling, plus
+// ours), derived from the declaration in keys.ts. Each layer is checked against it on its own,
+// so an unknown key or a wrong type is reported with the file it came from; the merged result is
+// then known to be well typed.
 
 import { KmsError, errorMessage } from '../errors.js'
+import { CONFIG_KEYS, FREE_FORM_TABLES, type KeyDecl, type LeafKind } from './keys.js'
 import { parseByteSize, parseDuration } from './units.js'
-
-export type LeafKind =
-  | { kind: 'string' }
-  | { kind: 'path' }
-  | { kind: 'bool' }
-  | { kind: 'port' }
-  | { kind: 'uint' }
-  | { kind: 'duration' }
-  | { kind: 'bytes' }
-  | { kind: 'enum'; values: readonly string[] }
-  | { kind: 'string-or-bool' }
 
 export interface LeafNode {
   leaf: LeafKind
@@ -32,144 +23,39 @@ export type SchemaNode = LeafNode | TableNode
 
 export type RawTable = { [key: string]: unknown }
 
-/** `[default] log_level` and RUST_LOG names → pino levels. Rocket's own names (`normal`,
- * `critical`, `off`) are accepted because upstream files may carry them. */
-export const LOG_LEVELS: Readonly<Record<string, string>> = {
-  trace: 'trace',
-  debug: 'debug',
-  info: 'info',
-  normal: 'info',
-  warn: 'warn',
-  error: 'error',
-  critical: 'error',
-  fatal: 'fatal',
-  off: 'silent',
-  silent: 'silent',
-}
+/** The tree of tables and keys, built from the declaration in keys.ts. */
+export const KMS_SCHEMA: TableNode = schemaFromKeys()
 
-const str: LeafNode = { leaf: { kind: 'string' } }
-const path: LeafNode = { leaf: { kind: 'path' } }
-const bool: LeafNode = { leaf: { kind: 'bool' } }
-const port: LeafNode = { leaf: { kind: 'port' } }
-const duration: LeafNode = { leaf: { kind: 'duration' } }
-
-function rocketKnob(leaf: LeafKind): LeafNode {
-  return {
-    leaf,
-    unused:
-      'is a Rocket server knob with no effect in dstack-kms-ts (upstream loads it non-nested, so it never reaches Rocket either)',
+function schemaFromKeys(): TableNode {
+  type MutableTable = { table: Record<string, SchemaNode>; anyKey?: LeafNode }
+  const root: MutableTable = { table: {} }
+  const tableAt = (parts: readonly string[]): MutableTable => {
+    let node = root
+    for (const part of parts) {
+      const child = node.table[part]
+      if (child === undefined) {
+        const created: MutableTable = { table: {} }
+        node.table[part] = created
+        node = created
+      } else if ('table' in child) {
+        node = child as MutableTable
+      } else {
+        throw new KmsError('KMS_ERR_INTERNAL', `configuration key ${parts.join('.')} is a leaf`)
+      }
+    }
+    return node
   }
-}
-
-// Upstream hands the whole [rpc] table to Rocket, so Rocket's own knobs work there.
-function rpcRocketKnob(leaf: LeafKind): LeafNode {
-  return { leaf, unused: 'is a Rocket server knob with no effect in dstack-kms-ts' }
-}
-
-export const KMS_SCHEMA: TableNode = {
-  table: {
-    default: {
-      table: {
-        workers: rocketKnob({ kind: 'uint' }),
-        max_blocking: rocketKnob({ kind: 'uint' }),
-        ident: rocketKnob({ kind: 'string-or-bool' }),
-        temp_dir: rocketKnob({ kind: 'string' }),
-        keep_alive: rocketKnob({ kind: 'uint' }),
-        log_level: { leaf: { kind: 'enum', values: Object.keys(LOG_LEVELS) } },
-      },
-    },
-    rpc: {
-      table: {
-        address: str,
-        port,
-        tls: {
-          table: {
-            key: path,
-            certs: path,
-            mutual: { table: { ca_certs: path, mandatory: bool } },
-          },
-        },
-        limits: { table: {}, anyKey: { leaf: { kind: 'bytes' } } },
-        workers: { leaf: { kind: 'uint' } },
-        max_blocking: rpcRocketKnob({ kind: 'uint' }),
-        ident: rpcRocketKnob({ kind: 'string-or-bool' }),
-        temp_dir: rpcRocketKnob({ kind: 'string' }),
-        keep_alive: rpcRocketKnob({ kind: 'uint' }),
-        log_level: rpcRocketKnob({ kind: 'string' }),
-      },
-    },
-    core: {
-      table: {
-        cert_dir: path,
-        subject_postfix: {
-          leaf: { kind: 'string' },
-          unused: 'is unused (upstream never reads it)',
-        },
-        admin_token_hash: str,
-        site_name: str,
-        enforce_self_authorization: bool,
-        amd_kds_base_url: str,
-        pccs_url: str,
-        sev_snp_key_release: bool,
-        aws_nitro_tpm_key_release: bool,
-        attest_rpc_cert: {
-          leaf: { kind: 'bool' },
-          unused:
-            'has no effect: the RPC certificate is attested whenever tee.backend can attest; use [tee] backend = "none" to run without attestation',
-        },
-        attestation: {
-          table: {
-            insecure_allow_external_trust_anchors: bool,
-            urls: { table: { pccs: str, amd_kds: str } },
-            root_ca_tdx: path,
-            root_ca: {
-              table: {
-                tdx: path,
-                gcp_tpm: path,
-                aws_nitro_enclave: path,
-                aws_nitro_tpm: path,
-                sev_snp_milan: path,
-                sev_snp_genoa: path,
-                sev_snp_turin: path,
-              },
-            },
-          },
-        },
-        image: {
-          table: { verify: bool, cache_dir: path, download_url: str, download_timeout: duration },
-        },
-        metrics: { table: { enabled: bool } },
-        auth_api: {
-          table: {
-            type: { leaf: { kind: 'enum', values: ['webhook', 'dev'] } },
-            webhook: { table: { url: str, timeout: duration } },
-            dev: { table: { gateway_app_id: str } },
-          },
-        },
-        onboard: {
-          table: { enabled: bool, auto_bootstrap_domain: str, address: str, port, tls: bool },
-        },
-        admin: {
-          table: {
-            enabled: bool,
-            address: str,
-            port,
-            auth_token: str,
-            htpasswd_file: path,
-            insecure_no_auth: bool,
-          },
-        },
-      },
-    },
-    tee: {
-      table: {
-        backend: { leaf: { kind: 'enum', values: ['none', 'simulator', 'guest-agent', 'tdx'] } },
-        simulator: { table: { seed: str, trust_mock_root: bool } },
-      },
-    },
-    crypto: { table: { backend: { leaf: { kind: 'enum', values: ['auto', 'native', 'js'] } } } },
-    auth_simple: { table: { enabled: bool, address: str, port, config: path } },
-  },
+  for (const [key, decl] of Object.entries(CONFIG_KEYS) as Array<[string, KeyDecl]>) {
+    const parts = key.split('.')
+    const name = parts.pop() as string
+    const leaf: LeafNode = { leaf: decl.kind }
+    if (decl.unused !== undefined) leaf.unused = decl.unused
+    tableAt(parts).table[name] = leaf
+  }
+  for (const [key, decl] of Object.entries(FREE_FORM_TABLES)) {
+    tableAt(key.split('.')).anyKey = { leaf: decl.kind }
+  }
+  return root
 }
 
 /** Extra words for keys that existed in some upstream version but are gone. */

@@ -1,8 +1,10 @@
 // The resolved configuration after layering (built-in defaults, /etc/kms/kms.toml, ./kms.toml,
-// -c FILE). Key names mirror upstream kms.toml (spec 06 §1) in camelCase; durations are resolved
-// to milliseconds (null = "never") and byte limits to bytes.
+// -c FILE). Key names mirror upstream kms.toml in camelCase; durations are resolved to
+// milliseconds (null = "never") and byte limits to bytes. The value sets of enumerated keys come
+// from their declaration in keys.ts.
+import type { AUTH_API_TYPES, CRYPTO_BACKENDS, TEE_BACKENDS } from './keys.js'
 
-export type TeeBackendName = 'none' | 'simulator' | 'guest-agent' | 'tdx'
+export type TeeBackendName = (typeof TEE_BACKENDS)[number]
 
 export interface RpcTlsConfig {
   key: string
@@ -20,7 +22,7 @@ export interface RpcConfig {
   workers: number
 }
 
-export type CryptoBackendPreference = 'auto' | 'native' | 'js'
+export type CryptoBackendPreference = (typeof CRYPTO_BACKENDS)[number]
 
 export interface TeeConfig {
   backend: TeeBackendName
@@ -37,13 +39,19 @@ export interface AuthSimpleConfig {
   enabled: boolean
   address: string
   port: number
-  /** the policy file (JSON, spec 05 §8.2) */
+  /** the policy file (JSON, auth-simple's format) */
   config: string
 }
 
-export type AuthApiConfig =
-  | { type: 'webhook'; webhook: { url: string; timeoutMs: number }; dev: { gatewayAppId: string } }
-  | { type: 'dev'; webhook: { url: string; timeoutMs: number }; dev: { gatewayAppId: string } }
+export type AuthApiType = (typeof AUTH_API_TYPES)[number]
+
+export type AuthApiConfig = {
+  [T in AuthApiType]: {
+    type: T
+    webhook: { url: string; timeoutMs: number }
+    dev: { gatewayAppId: string }
+  }
+}[AuthApiType]
 
 export interface ImageConfig {
   verify: boolean
@@ -57,7 +65,7 @@ export interface OnboardConfig {
   autoBootstrapDomain: string
   address: string
   port: number
-  /** D5: HTTPS with an ephemeral self-signed certificate (false = upstream plain HTTP) */
+  /** HTTPS with an ephemeral self-signed certificate (false = upstream plain HTTP) */
   tls: boolean
 }
 
@@ -91,7 +99,7 @@ export interface AttestationConfig {
 export interface CoreConfig {
   certDir: string
   subjectPostfix: string
-  /** hex SHA-256 of the admin token (D3); "" = ClearImageCache always refused */
+  /** hex SHA-256 of the admin token; "" = ClearImageCache always refused */
   adminTokenHash: string
   siteName: string
   enforceSelfAuthorization: boolean

@@ -4,6 +4,7 @@
 // stall a boot, and a cap on the reply size so a hostile server cannot make us buffer gigabytes.
 import { Agent as HttpAgent, STATUS_CODES, request as httpRequest } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import { KmsError } from '../errors.js'
 
 export interface HttpReply {
   status: number
@@ -23,10 +24,11 @@ export interface HttpRequest {
   body?: string
 }
 
-/** Raised when the deadline passes; `name` is what callers test for. */
-export class HttpTimeoutError extends Error {
+/** Raised when the deadline passes. Named like the platform's own timeout errors, so callers
+ * that also see those can tell all of them by `name`. */
+export class HttpTimeoutError extends KmsError {
   constructor(ms: number) {
-    super(`timed out after ${ms} ms`)
+    super('KMS_ERR_TIMEOUT', `timed out after ${ms} ms`)
     this.name = 'TimeoutError'
   }
 }

@@ -1,4 +1,5 @@
-// Onboard.Bootstrap and auto-bootstrap (docs/design.md#bootstrap-happens-once).
+// Onboard.Bootstrap and auto-bootstrap (upstream `kms/src/onboard_service.rs`): one key set
+// generated, minted and committed atomically.
 import { existsSync } from 'node:fs'
 import type { Secp256k1Backend } from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'
@@ -65,9 +66,9 @@ async function prepareKeySet(
   }
 }
 
-/** Onboard.Bootstrap. The caller serialises calls (one Bootstrap/Onboard at a time). */
 export type { BootstrapInfo }
 
+/** Onboard.Bootstrap. The caller serialises calls (one Bootstrap/Onboard at a time). */
 export async function bootstrap(deps: BootstrapDeps, domain: string): Promise<BootstrapInfo> {
   const { keys, certs } = await prepareKeySet(deps, domain, 'KMS is not allowed to bootstrap')
   const caPubkey = keys.rootCaKey.spkiDer()

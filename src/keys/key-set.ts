@@ -1,5 +1,6 @@
-// The four root secrets of a KMS and the three certificates minted from them
-// (docs/design.md#key-hierarchy).
+// The four root secrets of a KMS and the three certificates minted from them (upstream
+// `kms/src/crypto.rs` / `main_service.rs`), and the one loader of the key files that both the
+// main worker's state and update_certs use.
 import { readRequiredFile } from '../fs/read-file.js'
 import { P256Key } from '../crypto/p256.js'
 import { generateSecp256k1Key, isValidSecp256k1Scalar } from '../crypto/secp256k1.js'
@@ -73,31 +74,62 @@ function readKeyFile(certDir: string, file: string): Buffer {
   return readRequiredFile(path, `failed to read ${path}`)
 }
 
-function readP256(certDir: string, file: string): P256Key {
+function readP256(certDir: string, file: string): { key: P256Key; pem: string } {
   const pem = readKeyFile(certDir, file).toString('utf8')
   try {
-    return P256Key.fromPem(pem)
+    return { key: P256Key.fromPem(pem), pem }
   } catch (err) {
     throw withContext(`failed to load ${certPath(certDir, file)}`, err, 'KMS_ERR_KEYS')
   }
 }
 
+/** Runs `read` and puts upstream's context for that key in front of any failure. */
+function inContext<T>(context: string, read: () => T): T {
+  try {
+    return read()
+  } catch (err) {
+    throw withContext(context, err, 'KMS_ERR_KEYS')
+  }
+}
+
 export function readRootK256(certDir: string): Buffer {
   const raw = readKeyFile(certDir, CERT_DIR_FILES.rootK256Key)
-  if (raw.length !== 32 || !isValidSecp256k1Scalar(raw)) {
+  const path = certPath(certDir, CERT_DIR_FILES.rootK256Key)
+  if (raw.length !== 32) {
     throw new KmsError(
       'KMS_ERR_KEYS',
-      `failed to load ${certPath(certDir, CERT_DIR_FILES.rootK256Key)}: expected a 32-byte secp256k1 scalar, got ${raw.length} bytes`,
+      `failed to load ${path}: expected a 32-byte secp256k1 scalar, got ${raw.length} bytes`,
+    )
+  }
+  if (!isValidSecp256k1Scalar(raw)) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `failed to load ${path}: the 32 bytes are not a valid secp256k1 scalar (zero or not below the group order)`,
     )
   }
   return raw
 }
 
-export function loadKeys(certDir: string): KmsKeys {
+export interface LoadedKeys extends KmsKeys {
+  /** the exact text of tmp-ca.key, which GetTempCaCert hands out */
+  tmpCaKeyPem: string
+}
+
+/** Reads and parses the four key files of `certDir`. A failure names the file and carries the
+ * context upstream's `KmsState::new` gives for that key, so start-up errors read the same
+ * whichever of the two callers (the main worker, update_certs) meets the bad file first. */
+export function loadKeys(certDir: string): LoadedKeys {
+  const tmpCa = inContext('Failed to read temp ca key', () =>
+    readP256(certDir, CERT_DIR_FILES.tmpCaKey),
+  )
   return {
-    tmpCaKey: readP256(certDir, CERT_DIR_FILES.tmpCaKey),
-    rootCaKey: readP256(certDir, CERT_DIR_FILES.rootCaKey),
-    rpcKey: readP256(certDir, CERT_DIR_FILES.rpcKey),
-    rootK256Key: readRootK256(certDir),
+    tmpCaKey: tmpCa.key,
+    tmpCaKeyPem: tmpCa.pem,
+    rootCaKey: inContext('Failed to load root CA certificate', () =>
+      readP256(certDir, CERT_DIR_FILES.rootCaKey),
+    ).key,
+    // upstream's KmsState::new never reads rpc.key: the file name is the whole context
+    rpcKey: readP256(certDir, CERT_DIR_FILES.rpcKey).key,
+    rootK256Key: inContext('Failed to load ECDSA root key', () => readRootK256(certDir)),
   }
 }

@@ -1,7 +1,7 @@
-// update_certs (docs/design.md#certificate-renewal-follows-upstream-head): on every start the RPC
-// certificate is re-minted (fresh attestation when the backend can attest; a failure is then
-// fatal), and each CA certificate only inside the 365-day renewal window. Keys, DNs and serials
-// never change, so guests that cached the old root CA keep validating.
+// update_certs, by upstream HEAD's rules: on every start the RPC certificate is
+// re-minted (fresh attestation when the backend can attest; a failure is then fatal), and each CA
+// certificate only inside the 365-day renewal window. Keys, DNs and serials never change, so
+// guests that cached the old root CA keep validating.
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { KmsError, withContext } from '../errors.js'

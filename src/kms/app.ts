@@ -5,7 +5,6 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createAdminAuthenticator, registerAdminAuthHook } from '../admin/header-auth.js'
 import type { KmsConfig } from '../config/types.js'
-import { errorMessage } from '../errors.js'
 import { registerCommonHttp, appVersionString } from '../http/common.js'
 import { createFastify } from '../http/server-options.js'
 import { registerPrpc } from '../prpc/plugin.js'
@@ -21,14 +20,13 @@ export interface KmsAppOptions {
   service: KmsService
   logger: Logger
   /** verifies the attestation of presented client certificates (main listener only) */
-  clientCerts?: ClientCertVerifier
+  clientCerts: ClientCertVerifier
   /** where /metrics counts (default: this process only) */
   metrics?: MetricsStore
 }
 
 export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance> {
   const { config, service, logger, clientCerts } = opts
-  if (clientCerts === undefined) throw new Error('buildKmsApp needs a client certificate verifier')
   const tls = loadListenerTls(config.rpc.tls)
   const mandatory = config.rpc.tls.mutual.mandatory
   const app = createFastify(logger, {
@@ -61,12 +59,14 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
     methods: kmsMethods(service),
     limits: config.rpc.limits,
     preDispatch: async (request) => clientCerts.context(request.raw.socket),
-    onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'rpc failed'),
+    failureLog: { logger, message: 'rpc failed' },
   })
   return app
 }
 
-export async function buildAdminApp(opts: KmsAppOptions): Promise<FastifyInstance> {
+export async function buildAdminApp(
+  opts: Pick<KmsAppOptions, 'config' | 'service' | 'logger'>,
+): Promise<FastifyInstance> {
   const { config, service, logger } = opts
   const auth = createAdminAuthenticator(config.core.admin)
   if (auth.mode === 'insecure') {
@@ -78,7 +78,7 @@ export async function buildAdminApp(opts: KmsAppOptions): Promise<FastifyInstanc
   await registerPrpc(app, {
     servicePrefix: 'Admin.',
     methods: adminMethods(service),
-    onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'admin rpc failed'),
+    failureLog: { logger, message: 'admin rpc failed' },
   })
   return app
 }

@@ -1,8 +1,9 @@
-// GetAppEnvEncryptPubKey's answer (docs/design.md#key-hierarchy) with a bounded cache. Everything
-// in it is deterministic: the X25519 key and the legacy signature depend only on the root keys and
-// the app id, and the timestamped signature (RFC 6979) on those and the second. So a cache returns
-// the very bytes a fresh computation would; it only saves the HKDF, the P-256 and X25519 work and
-// two secp256k1 signatures per request.
+// GetAppEnvEncryptPubKey's answer (upstream `kms/src/main_service.rs`
+// `get_app_env_encrypt_pub_key`) with a bounded cache. Everything in it is deterministic: the
+// X25519 key and the legacy signature depend only on the root keys and the app id, and the
+// timestamped signature (RFC 6979) on those and the second. So a cache returns the very bytes a
+// fresh computation would. A hit saves the HKDF, the P-256 and X25519 work and the legacy
+// signature; the timestamped signature is made again once per app and second.
 import { deriveDhSecret } from '../crypto/kdf.js'
 import type { P256Key } from '../crypto/p256.js'
 import {

@@ -1,12 +1,13 @@
-// Everything the main worker needs from cert_dir, read and parsed once at start, so no request
-// touches the key files.
+// Everything the main worker needs from cert_dir, read and parsed once at start (upstream
+// `KmsState::new`), so no request touches the key files. The keys come from the one key-set
+// loader that update_certs uses too.
 import { resolve } from 'node:path'
 import type { RpcTlsConfig } from '../config/types.js'
 import { P256Key } from '../crypto/p256.js'
 import type { Secp256k1Backend } from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'
 import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
-import { readRootK256 } from '../keys/key-set.js'
+import { loadKeys } from '../keys/key-set.js'
 import { parseCertificate } from '../x509/parse.js'
 import { pemDecode } from '../asn1/pem.js'
 import { readRequiredFile } from '../fs/read-file.js'
@@ -65,42 +66,28 @@ function readText(certDir: string, file: string, context: string): string {
 }
 
 export function loadKmsState(certDir: string, secp256k1: Secp256k1Backend): KmsState {
+  const keys = loadKeys(certDir)
   const rootCaCertPem = readText(
     certDir,
     CERT_DIR_FILES.rootCaCert,
     'Failed to load root CA certificate',
   )
-  const rootCaKeyPem = readText(
-    certDir,
-    CERT_DIR_FILES.rootCaKey,
-    'Failed to load root CA certificate',
-  )
-  let rootCaKey: P256Key
   let rootCaSubjectDer: Buffer
   try {
-    rootCaKey = P256Key.fromPem(rootCaKeyPem)
     const rootCert = parseCertificate(pemDecode(rootCaCertPem, 'CERTIFICATE'))
-    if (!rootCert.spkiDer.equals(rootCaKey.spkiDer())) {
+    if (!rootCert.spkiDer.equals(keys.rootCaKey.spkiDer())) {
       throw new KmsError('KMS_ERR_KEYS', 'root-ca.crt does not match root-ca.key')
     }
     rootCaSubjectDer = rootCert.subjectDer
   } catch (err) {
     throw withContext('Failed to load root CA certificate', err, 'KMS_ERR_KEYS')
   }
-  let rootK256Key: Buffer
-  try {
-    rootK256Key = readRootK256(certDir)
-  } catch (err) {
-    throw withContext('Failed to load ECDSA root key', err, 'KMS_ERR_KEYS')
-  }
-  const tmpCaKeyPem = readText(certDir, CERT_DIR_FILES.tmpCaKey, 'Failed to read temp ca key')
   const tmpCaCertPem = readText(certDir, CERT_DIR_FILES.tmpCaCert, 'Failed to read temp ca cert')
   try {
-    const tmpKey = P256Key.fromPem(tmpCaKeyPem)
     const tmpCert = parseCertificate(pemDecode(tmpCaCertPem, 'CERTIFICATE'))
     // GetTempCaCert hands out this pair and guests sign with it; a pair that does not match
     // would make every guest's client certificate fail at our own TLS layer.
-    if (!tmpCert.spkiDer.equals(tmpKey.spkiDer())) {
+    if (!tmpCert.spkiDer.equals(keys.tmpCaKey.spkiDer())) {
       throw new KmsError('KMS_ERR_KEYS', 'tmp-ca.crt does not match tmp-ca.key')
     }
   } catch (err) {
@@ -108,12 +95,12 @@ export function loadKmsState(certDir: string, secp256k1: Secp256k1Backend): KmsS
   }
   return {
     certDir,
-    rootCaKey,
+    rootCaKey: keys.rootCaKey,
     rootCaCertPem,
     rootCaSubjectDer,
-    rootK256Key,
-    k256Pubkey: secp256k1.publicKeyCompressed(rootK256Key),
-    tmpCaKeyPem,
+    rootK256Key: keys.rootK256Key,
+    k256Pubkey: secp256k1.publicKeyCompressed(keys.rootK256Key),
+    tmpCaKeyPem: keys.tmpCaKeyPem,
     tmpCaCertPem,
   }
 }

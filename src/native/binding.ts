@@ -1,5 +1,6 @@
-// The single loader of the native addon (docs/design.md#architecture). It loads lazily, so code
-// paths that never need a syscall primitive (the UI, most tests) run without a build; an explicit
+// The single loader of the native addon: every other module reaches the addon through it, so
+// there is one place that finds, loads and checks the file. It loads lazily, so code paths
+// that never need a syscall primitive (the UI, most tests) run without a build; an explicit
 // path in DSTACK_KMS_NATIVE_BINDING overrides the default location, for packagers and tests.
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -9,8 +10,10 @@ import { PACKAGE_ROOT } from '../paths.js'
 
 export type FlockOperation = 'exclusive' | 'shared' | 'unlock'
 
-/** The addon's exports (native/addon.h). Failures reject or throw a `NativeErrnoError`;
- * argument errors throw `TypeError`/`RangeError` synchronously. */
+/** The exports every build of the addon has, which this loader checks; the TDX, vsock and
+ * secp256k1 exports (native/addon.h) are typed and checked by their own modules (tdx.ts,
+ * secp256k1.ts). Failures reject or throw a `NativeErrnoError`; argument errors throw
+ * `TypeError`/`RangeError` synchronously. */
 export interface NativeBinding {
   /** flock(2) on the thread pool, so a blocking wait never stalls the event loop */
   flock(fd: number, operation: FlockOperation, nonBlocking: boolean): Promise<void>

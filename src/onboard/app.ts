@@ -7,7 +7,6 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { validateDomain } from '../config/validate.js'
-import { errorMessage } from '../errors.js'
 import { toBootstrapResponse } from '../keys/bootstrap-info.js'
 import { registerCommonHttp } from '../http/common.js'
 import { createFastify } from '../http/server-options.js'
@@ -135,7 +134,7 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
   await registerPrpc(app, {
     servicePrefix: 'Onboard.',
     methods: onboardMethods(opts.service, requestFinish),
-    onError: (err, method) => logger.info({ method, err: errorMessage(err) }, 'rpc failed'),
+    failureLog: { logger, message: 'rpc failed' },
   })
   return app
 }

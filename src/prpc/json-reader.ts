@@ -3,16 +3,17 @@
 // `JSON.parse` cannot be used: it silently keeps the last of duplicate keys and reports errors in
 // its own words. Message mapping on top of it is json.ts.
 import { Buffer } from 'node:buffer'
+import { KmsError } from '../errors.js'
 import { hexDigitValue } from '../util/hex.js'
 import { rustDebugStr } from '../util/rust-text.js'
 
 /** A custom (serde `Error::custom`) error: no position yet; serde_json adds the current one. */
-export class JsonError extends Error {
+export class JsonError extends KmsError {
   line = 0
   column = 0
 
   constructor(text: string, line = 0, column = 0) {
-    super(text)
+    super('KMS_ERR_JSON_DECODE', text)
     this.name = 'JsonError'
     this.line = line
     this.column = column

@@ -5,7 +5,8 @@
 import { Buffer } from 'node:buffer'
 import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { KmsError, errorMessage } from '../errors.js'
+import type { Logger } from 'pino'
+import { KmsError, errorView } from '../errors.js'
 import { EMPTY_JSON, decodeJson, encodeJson } from './json.js'
 import { decodeQuery } from './query.js'
 import { ProtoErrorType } from './messages.js'
@@ -50,7 +51,9 @@ export interface PrpcOptions<Ctx> {
   preDispatch?: (request: FastifyRequest) => Promise<Ctx>
   /** shared ceiling on buffered request bodies (default: one per process, BODY_BUDGET_BYTES) */
   bodyBudget?: BodyBudget
-  /** called with every error answered with 400, for logging */
+  /** logs every failed call (fields and level from `errorView`) under this message */
+  failureLog?: { logger: Logger; message: string }
+  /** called with every error answered to the client */
   onError?: (err: unknown, method: string, request: FastifyRequest) => void
 }
 
@@ -277,12 +280,15 @@ export async function registerPrpc<Ctx>(
         try {
           return sendBody(reply, 200, json, await dispatch(request, method, json, rawQuery))
         } catch (err) {
+          const view = errorView(err)
           try {
+            const log = opts.failureLog
+            log?.logger[view.level]({ method, ...view.log }, log.message)
             opts.onError?.(err, method, request)
           } catch {
             // a failing logger must not change the answer
           }
-          return sendBody(reply, 400, json, encodeErrorBody(json, errorMessage(err)))
+          return sendBody(reply, view.status, json, encodeErrorBody(json, view.message))
         } finally {
           const body = bodies.get(request.raw)
           if (body?.kind === 'ok') body.release()

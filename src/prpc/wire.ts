@@ -1,6 +1,7 @@
 // Protobuf wire primitives with prost 0.13's exact decoding rules and error descriptions, because
 // decode errors reach clients verbatim inside pRPC error bodies.
 import { Buffer } from 'node:buffer'
+import { KmsError } from '../errors.js'
 
 export const WireType = {
   Varint: 0,
@@ -31,12 +32,12 @@ const U32_MAX = 0xffffffffn
 const U64_MAX = 0xffffffffffffffffn
 
 /** A prost `DecodeError`: a description plus a stack of (message, field) frames, innermost first. */
-export class ProtoDecodeError extends Error {
+export class ProtoDecodeError extends KmsError {
   readonly description: string
   readonly frames: Array<readonly [string, string]> = []
 
   constructor(description: string) {
-    super(description)
+    super('KMS_ERR_PROTO_DECODE', description)
     this.name = 'ProtoDecodeError'
     this.description = description
   }

@@ -1,7 +1,7 @@
 // Writes the quick-start auth-simple policy at first start (never overwrites an edited one).
 import { existsSync } from 'node:fs'
 import type { Logger } from 'pino'
-import { publishOnce } from '../config/quickstart.js'
+import { publishOnce } from './files.js'
 import type { KmsConfig } from '../config/types.js'
 import { simulatorStateDir } from '../tee/factory.js'
 import {

@@ -113,10 +113,7 @@ class Supervisor {
     const { config } = this.#deps
     const { certDir } = config.core
 
-    this.#log.info(
-      { cert_dir: certDir, worker_script: this.#deps.workerScript },
-      'supervisor started',
-    )
+    this.#log.info({ certDir, workerScript: this.#deps.workerScript }, 'supervisor started')
     let sidecar: Promise<void> = Promise.resolve()
     if (config.authSimple.enabled) {
       // auth-simple runs beside the KMS for its whole life; the KMS's first self-authorization
@@ -160,7 +157,7 @@ class Supervisor {
       }
       if (this.#stopping) return 0
       if (!this.#deps.keysExist()) {
-        this.#log.error({ cert_dir: certDir }, 'Failed to onboard')
+        this.#log.error({ certDir }, 'Failed to onboard')
         return 1
       }
     }
@@ -182,7 +179,7 @@ class Supervisor {
 
   #checkWorkerScript(): boolean {
     if (existsSync(this.#deps.workerScript)) return true
-    this.#log.error({ worker_script: this.#deps.workerScript }, 'worker script not found')
+    this.#log.error({ workerScript: this.#deps.workerScript }, 'worker script not found')
     return false
   }
 
@@ -213,15 +210,15 @@ class Supervisor {
     const decision = backoff.onCrash(Date.now())
     const fields = {
       role,
-      exit_code: exit.code,
+      exitCode: exit.code,
       signal: exit.signal,
       attempt: decision.attempt,
-      delay_ms: decision.delayMs,
+      delayMs: decision.delayMs,
     }
     if (decision.crashLoop) {
       const { crashLoopWindowMs } = backoff.options
       this.#log.error(
-        { ...fields, recent_crashes: decision.recentCrashes, window_ms: crashLoopWindowMs },
+        { ...fields, recentCrashes: decision.recentCrashes, windowMs: crashLoopWindowMs },
         `${role} worker is in a crash loop: ${decision.recentCrashes} crashes within ` +
           `${crashLoopWindowMs} ms; retrying every ${decision.delayMs} ms`,
       )
@@ -272,7 +269,7 @@ class Supervisor {
     const startedAt = new Date()
     const child = this.#forkChild(role)
     this.#log.info(
-      { role, index, child_pid: child.pid, started_at: startedAt.toISOString() },
+      { role, index, childPid: child.pid, startedAt: startedAt.toISOString() },
       `started ${role} worker`,
     )
     let readyAt: number | undefined
@@ -306,10 +303,10 @@ class Supervisor {
         const expected = this.#stopping || (role === 'onboard' && code === 0)
         const fields = {
           role,
-          child_pid: child.pid,
-          started_at: startedAt.toISOString(),
-          stopped_at: stoppedAt.toISOString(),
-          exit_code: code,
+          childPid: child.pid,
+          startedAt: startedAt.toISOString(),
+          stoppedAt: stoppedAt.toISOString(),
+          exitCode: code,
           signal,
         }
         if (expected) this.#log.info(fields, `${role} worker exited`)
@@ -327,7 +324,7 @@ class Supervisor {
           this.#log.error({ err, role }, `failed to start ${role} worker`)
           finish(null, null)
         } else {
-          this.#log.warn({ err, role, child_pid: child.pid }, `${role} worker IPC error`)
+          this.#log.warn({ err, role, childPid: child.pid }, `${role} worker IPC error`)
         }
       })
     })
@@ -355,14 +352,14 @@ class Supervisor {
 
   #onReady(role: WorkerRole, pid: number | undefined, url: string): void {
     if (role === 'auth-simple') {
-      this.#log.info({ role, child_pid: pid, url }, 'auth-simple policy server ready')
+      this.#log.info({ role, childPid: pid, url }, 'auth-simple policy server ready')
       this.#sidecarReady?.()
     } else if (role === 'kms') {
-      this.#log.info({ role, child_pid: pid, url }, 'KMS worker ready')
+      this.#log.info({ role, childPid: pid, url }, 'KMS worker ready')
       if (!this.#notifiedReady) this.#notify(`READY=1\nSTATUS=serving on ${url}`)
       this.#notifiedReady = true
     } else {
-      this.#log.info({ role, child_pid: pid, url }, 'onboarding worker ready')
+      this.#log.info({ role, childPid: pid, url }, 'onboarding worker ready')
       // Onboarding may wait hours for an operator; a Type=notify unit that never heard READY=1
       // would be killed by its start timeout, so onboarding counts as started too.
       this.#notify(`READY=1\nSTATUS=waiting for onboarding on ${url}`)
@@ -390,7 +387,7 @@ class Supervisor {
       return
     }
     this.#stopping = true
-    this.#log.info({ signal, grace_ms: this.#graceMs }, 'stopping')
+    this.#log.info({ signal, graceMs: this.#graceMs }, 'stopping')
     this.#notify('STOPPING=1')
     for (const cancel of [...this.#cancelDelays]) cancel()
     this.#sidecarReady?.()
@@ -399,7 +396,7 @@ class Supervisor {
     this.#killTimer = setTimeout(() => {
       for (const run of this.#alive()) {
         this.#log.warn(
-          { role: run.role, child_pid: run.child.pid, grace_ms: this.#graceMs },
+          { role: run.role, childPid: run.child.pid, graceMs: this.#graceMs },
           `${run.role} worker did not stop within ${this.#graceMs} ms; sending SIGKILL`,
         )
         this.#kill(run, 'SIGKILL')

@@ -2,11 +2,12 @@
 // clients: the length is checked first, then the first bad byte is reported (as a Latin-1 char)
 // at its byte index. `Buffer.from(text, 'hex')` is never enough: it stops silently at the first
 // bad digit.
+import { KmsError } from '../errors.js'
 import { rustDebugChar } from './rust-text.js'
 
-export class HexError extends Error {
+export class HexError extends KmsError {
   constructor(message: string) {
-    super(message)
+    super('KMS_ERR_HEX', message)
     this.name = 'HexError'
   }
 }

@@ -1,10 +1,12 @@
 // Runs `dstack-kms serve` (the compiled CLI, exactly what the systemd unit runs) as a real child
 // process with its own temp directory, and collects its JSON log lines.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { tempDir } from './temp-dir.js'
+
+export { tempDir }
 
 export const CLI = resolve(import.meta.dirname, '../../dist/src/cli.js')
 
@@ -21,10 +23,6 @@ export async function freePort(): Promise<number> {
       srv.close(() => resolve(port))
     })
   })
-}
-
-export function tempDir(prefix = 'dstack-kms-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix))
 }
 
 export interface KmsProcess {

@@ -114,7 +114,7 @@ export class ConfigfsTsmQuoter {
   /** A raw TDX quote for exactly 64 bytes of REPORTDATA. */
   getQuote(reportData: Uint8Array): Promise<Buffer> {
     if (reportData.length !== REPORT_DATA_SIZE) {
-      return Promise.reject(new TdxError('TDX_INVALID_PARAMETER'))
+      return Promise.reject(new TdxError('KMS_ERR_TDX_INVALID_PARAMETER'))
     }
     const data = Buffer.from(reportData)
     return this.#lock.run(() => this.#quote(data))

@@ -1,76 +1,64 @@
-// Upstream's TdxAttestError (upstream `tdx-attest`) as a typed error: `code` is stable
-// for programs, `message` is upstream's Display text for operators and error-text parity, and the
-// errno error of the failing syscall stays as `cause`.
+// Upstream's TdxAttestError (dstack `tdx-attest` crate) as a typed error: `code` (one per
+// variant) is stable for programs, `message` is upstream's Display text for operators and
+// error-text parity, and the errno error of the failing syscall stays as `cause`.
 import { constants } from 'node:os'
+import { KmsError, type TdxErrorCode } from '../../errors.js'
 import { isNativeErrnoError } from '../../native/binding.js'
 
-export type TdxErrorCode =
-  | 'TDX_UNEXPECTED'
-  | 'TDX_INVALID_PARAMETER'
-  | 'TDX_OUT_OF_MEMORY'
-  | 'TDX_VSOCK_FAILURE'
-  | 'TDX_REPORT_FAILURE'
-  | 'TDX_EXTEND_FAILURE'
-  | 'TDX_NOT_SUPPORTED'
-  | 'TDX_QUOTE_FAILURE'
-  | 'TDX_BUSY'
-  | 'TDX_DEVICE_FAILURE'
-  | 'TDX_INVALID_RTMR_INDEX'
-  | 'TDX_UNSUPPORTED_ATT_KEY_ID'
+export type { TdxErrorCode }
 
 const PREFIX: Record<TdxErrorCode, string> = {
-  TDX_UNEXPECTED: 'unexpected error',
-  TDX_INVALID_PARAMETER: 'invalid parameter',
-  TDX_OUT_OF_MEMORY: 'out of memory',
-  TDX_VSOCK_FAILURE: 'vsock failure',
-  TDX_REPORT_FAILURE: 'report failure',
-  TDX_EXTEND_FAILURE: 'extend failure',
-  TDX_NOT_SUPPORTED: 'not supported',
-  TDX_QUOTE_FAILURE: 'quote failure',
-  TDX_BUSY: 'device busy',
-  TDX_DEVICE_FAILURE: 'device failure',
-  TDX_INVALID_RTMR_INDEX: 'invalid RTMR index',
-  TDX_UNSUPPORTED_ATT_KEY_ID: 'unsupported attestation key ID',
+  KMS_ERR_TDX_UNEXPECTED: 'unexpected error',
+  KMS_ERR_TDX_INVALID_PARAMETER: 'invalid parameter',
+  KMS_ERR_TDX_OUT_OF_MEMORY: 'out of memory',
+  KMS_ERR_TDX_VSOCK_FAILURE: 'vsock failure',
+  KMS_ERR_TDX_REPORT_FAILURE: 'report failure',
+  KMS_ERR_TDX_EXTEND_FAILURE: 'extend failure',
+  KMS_ERR_TDX_NOT_SUPPORTED: 'not supported',
+  KMS_ERR_TDX_QUOTE_FAILURE: 'quote failure',
+  KMS_ERR_TDX_BUSY: 'device busy',
+  KMS_ERR_TDX_DEVICE_FAILURE: 'device failure',
+  KMS_ERR_TDX_INVALID_RTMR_INDEX: 'invalid RTMR index',
+  KMS_ERR_TDX_UNSUPPORTED_ATT_KEY_ID: 'unsupported attestation key ID',
 }
 
-export class TdxError extends Error {
-  readonly code: TdxErrorCode
+export class TdxError extends KmsError {
+  declare readonly code: TdxErrorCode
   /** the variant's payload (`s` of `NotSupported(s)`), empty for the payload-less variants */
   readonly detail: string
 
   constructor(code: TdxErrorCode, detail = '', options?: { cause?: unknown }) {
-    super(detail === '' ? PREFIX[code] : `${PREFIX[code]}: ${detail}`, options)
+    super(code, detail === '' ? PREFIX[code] : `${PREFIX[code]}: ${detail}`, options)
     this.name = 'TdxError'
-    this.code = code
     this.detail = detail
   }
 
   static unexpected(detail: string, cause?: unknown): TdxError {
-    return new TdxError('TDX_UNEXPECTED', detail, { cause })
+    return new TdxError('KMS_ERR_TDX_UNEXPECTED', detail, { cause })
   }
   static notSupported(detail: string, cause?: unknown): TdxError {
-    return new TdxError('TDX_NOT_SUPPORTED', detail, { cause })
+    return new TdxError('KMS_ERR_TDX_NOT_SUPPORTED', detail, { cause })
   }
   static quoteFailure(detail: string, cause?: unknown): TdxError {
-    return new TdxError('TDX_QUOTE_FAILURE', detail, { cause })
+    return new TdxError('KMS_ERR_TDX_QUOTE_FAILURE', detail, { cause })
   }
   static extendFailure(detail: string, cause?: unknown): TdxError {
-    return new TdxError('TDX_EXTEND_FAILURE', detail, { cause })
+    return new TdxError('KMS_ERR_TDX_EXTEND_FAILURE', detail, { cause })
   }
   static reportFailure(detail: string, cause?: unknown): TdxError {
-    return new TdxError('TDX_REPORT_FAILURE', detail, { cause })
+    return new TdxError('KMS_ERR_TDX_REPORT_FAILURE', detail, { cause })
   }
   static deviceFailure(detail: string, cause?: unknown): TdxError {
-    return new TdxError('TDX_DEVICE_FAILURE', detail, { cause })
+    return new TdxError('KMS_ERR_TDX_DEVICE_FAILURE', detail, { cause })
   }
   static vsockFailure(ioError: unknown): TdxError {
-    return new TdxError('TDX_VSOCK_FAILURE', ioErrorText(ioError), { cause: ioError })
+    return new TdxError('KMS_ERR_TDX_VSOCK_FAILURE', ioErrorText(ioError), { cause: ioError })
   }
   static busy(cause?: unknown): TdxError {
-    return new TdxError('TDX_BUSY', '', { cause })
+    return new TdxError('KMS_ERR_TDX_BUSY', '', { cause })
   }
   static invalidRtmrIndex(index: number, cause?: unknown): TdxError {
-    return new TdxError('TDX_INVALID_RTMR_INDEX', String(index), { cause })
+    return new TdxError('KMS_ERR_TDX_INVALID_RTMR_INDEX', String(index), { cause })
   }
 }
 

@@ -18,7 +18,7 @@ const QGS_RESP_HEADER_SIZE = 24
 
 /** `major 1, minor 0, type 0, size 1048, error 0, report_size 1024, id_list_size 0, report`. */
 export function buildQgsGetQuoteRequest(tdReport: Uint8Array): Buffer {
-  if (tdReport.length !== TDX_REPORT_SIZE) throw new TdxError('TDX_INVALID_PARAMETER')
+  if (tdReport.length !== TDX_REPORT_SIZE) throw new TdxError('KMS_ERR_TDX_INVALID_PARAMETER')
   const msg = Buffer.alloc(QGS_GET_QUOTE_REQ_SIZE)
   msg.writeUInt16LE(1, 0)
   msg.writeUInt16LE(0, 2)

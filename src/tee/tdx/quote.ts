@@ -20,7 +20,7 @@ export class TdxQuoter {
 
   getQuote(reportData: Uint8Array): Promise<Buffer> {
     if (reportData.length !== REPORT_DATA_SIZE) {
-      return Promise.reject(new TdxError('TDX_INVALID_PARAMETER'))
+      return Promise.reject(new TdxError('KMS_ERR_TDX_INVALID_PARAMETER'))
     }
     const data = Buffer.from(reportData)
     return this.#lock.run(() => this.#quote(data))

@@ -16,7 +16,9 @@ export const TDREPORT_OFFSETS = {
 } as const
 
 export async function getTdReport(io: TdxIo, reportData: Uint8Array): Promise<Buffer> {
-  if (reportData.length !== TDX_REPORT_DATA_SIZE) throw new TdxError('TDX_INVALID_PARAMETER')
+  if (reportData.length !== TDX_REPORT_DATA_SIZE) {
+    throw new TdxError('KMS_ERR_TDX_INVALID_PARAMETER')
+  }
   let report: Buffer
   try {
     report = await io.getTdReport(TDX_GUEST_DEVICE, reportData)

@@ -28,7 +28,7 @@ export function rtmrSysfsFile(base: string, index: number): string {
 /** `RTMR[index] ← SHA-384(RTMR[index] ‖ digest)`. dstack extends RTMR3 only. */
 export async function extendRtmr(io: TdxIo, index: number, digest: Uint8Array): Promise<void> {
   if (!Number.isInteger(index) || index < 0 || index > 3) throw TdxError.invalidRtmrIndex(index)
-  if (digest.length !== RTMR_DIGEST_SIZE) throw new TdxError('TDX_INVALID_PARAMETER')
+  if (digest.length !== RTMR_DIGEST_SIZE) throw new TdxError('KMS_ERR_TDX_INVALID_PARAMETER')
 
   const base = await rtmrSysfsBase(io)
   if (base !== null) return extendViaSysfs(io, base, index, digest)

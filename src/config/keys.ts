@@ -1,0 +1,212 @@
+// Every kms.toml key, declared once: its upstream (dotted, snake_case) name, its kind, its
+// built-in default and one line of documentation. The layer checker (schema.ts), the built-in
+// defaults (defaults.ts), the typed lookups of the loader (load.ts) and the documentation test
+// all walk this table, so adding a key is one entry here plus its use in load.ts.
+
+/** What a key's value must be; each kind has one checker in schema.ts. */
+export type LeafKind =
+  | { readonly kind: 'string' }
+  | { readonly kind: 'path' }
+  | { readonly kind: 'bool' }
+  | { readonly kind: 'port' }
+  | { readonly kind: 'uint' }
+  | { readonly kind: 'duration' }
+  | { readonly kind: 'bytes' }
+  | { readonly kind: 'enum'; readonly values: readonly string[] }
+  | { readonly kind: 'string-or-bool' }
+
+export interface KeyDecl {
+  readonly kind: LeafKind
+  /** the built-in default (the bottom layer); absent = optional, no value unless a file sets it */
+  readonly default?: string | boolean | number
+  readonly doc: string
+  /** set when the key is accepted for compatibility but has no effect here: the warning text */
+  readonly unused?: string
+}
+
+/** `[default] log_level` and RUST_LOG names → pino levels. Rocket's own names (`normal`,
+ * `critical`, `off`) are accepted because upstream files may carry them. */
+export const LOG_LEVELS: Readonly<Record<string, string>> = {
+  trace: 'trace',
+  debug: 'debug',
+  info: 'info',
+  normal: 'info',
+  warn: 'warn',
+  error: 'error',
+  critical: 'error',
+  fatal: 'fatal',
+  off: 'silent',
+  silent: 'silent',
+}
+
+export const DEFAULT_PCCS_URL = 'https://pccs.phala.network'
+
+const str = { kind: 'string' } as const
+const path = { kind: 'path' } as const
+const bool = { kind: 'bool' } as const
+const port = { kind: 'port' } as const
+const uint = { kind: 'uint' } as const
+const duration = { kind: 'duration' } as const
+const stringOrBool = { kind: 'string-or-bool' } as const
+
+const ROCKET_KNOB =
+  'is a Rocket server knob with no effect in dstack-kms-ts (upstream loads it non-nested, so it never reaches Rocket either)'
+// Upstream hands the whole [rpc] table to Rocket, so Rocket's own knobs work there.
+const RPC_ROCKET_KNOB = 'is a Rocket server knob with no effect in dstack-kms-ts'
+
+function enumOf<const V extends readonly string[]>(values: V): { kind: 'enum'; values: V } {
+  return { kind: 'enum', values }
+}
+
+export const TEE_BACKENDS = ['none', 'simulator', 'guest-agent', 'tdx'] as const
+export const CRYPTO_BACKENDS = ['auto', 'native', 'js'] as const
+export const AUTH_API_TYPES = ['webhook', 'dev'] as const
+
+export const CONFIG_KEYS = {
+  'default.workers': { kind: uint, doc: 'Rocket knob', unused: ROCKET_KNOB },
+  'default.max_blocking': { kind: uint, doc: 'Rocket knob', unused: ROCKET_KNOB },
+  'default.ident': { kind: stringOrBool, doc: 'Rocket knob', unused: ROCKET_KNOB },
+  'default.temp_dir': { kind: str, doc: 'Rocket knob', unused: ROCKET_KNOB },
+  'default.keep_alive': { kind: uint, doc: 'Rocket knob', unused: ROCKET_KNOB },
+  'default.log_level': {
+    kind: enumOf(Object.keys(LOG_LEVELS)),
+    default: 'info',
+    doc: 'log level (RUST_LOG overrides it)',
+  },
+
+  'rpc.address': { kind: str, default: '0.0.0.0', doc: 'main listener address' },
+  'rpc.port': { kind: port, default: 8000, doc: 'main listener port' },
+  'rpc.tls.key': { kind: path, default: '/etc/kms/certs/rpc.key', doc: 'server TLS key' },
+  'rpc.tls.certs': { kind: path, default: '/etc/kms/certs/rpc.crt', doc: 'server certificate' },
+  'rpc.tls.mutual.ca_certs': {
+    kind: path,
+    default: '/etc/kms/certs/tmp-ca.crt',
+    doc: 'client-certificate trust anchor',
+  },
+  'rpc.tls.mutual.mandatory': { kind: bool, default: false, doc: 'require a client certificate' },
+  'rpc.workers': { kind: uint, default: 0, doc: 'main worker processes; 0 = one per CPU core' },
+  'rpc.max_blocking': { kind: uint, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
+  'rpc.ident': { kind: stringOrBool, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
+  'rpc.temp_dir': { kind: str, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
+  'rpc.keep_alive': { kind: uint, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
+  'rpc.log_level': { kind: str, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
+
+  'core.cert_dir': { kind: path, default: '/etc/kms/certs', doc: 'keys and certificates' },
+  'core.subject_postfix': {
+    kind: str,
+    doc: 'unused upstream too',
+    unused: 'is unused (upstream never reads it)',
+  },
+  'core.admin_token_hash': { kind: str, default: '', doc: 'SHA-256 of the ClearImageCache token' },
+  'core.site_name': { kind: str, default: '', doc: 'shown by GetAttestationInfo and onboarding' },
+  'core.enforce_self_authorization': {
+    kind: bool,
+    default: true,
+    doc: 'attest and authorize this KMS before serving',
+  },
+  'core.amd_kds_base_url': { kind: str, default: '', doc: 'AMD KDS base URL; "" = built-in' },
+  'core.pccs_url': { kind: str, doc: 'Intel collateral source (default the Phala PCCS)' },
+  'core.sev_snp_key_release': { kind: bool, default: false, doc: 'release keys to SEV-SNP' },
+  'core.aws_nitro_tpm_key_release': {
+    kind: bool,
+    default: false,
+    doc: 'release keys to AWS NitroTPM',
+  },
+  'core.attest_rpc_cert': {
+    kind: bool,
+    doc: 'no effect',
+    unused:
+      'has no effect: the RPC certificate is attested whenever tee.backend can attest; use [tee] backend = "none" to run without attestation',
+  },
+  'core.attestation.insecure_allow_external_trust_anchors': {
+    kind: bool,
+    default: false,
+    doc: 'allow root_ca replacements',
+  },
+  'core.attestation.urls.pccs': { kind: str, doc: 'upstream HEAD spelling of core.pccs_url' },
+  'core.attestation.urls.amd_kds': {
+    kind: str,
+    doc: 'upstream HEAD spelling of core.amd_kds_base_url',
+  },
+  'core.attestation.root_ca_tdx': { kind: path, doc: 'flat spelling of root_ca.tdx' },
+  'core.attestation.root_ca.tdx': { kind: path, doc: 'replacement TDX root CA' },
+  'core.attestation.root_ca.gcp_tpm': { kind: path, doc: 'replacement GCP TPM root CA' },
+  'core.attestation.root_ca.aws_nitro_enclave': { kind: path, doc: 'replacement root CA' },
+  'core.attestation.root_ca.aws_nitro_tpm': { kind: path, doc: 'replacement root CA' },
+  'core.attestation.root_ca.sev_snp_milan': { kind: path, doc: 'replacement root CA' },
+  'core.attestation.root_ca.sev_snp_genoa': { kind: path, doc: 'replacement root CA' },
+  'core.attestation.root_ca.sev_snp_turin': { kind: path, doc: 'replacement root CA' },
+  // OS-image verification is not implemented yet; verify = true fails closed at key release.
+  'core.image.verify': { kind: bool, default: false, doc: 'verify OS images (not implemented)' },
+  'core.image.cache_dir': {
+    kind: path,
+    // upstream: `share/dstack/images` under the `/usr` prefix
+    default: '/usr/share/dstack/images',
+    doc: 'image and SQLite cache directory',
+  },
+  'core.image.download_url': {
+    kind: str,
+    default: 'http://localhost:8000/{OS_IMAGE_HASH}.tar.gz',
+    doc: 'where images are fetched from',
+  },
+  'core.image.download_timeout': { kind: duration, default: '2m', doc: 'image download timeout' },
+  'core.metrics.enabled': { kind: bool, default: true, doc: 'serve GET /metrics' },
+  'core.auth_api.type': { kind: enumOf(AUTH_API_TYPES), default: 'webhook', doc: 'auth API' },
+  'core.auth_api.webhook.url': {
+    kind: str,
+    default: 'http://auth-api:8000',
+    doc: 'auth webhook base URL',
+  },
+  'core.auth_api.webhook.timeout': { kind: duration, default: '30s', doc: 'webhook timeout' },
+  'core.auth_api.dev.gateway_app_id': { kind: str, default: 'any', doc: 'dev-mode gateway id' },
+  'core.onboard.enabled': { kind: bool, default: true, doc: 'onboard when there are no keys' },
+  'core.onboard.auto_bootstrap_domain': {
+    kind: str,
+    default: '',
+    doc: 'bootstrap for this domain without HTTP',
+  },
+  'core.onboard.address': { kind: str, default: '0.0.0.0', doc: 'onboarding listener address' },
+  'core.onboard.port': { kind: port, default: 8000, doc: 'onboarding listener port' },
+  'core.onboard.tls': { kind: bool, default: true, doc: 'onboarding over HTTPS' },
+  'core.admin.enabled': { kind: bool, default: false, doc: 'start the admin listener' },
+  'core.admin.address': { kind: str, default: '127.0.0.1', doc: 'admin listener address' },
+  'core.admin.port': { kind: port, default: 8001, doc: 'admin listener port' },
+  'core.admin.auth_token': { kind: str, default: '', doc: 'shared admin token' },
+  'core.admin.htpasswd_file': { kind: path, default: '', doc: 'bcrypt htpasswd file' },
+  'core.admin.insecure_no_auth': { kind: bool, default: false, doc: 'no admin authentication' },
+
+  // With no configuration a KMS on a machine without TDX fails closed.
+  'tee.backend': { kind: enumOf(TEE_BACKENDS), default: 'tdx', doc: 'TEE backend' },
+  'tee.simulator.seed': { kind: str, default: '', doc: 'simulator seed (64 hex digits)' },
+  'tee.simulator.trust_mock_root': {
+    kind: bool,
+    default: false,
+    doc: "trust the simulator's mock root",
+  },
+  'crypto.backend': { kind: enumOf(CRYPTO_BACKENDS), default: 'auto', doc: 'secp256k1 backend' },
+  'auth_simple.enabled': { kind: bool, default: false, doc: 'run the auth-simple worker' },
+  'auth_simple.address': { kind: str, default: '127.0.0.1', doc: 'auth-simple address' },
+  'auth_simple.port': { kind: port, default: 8001, doc: 'auth-simple port' },
+  'auth_simple.config': { kind: path, default: 'auth-config.json', doc: 'auth-simple policy' },
+} as const satisfies Record<string, KeyDecl>
+
+/** Tables whose keys are free-form, each value checked against one kind. */
+export const FREE_FORM_TABLES = {
+  'rpc.limits': { kind: { kind: 'bytes' }, doc: 'per-method body limits' },
+} as const satisfies Record<string, { kind: LeafKind; doc: string }>
+
+export type ConfigKey = keyof typeof CONFIG_KEYS
+
+/** The JavaScript value a checked key of each kind holds after merging. */
+type ValueOfKind<K> = K extends { kind: 'bool' }
+  ? boolean
+  : K extends { kind: 'port' | 'uint' }
+    ? number
+    : K extends { kind: 'enum'; values: readonly (infer V)[] }
+      ? V
+      : K extends { kind: 'string-or-bool' }
+        ? string | boolean
+        : string
+
+/** The type of each declared key's value, derived from its kind. */
+export type ConfigValue<K extends ConfigKey> = ValueOfKind<(typeof CONFIG_KEYS)[K]['kind']>
