@@ -90,14 +90,15 @@ export function withContext(context: string, err: unknown, code?: KmsErrorCode):
 
 /** The HTTP status a client receives for an error of each code. Upstream's pRPC server answers
  * every handler failure, undecodable request and unknown method with 400 and the error text, so
- * every code that can come out of a pRPC handler maps to 400; only the admin listener's
- * authentication answers differently. */
+ * every code maps to 400. (The admin listener's HTTP authentication answers 401 before any
+ * pRPC handler runs; that answer is not an error of this family.) */
 export const HTTP_STATUS: Readonly<Record<KmsErrorCode, number>> = {
   KMS_ERR_RPC: 400,
   KMS_ERR_BAD_REQUEST: 400,
   KMS_ERR_NOT_FOUND: 400,
   KMS_ERR_PAYLOAD_TOO_LARGE: 400,
-  KMS_ERR_UNAUTHORIZED: 401,
+  // a wrong in-body token (KMS.ClearImageCache) is a handler failure upstream: 400
+  KMS_ERR_UNAUTHORIZED: 400,
   KMS_ERR_CONFIG: 400,
   KMS_ERR_USAGE: 400,
   KMS_ERR_KEYS: 400,

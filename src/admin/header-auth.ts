@@ -6,7 +6,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyInstance } from 'fastify'
 import type { AdminConfig } from '../config/types.js'
 import { ADMIN_NO_AUTH_MESSAGE, resolveAdminToken } from '../config/validate.js'
-import { HTTP_STATUS, KmsError } from '../errors.js'
+import { KmsError } from '../errors.js'
 import { loadHtpasswd, verifyBcrypt } from './htpasswd.js'
 import { trimLikeRust } from '../util/rust-text.js'
 import { sha256Utf8 } from '../util/token-digest.js'
@@ -143,9 +143,6 @@ export function registerAdminAuthHook(app: FastifyInstance, auth: AdminAuthentic
   app.addHook('onRequest', async (request, reply) => {
     if (isOpenRoute(request.method, request.url)) return
     if (await auth.authenticate(request.headers, request.raw.rawHeaders)) return
-    return reply
-      .code(HTTP_STATUS.KMS_ERR_UNAUTHORIZED)
-      .header('WWW-Authenticate', WWW_AUTHENTICATE)
-      .send()
+    return reply.code(401).header('WWW-Authenticate', WWW_AUTHENTICATE).send()
   })
 }
