@@ -61,7 +61,7 @@ function configError(re: RegExp | string): (err: unknown) => boolean {
 }
 
 const IMAGE_VERIFY_OFF =
-  'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (spec 09 §8).'
+  'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (see docs/design.md#trust-model).'
 
 const UPSTREAM_DEFAULTS: KmsConfig = {
   rpc: {
@@ -619,7 +619,7 @@ describe('units', () => {
     )
     assert.throws(
       () => load(`[core.auth_api.webhook]\ntimeout = "never"\n`),
-      configError('core.auth_api.webhook.timeout must be a finite duration, not "never" (D9)'),
+      configError('core.auth_api.webhook.timeout must be a finite duration, not "never"'),
     )
     assert.throws(
       () => load(`[core.auth_api.webhook]\ntimeout = "0s"\n`),
@@ -887,7 +887,7 @@ describe('quick start', () => {
     assert.deepEqual(cfg.warnings, [])
     assert.deepEqual(unsafeDefaultWarnings(cfg), [
       'tee.backend = "simulator": quotes are signed by a mock Intel PKI and prove nothing about real hardware. Never use it for production keys.',
-      'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (spec 09 §8).',
+      'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (see docs/design.md#trust-model).',
       "tee.simulator.trust_mock_root = true: quotes signed by the simulator's mock Intel PKI are accepted as genuine. Development only.",
       'core.metrics.enabled = true: unauthenticated Prometheus metrics are served at /metrics on 0.0.0.0:8000; disable them unless the listener is protected by network policy.',
     ])

@@ -114,7 +114,7 @@ describe('X25519 public keys', () => {
   it('matches the RFC 7748 vectors', () => {
     assert.equal(x25519PublicKey(alicePriv).toString('hex'), alicePub)
     assert.equal(x25519PublicKey(bobPriv).toString('hex'), bobPub)
-    // and the shared secret of §6.1 from those keys, as a consistency check of the encoding
+    // and the shared secret from those keys, as a consistency check of the encoding
     const prefix = hexBytes('302e020100300506032b656e04220420')
     const spkiPrefix = hexBytes('302a300506032b656e032100')
     const shared = diffieHellman({

@@ -189,7 +189,7 @@ function build(
     timeoutMs: parseDuration(t.str('core.auth_api.webhook.timeout')) ?? Infinity,
   }
   if (webhook.timeoutMs === Infinity) {
-    throw configError('core.auth_api.webhook.timeout must be a finite duration, not "never" (D9)')
+    throw configError('core.auth_api.webhook.timeout must be a finite duration, not "never"')
   }
   const dev = { gatewayAppId: t.str('core.auth_api.dev.gateway_app_id') }
   const authType = t.str('core.auth_api.type')

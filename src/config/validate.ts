@@ -1,5 +1,6 @@
 // Cross-key checks on the resolved configuration (fatal at start), the domain rules shared with
-// Bootstrap/Onboard, the admin token source (spec 01 §8.2) and the list of production-unsafe
+// Bootstrap/Onboard, the admin token source
+// (docs/design.md#two-ways-to-authorize-clearimagecache) and the list of production-unsafe
 // settings that the CLI logs loudly.
 
 import { isIP } from 'node:net'
@@ -17,12 +18,12 @@ export const ADMIN_NO_AUTH_MESSAGE =
   `set core.admin.auth_token, ${ENV_ADMIN_TOKEN}, ${ENV_ADMIN_TOKEN_COMPAT}, ` +
   'core.admin.htpasswd_file, or insecure_no_auth = true (testing only)'
 
-/** Upstream's text, logged at start when self-authorization is off (spec 05 §11.3). */
+/** Upstream's text, logged at start when self-authorization is off (docs/design.md#trust-model). */
 export const SELF_AUTH_DISABLED_MESSAGE =
   'self-authorization is disabled; trusted RPCs will not be gated by KMS self-attestation - do not use in production TEE deployments'
 
 /**
- * Onboarding/bootstrap domain rules of upstream HEAD (spec 01 §10): non-empty ASCII, at most 253
+ * Onboarding/bootstrap domain rules of upstream HEAD (docs/design.md#bootstrap-happens-once): non-empty ASCII, at most 253
  * bytes, every dot-separated label 1–63 bytes of `[A-Za-z0-9-]` not starting or ending with `-`.
  * Throws with upstream's exact messages; `code` defaults to the RPC error code.
  */
@@ -45,7 +46,7 @@ export function validateDomain(domain: string, code: KmsErrorCode = 'KMS_ERR_RPC
 }
 
 /**
- * The admin listener's token (spec 01 §8.2): `auth_token` trimmed if it is non-empty untrimmed;
+ * The admin listener's token (docs/design.md#two-ways-to-authorize-clearimagecache): `auth_token` trimmed if it is non-empty untrimmed;
  * otherwise `DSTACK_KMS_ADMIN_TOKEN`, and `ADMIN_API_TOKEN` only when the former is unset (a
  * variable set to "" shadows the compatibility one); trimmed. "" = no token.
  */
@@ -156,7 +157,8 @@ export function validateConfig(cfg: KmsConfig, env: NodeJS.ProcessEnv = process.
     }
   }
 
-  // D18: without a TEE the KMS has no attestation to authorize itself with.
+  // Without a TEE the KMS has no attestation to authorize itself with
+  // (docs/design.md#no-self-authorization-without-a-tee).
   if (cfg.tee.backend === 'none' && core.enforceSelfAuthorization) {
     throw configError(
       'core.enforce_self_authorization must be false when tee.backend = "none": a KMS without a TEE cannot attest itself to its auth API; set core.enforce_self_authorization = false or choose tee.backend = "tdx" or "simulator"',
@@ -248,7 +250,7 @@ export function unsafeDefaultWarnings(cfg: KmsConfig): string[] {
   if (!core.enforceSelfAuthorization) out.push(SELF_AUTH_DISABLED_MESSAGE)
   if (!core.image.verify) {
     out.push(
-      'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (spec 09 §8).',
+      'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (see docs/design.md#trust-model).',
     )
   } else {
     out.push(
