@@ -216,6 +216,8 @@ export interface SyntheticImage {
 
 export interface ImageOptions {
   initrdBytes?: number
+  /** the initrd itself (e.g. incompressible bytes for benchmarks); overrides initrdBytes */
+  initrdData?: Buffer
   metadata?: Record<string, unknown>
   /** extra files in the archive that sha256sum.txt does not list */
   unlisted?: Record<string, Buffer>
@@ -226,8 +228,11 @@ export function syntheticImage(opts: ImageOptions = {}): SyntheticImage {
   const seed = opts.seed ?? 1
   const firmware = fakeOvmf({ seed })
   const kernel = fakeKernel({ seed })
-  const initrd = Buffer.alloc(opts.initrdBytes ?? 0x3456)
-  for (let i = 0; i < initrd.length; i++) initrd[i] = (i * 7 + seed) & 0xff
+  let initrd = opts.initrdData
+  if (initrd === undefined) {
+    initrd = Buffer.alloc(opts.initrdBytes ?? 0x3456)
+    for (let i = 0; i < initrd.length; i++) initrd[i] = (i * 7 + seed) & 0xff
+  }
   const cmdline =
     'console=ttyS0 init=/init panic=1 dstack.rootfs_hash=' +
     'ab'.repeat(32) +

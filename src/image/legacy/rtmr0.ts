@@ -27,20 +27,19 @@ export interface AcpiDigests {
   tables: Buffer
 }
 
+/** events 1–7: the same for every VM of the layout */
+const FIXED_EARLY = [
+  CFV_DIGEST,
+  efiVariableDigest(EFI_GLOBAL, 'SecureBoot'),
+  efiVariableDigest(EFI_GLOBAL, 'PK'),
+  efiVariableDigest(EFI_GLOBAL, 'KEK'),
+  efiVariableDigest(EFI_IMAGE_SECURITY_DB, 'db'),
+  efiVariableDigest(EFI_IMAGE_SECURITY_DB, 'dbx'),
+  sha384(Buffer.alloc(4)), // separator
+]
+/** events 11–12: BootOrder (two raw bytes in legacy OVMF), Boot0000 */
+const FIXED_LATE = [sha384(Buffer.alloc(2)), BOOT0000_DIGEST]
+
 export function rtmr0Log(tdHobDigest: Buffer, acpi: AcpiDigests): Buffer[] {
-  return [
-    tdHobDigest,
-    CFV_DIGEST,
-    efiVariableDigest(EFI_GLOBAL, 'SecureBoot'),
-    efiVariableDigest(EFI_GLOBAL, 'PK'),
-    efiVariableDigest(EFI_GLOBAL, 'KEK'),
-    efiVariableDigest(EFI_IMAGE_SECURITY_DB, 'db'),
-    efiVariableDigest(EFI_IMAGE_SECURITY_DB, 'dbx'),
-    sha384(Buffer.alloc(4)),
-    acpi.loader,
-    acpi.rsdp,
-    acpi.tables,
-    sha384(Buffer.alloc(2)), // BootOrder
-    BOOT0000_DIGEST,
-  ]
+  return [tdHobDigest, ...FIXED_EARLY, acpi.loader, acpi.rsdp, acpi.tables, ...FIXED_LATE]
 }
