@@ -486,6 +486,8 @@ test('unmeasurable VM parameters are refused before any download', async () => {
     [{ qemuVersion: '9.2.1-x' }, /Failed to parse QEMU version/],
     [{ memorySize: 0n }, /memory_size 0 cannot be measured/],
     [{ ovmfVariant: 'stable202505' }, /unknown variant `stable202505`/],
+    [{ numNics: 0xffffffff }, /num_nics 4294967295 is more than 256/],
+    [{ numGpus: -1 }, /num_gpus -1 is not a u32/],
   ]
   for (const [over, why] of bad) {
     await assert.rejects(v.expectedRegisters(img.osImageHash, { ...VM, ...over }), why)
@@ -527,4 +529,24 @@ test('clear: one image, everything, and concurrently with verifications', async 
   }
   const after = await v.expectedRegisters(a.osImageHash, VM)
   assert.deepEqual(after.expected, ra.expected)
+})
+
+test('a tampered or damaged cache entry is refused, not trusted', async () => {
+  const img = published({ seed: 100 })
+  const { v, opts, imageCacheDir } = verifier()
+  await v.expectedRegisters(img.osImageHash, VM)
+  const dir = join(imageCacheDir, img.hex)
+  writeFileSync(join(dir, 'sha256sum.txt'), Buffer.concat([img.sha256sum, Buffer.from('\n')]))
+  const fresh = createLegacyVerifier(opts)
+  await assert.rejects(
+    fresh.expectedRegisters(img.osImageHash, VM),
+    /legacy TDX attestation requires os_image_hash = sha256\(sha256sum\.txt\)/,
+  )
+  writeFileSync(join(dir, 'sha256sum.txt'), img.sha256sum)
+  rmSync(join(dir, 'initramfs.cpio.gz'))
+  await assert.rejects(
+    createLegacyVerifier(opts).expectedRegisters(img.osImageHash, VM),
+    /Failed to read image [0-9a-f]{64}: ENOENT/,
+  )
+  assert.equal(hitsOf(img.hex), 1)
 })

@@ -94,7 +94,13 @@ async function downloadInto(
   const url = imageUrl(opts.downloadUrl, hex)
   let res: Response
   try {
-    res = await fetch(url, { signal, redirect: 'follow' })
+    // identity: the archive is gzip'ed already, and fetch would silently undo a gzip
+    // Content-Encoding, handing the tar reader bytes it cannot tell from the archive's
+    res = await fetch(url, {
+      signal,
+      redirect: 'follow',
+      headers: { 'accept-encoding': 'identity' },
+    })
   } catch (err) {
     if (signal.aborted) throw err
     throw new ImageError(`Failed to download image: ${(err as Error).message}`, { cause: err })

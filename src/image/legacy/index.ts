@@ -90,6 +90,13 @@ export interface LegacyVerifier {
 const DEFAULT_NEGATIVE_CACHE_MS = 60_000
 const DEFAULT_ACPI_MAX_OUTPUT = 16 << 20
 const PER_IMAGE_MEMO = 64
+/** distinct failed hashes remembered; the oldest is forgotten first */
+const MAX_FAILURES = 4096
+/**
+ * Device counts are guest-supplied and each becomes QEMU arguments; no q35 VM has more than a
+ * few hundred PCIe devices, so larger values are refused instead of building huge argv arrays.
+ */
+const MAX_DEVICES = 256
 
 /** What one image contributes, computed once per image and kept while the image is cached. */
 interface ImageMaterial {
@@ -130,11 +137,12 @@ function memoryBytes(vm: LegacyVmParams): number {
   return Number(vm.memorySize)
 }
 
-function count(v: number | undefined, name: string, dflt: number): number {
+function count(v: number | undefined, name: string, dflt: number, max = 0xffffffff): number {
   const n = v ?? dflt
   if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
     throw new ImageError(`${name} ${n} is not a u32`)
   }
+  if (n > max) throw new ImageError(`${name} ${n} is more than ${max}; no such VM can be measured`)
   return n
 }
 
@@ -173,6 +181,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
     } catch (err) {
       const error =
         err instanceof ImageError ? err : new ImageError((err as Error).message, { cause: err })
+      if (failures.size >= MAX_FAILURES) failures.delete(failures.keys().next().value as string)
       failures.set(hex, { error, until: Date.now() + negativeMs })
       throw error
     }
@@ -180,6 +189,15 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
   }
 
   async function loadMaterial(hex: string): Promise<ImageMaterial> {
+    try {
+      return await readMaterial(hex)
+    } catch (err) {
+      if (err instanceof ImageError) throw err
+      throw new ImageError(`Failed to read image ${hex}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  async function readMaterial(hex: string): Promise<ImageMaterial> {
     const dir = join(opts.imageCacheDir, hex)
     const metaPath = join(dir, METADATA_NAME)
     const present = await readFile(metaPath).then(
@@ -295,10 +313,10 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       pic: vopt.pic,
       version: vopt.version,
       hugepages: vm.hugepages ?? false,
-      numGpus: count(vm.numGpus, 'num_gpus', 0),
-      numNvswitches: count(vm.numNvswitches, 'num_nvswitches', 0),
-      numNics: count(vm.numNics, 'num_nics', 1),
-      numVerityVolumes: count(vm.numVerityVolumes, 'num_verity_volumes', 0),
+      numGpus: count(vm.numGpus, 'num_gpus', 0, MAX_DEVICES),
+      numNvswitches: count(vm.numNvswitches, 'num_nvswitches', 0, MAX_DEVICES),
+      numNics: count(vm.numNics, 'num_nics', 1, MAX_DEVICES),
+      numVerityVolumes: count(vm.numVerityVolumes, 'num_verity_volumes', 0, MAX_DEVICES),
       hotplugOff: vm.hotplugOff ?? false,
       pciHole64Size: vm.pciHole64Size ?? 0n,
       hostShareMode: vm.hostShareMode ?? '',
