@@ -252,8 +252,14 @@ test('size cap: refused by Content-Length and by the unpacked size; nothing inst
 test('hostile archive entries are refused and nothing lands outside the target', async () => {
   const absolute = join(work, 'absolute-x')
   const cases: Array<[string, Parameters<typeof tar>[0][number], RegExp]> = [
-    ['parent', { name: '../x', data: Buffer.from('owned') }, /unsafe path \.\.\/x/],
-    ['nested parent', { name: 'a/../../x', data: Buffer.from('owned') }, /unsafe path/],
+    // staging is <cache>/tmp/tmp-download-*/extracted: ../../x is <cache>/tmp/x, ../../../x <cache>/x
+    [
+      'parent',
+      { name: '../../../x', data: Buffer.from('owned') },
+      /unsafe path \.\.\/\.\.\/\.\.\/x/,
+    ],
+    ['grandparent', { name: '../../x', data: Buffer.from('owned') }, /unsafe path/],
+    ['nested parent', { name: 'a/../../../../x', data: Buffer.from('owned') }, /unsafe path/],
     ['absolute', { name: absolute, data: Buffer.from('owned') }, /unsafe path \//],
     ['symlink', { name: 'ovmf.fd', type: '2', linkname: '/etc/passwd' }, /symbolic link/],
     ['hard link', { name: 'link', type: '1', linkname: '/etc/passwd' }, /hard link/],
@@ -549,4 +555,35 @@ test('a tampered or damaged cache entry is refused, not trusted', async () => {
     /Failed to read image [0-9a-f]{64}: ENOENT/,
   )
   assert.equal(hitsOf(img.hex), 1)
+})
+
+test('RwLock: readers share, a writer waits for them, later readers queue behind the writer', async () => {
+  const { RwLock } = await import('../src/image/legacy/rw-lock.js')
+  const lock = new RwLock()
+  const events: string[] = []
+  let releaseA!: () => void
+  const a = lock.read(async () => {
+    events.push('a+')
+    await new Promise<void>((resolve) => (releaseA = resolve))
+    events.push('a-')
+  })
+  const b = lock.read(async () => {
+    events.push('b')
+  })
+  await b
+  const w = lock.write(async () => {
+    events.push('w')
+  })
+  const c = lock.read(async () => {
+    events.push('c')
+  })
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.deepEqual(
+    events,
+    ['a+', 'b'],
+    'the writer waits for reader a; reader c waits for the writer',
+  )
+  releaseA()
+  await Promise.all([a, w, c])
+  assert.deepEqual(events, ['a+', 'b', 'a-', 'w', 'c'])
 })
