@@ -3,7 +3,16 @@
 // RTMR0 comes from a real child process (a stub table generator). Covers the cache (hit without
 // network, clear, concurrent clear), caps and timeouts, hostile archives and bad manifests.
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -586,4 +595,23 @@ test('RwLock: readers share, a writer waits for them, later readers queue behind
   releaseA()
   await Promise.all([a, w, c])
   assert.deepEqual(events, ['a+', 'b', 'a-', 'w', 'c'])
+})
+
+test('two processes sharing a cache install one image concurrently; stale staging is swept', async () => {
+  const img = published({ seed: 110 })
+  const first = verifier()
+  const second = createLegacyVerifier(first.opts)
+  mkdirSync(join(first.imageCacheDir, 'tmp', 'tmp-download-old'), { recursive: true })
+  mkdirSync(join(first.imageCacheDir, 'tmp', 'tmp-download-young'))
+  const old = new Date(Date.now() - 2 * 3_600_000)
+  utimesSync(join(first.imageCacheDir, 'tmp', 'tmp-download-old'), old, old)
+  const [a, b] = await Promise.all([
+    first.v.expectedRegisters(img.osImageHash, VM),
+    second.expectedRegisters(img.osImageHash, VM),
+  ])
+  assert.deepEqual(a.expected, b.expected)
+  assert.equal(hitsOf(img.hex), 2)
+  assert.deepEqual(readdirSync(join(first.imageCacheDir, 'tmp')), ['tmp-download-young'])
+  const third = createLegacyVerifier(first.opts)
+  assert.deepEqual((await third.expectedRegisters(img.osImageHash, VM)).expected, a.expected)
 })

@@ -5,8 +5,8 @@
 // download and on the unpacked size, in-process hashing instead of `sha256sum -c`, and an
 // install that is a single rename of a fully checked directory.
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
@@ -148,8 +148,48 @@ async function downloadInto(
 }
 
 /**
- * Downloads the image `hex` and installs it as `<cacheDir>/<hex>/`. Any existing directory of
- * that name is replaced; on failure nothing is left behind.
+ * Renames a checked directory into place. Another process (a second RPC worker) may have
+ * installed the same image meanwhile: its copy passed the same checks, so it stays and is never
+ * pulled from under a reader. Only a directory without `metadata.json`, which no installer
+ * leaves, is replaced.
+ */
+async function install(extracted: string, dst: string): Promise<void> {
+  try {
+    await rename(extracted, dst)
+    return
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err
+  }
+  const complete = await stat(join(dst, METADATA_NAME)).then(
+    () => true,
+    () => false,
+  )
+  if (complete) return
+  await removeDirAtomically(dirname(dst), dst)
+  await rename(extracted, dst)
+}
+
+/** Removes staging leftovers of crashed runs; young ones may belong to another live process. */
+export async function sweepStaging(cacheDir: string, olderThanMs: number): Promise<void> {
+  const tmp = join(cacheDir, TMP_DIR_NAME)
+  let names: string[]
+  try {
+    names = await readdir(tmp)
+  } catch {
+    return
+  }
+  const cutoff = Date.now() - olderThanMs
+  for (const name of names) {
+    const path = join(tmp, name)
+    const st = await stat(path).catch(() => null)
+    if (st !== null && st.mtimeMs < cutoff) await rm(path, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Downloads the image `hex` and installs it as `<cacheDir>/<hex>/`; on failure nothing is left
+ * behind.
  */
 export async function downloadImage(hex: string, opts: DownloadOptions): Promise<void> {
   const tmpRoot = join(opts.cacheDir, TMP_DIR_NAME)
@@ -175,9 +215,7 @@ export async function downloadImage(hex: string, opts: DownloadOptions): Promise
         cause: err,
       })
     }
-    const dst = join(opts.cacheDir, hex)
-    await removeDirAtomically(opts.cacheDir, dst)
-    await rename(extracted, dst)
+    await install(extracted, join(opts.cacheDir, hex))
     fsyncDir(opts.cacheDir)
   } finally {
     clearTimeout(timer)

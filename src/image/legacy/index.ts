@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { acpiBlobs, qemuArgs, runAcpiCommand, type QemuMachine } from './acpi.js'
 import { extendLog, sha384 } from './digest.js'
-import { downloadImage, removeDirAtomically, TMP_DIR_NAME } from './download.js'
+import { downloadImage, removeDirAtomically, sweepStaging, TMP_DIR_NAME } from './download.js'
 import { ImageError } from './errors.js'
 import {
   kernelHashIsMemoryIndependent,
@@ -92,6 +92,8 @@ const DEFAULT_ACPI_MAX_OUTPUT = 16 << 20
 const PER_IMAGE_MEMO = 64
 /** distinct failed hashes remembered; the oldest is forgotten first */
 const MAX_FAILURES = 4096
+/** staging leftovers younger than this may belong to another live process sharing the cache */
+const STALE_STAGING_MS = 3_600_000
 /**
  * Device counts are guest-supplied and each becomes QEMU arguments; no q35 VM has more than a
  * few hundred PCIe devices, so larger values are refused instead of building huge argv arrays.
@@ -153,6 +155,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
   const failures = new Map<string, { error: ImageError; until: number }>()
   const negativeMs = opts.negativeCacheMs ?? DEFAULT_NEGATIVE_CACHE_MS
   const log = opts.log.child({ component: 'legacy-image' })
+  let swept: Promise<void> | undefined
   if (opts.legacyRtmr0 === 'skip' && opts.acpiTablesCommand === null) {
     log.warn(
       'legacy TDX images are verified WITHOUT RTMR0 (legacy_rtmr0 = "skip", no ' +
@@ -169,6 +172,11 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       })
     }
     failures.delete(hex)
+    swept ??= sweepStaging(
+      opts.imageCacheDir,
+      Math.max(STALE_STAGING_MS, 2 * opts.downloadTimeoutMs),
+    )
+    await swept
     log.info({ osImageHash: hex }, `Image ${hex} not found, downloading`)
     const started = Date.now()
     try {
