@@ -3,6 +3,11 @@
 // operator-supplied program (upstream's is `dstack-acpi-tables`, a patched QEMU that dumps
 // `etc/acpi/tables` to stdout) with the QEMU arguments of the VM, then derive the RSDP and loader
 // exactly as upstream does. Unlike upstream: argv without a shell, a timeout, an output cap.
+//
+// The command's contract: it is run as `argv[0] argv[1..] <QEMU arguments of qemuArgs()>` with
+// `QEMU_ACPI_COMPAT_VER=X.Y.Z` in its environment, writes the raw `etc/acpi/tables` blob to
+// stdout and exits 0; anything else (non-zero exit, a timeout, too much output, a blob without
+// the DSDT/FACP/APIC/MCFG/WAET/RSDT tables) fails the verification.
 import { spawn } from 'node:child_process'
 import { ImageError } from './errors.js'
 

@@ -2,7 +2,7 @@
 // then recompute the MRTD and RTMR0–2 a genuine boot of that image with the VM's parameters
 // produces (upstream `verifier/src/verification.rs` `verify_os_image_hash_for_dstack_tdx` and
 // `dstack-mr`). The caller compares them with the quote. RTMR0 needs QEMU's ACPI tables, which
-// only the operator's `acpi_tables_command` can produce; see docs/design.md#os-image-verification.
+// only the operator's `acpi_tables_command` can produce (its contract: `acpi.ts`).
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
