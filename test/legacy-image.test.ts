@@ -615,3 +615,59 @@ test('two processes sharing a cache install one image concurrently; stale stagin
   const third = createLegacyVerifier(first.opts)
   assert.deepEqual((await third.expectedRegisters(img.osImageHash, VM)).expected, a.expected)
 })
+
+test('tar reader: pax paths and sizes, GNU long names, global headers, directories', async () => {
+  const { TarExtractor } = await import('../src/image/legacy/tar.js')
+  const pax = (records: Record<string, string>): Buffer =>
+    Buffer.from(
+      Object.entries(records)
+        .map(([k, v]) => {
+          const body = ` ${k}=${v}\n`
+          let len = body.length + 1
+          while (String(len).length + body.length !== len) len++
+          return `${len}${body}`
+        })
+        .join(''),
+    )
+  const long = `${'d'.repeat(120)}/${'f'.repeat(150)}`
+  const archive = tar([
+    { name: 'pax_global_header', type: 'g', data: pax({ comment: 'ignored' }) },
+    { name: 'dir', type: '5' },
+    { name: 'PaxHeaders/x', type: 'x', data: pax({ path: long }) },
+    { name: 'short-name-replaced', data: Buffer.from('via pax') },
+    { name: '././@LongLink', type: 'L', data: Buffer.from('gnu/' + 'g'.repeat(200) + '\0') },
+    { name: 'truncated-gnu-name', data: Buffer.from('via gnu') },
+    { name: './dir/plain', data: Buffer.alloc(1500, 7) },
+  ])
+  const target = mkdtempSync(join(work, 'tar-'))
+  const x = new TarExtractor(target)
+  // odd chunk sizes exercise header and padding splits
+  for (let i = 0; i < archive.length; i += 333) await x.push(archive.subarray(i, i + 333))
+  const files = await x.finish()
+  assert.deepEqual(
+    files.map((f) => [f.path, f.size]).sort(),
+    [
+      [`gnu/${'g'.repeat(200)}`, 7],
+      ['dir/plain', 1500],
+      [long, 7],
+    ].sort(),
+  )
+  assert.equal(readFileSync(join(target, long), 'utf8'), 'via pax')
+  assert.equal(readFileSync(join(target, 'gnu', 'g'.repeat(200)), 'utf8'), 'via gnu')
+  assert.deepEqual(
+    files.find((f) => f.path === 'dir/plain')?.sha256,
+    createHash('sha256').update(Buffer.alloc(1500, 7)).digest(),
+  )
+  // a duplicate entry is refused rather than silently overwritten
+  const dup = new TarExtractor(mkdtempSync(join(work, 'tar-')))
+  await assert.rejects(
+    dup.push(
+      tar([
+        { name: 'a', data: Buffer.from('1') },
+        { name: './a', data: Buffer.from('2') },
+      ]),
+    ),
+    /contains the file a twice/,
+  )
+  await dup.abort()
+})

@@ -276,7 +276,8 @@ export function syntheticImage(opts: ImageOptions = {}): SyntheticImage {
 export interface TarEntry {
   name: string
   data?: Buffer
-  /** '0' file (default), '5' directory, '1' hard link, '2' symlink, '3' char device */
+  /** '0' file (default), '5' directory, '1' hard link, '2' symlink, '3' char device, 'x' pax
+   * header, 'g' global pax header, 'L' GNU long name */
   type?: string
   linkname?: string
 }
@@ -295,7 +296,8 @@ export function tar(entries: TarEntry[]): Buffer {
     h.write(octal(e.type === '5' ? 0o755 : 0o644, 8), 100, 'latin1')
     h.write(octal(0, 8), 108, 'latin1')
     h.write(octal(0, 8), 116, 'latin1')
-    h.write(octal(e.type === undefined || e.type === '0' ? data.length : 0, 12), 124, 'latin1')
+    const hasData = e.type === undefined || ['0', 'x', 'g', 'L'].includes(e.type)
+    h.write(octal(hasData ? data.length : 0, 12), 124, 'latin1')
     h.write(octal(0, 12), 136, 'latin1')
     h.write(e.type ?? '0', 156, 'latin1')
     if (e.linkname !== undefined) h.write(e.linkname, 157, 100, 'utf8')
@@ -306,7 +308,7 @@ export function tar(entries: TarEntry[]): Buffer {
     for (const b of h) sum += b
     h.write(octal(sum, 7) + ' ', 148, 'latin1')
     blocks.push(h)
-    if (e.type === undefined || e.type === '0') {
+    if (hasData) {
       blocks.push(data, Buffer.alloc((512 - (data.length % 512)) % 512))
     }
   }
