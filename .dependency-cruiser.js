@@ -24,8 +24,8 @@ export const LAYERS = [
   ['crypto', 'config', 'cache', 'prpc'],
   // certificates and CRLs on top of asn1/ and crypto/; admin-listener authentication
   ['x509', 'admin'],
-  // quotes, event logs, collateral and the verifier
-  ['attestation'],
+  // quotes, event logs, collateral and the verifier; OS image measurement and verification
+  ['attestation', 'image'],
   // RA-TLS certificates carrying attestations; the TEE backends (TDX, simulator) producing them
   ['ratls', 'tee'],
   // what services are built from: the auth webhook and self-authorization, the auth-simple

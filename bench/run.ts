@@ -24,6 +24,7 @@ import { mib, procMemory } from './proc.js'
 import { nativeBackendOrReason, runSecp256k1Bench, type Secp256k1Figures } from './secp256k1.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { runWorkersScaling, type ScalingReport, type ScalingRow } from './workers-scaling.js'
+import { runLegacyImageBench, type LegacyImageFigures } from './legacy-image.js'
 import { micros, num, table } from './table.js'
 import { GetMetaResponseType, PublicKeyResponseType } from '../src/prpc/messages.js'
 import type { MessageType } from '../src/prpc/schema.js'
@@ -349,6 +350,31 @@ function printWhereTimeGoes(rows: readonly LoadRow[], micro: readonly MicroResul
 
 const ratio = (value: number | null): string => (value === null ? '-' : `${num(value, 2)}×`)
 
+function printLegacyImage(f: LegacyImageFigures): void {
+  out(
+    `Legacy TDX image verification (synthetic image, ${num(f.archiveMiB, 1)} MiB archive over loopback, ACPI tables stub; median of ${f.rounds})`,
+  )
+  out(
+    table(
+      ['case', 'time', 'per MiB'],
+      [
+        [
+          'cold: download + unpack + check + measure',
+          `${num(f.coldMs, 1)} ms`,
+          `${num(f.coldMsPerMiB, 1)} ms`,
+        ],
+        [
+          'warm from disk (restarted, no network)',
+          `${num(f.diskWarmMs, 1)} ms`,
+          `${num(f.diskWarmMs / f.archiveMiB, 1)} ms`,
+        ],
+        ['warm in memory (per verification)', `${micros(f.memoryWarmUs)} µs`, '-'],
+      ],
+    ),
+  )
+  out()
+}
+
 function printSecp256k1(f: Secp256k1Figures): void {
   out('secp256k1 side by side (µs/op, median of interleaved rounds; same key and 32-byte digest)')
   const row = (op: string, v: Secp256k1Figures['signUs']): string[] => [
@@ -654,6 +680,10 @@ async function main(): Promise<number> {
   const secp = runSecp256k1Bench(profile.micro)
   report.secp256k1 = secp
   printSecp256k1(secp)
+  progress('legacy TDX image verification: cold, warm from disk, warm in memory…')
+  const legacy = await runLegacyImageBench(profile.micro)
+  report.legacyImage = legacy
+  printLegacyImage(legacy)
   let ok = await runEndToEnd(profile, micro)
   const env = await runEnvComparison({
     concurrency: CONCURRENCY,

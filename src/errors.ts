@@ -44,6 +44,7 @@ export type KmsErrorCode =
   | 'KMS_ERR_COLLATERAL' // quote collateral could not be obtained or has expired
   | 'KMS_ERR_DENIED' // the auth policy said no
   | 'KMS_ERR_TDX' // a TDX guest interface failed outside the TdxAttestError variants
+  | 'KMS_ERR_IMAGE' // an OS image could not be fetched, was malformed, or could not be measured
   | TdxErrorCode
   | 'KMS_ERR_INTERNAL'
 
@@ -118,6 +119,7 @@ export const HTTP_STATUS: Readonly<Record<KmsErrorCode, number>> = {
   KMS_ERR_COLLATERAL: 400,
   KMS_ERR_DENIED: 400,
   KMS_ERR_TDX: 400,
+  KMS_ERR_IMAGE: 400,
   KMS_ERR_TDX_UNEXPECTED: 400,
   KMS_ERR_TDX_INVALID_PARAMETER: 400,
   KMS_ERR_TDX_OUT_OF_MEMORY: 400,
