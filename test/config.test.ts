@@ -117,6 +117,7 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
     },
     attestation: {
       insecureAllowExternalTrustAnchors: false,
+      quoteVerifier: 'node-crypto',
       urls: { pccs: '', amdKds: '' },
       rootCa: {
         tdx: '',

@@ -35,6 +35,7 @@ export function builtinDefaults(): RawTable {
       aws_nitro_tpm_key_release: false,
       attestation: {
         insecure_allow_external_trust_anchors: false,
+        quote_verifier: 'node-crypto',
         urls: {},
         root_ca: {},
       },

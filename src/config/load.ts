@@ -15,7 +15,13 @@ import {
   readQuickstartSeed,
 } from './quickstart.js'
 import { LOG_LEVELS, type RawTable, asInteger, checkLayer, deepMerge, isTable } from './schema.js'
-import type { AuthApiConfig, CryptoBackendPreference, KmsConfig, TeeBackendName } from './types.js'
+import type {
+  AuthApiConfig,
+  CryptoBackendPreference,
+  KmsConfig,
+  QuoteVerifierEngine,
+  TeeBackendName,
+} from './types.js'
 import { parseByteSize, parseDuration } from './units.js'
 import { validateConfig } from './validate.js'
 
@@ -244,6 +250,7 @@ function build(
         insecureAllowExternalTrustAnchors: t.bool(
           'core.attestation.insecure_allow_external_trust_anchors',
         ),
+        quoteVerifier: t.str('core.attestation.quote_verifier') as QuoteVerifierEngine,
         urls: {
           pccs: t.optStr('core.attestation.urls.pccs'),
           amdKds: t.optStr('core.attestation.urls.amd_kds'),

@@ -120,6 +120,7 @@ export const KMS_SCHEMA: TableNode = {
         attestation: {
           table: {
             insecure_allow_external_trust_anchors: bool,
+            quote_verifier: { leaf: { kind: 'enum', values: ['node-crypto', 'dcap-qvl'] } },
             urls: { table: { pccs: str, amd_kds: str } },
             root_ca_tdx: path,
             root_ca: {

@@ -21,6 +21,7 @@ export interface RpcConfig {
 }
 
 export type CryptoBackendPreference = 'auto' | 'native' | 'js'
+export type QuoteVerifierEngine = 'node-crypto' | 'dcap-qvl'
 
 export interface TeeConfig {
   backend: TeeBackendName
@@ -74,6 +75,9 @@ export interface AdminConfig {
 export interface AttestationConfig {
   /** must be true for any `rootCa` entry to be accepted (upstream HEAD rule) */
   insecureAllowExternalTrustAnchors: boolean
+  /** ours, not upstream: which DCAP verifier checks quotes (`dcap-qvl` is the pure-JS library
+   * the node:crypto one is tested against, kept selectable for comparison) */
+  quoteVerifier: QuoteVerifierEngine
   /** "" = not set; `core.pccs_url` / `core.amd_kds_base_url` are the resolved values */
   urls: { pccs: string; amdKds: string }
   /** absolute paths of replacement root CAs; "" = vendor production root */
