@@ -383,6 +383,13 @@ describe('upstream kms.toml', () => {
     )
   })
 
+  test('core.attestation.quote_verifier: node-crypto by default, dcap-qvl on request', () => {
+    assert.equal(load('').core.attestation.quoteVerifier, 'node-crypto')
+    const cfg = load(`[core.attestation]\nquote_verifier = "dcap-qvl"\n`)
+    assert.equal(cfg.core.attestation.quoteVerifier, 'dcap-qvl')
+    assert.throws(() => load(`[core.attestation]\nquote_verifier = "openssl"\n`), KmsError)
+  })
+
   test('[crypto] backend and [auth_simple] are parsed and checked', () => {
     const cfg = load(
       `[crypto]\nbackend = "js"\n[auth_simple]\nenabled = true\nport = 9101\nconfig = "p.json"\n`,

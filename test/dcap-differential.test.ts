@@ -2,6 +2,10 @@
 // a fixed-seed sample of mutations (the full run is test/fuzz/dcap-differential.fuzz.ts).
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { BoundedCache } from '../src/attestation/dcap/bounded-cache.js'
+import { DcapQuoteVerifier } from '../src/attestation/dcap/quote-verifier.js'
+import { parseQuote } from '../src/attestation/quote.js'
+import { errorMessage } from '../src/errors.js'
 import {
   DifferentialRunner,
   type Outcome,
@@ -55,5 +59,62 @@ describe('DCAP verifier: node:crypto against dcap-qvl', () => {
     }
     // both sides of the decision are exercised
     assert.ok(accepted > 0 && accepted < MUTATIONS, `accepted ${accepted} of ${MUTATIONS}`)
+  })
+})
+
+describe('DCAP verifier caches', () => {
+  it('re-evaluate validity windows on every call: cached collateral expires and recovers', () => {
+    const [tdxCase] = fixtureCases()
+    assert.ok(tdxCase !== undefined)
+    const core = new DcapQuoteVerifier(tdxCase.rootCaDer)
+    const parsed = parseQuote(tdxCase.quote)
+    const at = (now: number) => {
+      try {
+        return core.verify(tdxCase.quote, parsed, tdxCase.collateral, now).status
+      } catch (err) {
+        return errorMessage(err)
+      }
+    }
+    assert.equal(at(tdxCase.now), 'UpToDate')
+    assert.equal(at(tdxCase.now + 40 * 86400), 'TCBInfo expired')
+    assert.equal(at(tdxCase.now - 40 * 86400), 'TCBInfo issue date is in the future')
+    assert.equal(at(tdxCase.now), 'UpToDate')
+    // a copy of the collateral (another object, same content) is found by its content hash
+    assert.equal(
+      core.verify(tdxCase.quote, parsed, { ...tdxCase.collateral }, tdxCase.now).status,
+      'UpToDate',
+    )
+  })
+
+  it('a refused quote does not poison the PCK or collateral entries', () => {
+    const [tdxCase] = fixtureCases()
+    assert.ok(tdxCase !== undefined)
+    const core = new DcapQuoteVerifier(tdxCase.rootCaDer)
+    const bad = Buffer.from(tdxCase.quote)
+    bad[100] = (bad[100] ?? 0) ^ 0x40
+    assert.throws(
+      () => core.verify(bad, parseQuote(bad), tdxCase.collateral, tdxCase.now),
+      /ISV enclave report signature is invalid/,
+    )
+    const ok = core.verify(
+      tdxCase.quote,
+      parseQuote(tdxCase.quote),
+      tdxCase.collateral,
+      tdxCase.now,
+    )
+    assert.equal(ok.status, 'UpToDate')
+  })
+
+  it('BoundedCache keeps the most recently used entries up to its capacity', () => {
+    const cache = new BoundedCache<number>(2)
+    cache.set('a', 1)
+    cache.set('b', 2)
+    assert.equal(cache.get('a'), 1) // a is now the most recent
+    cache.set('c', 3)
+    assert.equal(cache.get('b'), undefined)
+    assert.equal(cache.get('a'), 1)
+    assert.equal(cache.get('c'), 3)
+    assert.equal(cache.size, 2)
+    assert.throws(() => new BoundedCache(0), RangeError)
   })
 })
