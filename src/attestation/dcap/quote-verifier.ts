@@ -3,7 +3,7 @@
 // key, the PCK chain to the configured root, the TCB info and QE identity signatures, validity
 // windows and CRL lookups, the QE identity policy, TCB level matching and the TD attributes —
 // the checks, order, results and messages of @phala/dcap-qvl 0.3.9's `verify`, which the
-// differential tests hold it to (docs/design.md#quote-verification).
+// differential tests hold it to (docs/design.md#quote-verification-library).
 //
 // Everything that depends only on the collateral, or only on the PCK chain, is worked out once
 // and kept (bounded, by content hash), as an ordered list of checks whose time-dependent members
