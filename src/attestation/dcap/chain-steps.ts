@@ -101,18 +101,26 @@ export function chainChecks(
 ): CheckedChain {
   const leaf = new X509Certificate(leafDer)
   if (isCaCertificate(leafDer)) stop('CaUsedAsEndEntity')
-  const certs = intermediates.map((d) => new X509Certificate(d))
-  const issuer = certs[0] ?? anchor
-  if (!leaf.verify(issuer.publicKey)) {
+  // certificates are read as the walk reaches them, so that an unreadable one fails where it
+  // fails today
+  const certs: X509Certificate[] = []
+  const at = (i: number): X509Certificate => {
+    const der = intermediates[i]
+    if (der === undefined) return anchor
+    certs[i] ??= new X509Certificate(der)
+    return certs[i]
+  }
+  if (!leaf.verify(at(0).publicKey)) {
     stop('Failed to verify certificate chain - leaf signature invalid')
   }
   checks.push(windowOf(leaf))
-  certs.forEach((c, i) => {
-    if (!c.verify((certs[i + 1] ?? anchor).publicKey)) {
+  for (let i = 0; i < intermediates.length; i++) {
+    const c = at(i)
+    if (!c.verify(at(i + 1).publicKey)) {
       stop('Failed to verify certificate chain - intermediate signature invalid')
     }
     checks.push(windowOf(c))
-  })
+  }
   return { leaf, serials: [leaf, ...certs, anchor].map((c) => serialKey(certificateSerial(c))) }
 }
 
