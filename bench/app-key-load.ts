@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { toReportData } from '../src/attestation/report-data.js'
+import type { QuoteVerifierEngine } from '../src/config/types.js'
 import { deriveDhSecret, deriveKey } from '../src/crypto/kdf.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { readRootK256 } from '../src/keys/key-set.js'
@@ -47,6 +48,7 @@ export interface AttestedKms {
 export async function startAttestedKms(
   workers: number,
   env?: Record<string, string>,
+  quoteVerifier: QuoteVerifierEngine = 'node-crypto',
 ): Promise<AttestedKms> {
   const dir = tempDir('dstack-kms-bench-attested-')
   const seed = randomBytes(32)
@@ -63,6 +65,7 @@ export async function startAttestedKms(
     seed: seed.toString('hex'),
     policyFile,
     autoBootstrapDomain: 'localhost',
+    core: `attestation.quote_verifier = "${quoteVerifier}"`,
   })
   // The helper pins one worker (tests run many KMSs on two cores); the bench varies it.
   const toml = base.replace(/^workers = 1$/m, `workers = ${workers}`)

@@ -13,9 +13,10 @@ import { x25519PublicKey } from '../src/crypto/x25519.js'
 import { CERT_DIR_FILES } from '../src/keys/cert-dir.js'
 import { BENCH_APP_ID_HEX, expectedEnvPublicKeyHex } from './crypto-cases.js'
 import { startBenchKms, type BenchKms } from './kms-server.js'
-import { runLoad, type LoadResult } from './load.js'
+import type { LoadResult } from './load.js'
 import { measureInterleaved, type MicroOptions } from './micro.js'
 import { BENCH_K256_KEY, nativeBackendOrReason } from './secp256k1.js'
+import { checkOne, wrkLoad } from './wrk.js'
 
 const ROOT = resolvePath(import.meta.dirname, '..')
 const ENV_PUBKEY_PREFIX = 'dstack-env-encrypt-pubkey'
@@ -206,36 +207,41 @@ async function session(
     const validate = envValidator(server)
     const hot = JSON.stringify({ app_id: BENCH_APP_ID_HEX })
     const target: EnvTarget = backend === 'native' ? 'kms-native' : 'kms-js'
+    const kmsUrl = `${server.base}/prpc/GetAppEnvEncryptPubKey?json`
+    const floorUrl = `https://127.0.0.1:${floor.port}/prpc/Floor`
     for (const concurrency of o.concurrency) {
-      const common = {
-        headers: { 'content-type': 'application/json' },
-        concurrency,
-        warmupMs: o.warmupMs,
-        durationMs: o.durationMs,
-      }
-      o.progress(`floor, ${concurrency} clients…`)
+      const common = { concurrency, warmupMs: o.warmupMs, durationMs: o.durationMs }
+      o.progress(`floor, ${concurrency} connections (wrk)…`)
+      const floorResult = await wrkLoad({
+        ...common,
+        url: floorUrl,
+        body: hot,
+        serverPid: floor.pid,
+      })
+      const floorAnswer = await checkOne(floorUrl, hot, (body) =>
+        typeof parseJson(body) === 'string' ? 'floor: not JSON' : undefined,
+      )
+      if (floorAnswer !== undefined) floorResult.errors++
+      floorResult.firstError ??= floorAnswer
       rows.push({
         target: 'floor',
         session: backend,
         appIds: null,
         concurrency,
-        result: await runLoad({
-          ...common,
-          url: `https://127.0.0.1:${floor.port}/prpc/Floor`,
-          body: hot,
-          validate: (body) => (typeof parseJson(body) === 'string' ? 'floor: not JSON' : undefined),
-          serverPid: floor.pid,
-        }),
+        result: floorResult,
       })
       for (const mode of ['hot', 'distinct'] as const) {
-        o.progress(`${target}, ${mode} app ids, ${concurrency} clients…`)
-        const result = await runLoad({
+        o.progress(`${target}, ${mode} app ids, ${concurrency} connections (wrk)…`)
+        const result = await wrkLoad({
           ...common,
-          url: `${server.base}/prpc/GetAppEnvEncryptPubKey?json`,
-          body: mode === 'hot' ? hot : distinctAppIds(),
-          validate,
+          url: kmsUrl,
+          body: mode === 'hot' ? hot : 'distinct',
           serverPid: server.workerPid,
         })
+        // wrk does not read answers; one answer per row is checked in full here
+        const problem = await checkOne(kmsUrl, mode === 'hot' ? hot : distinctAppIds()(), validate)
+        if (problem !== undefined) result.errors++
+        result.firstError ??= problem
         rows.push({ target, session: backend, appIds: mode, concurrency, result })
         if (result.errors > 0) {
           problems.push(`${target} ${mode} c=${concurrency}: ${result.firstError ?? 'errors'}`)

@@ -3,12 +3,15 @@
 // that is not counted, so the figures are per request, not per TLS handshake — unless
 // `freshConnectionTls` asks for a new connection (and a new client certificate) per request.
 import { Agent, request } from 'node:https'
+import type { SecureContext } from 'node:tls'
 import { procCpuMs } from './proc.js'
 
 /** A TLS client certificate and its key (PEM). */
 export interface ClientTls {
   cert: string
   key: string
+  /** the two already loaded (then used instead): keeps PEM parsing off the measured window */
+  secureContext?: SecureContext
 }
 
 export interface LoadOptions {

@@ -4,6 +4,7 @@
 // ids (the CPU-bound case) and an attested KMS serves GetAppKey. The peak RSS (VmHWM) of every
 // main worker is read after its load.
 import { randomBytes } from 'node:crypto'
+import { createSecureContext } from 'node:tls'
 import { dirname } from 'node:path'
 import { rmSync } from 'node:fs'
 import {
@@ -12,12 +13,14 @@ import {
   startAttestedKms,
   stopAttestedKms,
   type AttestedKms,
+  type GuestFactory,
 } from './app-key-load.js'
 import { startBenchKms } from './kms-server.js'
 import { runLoad, type ClientTls, type LoadResult } from './load.js'
+import { checkOne, wrkLoad } from './wrk.js'
 import { procCpuMs, procMemory, type ProcMemory } from './proc.js'
 
-export type ScalingRpc = 'env-distinct' | 'appkey-hot' | 'appkey-cold'
+export type ScalingRpc = 'env-distinct' | 'appkey-hot' | 'appkey-cold' | 'appkey-cold-dcap-qvl'
 
 export interface ScalingRow {
   rpc: ScalingRpc
@@ -71,21 +74,23 @@ async function envDistinct(
   o.progress(`GetAppEnvEncryptPubKey, distinct app ids, [rpc] workers = ${workers}…`)
   const server = await startBenchKms({ cryptoBackend: 'native', workers })
   try {
-    const result = await runLoad({
-      url: `${server.base}/prpc/GetAppEnvEncryptPubKey?json`,
-      body: distinctBodies(),
-      headers: { 'content-type': 'application/json' },
+    const url = `${server.base}/prpc/GetAppEnvEncryptPubKey?json`
+    const result = await wrkLoad({
+      url,
+      body: 'distinct',
       concurrency: o.concurrency,
       warmupMs: o.warmupMs,
       durationMs: o.durationMs,
-      validate: (body) => {
-        const v = JSON.parse(body.toString('utf8')) as Record<string, unknown>
-        return typeof v.public_key === 'string' && v.public_key.length === 64
-          ? undefined
-          : 'no public_key'
-      },
       serverPid: server.workerPids,
     })
+    const problem = await checkOne(url, distinctBodies()(), (body) => {
+      const v = JSON.parse(body.toString('utf8')) as Record<string, unknown>
+      return typeof v.public_key === 'string' && v.public_key.length === 64
+        ? undefined
+        : 'no public_key'
+    })
+    if (problem !== undefined) result.errors++
+    result.firstError ??= problem
     server.kms.logs.splice(0)
     report.rows.push({
       rpc: 'env-distinct',
@@ -167,28 +172,7 @@ async function appKey(o: ScalingOptions, workers: number, report: ScalingReport)
     if (o.singleClient) await hot(1)
     await hot(o.concurrency)
 
-    const poolSize = Math.ceil((COLD_RPS_BUDGET_PER_WORKER * workers * o.durationMs) / 1000)
-    o.progress(`making ${poolSize} guest certificates for the cold GetAppKey row…`)
-    const t0 = performance.now()
-    const pool: ClientTls[] = Array.from({ length: poolSize }, () => guests.make())
-    report.certMakeUs ??= ((performance.now() - t0) * 1000) / poolSize
-    o.progress(`GetAppKey cold (new certificate per request), [rpc] workers = ${workers}…`)
-    const r = await withSidecarCpu(k, () =>
-      runLoad({
-        url,
-        body: guests.body,
-        headers: {},
-        concurrency: o.concurrency,
-        // every request is a first request: there is nothing to warm up without spending a
-        // certificate, and the hot rows above already warmed the worker
-        warmupMs: 0,
-        durationMs: o.durationMs,
-        validate,
-        serverPid: k.workerPids,
-        freshConnectionTls: () => pool.pop(),
-      }),
-    )
-    push('appkey-cold', o.concurrency, r)
+    push('appkey-cold', o.concurrency, await coldRow(o, k, workers, report, guests))
     for (const pid of k.workerPids) {
       report.memory.push({ kms: 'attested', workers, pid, memory: procMemory(pid) })
     }
@@ -196,6 +180,81 @@ async function appKey(o: ScalingOptions, workers: number, report: ScalingReport)
     const exit = await stopAttestedKms(k)
     if (exit.code !== 0) {
       report.problems.push(`attested KMS (workers ${workers}) did not exit 0 on SIGTERM`)
+    }
+  }
+}
+
+/** GetAppKey with a new certificate and connection per request: what one guest boot costs. */
+async function coldRow(
+  o: ScalingOptions,
+  k: AttestedKms,
+  workers: number,
+  report: ScalingReport,
+  guests: GuestFactory,
+  budgetPerWorker = COLD_RPS_BUDGET_PER_WORKER,
+): Promise<{ result: LoadResult; sidecarCpuPct: number | null }> {
+  const poolSize = Math.ceil((budgetPerWorker * workers * o.durationMs) / 1000)
+  o.progress(`making ${poolSize} guest certificates for the cold GetAppKey row…`)
+  const t0 = performance.now()
+  // the client's TLS contexts are made with the certificates, before the window, so that the
+  // client spends the window on handshakes
+  const pool: ClientTls[] = Array.from({ length: poolSize }, () => {
+    const tls = guests.make()
+    return { ...tls, secureContext: createSecureContext(tls) }
+  })
+  report.certMakeUs ??= ((performance.now() - t0) * 1000) / poolSize
+  o.progress(`GetAppKey cold (new certificate per request), [rpc] workers = ${workers}…`)
+  return withSidecarCpu(k, () =>
+    runLoad({
+      url: `${k.base}/prpc/GetAppKey?json`,
+      body: guests.body,
+      headers: {},
+      concurrency: o.concurrency,
+      // every request is a first request: there is nothing to warm up without spending a
+      // certificate, and the hot rows already warmed the worker
+      warmupMs: 0,
+      durationMs: o.durationMs,
+      validate: appKeyValidator(k),
+      serverPid: k.workerPids,
+      freshConnectionTls: () => pool.pop(),
+    }),
+  )
+}
+
+/** The cold row again on a KMS whose quote verifier is @phala/dcap-qvl (same workers, same
+ * clients), for the node:crypto / dcap-qvl ratio. */
+async function coldWithLibrary(
+  o: ScalingOptions,
+  workers: number,
+  report: ScalingReport,
+): Promise<void> {
+  o.progress(`starting the attested KMS with quote_verifier = "dcap-qvl", workers = ${workers}…`)
+  const k = await startAttestedKms(workers, undefined, 'dcap-qvl')
+  try {
+    const guests = await guestFactory(k)
+    // a few hot requests first, so that both cold rows start from a worker that has served
+    const warm = guests.make()
+    await runLoad({
+      url: `${k.base}/prpc/GetAppKey?json`,
+      body: guests.body,
+      headers: {},
+      concurrency: 1,
+      warmupMs: 0,
+      durationMs: Math.min(500, o.warmupMs),
+      validate: appKeyValidator(k),
+      serverPid: k.workerPids,
+      clientTls: () => warm,
+    })
+    // the library path is several times slower: a smaller certificate pool covers the window
+    const r = await coldRow(o, k, workers, report, guests, COLD_RPS_BUDGET_PER_WORKER / 3)
+    report.rows.push({ rpc: 'appkey-cold-dcap-qvl', workers, concurrency: o.concurrency, ...r })
+    if (r.result.errors > 0) {
+      report.problems.push(`appkey-cold-dcap-qvl w=${workers}: ${r.result.firstError ?? 'errors'}`)
+    }
+  } finally {
+    const exit = await stopAttestedKms(k)
+    if (exit.code !== 0) {
+      report.problems.push(`attested KMS (dcap-qvl, workers ${workers}) did not exit 0 on SIGTERM`)
     }
   }
 }
@@ -209,6 +268,7 @@ export async function runWorkersScaling(o: ScalingOptions): Promise<ScalingRepor
       workers,
       report,
     )
+    if (workers === o.workerCounts[0]) await coldWithLibrary(o, workers, report)
   }
   return report
 }

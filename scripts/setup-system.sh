@@ -6,12 +6,20 @@
 #   python3           used by tests that need a unix-datagram receiver (sd_notify)
 #   g++ make          node-gyp builds of the native addon and better-sqlite3
 #   chromium          (--test) browser test of the onboarding page, driven by playwright-core
+#   wrk               (--bench) the HTTP load generator of `npm run bench`
 set -eu
 
 PACKAGES="libsecp256k1-dev python3 g++ make"
-if [ "${1:-}" = "--test" ]; then
-  PACKAGES="$PACKAGES chromium"
-fi
+for flag in "$@"; do
+  case "$flag" in
+    --test) PACKAGES="$PACKAGES chromium" ;;
+    --bench) PACKAGES="$PACKAGES wrk" ;;
+    *)
+      echo "setup-system: unknown option $flag (use --test and/or --bench)" >&2
+      exit 2
+      ;;
+  esac
+done
 
 missing=""
 for p in $PACKAGES; do

@@ -77,7 +77,10 @@ export async function createRuntime(
   )
   const authApi = createAuthApi(config.core.authApi, USER_AGENT)
   const cache = CacheDb.open(config.core.image.cacheDir)
-  const verifier = new AttestationVerifier(trustFor(config, tee, cache, logger))
+  const verifier = new AttestationVerifier({
+    ...trustFor(config, tee, cache, logger),
+    engine: config.core.attestation.quoteVerifier,
+  })
   const selfAuth = new SelfAuthorizer({
     enforce: config.core.enforceSelfAuthorization,
     tee,

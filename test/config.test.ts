@@ -108,6 +108,7 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
     },
     attestation: {
       insecureAllowExternalTrustAnchors: false,
+      quoteVerifier: 'node-crypto',
       urls: { pccs: '', amdKds: '' },
       rootCa: {
         tdx: '',
@@ -371,6 +372,13 @@ describe('upstream kms.toml', () => {
       () => load(`[tee.simulator]\ntrust_mock_root = true\n`),
       configError(/requires tee.backend = "simulator"/),
     )
+  })
+
+  test('core.attestation.quote_verifier: node-crypto by default, dcap-qvl on request', () => {
+    assert.equal(load('').core.attestation.quoteVerifier, 'node-crypto')
+    const cfg = load(`[core.attestation]\nquote_verifier = "dcap-qvl"\n`)
+    assert.equal(cfg.core.attestation.quoteVerifier, 'dcap-qvl')
+    assert.throws(() => load(`[core.attestation]\nquote_verifier = "openssl"\n`), KmsError)
   })
 
   test('[crypto] backend and [auth_simple] are parsed and checked', () => {

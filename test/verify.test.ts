@@ -519,6 +519,7 @@ describe('trust anchors', () => {
   after(() => rmSync(dir, { recursive: true, force: true }))
   const cfg = (tdx: string, allow: boolean): AttestationConfig => ({
     insecureAllowExternalTrustAnchors: allow,
+    quoteVerifier: 'node-crypto',
     urls: { pccs: '', amdKds: '' },
     rootCa: {
       tdx,

@@ -1,10 +1,11 @@
-// Attestation verification (docs/design.md#trust-model): the DCAP quote through @phala/dcap-qvl
-// (docs/design.md#quote-verification-library), then
-// dstack's own checks in upstream's order and with upstream's texts, which reach clients.
+// Attestation verification (docs/design.md#trust-model): the DCAP quote through the node:crypto
+// verifier (dcap/quote-verifier.ts; @phala/dcap-qvl on request,
+// docs/design.md#quote-verification-library), then dstack's own checks in upstream's order and
+// with upstream's texts, which reach clients.
 import { createHash } from 'node:crypto'
 import dcap from '@phala/dcap-qvl'
 import { KmsError, errorMessage, withContext } from '../errors.js'
-import { parseCertificate } from '../x509/parse.js'
+import type { QuoteVerifierEngine } from '../config/types.js'
 import type { Collateral, CollateralSource } from './collateral.js'
 import {
   type CollateralTrust,
@@ -14,6 +15,8 @@ import {
   checkRevocation,
   verifyPckChain,
 } from './collateral-trust.js'
+import { DcapQuoteVerifier } from './dcap/quote-verifier.js'
+import { pckInfoFromChain } from './dcap/pck-info.js'
 import { type ParsedQuote, parseQuote, tdReportOf } from './quote.js'
 import { toReportData } from './report-data.js'
 import {
@@ -49,47 +52,15 @@ export interface AttestationVerifierOptions {
   collateral: CollateralSource
   /** unix seconds; the wall clock by default */
   now?: () => number
+  /** `node-crypto` by default */
+  engine?: QuoteVerifierEngine
 }
-
-// Members the package exports at run time but leaves out of its type declarations.
-interface DcapUtilsExtra {
-  findExtension(path: string[], raw: unknown): Buffer
-}
-const dcapUtils = dcap.utils as typeof dcap.utils & DcapUtilsExtra
 
 function attestationError(message: string, cause?: unknown): KmsError {
   return new KmsError('KMS_ERR_ATTESTATION', message, { cause })
 }
 
-export interface PckInfo {
-  ppid: Buffer
-  /** 12 uppercase hex digits */
-  fmspc: string
-  /** `processor` or `platform`, as the PCCS `pckcrl?ca=` parameter wants it */
-  ca: 'processor' | 'platform'
-}
-
-/** PPID, FMSPC and issuing CA from the first (leaf) certificate of the quote's PCK chain. */
-export function pckInfoFromChain(pckChainPem: string): PckInfo {
-  const leaf = dcap.utils.extractCerts(Buffer.from(pckChainPem, 'utf8'))[0]
-  if (leaf === undefined) throw attestationError('Failed to extract PCK certificates from quote')
-  try {
-    const ext: unknown = dcap.utils.getIntelExtension(leaf)
-    const ppid = Buffer.from(dcapUtils.findExtension([dcap.oids.PPID as string], ext))
-    if (ppid.length !== 16) throw new Error(`PPID is ${ppid.length} bytes, expected 16`)
-    const fmspc = Buffer.from(dcap.utils.getFmspc(ext)).toString('hex').toUpperCase()
-    // Rust dcap-qvl's rule: the issuer name says which PCK CA signed the leaf, processor being
-    // the default. (The JS library's own helper compares against hex and always says processor,
-    // which would fetch the other CA's CRL for platform-CA chains.) The names are ASCII strings,
-    // so they appear verbatim in the issuer DER.
-    const issuer = parseCertificate(leaf).issuerDer.toString('latin1')
-    const ca =
-      !issuer.includes('Processor') && issuer.includes('Platform') ? 'platform' : 'processor'
-    return { ppid, fmspc, ca }
-  } catch (err) {
-    throw attestationError(`Invalid PCK certificate: ${errorMessage(err)}`, err)
-  }
-}
+export { type PckInfo, pckInfoFromChain } from './dcap/pck-info.js'
 
 function parseQuoteForVerify(quote: Uint8Array): ParsedQuote {
   try {
@@ -189,7 +160,8 @@ const within = (w: { validFrom: number; validUntil: number }, now: number): bool
   w.validFrom <= now && now < w.validUntil
 
 export class AttestationVerifier {
-  private readonly verifier: InstanceType<typeof dcap.QuoteVerifier>
+  private readonly library: InstanceType<typeof dcap.QuoteVerifier> | null
+  private readonly core: DcapQuoteVerifier | null
   private readonly collateral: CollateralSource
   private readonly now: () => number
   private readonly rootCaDer: Buffer
@@ -204,7 +176,9 @@ export class AttestationVerifier {
 
   constructor(opts: AttestationVerifierOptions) {
     this.rootCaDer = Buffer.from(opts.rootCaDer)
-    this.verifier = dcap.QuoteVerifier.newWithRootCa(this.rootCaDer)
+    const engine = opts.engine ?? 'node-crypto'
+    this.core = engine === 'node-crypto' ? new DcapQuoteVerifier(this.rootCaDer) : null
+    this.library = engine === 'dcap-qvl' ? dcap.QuoteVerifier.newWithRootCa(this.rootCaDer) : null
     this.anchor = new TrustAnchor(this.rootCaDer)
     this.collateral = opts.collateral
     this.now = opts.now ?? unixNow
@@ -240,7 +214,19 @@ export class AttestationVerifier {
     return trust
   }
 
-  /** Collateral plus the library's verification (upstream `fetch_and_verify`). */
+  private dcapVerify(
+    quote: Buffer,
+    parsed: ParsedQuote,
+    collateral: Collateral,
+    now: number,
+  ): { status: string; advisoryIds: string[] } {
+    if (this.core !== null) return this.core.verify(quote, parsed, collateral, now)
+    const library = this.library as InstanceType<typeof dcap.QuoteVerifier>
+    const r = library.verify(quote, collateralForLibrary(collateral), now)
+    return { status: r.status, advisoryIds: [...r.advisory_ids] }
+  }
+
+  /** Collateral plus the DCAP verification (upstream `fetch_and_verify`). */
   private async fetchAndVerify(quote: Buffer): Promise<VerifiedReport> {
     const parsed = parseQuoteForVerify(quote)
     const chainPem = pckChainOf(parsed)
@@ -251,9 +237,9 @@ export class AttestationVerifier {
     const now = this.now()
     const trust = this.collateralTrust(collateral, now)
     checkRevocation(pckChain.certs, trust)
-    let result: InstanceType<typeof dcap.VerifiedReport>
+    let result: { status: string; advisoryIds: string[] }
     try {
-      result = this.verifier.verify(quote, collateralForLibrary(collateral), now)
+      result = this.dcapVerify(quote, parsed, collateral, now)
     } catch (err) {
       // the library's text is the diagnosis ("TCBInfo expired", "ISV enclave report signature
       // is invalid"); a wrapped decoding failure adds its cause
@@ -265,7 +251,7 @@ export class AttestationVerifier {
     if (result.status === 'Revoked') throw attestationError('TCB status is invalid: Revoked')
     return {
       status: result.status,
-      advisoryIds: [...result.advisory_ids],
+      advisoryIds: [...result.advisoryIds],
       quote: parsed,
       ppid: pck.ppid,
     }

@@ -61,6 +61,7 @@ function enumOf<const V extends readonly string[]>(values: V): { kind: 'enum'; v
 export const TEE_BACKENDS = ['none', 'simulator', 'guest-agent', 'tdx'] as const
 export const CRYPTO_BACKENDS = ['auto', 'native', 'js'] as const
 export const AUTH_API_TYPES = ['webhook', 'dev'] as const
+export const QUOTE_VERIFIERS = ['node-crypto', 'dcap-qvl'] as const
 
 export const CONFIG_KEYS = {
   'default.workers': { kind: uint, doc: 'Rocket knob', unused: ROCKET_KNOB },
@@ -122,6 +123,11 @@ export const CONFIG_KEYS = {
     kind: bool,
     default: false,
     doc: 'allow root_ca replacements',
+  },
+  'core.attestation.quote_verifier': {
+    kind: enumOf(QUOTE_VERIFIERS),
+    default: 'node-crypto',
+    doc: 'DCAP quote verifier: node-crypto, or the dcap-qvl library on request',
   },
   'core.attestation.urls.pccs': { kind: str, doc: 'upstream HEAD spelling of core.pccs_url' },
   'core.attestation.urls.amd_kds': {

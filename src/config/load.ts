@@ -249,6 +249,7 @@ function build(
         insecureAllowExternalTrustAnchors: t.bool(
           'core.attestation.insecure_allow_external_trust_anchors',
         ),
+        quoteVerifier: t.str('core.attestation.quote_verifier'),
         urls: {
           pccs: t.optStr('core.attestation.urls.pccs'),
           amdKds: t.optStr('core.attestation.urls.amd_kds'),

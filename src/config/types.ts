@@ -2,7 +2,7 @@
 // -c FILE). Key names mirror upstream kms.toml in camelCase; durations are resolved to
 // milliseconds (null = "never") and byte limits to bytes. The value sets of enumerated keys come
 // from their declaration in keys.ts.
-import type { AUTH_API_TYPES, CRYPTO_BACKENDS, TEE_BACKENDS } from './keys.js'
+import type { AUTH_API_TYPES, CRYPTO_BACKENDS, QUOTE_VERIFIERS, TEE_BACKENDS } from './keys.js'
 
 export type TeeBackendName = (typeof TEE_BACKENDS)[number]
 
@@ -23,6 +23,7 @@ export interface RpcConfig {
 }
 
 export type CryptoBackendPreference = (typeof CRYPTO_BACKENDS)[number]
+export type QuoteVerifierEngine = (typeof QUOTE_VERIFIERS)[number]
 
 export interface TeeConfig {
   backend: TeeBackendName
@@ -82,6 +83,9 @@ export interface AdminConfig {
 export interface AttestationConfig {
   /** must be true for any `rootCa` entry to be accepted (upstream HEAD rule) */
   insecureAllowExternalTrustAnchors: boolean
+  /** ours, not upstream: which DCAP verifier checks quotes (`dcap-qvl` is the pure-JS library
+   * the node:crypto one is tested against, kept selectable for comparison) */
+  quoteVerifier: QuoteVerifierEngine
   /** "" = not set; `core.pccs_url` / `core.amd_kds_base_url` are the resolved values */
   urls: { pccs: string; amdKds: string }
   /** absolute paths of replacement root CAs; "" = vendor production root */

@@ -1,0 +1,120 @@
+// The node:crypto DCAP verifier against @phala/dcap-qvl on every fixture and simulator quote and
+// a fixed-seed sample of mutations (the full run is test/fuzz/dcap-differential.fuzz.ts).
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { BoundedCache } from '../src/attestation/dcap/bounded-cache.js'
+import { DcapQuoteVerifier } from '../src/attestation/dcap/quote-verifier.js'
+import { parseQuote } from '../src/attestation/quote.js'
+import { errorMessage } from '../src/errors.js'
+import {
+  DifferentialRunner,
+  type Outcome,
+  Rng,
+  SAMPLES,
+  fixtureCases,
+  flipSignedByte,
+  mutateSimulator,
+  simulatorCases,
+} from './helpers/dcap-differential.js'
+
+const SEED = 12
+const MUTATIONS = 80
+
+describe('DCAP verifier: node:crypto against dcap-qvl', () => {
+  const runner = new DifferentialRunner()
+
+  it('fixture and simulator quotes: same outcome, the genuine ones accepted', async () => {
+    const outcomes = new Map<string, Outcome>()
+    for (const c of [...fixtureCases(), ...simulatorCases()]) {
+      outcomes.set(c.name, await runner.check(c))
+    }
+    const [tdx, sgx] = SAMPLES
+    assert.deepEqual(outcomes.get('dcap-qvl TDX sample'), {
+      ok: true,
+      status: tdx?.status,
+      advisoryIds: tdx?.advisory_ids,
+    })
+    assert.deepEqual(outcomes.get('dcap-qvl SGX sample'), {
+      ok: true,
+      status: sgx?.status,
+      advisoryIds: sgx?.advisory_ids,
+    })
+    assert.deepEqual(outcomes.get('simulator 0'), { ok: true, status: 'UpToDate', advisoryIds: [] })
+    assert.deepEqual(outcomes.get('simulator 0 debug TD'), {
+      ok: false,
+      code: 'KMS_ERR_ATTESTATION',
+      message: 'Debug mode is enabled',
+    })
+    assert.equal(outcomes.get('TDX sample, collateral expired')?.ok, false)
+  })
+
+  it(`${MUTATIONS} seeded mutations of quotes and collateral: same outcome`, async () => {
+    const rng = new Rng(SEED)
+    const bases = [...fixtureCases().slice(0, 2), ...simulatorCases()]
+    let accepted = 0
+    for (let i = 0; i < MUTATIONS; i++) {
+      const c =
+        i % 3 === 0 ? flipSignedByte(rng, rng.pick(bases)) : mutateSimulator(rng, rng.int(2))
+      if ((await runner.check(c)).ok) accepted++
+    }
+    // both sides of the decision are exercised
+    assert.ok(accepted > 0 && accepted < MUTATIONS, `accepted ${accepted} of ${MUTATIONS}`)
+  })
+})
+
+describe('DCAP verifier caches', () => {
+  it('re-evaluate validity windows on every call: cached collateral expires and recovers', () => {
+    const [tdxCase] = fixtureCases()
+    assert.ok(tdxCase !== undefined)
+    const core = new DcapQuoteVerifier(tdxCase.rootCaDer)
+    const parsed = parseQuote(tdxCase.quote)
+    const at = (now: number) => {
+      try {
+        return core.verify(tdxCase.quote, parsed, tdxCase.collateral, now).status
+      } catch (err) {
+        return errorMessage(err)
+      }
+    }
+    assert.equal(at(tdxCase.now), 'UpToDate')
+    assert.equal(at(tdxCase.now + 40 * 86400), 'TCBInfo expired')
+    assert.equal(at(tdxCase.now - 40 * 86400), 'TCBInfo issue date is in the future')
+    assert.equal(at(tdxCase.now), 'UpToDate')
+    // a copy of the collateral (another object, same content) is found by its content hash
+    assert.equal(
+      core.verify(tdxCase.quote, parsed, { ...tdxCase.collateral }, tdxCase.now).status,
+      'UpToDate',
+    )
+  })
+
+  it('a refused quote does not poison the PCK or collateral entries', () => {
+    const [tdxCase] = fixtureCases()
+    assert.ok(tdxCase !== undefined)
+    const core = new DcapQuoteVerifier(tdxCase.rootCaDer)
+    const bad = Buffer.from(tdxCase.quote)
+    bad[100] = (bad[100] ?? 0) ^ 0x40
+    assert.throws(
+      () => core.verify(bad, parseQuote(bad), tdxCase.collateral, tdxCase.now),
+      /ISV enclave report signature is invalid/,
+    )
+    const ok = core.verify(
+      tdxCase.quote,
+      parseQuote(tdxCase.quote),
+      tdxCase.collateral,
+      tdxCase.now,
+    )
+    assert.equal(ok.status, 'UpToDate')
+  })
+
+  it('BoundedCache keeps the most recently used entries up to its capacity', () => {
+    const cache = new BoundedCache<number>(2)
+    cache.set('a', 1)
+    cache.set('b', 2)
+    assert.equal(cache.get('a'), 1) // a is now the most recent
+    cache.set('c', 3)
+    assert.equal(cache.get('b'), undefined)
+    assert.equal(cache.get('a'), 1)
+    assert.equal(cache.get('c'), 3)
+    assert.equal(cache.size, 2)
+    assert.throws(() => new BoundedCache(0), RangeError)
+  })
+})
