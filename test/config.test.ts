@@ -99,6 +99,11 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
       cacheDir: '/usr/share/dstack/images',
       downloadUrl: 'http://localhost:8000/{OS_IMAGE_HASH}.tar.gz',
       downloadTimeoutMs: 120_000,
+      cacheMaxBytes: 8 * 1024 ** 3,
+      maxImageBytes: 2 * 1024 ** 3,
+      acpiTablesCommand: [],
+      acpiTimeoutMs: 30_000,
+      legacyRtmr0: 'require',
     },
     metrics: { enabled: true },
     authApi: {

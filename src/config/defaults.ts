@@ -39,11 +39,17 @@ export function builtinDefaults(): RawTable {
         root_ca: {},
       },
       image: {
-        // OS-image verification is not implemented yet; verify = true fails closed at key release.
+        // verify = true is the production setting (kms.toml.example); the built-in default stays
+        // false so that a bare development start needs no image source.
         verify: false,
         cache_dir: DEFAULT_IMAGE_CACHE_DIR,
         download_url: 'http://localhost:8000/{OS_IMAGE_HASH}.tar.gz',
         download_timeout: '2m',
+        cache_max_bytes: '8GiB',
+        max_image_bytes: '2GiB',
+        acpi_tables_command: '',
+        acpi_timeout: '30s',
+        legacy_rtmr0: 'require',
       },
       metrics: { enabled: true },
       auth_api: {

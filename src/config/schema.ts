@@ -136,7 +136,17 @@ export const KMS_SCHEMA: TableNode = {
           },
         },
         image: {
-          table: { verify: bool, cache_dir: path, download_url: str, download_timeout: duration },
+          table: {
+            verify: bool,
+            cache_dir: path,
+            download_url: str,
+            download_timeout: duration,
+            cache_max_bytes: { leaf: { kind: 'bytes' } },
+            max_image_bytes: { leaf: { kind: 'bytes' } },
+            acpi_tables_command: str,
+            acpi_timeout: duration,
+            legacy_rtmr0: { leaf: { kind: 'enum', values: ['require', 'skip'] } },
+          },
         },
         metrics: { table: { enabled: bool } },
         auth_api: {
