@@ -341,6 +341,11 @@ describe('upstream kms.toml', () => {
       cacheDir: '/kms/images',
       downloadUrl: 'https://images.example/{OS_IMAGE_HASH}.tar.gz',
       downloadTimeoutMs: 300_000,
+      cacheMaxBytes: 8 * 1024 ** 3,
+      maxImageBytes: 2 * 1024 ** 3,
+      acpiTablesCommand: [],
+      acpiTimeoutMs: 30_000,
+      legacyRtmr0: 'require',
     })
     assert.equal(cfg.core.metrics.enabled, false)
     assert.equal(cfg.tee.backend, 'tdx')
