@@ -131,7 +131,7 @@ export async function guestFactory(k: AttestedKms): Promise<GuestFactory> {
       const cert = issueRaTlsClientCert(key, tempCa, strippedAttestationBytes(attestation))
       return { cert: cert.pem, key: key.pkcs8Pem() }
     },
-    body: JSON.stringify({ api_version: 1, vm_config: simulatedVmConfig(osImageHash) }),
+    body: JSON.stringify({ api_version: 1, vm_config: simulatedVmConfig(k.seed, osImageHash) }),
   }
 }
 

@@ -88,7 +88,7 @@ describe('attested KMS on the TEE simulator', () => {
   })
   const attestFor = (g: Guest) => async (reportData: Buffer) =>
     simulateGuestAttestation({ seed, reportData, ...g })
-  const fetchKeys = (g: Guest, vmConfig = simulatedVmConfig(g.osImageHash)) =>
+  const fetchKeys = (g: Guest, vmConfig = simulatedVmConfig(seed, g.osImageHash)) =>
     requestAppKeys({
       kmsUrl,
       vmConfig,
@@ -287,7 +287,7 @@ describe('attested KMS on the TEE simulator', () => {
         api_version: 2,
         csr: csr.toString('hex'),
         signature: key.sign(csr).toString('hex'),
-        vm_config: simulatedVmConfig(g.osImageHash),
+        vm_config: simulatedVmConfig(seed, g.osImageHash),
       }),
       {},
     )
@@ -346,7 +346,7 @@ describe('attested KMS on the TEE simulator', () => {
       // without OS-image verification the claimed osImageHash (vm_config) passes osImages...
       const other = demoGuest({ osImageHash: randomBytes(32) })
       await assert.rejects(
-        fetchKeys(other, simulatedVmConfig(defaultOsImageHash(seed))),
+        fetchKeys(other, simulatedVmConfig(seed, defaultOsImageHash(seed))),
         /App not allowed: Boot denied: system MR not allowed$/,
       )
     })
@@ -390,7 +390,7 @@ describe('attested KMS on the TEE simulator', () => {
     const getAppKeyWith = (attestation: Buffer, key: P256Key = P256Key.generate()) =>
       callWithCert(
         'GetAppKey',
-        { api_version: 1, vm_config: simulatedVmConfig(defaultOsImageHash(seed)) },
+        { api_version: 1, vm_config: simulatedVmConfig(seed, defaultOsImageHash(seed)) },
         attestation,
         key,
       )
@@ -510,7 +510,7 @@ describe('attested KMS on the TEE simulator', () => {
     const getKmsKey = () =>
       callWithCert(
         'GetKmsKey',
-        { vm_config: simulatedVmConfig(g.osImageHash) },
+        { vm_config: simulatedVmConfig(seed, g.osImageHash) },
         strippedAttestationBytes(guestAtt),
         key,
       )
@@ -521,7 +521,7 @@ describe('attested KMS on the TEE simulator', () => {
     const v = await verifier.verify(decodeVersionedAttestation(guestAtt).attestation)
     const mr = buildBootInfo(v, {
       useBoottimeMr: false,
-      vmConfig: simulatedVmConfig(g.osImageHash),
+      vmConfig: simulatedVmConfig(seed, g.osImageHash),
     }).mrAggregated
     writePolicy({
       ...policy,

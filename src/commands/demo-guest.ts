@@ -108,7 +108,7 @@ export async function runDemoGuest(argv: string[], io: CommandIo): Promise<numbe
         .subarray(0, 20)
     const osImageHash = hexArg('os-image-hash', values.osImageHash, 32) ?? defaultOsImageHash(seed)
     const url = values.url ?? `https://localhost:${config.rpc.port}`
-    const vmConfig = simulatedVmConfig(osImageHash)
+    const vmConfig = simulatedVmConfig(seed, osImageHash)
 
     // The guest trusts the same (mock) platform root the KMS was told to trust.
     const pki = mockIntelPki(seed)
