@@ -46,7 +46,16 @@ interface LiteVector {
   rtmr2: string
   os_image_hash: string
   acpi_digests: Record<string, string>
-  lite_measurement: { sha256sum_txt: string; td_hob: string }
+  lite_measurement: {
+    sha256sum_txt: string
+    cmdline_sha384: string
+    kernel_authenticode: string
+    initrd_sha384: string
+    mrtd_single_pass: string
+    mrtd_two_pass: string
+    td_hob_witness: string
+    td_hob_digest_2gib: string
+  }
 }
 
 const fixture = readVectorJson<GetQuoteFixture>('tdx-lite-getquote.json')
@@ -155,9 +164,9 @@ describe('TDX lite OS-image verification', () => {
     forEveryByteChange(original, (m) => {
       const memorySize = m.readBigUInt64LE()
       const r = refusal({ ...vm, memorySize }, events) ?? 'accepted'
-      if (r.includes('requires memory_size == 2147483648 bytes (2048 MiB) or >= 2952790016'))
-        {gated++}
-      else if (r.startsWith('MRs do not match: RTMR0 mismatch: ')) rtmr0++
+      if (r.includes('requires memory_size == 2147483648 bytes (2048 MiB) or >= 2952790016')) {
+        gated++
+      } else if (r.startsWith('MRs do not match: RTMR0 mismatch: ')) rtmr0++
       else assert.fail(`memory_size ${memorySize}: ${r}`)
     })
     assert.ok(gated > 0 && rtmr0 > 0, `${gated} gated, ${rtmr0} with another TD HOB`)
@@ -218,7 +227,26 @@ describe('TDX lite OS-image verification', () => {
     assert.ok(doc !== null)
     const m = decodeTdxMeasurement(doc.measurement)
     assert.ok(encodeTdxMeasurement(m).equals(doc.measurement))
-    assert.equal(m.tdvf.tdHobWitness.toString('hex'), vector.lite_measurement.td_hob)
+    const lm = vector.lite_measurement
+    assert.deepEqual(
+      [
+        m.image.cmdlineSha384,
+        m.image.kernelAuthenticode,
+        m.image.initrdSha384,
+        m.tdvf.mrtd.singlePass,
+        m.tdvf.mrtd.twoPass,
+        m.tdvf.tdHobWitness,
+      ].map((b) => b.toString('hex')),
+      [
+        lm.cmdline_sha384,
+        lm.kernel_authenticode,
+        lm.initrd_sha384,
+        lm.mrtd_single_pass,
+        lm.mrtd_two_pass,
+        lm.td_hob_witness,
+      ],
+    )
+    assert.equal(doc.checksumFile.toString(), lm.sha256sum_txt)
     const v4 = Buffer.from(doc.measurement)
     assert.equal(v4[10], 3) // "version" key then the unsigned 3
     v4[10] = 4
@@ -261,6 +289,10 @@ describe('TD HOB witness', () => {
     assert.equal(
       tdHobDigest(witness, 0x80000000n).toString('hex'),
       '0b8772e5b0b41b83e6044a68397e02f49fb47066b4fbe4917ea2c45c64f323fdacbb37948f821ebaf8bc9c938ba8a749',
+    )
+    assert.equal(
+      tdHobDigest(witness, 0x80000000n).toString('hex'),
+      vector.lite_measurement.td_hob_digest_2gib,
     )
     assert.equal(
       events[0]?.digest.toString('hex'),
