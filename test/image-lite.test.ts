@@ -248,8 +248,8 @@ describe('TDX lite OS-image verification', () => {
     )
     assert.equal(doc.checksumFile.toString(), lm.sha256sum_txt)
     const v4 = Buffer.from(doc.measurement)
-    assert.equal(v4[10], 3) // "version" key then the unsigned 3
-    v4[10] = 4
+    assert.equal(v4[9], 3) // "version" key then the unsigned 3
+    v4[9] = 4
     assert.throws(() => decodeTdxMeasurement(v4), /unsupported version 4, expected 3/)
     assert.throws(() => decodeTdxMeasurement(Buffer.from([0xa0])), /missing field `version`/)
   })
