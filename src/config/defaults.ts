@@ -6,6 +6,8 @@ import type { RawTable } from './schema.js'
 
 export const DEFAULT_ETC_FILE = '/etc/kms/kms.toml'
 export const DEFAULT_PCCS_URL = 'https://pccs.phala.network'
+/** upstream's default `[core.image] download_url` */
+export const DEFAULT_DOWNLOAD_URL = 'http://localhost:8000/{OS_IMAGE_HASH}.tar.gz'
 /** upstream: `share/dstack/images` under the `/usr` prefix */
 export const DEFAULT_IMAGE_CACHE_DIR = '/usr/share/dstack/images'
 export const DEFAULT_WEBHOOK_TIMEOUT = '30s'
@@ -43,7 +45,7 @@ export function builtinDefaults(): RawTable {
         // false so that a bare development start needs no image source.
         verify: false,
         cache_dir: DEFAULT_IMAGE_CACHE_DIR,
-        download_url: 'http://localhost:8000/{OS_IMAGE_HASH}.tar.gz',
+        download_url: DEFAULT_DOWNLOAD_URL,
         download_timeout: '2m',
         cache_max_bytes: '8GiB',
         max_image_bytes: '2GiB',
