@@ -177,8 +177,9 @@ export async function runVerifyImage(argv: string[], io: CommandIo): Promise<num
     })
     const check = await verifier.checkTdx(vm, events, actual)
     const expected: Record<string, string | null> = {}
-    for (const name of REGISTER_NAMES)
-      {expected[name] = check.expected[name]?.toString('hex') ?? null}
+    for (const name of REGISTER_NAMES) {
+      expected[name] = check.expected[name]?.toString('hex') ?? null
+    }
     const match = check.mismatches.length === 0
     io.stdout.write(
       JSON.stringify({

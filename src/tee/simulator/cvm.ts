@@ -58,6 +58,15 @@ export function simulatedVmConfig(seed: Uint8Array, osImageHash: Uint8Array): st
   })
 }
 
+/** The vm_config of a CVM that boots the KMS image but claims `claimed` as its image hash (the
+ * document is still the booted image's): what a host lying about the image would send. */
+export function claimingVmConfig(seed: Uint8Array, claimed: Uint8Array): string {
+  return JSON.stringify({
+    ...(JSON.parse(simulatedVmConfig(seed, defaultOsImageHash(seed))) as object),
+    os_image_hash: Buffer.from(claimed).toString('hex'),
+  })
+}
+
 export function simulatedCvm(seed: Uint8Array, osImageHash: Uint8Array): SimulatedCvm {
   if (osImageHash.length !== 32) {
     throw new KmsError('KMS_ERR_TEE', `os_image_hash must be 32 bytes, got ${osImageHash.length}`)
