@@ -43,10 +43,12 @@ export interface AttestedKms {
   sidecarPid: number | undefined
 }
 
-/** The e2e-attested KMS with `[rpc] workers = workers`, ready to serve (auto-bootstrapped). */
+/** The e2e-attested KMS with `[rpc] workers = workers`, ready to serve (auto-bootstrapped);
+ * `[core.image] verify = true` unless `opts.imageVerify` is false. */
 export async function startAttestedKms(
   workers: number,
   env?: Record<string, string>,
+  opts: { imageVerify?: boolean } = {},
 ): Promise<AttestedKms> {
   const dir = tempDir('dstack-kms-bench-attested-')
   const seed = randomBytes(32)
@@ -63,6 +65,7 @@ export async function startAttestedKms(
     seed: seed.toString('hex'),
     policyFile,
     autoBootstrapDomain: 'localhost',
+    imageVerify: opts.imageVerify ?? true,
   })
   // The helper pins one worker (tests run many KMSs on two cores); the bench varies it.
   const toml = base.replace(/^workers = 1$/m, `workers = ${workers}`)

@@ -150,19 +150,9 @@ export class OsImageVerifier {
     events: readonly TdxEvent[],
     actual: TdxRegisters,
   ): Promise<ImageCheck> {
+    if (vm.tdxAttestationVariant === 'lite') return this.checkLite(vm, events, actual)
     const configHash = vmConfigHash(vm)
     const base = { osImageHash: vm.osImageHash, configHash, actual }
-    if (vm.tdxAttestationVariant === 'lite') {
-      const { expected, cacheHit } = this.#lite(vm, configHash, events)
-      return {
-        ...base,
-        scheme: 'lite',
-        expected,
-        mismatches: registerMismatches(expected, actual),
-        skipped: [],
-        cacheHit,
-      }
-    }
     const { expected, skipped, cacheHit } = await this.#legacy(vm, configHash)
     return {
       ...base,
@@ -170,6 +160,22 @@ export class OsImageVerifier {
       expected,
       mismatches: registerMismatches(expected, actual),
       skipped,
+      cacheHit,
+    }
+  }
+
+  /** The lite scheme, synchronous (no download, no subprocess). */
+  checkLite(vm: VmConfig, events: readonly TdxEvent[], actual: TdxRegisters): ImageCheck {
+    const configHash = vmConfigHash(vm)
+    const { expected, cacheHit } = this.#lite(vm, configHash, events)
+    return {
+      scheme: 'lite',
+      osImageHash: vm.osImageHash,
+      configHash,
+      actual,
+      expected,
+      mismatches: registerMismatches(expected, actual),
+      skipped: [],
       cacheHit,
     }
   }
