@@ -74,7 +74,7 @@ export interface DemoPolicy {
 
 const hex = (b: Buffer) => `0x${b.toString('hex')}`
 
-/** An auth-simple policy (spec 05 §8.2) admitting the simulated KMS and the demo app. With
+/** An auth-simple policy (docs/api.md#auth-simple) admitting the simulated KMS and the demo app. With
  * `[core.image] verify = true` (the quick start) osImages is a verified fact; the app's mrSystem
  * pin (ours) also binds its OS image by measurement for KMSs running with verify = false. */
 export function demoPolicy(kms: BootInfo, demoMrSystem: Buffer): DemoPolicy {
