@@ -44,11 +44,13 @@ export interface AttestedKms {
   sidecarPid: number | undefined
 }
 
-/** The e2e-attested KMS with `[rpc] workers = workers`, ready to serve (auto-bootstrapped). */
+/** The e2e-attested KMS with `[rpc] workers = workers`, ready to serve (auto-bootstrapped);
+ * `[core.image] verify = true` unless `opts.imageVerify` is false. */
 export async function startAttestedKms(
   workers: number,
   env?: Record<string, string>,
   quoteVerifier: QuoteVerifierEngine = 'node-crypto',
+  opts: { imageVerify?: boolean } = {},
 ): Promise<AttestedKms> {
   const dir = tempDir('dstack-kms-bench-attested-')
   const seed = randomBytes(32)
@@ -66,6 +68,7 @@ export async function startAttestedKms(
     policyFile,
     autoBootstrapDomain: 'localhost',
     core: `attestation.quote_verifier = "${quoteVerifier}"`,
+    imageVerify: opts.imageVerify ?? true,
   })
   // The helper pins one worker (tests run many KMSs on two cores); the bench varies it.
   const toml = base.replace(/^workers = 1$/m, `workers = ${workers}`)
@@ -134,7 +137,7 @@ export async function guestFactory(k: AttestedKms): Promise<GuestFactory> {
       const cert = issueRaTlsClientCert(key, tempCa, strippedAttestationBytes(attestation))
       return { cert: cert.pem, key: key.pkcs8Pem() }
     },
-    body: JSON.stringify({ api_version: 1, vm_config: simulatedVmConfig(osImageHash) }),
+    body: JSON.stringify({ api_version: 1, vm_config: simulatedVmConfig(k.seed, osImageHash) }),
   }
 }
 

@@ -27,6 +27,7 @@ import { nativeBackendOrReason, runSecp256k1Bench, type Secp256k1Figures } from 
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { runWorkersScaling, type ScalingReport, type ScalingRow } from './workers-scaling.js'
 import { runLegacyImageBench, type LegacyImageFigures } from './legacy-image.js'
+import { imageVerifyMicro, runVerifyComparison, type VerifyComparison } from './image-verify.js'
 import { micros, num, table } from './table.js'
 import { GetMetaResponseType, PublicKeyResponseType } from '../src/prpc/messages.js'
 import type { MessageType } from '../src/prpc/schema.js'
@@ -119,6 +120,7 @@ function runMicro(profile: Profile): MicroResult[] {
   const results = cryptoCases(typeof native === 'string' ? nobleSecp256k1 : native).map((c) =>
     measure(c.name, c.fn, profile.micro),
   )
+  results.push(...imageVerifyMicro(profile.micro))
   out(
     `In-process, per operation (median of ${profile.micro.rounds} rounds of ~${profile.micro.roundMs} ms after a ${profile.micro.warmupMs} ms warm-up)`,
   )
@@ -729,6 +731,39 @@ function scalingChecks(scaling: ScalingReport | null): TargetCheck[] {
   return checks
 }
 
+function printVerifyComparison(v: VerifyComparison): void {
+  out('GetAppKey hot on the TEE simulator, [core.image] verify false vs true (same run, 1 worker)')
+  out(
+    table(
+      ['verify', 'req/s', 'p50 ms', 'p99 ms', 'KMS CPU µs/req', 'errors'],
+      (
+        [
+          ['false', v.off],
+          ['true', v.on],
+        ] as const
+      ).map(([name, r]) => [
+        name,
+        num(r.rps),
+        num(r.p50Ms, 2),
+        num(r.p99Ms, 2),
+        micros(r.serverCpuUsPerRequest),
+        String(r.errors),
+      ]),
+    ),
+  )
+  for (const p of v.problems) out(`  problem: ${p}`)
+  out()
+}
+
+function verifyCheck(v: VerifyComparison): TargetCheck {
+  return {
+    name: 'GetAppKey hot: verify = true / verify = false',
+    measured: v.ratio,
+    target: '>= 0.80',
+    met: v.ratio >= 0.8,
+  }
+}
+
 function printTargets(checks: readonly TargetCheck[]): void {
   out('Targets (figures from this run; informational, the bench never fails on speed)')
   out(
@@ -810,6 +845,15 @@ async function main(): Promise<number> {
     notes: env.notes,
   }
   printEnvComparison(env, profile)
+  const verify = await runVerifyComparison({
+    concurrency: Math.max(...CONCURRENCY),
+    warmupMs: profile.loadWarmupMs,
+    durationMs: profile.loadDurationMs,
+    progress,
+  })
+  if (verify.problems.length > 0) ok = false
+  report.imageVerify = verify
+  printVerifyComparison(verify)
   let scaling: ScalingReport | null = null
   if (profile.scaleWorkers.length > 0) {
     scaling = await runWorkersScaling({
@@ -835,7 +879,7 @@ async function main(): Promise<number> {
     }
     printScaling(scaling, profile)
   }
-  const checks = targetChecks(secp, env, scaling, quotes)
+  const checks = [...targetChecks(secp, env, scaling, quotes), verifyCheck(verify)]
   report.targets = checks
   printTargets(checks)
   report.ok = ok

@@ -16,6 +16,7 @@ Key management service for dstack confidential VMs, compatible with the upstream
 Commands:
   serve                run the KMS (also what a bare \`dstack-kms\` does)
   verify-attestation   verify a TDX quote or attestation and print its BootInfo as JSON
+  verify-image         recompute a guest's MRTD/RTMR0-2 from its vm_config and compare (JSON)
   auth-simple          run the auth-simple policy server (upstream's auth-simple)
   sim-attest           print a simulated guest attestation of a simulator config's platform
   demo-guest           play a dstack guest against a running KMS: RA-TLS + GetAppKey
@@ -84,6 +85,8 @@ function describeParseError(err: unknown): string {
 const SUBCOMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<number>> = {
   'verify-attestation': async (argv, io) =>
     (await import('./commands/verify-attestation.js')).runVerifyAttestation(argv, io),
+  'verify-image': async (argv, io) =>
+    (await import('./commands/verify-image.js')).runVerifyImage(argv, io),
   'auth-simple': async (argv, io) =>
     (await import('./commands/auth-simple.js')).runAuthSimple(argv, io),
   'sim-attest': async (argv, io) =>

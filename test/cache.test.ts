@@ -117,7 +117,7 @@ function imageDirs(f: Fixture): string[] {
 }
 
 describe('CacheDb', () => {
-  test('open creates the layout, WAL mode and schema version 1', () => {
+  test('open creates the layout, WAL mode and schema version 2', () => {
     const cacheDir = join(tempDir(), 'nested', 'cache')
     const db = CacheDb.open(cacheDir)
     assert.equal(db.imagesDir, join(cacheDir, 'images'))
@@ -129,12 +129,12 @@ describe('CacheDb', () => {
     // journal_mode=WAL is persistent in the file; a second connection sees it
     const other = new Database(db.dbPath)
     assert.equal(other.pragma('journal_mode', { simple: true }), 'wal')
-    assert.equal(other.pragma('user_version', { simple: true }), 1)
+    assert.equal(other.pragma('user_version', { simple: true }), 2)
     const tables = other
       .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
       .pluck()
       .all()
-    assert.deepEqual(tables, ['collateral', 'measurements', 'os_images'])
+    assert.deepEqual(tables, ['cache_meta', 'collateral', 'measurements', 'os_images'])
     other.close()
     db.close()
   })
@@ -152,6 +152,7 @@ describe('CacheDb', () => {
       osImageHash: 'abcdef',
       sizeBytes: 123_456_789,
       verifiedAt: 1_700_000_001,
+      lastUsedAt: 1_700_000_001,
     })
     assert.deepEqual(db.getMeasurement(CONFIG_A.toUpperCase()), {
       configHash: CONFIG_A,
@@ -174,14 +175,14 @@ describe('CacheDb', () => {
     const cacheDir = tempDir()
     CacheDb.open(cacheDir).close()
     const raw = new Database(join(cacheDir, CACHE_DB_FILE))
-    raw.pragma('user_version = 2')
+    raw.pragma('user_version = 3')
     raw.close()
     assert.throws(
       () => CacheDb.open(cacheDir),
       (err: unknown) =>
         err instanceof KmsError &&
         err.code === 'KMS_ERR_CONFIG' &&
-        err.message.includes('has schema version 2, newer than this KMS supports (1)'),
+        err.message.includes('has schema version 3, newer than this KMS supports (2)'),
     )
   })
 

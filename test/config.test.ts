@@ -63,6 +63,9 @@ function configError(re: RegExp | string): (err: unknown) => boolean {
 const IMAGE_VERIFY_OFF =
   'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (see docs/design.md#trust-model).'
 
+const LEGACY_NO_ACPI =
+  'core.image.acpi_tables_command is not set: legacy TDX guests (every image before 0.6.0, and VMs below 3 GiB except exactly 2 GiB) are refused because their RTMR0 cannot be recomputed; lite guests are verified.'
+
 const UPSTREAM_DEFAULTS: KmsConfig = {
   rpc: {
     address: '0.0.0.0',
@@ -90,6 +93,11 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
       cacheDir: '/usr/share/dstack/images',
       downloadUrl: 'http://localhost:8000/{OS_IMAGE_HASH}.tar.gz',
       downloadTimeoutMs: 120_000,
+      cacheMaxBytes: 8 * 1024 ** 3,
+      maxImageBytes: 2 * 1024 ** 3,
+      acpiTablesCommand: [],
+      acpiTimeoutMs: 30_000,
+      legacyRtmr0: 'require',
     },
     metrics: { enabled: true },
     authApi: {
@@ -328,6 +336,11 @@ describe('upstream kms.toml', () => {
       cacheDir: '/kms/images',
       downloadUrl: 'https://images.example/{OS_IMAGE_HASH}.tar.gz',
       downloadTimeoutMs: 300_000,
+      cacheMaxBytes: 8 * 1024 ** 3,
+      maxImageBytes: 2 * 1024 ** 3,
+      acpiTablesCommand: [],
+      acpiTimeoutMs: 30_000,
+      legacyRtmr0: 'require',
     })
     assert.equal(cfg.core.metrics.enabled, false)
     assert.equal(cfg.tee.backend, 'tdx')
@@ -454,8 +467,9 @@ describe('kms.toml.example', () => {
     const example = new URL('../kms.toml.example', import.meta.url)
     const cfg = load(readFileSync(example, 'utf8'))
     assert.deepEqual(cfg.warnings, [])
-    // the only finding: OS-image verification, which does not exist yet (fails closed when on)
-    assert.deepEqual(unsafeDefaultWarnings(cfg), [IMAGE_VERIFY_OFF])
+    // verify = true, the production setting; the only finding: legacy guests need the ACPI command
+    assert.equal(cfg.core.image.verify, true)
+    assert.deepEqual(unsafeDefaultWarnings(cfg), [LEGACY_NO_ACPI])
     assert.equal(cfg.tee.backend, 'tdx')
     assert.equal(cfg.core.authApi.webhook.timeoutMs, 30_000)
     assert.equal(cfg.core.image.cacheDir, '/var/lib/dstack-kms/cache')
@@ -872,7 +886,7 @@ describe('quick start', () => {
     })
     assert.equal(cfg.core.certDir, join(dir, 'data/certs'))
     assert.equal(cfg.core.image.cacheDir, join(dir, 'data/images'))
-    assert.equal(cfg.core.image.verify, false)
+    assert.equal(cfg.core.image.verify, true)
     assert.equal(cfg.core.authApi.type, 'webhook')
     assert.equal(cfg.core.authApi.webhook.url, 'http://127.0.0.1:8001')
     assert.deepEqual(cfg.authSimple, {
@@ -895,7 +909,7 @@ describe('quick start', () => {
     assert.deepEqual(cfg.warnings, [])
     assert.deepEqual(unsafeDefaultWarnings(cfg), [
       'tee.backend = "simulator": quotes are signed by a mock Intel PKI and prove nothing about real hardware. Never use it for production keys.',
-      'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (see docs/design.md#trust-model).',
+      LEGACY_NO_ACPI,
       "tee.simulator.trust_mock_root = true: quotes signed by the simulator's mock Intel PKI are accepted as genuine. Development only.",
       'core.metrics.enabled = true: unauthenticated Prometheus metrics are served at /metrics on 0.0.0.0:8000; disable them unless the listener is protected by network policy.',
     ])

@@ -38,6 +38,9 @@ import {
 } from '../src/ratls/cert-attestation.js'
 import { mockCollateral } from '../src/tee/simulator/collateral.js'
 import { defaultOsImageHash, simulatedVmConfig } from '../src/tee/simulator/cvm.js'
+import { simulatedOsImage } from '../src/tee/simulator/os-image.js'
+import { CacheDb } from '../src/cache/cache-db.js'
+import { parseVmConfig, vmConfigHash } from '../src/image/vm-config.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
 import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
 import { RATLS_OID } from '../src/asn1/oids.js'
@@ -45,7 +48,7 @@ import { parseCertificate, readCertUsage, readRaTlsExtension } from '../src/x509
 import { pemDecode } from '../src/asn1/pem.js'
 import { issueRaTlsClientCert } from '../src/x509/templates.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
-import { attestedConfigToml } from './helpers/kms-config.js'
+import { ADMIN_TOKEN, attestedConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
 
 function assertRpcError(res: RawResponse, message: string | RegExp): void {
@@ -88,7 +91,7 @@ describe('attested KMS on the TEE simulator', () => {
   })
   const attestFor = (g: Guest) => async (reportData: Buffer) =>
     simulateGuestAttestation({ seed, reportData, ...g })
-  const fetchKeys = (g: Guest, vmConfig = simulatedVmConfig(g.osImageHash)) =>
+  const fetchKeys = (g: Guest, vmConfig = simulatedVmConfig(seed, g.osImageHash)) =>
     requestAppKeys({
       kmsUrl,
       vmConfig,
@@ -287,7 +290,7 @@ describe('attested KMS on the TEE simulator', () => {
         api_version: 2,
         csr: csr.toString('hex'),
         signature: key.sign(csr).toString('hex'),
-        vm_config: simulatedVmConfig(g.osImageHash),
+        vm_config: simulatedVmConfig(seed, g.osImageHash),
       }),
       {},
     )
@@ -346,7 +349,7 @@ describe('attested KMS on the TEE simulator', () => {
       // without OS-image verification the claimed osImageHash (vm_config) passes osImages...
       const other = demoGuest({ osImageHash: randomBytes(32) })
       await assert.rejects(
-        fetchKeys(other, simulatedVmConfig(defaultOsImageHash(seed))),
+        fetchKeys(other, simulatedVmConfig(seed, defaultOsImageHash(seed))),
         /App not allowed: Boot denied: system MR not allowed$/,
       )
     })
@@ -390,7 +393,7 @@ describe('attested KMS on the TEE simulator', () => {
     const getAppKeyWith = (attestation: Buffer, key: P256Key = P256Key.generate()) =>
       callWithCert(
         'GetAppKey',
-        { api_version: 1, vm_config: simulatedVmConfig(defaultOsImageHash(seed)) },
+        { api_version: 1, vm_config: simulatedVmConfig(seed, defaultOsImageHash(seed)) },
         attestation,
         key,
       )
@@ -498,6 +501,165 @@ describe('attested KMS on the TEE simulator', () => {
     })
   })
 
+  describe('OS-image verification (core.image.verify = true)', () => {
+    /** The demo guest's real vm_config with another image hash claimed (the document still
+     * belongs to the image it boots). */
+    const claimingVmConfig = (claimed: Buffer): string =>
+      JSON.stringify({
+        ...(JSON.parse(simulatedVmConfig(seed, defaultOsImageHash(seed))) as object),
+        os_image_hash: claimed.toString('hex'),
+      })
+    /** A self-consistent document and hash of an image the guest does not boot. */
+    const otherImageVmConfig = (): { vmConfig: string; hash: Buffer } => {
+      const other = simulatedOsImage(seed, `other-${randomBytes(4).toString('hex')}`)
+      const vmConfig = JSON.stringify({
+        ...(JSON.parse(simulatedVmConfig(seed, defaultOsImageHash(seed))) as object),
+        os_image_hash: other.osImageHash.toString('hex'),
+        tdx_measurement: {
+          checksum_file: other.checksumFile.toString('base64'),
+          measurement: other.measurementCbor.toString('base64'),
+        },
+      })
+      return { vmConfig, hash: other.osImageHash }
+    }
+    const allowImages = (...hashes: Buffer[]) =>
+      writePolicy({
+        ...policy,
+        osImages: [...policy.osImages, ...hashes.map((h) => `0x${h.toString('hex')}`)],
+      })
+
+    it('GetAppKey: a claimed image the policy allows is refused when the document is not its', async () => {
+      const claimed = randomBytes(32)
+      allowImages(claimed)
+      try {
+        await assert.rejects(
+          fetchKeys(demoGuest(), claimingVmConfig(claimed)),
+          new RegExp(
+            `App not allowed: Failed to verify os image hash: Failed to verify os image hash: tdx lite measurement material does not match os_image_hash: os_image_hash mismatch: expected sha256\\(sha256sum\\.txt\\)=${claimed.toString('hex')}, actual=${defaultOsImageHash(seed).toString('hex')}$`,
+          ),
+        )
+      } finally {
+        writePolicy(policy)
+      }
+    })
+
+    it('GetAppKey and SignCert: a consistent document of an image the guest did not boot fails on the registers', async () => {
+      const { vmConfig, hash } = otherImageVmConfig()
+      allowImages(hash)
+      try {
+        await assert.rejects(
+          fetchKeys(demoGuest(), vmConfig),
+          /App not allowed: Failed to verify os image hash: Failed to verify os image hash: MRs do not match: MRTD mismatch: expected=[0-9a-f]{96}, actual=[0-9a-f]{96}$/,
+        )
+        const key = P256Key.generate()
+        const attestation = simulateGuestAttestation({
+          seed,
+          reportData: toReportData('ratls-cert', key.spkiDer()),
+          ...demoGuest(),
+        })
+        const csr = encodeCsrV2({
+          confirm: CSR_CONFIRM,
+          pubkey: key.spkiDer(),
+          config: {
+            orgName: null,
+            subject: 'demo.example.com',
+            subjectAltNames: [],
+            usageServerAuth: true,
+            usageClientAuth: false,
+            extQuote: false,
+            extAppInfo: false,
+            notBefore: null,
+            notAfter: null,
+          },
+          attestation,
+        })
+        const res = await prpc(
+          kmsUrl,
+          'SignCert?json',
+          JSON.stringify({
+            api_version: 2,
+            csr: csr.toString('hex'),
+            signature: key.sign(csr).toString('hex'),
+            vm_config: vmConfig,
+          }),
+          {},
+        )
+        assertRpcError(
+          res,
+          /^Failed to verify os image hash: Failed to verify os image hash: MRs do not match: MRTD mismatch: /,
+        )
+      } finally {
+        writePolicy(policy)
+      }
+    })
+
+    it('GetKmsKey: a KMS the policy admits is refused when it claims another image', async () => {
+      const g = demoGuest()
+      const key = P256Key.generate()
+      const guestAtt = simulateGuestAttestation({
+        seed,
+        reportData: toReportData('ratls-cert', key.spkiDer()),
+        ...g,
+      })
+      const claimed = randomBytes(32)
+      const v = await verifier.verify(decodeVersionedAttestation(guestAtt).attestation)
+      const mr = buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
+      writePolicy({
+        ...policy,
+        osImages: [...policy.osImages, `0x${claimed.toString('hex')}`],
+        kms: {
+          ...policy.kms,
+          mrAggregated: [...policy.kms.mrAggregated, `0x${mr.toString('hex')}`],
+        },
+      })
+      try {
+        const res = await callWithCert(
+          'GetKmsKey',
+          { vm_config: claimingVmConfig(claimed) },
+          strippedAttestationBytes(guestAtt),
+          key,
+        )
+        assertRpcError(
+          res,
+          /^Failed to verify os image hash: Failed to verify os image hash: tdx lite measurement material does not match os_image_hash: os_image_hash mismatch: /,
+        )
+      } finally {
+        writePolicy(policy)
+      }
+    })
+
+    it('the measurement cache: filled by a verification, cleared by ClearImageCache, filled again', async () => {
+      const configHash = vmConfigHash(
+        parseVmConfig(simulatedVmConfig(seed, defaultOsImageHash(seed))),
+      )
+      const clear = (imageHash: string, cfg: string) =>
+        prpc(
+          kmsUrl,
+          'ClearImageCache',
+          JSON.stringify({ token: ADMIN_TOKEN, image_hash: imageHash, config_hash: cfg }),
+        )
+      const db = CacheDb.open(join(dir, 'cache'))
+      try {
+        await fetchKeys(demoGuest())
+        const first = db.getMeasurement(configHash)
+        assert.ok(first !== undefined, 'a verified boot leaves its expected measurements')
+        assert.equal(first.osImageHash, defaultOsImageHash(seed).toString('hex'))
+        assert.equal((await clear('', configHash)).status, 200)
+        assert.equal(db.getMeasurement(configHash), undefined)
+        // verified again from the document, and cached again
+        await fetchKeys(demoGuest())
+        assert.ok(db.getMeasurement(configHash) !== undefined)
+        assert.equal((await clear('all', 'all')).status, 200)
+        assert.equal(db.countMeasurements(), 0)
+        const keys = await fetchKeys(demoGuest())
+        assert.deepEqual(keys.keys.osImageHash, defaultOsImageHash(seed))
+        assert.ok(db.getMeasurement(configHash) !== undefined)
+      } finally {
+        db.close()
+      }
+    })
+  })
+
   it('GetKmsKey releases the root keys to a KMS the policy admits, and only then', async () => {
     // A "KMS" guest: the simulator's own KMS identity is what the policy lists for KMSs.
     const g = demoGuest()
@@ -510,7 +672,7 @@ describe('attested KMS on the TEE simulator', () => {
     const getKmsKey = () =>
       callWithCert(
         'GetKmsKey',
-        { vm_config: simulatedVmConfig(g.osImageHash) },
+        { vm_config: simulatedVmConfig(seed, g.osImageHash) },
         strippedAttestationBytes(guestAtt),
         key,
       )
@@ -521,7 +683,7 @@ describe('attested KMS on the TEE simulator', () => {
     const v = await verifier.verify(decodeVersionedAttestation(guestAtt).attestation)
     const mr = buildBootInfo(v, {
       useBoottimeMr: false,
-      vmConfig: simulatedVmConfig(g.osImageHash),
+      vmConfig: simulatedVmConfig(seed, g.osImageHash),
     }).mrAggregated
     writePolicy({
       ...policy,

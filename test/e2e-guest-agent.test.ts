@@ -51,7 +51,7 @@ describe('KMS inside a dstack CVM: guest-agent backend, external trust anchor, P
     agent = await FakeGuestAgent.start({
       attest: {
         forReportData: (rd) => simulateGuestAttestation({ ...kmsCvm, reportData: rd }),
-        vmConfig: simulatedVmConfig(osImageHash),
+        vmConfig: simulatedVmConfig(seed, osImageHash),
       },
     })
     pccs = new PccsStub([{ tee: 'tdx', ca: 'platform', collateral: mockCollateral(pki) }])
@@ -138,7 +138,7 @@ backend = "guest-agent"
     const get = () =>
       requestAppKeys({
         kmsUrl: base,
-        vmConfig: simulatedVmConfig(osImageHash),
+        vmConfig: simulatedVmConfig(seed, osImageHash),
         attest: async (rd) => simulateGuestAttestation({ ...guest, reportData: rd }),
         verifyKmsAttestation: async (a, spki) =>
           buildBootInfo(await clientVerifier.verifyWithRaPubkey(a, spki), {

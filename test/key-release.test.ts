@@ -28,6 +28,7 @@ import { strippedAttestationBytes } from '../src/ratls/cert-attestation.js'
 import { NoneBackend } from '../src/tee/backend.js'
 import { mockCollateral } from '../src/tee/simulator/collateral.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
+import { defaultOsImageHash, simulatedVmConfig } from '../src/tee/simulator/cvm.js'
 import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
 import { encodeTdxEventLogJson } from '../src/attestation/event-log.js'
 import { issueRaTlsClientCert, issueTempCaCert } from '../src/x509/templates.js'
@@ -170,14 +171,23 @@ describe('key release (KmsService with real collaborators)', () => {
     mode = 'allow'
   })
 
-  it('core.image.verify = true refuses every key release (verification does not exist yet)', async () => {
+  it('core.image.verify = true: a guest whose OS image verifies gets its keys, a claimed other image nothing', async () => {
     mode = 'allow'
     const svc = service({ imageVerify: true })
     const v = await verified()
-    const text =
-      'Failed to verify os image hash: Failed to verify os image hash: OS-image verification is not implemented in dstack-kms-ts yet; with core.image.verify = false the auth policy must pin measurements instead'
-    await assert.rejects(svc.getAppKey(1, '', v), { message: `App not allowed: ${text}` })
-    await assert.rejects(svc.getKmsKey('', v), { message: text })
+    // an empty vm_config falls back to the attestation's: the simulated lite document
+    const keys = await svc.getAppKey(1, '', v)
+    assert.deepEqual(keys.osImageHash, defaultOsImageHash(seed))
+    await svc.getKmsKey('', v)
+    const claimed = JSON.stringify({
+      ...(JSON.parse(simulatedVmConfig(seed, defaultOsImageHash(seed))) as object),
+      os_image_hash: 'ab'.repeat(32),
+    })
+    const text = `Failed to verify os image hash: Failed to verify os image hash: tdx lite measurement material does not match os_image_hash: os_image_hash mismatch: expected sha256(sha256sum.txt)=${'ab'.repeat(32)}, actual=${defaultOsImageHash(seed).toString('hex')}`
+    await assert.rejects(svc.getAppKey(1, claimed, v), { message: `App not allowed: ${text}` })
+    await assert.rejects(svc.getKmsKey(claimed, v), { message: text })
+    // the webhook was asked first (upstream order) and saw the claimed hash
+    assert.equal(requests.at(-1)?.body['osImageHash'], 'ab'.repeat(32))
   })
 
   it('SignCert with a legacy V1 CSR (raw quote + JSON event log) issues a leaf for the app', async () => {

@@ -4,7 +4,7 @@
 // ./kms.toml, which the profile allows) so the test never collides with a real KMS on 8000.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
@@ -85,6 +85,33 @@ describe('quick start on the TEE simulator', () => {
     assert.match(r.stdout, /RPC certificate attestation: verified, KMS mr_aggregated [0-9a-f]{64}/)
     assert.match(r.stdout, new RegExp(`app_id +${DEMO_APP_ID.toString('hex')}`))
     assert.match(r.stdout, /disk_crypt_key +sha256:[0-9a-f]{16}/)
+    assert.match(r.stdout, /^OS image verified \(lite\): /m)
+    // verify = true: no start-up warning about unverified OS images
+    assert.ok(!kms.logs.some((l) => /core\.image\.verify = false/.test(l.msg ?? '')))
+  })
+
+  it('`demo-guest --os-image-hash <other>`: the policy refuses it; once listed, OS-image verification does', async () => {
+    const other = 'ab'.repeat(32)
+    const denied = await runCli(['demo-guest', '--quickstart', '--os-image-hash', other], dir)
+    assert.equal(denied.code, 1)
+    assert.match(denied.stderr, /App not allowed: Boot denied: OS image is not allowed/)
+    const file = join(dir, 'data', 'auth-config.json')
+    const original = readFileSync(file, 'utf8')
+    const policy = JSON.parse(original) as { osImages: string[] }
+    writeFileSync(file, JSON.stringify({ ...policy, osImages: [...policy.osImages, `0x${other}`] }))
+    try {
+      const r = await runCli(['demo-guest', '--quickstart', '--os-image-hash', other], dir)
+      assert.equal(r.code, 1)
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `App not allowed: Failed to verify os image hash: Failed to verify os image hash: tdx lite measurement material does not match os_image_hash: os_image_hash mismatch: expected sha256\\(sha256sum\\.txt\\)=${other}, `,
+        ),
+      )
+      assert.doesNotMatch(r.stdout, /disk_crypt_key/)
+    } finally {
+      writeFileSync(file, original)
+    }
   })
 
   it('verify-attestation --cert checks the attested RPC certificate against the mock root', async () => {

@@ -503,8 +503,12 @@ describe('simulated guests', () => {
     )
     const td = tdOf(quoteOf(a))
     const kmsImage = simulatedGuestRegisters({ seed: SEED_A })
+    // another image: other firmware, kernel, command line and initrd; RTMR0 holds the TD HOB
+    // layout and the host's ACPI tables, the same for every image on one platform
     assert.notDeepEqual(td.mrTd, kmsImage.mrTd)
-    assert.notDeepEqual(td.rtmr0, kmsImage.rtmr0)
+    assert.notDeepEqual(td.rtmr1, kmsImage.rtmr1)
+    assert.notDeepEqual(td.rtmr2, kmsImage.rtmr2)
+    assert.deepEqual(td.rtmr0, kmsImage.rtmr0)
     assert.deepEqual(td.rtmr3, replayRuntimeEvents(events))
     assert.equal(verifyMock(SEED_A, quoteOf(a)).status, 'UpToDate')
   })

@@ -13,7 +13,7 @@ export const IMAGES_DIR = 'images'
 /** in-flight downloads live under `images/tmp/` (upstream's layout), removed by `"all"` */
 export const IMAGES_TMP_DIR = 'tmp'
 
-const SCHEMA_VERSION = 1
+const SCHEMA_VERSION = 2
 
 // Every migration takes the schema from version i to i + 1; index i is the step from i.
 const MIGRATIONS: readonly string[] = [
@@ -37,12 +37,24 @@ const MIGRATIONS: readonly string[] = [
     stored_at INTEGER NOT NULL
   ) STRICT;
   `,
+  // 2: LRU bookkeeping of downloaded images, and a generation counter that every ClearImageCache
+  // bumps, so that a measurement computed before a clear is never stored after it (any worker).
+  `
+  ALTER TABLE os_images ADD COLUMN last_used_at INTEGER NOT NULL DEFAULT 0;
+  CREATE TABLE cache_meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+  ) STRICT;
+  INSERT INTO cache_meta (key, value) VALUES ('clear_generation', 0);
+  `,
 ]
 
 export interface ImageEntry {
   osImageHash: string
   sizeBytes: number
   verifiedAt: number
+  /** unix seconds of the last verification that used the image (LRU order) */
+  lastUsedAt: number
 }
 
 export interface MeasurementEntry {
@@ -76,6 +88,7 @@ interface ImageRow {
   os_image_hash: string
   size_bytes: number
   verified_at: number
+  last_used_at: number
 }
 
 interface MeasurementRow {
@@ -83,6 +96,15 @@ interface MeasurementRow {
   os_image_hash: string
   value: string
   created_at: number
+}
+
+function imageEntry(row: ImageRow): ImageEntry {
+  return {
+    osImageHash: row.os_image_hash,
+    sizeBytes: row.size_bytes,
+    verifiedAt: row.verified_at,
+    lastUsedAt: row.last_used_at,
+  }
 }
 
 function unixNow(): number {
@@ -150,28 +172,75 @@ export class CacheDb {
     return this.db.transaction(fn)()
   }
 
-  putImage(osImageHash: string, info: { sizeBytes: number; verifiedAt: number }): void {
+  putImage(
+    osImageHash: string,
+    info: { sizeBytes: number; verifiedAt: number; lastUsedAt?: number },
+  ): void {
     this.db
       .prepare(
-        `INSERT INTO os_images (os_image_hash, size_bytes, verified_at) VALUES (?, ?, ?)
+        `INSERT INTO os_images (os_image_hash, size_bytes, verified_at, last_used_at)
+         VALUES (?, ?, ?, ?)
          ON CONFLICT (os_image_hash) DO UPDATE
-           SET size_bytes = excluded.size_bytes, verified_at = excluded.verified_at`,
+           SET size_bytes = excluded.size_bytes, verified_at = excluded.verified_at,
+               last_used_at = excluded.last_used_at`,
       )
-      .run(normalizeHexKey(osImageHash, 'os_image_hash'), info.sizeBytes, info.verifiedAt)
+      .run(
+        normalizeHexKey(osImageHash, 'os_image_hash'),
+        info.sizeBytes,
+        info.verifiedAt,
+        info.lastUsedAt ?? info.verifiedAt,
+      )
+  }
+
+  /** Marks an image as used now (LRU); a no-op for an image that is not indexed. */
+  touchImage(osImageHash: string): void {
+    this.db
+      .prepare('UPDATE os_images SET last_used_at = ? WHERE os_image_hash = ?')
+      .run(this.now(), normalizeHexKey(osImageHash, 'os_image_hash'))
+  }
+
+  /** Indexed images, least recently used first. */
+  listImagesLru(): ImageEntry[] {
+    return this.db
+      .prepare<[], ImageRow>(
+        `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
+         ORDER BY last_used_at, os_image_hash`,
+      )
+      .all()
+      .map(imageEntry)
+  }
+
+  totalImageBytes(): number {
+    return (
+      this.db
+        .prepare<[], number>('SELECT coalesce(sum(size_bytes), 0) FROM os_images')
+        .pluck()
+        .get() ?? 0
+    )
+  }
+
+  /** The counter ClearImageCache bumps (see migration 2). */
+  clearGeneration(): number {
+    return (
+      this.db
+        .prepare<[], number>("SELECT value FROM cache_meta WHERE key = 'clear_generation'")
+        .pluck()
+        .get() ?? 0
+    )
+  }
+
+  bumpClearGeneration(): void {
+    this.db.prepare("UPDATE cache_meta SET value = value + 1 WHERE key = 'clear_generation'").run()
   }
 
   getImage(osImageHash: string): ImageEntry | undefined {
     const row = this.db
       .prepare<[string], ImageRow>(
-        'SELECT os_image_hash, size_bytes, verified_at FROM os_images WHERE os_image_hash = ?',
+        `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
+         WHERE os_image_hash = ?`,
       )
       .get(normalizeHexKey(osImageHash, 'os_image_hash'))
-    if (row === undefined) return undefined
-    return {
-      osImageHash: row.os_image_hash,
-      sizeBytes: row.size_bytes,
-      verifiedAt: row.verified_at,
-    }
+    return row === undefined ? undefined : imageEntry(row)
   }
 
   listImageHashes(): string[] {
@@ -206,6 +275,35 @@ export class CacheDb {
         value,
         this.now(),
       )
+  }
+
+  /** Stores a measurement only if no ClearImageCache ran since `generation` was read, in one
+   * statement, so a clear racing a verification (in any worker) always wins.
+   * @returns whether the row was written */
+  putMeasurementIfGeneration(
+    configHash: string,
+    osImageHash: string,
+    value: string,
+    generation: number,
+  ): boolean {
+    return (
+      this.db
+        .prepare(
+          `INSERT INTO measurements (config_hash, os_image_hash, value, created_at)
+           SELECT ?, ?, ?, ?
+           WHERE (SELECT value FROM cache_meta WHERE key = 'clear_generation') = ?
+           ON CONFLICT (config_hash) DO UPDATE
+             SET os_image_hash = excluded.os_image_hash, value = excluded.value,
+                 created_at = excluded.created_at`,
+        )
+        .run(
+          normalizeHexKey(configHash, 'config_hash'),
+          normalizeHexKey(osImageHash, 'os_image_hash'),
+          value,
+          this.now(),
+          generation,
+        ).changes > 0
+    )
   }
 
   getMeasurement(configHash: string): MeasurementEntry | undefined {

@@ -29,6 +29,7 @@ export function clearImageCache(db: CacheDb, imageHash: string, configHash: stri
   // with an orphan directory that nothing trusts and the next download replaces. The opposite
   // order could leave a row that vouches for a half-deleted image.
   db.transaction(() => {
+    if (imageKey.kind !== 'none' || configKey.kind !== 'none') db.bumpClearGeneration()
     if (imageKey.kind === 'all') db.deleteAllImages()
     else if (imageKey.kind === 'hex') db.deleteImage(imageKey.value)
     if (configKey.kind === 'all') db.deleteAllMeasurements()

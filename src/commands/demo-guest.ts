@@ -14,7 +14,7 @@ import { errorMessage } from '../errors.js'
 import { requestAppKeys } from '../guest/guest-client.js'
 import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../quickstart/demo.js'
 import { mockCollateral } from '../tee/simulator/collateral.js'
-import { defaultOsImageHash, simulatedVmConfig } from '../tee/simulator/cvm.js'
+import { claimingVmConfig, defaultOsImageHash, simulatedVmConfig } from '../tee/simulator/cvm.js'
 import { simulateGuestAttestation } from '../tee/simulator/guest.js'
 import { mockIntelPki } from '../tee/simulator/mock-pki.js'
 import { decodeHex } from '../util/hex.js'
@@ -34,7 +34,9 @@ Options:
       --app-id HEX       20 bytes (default: the quick-start demo app)
       --compose-hash HEX 32 bytes (default: the demo app's compose hash)
       --instance-id HEX  20 bytes (default: random, a new instance each run)
-      --os-image-hash HEX 32 bytes (default: the simulated platform's image)
+      --os-image-hash HEX claim this OS image (32 bytes) while booting the simulated one: the
+                         policy refuses it unless data/auth-config.json lists it in osImages;
+                         then, with [core.image] verify = true, OS-image verification does
   -h, --help             print this help and exit
 `
 
@@ -106,9 +108,11 @@ export async function runDemoGuest(argv: string[], io: CommandIo): Promise<numbe
         .update(String(process.pid))
         .digest()
         .subarray(0, 20)
-    const osImageHash = hexArg('os-image-hash', values.osImageHash, 32) ?? defaultOsImageHash(seed)
+    const osImageHash = defaultOsImageHash(seed)
+    const claimed = hexArg('os-image-hash', values.osImageHash, 32)
     const url = values.url ?? `https://localhost:${config.rpc.port}`
-    const vmConfig = simulatedVmConfig(osImageHash)
+    const vmConfig =
+      claimed === undefined ? simulatedVmConfig(seed, osImageHash) : claimingVmConfig(seed, claimed)
 
     // The guest trusts the same (mock) platform root the KMS was told to trust.
     const pki = mockIntelPki(seed)
@@ -150,6 +154,9 @@ export async function runDemoGuest(argv: string[], io: CommandIo): Promise<numbe
       '',
       'Allowed: the KMS verified that attestation (quote signature, TCB, RTMR3 replay, key binding)',
       "and its auth API's /bootAuth/app admitted this app id, compose hash, device and OS image.",
+      config.core.image.verify
+        ? 'OS image verified (lite): the KMS recomputed MRTD and RTMR0-2 from the measurement document in the vm_config (bound to os_image_hash) and found them in the quote.'
+        : 'OS image NOT verified ([core.image] verify = false): os_image_hash is only what the guest claims.',
       '',
       'Released (fingerprints = first 8 bytes of SHA-256; the keys themselves stay here):',
       `  disk_crypt_key   sha256:${fp(k.diskCryptKey)}  (derived from app id + instance id)`,

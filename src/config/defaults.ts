@@ -6,6 +6,8 @@ import { CONFIG_KEYS, FREE_FORM_TABLES, type KeyDecl } from './keys.js'
 import { isTable, type RawTable } from './schema.js'
 
 export { DEFAULT_PCCS_URL } from './keys.js'
+/** upstream's default `[core.image] download_url` */
+export const DEFAULT_DOWNLOAD_URL: string = CONFIG_KEYS['core.image.download_url'].default
 export const DEFAULT_ETC_FILE = '/etc/kms/kms.toml'
 
 function tableAt(root: RawTable, parts: readonly string[]): RawTable {

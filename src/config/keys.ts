@@ -48,6 +48,7 @@ const port = { kind: 'port' } as const
 const uint = { kind: 'uint' } as const
 const duration = { kind: 'duration' } as const
 const stringOrBool = { kind: 'string-or-bool' } as const
+const bytes = { kind: 'bytes' } as const
 
 const ROCKET_KNOB =
   'is a Rocket server knob with no effect in dstack-kms-ts (upstream loads it non-nested, so it never reaches Rocket either)'
@@ -60,6 +61,7 @@ function enumOf<const V extends readonly string[]>(values: V): { kind: 'enum'; v
 
 export const TEE_BACKENDS = ['none', 'simulator', 'guest-agent', 'tdx'] as const
 export const CRYPTO_BACKENDS = ['auto', 'native', 'js'] as const
+export const LEGACY_RTMR0_MODES = ['require', 'skip'] as const
 export const AUTH_API_TYPES = ['webhook', 'dev'] as const
 export const QUOTE_VERIFIERS = ['node-crypto', 'dcap-qvl'] as const
 
@@ -142,8 +144,9 @@ export const CONFIG_KEYS = {
   'core.attestation.root_ca.sev_snp_milan': { kind: path, doc: 'replacement root CA' },
   'core.attestation.root_ca.sev_snp_genoa': { kind: path, doc: 'replacement root CA' },
   'core.attestation.root_ca.sev_snp_turin': { kind: path, doc: 'replacement root CA' },
-  // OS-image verification is not implemented yet; verify = true fails closed at key release.
-  'core.image.verify': { kind: bool, default: false, doc: 'verify OS images (not implemented)' },
+  // verify = true is the production setting (kms.toml.example); the built-in default stays false
+  // so that a bare development start needs no image source.
+  'core.image.verify': { kind: bool, default: false, doc: 'verify OS images before key release' },
   'core.image.cache_dir': {
     kind: path,
     // upstream: `share/dstack/images` under the `/usr` prefix
@@ -156,6 +159,23 @@ export const CONFIG_KEYS = {
     doc: 'where images are fetched from',
   },
   'core.image.download_timeout': { kind: duration, default: '2m', doc: 'image download timeout' },
+  'core.image.cache_max_bytes': {
+    kind: bytes,
+    default: '8GiB',
+    doc: 'LRU cap on downloaded images',
+  },
+  'core.image.max_image_bytes': { kind: bytes, default: '2GiB', doc: 'image download size cap' },
+  'core.image.acpi_tables_command': {
+    kind: str,
+    default: '',
+    doc: 'argv (split on whitespace, no shell) printing QEMU ACPI tables for legacy RTMR0',
+  },
+  'core.image.acpi_timeout': { kind: duration, default: '30s', doc: 'ACPI tables command timeout' },
+  'core.image.legacy_rtmr0': {
+    kind: enumOf(LEGACY_RTMR0_MODES),
+    default: 'require',
+    doc: 'legacy guests without an ACPI command: refuse (require) or skip RTMR0',
+  },
   'core.metrics.enabled': { kind: bool, default: true, doc: 'serve GET /metrics' },
   'core.auth_api.type': { kind: enumOf(AUTH_API_TYPES), default: 'webhook', doc: 'auth API' },
   'core.auth_api.webhook.url': {

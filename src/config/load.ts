@@ -127,6 +127,12 @@ class Tree {
   }
 }
 
+/** A `bytes` key: a TOML integer or a string with a unit. */
+function byteSize(tree: Tree, key: ConfigKey): number {
+  const raw = tree.optStr(key)
+  return parseByteSize(raw !== '' ? raw : tree.int(key))
+}
+
 /** A value that two spellings of the same setting (spec revision vs upstream HEAD) must agree on. */
 function oneOf(tree: Tree, a: ConfigKey, b: ConfigKey): string {
   const va = tree.optStr(a).trim()
@@ -227,6 +233,14 @@ function build(
         cacheDir: path('core.image.cache_dir'),
         downloadUrl: t.str('core.image.download_url'),
         downloadTimeoutMs: parseDuration(t.str('core.image.download_timeout')),
+        cacheMaxBytes: byteSize(t, 'core.image.cache_max_bytes'),
+        maxImageBytes: byteSize(t, 'core.image.max_image_bytes'),
+        acpiTablesCommand: t
+          .str('core.image.acpi_tables_command')
+          .split(/\s+/)
+          .filter((a) => a !== ''),
+        acpiTimeoutMs: parseDuration(t.str('core.image.acpi_timeout')),
+        legacyRtmr0: t.str('core.image.legacy_rtmr0'),
       },
       metrics: { enabled: t.bool('core.metrics.enabled') },
       authApi,

@@ -31,9 +31,9 @@ enforce_self_authorization = true
 # admin_token_hash comes from ./data/admin-token.sha256 (created at first start).
 
 [core.image]
-# OS-image verification is not implemented yet: the generated policy pins the demo app's
-# measured OS identity (mrSystem), since osImageHash alone is only the guest's claim.
-verify = false
+# The production setting: the simulated guests carry a TDX lite measurement document, so every
+# key release recomputes MRTD and RTMR0-2 from it and compares them with the quote.
+verify = true
 cache_dir = "./data/images"
 
 [core.auth_api]

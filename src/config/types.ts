@@ -59,6 +59,15 @@ export interface ImageConfig {
   cacheDir: string
   downloadUrl: string
   downloadTimeoutMs: number | null
+  /** LRU cap on the downloaded images kept under `cache_dir/images` */
+  cacheMaxBytes: number
+  /** a download larger than this is aborted */
+  maxImageBytes: number
+  /** argv of the command producing QEMU's ACPI tables for legacy RTMR0 (no shell); empty = none */
+  acpiTablesCommand: string[]
+  acpiTimeoutMs: number | null
+  /** legacy scheme without an ACPI command: fail closed (`require`) or check MRTD+RTMR1+RTMR2 only */
+  legacyRtmr0: 'require' | 'skip'
 }
 
 export interface OnboardConfig {

@@ -252,9 +252,11 @@ export function unsafeDefaultWarnings(cfg: KmsConfig): string[] {
     out.push(
       'core.image.verify = false: OS images are not verified, so the osImageHash the auth API sees is the one the caller claims in its vm_config; only a policy that pins measurements (mrAggregated, or mrSystem for auth-simple apps) binds the OS image of an app (see docs/design.md#trust-model).',
     )
-  } else {
+  } else if (core.image.acpiTablesCommand.length === 0) {
     out.push(
-      'core.image.verify = true: OS-image verification is not implemented yet in dstack-kms-ts, so every key release (GetAppKey, GetKmsKey, SignCert) is refused; set core.image.verify = false only with an auth policy that pins measurements.',
+      core.image.legacyRtmr0 === 'skip'
+        ? 'core.image.legacy_rtmr0 = "skip" without core.image.acpi_tables_command: legacy TDX guests are checked on MRTD, RTMR1 and RTMR2 only; RTMR0 (firmware configuration and ACPI tables) is NOT verified for them, which is weaker than upstream. Lite guests are fully verified.'
+        : 'core.image.acpi_tables_command is not set: legacy TDX guests (every image before 0.6.0, and VMs below 3 GiB except exactly 2 GiB) are refused because their RTMR0 cannot be recomputed; lite guests are verified.',
     )
   }
   if (cfg.tee.simulator.trustMockRoot) {

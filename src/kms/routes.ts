@@ -81,7 +81,7 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
 export function adminMethods(svc: KmsService): Record<string, AnyRpcMethod<undefined>> {
   return {
     ClearImageCache: defineMethod(AdminClearImageCacheRequestType, null, async (req) => {
-      svc.clearImageCache(req.image_hash, req.config_hash)
+      await svc.clearImageCache(req.image_hash, req.config_hash)
       return null
     }),
   }

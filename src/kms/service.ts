@@ -10,7 +10,9 @@ import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import type { AuthApi } from '../auth/auth-api.js'
 import type { SelfAuthorizer } from '../auth/self-auth.js'
 import type { CacheDb } from '../cache/cache-db.js'
-import { clearImageCache } from '../cache/clear-cache.js'
+import { vmConfigText } from '../image/vm-config.js'
+import { OsImageVerifier } from '../image/image-verifier.js'
+import { createLegacyVerifier } from '../image/legacy/index.js'
 import type { KmsConfig } from '../config/types.js'
 import { deriveDhSecret, deriveKey, deriveP256Key } from '../crypto/kdf.js'
 import { P256PublicKey } from '../crypto/p256.js'
@@ -26,6 +28,7 @@ import { EnvPubKeyProvider, type EnvEncryptPubKey } from './env-pubkey.js'
 import type { KmsState } from './state.js'
 
 const APP_KEY_PREFIX = 'dstack-kms-issued'
+const IMAGE_CONTEXT = 'Failed to verify os image hash'
 
 export type { EnvEncryptPubKey } from './env-pubkey.js'
 
@@ -51,15 +54,44 @@ export interface KmsServiceDeps {
   cache: CacheDb
   logger: Logger
   now?: () => Date
+  /** built from `config.core.image` when not given */
+  imageVerifier?: OsImageVerifier
+}
+
+/** The OS-image verifier `[core.image]` describes, over the shared cache database. */
+export function createOsImageVerifier(
+  config: KmsConfig,
+  cache: CacheDb,
+  logger: Logger,
+): OsImageVerifier {
+  const image = config.core.image
+  return new OsImageVerifier({
+    cache,
+    cacheMaxBytes: image.cacheMaxBytes,
+    log: logger,
+    legacy: createLegacyVerifier({
+      imageCacheDir: cache.imagesDir,
+      downloadUrl: image.downloadUrl,
+      maxImageBytes: image.maxImageBytes,
+      // "never" in the configuration; the legacy path still needs a finite bound per attempt
+      downloadTimeoutMs: image.downloadTimeoutMs ?? 2 ** 31 - 1,
+      acpiTablesCommand: image.acpiTablesCommand.length === 0 ? null : image.acpiTablesCommand,
+      acpiTimeoutMs: image.acpiTimeoutMs ?? 2 ** 31 - 1,
+      legacyRtmr0: image.legacyRtmr0,
+      log: logger,
+    }),
+  })
 }
 
 export class KmsService {
   readonly #deps: KmsServiceDeps
   readonly #adminTokenHash: Buffer | null
   readonly #envPubKeys: EnvPubKeyProvider
+  readonly #images: OsImageVerifier
 
   constructor(deps: KmsServiceDeps) {
     this.#deps = deps
+    this.#images = deps.imageVerifier ?? createOsImageVerifier(deps.config, deps.cache, deps.logger)
     // deterministic per app id (and per second for signature_v1), hence cacheable
     this.#envPubKeys = new EnvPubKeyProvider({
       rootCaKey: deps.state.rootCaKey,
@@ -135,13 +167,36 @@ export class KmsService {
     if (!verifyAdminToken(this.#adminTokenHash, token)) {
       throw new KmsError('KMS_ERR_UNAUTHORIZED', INVALID_TOKEN_MESSAGE)
     }
-    this.clearImageCache(imageHash, configHash)
+    await this.clearImageCache(imageHash, configHash)
   }
 
   /** The cache clearing itself; the admin listener authenticates by header before calling it. */
-  clearImageCache(imageHash: string, configHash: string): void {
-    clearImageCache(this.#deps.cache, imageHash, configHash)
+  async clearImageCache(imageHash: string, configHash: string): Promise<void> {
+    await this.#images.clear(imageHash, configHash)
     this.#deps.logger.info({ imageHash, configHash }, 'image cache cleared')
+  }
+
+  /** Upstream `verify_os_image_hash` for non-SEV guests, after the webhook allowed the boot. A
+   * refusal never releases anything and is not retried here; the guest retries its request. */
+  async #verifyOsImage(att: VerifiedAttestation, vmConfig: string): Promise<void> {
+    if (!this.#deps.config.core.image.verify) {
+      this.#deps.logger.debug('Image verification is disabled')
+      return
+    }
+    try {
+      const check = await this.#images.verify(vmConfigText(vmConfig, att.attestation.config), att)
+      this.#deps.logger.debug(
+        {
+          scheme: check.scheme,
+          osImageHash: check.osImageHash.toString('hex'),
+          cacheHit: check.cacheHit,
+        },
+        'OS image verified',
+      )
+    } catch (err) {
+      // upstream adds this context twice (in verify_os_image_hash and in its caller)
+      throw withContext(IMAGE_CONTEXT, withContext(IMAGE_CONTEXT, err))
+    }
   }
 
   /** `ensure_app_attestation_allowed`: BootInfo → webhook → OS-image check. */
@@ -156,13 +211,7 @@ export class KmsService {
     if (!response.isAllowed) {
       throw new KmsError('KMS_ERR_DENIED', `Boot denied: ${response.reason}`)
     }
-    if (bootInfo.attestationMode !== 'dstack-amd-sev-snp' && this.#deps.config.core.image.verify) {
-      // Never pretend to verify: until OS-image verification exists, `verify = true` refuses.
-      throw new KmsError(
-        'KMS_ERR_NOT_IMPLEMENTED',
-        'Failed to verify os image hash: Failed to verify os image hash: OS-image verification is not implemented in dstack-kms-ts yet; with core.image.verify = false the auth policy must pin measurements instead',
-      )
-    }
+    if (bootInfo.attestationMode !== 'dstack-amd-sev-snp') await this.#verifyOsImage(att, vmConfig)
     return { bootInfo, gatewayAppId: response.gatewayAppId }
   }
 

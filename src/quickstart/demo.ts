@@ -74,9 +74,9 @@ export interface DemoPolicy {
 
 const hex = (b: Buffer) => `0x${b.toString('hex')}`
 
-/** An auth-simple policy admitting the simulated KMS and the demo app. The app's
- * mrSystem pin (ours) binds its OS image by measurement: osImages alone would only check the
- * image hash the guest claims, since OS-image verification is not implemented. */
+/** An auth-simple policy (docs/api.md#auth-simple) admitting the simulated KMS and the demo app. With
+ * `[core.image] verify = true` (the quick start) osImages is a verified fact; the app's mrSystem
+ * pin (ours) also binds its OS image by measurement for KMSs running with verify = false. */
 export function demoPolicy(kms: BootInfo, demoMrSystem: Buffer): DemoPolicy {
   return {
     gatewayAppId: '',

@@ -25,10 +25,12 @@ export interface SharedTomlOptions {
   siteName: string
   /** extra lines in [core] */
   core: string
+  /** [core.image] verify (default false) */
+  imageVerify?: boolean
 }
 
 /** What every test KMS shares: the main listener on loopback, TLS files and caches under
- * `dir`, the admin token hash of ADMIN_TOKEN, image verification off. */
+ * `dir`, the admin token hash of ADMIN_TOKEN, image verification off unless asked for. */
 export function sharedToml(o: SharedTomlOptions): string {
   const certs = join(o.dir, 'certs')
   const hash = createHash('sha256').update(ADMIN_TOKEN).digest('hex')
@@ -54,7 +56,7 @@ site_name = "${o.siteName}"
 ${o.core}
 
 [core.image]
-verify = false
+verify = ${o.imageVerify === true}
 cache_dir = "${join(o.dir, 'cache')}"
 `
 }
@@ -96,6 +98,8 @@ export interface AttestedConfigOptions {
   /** extra lines in [core] */
   core?: string
   extra?: string
+  /** [core.image] verify (default true: simulated guests carry lite measurement documents) */
+  imageVerify?: boolean
 }
 
 /** A KMS on the TEE simulator trusting its mock root, self-authorizing against an auth-simple
@@ -109,6 +113,7 @@ export function attestedConfigToml(o: AttestedConfigOptions): string {
     enforceSelfAuthorization: true,
     siteName: 'attested-site',
     core: o.core ?? '',
+    imageVerify: o.imageVerify ?? true,
   })}
 [core.auth_api]
 type = "webhook"

@@ -1,14 +1,15 @@
 // The simulated boot of a CVM: MRTD and a CCEL-style boot event log (RTMR0–2) in the shape of a
 // real dstack guest's (the event types and order of `ccel.bin` plus the kernel's two RTMR2 tag
-// events, three `ACPI DATA` events named acpi-loader/acpi-rsdp/acpi-tables). The simulator has no
-// firmware, tables or kernel to hash, so those digests derive from (seed, os_image_hash): one image
-// on one mock platform always boots to the same registers, another image to different ones, as on
-// real hardware. Separator and EFI action events hash their payload, as TCG logs do.
-import { createHash } from 'node:crypto'
+// events, three `ACPI DATA` events named acpi-loader/acpi-rsdp/acpi-tables). The digests are the
+// ones a real pre-202505 OVMF boot of the image would log: image-derived values from the image's
+// lite measurement document (os-image.ts), the host's ACPI digests, and OVMF's fixed events. So
+// the quote matches the document, and the KMS verifies simulated guests like real ones.
 import { TDX_ACPI_DATA_EVENT_NAMES } from '../../attestation/event-log.js'
 import { replayEventLogRtmrs } from '../../attestation/runtime-events.js'
 import type { TdxEvent } from '../../attestation/types.js'
-import { deriveBytes } from './mock-pki.js'
+import { tdHobDigest } from '../../image/td-hob.js'
+import { rtmr0Log, rtmr1Log, rtmr2Log } from '../../image/tdx-registers.js'
+import { type SimulatedOsImage, bootedImage, simulatedAcpiDigests } from './os-image.js'
 
 const EV_SEPARATOR = 0x4
 const EV_EVENT_TAG = 0x6
@@ -106,27 +107,49 @@ export interface SimulatedBoot {
   rtmr2: Buffer
 }
 
-/** The boot measurements of a CVM running image `osImageHash` on the mock platform of `seed`. */
-export function simulatedBoot(seed: Uint8Array, osImageHash: Uint8Array): SimulatedBoot {
-  const image = Buffer.from(osImageHash).toString('hex')
+/** Guest RAM of every simulated CVM: 2 GiB, a size the lite scheme accepts. */
+export const SIMULATED_MEMORY_SIZE = 2n * 1024n * 1024n * 1024n
+
+/** The boot measurements of a CVM running `image` with `memorySize` bytes of RAM on the mock
+ * platform of `seed`: each register's event digests are exactly what the lite scheme recomputes
+ * from the image's measurement document, so the quote matches the document. */
+export function simulatedBootOfImage(
+  seed: Uint8Array,
+  image: SimulatedOsImage,
+  memorySize: bigint = SIMULATED_MEMORY_SIZE,
+  qemu: { twoPassAddPages: boolean } = { twoPassAddPages: false },
+): SimulatedBoot {
+  const m = image.measurement
+  const logs: Buffer[][] = [
+    rtmr0Log(tdHobDigest(m.tdvf.tdHobWitness, memorySize), simulatedAcpiDigests(seed)),
+    rtmr1Log(m.image.kernelAuthenticode),
+    rtmr2Log(m.image.cmdlineSha384, m.image.initrdSha384),
+  ]
+  const next = [0, 0, 0]
   let acpi = 0
-  const events = TEMPLATE.map((t, i): TdxEvent => {
-    const measuresPayload = t.eventType === EV_SEPARATOR || t.eventType === EV_EFI_ACTION
-    const digest = measuresPayload
-      ? createHash('sha384').update(t.payload).digest()
-      : deriveBytes(seed, `boot-event:${image}:${i}`, 48)
+  const events = TEMPLATE.map((t): TdxEvent => {
+    const i = next[t.imr] ?? 0
+    next[t.imr] = i + 1
+    const digest = logs[t.imr]?.[i]
+    if (digest === undefined) throw new Error('simulated boot template out of step with the logs')
     const isAcpi = t.imr === 0 && t.eventType === EV_PLATFORM_CONFIG_FLAGS
     const event = isAcpi ? (TDX_ACPI_DATA_EVENT_NAMES[acpi++] ?? '') : ''
     return {
       imr: t.imr,
       eventType: t.eventType,
-      digest,
+      digest: Buffer.from(digest),
       event,
       eventPayload: Buffer.from(t.payload),
     }
   })
   const [rtmr0, rtmr1, rtmr2] = replayEventLogRtmrs(events)
-  return { mrTd: deriveBytes(seed, `mrtd:${image}`, 48), events, rtmr0, rtmr1, rtmr2 }
+  const mrTd = qemu.twoPassAddPages ? m.tdvf.mrtd.twoPass : m.tdvf.mrtd.singlePass
+  return { mrTd: Buffer.from(mrTd), events, rtmr0, rtmr1, rtmr2 }
+}
+
+/** The boot of a CVM claiming image `osImageHash` (see `bootedImage`). */
+export function simulatedBoot(seed: Uint8Array, osImageHash: Uint8Array): SimulatedBoot {
+  return simulatedBootOfImage(seed, bootedImage(seed, osImageHash))
 }
 
 /** The boot log as firmware leaves it in the CCEL ACPI table: SHA-384-only TCG2

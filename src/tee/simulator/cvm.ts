@@ -5,8 +5,9 @@ import { KmsError } from '../../errors.js'
 import { replayRuntimeEvents, runtimeEventToTdxEvent } from '../../attestation/runtime-events.js'
 import type { RuntimeEvent, TdxEvent } from '../../attestation/types.js'
 import { encodeVersionedAttestation } from '../../attestation/versioned.js'
-import { type SimulatedBoot, simulatedBoot } from './boot-log.js'
-import { deriveBytes, mockIntelPki } from './mock-pki.js'
+import { SIMULATED_MEMORY_SIZE, type SimulatedBoot, simulatedBoot } from './boot-log.js'
+import { mockIntelPki } from './mock-pki.js'
+import { KMS_IMAGE_LABEL, bootedImage, simulatedOsImage } from './os-image.js'
 import { SIM_DEBUG_TD_ATTRIBUTES, buildTdxQuote } from './quote-builder.js'
 
 export interface CvmRegisters {
@@ -26,18 +27,43 @@ export interface SimulatedCvm {
   vmConfig: string
 }
 
-/** The image the KMS's own simulated CVM runs. */
+/** The image the KMS's own simulated CVM runs: SHA-256 of its `sha256sum.txt`. */
 export function defaultOsImageHash(seed: Uint8Array): Buffer {
-  return deriveBytes(seed, 'os-image-hash', 32)
+  return simulatedOsImage(seed).osImageHash
 }
 
-/** A minimal vm_config: only the image hash matters to verifiers of a simulated CVM. */
-export function simulatedVmConfig(osImageHash: Uint8Array): string {
+/** The vm_config a dstack VMM gives a lite guest: the claimed image hash and the measurement
+ * document of the image the CVM really boots (they disagree for a guest claiming another image,
+ * which is what OS-image verification catches). */
+export function simulatedVmConfig(seed: Uint8Array, osImageHash: Uint8Array): string {
+  const image = bootedImage(seed, osImageHash)
   return JSON.stringify({
     os_image_hash: Buffer.from(osImageHash).toString('hex'),
     cpu_count: 2,
-    memory_size: 2 * 1024 * 1024 * 1024,
-    image: 'dstack-kms-ts-simulator',
+    memory_size: Number(SIMULATED_MEMORY_SIZE),
+    pci_hole64_size: 0,
+    hugepages: false,
+    num_gpus: 0,
+    num_nvswitches: 0,
+    hotplug_off: false,
+    image: KMS_IMAGE_LABEL,
+    host_share_mode: '9p',
+    ovmf_variant: 'pre202505',
+    tdx_attestation_variant: 'lite',
+    tdx_measurement: {
+      checksum_file: image.checksumFile.toString('base64'),
+      measurement: image.measurementCbor.toString('base64'),
+    },
+    spec_version: 1,
+  })
+}
+
+/** The vm_config of a CVM that boots the KMS image but claims `claimed` as its image hash (the
+ * document is still the booted image's): what a host lying about the image would send. */
+export function claimingVmConfig(seed: Uint8Array, claimed: Uint8Array): string {
+  return JSON.stringify({
+    ...(JSON.parse(simulatedVmConfig(seed, defaultOsImageHash(seed))) as object),
+    os_image_hash: Buffer.from(claimed).toString('hex'),
   })
 }
 
@@ -49,7 +75,7 @@ export function simulatedCvm(seed: Uint8Array, osImageHash: Uint8Array): Simulat
     seed: Buffer.from(seed),
     osImageHash: Buffer.from(osImageHash),
     boot: simulatedBoot(seed, osImageHash),
-    vmConfig: simulatedVmConfig(osImageHash),
+    vmConfig: simulatedVmConfig(seed, osImageHash),
   }
 }
 
