@@ -79,8 +79,9 @@ async function verifySourceCertificate(
   url: string,
   der: Buffer | null,
 ): Promise<VerifiedSource> {
-  if (der === null)
+  if (der === null) {
     throw new KmsError('KMS_ERR_RPC', 'Source KMS did not present a TLS certificate')
+  }
   let cert
   try {
     cert = parseCertificate(der)
