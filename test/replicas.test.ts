@@ -7,6 +7,7 @@
 // swapped between connections, keys that do not match the source's GetMeta) write nothing.
 import assert from 'node:assert/strict'
 import { X509Certificate, createHash, randomBytes } from 'node:crypto'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { connect as netConnect, createServer as createNetServer, type Server } from 'node:net'
@@ -101,6 +102,53 @@ function relay(port: number, target: (n: number) => number | null): Promise<Serv
     srv.listen(port, '127.0.0.1', () => resolve(srv))
   })
 }
+
+const HAPROXY_CFG = join(import.meta.dirname, '../docs/deploy/haproxy.cfg')
+
+/** The shipped HAProxy configuration with loopback addresses: the test runs the very file
+ * operators copy, so a change to it that breaks the replica set fails here. */
+function haproxyConfig(lbPort: number, statsSocket: string, replicaPorts: number[]): string {
+  let cfg = readFileSync(HAPROXY_CFG, 'utf8')
+  const replace = (re: RegExp, to: string) => {
+    assert.match(cfg, re, `docs/deploy/haproxy.cfg no longer has ${String(re)}`)
+    cfg = cfg.replace(re, to)
+  }
+  replace(/^(\s*)bind :8000$/m, `$1bind 127.0.0.1:${lbPort}`)
+  replace(/stats socket \S+/, `stats socket ${statsSocket}`)
+  replicaPorts.forEach((port, i) => {
+    replace(
+      new RegExp(`^(\\s*)server kms-${i + 1} \\S+$`, 'm'),
+      `$1server kms-${i + 1} 127.0.0.1:${port}`,
+    )
+  })
+  return cfg
+}
+
+/** `show stat` on the admin socket: one record per proxy/server. */
+function haproxyStat(socketPath: string): Promise<Array<Record<string, string>>> {
+  return new Promise((resolve, reject) => {
+    const c = netConnect({ path: socketPath })
+    let text = ''
+    c.on('data', (d: Buffer) => (text += d.toString('utf8')))
+    c.on('error', reject)
+    c.on('end', () => {
+      const lines = text.split('\n').filter((l) => l !== '')
+      const header = (lines[0] ?? '').replace(/^# /, '').split(',')
+      resolve(
+        lines.slice(1).map((l) => Object.fromEntries(l.split(',').map((v, i) => [header[i], v]))),
+      )
+    })
+    c.end('show stat\n')
+  })
+}
+
+async function serverStatus(socketPath: string, server: string): Promise<string> {
+  const rows = await haproxyStat(socketPath)
+  const row = rows.find((r) => r.pxname === 'kms_replicas' && r.svname === server)
+  return row?.status ?? 'missing'
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 describe('a replica set of three KMS on the TEE simulator', () => {
   const seedHex = randomBytes(32).toString('hex')
@@ -618,6 +666,177 @@ describe('a replica set of three KMS on the TEE simulator', () => {
         roots.add(root.fingerprint256)
       }
       assert.equal(roots.size, 1)
+    })
+  })
+
+  describe('behind HAProxy (TCP mode, health checks on /health)', () => {
+    let haproxy: ChildProcess
+    const haproxyLines: Array<{ at: number; line: string }> = []
+    let lbUrl: string
+    let statsSocket: string
+    const osImageHash = defaultOsImageHash(seed)
+    const guestCall = () =>
+      requestAppKeys({
+        kmsUrl: lbUrl,
+        vmConfig: simulatedVmConfig(osImageHash),
+        attest: async (reportData) =>
+          simulateGuestAttestation({
+            seed,
+            reportData,
+            appId: DEMO_APP_ID,
+            composeHash: DEMO_COMPOSE_HASH,
+            instanceId: guestInstance,
+            osImageHash,
+          }),
+        verifyKmsAttestation: async (att, spki) => {
+          const v = await verifier.verifyWithRaPubkey(att, spki)
+          return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
+        },
+        timeoutMs: 30_000,
+      })
+
+    before(async () => {
+      const dir = tempDir('dstack-kms-haproxy-')
+      const lbPort = await freePort()
+      lbUrl = `https://localhost:${lbPort}`
+      statsSocket = join(dir, 'haproxy.sock')
+      const cfgPath = join(dir, 'haproxy.cfg')
+      writeFileSync(
+        cfgPath,
+        haproxyConfig(
+          lbPort,
+          statsSocket,
+          replicas.map((r) => r.port),
+        ),
+      )
+      // -db: foreground, server state changes on stderr
+      haproxy = spawn('haproxy', ['-db', '-f', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'] })
+      const collect = (chunk: Buffer) => {
+        for (const line of chunk.toString('utf8').split('\n')) {
+          if (line !== '') haproxyLines.push({ at: Date.now(), line })
+        }
+      }
+      haproxy.stdout?.on('data', collect)
+      haproxy.stderr?.on('data', collect)
+      const deadline = Date.now() + 30_000
+      for (;;) {
+        const states = await Promise.all(
+          ['kms-1', 'kms-2', 'kms-3'].map((s) => serverStatus(statsSocket, s).catch(() => '')),
+        )
+        if (states.every((st) => st === 'UP')) break
+        if (Date.now() > deadline || haproxy.exitCode !== null) {
+          assert.fail(
+            `HAProxy did not see three healthy replicas: ${states.join(', ')}\n${haproxyLines.map((l) => l.line).join('\n')}`,
+          )
+        }
+        await sleep(200)
+      }
+    })
+
+    after(() => {
+      haproxy?.kill('SIGTERM')
+    })
+
+    it('guests get identical keys whichever replica serves them', async () => {
+      const served = new Set<string>()
+      let reference: GuestKeyResult['keys'] | undefined
+      for (let i = 0; i < 6; i++) {
+        const r = await guestCall()
+        reference ??= r.keys
+        assert.deepEqual(r.keys, reference)
+        served.add(r.kmsMrAggregated?.toString('hex') ?? '')
+      }
+      assert.deepEqual(
+        [...served].sort(),
+        replicas.map((r) => r.boot.mrAggregated.toString('hex')).sort(),
+      )
+    })
+
+    it('SIGKILL of a replica under load: no failure once HAProxy marks it down; it rejoins', async () => {
+      const b = at(1)
+      const bMr = b.boot.mrAggregated.toString('hex')
+      const reference = (await guestCall()).keys
+      interface Outcome {
+        start: number
+        ok: boolean
+        mr: string
+        err: string
+      }
+      const outcomes: Outcome[] = []
+      const load = { stop: false }
+      const loop = async () => {
+        while (!load.stop) {
+          const start = Date.now()
+          try {
+            const r = await guestCall()
+            assert.deepEqual(r.keys, reference)
+            outcomes.push({
+              start,
+              ok: true,
+              mr: r.kmsMrAggregated?.toString('hex') ?? '',
+              err: '',
+            })
+          } catch (err) {
+            outcomes.push({ start, ok: false, mr: '', err: String(err) })
+          }
+        }
+      }
+      // a bounded load: two guests asking in a loop
+      const loops = [loop(), loop()]
+      await sleep(1000)
+
+      const readyCount = () =>
+        (b.proc?.logs ?? []).filter((l) => l.msg === 'KMS worker ready').length
+      const workerPid = () => {
+        const started = (b.proc?.logs ?? []).filter((l) => l.msg === 'started kms worker')
+        return Number(started[started.length - 1]?.child_pid)
+      }
+      const downLine = /Server kms_replicas\/kms-2 is DOWN/
+      let downAt: number | undefined
+      let rejoinedAt: number | undefined
+      // The supervisor restarts a killed worker within about a second; should HAProxy not have
+      // noticed that short outage, kill again (restart delays grow) until it has.
+      for (let kill = 0; kill < 4 && downAt === undefined; kill++) {
+        const readyBefore = readyCount()
+        const pid = workerPid()
+        assert.ok(pid > 0)
+        process.kill(pid, 'SIGKILL')
+        const deadline = Date.now() + 60_000
+        for (;;) {
+          const status = await serverStatus(statsSocket, 'kms-2')
+          const logged = haproxyLines.find((l) => downLine.test(l.line))
+          if (logged !== undefined) downAt ??= logged.at
+          else if (status.startsWith('DOWN')) downAt ??= Date.now()
+          if (readyCount() > readyBefore && status === 'UP') {
+            if (downAt !== undefined) rejoinedAt = Date.now()
+            break
+          }
+          assert.ok(Date.now() < deadline, `replica did not come back: ${status}`)
+          await sleep(50)
+        }
+      }
+      assert.ok(downAt !== undefined, 'HAProxy never marked the killed replica down')
+      assert.ok(rejoinedAt !== undefined)
+      // keep the load on until the rejoined replica has served guests again
+      const deadline = Date.now() + 60_000
+      while (!outcomes.some((o) => o.ok && o.mr === bMr && o.start > (rejoinedAt ?? 0))) {
+        assert.ok(Date.now() < deadline, 'the restarted replica never served again')
+        await sleep(100)
+      }
+      load.stop = true
+      await Promise.all(loops)
+
+      const afterDown = outcomes.filter((o) => o.start >= (downAt ?? 0))
+      const failedAfterDown = afterDown.filter((o) => !o.ok)
+      const failedBefore = outcomes.filter((o) => !o.ok && o.start < (downAt ?? 0))
+      process.stderr.write(
+        `haproxy failover: ${outcomes.length} guest key requests, ${failedBefore.length} failed before the replica was marked down, ${afterDown.length} after (${failedAfterDown.length} failed)\n`,
+      )
+      assert.deepEqual(
+        failedAfterDown.map((o) => o.err),
+        [],
+      )
+      assert.ok(afterDown.length > 0)
     })
   })
 })
