@@ -490,6 +490,32 @@ describe('a replica set of three KMS on the TEE simulator', () => {
       assertNothingWritten(b.certDir)
     })
 
+    it('one Onboard at a time; a source that never completes the TLS handshake times out after 5 s', async () => {
+      const b = at(1)
+      // accepts TCP connections and then says nothing
+      const silent = createNetServer(() => {})
+      servers.push(silent)
+      const port = await new Promise<number>((resolve) =>
+        silent.listen(0, '127.0.0.1', () => {
+          const addr = silent.address()
+          resolve(typeof addr === 'object' && addr !== null ? addr.port : 0)
+        }),
+      )
+      const body = JSON.stringify({ source_url: `https://127.0.0.1:${port}`, domain: 'localhost' })
+      const first = prpc(b.url, 'Onboard', body)
+      // the first call is inside its connect timeout: a second one is refused at once
+      await sleep(500)
+      assert.equal(
+        rpcError(await prpc(b.url, 'Onboard', body)),
+        'Failed to onboard: another Bootstrap or Onboard is in progress',
+      )
+      assert.equal(
+        rpcError(await first),
+        `Failed to onboard: error sending request for url (https://127.0.0.1:${port}/prpc/GetTempCaCert?json): connect timed out after 5000 ms`,
+      )
+      assertNothingWritten(b.certDir)
+    })
+
     it('a bad domain, before anything is fetched', async () => {
       const [a, b] = [at(0), at(1)]
       const err = rpcError(

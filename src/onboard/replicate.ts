@@ -3,7 +3,7 @@
 // read-only inspection of a source that the wizard shows before replicating.
 //
 // Wire-compatible with an upstream source, and stricter than upstream in two ways (see
-// docs/design.md#replication): every connection after the first is pinned to the SPKI whose
+// docs/deploy/replicas.md): every connection after the first is pinned to the SPKI whose
 // attestation was verified on the first, and the received root keys must match the source's own
 // GetMeta `ca_cert` and `k256_pubkey` before anything is written.
 import { X509Certificate, createHash } from 'node:crypto'
