@@ -7,7 +7,7 @@
 // swapped between connections, keys that do not match the source's GetMeta) write nothing.
 import assert from 'node:assert/strict'
 import { X509Certificate, createHash, randomBytes } from 'node:crypto'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { connect as netConnect, createServer as createNetServer, type Server } from 'node:net'
@@ -722,6 +722,12 @@ describe('a replica set of three KMS on the TEE simulator', () => {
       })
 
     before(async () => {
+      const probe = spawnSync('haproxy', ['-v'])
+      assert.equal(
+        probe.error,
+        undefined,
+        'haproxy is missing: run scripts/setup-system.sh --test (installs Debian haproxy)',
+      )
       const dir = tempDir('dstack-kms-haproxy-')
       const lbPort = await freePort()
       lbUrl = `https://localhost:${lbPort}`
@@ -737,6 +743,7 @@ describe('a replica set of three KMS on the TEE simulator', () => {
       )
       // -db: foreground, server state changes on stderr
       haproxy = spawn('haproxy', ['-db', '-f', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'] })
+      haproxy.on('error', (err) => haproxyLines.push({ at: Date.now(), line: String(err) }))
       const collect = (chunk: Buffer) => {
         for (const line of chunk.toString('utf8').split('\n')) {
           if (line !== '') haproxyLines.push({ at: Date.now(), line })
