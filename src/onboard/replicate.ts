@@ -217,7 +217,6 @@ export interface OnboardResult {
 async function receiveKeys(
   deps: ReplicateDeps,
   url: string,
-  domain: string,
 ): Promise<{ keys: KmsKeys; caCerts: SharedCaCerts; source: VerifiedSource }> {
   const { tee, verifier } = deps
   const client = new SourceClient(url, deps.client)
@@ -385,7 +384,7 @@ export async function onboardFromSource(
   const url = normalizeSourceUrl(sourceUrl)
   let received
   try {
-    received = await receiveKeys(deps, url, domain)
+    received = await receiveKeys(deps, url)
   } catch (err) {
     throw withContext('Failed to onboard', err)
   }
