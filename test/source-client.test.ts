@@ -121,6 +121,23 @@ describe('source KMS client', () => {
     assert.equal(isUnreachableCause(new KmsError('KMS_ERR_DENIED', 'boot denied')), false)
   })
 
+  it('one 60 s-style deadline covers every call of a client, not each call anew', async () => {
+    const s = await serve((_req, res) => {
+      setTimeout(() => res.end('null'), 300)
+    })
+    servers.push(s.server)
+    const client = new SourceClient(s.url, { totalTimeoutMs: 500 })
+    assert.equal(await client.call('GetTempCaCert', null, () => {}), null)
+    const err = await client
+      .call('GetMeta', null, () => {})
+      .then(
+        () => assert.fail('the second call outlived the client deadline'),
+        (e: unknown) => e,
+      )
+    assert.ok(err instanceof SourceUnreachableError)
+    assert.match((err as Error).message, /GetMeta\?json\): operation timed out after \d+ ms$/)
+  })
+
   it('an http:// source presents no certificate', () => {
     assert.throws(() => new SourceClient('http://kms:8000/prpc'), {
       message: 'Source KMS did not present a TLS certificate',

@@ -1,6 +1,7 @@
 // The receiver's pRPC client for a source KMS (upstream `ra_rpc::client::RaClient` as used by
 // `kms/src/onboard_service.rs` `Keys::onboard`): `POST <base>/<Method>?json`, no Content-Type,
-// connect timeout 5 s, total 60 s, HTTP/1.1, a non-200 reply becomes
+// connect timeout 5 s, total 60 s (ours: over all calls of one onboarding, where upstream's is
+// per request), HTTP/1.1, a non-200 reply becomes
 // `Request failed with status=<status>, error=<body>`.
 //
 // Stricter than upstream: every connection is made by hand (tls.connect), the server certificate
@@ -92,6 +93,9 @@ export class SourceClient {
   readonly #connectTimeoutMs: number
   readonly #totalTimeoutMs: number
   readonly #maxReplyBytes: number
+  /** one deadline over every call of this client: an onboarding (or an inspection) as a whole
+   * ends within the total timeout, well before the browser's or the listener's own limits */
+  readonly #deadline: number
 
   constructor(baseUrl: string, opts: SourceClientOptions = {}) {
     this.baseUrl = baseUrl
@@ -99,6 +103,7 @@ export class SourceClient {
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? SOURCE_CONNECT_TIMEOUT_MS
     this.#totalTimeoutMs = opts.totalTimeoutMs ?? SOURCE_TOTAL_TIMEOUT_MS
     this.#maxReplyBytes = opts.maxReplyBytes ?? SOURCE_MAX_REPLY_BYTES
+    this.#deadline = Date.now() + this.#totalTimeoutMs
   }
 
   /** `POST <base>/<method>?json` on a fresh connection whose server certificate passed `check`;
@@ -110,8 +115,8 @@ export class SourceClient {
     identity?: ClientIdentity,
   ): Promise<unknown> {
     const url = `${this.baseUrl}/${method}?json`
-    const deadline = Date.now() + this.#totalTimeoutMs
-    const socket = await this.#connect(url, identity)
+    const deadline = this.#deadline
+    const socket = await this.#connect(url, identity, deadline)
     try {
       const peer = socket.getPeerX509Certificate()
       await check(peer === undefined ? null : peer.raw)
@@ -139,8 +144,13 @@ export class SourceClient {
     }
   }
 
-  #connect(url: string, identity: ClientIdentity | undefined): Promise<TLSSocket> {
+  #connect(
+    url: string,
+    identity: ClientIdentity | undefined,
+    deadline: number,
+  ): Promise<TLSSocket> {
     const { host, port, servername } = this.#target
+    const timeoutMs = Math.max(0, Math.min(this.#connectTimeoutMs, deadline - Date.now()))
     return new Promise((resolve, reject) => {
       const socket = connect({
         host,
@@ -155,10 +165,10 @@ export class SourceClient {
         socket.destroy()
         reject(
           new SourceUnreachableError(
-            `error sending request for url (${url}): connect timed out after ${this.#connectTimeoutMs} ms`,
+            `error sending request for url (${url}): connect timed out after ${timeoutMs} ms`,
           ),
         )
-      }, this.#connectTimeoutMs)
+      }, timeoutMs)
       socket.once('secureConnect', () => {
         clearTimeout(timer)
         socket.removeAllListeners('error')
