@@ -6,13 +6,14 @@
 #   python3           used by tests that need a unix-datagram receiver (sd_notify)
 #   g++ make          node-gyp builds of the native addon and better-sqlite3
 #   chromium          (--test) browser test of the onboarding page, driven by playwright-core
+#   haproxy           (--test) the TCP load balancer in front of the replica-set test
 #   wrk               (--bench) the HTTP load generator of `npm run bench`
 set -eu
 
 PACKAGES="libsecp256k1-dev python3 g++ make"
 for flag in "$@"; do
   case "$flag" in
-    --test) PACKAGES="$PACKAGES chromium" ;;
+    --test) PACKAGES="$PACKAGES chromium haproxy" ;;
     --bench) PACKAGES="$PACKAGES wrk" ;;
     *)
       echo "setup-system: unknown option $flag (use --test and/or --bench)" >&2

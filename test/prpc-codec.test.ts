@@ -21,6 +21,8 @@ import {
   GetTempCaCertResponseType,
   KmsKeyResponseType,
   KmsKeysType,
+  InspectSourceRequestType,
+  InspectSourceResponseType,
   OnboardRequestType,
   OnboardResponseType,
   ProtoErrorType,
@@ -103,6 +105,8 @@ const TYPES_BY_EXPORT_NAME = new Map<string, MessageType<unknown>>([
   ['BootstrapRequest', BootstrapRequestType],
   ['OnboardRequest', OnboardRequestType],
   ['OnboardResponse', OnboardResponseType],
+  ['InspectSourceRequest', InspectSourceRequestType],
+  ['InspectSourceResponse', InspectSourceResponseType],
   ['AttestationInfoResponse', AttestationInfoResponseType],
   ['ProtoError', ProtoErrorType],
 ])
@@ -508,6 +512,23 @@ const samples: Array<[MessageType<unknown>, unknown]> = [
   ],
   [OnboardRequestType, { source_url: 'https://src:8000/prpc', domain: 'kms.example.com' }],
   [OnboardResponseType, { k256_pubkey: fill(19, 33) }],
+  [InspectSourceRequestType, { source_url: 'https://src:8000' }],
+  [
+    InspectSourceResponseType,
+    {
+      source_url: 'https://src:8000/prpc',
+      mr_aggregated: fill(24, 32),
+      device_id: fill(25, 32),
+      os_image_hash: fill(26, 32),
+      tcb_status: 'UpToDate',
+      advisory_ids: ['INTEL-SA-00001', 'INTEL-SA-00002'],
+      tee_variant: 'dstack-tdx',
+      ca_cert_fingerprint: 'ab'.repeat(32),
+      k256_pubkey: fill(27, 33),
+      allowed: true,
+      reason: 'why not',
+    },
+  ],
   [
     AttestationInfoResponseType,
     {

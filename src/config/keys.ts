@@ -191,6 +191,16 @@ export const CONFIG_KEYS = {
     default: '',
     doc: 'bootstrap for this domain without HTTP',
   },
+  'core.onboard.auto_onboard_source': {
+    kind: str,
+    default: '',
+    doc: 'replicate this running KMS (https URL) at first start without HTTP',
+  },
+  'core.onboard.auto_onboard_domain': {
+    kind: str,
+    default: '',
+    doc: 'RPC domain of this replica when auto-onboarding',
+  },
   'core.onboard.address': { kind: str, default: '0.0.0.0', doc: 'onboarding listener address' },
   'core.onboard.port': { kind: port, default: 8000, doc: 'onboarding listener port' },
   'core.onboard.tls': { kind: bool, default: true, doc: 'onboarding over HTTPS' },

@@ -127,6 +127,27 @@ export const OnboardResponseType = defineMessage('OnboardResponse', {
   k256_pubkey: { tag: 1, type: 'bytes' },
 })
 
+/** `Onboard.InspectSource` (ours): what the wizard shows about a source before replicating. */
+export type InspectSourceRequest = MessageValue<typeof InspectSourceRequestType>
+export const InspectSourceRequestType = defineMessage('InspectSourceRequest', {
+  source_url: { tag: 1, type: 'string' },
+})
+
+export type InspectSourceResponse = MessageValue<typeof InspectSourceResponseType>
+export const InspectSourceResponseType = defineMessage('InspectSourceResponse', {
+  source_url: { tag: 1, type: 'string' },
+  mr_aggregated: { tag: 2, type: 'bytes' },
+  device_id: { tag: 3, type: 'bytes' },
+  os_image_hash: { tag: 4, type: 'bytes' },
+  tcb_status: { tag: 5, type: 'string' },
+  advisory_ids: { tag: 6, type: 'string', repeated: true },
+  tee_variant: { tag: 7, type: 'string' },
+  ca_cert_fingerprint: { tag: 8, type: 'string' },
+  k256_pubkey: { tag: 9, type: 'bytes' },
+  allowed: { tag: 10, type: 'bool' },
+  reason: { tag: 11, type: 'string' },
+})
+
 export type AttestationInfoResponse = MessageValue<typeof AttestationInfoResponseType>
 export const AttestationInfoResponseType = defineMessage('AttestationInfoResponse', {
   device_id: { tag: 1, type: 'bytes' },
