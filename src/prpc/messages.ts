@@ -211,6 +211,9 @@ export interface AttestationInfoResponse {
   eth_rpc_url: string
   kms_contract_address: string
   ppid: Buffer
+  /** ours: the onboarding listener's certificate fingerprint as browsers show it, so the page
+   * can print what the operator compares with the log ("" over plain HTTP) */
+  onboard_cert_fingerprint: string
 }
 export const AttestationInfoResponseType = defineMessage<AttestationInfoResponse>(
   'AttestationInfoResponse',
@@ -223,6 +226,8 @@ export const AttestationInfoResponseType = defineMessage<AttestationInfoResponse
     eth_rpc_url: { tag: 6, type: 'string' },
     kms_contract_address: { tag: 7, type: 'string' },
     ppid: { tag: 8, type: 'bytes' },
+    // far above upstream's numbers so a field upstream adds later cannot collide
+    onboard_cert_fingerprint: { tag: 100, type: 'string' },
   },
 )
 
