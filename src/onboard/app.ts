@@ -14,6 +14,8 @@ import {
   AttestationInfoResponseType,
   BootstrapRequestType,
   BootstrapResponseType,
+  InspectSourceRequestType,
+  InspectSourceResponseType,
   OnboardRequestType,
   OnboardResponseType,
 } from '../prpc/messages.js'
@@ -21,6 +23,7 @@ import { defineMethod, encodeErrorBody, registerPrpc, type AnyRpcMethod } from '
 import { UI_DIR } from '../paths.js'
 import type { EphemeralTls } from './ephemeral-tls.js'
 import type { OnboardService } from './service.js'
+import { caCertFingerprint } from './replicate.js'
 
 export interface OnboardAppOptions {
   service: OnboardService
@@ -42,8 +45,29 @@ function onboardMethods(
     }),
     Onboard: defineMethod(OnboardRequestType, OnboardResponseType, async (req) => {
       validateDomain(req.domain)
-      return service.onboard()
+      const r = await service.onboard(req.source_url, req.domain)
+      return { k256_pubkey: r.k256Pubkey }
     }),
+    InspectSource: defineMethod(
+      InspectSourceRequestType,
+      InspectSourceResponseType,
+      async (req) => {
+        const { source, meta, decision } = await service.inspectSource(req.source_url)
+        return {
+          source_url: source.url,
+          mr_aggregated: source.bootInfo.mrAggregated,
+          device_id: source.bootInfo.deviceId,
+          os_image_hash: source.bootInfo.osImageHash,
+          tcb_status: source.bootInfo.tcbStatus,
+          advisory_ids: source.bootInfo.advisoryIds,
+          tee_variant: source.bootInfo.attestationMode,
+          ca_cert_fingerprint: caCertFingerprint(meta.caCertPem),
+          k256_pubkey: meta.k256Pubkey,
+          allowed: decision.allowed,
+          reason: decision.reason,
+        }
+      },
+    ),
     GetAttestationInfo: defineMethod(null, AttestationInfoResponseType, async () => {
       const a = await service.attestationInfo()
       return {

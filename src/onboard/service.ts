@@ -1,4 +1,5 @@
-// The onboarding service (spec 06 §3, §5, §10, §11; D5–D7).
+// The onboarding service: Bootstrap, Onboard (src/onboard/replicate.ts), InspectSource,
+// GetAttestationInfo (upstream `kms/src/onboard_service.rs`).
 import type { Logger } from 'pino'
 import type { AuthApi } from '../auth/auth-api.js'
 import type { KmsConfig } from '../config/types.js'
@@ -12,6 +13,15 @@ import type { AttestationVerifier } from '../attestation/verify.js'
 import { buildBootInfo } from '../attestation/boot-info.js'
 import { decodeVersionedAttestation, teeVariantOf } from '../attestation/versioned.js'
 import { createHash } from 'node:crypto'
+import { validateDomain } from '../config/validate.js'
+import {
+  describeSource,
+  inspectSource,
+  onboardFromSource,
+  type OnboardResult,
+  type ReplicateDeps,
+  type SourceInspection,
+} from './replicate.js'
 
 export interface AttestationInfo {
   deviceId: Buffer
@@ -37,6 +47,7 @@ export interface OnboardServiceDeps {
 export class OnboardService {
   readonly #deps: OnboardServiceDeps
   readonly #lock = new Mutex()
+  #busy = false
 
   constructor(deps: OnboardServiceDeps) {
     this.#deps = deps
@@ -44,6 +55,9 @@ export class OnboardService {
 
   async bootstrap(domain: string): Promise<BootstrapInfo> {
     const { config, tee, secp256k1, selfAuth, logger } = this.#deps
+    if (this.#busy) {
+      throw new KmsError('KMS_ERR_LOCKED', 'another Bootstrap or Onboard is in progress')
+    }
     return this.#lock.run(async () => {
       const info = await bootstrap(
         {
@@ -66,13 +80,45 @@ export class OnboardService {
     })
   }
 
-  async onboard(): Promise<never> {
-    return this.#lock.run(async () => {
+  /** Onboard.Onboard. A second call while one is running is refused rather than queued: the
+   * first one decides whether keys exist, and an operator double-clicking must not wait 60 s to
+   * be told so. */
+  async onboard(sourceUrl: string, domain: string): Promise<OnboardResult> {
+    validateDomain(domain)
+    if (this.#busy) {
       throw new KmsError(
-        'KMS_ERR_NOT_IMPLEMENTED',
-        'Failed to onboard: onboarding from another KMS is not implemented yet in dstack-kms-ts',
+        'KMS_ERR_LOCKED',
+        'Failed to onboard: another Bootstrap or Onboard is in progress',
       )
-    })
+    }
+    this.#busy = true
+    try {
+      return await this.#lock.run(async () => {
+        const result = await onboardFromSource(this.#replicateDeps(), sourceUrl, domain)
+        this.#deps.logger.info(
+          {
+            source: describeSource(result.source),
+            domain,
+            caPubkey: result.caPubkey.toString('hex'),
+            k256Pubkey: result.k256Pubkey.toString('hex'),
+          },
+          'KMS onboarded from source',
+        )
+        return result
+      })
+    } finally {
+      this.#busy = false
+    }
+  }
+
+  /** Onboard.InspectSource: verifies and describes a source; writes nothing. */
+  async inspectSource(sourceUrl: string): Promise<SourceInspection> {
+    return inspectSource(this.#replicateDeps(), sourceUrl)
+  }
+
+  #replicateDeps(): ReplicateDeps {
+    const { config, tee, secp256k1, verifier, authApi, selfAuth } = this.#deps
+    return { certDir: config.core.certDir, tee, secp256k1, verifier, authApi, selfAuth }
   }
 
   async attestationInfo(): Promise<AttestationInfo> {

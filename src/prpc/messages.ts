@@ -201,6 +201,45 @@ export const OnboardResponseType = defineMessage<OnboardResponse>('OnboardRespon
   k256_pubkey: { tag: 1, type: 'bytes' },
 })
 
+/** `Onboard.InspectSource` (ours): what the wizard shows about a source before replicating. */
+export interface InspectSourceRequest {
+  source_url: string
+}
+export const InspectSourceRequestType = defineMessage<InspectSourceRequest>(
+  'InspectSourceRequest',
+  { source_url: { tag: 1, type: 'string' } },
+)
+
+export interface InspectSourceResponse {
+  source_url: string
+  mr_aggregated: Buffer
+  device_id: Buffer
+  os_image_hash: Buffer
+  tcb_status: string
+  advisory_ids: string[]
+  tee_variant: string
+  ca_cert_fingerprint: string
+  k256_pubkey: Buffer
+  allowed: boolean
+  reason: string
+}
+export const InspectSourceResponseType = defineMessage<InspectSourceResponse>(
+  'InspectSourceResponse',
+  {
+    source_url: { tag: 1, type: 'string' },
+    mr_aggregated: { tag: 2, type: 'bytes' },
+    device_id: { tag: 3, type: 'bytes' },
+    os_image_hash: { tag: 4, type: 'bytes' },
+    tcb_status: { tag: 5, type: 'string' },
+    advisory_ids: { tag: 6, type: 'string', repeated: true },
+    tee_variant: { tag: 7, type: 'string' },
+    ca_cert_fingerprint: { tag: 8, type: 'string' },
+    k256_pubkey: { tag: 9, type: 'bytes' },
+    allowed: { tag: 10, type: 'bool' },
+    reason: { tag: 11, type: 'string' },
+  },
+)
+
 export interface AttestationInfoResponse {
   device_id: Buffer
   mr_aggregated: Buffer
