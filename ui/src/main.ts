@@ -14,14 +14,14 @@ import {
 type Step = 'kms' | 'mode' | 'result' | 'finish'
 const STEPS: Step[] = ['kms', 'mode', 'result', 'finish']
 
-function showStep(step: Step): void {
+function showStep(step: Step, focus = true): void {
   for (const s of STEPS) byId(`step-${s}`).hidden = s !== step
   for (const li of byId('stepper').querySelectorAll<HTMLElement>('li')) {
     if (li.dataset.step === step) li.setAttribute('aria-current', 'step')
     else li.removeAttribute('aria-current')
   }
   // keyboard and screen-reader users land on the new step, not at the end of the old one
-  byId(`step-${step}-title`).focus()
+  if (focus) byId(`step-${step}-title`).focus()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,6 +233,7 @@ async function finishSetup(): Promise<void> {
   }
   byId('serving').hidden = false
   byId('finish-submit').hidden = true
+  byId('unauthenticated-warning').hidden = true
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,9 +255,8 @@ function wire(): void {
     })
   })
 
-  for (const id of ['onboard-source', 'onboard-domain']) {
-    byId(id).addEventListener('input', forgetInspection)
-  }
+  // the identity shown must be the one of the URL Onboard will use
+  byId('onboard-source').addEventListener('input', forgetInspection)
   byId('onboard-form').addEventListener('submit', (ev) => {
     ev.preventDefault()
     inFlight(stepMode, 'onboard-error', inspect)
@@ -278,6 +278,7 @@ function wire(): void {
 }
 
 wire()
+showStep('kms', false)
 loadThisKms().catch((err: unknown) => {
   showError('kms-error', `This page failed: ${err instanceof Error ? err.message : String(err)}`)
 })
