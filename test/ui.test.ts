@@ -17,7 +17,7 @@ import {
   simulatedKmsBootInfo,
 } from '../src/quickstart/demo.js'
 import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
-import { launchChromium, openWizard, textOf } from './helpers/browser.js'
+import { focusedId, launchChromium, openWizard, textOf } from './helpers/browser.js'
 import { prpc } from './helpers/https-client.js'
 import { attestedConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
@@ -99,7 +99,7 @@ describe('onboarding wizard in Chromium: bootstrap path on the TEE simulator', (
     // the copy button puts the snippet on the clipboard
     await page.click('button[data-copy="auth-simple-snippet"]')
     await page.getByText('Copied').first().waitFor()
-    const snippet = await page.evaluate(() => navigator.clipboard.readText())
+    const snippet = await page.evaluate<string>('navigator.clipboard.readText()')
     assert.equal(snippet, await textOf(page, '#auth-simple-snippet'))
     await w.snap('1-this-kms')
 
@@ -107,11 +107,11 @@ describe('onboarding wizard in Chromium: bootstrap path on the TEE simulator', (
     await page.focus('#kms-next')
     await page.keyboard.press('Enter')
     await page.locator('#step-mode').waitFor({ state: 'visible' })
-    assert.equal(await page.evaluate(() => document.activeElement?.id), 'step-mode-title')
+    assert.equal(await focusedId(page), 'step-mode-title')
     await page.keyboard.press('Tab')
-    assert.equal(await page.evaluate(() => document.activeElement?.id), 'choose-bootstrap')
+    assert.equal(await focusedId(page), 'choose-bootstrap')
     await page.keyboard.press('Enter')
-    assert.equal(await page.evaluate(() => document.activeElement?.id), 'bootstrap-domain')
+    assert.equal(await focusedId(page), 'bootstrap-domain')
 
     // 2. a bad domain: the KMS's own words, in place, and nothing written
     await page.keyboard.type('bad_domain')
@@ -194,6 +194,8 @@ describe('onboarding wizard in Chromium: bootstrap path on the TEE simulator', (
       'The serving KMS holds the key set shown in the result.',
     )
     assert.equal(await page.locator('#finish-hint').isVisible(), false)
+    assert.equal(await page.locator('#finish-submit').isVisible(), false)
+    assert.equal(await page.locator('#unauthenticated-warning').isVisible(), false)
     await w.snap('5-serving')
     assert.deepEqual(w.problems, [])
     await w.context.close()

@@ -72,7 +72,7 @@ export async function openWizard(
     page,
     problems,
     async snap(name: string) {
-      const width = await page.evaluate(() => document.documentElement.scrollWidth)
+      const width = await page.evaluate<number>('document.documentElement.scrollWidth')
       assert.ok(width <= PHONE_WIDTH, `${name}: the page is ${width} px wide at ${PHONE_WIDTH} px`)
       await page.screenshot({ path: join(SCREENSHOT_DIR, `${prefix}-${name}.png`), fullPage: true })
     },
@@ -82,4 +82,9 @@ export async function openWizard(
 /** The text of an element, trimmed ('' when it has none). */
 export async function textOf(page: Page, selector: string): Promise<string> {
   return ((await page.locator(selector).textContent()) ?? '').trim()
+}
+
+/** The id of the element that has the keyboard focus ('' when it has none). */
+export async function focusedId(page: Page): Promise<string> {
+  return (await page.locator(':focus').getAttribute('id')) ?? ''
 }
