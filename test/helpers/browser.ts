@@ -11,7 +11,7 @@ export const SCREENSHOT_DIR = resolve(import.meta.dirname, '../../test-output/ui
 /** The width the wizard must stay readable at (a small phone). */
 export const PHONE_WIDTH = 375
 
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   assert.ok(
     existsSync(CHROMIUM),
     `${CHROMIUM} is missing: run scripts/setup-system.sh (installs Debian's chromium)`,
@@ -26,6 +26,7 @@ export async function launchChromium(): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...extraArgs,
     ],
   })
 }
@@ -77,6 +78,11 @@ export async function openWizard(
       await page.screenshot({ path: join(SCREENSHOT_DIR, `${prefix}-${name}.png`), fullPage: true })
     },
   }
+}
+
+export function screenshotPath(name: string): string {
+  mkdirSync(SCREENSHOT_DIR, { recursive: true })
+  return join(SCREENSHOT_DIR, `${name}.png`)
 }
 
 /** The text of an element, trimmed ('' when it has none). */

@@ -196,9 +196,6 @@ function sleep(ms: number): Promise<void> {
  * accept. */
 async function waitForKms(): Promise<api.Meta> {
   const started = Date.now()
-  const link = byId<HTMLAnchorElement>('finish-hint-link')
-  link.href = `${location.origin}/prpc/GetMeta?json`
-  link.textContent = link.href
   for (;;) {
     try {
       return await api.getMeta()
@@ -214,8 +211,24 @@ async function waitForKms(): Promise<api.Meta> {
   }
 }
 
+/** Where the KMS answers GetMeta: always HTTPS, whatever the onboarding listener spoke. */
+function showMetaLinks(): void {
+  const href = `https://${location.host}/prpc/GetMeta?json`
+  for (const a of document.querySelectorAll<HTMLAnchorElement>('a.meta-link')) {
+    a.href = href
+    a.textContent = href
+  }
+}
+
 async function finishSetup(): Promise<void> {
   await api.finish()
+  showMetaLinks()
+  byId('finish-submit').hidden = true
+  byId('unauthenticated-warning').hidden = true
+  if (location.protocol === 'http:') {
+    byId('finish-plain').hidden = false
+    return
+  }
   setText('finish-status', 'Onboarding finished; waiting for the KMS to start...')
   const meta = await waitForKms()
   byId('finish-hint').hidden = true
@@ -232,8 +245,6 @@ async function finishSetup(): Promise<void> {
     match.textContent = `The serving KMS's k256 key differs from the result (${hex0x(expectedK256)}): another KMS may be answering on this port.`
   }
   byId('serving').hidden = false
-  byId('finish-submit').hidden = true
-  byId('unauthenticated-warning').hidden = true
 }
 
 // ---------------------------------------------------------------------------------------------
