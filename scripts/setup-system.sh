@@ -6,11 +6,12 @@
 #   python3           used by tests that need a unix-datagram receiver (sd_notify)
 #   g++ make          node-gyp builds of the native addon and better-sqlite3
 #   chromium          (--test) browser test of the onboarding page, driven by playwright-core
+#   haproxy           (--test) the TCP load balancer in front of the replica-set test
 set -eu
 
 PACKAGES="libsecp256k1-dev python3 g++ make"
 if [ "${1:-}" = "--test" ]; then
-  PACKAGES="$PACKAGES chromium"
+  PACKAGES="$PACKAGES chromium haproxy"
 fi
 
 missing=""

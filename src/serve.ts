@@ -18,6 +18,7 @@ import { recoverStaging } from './keys/commit.js'
 import { updateCerts } from './keys/update-certs.js'
 import { errorMessage } from './errors.js'
 import { createLogger } from './log.js'
+import { describeSource, onboardFromSource } from './onboard/replicate.js'
 import { lockFileExclusive } from './native/flock.js'
 import { runSupervisor } from './supervisor/supervisor.js'
 import { createRuntime } from './runtime.js'
@@ -107,6 +108,23 @@ export async function serve(opts: ServeOptions): Promise<number> {
       logger,
       workerScript: workerScriptPath(),
       keysExist: () => keysExist(certDir),
+      autoOnboard: async () => {
+        const { autoOnboardSource, autoOnboardDomain } = config.core.onboard
+        const r = await onboardFromSource(
+          { ...bootstrapDeps, verifier: rt.verifier, authApi: rt.authApi, selfAuth: rt.selfAuth },
+          autoOnboardSource,
+          autoOnboardDomain,
+        )
+        logger.info(
+          {
+            source: describeSource(r.source),
+            domain: autoOnboardDomain,
+            caPubkey: r.caPubkey.toString('hex'),
+            k256Pubkey: r.k256Pubkey.toString('hex'),
+          },
+          'auto-onboarded',
+        )
+      },
       autoBootstrap: async () => {
         await autoBootstrap(bootstrapDeps, config.core.onboard.autoBootstrapDomain)
         logger.info({ domain: config.core.onboard.autoBootstrapDomain }, 'auto-bootstrapped')

@@ -106,7 +106,15 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
       webhook: { url: 'http://auth-api:8000', timeoutMs: 30_000 },
       dev: { gatewayAppId: 'any' },
     },
-    onboard: { enabled: true, autoBootstrapDomain: '', address: '0.0.0.0', port: 8000, tls: true },
+    onboard: {
+      enabled: true,
+      autoBootstrapDomain: '',
+      autoOnboardSource: '',
+      autoOnboardDomain: '',
+      address: '0.0.0.0',
+      port: 8000,
+      tls: true,
+    },
     admin: {
       enabled: false,
       address: '127.0.0.1',
@@ -799,6 +807,39 @@ describe('validation', () => {
       'kms.example',
     )
   })
+
+  test('auto_onboard_source needs auto_onboard_domain, an https URL, and no auto_bootstrap_domain', () => {
+    const onboard = (body: string) => load(`[core.onboard]\n${body}\n`)
+    const src = 'auto_onboard_source = "https://kms-1.example:8000"'
+    const dom = 'auto_onboard_domain = "kms-2.example"'
+    assert.throws(
+      () => onboard(src),
+      configError(
+        'core.onboard.auto_onboard_source and core.onboard.auto_onboard_domain must be set together',
+      ),
+    )
+    assert.throws(
+      () => onboard(`${src}\n${dom}\nauto_bootstrap_domain = "kms-2.example"`),
+      configError(
+        'core.onboard.auto_onboard_source and core.onboard.auto_bootstrap_domain exclude each other: a replica takes its keys from the source, it never generates its own',
+      ),
+    )
+    assert.throws(
+      () => onboard(`auto_onboard_source = "http://kms-1.example:8000"\n${dom}`),
+      configError(
+        'core.onboard.auto_onboard_source "http://kms-1.example:8000" must be an https:// URL of a running KMS',
+      ),
+    )
+    assert.throws(
+      () => onboard(`${src}\nauto_onboard_domain = "kms-.example"`),
+      configError(
+        'core.onboard.auto_onboard_domain "kms-.example" is invalid: domain contains an invalid DNS label',
+      ),
+    )
+    const ok = onboard(`${src}\n${dom}`).core.onboard
+    assert.equal(ok.autoOnboardSource, 'https://kms-1.example:8000')
+    assert.equal(ok.autoOnboardDomain, 'kms-2.example')
+  })
 })
 
 describe('quick start', () => {
@@ -887,6 +928,8 @@ describe('quick start', () => {
     assert.deepEqual(cfg.core.onboard, {
       enabled: true,
       autoBootstrapDomain: '',
+      autoOnboardSource: '',
+      autoOnboardDomain: '',
       address: '0.0.0.0',
       port: 8000,
       tls: true,

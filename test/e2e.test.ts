@@ -161,14 +161,19 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
     assert.equal(same.status, 200)
   })
 
-  it('answers Onboard with a clear not-implemented error', async () => {
+  it('refuses Onboard at once without a TEE (a source only releases keys to an attested KMS)', async () => {
+    const before = snapshot(certDir)
     const res = await prpc(
       base,
       'Onboard',
-      '{"source_url":"https://x:8000/prpc","domain":"kms.test"}',
+      '{"source_url":"https://127.0.0.1:1/prpc","domain":"kms.test"}',
     )
     assert.equal(res.status, 400)
-    assert.match(String(json(res).error), /^Failed to onboard: .*not implemented/)
+    assert.equal(
+      json(res).error,
+      'Failed to onboard: this KMS has no TEE (tee.backend = "none") and cannot attest itself; a source KMS only releases its keys to an attested KMS',
+    )
+    assert.deepEqual(snapshot(certDir), before)
   })
 
   it('bootstraps once', async () => {

@@ -54,6 +54,8 @@ export function builtinDefaults(): RawTable {
       onboard: {
         enabled: true,
         auto_bootstrap_domain: '',
+        auto_onboard_source: '',
+        auto_onboard_domain: '',
         address: '0.0.0.0',
         port: 8000,
         tls: true,

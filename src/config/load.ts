@@ -228,6 +228,8 @@ function build(
       onboard: {
         enabled: t.bool('core.onboard.enabled'),
         autoBootstrapDomain: t.str('core.onboard.auto_bootstrap_domain'),
+        autoOnboardSource: t.str('core.onboard.auto_onboard_source'),
+        autoOnboardDomain: t.str('core.onboard.auto_onboard_domain'),
         address: t.str('core.onboard.address'),
         port: t.int('core.onboard.port'),
         tls: t.bool('core.onboard.tls'),

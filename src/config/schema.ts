@@ -147,7 +147,15 @@ export const KMS_SCHEMA: TableNode = {
           },
         },
         onboard: {
-          table: { enabled: bool, auto_bootstrap_domain: str, address: str, port, tls: bool },
+          table: {
+            enabled: bool,
+            auto_bootstrap_domain: str,
+            auto_onboard_source: str,
+            auto_onboard_domain: str,
+            address: str,
+            port,
+            tls: bool,
+          },
         },
         admin: {
           table: {

@@ -55,6 +55,10 @@ export interface ImageConfig {
 export interface OnboardConfig {
   enabled: boolean
   autoBootstrapDomain: string
+  /** replicate the keys of this running KMS at first start (ours); "" = off */
+  autoOnboardSource: string
+  /** the RPC domain of this replica when auto-onboarding */
+  autoOnboardDomain: string
   address: string
   port: number
   /** D5: HTTPS with an ephemeral self-signed certificate (false = upstream plain HTTP) */

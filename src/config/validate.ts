@@ -209,6 +209,38 @@ export function validateConfig(cfg: KmsConfig, env: NodeJS.ProcessEnv = process.
     }
   }
 
+  const { autoOnboardSource, autoOnboardDomain, autoBootstrapDomain } = core.onboard
+  if (autoOnboardSource !== '' || autoOnboardDomain !== '') {
+    if (autoOnboardSource === '' || autoOnboardDomain === '') {
+      throw configError(
+        'core.onboard.auto_onboard_source and core.onboard.auto_onboard_domain must be set together',
+      )
+    }
+    if (autoBootstrapDomain !== '') {
+      throw configError(
+        'core.onboard.auto_onboard_source and core.onboard.auto_bootstrap_domain exclude each other: a replica takes its keys from the source, it never generates its own',
+      )
+    }
+    let url: URL | null = null
+    try {
+      url = new URL(autoOnboardSource)
+    } catch {
+      url = null
+    }
+    if (url === null || url.protocol !== 'https:') {
+      throw configError(
+        `core.onboard.auto_onboard_source ${JSON.stringify(autoOnboardSource)} must be an https:// URL of a running KMS`,
+      )
+    }
+    try {
+      validateDomain(autoOnboardDomain, 'KMS_ERR_CONFIG')
+    } catch (err) {
+      throw configError(
+        `core.onboard.auto_onboard_domain ${JSON.stringify(autoOnboardDomain)} is invalid: ${(err as Error).message}`,
+      )
+    }
+  }
+
   if (core.admin.enabled) {
     if (
       !core.admin.insecureNoAuth &&

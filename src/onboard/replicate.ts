@@ -3,11 +3,11 @@
 // read-only inspection of a source that the wizard shows before replicating.
 //
 // Wire-compatible with an upstream source, and stricter than upstream in two ways (see
-// docs/design.md#replication): every connection after the first is pinned to the SPKI whose
+// docs/deploy/replicas.md): every connection after the first is pinned to the SPKI whose
 // attestation was verified on the first, and the received root keys must match the source's own
 // GetMeta `ca_cert` and `k256_pubkey` before anything is written.
-import { createHash } from 'node:crypto'
-import { pemDecode } from '../asn1/pem.js'
+import { X509Certificate, createHash } from 'node:crypto'
+import { pemDecode, pemLabels } from '../asn1/pem.js'
 import { buildBootInfo, bootInfoToJson, type BootInfo } from '../attestation/boot-info.js'
 import type { AttestationVerifier, VerifiedAttestation } from '../attestation/verify.js'
 import { teeVariantOf } from '../attestation/versioned.js'
@@ -17,10 +17,11 @@ import { validateDomain } from '../config/validate.js'
 import { P256Key } from '../crypto/p256.js'
 import type { Secp256k1Backend } from '../crypto/secp256k1.js'
 import { isValidSecp256k1Scalar } from '../crypto/secp256k1.js'
-import { KmsError, withContext } from '../errors.js'
+import { KmsError, errorMessage, withContext } from '../errors.js'
 import { alreadyBootstrapped, keySetFiles } from '../keys/bootstrap.js'
 import { commitFiles, recoverStaging } from '../keys/commit.js'
-import { mintCerts, type KmsKeys } from '../keys/key-set.js'
+import { mintRpcCert, type KmsCerts, type KmsKeys } from '../keys/key-set.js'
+import type { IssuedCertificate } from '../x509/certificate.js'
 import { toReportData } from '../attestation/report-data.js'
 import { strippedAttestationBytes, attestationFromCertificate } from '../ratls/cert-attestation.js'
 import type { TeeBackend } from '../tee/backend.js'
@@ -217,7 +218,7 @@ async function receiveKeys(
   deps: ReplicateDeps,
   url: string,
   domain: string,
-): Promise<{ keys: KmsKeys; source: VerifiedSource }> {
+): Promise<{ keys: KmsKeys; caCerts: SharedCaCerts; source: VerifiedSource }> {
   const { tee, verifier } = deps
   const client = new SourceClient(url, deps.client)
 
@@ -320,7 +321,49 @@ async function receiveKeys(
       'Source KMS sent a k256 key that does not match the k256_pubkey of its GetMeta',
     )
   }
-  return { keys: { tmpCaKey, rootCaKey, rpcKey: P256Key.generate(), rootK256Key }, source }
+  const caCerts = {
+    rootCaCert: adoptCaCert(meta.caCertPem, rootCaKey, 'ca_cert'),
+    tmpCaCert: adoptCaCert(
+      str('GetTempCaCert', tmpReply, 'temp_ca_cert'),
+      tmpCaKey,
+      'temp_ca_cert',
+    ),
+  }
+  return {
+    keys: { tmpCaKey, rootCaKey, rpcKey: P256Key.generate(), rootK256Key },
+    caCerts,
+    source,
+  }
+}
+
+interface SharedCaCerts {
+  rootCaCert: IssuedCertificate
+  tmpCaCert: IssuedCertificate
+}
+
+/** Ours: the replica keeps the source's CA certificates byte for byte instead of re-minting
+ * them as upstream does. A re-minted certificate has the same key, DN and serial but its own
+ * validity and signature, so replicas behind one load balancer would hand guests different
+ * `ca_cert` bytes. Taken only when it is a single certificate of `key`, signed by `key`. */
+function adoptCaCert(pem: string, key: P256Key, field: string): IssuedCertificate {
+  const reject = (why: string) =>
+    new KmsError('KMS_ERR_CERT', `Source KMS ${field} is not usable: ${why}`)
+  let der: Buffer
+  let labels: string[]
+  try {
+    labels = pemLabels(pem)
+    der = pemDecode(pem, 'CERTIFICATE')
+  } catch (err) {
+    throw reject(errorMessage(err))
+  }
+  if (labels.length !== 1 || labels[0] !== 'CERTIFICATE') throw reject('not a single certificate')
+  const parsed = parseCertificate(der)
+  if (!Buffer.from(parsed.spkiDer).equals(key.spkiDer())) {
+    throw reject('it does not belong to the received key')
+  }
+  const x509 = new X509Certificate(der)
+  if (!x509.verify(x509.publicKey)) throw reject('it is not self-signed by the received key')
+  return { der, pem, subjectDer: Buffer.from(parsed.subjectDer) }
 }
 
 /** Onboard.Onboard and auto-onboard. The caller serialises calls (one Bootstrap/Onboard at a
@@ -346,11 +389,17 @@ export async function onboardFromSource(
   } catch (err) {
     throw withContext('Failed to onboard', err)
   }
-  const { keys, source } = received
+  const { keys, caCerts, source } = received
   let files
   try {
-    // 9. certificates minted here from the received keys (same key, DN and serial for the CAs)
-    const certs = await mintCerts(keys, domain, deps.tee)
+    // 9. this replica's own RPC certificate, attested by this CVM, signed by the shared root
+    const rpcCert = await mintRpcCert(
+      domain,
+      keys.rpcKey,
+      { key: keys.rootCaKey, subjectDer: caCerts.rootCaCert.subjectDer },
+      deps.tee,
+    )
+    const certs: KmsCerts = { ...caCerts, rpcCert }
     files = keySetFiles(keys, certs, domain)
   } catch (err) {
     throw withContext('Failed to onboard', err)

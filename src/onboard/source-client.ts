@@ -40,6 +40,15 @@ export class SourceUnreachableError extends KmsError {
   }
 }
 
+/** True when `err` (or an error it wraps, e.g. `Failed to onboard: …`) is a transport failure. */
+export function isUnreachableCause(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 16; depth++) {
+    if (e instanceof SourceUnreachableError) return true
+    e = e.cause
+  }
+  return false
+}
+
 /** upstream `onboard`: trailing `/` trimmed, `/prpc` appended unless already there. */
 export function normalizeSourceUrl(sourceUrl: string): string {
   const trimmed = sourceUrl.replace(/\/+$/, '')

@@ -11,6 +11,7 @@ import type { KmsConfig } from '../config/types.js'
 import { MAX_RPC_WORKERS } from '../config/validate.js'
 import { errorMessage } from '../errors.js'
 import { notify } from '../native/sd-notify.js'
+import { isUnreachableCause } from '../onboard/source-client.js'
 import { type BackoffOptions, DEFAULT_BACKOFF, RestartBackoff } from './backoff.js'
 import {
   isWorkerIpcHello,
@@ -32,6 +33,11 @@ export interface SupervisorDeps {
   keysExist(): boolean
   /** used when onboard.enabled && !keysExist && core.onboard.autoBootstrapDomain !== '' */
   autoBootstrap(): Promise<void>
+  /** used when onboard.enabled && !keysExist && core.onboard.autoOnboardSource !== '': replicate
+   * the keys of that KMS; throws SourceUnreachableError while it cannot be reached */
+  autoOnboard?(): Promise<void>
+  /** delays between auto-onboard attempts while the source is unreachable */
+  autoOnboardBackoff?: { initialMs: number; maxMs: number }
   /** called once after keys exist, before the first main worker */
   updateCerts(): Promise<void>
   backoff?: BackoffOptions
@@ -145,7 +151,9 @@ class Supervisor {
         this.#log.error(`keys are missing in ${certDir} and onboarding is disabled`)
         return 1
       }
-      if (onboard.autoBootstrapDomain !== '') {
+      if (onboard.autoOnboardSource !== '') {
+        if (!(await this.#autoOnboard())) return this.#stopping ? 0 : 1
+      } else if (onboard.autoBootstrapDomain !== '') {
         this.#log.info({ domain: onboard.autoBootstrapDomain }, 'auto-bootstrapping')
         try {
           await this.#deps.autoBootstrap()
@@ -177,6 +185,55 @@ class Supervisor {
     if (count > 1) this.#log.info({ workers: count }, 'main KMS workers share the listening port')
     await Promise.all(Array.from({ length: count }, (_, i) => this.#superviseForever('kms', i)))
     return 0
+  }
+
+  /** Never falls back to bootstrap: a replica that generated its own keys would silently serve
+   * a different root than the rest of the set. Only an unreachable source is retried; a refusal
+   * (policy, attestation, mismatched keys) needs the operator. */
+  async #autoOnboard(): Promise<boolean> {
+    const { autoOnboardSource: source, autoOnboardDomain: domain } = this.#deps.config.core.onboard
+    const { initialMs, maxMs } = this.#deps.autoOnboardBackoff ?? {
+      initialMs: 1_000,
+      maxMs: 30_000,
+    }
+    const autoOnboard = this.#deps.autoOnboard
+    if (autoOnboard === undefined) {
+      this.#log.error('core.onboard.auto_onboard_source is set but this process cannot onboard')
+      return false
+    }
+    let delayMs = initialMs
+    for (let attempt = 1; !this.#stopping; attempt++) {
+      this.#log.info({ source, domain, attempt }, 'auto-onboarding')
+      try {
+        await autoOnboard()
+        return true
+      } catch (err) {
+        if (!isUnreachableCause(err)) {
+          this.#log.error({ source, err: errorMessage(err) }, errorMessage(err))
+          return false
+        }
+        this.#log.warn(
+          { source, attempt, delay_ms: delayMs, err: errorMessage(err) },
+          `source KMS unreachable; retrying auto-onboard in ${delayMs} ms`,
+        )
+      }
+      await this.#sleep(delayMs)
+      delayMs = Math.min(delayMs * 2, maxMs)
+    }
+    return false
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms)
+      const cancels = this.#cancelDelays
+      function done(): void {
+        clearTimeout(timer)
+        cancels.delete(done)
+        resolve()
+      }
+      cancels.add(done)
+    })
   }
 
   #checkWorkerScript(): boolean {
