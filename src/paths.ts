@@ -1,5 +1,5 @@
 // Locates the package root whether we run compiled (dist/src/*.js) or from source under tsx
-// (src/*.ts), so assets (ui/, package.json) resolve the same way in both.
+// (src/*.ts), so assets (dist/ui/, package.json) resolve the same way in both.
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -26,4 +26,5 @@ function findPackageRoot(start: string): string {
 }
 
 export const PACKAGE_ROOT = findPackageRoot(dirname(fileURLToPath(import.meta.url)))
-export const UI_DIR = join(PACKAGE_ROOT, 'ui')
+/** the onboarding wizard as `npm run build` bundles it from ui/ (scripts/build-ui.ts) */
+export const UI_DIR = join(PACKAGE_ROOT, 'dist', 'ui')

@@ -113,6 +113,7 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
       eth_rpc_url: '',
       kms_contract_address: '',
       ppid: '',
+      onboard_cert_fingerprint: fp,
     })
   })
 

@@ -540,6 +540,7 @@ const samples: Array<[MessageType<unknown>, unknown]> = [
       eth_rpc_url: 'https://rpc',
       kms_contract_address: '0x1',
       ppid: fill(23, 16),
+      onboard_cert_fingerprint: 'AB:CD',
     },
   ],
   [ProtoErrorType, { message: 'Service not found: Foo ✓ "quoted"\n' }],
@@ -684,7 +685,7 @@ describe('JSON output', () => {
     assert.equal(
       encodeJson(AttestationInfoResponseType, v),
       '{"device_id":"","mr_aggregated":"","os_image_hash":"","attestation_mode":"dstack-tdx","tee_variant":"dstack-tdx",' +
-        '"site_name":"","eth_rpc_url":"","kms_contract_address":"","ppid":"aa"}',
+        '"site_name":"","eth_rpc_url":"","kms_contract_address":"","ppid":"aa","onboard_cert_fingerprint":""}',
     )
     // input: the alias fills the field only when the proto name is absent
     const alias = decodeJson(AttestationInfoResponseType, utf8('{"tee_variant":"x"}'))

@@ -3,9 +3,10 @@
 // service, /finish and /health.
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance } from 'fastify'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
+import { KmsError } from '../errors.js'
 import { validateDomain } from '../config/validate.js'
 import { toBootstrapResponse } from '../keys/bootstrap-info.js'
 import { registerCommonHttp } from '../http/common.js'
@@ -36,6 +37,7 @@ export interface OnboardAppOptions {
 
 function onboardMethods(
   service: OnboardService,
+  tls: EphemeralTls | null,
   requestFinish: () => void,
 ): Record<string, AnyRpcMethod<undefined>> {
   return {
@@ -78,6 +80,7 @@ function onboardMethods(
         eth_rpc_url: a.ethRpcUrl,
         kms_contract_address: a.kmsContractAddress,
         ppid: a.ppid,
+        onboard_cert_fingerprint: tls?.fingerprint ?? '',
       }
     }),
     Finish: defineMethod(null, null, async () => {
@@ -116,6 +119,18 @@ function refuseCrossSiteRequests(app: FastifyInstance): void {
   })
 }
 
+/** A source checkout that was never built has no page: say so instead of serving a broken one. */
+function readOnboardingPage(): Buffer {
+  const path = join(UI_DIR, 'index.html')
+  if (!existsSync(path)) {
+    throw new KmsError(
+      'KMS_ERR_CONFIG',
+      `the onboarding page is not built (${path} is missing): run npm run build`,
+    )
+  }
+  return readFileSync(path)
+}
+
 export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyInstance> {
   const { logger, tls } = opts
   const app = createFastify(
@@ -146,9 +161,13 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
 
   registerCommonHttp(app, {})
   refuseCrossSiteRequests(app)
-  const indexHtml = readFileSync(join(UI_DIR, 'index.html'))
+  const indexHtml = readOnboardingPage()
   app.get('/', async (_request, reply) =>
-    reply.header('content-type', 'text/html; charset=utf-8').send(indexHtml),
+    reply
+      .header('content-type', 'text/html; charset=utf-8')
+      // the page is self-contained; framing it elsewhere would allow clickjacking the Bootstrap
+      .header('content-security-policy', "default-src 'self'; frame-ancestors 'none'")
+      .send(indexHtml),
   )
   await app.register(fastifyStatic, { root: UI_DIR, prefix: '/ui/', index: false })
   app.get('/finish', async (_request, reply) => {
@@ -157,7 +176,7 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
   })
   await registerPrpc(app, {
     servicePrefix: 'Onboard.',
-    methods: onboardMethods(opts.service, requestFinish),
+    methods: onboardMethods(opts.service, tls, requestFinish),
     failureLog: { logger, message: 'rpc failed' },
   })
   return app

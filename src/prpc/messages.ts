@@ -160,6 +160,10 @@ export const AttestationInfoResponseType = defineMessage('AttestationInfoRespons
   eth_rpc_url: { tag: 6, type: 'string' },
   kms_contract_address: { tag: 7, type: 'string' },
   ppid: { tag: 8, type: 'bytes' },
+  /** ours: the onboarding listener's certificate fingerprint as browsers show it, so the page
+   * can print what the operator compares with the log ("" over plain HTTP); far above
+   * upstream's numbers so a field upstream adds later cannot collide */
+  onboard_cert_fingerprint: { tag: 100, type: 'string' },
 })
 
 /** The error body in protobuf mode. */
