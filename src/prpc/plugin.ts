@@ -139,20 +139,27 @@ function readBody(
   })
 }
 
-/** The percent-decoded `<method>` segment, or null when the path is not exactly `/prpc/<one
- * non-empty segment>` (those are 404s, like upstream's router). */
-function methodSegment(url: string): string | null {
-  const q = url.indexOf('?')
-  const path = q < 0 ? url : url.slice(0, q)
-  const at = path.indexOf('/prpc/')
-  if (at < 0) return null
-  const raw = path.slice(at + '/prpc/'.length)
-  if (raw === '' || raw.includes('/')) return null
+function decodeSegment(raw: string): string {
   try {
     return decodeURIComponent(raw)
   } catch {
+    // upstream names a malformed escape in its "Service not found" text as sent
     return raw
   }
+}
+
+/** The percent-decoded `<method>` segment, or null when the path is not exactly `/prpc/<one
+ * non-empty segment>` (those are 404s, like upstream's router). Segments are split before
+ * decoding, as the router does: `a%2Fb` is one segment, and `/%70rpc/x/prpc/Bootstrap` has four
+ * and never names `Bootstrap`. */
+function methodSegment(url: string): string | null {
+  const q = url.indexOf('?')
+  const path = q < 0 ? url : url.slice(0, q)
+  const segments = path.split('/')
+  if (segments.length !== 3 || segments[0] !== '') return null
+  const [, prefix = '', raw = ''] = segments
+  if (decodeSegment(prefix) !== 'prpc' || raw === '') return null
+  return decodeSegment(raw)
 }
 
 export function stripServicePrefix(segment: string, prefix: string): string {
