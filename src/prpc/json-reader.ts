@@ -5,7 +5,7 @@
 import { Buffer } from 'node:buffer'
 import { KmsError } from '../errors.js'
 import { hexDigitValue } from '../util/hex.js'
-import { rustDebugStr } from '../util/rust-text.js'
+import { rustDebugStrEcho } from '../util/rust-text.js'
 
 /** A custom (serde `Error::custom`) error: no position yet; serde_json adds the current one. */
 export class JsonError extends KmsError {
@@ -453,7 +453,7 @@ export class Cursor {
       unexpected = describeNumber(this.number(b !== 0x2d))
     } else if (b === QUOTE) {
       this.i++
-      unexpected = `string ${rustDebugStr(this.str())}`
+      unexpected = `string ${rustDebugStrEcho(this.str())}`
     } else if (b === 0x5b) {
       unexpected = 'sequence'
     } else if (b === 0x7b) {
