@@ -205,3 +205,51 @@ describe('onboarding cross-site guard', () => {
     }
   })
 })
+
+describe('onboarding Finish', () => {
+  let o: Onboarding
+
+  before(async () => {
+    o = await startOnboarding()
+  })
+
+  after(async () => {
+    await o.app.close()
+    await o.rt.close()
+  })
+
+  it('refuses Finish with a clear 400 until a key set is committed', async () => {
+    const refused = JSON.stringify(
+      { error: 'Finish refused: no key set has been committed yet; call Bootstrap first' },
+      null,
+      2,
+    )
+    for (const [method, target] of [
+      ['GET', '/finish'],
+      ['POST', '/prpc/Finish'],
+      ['GET', '/prpc/Onboard.Finish'],
+    ] as const) {
+      const res = await rawTarget(o.port, method, target, {})
+      assert.equal(res.status, 400, `${method} ${target}`)
+      assert.equal(res.text, refused)
+    }
+    assert.equal(o.finishes(), 0)
+  })
+
+  it('lets a Finish sent during Bootstrap wait for it, never race it', async () => {
+    const boot = rawTarget(o.port, 'POST', '/prpc/Bootstrap', {}, '{"domain":"localhost"}')
+    const fin = rawTarget(o.port, 'GET', '/finish', {}).then((res) => ({
+      res,
+      keysAtReply: keyFiles(o.certDir).length,
+    }))
+    const [b, f] = await Promise.all([boot, fin])
+    assert.equal(b.status, 200, b.text)
+    // either order is fine, as long as a successful Finish only ever follows committed keys
+    if (f.res.status === 200) assert.ok(f.keysAtReply > 0)
+    else assert.equal(f.res.status, 400)
+    const again = await rawTarget(o.port, 'GET', '/finish', {})
+    assert.equal(again.status, 200, again.text)
+    assert.equal(again.text, 'OK')
+    assert.ok(o.finishes() >= 1)
+  })
+})

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { validateDomain } from '../config/validate.js'
+import { errorMessage } from '../errors.js'
 import { toBootstrapResponse } from '../keys/bootstrap-info.js'
 import { registerCommonHttp } from '../http/common.js'
 import { decidePath } from '../http/request-path.js'
@@ -58,6 +59,7 @@ function onboardMethods(
       }
     }),
     Finish: defineMethod(null, null, async () => {
+      await service.ensureFinishable()
       requestFinish()
       return null
     }),
@@ -144,6 +146,14 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
   )
   await app.register(fastifyStatic, { root: UI_DIR, prefix: '/ui/', index: false })
   app.get('/finish', async (_request, reply) => {
+    try {
+      await opts.service.ensureFinishable()
+    } catch (err) {
+      return reply
+        .code(400)
+        .header('content-type', 'application/json')
+        .send(encodeErrorBody(true, errorMessage(err)))
+    }
     requestFinish()
     return reply.header('content-type', 'text/plain; charset=utf-8').send(Buffer.from('OK'))
   })
