@@ -1,7 +1,13 @@
 // Fastify instances for every listener, HTTP or HTTPS, with one set of server settings.
 // Timeouts follow fastify/demo: a slow or idle client must not pin a connection forever.
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+} from 'fastify'
 import type { Server as HttpServer } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
@@ -24,8 +30,43 @@ export function requestLogFields(req: {
   }
 }
 
+/** Every error answered by the HTTP layer itself has the pRPC error shape, `{"error": "…"}`. */
+export function errorJson(message: string): Buffer {
+  return Buffer.from(JSON.stringify({ error: message }, null, 2), 'utf8')
+}
+
+const CLIENT_ERRORS: Readonly<Record<string, [number, string, string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'request headers too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'request timed out'],
+}
+
+/** Malformed requests Node refuses before any route runs (bad syntax, oversized headers, a
+ * request timeout): answered in the error shape, then the connection is closed. */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  const [status, reason, message] = CLIENT_ERRORS[err.code ?? ''] ?? [
+    400,
+    'Bad Request',
+    'malformed request',
+  ]
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const body = errorJson(message)
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body.toString('utf8')}`,
+  )
+}
+
 function baseServerOptions(logger: Logger, closeAll: boolean): FastifyServerOptions {
   return {
+    // Fastify's own refusals (an undecodable URL, a bad Content-Type) in the error shape
+    frameworkErrors: (error, _request, reply) => {
+      const plain = reply as FastifyReply
+      plain.code(400).header('content-type', 'application/json').send(errorJson(error.message))
+    },
+    clientErrorHandler: answerClientError,
     // Closing never waits for idle keep-alive connections; with closeAll (the onboarding
     // listener, closed right after Finish has been answered) busy ones are cut as well.
     forceCloseConnections: closeAll ? true : 'idle',
