@@ -7,6 +7,7 @@ import Fastify, {
   type FastifyServerOptions,
 } from 'fastify'
 import type { Server as HttpServer } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
 import type { TLSSocket } from 'node:tls'
@@ -82,9 +83,43 @@ function baseServerOptions(logger: Logger, closeAll: boolean): FastifyServerOpti
   }
 }
 
+/** Open connections one listener accepts: below the fd limit the systemd unit sets
+ * (LimitNOFILE), leaving room for outbound work (webhook, PCCS) and the other listeners. */
+export const MAX_CONNECTIONS = 8192
+/** Open connections one source address may hold on one listener. */
+export const MAX_CONNECTIONS_PER_SOURCE = 2048
+/** A TLS handshake not done by then is cut (Node's default is 120 s). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
+
 export interface ListenerOptions {
   /** on close, also cut connections that are busy (default: only idle ones) */
   closeAllConnections?: boolean
+  /** default MAX_CONNECTIONS */
+  maxConnections?: number
+  /** default MAX_CONNECTIONS_PER_SOURCE */
+  maxConnectionsPerSource?: number
+}
+
+/** Connections past the listener's or the source's cap are closed as they arrive, before any
+ * TLS or HTTP work is spent on them. */
+function capConnections(server: HttpServer, listener: ListenerOptions): void {
+  server.maxConnections = listener.maxConnections ?? MAX_CONNECTIONS
+  const perSource = listener.maxConnectionsPerSource ?? MAX_CONNECTIONS_PER_SOURCE
+  const open = new Map<string, number>()
+  server.on('connection', (socket: Socket) => {
+    const source = socket.remoteAddress ?? ''
+    const count = (open.get(source) ?? 0) + 1
+    if (count > perSource) {
+      socket.destroy()
+      return
+    }
+    open.set(source, count)
+    socket.once('close', () => {
+      const left = (open.get(source) ?? 1) - 1
+      if (left <= 0) open.delete(source)
+      else open.set(source, left)
+    })
+  })
 }
 
 export interface TlsListenerOptions {
@@ -101,8 +136,13 @@ export function createFastify(
   listener: ListenerOptions = {},
 ): FastifyInstance {
   const base = baseServerOptions(logger, listener.closeAllConnections === true)
-  if (tls === null) return logRequests(Fastify(base))
-  const server = createHttpsServer(tls.tls)
+  if (tls === null) {
+    const app = Fastify(base)
+    capConnections(app.server, listener)
+    return logRequests(app)
+  }
+  const server = createHttpsServer({ handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...tls.tls })
+  capConnections(server as unknown as HttpServer, listener)
   // Fastify applies its timeouts only to servers it creates itself.
   server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout
   server.requestTimeout = TIMEOUTS.requestTimeout
