@@ -245,16 +245,21 @@ describe('onboarding', () => {
     }
   })
 
-  it('Finish without keys ends in "Failed to onboard" and a non-zero exit', async () => {
+  it('Finish without keys is refused and onboarding stays up', async () => {
     const dir = tempDir()
     const port = await freePort()
     const kms = startKms({ dir, configToml: testConfigToml({ dir, port, onboard: 'tls = false' }) })
-    await kms.waitForLog((l) => l.msg === 'onboarding worker ready')
-    const fin = await rawRequest({ url: `http://127.0.0.1:${port}/finish` })
-    assert.equal(fin.text, 'OK')
-    const exit = await kms.waitForExit()
-    assert.equal(exit.code, 1)
-    assert.ok(kms.logs.some((l) => l.msg === 'Failed to onboard'))
+    try {
+      await kms.waitForLog((l) => l.msg === 'onboarding worker ready')
+      const fin = await rawRequest({ url: `http://127.0.0.1:${port}/finish` })
+      assert.equal(fin.status, 400)
+      assert.match(fin.text, /Finish refused: no key set has been committed yet/)
+      const health = await rawRequest({ url: `http://127.0.0.1:${port}/health` })
+      assert.equal(health.text, 'OK')
+      assert.ok(!kms.logs.some((l) => l.msg === 'Failed to onboard'))
+    } finally {
+      await stop(kms)
+    }
   })
 
   it('with onboarding disabled and no keys, serve exits non-zero with a clear message', async () => {

@@ -1,7 +1,14 @@
 // Fastify instances for every listener, HTTP or HTTPS, with one set of server settings.
 // Timeouts follow fastify/demo: a slow or idle client must not pin a connection forever.
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+} from 'fastify'
 import type { Server as HttpServer } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
@@ -24,8 +31,43 @@ export function requestLogFields(req: {
   }
 }
 
+/** Every error answered by the HTTP layer itself has the pRPC error shape, `{"error": "…"}`. */
+export function errorJson(message: string): Buffer {
+  return Buffer.from(JSON.stringify({ error: message }, null, 2), 'utf8')
+}
+
+const CLIENT_ERRORS: Readonly<Record<string, [number, string, string]>> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'request headers too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'request timed out'],
+}
+
+/** Malformed requests Node refuses before any route runs (bad syntax, oversized headers, a
+ * request timeout): answered in the error shape, then the connection is closed. */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  const [status, reason, message] = CLIENT_ERRORS[err.code ?? ''] ?? [
+    400,
+    'Bad Request',
+    'malformed request',
+  ]
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const body = errorJson(message)
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body.toString('utf8')}`,
+  )
+}
+
 function baseServerOptions(logger: Logger, closeAll: boolean): FastifyServerOptions {
   return {
+    // Fastify's own refusals (an undecodable URL, a bad Content-Type) in the error shape
+    frameworkErrors: (error, _request, reply) => {
+      const plain = reply as FastifyReply
+      plain.code(400).header('content-type', 'application/json').send(errorJson(error.message))
+    },
+    clientErrorHandler: answerClientError,
     // Closing never waits for idle keep-alive connections; with closeAll (the onboarding
     // listener, closed right after Finish has been answered) busy ones are cut as well.
     forceCloseConnections: closeAll ? true : 'idle',
@@ -41,9 +83,43 @@ function baseServerOptions(logger: Logger, closeAll: boolean): FastifyServerOpti
   }
 }
 
+/** Open connections one listener accepts: below the fd limit the systemd unit sets
+ * (LimitNOFILE), leaving room for outbound work (webhook, PCCS) and the other listeners. */
+export const MAX_CONNECTIONS = 8192
+/** Open connections one source address may hold on one listener. */
+export const MAX_CONNECTIONS_PER_SOURCE = 2048
+/** A TLS handshake not done by then is cut (Node's default is 120 s). */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
+
 export interface ListenerOptions {
   /** on close, also cut connections that are busy (default: only idle ones) */
   closeAllConnections?: boolean
+  /** default MAX_CONNECTIONS */
+  maxConnections?: number
+  /** default MAX_CONNECTIONS_PER_SOURCE */
+  maxConnectionsPerSource?: number
+}
+
+/** Connections past the listener's or the source's cap are closed as they arrive, before any
+ * TLS or HTTP work is spent on them. */
+function capConnections(server: HttpServer, listener: ListenerOptions): void {
+  server.maxConnections = listener.maxConnections ?? MAX_CONNECTIONS
+  const perSource = listener.maxConnectionsPerSource ?? MAX_CONNECTIONS_PER_SOURCE
+  const open = new Map<string, number>()
+  server.on('connection', (socket: Socket) => {
+    const source = socket.remoteAddress ?? ''
+    const count = (open.get(source) ?? 0) + 1
+    if (count > perSource) {
+      socket.destroy()
+      return
+    }
+    open.set(source, count)
+    socket.once('close', () => {
+      const left = (open.get(source) ?? 1) - 1
+      if (left <= 0) open.delete(source)
+      else open.set(source, left)
+    })
+  })
 }
 
 export interface TlsListenerOptions {
@@ -60,8 +136,13 @@ export function createFastify(
   listener: ListenerOptions = {},
 ): FastifyInstance {
   const base = baseServerOptions(logger, listener.closeAllConnections === true)
-  if (tls === null) return logRequests(Fastify(base))
-  const server = createHttpsServer(tls.tls)
+  if (tls === null) {
+    const app = Fastify(base)
+    capConnections(app.server, listener)
+    return logRequests(app)
+  }
+  const server = createHttpsServer({ handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...tls.tls })
+  capConnections(server as unknown as HttpServer, listener)
   // Fastify applies its timeouts only to servers it creates itself.
   server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout
   server.requestTimeout = TIMEOUTS.requestTimeout

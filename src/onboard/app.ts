@@ -6,10 +6,11 @@ import type { FastifyInstance } from 'fastify'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { KmsError } from '../errors.js'
+import { KmsError, errorMessage } from '../errors.js'
 import { validateDomain } from '../config/validate.js'
 import { toBootstrapResponse } from '../keys/bootstrap-info.js'
 import { registerCommonHttp } from '../http/common.js'
+import { decidePath } from '../http/request-path.js'
 import { createFastify } from '../http/server-options.js'
 import {
   AttestationInfoResponseType,
@@ -84,6 +85,7 @@ function onboardMethods(
       }
     }),
     Finish: defineMethod(null, null, async () => {
+      await service.ensureFinishable()
       requestFinish()
       return null
     }),
@@ -107,15 +109,30 @@ export function isCrossSite(headers: Record<string, string | string[] | undefine
   }
 }
 
+/** Paths that only read static content: the page, its assets and /health. Everything else on
+ * this listener, including paths no route knows, gets the cross-site check. */
+function isStaticRead(method: string, path: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false
+  return path === '/' || path === '/health' || path.startsWith('/ui/')
+}
+
+/** Runs first on every request: one decision about the path for the guard and the router, and
+ * ambiguous paths refused outright (see `decidePath`). */
 function refuseCrossSiteRequests(app: FastifyInstance): void {
   app.addHook('onRequest', async (request, reply) => {
-    const path = request.url.split('?')[0] ?? ''
-    if (!path.startsWith('/prpc/') && path !== '/finish') return
+    const refuse = (message: string) =>
+      reply
+        .code(400)
+        .header('content-type', 'application/json')
+        .send(encodeErrorBody(true, message))
+    const decision = decidePath(request.raw.url ?? '')
+    if (decision.kind === 'ambiguous') {
+      request.log.warn({ reason: decision.reason }, 'ambiguous request path refused')
+      return refuse('ambiguous request path refused')
+    }
+    if (isStaticRead(request.method, decision.path)) return
     if (!isCrossSite(request.headers)) return
-    return reply
-      .code(400)
-      .header('content-type', 'application/json')
-      .send(encodeErrorBody(true, 'cross-site request refused'))
+    return refuse('cross-site request refused')
   })
 }
 
@@ -171,6 +188,14 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
   )
   await app.register(fastifyStatic, { root: UI_DIR, prefix: '/ui/', index: false })
   app.get('/finish', async (_request, reply) => {
+    try {
+      await opts.service.ensureFinishable()
+    } catch (err) {
+      return reply
+        .code(400)
+        .header('content-type', 'application/json')
+        .send(encodeErrorBody(true, errorMessage(err)))
+    }
     requestFinish()
     return reply.header('content-type', 'text/plain; charset=utf-8').send(Buffer.from('OK'))
   })

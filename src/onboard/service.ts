@@ -7,6 +7,7 @@ import type { KmsConfig } from '../config/types.js'
 import type { Secp256k1Backend } from '../crypto/secp256k1.js'
 import { KmsError, errorMessage, withContext } from '../errors.js'
 import { bootstrap, type BootstrapInfo } from '../keys/bootstrap.js'
+import { keysExist } from '../keys/cert-dir.js'
 import type { TeeBackend } from '../tee/backend.js'
 import { Mutex } from '../util/concurrency.js'
 import type { SelfAuthorizer } from '../auth/self-auth.js'
@@ -78,6 +79,20 @@ export class OnboardService {
         'KMS bootstrapped',
       )
       return info
+    })
+  }
+
+  /** Finish hands over to the KMS, which cannot start without keys: refuse it until a key set
+   * is committed. Taking the lock makes a Finish sent during a Bootstrap wait for its outcome
+   * instead of racing it. */
+  async ensureFinishable(): Promise<void> {
+    return this.#lock.run(async () => {
+      if (!keysExist(this.#deps.config.core.certDir)) {
+        throw new KmsError(
+          'KMS_ERR_RPC',
+          'Finish refused: no key set has been committed yet; call Bootstrap first',
+        )
+      }
     })
   }
 

@@ -4,7 +4,7 @@
 import type { Buffer } from 'node:buffer'
 import { KmsError } from '../errors.js'
 import { HexError, decodeHex } from '../util/hex.js'
-import { rustDebugStr } from '../util/rust-text.js'
+import { rustDebugStrEcho } from '../util/rust-text.js'
 import { JsonError } from './json-reader.js'
 import type { FieldDescriptor, MessageType } from './schema.js'
 
@@ -42,7 +42,9 @@ export function uintFromText(type: 'uint32' | 'uint64', s: string): number | big
     const v = digits.length <= 20 ? BigInt(`0${digits}`) : undefined
     if (v !== undefined && v <= uintMax(type)) return uintValue(type, v)
   }
-  throw new JsonError(`invalid value: string ${rustDebugStr(s)}, expected ${uintExpected(type)}`)
+  throw new JsonError(
+    `invalid value: string ${rustDebugStrEcho(s)}, expected ${uintExpected(type)}`,
+  )
 }
 
 export function lookupKey(

@@ -5,7 +5,7 @@
 import { Buffer } from 'node:buffer'
 import { KmsError } from '../errors.js'
 import { hexDigitValue } from '../util/hex.js'
-import { rustDebugStr } from '../util/rust-text.js'
+import { rustDebugStrEcho } from '../util/rust-text.js'
 
 /** A custom (serde `Error::custom`) error: no position yet; serde_json adds the current one. */
 export class JsonError extends KmsError {
@@ -51,6 +51,34 @@ export const E = {
 export const QUOTE = 0x22
 const BACKSLASH = 0x5c
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
+
+const SIMPLE_ESCAPES: ReadonlySet<number> = new Set([
+  0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74,
+])
+
+/** UTF-8 of a scalar value (never a surrogate) at `out[len]`; returns the new length. */
+function writeUtf8(out: Buffer, len: number, cp: number): number {
+  if (cp < 0x80) {
+    out[len] = cp
+    return len + 1
+  }
+  if (cp < 0x800) {
+    out[len] = 0xc0 | (cp >> 6)
+    out[len + 1] = 0x80 | (cp & 0x3f)
+    return len + 2
+  }
+  if (cp < 0x10000) {
+    out[len] = 0xe0 | (cp >> 12)
+    out[len + 1] = 0x80 | ((cp >> 6) & 0x3f)
+    out[len + 2] = 0x80 | (cp & 0x3f)
+    return len + 3
+  }
+  out[len] = 0xf0 | (cp >> 18)
+  out[len + 1] = 0x80 | ((cp >> 12) & 0x3f)
+  out[len + 2] = 0x80 | ((cp >> 6) & 0x3f)
+  out[len + 3] = 0x80 | (cp & 0x3f)
+  return len + 4
+}
 
 export type JsonNumber =
   { kind: 'u64'; value: bigint } | { kind: 'i64'; value: bigint } | { kind: 'f64'; value: number }
@@ -117,35 +145,70 @@ export class Cursor {
 
   // ---- strings (the opening quote is already consumed)
 
+  /** Unescaped string bytes go here, reused across strings: a string's unescaped form is never
+   * longer than its escaped form, so one buffer of the rest of the input always suffices and an
+   * input byte costs at most one byte of it, whatever the escapes. */
+  private scratch: Buffer = Buffer.alloc(0)
+
+  private scratchFor(capacity: number): Buffer {
+    if (this.scratch.length < capacity) this.scratch = Buffer.allocUnsafe(capacity)
+    return this.scratch
+  }
+
+  /** Scans to the next quote, backslash or control character; returns that byte or -1. */
+  private plainRun(): number {
+    const s = this.s
+    const n = s.length
+    let i = this.i
+    while (i < n) {
+      const b = s[i] ?? -1
+      if (b === QUOTE || b === BACKSLASH || b < 0x20) break
+      i++
+    }
+    this.i = i
+    return i < n ? (s[i] ?? -1) : -1
+  }
+
+  private decodeUtf8(bytes: Uint8Array): string {
+    try {
+      return utf8.decode(bytes)
+    } catch {
+      throw this.error(E.unicode)
+    }
+  }
+
   str(): string {
-    const pieces: Uint8Array[] = []
-    let start = this.i
+    const start = this.i
+    let b = this.plainRun()
+    if (b === QUOTE) {
+      // no escapes: decode the input bytes in place
+      const text = this.s.subarray(start, this.i)
+      this.i++
+      return this.decodeUtf8(text)
+    }
+    const out = this.scratchFor(this.s.length - start)
+    const src = this.s
+    const n = src.length
+    // the plain run before the first escape, then byte by byte: no object per escape or run
+    out.set(src.subarray(start, this.i), 0)
+    let len = this.i - start
     for (;;) {
-      while (this.i < this.s.length) {
-        const b = this.at(this.i)
-        if (b === QUOTE || b === BACKSLASH || b < 0x20) break
-        this.i++
-      }
-      if (this.i >= this.s.length) throw this.error(E.eofString)
-      const b = this.at(this.i)
+      if (b < 0) throw this.error(E.eofString)
       if (b === QUOTE) {
-        pieces.push(this.s.subarray(start, this.i))
         this.i++
-        try {
-          return utf8.decode(Buffer.concat(pieces))
-        } catch {
-          throw this.error(E.unicode)
-        }
-      }
-      if (b === BACKSLASH) {
-        pieces.push(this.s.subarray(start, this.i))
-        this.i++
-        pieces.push(this.escape())
-        start = this.i
-        continue
+        return this.decodeUtf8(out.subarray(0, len))
       }
       this.i++
-      throw this.error(E.control)
+      if (b !== BACKSLASH) throw this.error(E.control)
+      len = this.escapeInto(out, len)
+      let i = this.i
+      for (;;) {
+        b = i < n ? (src[i] ?? -1) : -1
+        if (b === QUOTE || b === BACKSLASH || b < 0x20) break
+        out[len++] = b
+        i++
+      }
+      this.i = i
     }
   }
 
@@ -154,30 +217,39 @@ export class Cursor {
     return this.at(this.i++)
   }
 
-  private escape(): Uint8Array {
+  /** Writes the unescaped bytes of the escape after a backslash at `out[len]`; returns the new
+   * length. */
+  private escapeInto(out: Buffer, len: number): number {
     const ch = this.nextInString()
+    let byte: number
     switch (ch) {
       case 0x22:
-        return Buffer.from('"')
       case 0x5c:
-        return Buffer.from('\\')
       case 0x2f:
-        return Buffer.from('/')
+        byte = ch
+        break
       case 0x62:
-        return Buffer.from('\b')
+        byte = 0x08
+        break
       case 0x66:
-        return Buffer.from('\f')
+        byte = 0x0c
+        break
       case 0x6e:
-        return Buffer.from('\n')
+        byte = 0x0a
+        break
       case 0x72:
-        return Buffer.from('\r')
+        byte = 0x0d
+        break
       case 0x74:
-        return Buffer.from('\t')
+        byte = 0x09
+        break
       case 0x75:
-        return Buffer.from(String.fromCodePoint(this.unicodeEscape()), 'utf8')
+        return writeUtf8(out, len, this.unicodeEscape())
       default:
         throw this.error(E.escape)
     }
+    out[len] = byte
+    return len + 1
   }
 
   private hex4(): number {
@@ -228,9 +300,7 @@ export class Cursor {
       this.i++
       const ch = this.nextInString()
       if (ch === 0x75) this.hex4()
-      else if (![0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74].includes(ch)) {
-        throw this.error(E.escape)
-      }
+      else if (!SIMPLE_ESCAPES.has(ch)) throw this.error(E.escape)
     }
   }
 
@@ -383,7 +453,7 @@ export class Cursor {
       unexpected = describeNumber(this.number(b !== 0x2d))
     } else if (b === QUOTE) {
       this.i++
-      unexpected = `string ${rustDebugStr(this.str())}`
+      unexpected = `string ${rustDebugStrEcho(this.str())}`
     } else if (b === 0x5b) {
       unexpected = 'sequence'
     } else if (b === 0x7b) {

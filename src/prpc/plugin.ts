@@ -68,17 +68,48 @@ const EMPTY = Buffer.alloc(0)
  */
 export const BODY_BUDGET_BYTES = 64 * 1024 * 1024
 
+/** Bytes one source address may have buffered at once: above the largest per-method limit, so
+ * one legitimate upload always fits, and well below the process budget, so stalled uploads from
+ * one source cannot lock everyone else out. */
+export const BODY_BUDGET_PER_SOURCE_BYTES = 16 * 1024 * 1024
+
+/** How long a body may take to arrive; a stalled upload gives its bytes back after it. */
+export const BODY_READ_DEADLINE_MS = 30_000
+
+export interface BodyBudgetLimits {
+  /** per source address (default BODY_BUDGET_PER_SOURCE_BYTES, capped at `max`) */
+  perSource?: number
+  /** per body read (default BODY_READ_DEADLINE_MS) */
+  readDeadlineMs?: number
+}
+
 export class BodyBudget {
   used = 0
-  constructor(readonly max: number) {}
-  take(n: number): boolean {
-    if (this.used + n > this.max) return false
+  readonly perSource: number
+  readonly readDeadlineMs: number
+  readonly #bySource = new Map<string, number>()
+
+  constructor(
+    readonly max: number,
+    limits: BodyBudgetLimits = {},
+  ) {
+    this.perSource = Math.min(max, limits.perSource ?? BODY_BUDGET_PER_SOURCE_BYTES)
+    this.readDeadlineMs = limits.readDeadlineMs ?? BODY_READ_DEADLINE_MS
+  }
+
+  take(n: number, source = ''): boolean {
+    const held = this.#bySource.get(source) ?? 0
+    if (this.used + n > this.max || held + n > this.perSource) return false
     this.used += n
+    this.#bySource.set(source, held + n)
     return true
   }
 
-  give(n: number): void {
+  give(n: number, source = ''): void {
     this.used -= n
+    const held = (this.#bySource.get(source) ?? 0) - n
+    if (held <= 0) this.#bySource.delete(source)
+    else this.#bySource.set(source, held)
   }
 }
 
@@ -93,6 +124,7 @@ function readBody(
   limit: number,
   keep: boolean,
   budget: BodyBudget,
+  source: string,
 ): Promise<BodyRead> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
@@ -101,14 +133,24 @@ function readBody(
     let tooLarge = false
     let done = false
     const drop = () => {
-      budget.give(held)
+      budget.give(held, source)
       held = 0
       chunks.length = 0
     }
+    // a body that does not arrive in time is abandoned with its connection: the bytes it held
+    // go back to the budget
+    const deadline = setTimeout(() => {
+      if (done) return
+      done = true
+      drop()
+      stream.destroy()
+      reject(new KmsError('KMS_ERR_TIMEOUT', 'failed to read data: body read deadline passed'))
+    }, budget.readDeadlineMs)
+    deadline.unref()
     stream.on('data', (chunk: Buffer) => {
-      if (tooLarge) return
+      if (tooLarge || done) return
       size += chunk.length
-      if (size > limit || (keep && !budget.take(chunk.length))) {
+      if (size > limit || (keep && !budget.take(chunk.length, source))) {
         tooLarge = true
         drop()
         return
@@ -118,19 +160,24 @@ function readBody(
       chunks.push(chunk)
     })
     stream.once('end', () => {
+      if (done) return
       done = true
+      clearTimeout(deadline)
       if (tooLarge) return resolve({ kind: 'too-large' })
       const data = keep ? Buffer.concat(chunks, size) : EMPTY
       const bytes = held
       held = 0
-      resolve({ kind: 'ok', data, release: () => budget.give(bytes) })
+      resolve({ kind: 'ok', data, release: () => budget.give(bytes, source) })
     })
     stream.once('error', (err) => {
+      if (done) return
       done = true
+      clearTimeout(deadline)
       drop()
       reject(err)
     })
     stream.once('close', () => {
+      clearTimeout(deadline)
       if (!done) {
         drop()
         reject(new KmsError('KMS_ERR_BAD_REQUEST', 'failed to read data: aborted'))
@@ -139,20 +186,27 @@ function readBody(
   })
 }
 
-/** The percent-decoded `<method>` segment, or null when the path is not exactly `/prpc/<one
- * non-empty segment>` (those are 404s, like upstream's router). */
-function methodSegment(url: string): string | null {
-  const q = url.indexOf('?')
-  const path = q < 0 ? url : url.slice(0, q)
-  const at = path.indexOf('/prpc/')
-  if (at < 0) return null
-  const raw = path.slice(at + '/prpc/'.length)
-  if (raw === '' || raw.includes('/')) return null
+function decodeSegment(raw: string): string {
   try {
     return decodeURIComponent(raw)
   } catch {
+    // upstream names a malformed escape in its "Service not found" text as sent
     return raw
   }
+}
+
+/** The percent-decoded `<method>` segment, or null when the path is not exactly `/prpc/<one
+ * non-empty segment>` (those are 404s, like upstream's router). Segments are split before
+ * decoding, as the router does: `a%2Fb` is one segment, and `/%70rpc/x/prpc/Bootstrap` has four
+ * and never names `Bootstrap`. */
+function methodSegment(url: string): string | null {
+  const q = url.indexOf('?')
+  const path = q < 0 ? url : url.slice(0, q)
+  const segments = path.split('/')
+  if (segments.length !== 3 || segments[0] !== '') return null
+  const [, prefix = '', raw = ''] = segments
+  if (decodeSegment(prefix) !== 'prpc' || raw === '') return null
+  return decodeSegment(raw)
 }
 
 export function stripServicePrefix(segment: string, prefix: string): string {
@@ -247,7 +301,11 @@ export async function registerPrpc<Ctx>(
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', async (request: FastifyRequest, payload: Readable) => {
       const url = request.raw.url ?? ''
-      bodies.set(request.raw, await readBody(payload, limitFor(url), takesInput(url), budget))
+      const source = request.raw.socket.remoteAddress ?? ''
+      bodies.set(
+        request.raw,
+        await readBody(payload, limitFor(url), takesInput(url), budget, source),
+      )
       return undefined
     })
 

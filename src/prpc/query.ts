@@ -1,6 +1,6 @@
 // GET query strings of pRPC requests: serde_qs over the raw query as upstream's prpc reads it
 // (flat `key=value&…`, percent-decoded, `+` = space); unknown keys (e.g. `json`) are ignored.
-import { rustDebugStr } from '../util/rust-text.js'
+import { rustDebugStrEcho } from '../util/rust-text.js'
 import { JsonError } from './json-reader.js'
 import { badRequest, decodeHexField, lookupKey, uintFromText } from './field-values.js'
 import { blankObject, type FieldDescriptor, type MessageType } from './schema.js'
@@ -14,7 +14,7 @@ function queryValue(f: FieldDescriptor, text: string): unknown {
     case 'bool':
       if (text === 'true') return true
       if (text === 'false') return false
-      throw new JsonError(`invalid value: string ${rustDebugStr(text)}, expected a boolean`)
+      throw new JsonError(`invalid value: string ${rustDebugStrEcho(text)}, expected a boolean`)
     case 'uint32':
     case 'uint64':
       return uintFromText(f.type, text)

@@ -39,3 +39,17 @@ const RUST_TRIM = new RegExp(`^[${RUST_WS}]+|[${RUST_WS}]+$`, 'g')
 export function trimLikeRust(text: string): string {
   return text.replace(RUST_TRIM, '')
 }
+
+/** Longest value echoed whole in an error text; upstream echoes any length, but a 4 MB string
+ * in a u64 field must not come back as a 4 MB error body and log line. */
+export const ECHO_MAX_CHARS = 128
+
+/** `rustDebugStr` for values echoed in error texts: up to ECHO_MAX_CHARS characters exactly as
+ * upstream prints them, longer ones cut there and marked with their full length. */
+export function rustDebugStrEcho(s: string): string {
+  if (s.length <= ECHO_MAX_CHARS) return rustDebugStr(s)
+  const head = Array.from(s.slice(0, ECHO_MAX_CHARS + 1))
+    .slice(0, ECHO_MAX_CHARS)
+    .join('')
+  return `${rustDebugStr(head)}… (${Buffer.byteLength(s, 'utf8')} bytes)`
+}
