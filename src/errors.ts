@@ -21,6 +21,7 @@ export type KmsErrorCode =
   | 'KMS_ERR_COLLATERAL' // quote collateral could not be obtained or has expired
   | 'KMS_ERR_DENIED' // the auth policy said no
   | 'KMS_ERR_TDX' // a TDX guest interface failed (see TdxError for the syscall details)
+  | 'KMS_ERR_AUDIT' // the key-release audit log could not be written or read; releases refuse
   | 'KMS_ERR_INTERNAL'
 
 export class KmsError extends Error {

@@ -101,6 +101,12 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
       downloadTimeoutMs: 120_000,
     },
     metrics: { enabled: true },
+    audit: {
+      enabled: true,
+      path: '/etc/kms/certs/kms-audit.sqlite3',
+      maxBytes: 256 * 1024 * 1024,
+      maxAgeMs: null,
+    },
     authApi: {
       type: 'webhook',
       webhook: { url: 'http://auth-api:8000', timeoutMs: 30_000 },

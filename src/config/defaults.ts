@@ -46,6 +46,8 @@ export function builtinDefaults(): RawTable {
         download_timeout: '2m',
       },
       metrics: { enabled: true },
+      // key-release audit log; path "" = <cert_dir>/kms-audit.sqlite3
+      audit: { enabled: true, path: '', max_size: '256MiB', max_age: 'never' },
       auth_api: {
         type: 'webhook',
         webhook: { url: 'http://auth-api:8000', timeout: DEFAULT_WEBHOOK_TIMEOUT },

@@ -5,6 +5,7 @@
 import { readFileSync, realpathSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
+import { AUDIT_DB_FILE } from '../audit/audit-log.js'
 import { KmsError, errorMessage } from '../errors.js'
 import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
 import {
@@ -116,6 +117,15 @@ class Tree {
     return v
   }
 
+  /** a byte size, written as a string with a unit or as an integer */
+  bytes(key: string): number {
+    const v = this.lookup(key)
+    if (typeof v === 'string') return parseByteSize(v)
+    const n = asInteger(v)
+    if (n === undefined) throw this.missing(key)
+    return parseByteSize(n)
+  }
+
   table(key: string): RawTable {
     const v = this.lookup(key)
     return isTable(v) ? v : {}
@@ -224,6 +234,12 @@ function build(
         downloadTimeoutMs: parseDuration(t.str('core.image.download_timeout')),
       },
       metrics: { enabled: t.bool('core.metrics.enabled') },
+      audit: {
+        enabled: t.bool('core.audit.enabled'),
+        path: path('core.audit.path') || join(path('core.cert_dir'), AUDIT_DB_FILE),
+        maxBytes: t.bytes('core.audit.max_size'),
+        maxAgeMs: parseDuration(t.str('core.audit.max_age')),
+      },
       authApi,
       onboard: {
         enabled: t.bool('core.onboard.enabled'),

@@ -139,6 +139,9 @@ export const KMS_SCHEMA: TableNode = {
           table: { verify: bool, cache_dir: path, download_url: str, download_timeout: duration },
         },
         metrics: { table: { enabled: bool } },
+        audit: {
+          table: { enabled: bool, path, max_size: { leaf: { kind: 'bytes' } }, max_age: duration },
+        },
         auth_api: {
           table: {
             type: { leaf: { kind: 'enum', values: ['webhook', 'dev'] } },

@@ -88,6 +88,17 @@ export interface AttestationConfig {
   }
 }
 
+/** The key-release audit log (docs/design.md#key-release-audit-log). */
+export interface AuditConfig {
+  enabled: boolean
+  /** absolute path of the SQLite file ("" in the file resolves to <cert_dir>/kms-audit.sqlite3) */
+  path: string
+  /** oldest rows are dropped above this many bytes; 0 = no size limit */
+  maxBytes: number
+  /** rows older than this are dropped (ms); null = never */
+  maxAgeMs: number | null
+}
+
 export interface CoreConfig {
   certDir: string
   subjectPostfix: string
@@ -101,6 +112,7 @@ export interface CoreConfig {
   awsNitroTpmKeyRelease: boolean
   image: ImageConfig
   metrics: { enabled: boolean }
+  audit: AuditConfig
   authApi: AuthApiConfig
   onboard: OnboardConfig
   admin: AdminConfig

@@ -17,7 +17,7 @@ import {
 } from '../prpc/messages.js'
 import { defineMethod, type AnyRpcMethod } from '../prpc/plugin.js'
 import type { ClientCertContext } from './client-cert.js'
-import type { KmsService } from './service.js'
+import type { CallerTransport, KmsService } from './service.js'
 
 export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientCertContext>> {
   return {
@@ -53,7 +53,12 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
       return null
     }),
     GetAppKey: defineMethod(GetAppKeyRequestType, AppKeyResponseType, async (req, call) => {
-      const r = await svc.getAppKey(req.api_version, req.vm_config, call.ctx.attestation)
+      const r = await svc.getAppKey(
+        req.api_version,
+        req.vm_config,
+        call.ctx.attestation,
+        transportOf(call.ctx),
+      )
       return {
         ca_cert: r.caCert,
         disk_crypt_key: r.diskCryptKey,
@@ -67,11 +72,17 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
       }
     }),
     GetKmsKey: defineMethod(GetKmsKeyRequestType, KmsKeyResponseType, async (req, call) => {
-      const r = await svc.getKmsKey(req.vm_config, call.ctx.attestation)
+      const r = await svc.getKmsKey(req.vm_config, call.ctx.attestation, transportOf(call.ctx))
       return { temp_ca_key: r.tempCaKey, keys: [{ ca_key: r.caKey, k256_key: r.k256Key }] }
     }),
-    SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req) => ({
-      certificate_chain: await svc.signCert(req.api_version, req.csr, req.signature, req.vm_config),
+    SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req, call) => ({
+      certificate_chain: await svc.signCert(
+        req.api_version,
+        req.csr,
+        req.signature,
+        req.vm_config,
+        transportOf(call.ctx),
+      ),
     })),
   }
 }
@@ -84,4 +95,8 @@ export function adminMethods(svc: KmsService): Record<string, AnyRpcMethod<undef
       return null
     }),
   }
+}
+
+function transportOf(ctx: ClientCertContext): CallerTransport {
+  return ctx.certSha256 === undefined ? {} : { clientCertSha256: ctx.certSha256 }
 }
