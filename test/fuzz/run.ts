@@ -23,6 +23,7 @@ export interface TargetReport extends WorkerResult {
 }
 
 const SHARED_INPUT_BYTES = 512 * 1024
+const STARTUP_MS = 180_000
 
 export function runTarget(name: string, opts: FuzzOptions): Promise<TargetReport> {
   const shared = new SharedArrayBuffer(8 + SHARED_INPUT_BYTES)
@@ -71,11 +72,20 @@ export function runTarget(name: string, opts: FuzzOptions): Promise<TargetReport
     }
     const watchdog = setInterval(() => {
       const count = Atomics.load(counters, 0)
+      // loading the decoders and building the seeds is not an input: it gets its own limit
+      const limit = count === 0 ? STARTUP_MS : opts.hangMs
       if (count !== lastCount) {
         lastCount = count
         lastChange = performance.now()
-      } else if (performance.now() - lastChange > opts.hangMs) {
-        finish(failed('hang', `no progress for ${opts.hangMs} ms (hang) on input #${count}`))
+      } else if (performance.now() - lastChange > limit) {
+        finish(
+          failed(
+            'hang',
+            count === 0
+              ? `the worker did not start its first input within ${STARTUP_MS} ms`
+              : `no progress for ${limit} ms (hang) on input #${count}`,
+          ),
+        )
       }
     }, 250)
     worker.on('message', (r: WorkerResult) =>
