@@ -45,7 +45,20 @@ export function checkTarget(target: FuzzTarget, opts: CheckOptions): CheckResult
       if (!isAllowedError(target, err)) throw err
       result.typedErrors++
     }
-    const ms = performance.now() - t0
+    let ms = performance.now() - t0
+    if (ms > opts.deadlineMs) {
+      // on a shared machine one slow run can be the scheduler's doing: an input is slow only if
+      // it stays slow on two more tries
+      for (let i = 0; i < 2 && ms > opts.deadlineMs; i++) {
+        const t = performance.now()
+        try {
+          target.decode(input)
+        } catch {
+          // its outcome was judged on the first run
+        }
+        ms = Math.min(ms, performance.now() - t)
+      }
+    }
     result.maxInputMs = Math.max(result.maxInputMs, ms)
     if (ms > opts.deadlineMs) {
       throw new Slow(`took ${ms.toFixed(0)} ms (deadline ${opts.deadlineMs} ms)`)
