@@ -39,8 +39,9 @@ function pemSecrets(name: string, pem: string): Secret[] {
   if (body.length > 0) out.push({ name: `${name} (PEM)`, needles: body })
   try {
     const jwk = createPrivateKey(pem).export({ format: 'jwk' })
-    if (typeof jwk.d === 'string')
+    if (typeof jwk.d === 'string') {
       out.push(bytesSecret(`${name} (scalar)`, Buffer.from(jwk.d, 'base64url')))
+    }
   } catch {
     // not a private key PEM: the body lines are what there is to find
   }
@@ -88,8 +89,9 @@ export function secretsUnder(dir: string): Secret[] {
       out.push(bytesSecret(f, data))
       const trimmed = text.trim()
       // a hex file (the simulator seed) is also secret as the bytes it encodes
-      if (/^[0-9a-fA-F]+$/.test(trimmed))
+      if (/^[0-9a-fA-F]+$/.test(trimmed)) {
         out.push(bytesSecret(`${f} (decoded)`, Buffer.from(trimmed, 'hex')))
+      }
     }
   }
   return out
