@@ -103,7 +103,7 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
     metrics: { enabled: true },
     audit: {
       enabled: true,
-      path: '/etc/kms/certs/kms-audit.sqlite3',
+      path: '/etc/kms/kms-audit.sqlite3',
       maxBytes: 256 * 1024 * 1024,
       maxAgeMs: null,
     },

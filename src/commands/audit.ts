@@ -9,7 +9,8 @@ import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 export const AUDIT_USAGE = `Usage: dstack-kms audit verify [-c FILE | --db PATH]
        dstack-kms audit tail [-c FILE | --db PATH] [--app-id HEX] [--since TIME]
 
-Reads the key-release audit log (core.audit.path, default <cert_dir>/kms-audit.sqlite3).
+Reads the key-release audit log (core.audit.path; default kms-audit.sqlite3 in the parent
+directory of core.cert_dir).
 
 Commands:
   verify    check the hash chain of every row; exit 1 naming the first bad row

@@ -46,7 +46,7 @@ export function builtinDefaults(): RawTable {
         download_timeout: '2m',
       },
       metrics: { enabled: true },
-      // key-release audit log; path "" = <cert_dir>/kms-audit.sqlite3
+      // key-release audit log; path "" = kms-audit.sqlite3 beside the cert dir
       audit: { enabled: true, path: '', max_size: '256MiB', max_age: 'never' },
       auth_api: {
         type: 'webhook',

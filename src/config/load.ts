@@ -3,7 +3,7 @@
 // `-c FILE`. Tables merge key by key; scalars and arrays replace.
 
 import { readFileSync, realpathSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { AUDIT_DB_FILE } from '../audit/audit-log.js'
 import { KmsError, errorMessage } from '../errors.js'
@@ -236,7 +236,8 @@ function build(
       metrics: { enabled: t.bool('core.metrics.enabled') },
       audit: {
         enabled: t.bool('core.audit.enabled'),
-        path: path('core.audit.path') || join(path('core.cert_dir'), AUDIT_DB_FILE),
+        // beside the cert dir, not in it: the cert dir keeps upstream's exact layout
+        path: path('core.audit.path') || join(dirname(path('core.cert_dir')), AUDIT_DB_FILE),
         maxBytes: t.bytes('core.audit.max_size'),
         maxAgeMs: parseDuration(t.str('core.audit.max_age')),
       },

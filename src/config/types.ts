@@ -91,7 +91,7 @@ export interface AttestationConfig {
 /** The key-release audit log (docs/design.md#key-release-audit-log). */
 export interface AuditConfig {
   enabled: boolean
-  /** absolute path of the SQLite file ("" in the file resolves to <cert_dir>/kms-audit.sqlite3) */
+  /** absolute path of the SQLite file ("" in the file resolves to kms-audit.sqlite3 in the cert dir's parent) */
   path: string
   /** oldest rows are dropped above this many bytes; 0 = no size limit */
   maxBytes: number
