@@ -30,7 +30,7 @@ export const LAYERS = [
   ['ratls', 'tee'],
   // what services are built from: the auth webhook and self-authorization, the auth-simple
   // sidecar, the key set on disk
-  ['auth', 'auth-simple', 'keys'],
+  ['auth', 'auth-simple', 'keys', 'audit'],
   // the services: the KMS and onboarding apps, the guest-side client of the KMS (it shares the
   // service's result type), quick-start material, the shared runtime
   ['kms', 'onboard', 'guest', 'quickstart', 'runtime.ts'],

@@ -20,6 +20,7 @@ Commands:
   auth-simple          run the auth-simple policy server (upstream's auth-simple)
   sim-attest           print a simulated guest attestation of a simulator config's platform
   demo-guest           play a dstack guest against a running KMS: RA-TLS + GetAppKey
+  audit                verify the key-release audit log's hash chain, or print its rows
 
 Run 'dstack-kms <command> --help' for a command's options.
 
@@ -93,6 +94,7 @@ const SUBCOMMANDS: Record<string, (argv: string[], io: CommandIo) => Promise<num
     (await import('./commands/sim-attest.js')).runSimAttest(argv, io),
   'demo-guest': async (argv, io) =>
     (await import('./commands/demo-guest.js')).runDemoGuest(argv, io),
+  audit: async (argv, io) => (await import('./commands/audit.js')).runAudit(argv, io),
 }
 
 async function main(argv: string[]): Promise<number> {

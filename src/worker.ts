@@ -9,6 +9,7 @@ import { listenUrl } from './http/server-options.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
 import { buildAdminApp, buildKmsApp } from './kms/app.js'
+import { AuditLog } from './audit/audit-log.js'
 import { KmsService } from './kms/service.js'
 import { kmsMethods, prpcPaths } from './kms/routes.js'
 import { listenerTlsWarnings, loadKmsState } from './kms/state.js'
@@ -114,7 +115,14 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   const rt = await createRuntime(config, logger, { announce: true })
   const state = loadKmsState(config.core.certDir, rt.secp256k1)
   for (const w of listenerTlsWarnings(config.core.certDir, config.rpc.tls)) logger.warn(w)
-  const service = new KmsService({ config, state, logger, ...rt })
+  // opened before the first request: a KMS that cannot record releases must not serve them
+  const audit = config.core.audit.enabled
+    ? AuditLog.open(config.core.audit.path, {
+        retention: { maxBytes: config.core.audit.maxBytes, maxAgeMs: config.core.audit.maxAgeMs },
+      })
+    : null
+  if (audit === null) logger.warn('key-release audit log is disabled (core.audit.enabled = false)')
+  const service = new KmsService({ config, state, logger, audit, ...rt })
   const clientCerts = new ClientCertVerifier(rt.verifier)
   // every main worker counts into the supervisor, so a scrape sees the totals of all of them
   const metrics = new SupervisorMetricsStore()
@@ -122,6 +130,7 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   const admin = config.core.admin.enabled ? await buildAdminApp({ config, service, logger }) : null
   stopOnSignals(logger, async () => {
     await Promise.all([app.close(), admin?.close()])
+    audit?.close()
     await rt.close()
   })
   logger.info(

@@ -100,6 +100,12 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
       legacyRtmr0: 'require',
     },
     metrics: { enabled: true },
+    audit: {
+      enabled: true,
+      path: '/etc/kms/kms-audit.sqlite3',
+      maxBytes: 256 * 1024 * 1024,
+      maxAgeMs: null,
+    },
     authApi: {
       type: 'webhook',
       webhook: { url: 'http://auth-api:8000', timeoutMs: 30_000 },

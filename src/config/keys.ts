@@ -176,6 +176,14 @@ export const CONFIG_KEYS = {
     default: 'require',
     doc: 'legacy guests without an ACPI command: refuse (require) or skip RTMR0',
   },
+  'core.audit.enabled': { kind: bool, default: true, doc: 'write the key-release audit log' },
+  'core.audit.path': {
+    kind: path,
+    default: '',
+    doc: 'audit log SQLite file; "" = kms-audit.sqlite3 beside the cert dir',
+  },
+  'core.audit.max_size': { kind: bytes, default: '256MiB', doc: 'audit log size retention' },
+  'core.audit.max_age': { kind: duration, default: 'never', doc: 'audit log age retention' },
   'core.metrics.enabled': { kind: bool, default: true, doc: 'serve GET /metrics' },
   'core.auth_api.type': { kind: enumOf(AUTH_API_TYPES), default: 'webhook', doc: 'auth API' },
   'core.auth_api.webhook.url': {

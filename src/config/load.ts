@@ -3,7 +3,7 @@
 // `-c FILE`. Tables merge key by key; scalars and arrays replace.
 
 import { readFileSync, realpathSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { KmsError, errorMessage } from '../errors.js'
 import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
@@ -243,6 +243,13 @@ function build(
         legacyRtmr0: t.str('core.image.legacy_rtmr0'),
       },
       metrics: { enabled: t.bool('core.metrics.enabled') },
+      audit: {
+        enabled: t.bool('core.audit.enabled'),
+        // beside the cert dir, not in it: the cert dir keeps upstream's exact layout
+        path: path('core.audit.path') || join(dirname(path('core.cert_dir')), 'kms-audit.sqlite3'),
+        maxBytes: byteSize(t, 'core.audit.max_size'),
+        maxAgeMs: parseDuration(t.str('core.audit.max_age')),
+      },
       authApi,
       onboard: {
         enabled: t.bool('core.onboard.enabled'),

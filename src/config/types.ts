@@ -113,6 +113,17 @@ export interface AttestationConfig {
   }
 }
 
+/** The key-release audit log (docs/design.md#key-release-audit-log). */
+export interface AuditConfig {
+  enabled: boolean
+  /** absolute path of the SQLite file ("" in the file resolves to kms-audit.sqlite3 in the cert dir's parent) */
+  path: string
+  /** oldest rows are dropped above this many bytes; 0 = no size limit */
+  maxBytes: number
+  /** rows older than this are dropped (ms); null = never */
+  maxAgeMs: number | null
+}
+
 export interface CoreConfig {
   certDir: string
   subjectPostfix: string
@@ -126,6 +137,7 @@ export interface CoreConfig {
   awsNitroTpmKeyRelease: boolean
   image: ImageConfig
   metrics: { enabled: boolean }
+  audit: AuditConfig
   authApi: AuthApiConfig
   onboard: OnboardConfig
   admin: AdminConfig

@@ -16,6 +16,8 @@ export interface ClientCertContext {
   attestation: VerifiedAttestation | null
   /** whether the request carried a certificate that parsed */
   hasCertificate: boolean
+  /** SHA-256 (hex) of the presented certificate DER, for the audit log */
+  certSha256?: string
 }
 
 export const NO_CLIENT_CERT: ClientCertContext = { attestation: null, hasCertificate: false }
@@ -85,7 +87,7 @@ export class ClientCertVerifier {
       return hit.result
     }
     if (hit !== undefined) this.#cache.delete(key)
-    const result = this.#evaluate(der)
+    const result = this.#evaluate(der).then((c) => ({ ...c, certSha256: key }))
     const entry = { expires: now + this.#ttlMs, result }
     this.#cache.set(key, entry)
     while (this.#cache.size > this.#maxEntries) {

@@ -17,7 +17,7 @@ import {
 } from '../prpc/messages.js'
 import { defineMethod, type AnyRpcMethod } from '../prpc/plugin.js'
 import type { ClientCertContext } from './client-cert.js'
-import type { KmsService } from './service.js'
+import type { CallerTransport, KmsService } from './service.js'
 
 /** The KMS service's route table, in the order the start-up log lists it (upstream's). */
 export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientCertContext>> {
@@ -32,7 +32,12 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
       }
     }),
     GetAppKey: defineMethod(GetAppKeyRequestType, AppKeyResponseType, async (req, call) => {
-      const r = await svc.getAppKey(req.api_version, req.vm_config, call.ctx.attestation)
+      const r = await svc.getAppKey(
+        req.api_version,
+        req.vm_config,
+        call.ctx.attestation,
+        transportOf(call.ctx),
+      )
       return {
         ca_cert: r.caCert,
         disk_crypt_key: r.diskCryptKey,
@@ -46,7 +51,7 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
       }
     }),
     GetKmsKey: defineMethod(GetKmsKeyRequestType, KmsKeyResponseType, async (req, call) => {
-      const r = await svc.getKmsKey(req.vm_config, call.ctx.attestation)
+      const r = await svc.getKmsKey(req.vm_config, call.ctx.attestation, transportOf(call.ctx))
       return { temp_ca_key: r.tempCaKey, keys: [{ ca_key: r.caKey, k256_key: r.k256Key }] }
     }),
     GetMeta: defineMethod(null, GetMetaResponseType, async () => {
@@ -67,8 +72,14 @@ export function kmsMethods(svc: KmsService): Record<string, AnyRpcMethod<ClientC
       const r = await svc.getTempCaCert()
       return { temp_ca_cert: r.tempCaCert, temp_ca_key: r.tempCaKey, ca_cert: r.caCert }
     }),
-    SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req) => ({
-      certificate_chain: await svc.signCert(req.api_version, req.csr, req.signature, req.vm_config),
+    SignCert: defineMethod(SignCertRequestType, SignCertResponseType, async (req, call) => ({
+      certificate_chain: await svc.signCert(
+        req.api_version,
+        req.csr,
+        req.signature,
+        req.vm_config,
+        transportOf(call.ctx),
+      ),
     })),
     ClearImageCache: defineMethod(ClearImageCacheRequestType, null, async (req) => {
       await svc.clearImageCacheWithToken(req.token, req.image_hash, req.config_hash)
@@ -90,4 +101,8 @@ export function adminMethods(svc: KmsService): Record<string, AnyRpcMethod<undef
 /** The paths of a route table as the start-up log lists them. */
 export function prpcPaths(methods: Record<string, unknown>): string[] {
   return Object.keys(methods).map((m) => `/prpc/${m}`)
+}
+
+function transportOf(ctx: ClientCertContext): CallerTransport {
+  return ctx.certSha256 === undefined ? {} : { clientCertSha256: ctx.certSha256 }
 }

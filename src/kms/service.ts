@@ -7,6 +7,22 @@ import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
 import { ensureKeyReleaseAllowed } from './release-policy.js'
 import type { AttestationVerifier, VerifiedAttestation } from '../attestation/verify.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
+import type {
+  AuditCaller,
+  AuditEvent,
+  AuditLog,
+  AuditRpc,
+  ReleasedKey,
+} from '../audit/audit-log.js'
+import {
+  fillCallerFromBootInfo,
+  p256Fingerprint,
+  pemPublicKeyFingerprint,
+  released,
+  secretFingerprint,
+  sha256Hex,
+  x25519Fingerprint,
+} from '../audit/fingerprints.js'
 import type { AuthApi } from '../auth/auth-api.js'
 import type { SelfAuthorizer } from '../auth/self-auth.js'
 import type { CacheDb } from '../cache/cache-db.js'
@@ -17,7 +33,7 @@ import type { KmsConfig } from '../config/types.js'
 import { deriveDhSecret, deriveKey, deriveP256Key } from '../crypto/kdf.js'
 import { P256PublicKey } from '../crypto/p256.js'
 import { isValidSecp256k1Scalar, signMessage, type Secp256k1Backend } from '../crypto/secp256k1.js'
-import { KmsError, withContext } from '../errors.js'
+import { KmsError, errorMessage, withContext } from '../errors.js'
 import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '../admin/token.js'
 import { parseBootstrapInfoJson, type BootstrapInfo } from '../keys/bootstrap-info.js'
 import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
@@ -56,6 +72,8 @@ export interface KmsServiceDeps {
   now?: () => Date
   /** built from `config.core.image` when not given */
   imageVerifier?: OsImageVerifier
+  /** the key-release audit log (docs/design.md#key-release-audit-log); null = disabled */
+  audit?: AuditLog | null
 }
 
 /** The OS-image verifier `[core.image]` describes, over the shared cache database. */
@@ -81,6 +99,12 @@ export function createOsImageVerifier(
       log: logger,
     }),
   })
+}
+
+/** Who asked, as far as the transport knows before any attestation is decoded. */
+export interface CallerTransport {
+  /** SHA-256 (hex) of the presented client certificate */
+  clientCertSha256?: string
 }
 
 export class KmsService {
@@ -205,14 +229,77 @@ export class KmsService {
     isKms: boolean,
     useBoottimeMr: boolean,
     vmConfig: string,
+    caller?: AuditCaller,
   ): Promise<BootConfig> {
     const bootInfo = buildBootInfo(att, { useBoottimeMr, vmConfig })
+    if (caller !== undefined) fillCallerFromBootInfo(caller, bootInfo)
     const response = await this.#deps.authApi.bootAuth(bootInfo, isKms)
     if (!response.isAllowed) {
       throw new KmsError('KMS_ERR_DENIED', `Boot denied: ${response.reason}`)
     }
     if (bootInfo.attestationMode !== 'dstack-amd-sev-snp') await this.#verifyOsImage(att, vmConfig)
     return { bootInfo, gatewayAppId: response.gatewayAppId }
+  }
+
+  /** Runs a key-releasing RPC and records its decision. A release is returned only after its
+   * row is durable; when the row cannot be written the release is refused (fail closed). */
+  async #audited<T>(
+    rpc: AuditRpc,
+    caller: AuditCaller,
+    run: () => Promise<{ result: T; released: ReleasedKey[] }>,
+  ): Promise<T> {
+    const audit = this.#deps.audit ?? null
+    let outcome: { result: T; released: ReleasedKey[] }
+    try {
+      outcome = await run()
+    } catch (err) {
+      this.#recordRefusal(audit, {
+        rpc,
+        decision: 'refuse',
+        reason: errorMessage(err),
+        caller,
+        released: [],
+      })
+      throw err
+    }
+    if (audit !== null) {
+      try {
+        audit.record({
+          rpc,
+          decision: 'release',
+          reason: 'allowed',
+          caller,
+          released: outcome.released,
+        })
+      } catch (err) {
+        this.#deps.logger.error(
+          { rpc, err: errorMessage(err) },
+          'key release refused: audit log write failed',
+        )
+        this.#recordRefusal(audit, {
+          rpc,
+          decision: 'refuse',
+          reason: errorMessage(err),
+          caller,
+          released: [],
+        })
+        throw err
+      }
+    }
+    return outcome.result
+  }
+
+  #recordRefusal(audit: AuditLog | null, event: AuditEvent): void {
+    if (audit === null) return
+    try {
+      audit.record(event)
+    } catch (err) {
+      // the request is refused anyway; the lost row is reported where an operator looks
+      this.#deps.logger.error(
+        { rpc: event.rpc, err: errorMessage(err) },
+        'audit log write failed for a refusal',
+      )
+    }
   }
 
   #keyReleaseGate(bootInfo: BootInfo): void {
@@ -227,13 +314,34 @@ export class KmsService {
     apiVersion: number,
     vmConfig: string,
     attestation: VerifiedAttestation | null,
+    transport: CallerTransport = {},
+  ): Promise<AppKeyResult> {
+    const caller: AuditCaller = { ...transport }
+    return this.#audited('GetAppKey', caller, async () => {
+      const result = await this.#getAppKey(apiVersion, vmConfig, attestation, caller)
+      return {
+        result,
+        released: [
+          released('disk_crypt_key', secretFingerprint('disk_crypt_key', result.diskCryptKey)),
+          released('env_crypt_key', x25519Fingerprint(result.envCryptKey)),
+          released('k256_key', sha256Hex(this.#deps.secp256k1.publicKeyCompressed(result.k256Key))),
+        ],
+      }
+    })
+  }
+
+  async #getAppKey(
+    apiVersion: number,
+    vmConfig: string,
+    attestation: VerifiedAttestation | null,
+    caller: AuditCaller,
   ): Promise<AppKeyResult> {
     if (apiVersion > 1) throw new KmsError('KMS_ERR_RPC', `Unsupported API version: ${apiVersion}`)
     await this.#ensureSelfAllowed()
     let boot: BootConfig
     try {
       if (attestation === null) throw new KmsError('KMS_ERR_RPC', 'No attestation provided')
-      boot = await this.#authorizeBoot(attestation, false, false, vmConfig)
+      boot = await this.#authorizeBoot(attestation, false, false, vmConfig, caller)
     } catch (err) {
       throw withContext('App not allowed', err)
     }
@@ -265,13 +373,35 @@ export class KmsService {
     }
   }
 
+  /** Also the source side of onboarding: a new KMS fetches the root keys with this RPC. */
   async getKmsKey(
     vmConfig: string,
     attestation: VerifiedAttestation | null,
+    transport: CallerTransport = {},
+  ): Promise<{ tempCaKey: string; caKey: string; k256Key: Buffer }> {
+    const caller: AuditCaller = { ...transport }
+    return this.#audited('GetKmsKey', caller, async () => {
+      const result = await this.#getKmsKey(vmConfig, attestation, caller)
+      const { state } = this.#deps
+      return {
+        result,
+        released: [
+          released('root-ca.key', p256Fingerprint(state.rootCaKey)),
+          released('root-k256.key', sha256Hex(state.k256Pubkey)),
+          released('tmp-ca.key', pemPublicKeyFingerprint(result.tempCaKey)),
+        ],
+      }
+    })
+  }
+
+  async #getKmsKey(
+    vmConfig: string,
+    attestation: VerifiedAttestation | null,
+    caller: AuditCaller,
   ): Promise<{ tempCaKey: string; caKey: string; k256Key: Buffer }> {
     await this.#ensureSelfAllowed()
     if (attestation === null) throw new KmsError('KMS_ERR_RPC', 'No attestation provided')
-    const { bootInfo } = await this.#authorizeBoot(attestation, true, false, vmConfig)
+    const { bootInfo } = await this.#authorizeBoot(attestation, true, false, vmConfig, caller)
     this.#keyReleaseGate(bootInfo)
     const { state } = this.#deps
     this.#deps.logger.warn(
@@ -290,6 +420,28 @@ export class KmsService {
     csrBytes: Buffer,
     signature: Buffer,
     vmConfig: string,
+    transport: CallerTransport = {},
+  ): Promise<string[]> {
+    const caller: AuditCaller = { ...transport }
+    return this.#audited('SignCert', caller, async () => {
+      const result = await this.#signCert(apiVersion, csrBytes, signature, vmConfig, caller)
+      const [leafPem = '', appCaPem = ''] = result
+      return {
+        result,
+        released: [
+          released('leaf certificate', sha256Hex(pemBody(leafPem))),
+          released('app CA certificate', sha256Hex(pemBody(appCaPem))),
+        ],
+      }
+    })
+  }
+
+  async #signCert(
+    apiVersion: number,
+    csrBytes: Buffer,
+    signature: Buffer,
+    vmConfig: string,
+    caller: AuditCaller,
   ): Promise<string[]> {
     // upstream order: self-authorization, then api_version/decode/signature, then attestation
     await this.#ensureSelfAllowed()
@@ -301,7 +453,7 @@ export class KmsService {
     } catch (err) {
       throw withContext('Quote verification failed', err)
     }
-    const { bootInfo } = await this.#authorizeBoot(verified, false, true, vmConfig)
+    const { bootInfo } = await this.#authorizeBoot(verified, false, true, vmConfig, caller)
     this.#keyReleaseGate(bootInfo)
     const { state } = this.#deps
     const appCaKey = inContext('Failed to derive app disk key', () =>
@@ -358,6 +510,12 @@ function inContext<T>(context: string, fn: () => T): T {
   } catch (err) {
     throw withContext(context, err)
   }
+}
+
+/** The DER inside a PEM block, so a certificate fingerprint matches `openssl x509 -fingerprint`. */
+function pemBody(pem: string): Buffer {
+  const b64 = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '')
+  return Buffer.from(b64, 'base64')
 }
 
 function unixSecondsToDate(seconds: bigint | null): Date | undefined {

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join, resolve } from 'node:path'
 import { tempDir } from './temp-dir.js'
+import { findLeaks, secretsUnder, type Leak, type Secret } from './secret-scan.js'
 
 export { tempDir }
 
@@ -33,6 +34,10 @@ export interface KmsProcess {
   waitForLog(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
   waitForExit(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   kill(signal?: NodeJS.Signals): void
+  /** secrets the test knows (derived keys, tokens, request bodies) to look for in the logs too */
+  addSecrets(...secrets: Secret[]): void
+  /** key material found in any captured log line so far (also checked when the process exits) */
+  secretLeaks(): Leak[]
 }
 
 export interface StartOptions {
@@ -86,8 +91,32 @@ export function startKms(opts: StartOptions): KmsProcess {
     stderr.push(chunk.toString('utf8'))
     if (process.env.KMS_TEST_VERBOSE) process.stderr.write(chunk)
   })
+  // Every run is scanned for key material when it exits: the keys of its directory (read while
+  // it runs, since a test may delete them) and whatever the test registered.
+  const secrets: Secret[] = []
+  const snapshot = (): void => {
+    for (const s of secretsUnder(opts.dir)) {
+      if (!secrets.some((t) => t.name === s.name && t.needles[0] === s.needles[0])) secrets.push(s)
+    }
+  }
+  const secretLeaks = (): Leak[] => {
+    snapshot()
+    return findLeaks([...logs.map((l) => JSON.stringify(l)), ...stderr], secrets)
+  }
+  const snapshotTimer = setInterval(snapshot, 2000)
+  snapshotTimer.unref()
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    proc.on('exit', (code, signal) => resolve({ code, signal }))
+    proc.on('exit', (code, signal) => {
+      clearInterval(snapshotTimer)
+      const leaks = secretLeaks()
+      if (leaks.length > 0) {
+        // thrown outside any test on purpose: whichever test ran this KMS, its file fails
+        setImmediate(() => {
+          throw new Error(`key material in the KMS logs:\n${JSON.stringify(leaks, null, 2)}`)
+        })
+      }
+      resolve({ code, signal })
+    })
   })
   return {
     proc,
@@ -143,5 +172,9 @@ export function startKms(opts: StartOptions): KmsProcess {
     kill(signal = 'SIGTERM') {
       proc.kill(signal)
     },
+    addSecrets(...more) {
+      secrets.push(...more)
+    },
+    secretLeaks,
   }
 }

@@ -1,0 +1,383 @@
+// The key-release audit log: every decision to release or refuse key material is one row of a
+// SQLite table, each row carrying the SHA-256 of the row before it, so an edited, removed or
+// reordered row breaks the chain. Rows describe callers and keys by measurements and
+// fingerprints only; key bytes never reach this file. Several worker processes append to the
+// same file: the chain head is read and extended inside one IMMEDIATE transaction.
+import { createHash } from 'node:crypto'
+import { closeSync, mkdirSync, openSync } from 'node:fs'
+import { dirname } from 'node:path'
+import Database from 'better-sqlite3'
+import { KmsError, withContext } from '../errors.js'
+
+/** prev_hash of the first row ever written */
+export const GENESIS_HASH = '0'.repeat(64)
+
+export type AuditRpc = 'GetAppKey' | 'GetKmsKey' | 'SignCert'
+export type AuditDecision = 'release' | 'refuse'
+
+/** What is known about the caller when the decision is taken; hex strings, absent = unknown. */
+export interface AuditCaller {
+  appId?: string
+  instanceId?: string
+  deviceId?: string
+  mrAggregated?: string
+  composeHash?: string
+  osImageHash?: string
+  tcbStatus?: string
+  /** SHA-256 of the client certificate DER (hex) */
+  clientCertSha256?: string
+}
+
+export interface ReleasedKey {
+  name: string
+  /** SHA-256 of the public key or certificate (hex), never of secret bytes alone */
+  fingerprint: string
+}
+
+export interface AuditEvent {
+  rpc: AuditRpc
+  decision: AuditDecision
+  reason: string
+  caller: AuditCaller
+  released: ReleasedKey[]
+}
+
+export interface AuditRow extends AuditEvent {
+  seq: number
+  /** unix milliseconds */
+  time: number
+  prevHash: string
+  rowHash: string
+}
+
+export interface AuditRetention {
+  /** keep at most this many bytes of database (pages in use); 0 = no size limit */
+  maxBytes: number
+  /** drop rows older than this (ms); null = keep forever */
+  maxAgeMs: number | null
+}
+
+export interface AuditLogOptions {
+  retention?: AuditRetention
+  now?: () => number
+  busyTimeoutMs?: number
+}
+
+/** Where the chain starts after retention dropped its beginning: the seq and hash of the last
+ * dropped row. */
+interface Anchor {
+  seq: number
+  hash: string
+}
+
+interface DbRow {
+  seq: number
+  time: number
+  rpc: string
+  decision: string
+  reason: string
+  caller: string
+  released: string
+  prev_hash: string
+  row_hash: string
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY NOT NULL,
+    time INTEGER NOT NULL,
+    rpc TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    app_id TEXT,
+    caller TEXT NOT NULL,
+    released TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    row_hash TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX IF NOT EXISTS audit_by_app ON audit (app_id, seq);
+  CREATE INDEX IF NOT EXISTS audit_by_time ON audit (time);
+  CREATE TABLE IF NOT EXISTS audit_anchor (
+    id INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+  ) STRICT;
+`
+
+const CALLER_FIELDS: readonly (keyof AuditCaller)[] = [
+  'appId',
+  'instanceId',
+  'deviceId',
+  'mrAggregated',
+  'composeHash',
+  'osImageHash',
+  'tcbStatus',
+  'clientCertSha256',
+]
+
+/** A fixed field order, so the hash does not depend on how an object was built. */
+function canonicalCaller(c: AuditCaller): string {
+  const out: Record<string, string> = {}
+  for (const k of CALLER_FIELDS) {
+    const v = c[k]
+    if (v !== undefined) out[k] = v
+  }
+  return JSON.stringify(out)
+}
+
+function canonicalReleased(keys: readonly ReleasedKey[]): string {
+  return JSON.stringify(keys.map((k) => ({ name: k.name, fingerprint: k.fingerprint })))
+}
+
+/** SHA-256 over every stored column, length-prefixed so no two rows serialise alike. */
+export function auditRowHash(r: Omit<DbRow, 'row_hash'>): string {
+  const h = createHash('sha256')
+  for (const part of [
+    String(r.seq),
+    String(r.time),
+    r.rpc,
+    r.decision,
+    r.reason,
+    r.caller,
+    r.released,
+    r.prev_hash,
+  ]) {
+    const b = Buffer.from(part, 'utf8')
+    const len = Buffer.alloc(4)
+    len.writeUInt32BE(b.length)
+    h.update(len).update(b)
+  }
+  return h.digest('hex')
+}
+
+function toRow(r: DbRow): AuditRow {
+  return {
+    seq: r.seq,
+    time: r.time,
+    rpc: r.rpc as AuditRpc,
+    decision: r.decision as AuditDecision,
+    reason: r.reason,
+    caller: JSON.parse(r.caller) as AuditCaller,
+    released: JSON.parse(r.released) as ReleasedKey[],
+    prevHash: r.prev_hash,
+    rowHash: r.row_hash,
+  }
+}
+
+export interface VerifyResult {
+  ok: boolean
+  rows: number
+  /** the first problem found, with the seq it concerns */
+  problem?: { seq: number; message: string }
+}
+
+export class AuditLog {
+  readonly path: string
+  readonly #db: Database.Database
+  readonly #now: () => number
+  readonly #retention: AuditRetention
+  readonly #append: (event: AuditEvent) => AuditRow
+
+  private constructor(db: Database.Database, path: string, opts: AuditLogOptions) {
+    this.#db = db
+    this.path = path
+    this.#now = opts.now ?? Date.now
+    this.#retention = opts.retention ?? { maxBytes: 0, maxAgeMs: null }
+    const head = db.prepare<[], { seq: number; row_hash: string }>(
+      'SELECT seq, row_hash FROM audit ORDER BY seq DESC LIMIT 1',
+    )
+    const anchor = db.prepare<[], Anchor>('SELECT seq, hash FROM audit_anchor WHERE id = 1')
+    const insert = db.prepare(
+      `INSERT INTO audit (seq, time, rpc, decision, reason, app_id, caller, released, prev_hash, row_hash)
+       VALUES (@seq, @time, @rpc, @decision, @reason, @app_id, @caller, @released, @prev_hash, @row_hash)`,
+    )
+    const tx = db.transaction((event: AuditEvent): AuditRow => {
+      const last = head.get() ?? anchor.get()
+      const prev =
+        last === undefined
+          ? { seq: 0, hash: GENESIS_HASH }
+          : 'row_hash' in last
+            ? { seq: last.seq, hash: last.row_hash }
+            : last
+      const row = {
+        seq: prev.seq + 1,
+        time: this.#now(),
+        rpc: event.rpc,
+        decision: event.decision,
+        reason: event.reason,
+        caller: canonicalCaller(event.caller),
+        released: canonicalReleased(event.released),
+        prev_hash: prev.hash,
+      }
+      const full = { ...row, row_hash: auditRowHash(row) }
+      insert.run({ ...full, app_id: event.caller.appId ?? null })
+      this.#applyRetention(full.time)
+      return toRow(full)
+    })
+    this.#append = (event) => tx.immediate(event)
+  }
+
+  /** Opens (creating when missing) the audit database at `path`. */
+  static open(path: string, opts: AuditLogOptions = {}): AuditLog {
+    try {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+    } catch (err) {
+      throw withContext(
+        `Failed to create audit log directory ${dirname(path)}`,
+        err,
+        'KMS_ERR_AUDIT',
+      )
+    }
+    let db: Database.Database
+    try {
+      // created 0600 before SQLite opens it; SQLite gives its -wal and -shm files the same mode
+      closeSync(openSync(path, 'a', 0o600))
+      db = new Database(path)
+    } catch (err) {
+      throw withContext(`Failed to open audit log ${path}`, err, 'KMS_ERR_AUDIT')
+    }
+    try {
+      db.pragma('journal_mode = WAL')
+      // FULL: a release is answered only once its row is durable
+      db.pragma('synchronous = FULL')
+      db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`)
+      db.exec(SCHEMA)
+    } catch (err) {
+      db.close()
+      throw withContext(`Failed to initialise audit log ${path}`, err, 'KMS_ERR_AUDIT')
+    }
+    return new AuditLog(db, path, opts)
+  }
+
+  /** Opens an existing audit database without writing to it (for `dstack-kms audit`). */
+  static openReadOnly(path: string): AuditLog {
+    let db: Database.Database
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true })
+    } catch (err) {
+      throw withContext(`Failed to open audit log ${path}`, err, 'KMS_ERR_AUDIT')
+    }
+    return new AuditLog(db, path, {})
+  }
+
+  close(): void {
+    this.#db.close()
+  }
+
+  /** Appends one decision. Throws KMS_ERR_AUDIT when the row could not be made durable: the
+   * caller must then refuse the release. */
+  record(event: AuditEvent): AuditRow {
+    try {
+      return this.#append(event)
+    } catch (err) {
+      throw withContext('Failed to write the key-release audit log', err, 'KMS_ERR_AUDIT')
+    }
+  }
+
+  #applyRetention(now: number): void {
+    const { maxAgeMs, maxBytes } = this.#retention
+    let cutoffSeq = 0
+    if (maxAgeMs !== null) {
+      const row = this.#db
+        .prepare<[number], { seq: number }>(
+          'SELECT MAX(seq) AS seq FROM audit WHERE time < ? AND seq < (SELECT MAX(seq) FROM audit)',
+        )
+        .get(now - maxAgeMs)
+      cutoffSeq = row?.seq ?? 0
+    }
+    if (maxBytes > 0) {
+      const pageSize = this.#db.pragma('page_size', { simple: true }) as number
+      const pages = this.#db.pragma('page_count', { simple: true }) as number
+      const free = this.#db.pragma('freelist_count', { simple: true }) as number
+      const used = (pages - free) * pageSize
+      if (used > maxBytes) {
+        // drop the oldest tenth of the rows (at least one), keeping the newest row
+        const stats = this.#db
+          .prepare<[], { lo: number | null; hi: number | null; n: number }>(
+            'SELECT MIN(seq) AS lo, MAX(seq) AS hi, COUNT(*) AS n FROM audit',
+          )
+          .get()
+        if (stats !== undefined && stats.lo !== null && stats.hi !== null && stats.n > 1) {
+          const drop = Math.max(1, Math.floor(stats.n / 10))
+          cutoffSeq = Math.max(cutoffSeq, Math.min(stats.lo + drop - 1, stats.hi - 1))
+        }
+      }
+    }
+    if (cutoffSeq === 0) return
+    const last = this.#db
+      .prepare<[number], { seq: number; row_hash: string }>(
+        'SELECT seq, row_hash FROM audit WHERE seq = ?',
+      )
+      .get(cutoffSeq)
+    if (last === undefined) return
+    this.#db
+      .prepare(
+        `INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`,
+      )
+      .run(last.seq, last.row_hash)
+    this.#db.prepare('DELETE FROM audit WHERE seq <= ?').run(cutoffSeq)
+  }
+
+  /** Walks the whole chain from the retention anchor (or genesis) to the newest row. */
+  verify(): VerifyResult {
+    const anchor = this.#db
+      .prepare<[], Anchor>('SELECT seq, hash FROM audit_anchor WHERE id = 1')
+      .get()
+    let expectSeq = (anchor?.seq ?? 0) + 1
+    let expectPrev = anchor?.hash ?? GENESIS_HASH
+    let rows = 0
+    const stmt = this.#db.prepare<[], DbRow>(
+      'SELECT seq, time, rpc, decision, reason, caller, released, prev_hash, row_hash FROM audit ORDER BY seq',
+    )
+    for (const r of stmt.iterate()) {
+      rows++
+      if (r.seq !== expectSeq) {
+        return { ok: false, rows, problem: { seq: r.seq, message: `expected row ${expectSeq}` } }
+      }
+      if (r.prev_hash !== expectPrev) {
+        return {
+          ok: false,
+          rows,
+          problem: { seq: r.seq, message: 'prev_hash does not match the previous row' },
+        }
+      }
+      const { row_hash: stored, ...rest } = r
+      if (auditRowHash(rest) !== stored) {
+        return { ok: false, rows, problem: { seq: r.seq, message: 'row content was altered' } }
+      }
+      expectSeq = r.seq + 1
+      expectPrev = stored
+    }
+    return { ok: true, rows }
+  }
+
+  /** Rows in order, optionally of one app (hex app id) and from a time (unix ms) on. */
+  *rows(filter: { appId?: string; sinceMs?: number } = {}): Generator<AuditRow> {
+    const where: string[] = []
+    const args: (string | number)[] = []
+    if (filter.appId !== undefined) {
+      where.push('app_id = ?')
+      args.push(filter.appId.toLowerCase().replace(/^0x/, ''))
+    }
+    if (filter.sinceMs !== undefined) {
+      where.push('time >= ?')
+      args.push(filter.sinceMs)
+    }
+    const sql = `SELECT seq, time, rpc, decision, reason, caller, released, prev_hash, row_hash FROM audit${
+      where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`
+    } ORDER BY seq`
+    for (const r of this.#db.prepare<(string | number)[], DbRow>(sql).iterate(...args)) {
+      yield toRow(r)
+    }
+  }
+}
+
+/** Fails with a KmsError unless `value` looks like a hex app id; used by the CLI filter. */
+export function normalizeAuditAppId(value: string): string {
+  const hex = value.toLowerCase().replace(/^0x/, '')
+  if (!/^[0-9a-f]{40}$/.test(hex)) {
+    throw new KmsError('KMS_ERR_BAD_REQUEST', `app id must be 20 bytes of hex, got ${value}`)
+  }
+  return hex
+}

@@ -1,0 +1,461 @@
+// The key-release audit log: KmsService with real collaborators (key set on disk, simulator
+// quotes verified against their mock root, an auth webhook over loopback HTTP) records every
+// release and refusal; the hash chain catches edited and removed rows; retention keeps the chain
+// verifiable; a full disk (a real tmpfs) refuses releases; `dstack-kms audit` reads it all back.
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { createHash, createPublicKey, randomBytes } from 'node:crypto'
+import { mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { after, before, describe, it } from 'node:test'
+import Database from 'better-sqlite3'
+import pino from 'pino'
+import { AuditLog, type AuditEvent, type AuditRow } from '../src/audit/audit-log.js'
+import { StaticCollateralSource } from '../src/attestation/collateral.js'
+import { encodeTdxEventLogJson } from '../src/attestation/event-log.js'
+import { toReportData } from '../src/attestation/report-data.js'
+import { AttestationVerifier, type VerifiedAttestation } from '../src/attestation/verify.js'
+import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
+import { createAuthApi } from '../src/auth/auth-api.js'
+import { SelfAuthorizer } from '../src/auth/self-auth.js'
+import { CacheDb } from '../src/cache/cache-db.js'
+import { runAudit } from '../src/commands/audit.js'
+import { loadConfig } from '../src/config/load.js'
+import { P256Key } from '../src/crypto/p256.js'
+import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
+import { x25519PublicKey } from '../src/crypto/x25519.js'
+import { bootstrap } from '../src/keys/bootstrap.js'
+import { KmsService } from '../src/kms/service.js'
+import { loadKmsState } from '../src/kms/state.js'
+import { CSR_CONFIRM, encodeCsrV1 } from '../src/ratls/csr.js'
+import { NoneBackend } from '../src/tee/backend.js'
+import { mockCollateral } from '../src/tee/simulator/collateral.js'
+import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
+import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
+import { USER_AGENT } from '../src/version.js'
+import { tempDir } from './helpers/kms-process.js'
+
+function sha256Hex(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex')
+}
+
+function event(over: Partial<AuditEvent> = {}): AuditEvent {
+  return {
+    rpc: 'GetAppKey',
+    decision: 'release',
+    reason: 'allowed',
+    caller: { appId: randomBytes(20).toString('hex'), tcbStatus: 'UpToDate' },
+    released: [{ name: 'k256_key', fingerprint: 'ab'.repeat(32) }],
+    ...over,
+  }
+}
+
+function capture(): {
+  io: { stdout: Writable; stderr: Writable }
+  out: () => string
+  err: () => string
+} {
+  let out = ''
+  let err = ''
+  const sink = (f: (s: string) => void) =>
+    new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        f(chunk.toString())
+        cb()
+      },
+    })
+  return {
+    io: { stdout: sink((s) => (out += s)), stderr: sink((s) => (err += s)) },
+    out: () => out,
+    err: () => err,
+  }
+}
+
+describe('audit log storage and hash chain', () => {
+  it('rows chain from genesis; the file is 0600; verify passes', () => {
+    const dir = tempDir()
+    const log = AuditLog.open(join(dir, 'a', 'audit.sqlite3'))
+    const rows: AuditRow[] = []
+    for (let i = 0; i < 5; i++) rows.push(log.record(event()))
+    assert.deepEqual(
+      rows.map((r) => r.seq),
+      [1, 2, 3, 4, 5],
+    )
+    assert.equal(rows[0]?.prevHash, '0'.repeat(64))
+    for (let i = 1; i < rows.length; i++) assert.equal(rows[i]?.prevHash, rows[i - 1]?.rowHash)
+    assert.deepEqual(log.verify(), { ok: true, rows: 5 })
+    assert.equal(statSync(log.path).mode & 0o777, 0o600)
+    log.close()
+  })
+
+  for (const [what, sql, seq, message] of [
+    [
+      'an edited reason',
+      "UPDATE audit SET reason = 'ok' WHERE seq = 3",
+      3,
+      'row content was altered',
+    ],
+    [
+      'an edited caller',
+      `UPDATE audit SET caller = '{"appId":"00"}' WHERE seq = 2`,
+      2,
+      'row content was altered',
+    ],
+    ['a deleted middle row', 'DELETE FROM audit WHERE seq = 3', 4, 'expected row 3'],
+    ['a deleted first row', 'DELETE FROM audit WHERE seq = 1', 2, 'expected row 1'],
+    [
+      'a row relinked to an earlier row',
+      'UPDATE audit SET prev_hash = (SELECT prev_hash FROM audit WHERE seq = 2) WHERE seq = 4',
+      4,
+      'prev_hash does not match the previous row',
+    ],
+  ] as const) {
+    it(`detects ${what}`, async () => {
+      const dir = tempDir()
+      const path = join(dir, 'audit.sqlite3')
+      const log = AuditLog.open(path)
+      for (let i = 0; i < 5; i++) log.record(event())
+      log.close()
+      const raw = new Database(path)
+      raw.exec(sql)
+      raw.close()
+      const ro = AuditLog.openReadOnly(path)
+      const result = ro.verify()
+      ro.close()
+      assert.equal(result.ok, false)
+      assert.deepEqual(result.problem, { seq, message })
+      const c = capture()
+      assert.equal(await runAudit(['verify', '--db', path], c.io), 1)
+      assert.match(c.err(), new RegExp(`row ${seq}: ${message}`))
+    })
+  }
+
+  it('retention by age drops old rows, keeps the newest, and the chain still verifies', () => {
+    const dir = tempDir()
+    let now = 1_000_000
+    const log = AuditLog.open(join(dir, 'audit.sqlite3'), {
+      now: () => now,
+      retention: { maxBytes: 0, maxAgeMs: 60_000 },
+    })
+    for (let i = 0; i < 10; i++) {
+      log.record(event())
+      now += 10_000
+    }
+    // rows at 1_000_000 … 1_090_000; the last write at 1_090_000 dropped those before 1_030_000
+    const seqs = [...log.rows()].map((r) => r.seq)
+    assert.deepEqual(seqs, [4, 5, 6, 7, 8, 9, 10])
+    assert.deepEqual(log.verify(), { ok: true, rows: 7 })
+    now += 3_600_000
+    log.record(event())
+    assert.deepEqual(
+      [...log.rows()].map((r) => r.seq),
+      [11],
+    )
+    assert.equal(log.verify().ok, true)
+    log.close()
+  })
+
+  it('retention by size keeps the database under the limit and the chain verifiable', () => {
+    const dir = tempDir()
+    const log = AuditLog.open(join(dir, 'audit.sqlite3'), {
+      retention: { maxBytes: 64 * 1024, maxAgeMs: null },
+    })
+    for (let i = 0; i < 300; i++) log.record(event({ reason: 'x'.repeat(600) }))
+    const rows = [...log.rows()]
+    assert.ok(rows.length < 200 && rows.length > 20, `kept ${rows.length} rows`)
+    assert.equal(rows.at(-1)?.seq, 300)
+    assert.equal(log.verify().ok, true)
+    log.close()
+  })
+
+  it('audit tail filters by app id and time and prints JSON lines', async () => {
+    const dir = tempDir()
+    const path = join(dir, 'audit.sqlite3')
+    let now = Date.parse('2026-01-01T00:00:00Z')
+    const log = AuditLog.open(path, { now: () => now })
+    const app = 'ab'.repeat(20)
+    log.record(event({ caller: { appId: app } }))
+    now += 3_600_000
+    log.record(event())
+    log.record(event({ caller: { appId: app }, decision: 'refuse', reason: 'Boot denied: x' }))
+    log.close()
+    let c = capture()
+    assert.equal(
+      await runAudit(['tail', '--db', path, '--app-id', `0x${app.toUpperCase()}`], c.io),
+      0,
+    )
+    let lines = c
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    assert.deepEqual(
+      lines.map((l) => [l.seq, l.decision]),
+      [
+        [1, 'release'],
+        [3, 'refuse'],
+      ],
+    )
+    assert.equal(lines[0]?.time, '2026-01-01T00:00:00.000Z')
+    c = capture()
+    assert.equal(await runAudit(['tail', '--db', path, '--since', '2026-01-01T00:30:00Z'], c.io), 0)
+    lines = c
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    assert.deepEqual(
+      lines.map((l) => l.seq),
+      [2, 3],
+    )
+    c = capture()
+    assert.equal(await runAudit(['verify', '--db', path], c.io), 0)
+    assert.match(c.out(), /3 rows, chain intact/)
+    c = capture()
+    assert.equal(await runAudit(['tail', '--db', path, '--app-id', 'zz'], c.io), 2)
+    c = capture()
+    assert.equal(await runAudit(['tail', '--db', join(dir, 'missing.sqlite3')], c.io), 1)
+    assert.match(c.err(), /Failed to open audit log/)
+  })
+})
+
+describe('key-release decisions are audited (KmsService with real collaborators)', () => {
+  const seed = randomBytes(32)
+  const pki = mockIntelPki(seed)
+  const verifier = new AttestationVerifier({
+    rootCaDer: pki.root.der,
+    collateral: new StaticCollateralSource(mockCollateral(pki)),
+  })
+  const logger = pino({ level: 'silent' })
+  let allow = true
+  let server: Server
+  let url: string
+  let dir: string
+  let cache: CacheDb
+  const appId = randomBytes(20)
+  const composeHash = randomBytes(32)
+  const instanceId = randomBytes(20)
+  const verified = async (): Promise<VerifiedAttestation> =>
+    verifier.verify(
+      decodeVersionedAttestation(
+        simulateGuestAttestation({
+          seed,
+          appId,
+          composeHash,
+          instanceId,
+          reportData: Buffer.alloc(64),
+        }),
+      ).attestation,
+    )
+
+  function service(audit: AuditLog | null): KmsService {
+    const file = join(dir, `kms-${randomBytes(4).toString('hex')}.toml`)
+    writeFileSync(
+      file,
+      `[core]\ncert_dir = "${join(dir, 'certs')}"\nenforce_self_authorization = false\n[core.image]\ncache_dir = "${join(dir, 'cache')}"\n[core.auth_api]\ntype = "webhook"\n[core.auth_api.webhook]\nurl = "${url}"\ntimeout = "2s"\n[tee]\nbackend = "none"\n`,
+    )
+    const config = loadConfig({ configFile: file, cwd: dir, etcFile: join(dir, 'none'), env: {} })
+    const authApi = createAuthApi(config.core.authApi, USER_AGENT)
+    const tee = new NoneBackend()
+    return new KmsService({
+      config,
+      state: loadKmsState(config.core.certDir, nobleSecp256k1),
+      verifier,
+      selfAuth: new SelfAuthorizer({ enforce: false, tee, verifier, authApi, logger }),
+      secp256k1: nobleSecp256k1,
+      authApi,
+      cache,
+      logger,
+      audit,
+    })
+  }
+
+  before(async () => {
+    dir = tempDir()
+    await bootstrap(
+      {
+        certDir: join(dir, 'certs'),
+        tee: new NoneBackend(),
+        secp256k1: nobleSecp256k1,
+        ensureSelfKmsAllowed: async () => {},
+      },
+      'localhost',
+    )
+    cache = CacheDb.open(join(dir, 'cache'))
+    server = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        res.setHeader('content-type', 'application/json')
+        res.end(
+          allow
+            ? '{"isAllowed":true,"gatewayAppId":"gw-1","reason":""}'
+            : '{"isAllowed":false,"gatewayAppId":"","reason":"not on the list"}',
+        )
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const addr = server.address()
+    url = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`
+  })
+
+  after(async () => {
+    cache.close()
+    await new Promise((resolve) => server.close(resolve))
+  })
+
+  it('GetAppKey release and refusal rows carry the verified identity, the cert hash and key fingerprints', async () => {
+    const log = AuditLog.open(join(dir, `audit-${randomBytes(4).toString('hex')}.sqlite3`))
+    const svc = service(log)
+    const v = await verified()
+    allow = true
+    const vmConfig = `{"os_image_hash":"${'cd'.repeat(32)}"}`
+    const keys = await svc.getAppKey(1, vmConfig, v, { clientCertSha256: 'ee'.repeat(32) })
+    allow = false
+    await assert.rejects(svc.getAppKey(1, vmConfig, v), {
+      message: 'App not allowed: Boot denied: not on the list',
+    })
+    await assert.rejects(svc.getAppKey(1, '', null), {
+      message: 'App not allowed: No attestation provided',
+    })
+    const rows = [...log.rows()]
+    assert.equal(rows.length, 3)
+    const [release, denied, noAtt] = rows
+    assert.equal(release?.rpc, 'GetAppKey')
+    assert.equal(release?.decision, 'release')
+    assert.deepEqual(release?.caller, {
+      appId: appId.toString('hex'),
+      instanceId: instanceId.toString('hex'),
+      deviceId: sha256Hex(v.report.ppid),
+      mrAggregated: release?.caller.mrAggregated,
+      composeHash: composeHash.toString('hex'),
+      osImageHash: 'cd'.repeat(32),
+      tcbStatus: 'UpToDate',
+      clientCertSha256: 'ee'.repeat(32),
+    })
+    assert.match(release?.caller.mrAggregated ?? '', /^[0-9a-f]{64}$/)
+    assert.deepEqual(
+      release?.released.map((k) => k.name),
+      ['disk_crypt_key', 'env_crypt_key', 'k256_key'],
+    )
+    const fp = Object.fromEntries(release?.released.map((k) => [k.name, k.fingerprint]) ?? [])
+    assert.equal(fp.env_crypt_key, sha256Hex(x25519PublicKey(keys.envCryptKey)))
+    assert.equal(fp.k256_key, sha256Hex(nobleSecp256k1.publicKeyCompressed(keys.k256Key)))
+    // no key bytes anywhere in the row
+    const text = JSON.stringify(rows)
+    for (const k of [keys.diskCryptKey, keys.envCryptKey, keys.k256Key]) {
+      assert.ok(!text.includes(k.toString('hex')))
+      assert.ok(!text.includes(k.toString('base64')))
+    }
+    assert.equal(denied?.decision, 'refuse')
+    assert.equal(denied?.reason, 'App not allowed: Boot denied: not on the list')
+    assert.equal(denied?.caller.appId, appId.toString('hex'))
+    assert.deepEqual(denied?.released, [])
+    assert.equal(noAtt?.decision, 'refuse')
+    assert.deepEqual(noAtt?.caller, {})
+    assert.equal(log.verify().ok, true)
+    log.close()
+  })
+
+  it('GetKmsKey (onboarding source) and SignCert are audited with what they released', async () => {
+    const log = AuditLog.open(join(dir, `audit-${randomBytes(4).toString('hex')}.sqlite3`))
+    const svc = service(log)
+    allow = true
+    const kms = await svc.getKmsKey('', await verified())
+    const key = P256Key.generate()
+    const { attestation } = decodeVersionedAttestation(
+      simulateGuestAttestation({
+        seed,
+        appId,
+        composeHash,
+        instanceId,
+        reportData: toReportData('ratls-cert', key.spkiDer()),
+      }),
+    )
+    assert.ok(attestation.quote.kind === 'dstack-tdx')
+    const csr = encodeCsrV1({
+      confirm: CSR_CONFIRM,
+      pubkey: key.spkiDer(),
+      config: {
+        orgName: null,
+        subject: 'app.example.com',
+        subjectAltNames: [],
+        usageServerAuth: true,
+        usageClientAuth: false,
+        extQuote: false,
+      },
+      quote: attestation.quote.quote,
+      eventLog: Buffer.from(encodeTdxEventLogJson(attestation.quote.eventLog)),
+    })
+    const chain = await svc.signCert(1, csr, key.sign(csr), '')
+    await assert.rejects(svc.signCert(1, csr, Buffer.alloc(64), ''))
+    const [kmsRow, signRow, badSig] = [...log.rows()]
+    assert.equal(kmsRow?.rpc, 'GetKmsKey')
+    assert.equal(kmsRow?.decision, 'release')
+    assert.deepEqual(
+      kmsRow?.released.map((k) => k.name),
+      ['root-ca.key', 'root-k256.key', 'tmp-ca.key'],
+    )
+    assert.equal(
+      kmsRow?.released[0]?.fingerprint,
+      sha256Hex(createPublicKey(kms.caKey).export({ type: 'spki', format: 'der' })),
+    )
+    assert.ok(!JSON.stringify(kmsRow).includes(kms.k256Key.toString('hex')))
+    assert.equal(signRow?.rpc, 'SignCert')
+    assert.equal(signRow?.decision, 'release')
+    assert.equal(signRow?.caller.appId, appId.toString('hex'))
+    const leafDer = Buffer.from(
+      (chain[0] ?? '').replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''),
+      'base64',
+    )
+    assert.equal(signRow?.released[0]?.fingerprint, sha256Hex(leafDer))
+    assert.equal(badSig?.rpc, 'SignCert')
+    assert.equal(badSig?.decision, 'refuse')
+    assert.equal(log.verify().ok, true)
+    log.close()
+  })
+
+  it('a full disk (tmpfs) refuses the release; the KMS keeps refusing until space returns', async () => {
+    assert.equal(process.getuid?.(), 0, 'this test mounts a tmpfs and must run as root')
+    const mnt = join(dir, 'full')
+    mkdirSync(mnt)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt])
+    try {
+      const log = AuditLog.open(join(mnt, 'audit.sqlite3'))
+      const svc = service(log)
+      const v = await verified()
+      allow = true
+      await svc.getAppKey(1, '', v)
+      // fill the rest of the file system
+      try {
+        execFileSync('dd', ['if=/dev/zero', `of=${join(mnt, 'fill')}`, 'bs=64k'], {
+          stdio: 'ignore',
+        })
+      } catch {
+        // dd stops with ENOSPC, which is the point
+      }
+      let refused = 0
+      for (let i = 0; i < 50; i++) {
+        try {
+          await svc.getAppKey(1, '', v)
+        } catch (err) {
+          assert.match(String((err as Error).message), /Failed to write the key-release audit log/)
+          assert.equal((err as { code?: string }).code, 'KMS_ERR_AUDIT')
+          refused++
+        }
+      }
+      assert.ok(refused > 0, 'a full disk must refuse at least one release')
+      // every row that did get written is a consistent chain
+      assert.equal(log.verify().ok, true)
+      const released = [...log.rows()].filter((r) => r.decision === 'release').length
+      assert.equal(released, 1 + 50 - refused)
+      execFileSync('rm', [join(mnt, 'fill')])
+      await svc.getAppKey(1, '', v)
+      assert.equal(log.verify().ok, true)
+      log.close()
+    } finally {
+      execFileSync('umount', ['-l', mnt])
+    }
+  })
+})

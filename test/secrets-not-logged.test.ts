@@ -1,0 +1,212 @@
+// Secrets never reach the logs: a quick-start KMS (supervisor, auth-simple sidecar, onboarding and
+// main workers as real child processes) bootstraps, releases app keys to a simulated guest over
+// RA-TLS, clears the cache with the admin token and refuses malformed requests; then every line
+// it wrote is searched for its root keys, the simulator seed, the derived app keys, the admin
+// token and the request bodies. (Every other e2e run is scanned for the key files too, by
+// test/helpers/kms-process.ts, when its KMS exits.) The run's audit log must verify afterwards.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { buildBootInfo } from '../src/attestation/boot-info.js'
+import { StaticCollateralSource } from '../src/attestation/collateral.js'
+import { AttestationVerifier } from '../src/attestation/verify.js'
+import { loadConfig } from '../src/config/load.js'
+import { requestAppKeys } from '../src/guest/guest-client.js'
+import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../src/quickstart/demo.js'
+import { mockCollateral } from '../src/tee/simulator/collateral.js'
+import { defaultOsImageHash, simulatedVmConfig } from '../src/tee/simulator/cvm.js'
+import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
+import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
+import { prpc, rawRequest } from './helpers/https-client.js'
+import { CLI, freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+import { bytesSecret, findLeaks, secretsUnder, textSecret } from './helpers/secret-scan.js'
+
+function runCli(args: string[], cwd: string): Promise<{ code: number | null; stdout: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd,
+      env: { ...process.env, DSTACK_KMS_SYSTEM_CONFIG: join(cwd, 'no-system-config.toml') },
+    })
+    let stdout = ''
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
+    child.on('exit', (code) => resolve({ code, stdout }))
+  })
+}
+
+describe('secrets never logged (quick-start KMS, every RPC)', () => {
+  let dir: string
+  let kms: KmsProcess
+  let base: string
+  let adminToken: string
+
+  before(async () => {
+    dir = tempDir()
+    const port = await freePort()
+    const authPort = await freePort()
+    base = `https://localhost:${port}`
+    kms = startKms({
+      dir,
+      args: ['--quickstart'],
+      configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = 1\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n[core.auth_api.webhook]\nurl = "http://127.0.0.1:${authPort}"\n[auth_simple]\nport = ${authPort}\n`,
+      env: { RUST_LOG: 'debug' },
+    })
+    await kms.waitForLog((l) => l.msg === 'onboarding worker ready', 60_000)
+    const token = /admin token for ClearImageCache[^\n]*\n\s+([0-9a-f]{64})/.exec(
+      kms.stderr.join(''),
+    )
+    assert.ok(token?.[1] !== undefined, 'the quick start prints its admin token once')
+    adminToken = token[1]
+  })
+
+  after(async () => {
+    kms.kill('SIGTERM')
+    await kms.waitForExit()
+  })
+
+  it('bootstraps, releases keys, refuses bad requests, and no log line carries a secret', async () => {
+    const res = await prpc(base, 'Bootstrap', '{"domain":"localhost"}')
+    assert.equal(res.status, 200, res.text)
+    assert.equal((await rawRequest({ url: `${base}/finish` })).text, 'OK')
+    await kms.waitForLog((l) => l.msg === 'KMS worker ready', 60_000)
+
+    // GetAppKey over RA-TLS, like a guest
+    const config = loadConfig({
+      cwd: dir,
+      quickstart: true,
+      etcFile: join(dir, 'none.toml'),
+      env: {},
+    })
+    const seed = Buffer.from(config.tee.simulator.seed, 'hex')
+    const pki = mockIntelPki(seed)
+    const verifier = new AttestationVerifier({
+      rootCaDer: pki.root.der,
+      collateral: new StaticCollateralSource(mockCollateral(pki)),
+    })
+    const osImageHash = defaultOsImageHash(seed)
+    const guest = {
+      seed,
+      appId: DEMO_APP_ID,
+      composeHash: DEMO_COMPOSE_HASH,
+      instanceId: randomBytes(20),
+      osImageHash,
+    }
+    const { keys } = await requestAppKeys({
+      kmsUrl: base,
+      vmConfig: simulatedVmConfig(seed, osImageHash),
+      attest: async (reportData) => simulateGuestAttestation({ ...guest, reportData }),
+      verifyKmsAttestation: async (a, spki) => {
+        const v = await verifier.verifyWithRaPubkey(a, spki)
+        return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
+      },
+    })
+    assert.equal(keys.diskCryptKey.length, 32)
+    kms.addSecrets(
+      bytesSecret('disk_crypt_key', keys.diskCryptKey),
+      bytesSecret('env_crypt_key', keys.envCryptKey),
+      bytesSecret('k256_key', keys.k256Key),
+    )
+
+    // the temp CA key is handed out by design, but never logged
+    assert.equal((await prpc(base, 'GetTempCaCert', '{}')).status, 200)
+    assert.equal((await prpc(base, 'GetMeta', '{}')).status, 200)
+
+    // request bodies, accepted and refused, must not be logged
+    const canary = `canary-${randomBytes(24).toString('hex')}`
+    const bodies = [
+      JSON.stringify({ api_version: 1, vm_config: `{"note":"${canary}-a"}` }),
+      JSON.stringify({ vm_config: `${canary}-b` }),
+      JSON.stringify({
+        api_version: 2,
+        csr: Buffer.from(`${canary}-c`).toString('hex'),
+        signature: '00'.repeat(64),
+        vm_config: '',
+      }),
+      JSON.stringify({ app_id: Buffer.from(`${canary}-d`).toString('hex') }),
+    ]
+    for (const [method, body] of [
+      ['GetAppKey', bodies[0]],
+      ['GetKmsKey', bodies[1]],
+      ['SignCert', bodies[2]],
+      ['GetAppEnvEncryptPubKey', bodies[3]],
+    ] as const) {
+      const r = await prpc(base, method, body ?? '')
+      assert.equal(r.status, 400, `${method} must refuse: ${r.text}`)
+      kms.addSecrets(textSecret(`${method} request body`, body ?? ''))
+    }
+    kms.addSecrets(textSecret('request canary', canary))
+
+    // the admin token in a request body: accepted once, refused when wrong
+    const clear = await prpc(
+      base,
+      'ClearImageCache',
+      JSON.stringify({ token: adminToken, image_hash: 'all', config_hash: '' }),
+    )
+    assert.equal(clear.status, 200, clear.text)
+    const wrongToken = randomBytes(32).toString('hex')
+    const refused = await prpc(
+      base,
+      'ClearImageCache',
+      JSON.stringify({ token: wrongToken, image_hash: 'all', config_hash: '' }),
+    )
+    assert.equal(refused.status, 400)
+    kms.addSecrets(textSecret('wrong admin token', wrongToken))
+
+    // an unauthenticated env-key lookup is fine to log by app id; the env key itself is secret
+    assert.equal(
+      (
+        await prpc(
+          base,
+          'GetAppEnvEncryptPubKey',
+          JSON.stringify({ app_id: DEMO_APP_ID.toString('hex') }),
+        )
+      ).status,
+      200,
+    )
+
+    // let the last log lines arrive
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const jsonLines = kms.logs.map((l) => JSON.stringify(l))
+    assert.ok(jsonLines.length > 20, `expected a real log, got ${jsonLines.length} lines`)
+    assert.deepEqual(kms.secretLeaks(), [])
+    // the admin token: printed to stderr exactly once at first start, never in the JSON log
+    assert.deepEqual(findLeaks(jsonLines, [textSecret('admin token', adminToken)]), [])
+    assert.equal(kms.stderr.join('').split(adminToken).length - 1, 1)
+  })
+
+  it('the scan itself finds a planted key (it can fail)', () => {
+    const secrets = secretsUnder(dir)
+    const names = secrets.map((s) => s.name)
+    for (const f of [
+      'root-ca.key',
+      'root-k256.key',
+      'tmp-ca.key',
+      'rpc.key',
+      'tee-simulator.seed',
+    ]) {
+      assert.ok(
+        names.some((n) => n.includes(f)),
+        `${f} is among the scanned secrets: ${names.join(', ')}`,
+      )
+    }
+    const rootCa = secrets.find((s) => s.name.endsWith('root-ca.key (scalar)'))
+    const planted = [`{"msg":"oops","key":"${rootCa?.needles[0] ?? ''}"}`]
+    assert.equal(findLeaks(planted, secrets).length, 1)
+  })
+
+  it('the release was audited and the audit chain verifies', async () => {
+    const verify = await runCli(['audit', 'verify', '--quickstart'], dir)
+    assert.equal(verify.code, 0, verify.stdout)
+    const tail = await runCli(
+      ['audit', 'tail', '--quickstart', '--app-id', DEMO_APP_ID.toString('hex')],
+      dir,
+    )
+    assert.equal(tail.code, 0)
+    const rows = tail.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { rpc: string; decision: string })
+    assert.ok(rows.some((r) => r.rpc === 'GetAppKey' && r.decision === 'release'))
+  })
+})
