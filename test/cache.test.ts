@@ -431,4 +431,34 @@ describe('a symlinked images directory', () => {
       db.close()
     }
   })
+
+  test('swapped in after open, a single hex key refuses too and leaves the target alone', () => {
+    const cacheDir = tempDir()
+    const victim = tempDir()
+    mkdirSync(join(victim, 'abcd'))
+    writeFileSync(join(victim, 'abcd', 'precious'), 'x')
+    const db = CacheDb.open(cacheDir)
+    try {
+      rmSync(db.imagesDir, { recursive: true })
+      symlinkSync(victim, db.imagesDir)
+      assert.throws(
+        () => clearImageCache(db, 'abcd', ''),
+        /^KmsError: Failed to clear image cache: .*must be a real directory/,
+      )
+      assert.deepEqual(readFileSync(join(victim, 'abcd', 'precious'), 'utf8'), 'x')
+    } finally {
+      db.close()
+    }
+  })
+
+  test('a missing images directory is still a no-op for a single hex key', () => {
+    const cacheDir = tempDir()
+    const db = CacheDb.open(cacheDir)
+    try {
+      rmSync(db.imagesDir, { recursive: true })
+      clearImageCache(db, 'abcd', '')
+    } finally {
+      db.close()
+    }
+  })
 })
