@@ -87,6 +87,40 @@ describe('staged commits', () => {
     assert.deepEqual(readdirSync(dir).sort(), ['a.key', 'b.crt'])
   })
 
+  it('refuses to roll a staged file over a different committed key, and changes nothing', () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, STAGING_DIR))
+    writeFileSync(join(dir, 'root-k256.key'), 'committed')
+    writeFileSync(join(dir, STAGING_DIR, 'root-k256.key'), 'intruder')
+    writeFileSync(join(dir, STAGING_DIR, 'b.crt'), 'B')
+    writeFileSync(join(dir, STAGING_DIR, 'COMPLETE'), JSON.stringify(['root-k256.key', 'b.crt']))
+    const before = snapshot(dir)
+    const stagedBefore = snapshot(join(dir, STAGING_DIR))
+    assert.throws(
+      () => recoverStaging(dir),
+      (err: unknown) =>
+        err instanceof KmsError &&
+        err.code === 'KMS_ERR_KEYS' &&
+        /refusing to finish the interrupted key commit .*root-k256\.key would replace different committed files/.test(
+          err.message,
+        ),
+    )
+    assert.deepEqual(snapshot(dir), before)
+    assert.deepEqual(snapshot(join(dir, STAGING_DIR)), stagedBefore)
+    assert.equal(readFileSync(join(dir, 'root-k256.key'), 'utf8'), 'committed')
+  })
+
+  it('a staged copy identical to the committed file is not moved, and recovery completes', () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, STAGING_DIR))
+    writeFileSync(join(dir, 'a.key'), 'A')
+    writeFileSync(join(dir, STAGING_DIR, 'a.key'), 'A')
+    writeFileSync(join(dir, STAGING_DIR, 'b.crt'), 'B')
+    writeFileSync(join(dir, STAGING_DIR, 'COMPLETE'), JSON.stringify(['a.key', 'b.crt']))
+    assert.deepEqual(recoverStaging(dir), { action: 'rolled-forward', files: ['b.crt'] })
+    assert.deepEqual(readdirSync(dir).sort(), ['a.key', 'b.crt'])
+  })
+
   it('refuses to report a roll-forward when a committed file has vanished', () => {
     const dir = tempDir()
     mkdirSync(join(dir, STAGING_DIR))

@@ -43,12 +43,31 @@ export function recoverStaging(certDir: string): RecoveryResult {
     return { action: 'discarded', files: [] }
   }
   const names = parseMarker(readFileSync(markerPath, 'utf8'))
+  // Roll forward only onto missing files. A staged file whose name is already taken in cert_dir
+  // by different bytes is not a leftover of the commit that produced the committed set: renaming
+  // it over would replace a key every app's keys derive from. Checked for every name before
+  // anything moves, so a refusal leaves cert_dir exactly as it was.
+  const conflicts = names.filter((name) => {
+    const src = join(staging, name)
+    const dst = join(certDir, name)
+    return existsSync(src) && existsSync(dst) && !readFileSync(src).equals(readFileSync(dst))
+  })
+  if (conflicts.length > 0) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `refusing to finish the interrupted key commit in ${staging}: ${conflicts.join(', ')} would replace different committed files in ${certDir}; move ${staging} away after checking which key set is the right one`,
+    )
+  }
   const moved: string[] = []
   for (const name of names) {
     const src = join(staging, name)
     // Already moved before the crash: the file in cert_dir is the committed one.
     if (!existsSync(src)) continue
-    renameSync(src, join(certDir, name))
+    const dst = join(certDir, name)
+    // identical bytes: the rename happened and the staged copy is a hard-to-explain duplicate;
+    // the committed file stays untouched
+    if (existsSync(dst)) continue
+    renameSync(src, dst)
     moved.push(name)
   }
   fsyncDir(certDir)
