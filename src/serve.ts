@@ -12,6 +12,7 @@ import { unsafeDefaultWarnings } from './config/validate.js'
 import { autoBootstrap } from './keys/bootstrap.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
+import { loadKeys } from './keys/key-set.js'
 import { updateCerts } from './keys/update-certs.js'
 import { errorMessage } from './errors.js'
 import { createLogger } from './log.js'
@@ -104,7 +105,13 @@ export async function serve(opts: ServeOptions): Promise<number> {
       config,
       logger,
       workerScript: workerScriptPath(),
-      keysExist: () => keysExist(certDir),
+      // A key set that is present but does not load is a fatal start-up error here, before any
+      // worker: a main worker would otherwise fail on it forever.
+      keysExist: () => {
+        if (!keysExist(certDir)) return false
+        loadKeys(certDir)
+        return true
+      },
       autoBootstrap: async () => {
         await autoBootstrap(bootstrapDeps, config.core.onboard.autoBootstrapDomain)
         logger.info({ domain: config.core.onboard.autoBootstrapDomain }, 'auto-bootstrapped')
