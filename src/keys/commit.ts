@@ -8,7 +8,7 @@
 // that `keysExist` could mistake for a complete one, nor a half set that blocks a new Bootstrap.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { KmsError } from '../errors.js'
+import { KmsError, errorMessage, withContext } from '../errors.js'
 import { fsyncDir, writeFileAtomic, writeFileDurable } from '../fs/atomic-write.js'
 import { crashPoint } from './crash-point.js'
 
@@ -99,6 +99,19 @@ function parseMarker(text: string): string[] {
   return parsed
 }
 
+function discardStaging(certDir: string, staging: string, cause: unknown): void {
+  try {
+    rmSync(staging, { recursive: true, force: true })
+    fsyncDir(certDir)
+  } catch (err) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `Failed to write the key set to ${staging} (${errorMessage(cause)}), and removing the partly written key files failed too: ${errorMessage(err)}; remove ${staging} by hand`,
+      { cause },
+    )
+  }
+}
+
 /** Commits `files` (in this order) into cert_dir as one crash-safe unit. */
 export function commitFiles(certDir: string, files: readonly CertDirFile[]): void {
   files.forEach((f) => assertPlainName(f.name))
@@ -113,14 +126,21 @@ export function commitFiles(certDir: string, files: readonly CertDirFile[]): voi
     )
   }
   mkdirSync(staging, { mode: 0o700 })
-  // the staging directory's own entry must be durable before anything refers to it
-  fsyncDir(certDir)
-  for (const f of files) writeFileDurable(join(staging, f.name), f.data, f.mode)
-  fsyncDir(staging)
-  crashPoint('commit:staged')
-  writeFileAtomic(join(staging, COMPLETE_MARKER), JSON.stringify(files.map((f) => f.name)), {
-    mode: 0o600,
-  })
+  try {
+    // the staging directory's own entry must be durable before anything refers to it
+    fsyncDir(certDir)
+    for (const f of files) writeFileDurable(join(staging, f.name), f.data, f.mode)
+    fsyncDir(staging)
+    crashPoint('commit:staged')
+    writeFileAtomic(join(staging, COMPLETE_MARKER), JSON.stringify(files.map((f) => f.name)), {
+      mode: 0o600,
+    })
+  } catch (err) {
+    // Before the marker nothing is committed: the staged private keys must not outlive the
+    // failure (a full disk, a read-only cert_dir) until some later start discards them.
+    discardStaging(certDir, staging, err)
+    throw withContext(`Failed to write the key set to ${staging}`, err, 'KMS_ERR_KEYS')
+  }
   crashPoint('commit:marked')
   files.forEach((f, i) => {
     renameSync(join(staging, f.name), join(certDir, f.name))
