@@ -398,6 +398,35 @@ describe('update_certs', () => {
     assert.equal(needsRenewal(at(now.getTime() + CA_RENEWAL_WINDOW_MS + 1000), now), false)
   })
 
+  for (const bad of [
+    'evil.example.com\nX-Injected: 1',
+    'a.example.com,b.example.com',
+    '*.example.com',
+    'a..b',
+  ]) {
+    it(`refuses an rpc-domain that is not a DNS name (${JSON.stringify(bad)}), leaving rpc.crt alone`, async () => {
+      const dir = tempDir()
+      await bootstrap(deps(dir), 'kms.example.com')
+      writeFileSync(join(dir, 'rpc-domain'), bad)
+      const before = readFileSync(join(dir, 'rpc.crt'))
+      await assert.rejects(
+        updateCerts({
+          certDir: dir,
+          autoBootstrapDomain: '',
+          tee: new NoneBackend(),
+          logger: silent,
+        }),
+        (err: unknown) =>
+          err instanceof KmsError &&
+          err.code === 'KMS_ERR_KEYS' &&
+          /the KMS domain in .*rpc-domain is not a DNS name: domain contains an invalid DNS label/.test(
+            err.message,
+          ),
+      )
+      assert.deepEqual(readFileSync(join(dir, 'rpc.crt')), before)
+    })
+  }
+
   it('uses auto_bootstrap_domain instead of rpc-domain when set', async () => {
     const dir = tempDir()
     await bootstrap(deps(dir), 'kms.example.com')
