@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import type { VerifiedAttestation } from '../attestation/verify.js'
 import type { Attestation } from '../attestation/types.js'
-import { KmsError, errorMessage } from '../errors.js'
+import { KmsError, errorMessage, hasErrorCode } from '../errors.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'
 import { RATLS_OID } from '../asn1/oids.js'
 import { parseCertificate, readRaTlsExtension, type ParsedCertificate } from '../x509/parse.js'
@@ -48,11 +48,32 @@ function badRequest(prefix: string, err: unknown): KmsError {
   return new KmsError('KMS_ERR_BAD_REQUEST', `${prefix}: ${errorMessage(err)}`, { cause: err })
 }
 
+/** Codes of a failure that the same certificate bytes would meet again (a bad signature, a
+ * report-data mismatch, an undecodable extension). */
+const DETERMINISTIC_CODES = [
+  'KMS_ERR_ATTESTATION',
+  'KMS_ERR_CERT',
+  'KMS_ERR_DER_TRAILING_DATA',
+  'KMS_ERR_HEX',
+] as const
+/** Codes of a failure that may pass on the next try (PCCS unreachable, collateral not yet
+ * fetched, a deadline): never cached, so an outage does not lock a guest out. */
+const TRANSIENT_CODES = ['KMS_ERR_COLLATERAL', 'KMS_ERR_TIMEOUT', 'KMS_ERR_INTERNAL'] as const
+
+function isDeterministicFailure(err: unknown): boolean {
+  // the outer error is our own KMS_ERR_BAD_REQUEST wrapper: decide on what it wraps
+  const inner = err instanceof Error ? err.cause : undefined
+  if (!(inner instanceof KmsError)) return false
+  if (TRANSIENT_CODES.some((c) => hasErrorCode(inner, c))) return false
+  return DETERMINISTIC_CODES.some((c) => hasErrorCode(inner, c))
+}
+
 /**
  * Verifies the attestation of every presented client certificate. Results are cached by the
  * SHA-256 of the whole certificate DER — the exact bytes that were verified, SPKI and attestation
- * included — for a short time; failures are never cached, so a transient collateral outage does
- * not lock a guest out.
+ * included — for a short time. Deterministic failures are cached the same way, so a client
+ * replaying a bad certificate on many connections costs one verification per TTL, not one per
+ * request; transient failures are not, so a collateral outage does not lock a guest out.
  */
 export class ClientCertVerifier {
   readonly #verifier: RaPubkeyVerifier
@@ -93,7 +114,8 @@ export class ClientCertVerifier {
       if (oldest === undefined) break
       this.#cache.delete(oldest)
     }
-    result.catch(() => {
+    result.catch((err: unknown) => {
+      if (isDeterministicFailure(err)) return
       if (this.#cache.get(key) === entry) this.#cache.delete(key)
     })
     return result
