@@ -285,6 +285,28 @@ describe('key release (KmsService with real collaborators)', () => {
       assert.equal(calls, 5)
     })
 
+    it('at most maxConcurrent verifications run at once; the others wait and then finish', async () => {
+      let running = 0
+      let peak = 0
+      const slow = {
+        verifyWithRaPubkey: async (
+          ...args: Parameters<AttestationVerifier['verifyWithRaPubkey']>
+        ) => {
+          running++
+          peak = Math.max(peak, running)
+          await new Promise((resolve) => setTimeout(resolve, 20))
+          running--
+          return verifier.verifyWithRaPubkey(...args)
+        },
+      }
+      const certs = new ClientCertVerifier(slow, { maxConcurrent: 2 })
+      const results = await Promise.all(
+        Array.from({ length: 7 }, () => certs.context(socketWith(certFor()))),
+      )
+      assert.equal(peak, 2)
+      assert.ok(results.every((r) => r.hasCertificate))
+    })
+
     it('transient failures (collateral unavailable) are not cached', async () => {
       let calls = 0
       let outage = true

@@ -30,6 +30,9 @@ export interface ClientCertVerifierOptions {
   maxEntries?: number
   /** how long a verification result is reused; short, so collateral expiry and revocation apply */
   ttlMs?: number
+  /** verifications running at once in this worker; the rest wait their turn, so a flood of
+   * distinct certificates cannot take every turn of the event loop from cheap RPCs */
+  maxConcurrent?: number
   now?: () => number
 }
 
@@ -81,6 +84,9 @@ export class ClientCertVerifier {
   readonly #ttlMs: number
   readonly #now: () => number
   readonly #cache = new Map<string, CacheEntry>()
+  readonly #maxConcurrent: number
+  #running = 0
+  readonly #waiting: Array<() => void> = []
 
   constructor(verifier: RaPubkeyVerifier, opts: ClientCertVerifierOptions = {}) {
     this.#verifier = verifier
@@ -88,6 +94,23 @@ export class ClientCertVerifier {
     this.#maxEntries = opts.maxEntries ?? 256
     this.#ttlMs = opts.ttlMs ?? 60_000
     this.#now = opts.now ?? Date.now
+    this.#maxConcurrent = opts.maxConcurrent ?? 4
+  }
+
+  async #withTurn<T>(run: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.#maxConcurrent) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    } else {
+      this.#running++
+    }
+    try {
+      return await run()
+    } finally {
+      // hand the turn straight to the next waiter; the count only drops when nobody waits
+      const next = this.#waiting.shift()
+      if (next !== undefined) next()
+      else this.#running--
+    }
   }
 
   /** Everything here depends only on the certificate bytes, so the whole outcome (parse,
@@ -106,7 +129,7 @@ export class ClientCertVerifier {
       return hit.result
     }
     if (hit !== undefined) this.#cache.delete(key)
-    const result = this.#evaluate(der)
+    const result = this.#withTurn(() => this.#evaluate(der))
     const entry = { expires: now + this.#ttlMs, result }
     this.#cache.set(key, entry)
     while (this.#cache.size > this.#maxEntries) {
