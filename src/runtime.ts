@@ -76,7 +76,13 @@ export async function createRuntime(
     opts.announce === true ? logger : { info: () => {} },
   )
   const authApi = createAuthApi(config.core.authApi, USER_AGENT)
-  const cache = CacheDb.open(config.core.image.cacheDir)
+  const cache = CacheDb.open(config.core.image.cacheDir, {
+    onCorrupt: (info) =>
+      logger.warn(
+        info,
+        `cache database ${info.dbPath} was damaged (${info.reason}); moved it to ${info.movedTo} and started an empty cache`,
+      ),
+  })
   const verifier = new AttestationVerifier({
     ...trustFor(config, tee, cache, logger),
     engine: config.core.attestation.quoteVerifier,

@@ -12,6 +12,7 @@ import { unsafeDefaultWarnings } from './config/validate.js'
 import { autoBootstrap } from './keys/bootstrap.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
+import { loadKeys } from './keys/key-set.js'
 import { updateCerts } from './keys/update-certs.js'
 import { errorMessage } from './errors.js'
 import { createLogger } from './log.js'
@@ -105,7 +106,13 @@ export async function serve(opts: ServeOptions): Promise<number> {
       config,
       logger,
       workerScript: workerScriptPath(),
-      keysExist: () => keysExist(certDir),
+      // A key set that is present but does not load is a fatal start-up error here, before any
+      // worker: a main worker would otherwise fail on it forever.
+      keysExist: () => {
+        if (!keysExist(certDir)) return false
+        loadKeys(certDir)
+        return true
+      },
       autoOnboard: async () => {
         const { autoOnboardSource, autoOnboardDomain } = config.core.onboard
         const r = await onboardFromSource(

@@ -4,7 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { KmsConfig } from './config/types.js'
-import { asError, errorMessage } from './errors.js'
+import { asError, errorMessage, hasErrorCode } from './errors.js'
 import { listenUrl } from './http/server-options.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
@@ -18,8 +18,10 @@ import { buildOnboardApp } from './onboard/app.js'
 import { createEphemeralTls } from './onboard/ephemeral-tls.js'
 import { OnboardService } from './onboard/service.js'
 import {
+  EXIT_CANNOT_START,
   SupervisorMetricsStore,
   onSupervisorGone,
+  sendCannotStart,
   receiveStart,
   sendReady,
 } from './supervisor/worker-ipc.js'
@@ -174,8 +176,28 @@ async function main(): Promise<void> {
     else await runKms(start.config, logger)
   } catch (err) {
     logger.fatal({ err: asError(err) }, `${start.role} worker failed to start`)
+    if (cannotBeFixedByRestart(start.role, err)) {
+      await sendCannotStart(start.role, errorMessage(err))
+      process.exit(EXIT_CANNOT_START)
+    }
     process.exit(1)
   }
+}
+
+/** Start failures that the next start would meet again: damaged or missing key material and
+ * certificates, an invalid configuration, and the sidecar's address held by another process
+ * (retrying would leave whoever holds it answering the KMS's authorization queries). */
+function cannotBeFixedByRestart(role: string, err: unknown): boolean {
+  if (
+    hasErrorCode(err, 'KMS_ERR_KEYS') ||
+    hasErrorCode(err, 'KMS_ERR_CONFIG') ||
+    hasErrorCode(err, 'KMS_ERR_CERT')
+  ) {
+    return true
+  }
+  return (
+    role === 'auth-simple' && err instanceof Error && 'code' in err && err.code === 'EADDRINUSE'
+  )
 }
 
 main().catch((err: unknown) => {

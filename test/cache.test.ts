@@ -8,6 +8,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  truncateSync,
   writeFileSync,
 } from 'node:fs'
 import { join, relative } from 'node:path'
@@ -431,5 +432,90 @@ describe('a symlinked images directory', () => {
     } finally {
       db.close()
     }
+  })
+
+  test('swapped in after open, a single hex key refuses too and leaves the target alone', () => {
+    const cacheDir = tempDir()
+    const victim = tempDir()
+    mkdirSync(join(victim, 'abcd'))
+    writeFileSync(join(victim, 'abcd', 'precious'), 'x')
+    const db = CacheDb.open(cacheDir)
+    try {
+      rmSync(db.imagesDir, { recursive: true })
+      symlinkSync(victim, db.imagesDir)
+      assert.throws(
+        () => clearImageCache(db, 'abcd', ''),
+        /^KmsError: Failed to clear image cache: .*must be a real directory/,
+      )
+      assert.deepEqual(readFileSync(join(victim, 'abcd', 'precious'), 'utf8'), 'x')
+    } finally {
+      db.close()
+    }
+  })
+
+  test('a missing images directory is still a no-op for a single hex key', () => {
+    const cacheDir = tempDir()
+    const db = CacheDb.open(cacheDir)
+    try {
+      rmSync(db.imagesDir, { recursive: true })
+      clearImageCache(db, 'abcd', '')
+    } finally {
+      db.close()
+    }
+  })
+})
+
+describe('a damaged cache database at open', () => {
+  const damage: Array<[string, (path: string) => void]> = [
+    ['not a database at all', (p) => writeFileSync(p, 'this is not sqlite '.repeat(300))],
+    ['truncated to half its size', (p) => truncateSync(p, Math.floor(statSync(p).size / 2))],
+    [
+      'a table page overwritten',
+      (p) => {
+        const bytes = readFileSync(p)
+        // page 1 is the header and schema; every later page belongs to a table or an index
+        bytes.fill(0xa5, 4096 + 8, bytes.length)
+        writeFileSync(p, bytes)
+      },
+    ],
+  ]
+  for (const [what, harm] of damage) {
+    test(`${what}: moved aside (kept for inspection) and rebuilt empty, and the cache works`, () => {
+      const cacheDir = tempDir()
+      const first = CacheDb.open(cacheDir)
+      for (let i = 0; i < 200; i++) {
+        first.putMeasurement(i.toString(16).padStart(64, '0'), 'aa'.repeat(32), MEASUREMENT)
+      }
+      const dbPath = first.dbPath
+      first.close()
+      harm(dbPath)
+      const damagedBytes = readFileSync(dbPath)
+      const reports: Array<{ dbPath: string; movedTo: string; reason: string }> = []
+      const db = CacheDb.open(cacheDir, { onCorrupt: (info) => reports.push(info) })
+      try {
+        assert.equal(reports.length, 1)
+        const [report] = reports
+        assert.ok(report !== undefined)
+        assert.equal(report.dbPath, dbPath)
+        assert.match(report.movedTo, /kms-cache\.sqlite3\.corrupt-/)
+        assert.deepEqual(readFileSync(report.movedTo), damagedBytes)
+        db.putMeasurement(CONFIG_B, 'bb'.repeat(32), MEASUREMENT)
+        assert.equal(db.getMeasurement(CONFIG_B)?.value, MEASUREMENT)
+      } finally {
+        db.close()
+      }
+    })
+  }
+
+  test('a healthy database is opened as it is, without a report', () => {
+    const cacheDir = tempDir()
+    const first = CacheDb.open(cacheDir)
+    first.putMeasurement(CONFIG_B, 'bb'.repeat(32), MEASUREMENT)
+    first.close()
+    const reports: unknown[] = []
+    const db = CacheDb.open(cacheDir, { onCorrupt: (info) => reports.push(info) })
+    assert.equal(db.getMeasurement(CONFIG_B)?.value, MEASUREMENT)
+    db.close()
+    assert.deepEqual(reports, [])
   })
 })

@@ -494,3 +494,96 @@ describe('V1 → V2 upgrade (from_tdx_quote)', () => {
     )
   })
 })
+
+describe('SignCert bounds and leaf config checks', () => {
+  const key = P256Key.generate()
+  const signed = (csr: CertSigningRequestV2): [Buffer, Buffer] => {
+    const bytes = encodeCsrV2(csr)
+    return [bytes, key.sign(bytes)]
+  }
+  const withConfig = (over: Partial<CertSigningRequestV2['config']>): CertSigningRequestV2 => {
+    const base = sampleV2(key)
+    return { ...base, config: { ...base.config, ...over } }
+  }
+
+  it('millions of empty SANs are refused by their count, before any item is decoded', () => {
+    const base = encodeCsrV2(withConfig({ subjectAltNames: [] }))
+    // the SAN vector (compact 0) follows the option tag, the subject and its length prefix
+    const subjectAt = base.indexOf('app.example.com')
+    const sanAt = subjectAt + 'app.example.com'.length
+    assert.equal(base[sanAt], 0)
+    const count = 2_000_000
+    const bytes = Buffer.concat([
+      base.subarray(0, sanAt),
+      encodeCompact(count),
+      Buffer.alloc(count),
+      base.subarray(sanAt + 1),
+    ])
+    assert.throws(
+      () => decodeVerifiedCsr(2, bytes, key.sign(bytes)),
+      (err: unknown) =>
+        err instanceof KmsError &&
+        err.message.startsWith('Failed to parse csr: ') &&
+        err.message.includes('exceeds the limit of 1024'),
+    )
+  })
+
+  it('the limit itself is accepted', () => {
+    const sans = Array.from({ length: 1024 }, (_, i) => `h${i}.example.com`)
+    const [bytes, sig] = signed(withConfig({ subjectAltNames: sans }))
+    assert.equal(decodeVerifiedCsr(2, bytes, sig).config.subjectAltNames.length, 1024)
+  })
+
+  it('a V2 CSR is verified over the received bytes, which for a decodable CSR are its encoding', () => {
+    const csr = sampleV2(key)
+    const [bytes, sig] = signed(csr)
+    verifyCsrSignature(csr, sig, bytes)
+    assert.deepEqual(decodeVerifiedCsr(2, bytes, sig), csr)
+  })
+
+  const refusals: Array<[string, Partial<CertSigningRequestV2['config']>, RegExp]> = [
+    ['notBefore after notAfter', { notBefore: 2n, notAfter: 1n }, /not_before \(2\) is after/],
+    ['a newline in the CN', { subject: 'app.example.com\nCN=evil' }, /subject contains a control/],
+    ['a NUL in the organization', { orgName: 'Org\u0000' }, /organization name contains/],
+    ['a bare * SAN', { subjectAltNames: ['*'] }, /wildcard subject alternative name "\*"/],
+    ['*.com', { subjectAltNames: ['*.com'] }, /"\*\.com" is too broad/],
+    ['a wildcard below the leftmost label', { subjectAltNames: ['a.*.example.com'] }, /too broad/],
+    ['*.*.example.com', { subjectAltNames: ['*.*.example.com'] }, /too broad/],
+    ['a SAN with a newline', { subjectAltNames: ['a.example.com\n'] }, /control character/],
+  ]
+  for (const [what, over, message] of refusals) {
+    it(`refuses ${what}`, () => {
+      const [bytes, sig] = signed(withConfig(over))
+      assert.throws(
+        () => decodeVerifiedCsr(2, bytes, sig),
+        (err: unknown) =>
+          err instanceof KmsError &&
+          err.code === 'KMS_ERR_BAD_REQUEST' &&
+          err.message.startsWith('Invalid certificate config: ') &&
+          message.test(err.message),
+      )
+    })
+  }
+
+  it('accepts an ordinary wildcard, equal validity bounds and an IP SAN', () => {
+    const [bytes, sig] = signed(
+      withConfig({
+        subjectAltNames: ['*.app.example.com', '10.0.0.1'],
+        notBefore: 5n,
+        notAfter: 5n,
+      }),
+    )
+    assert.equal(decodeVerifiedCsr(2, bytes, sig).config.notAfter, 5n)
+  })
+
+  it('a V1 CSR with a newline in its CN is refused before the upgrade', () => {
+    const v1 = sampleV1(key, {
+      config: { ...sampleV1(key).config, subject: 'legacy.example.com\r\nX: y' },
+    })
+    const bytes = encodeCsrV1(v1)
+    assert.throws(
+      () => decodeVerifiedCsr(1, bytes, key.sign(bytes)),
+      /^KmsError: Invalid certificate config: the subject contains a control character$/,
+    )
+  })
+})

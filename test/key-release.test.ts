@@ -20,6 +20,7 @@ import { loadConfig } from '../src/config/load.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { bootstrap } from '../src/keys/bootstrap.js'
+import { KmsError } from '../src/errors.js'
 import { ClientCertVerifier } from '../src/kms/client-cert.js'
 import { KmsService } from '../src/kms/service.js'
 import { loadKmsState } from '../src/kms/state.js'
@@ -260,7 +261,7 @@ describe('key release (KmsService with real collaborators)', () => {
       })
     })
 
-    it('results are cached per certificate for the TTL only, and failures are not cached', async () => {
+    it('results and deterministic failures are cached per certificate for the TTL only', async () => {
       let clock = 0
       let calls = 0
       const counting = {
@@ -281,10 +282,63 @@ describe('key release (KmsService with real collaborators)', () => {
       assert.equal(calls, 2)
       await certs.context(socketWith(certFor()))
       assert.equal(calls, 3)
+      // a report-data mismatch is a property of the bytes: verified once per TTL
       const bad = certFor({ bindTo: P256Key.generate() })
-      await assert.rejects(certs.context(socketWith(bad)))
+      for (let i = 0; i < 8; i++) {
+        await assert.rejects(certs.context(socketWith(bad)), {
+          message: 'invalid quote: report data mismatch',
+        })
+      }
+      assert.equal(calls, 4)
+      clock = 3000
       await assert.rejects(certs.context(socketWith(bad)))
       assert.equal(calls, 5)
+    })
+
+    it('at most maxConcurrent verifications run at once; the others wait and then finish', async () => {
+      let running = 0
+      let peak = 0
+      const slow = {
+        verifyWithRaPubkey: async (
+          ...args: Parameters<AttestationVerifier['verifyWithRaPubkey']>
+        ) => {
+          running++
+          peak = Math.max(peak, running)
+          await new Promise((resolve) => setTimeout(resolve, 20))
+          running--
+          return verifier.verifyWithRaPubkey(...args)
+        },
+      }
+      const certs = new ClientCertVerifier(slow, { maxConcurrent: 2 })
+      const results = await Promise.all(
+        Array.from({ length: 7 }, () => certs.context(socketWith(certFor()))),
+      )
+      assert.equal(peak, 2)
+      assert.ok(results.every((r) => r.hasCertificate))
+    })
+
+    it('transient failures (collateral unavailable) are not cached', async () => {
+      let calls = 0
+      let outage = true
+      const flaky = {
+        verifyWithRaPubkey: async (
+          ...args: Parameters<AttestationVerifier['verifyWithRaPubkey']>
+        ) => {
+          calls++
+          if (outage) {
+            throw new KmsError('KMS_ERR_COLLATERAL', 'Failed to get collateral: PCCS unreachable')
+          }
+          return verifier.verifyWithRaPubkey(...args)
+        },
+      }
+      const certs = new ClientCertVerifier(flaky)
+      const der = certFor()
+      await assert.rejects(certs.context(socketWith(der)), /PCCS unreachable/)
+      await assert.rejects(certs.context(socketWith(der)), /PCCS unreachable/)
+      assert.equal(calls, 2)
+      outage = false
+      assert.equal((await certs.context(socketWith(der))).hasCertificate, true)
+      assert.equal(calls, 3)
     })
   })
 })

@@ -87,6 +87,40 @@ describe('staged commits', () => {
     assert.deepEqual(readdirSync(dir).sort(), ['a.key', 'b.crt'])
   })
 
+  it('refuses to roll a staged file over a different committed key, and changes nothing', () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, STAGING_DIR))
+    writeFileSync(join(dir, 'root-k256.key'), 'committed')
+    writeFileSync(join(dir, STAGING_DIR, 'root-k256.key'), 'intruder')
+    writeFileSync(join(dir, STAGING_DIR, 'b.crt'), 'B')
+    writeFileSync(join(dir, STAGING_DIR, 'COMPLETE'), JSON.stringify(['root-k256.key', 'b.crt']))
+    const before = snapshot(dir)
+    const stagedBefore = snapshot(join(dir, STAGING_DIR))
+    assert.throws(
+      () => recoverStaging(dir),
+      (err: unknown) =>
+        err instanceof KmsError &&
+        err.code === 'KMS_ERR_KEYS' &&
+        /refusing to finish the interrupted key commit .*root-k256\.key would replace different committed files/.test(
+          err.message,
+        ),
+    )
+    assert.deepEqual(snapshot(dir), before)
+    assert.deepEqual(snapshot(join(dir, STAGING_DIR)), stagedBefore)
+    assert.equal(readFileSync(join(dir, 'root-k256.key'), 'utf8'), 'committed')
+  })
+
+  it('a staged copy identical to the committed file is not moved, and recovery completes', () => {
+    const dir = tempDir()
+    mkdirSync(join(dir, STAGING_DIR))
+    writeFileSync(join(dir, 'a.key'), 'A')
+    writeFileSync(join(dir, STAGING_DIR, 'a.key'), 'A')
+    writeFileSync(join(dir, STAGING_DIR, 'b.crt'), 'B')
+    writeFileSync(join(dir, STAGING_DIR, 'COMPLETE'), JSON.stringify(['a.key', 'b.crt']))
+    assert.deepEqual(recoverStaging(dir), { action: 'rolled-forward', files: ['b.crt'] })
+    assert.deepEqual(readdirSync(dir).sort(), ['a.key', 'b.crt'])
+  })
+
   it('refuses to report a roll-forward when a committed file has vanished', () => {
     const dir = tempDir()
     mkdirSync(join(dir, STAGING_DIR))
@@ -363,6 +397,35 @@ describe('update_certs', () => {
     assert.equal(needsRenewal(at(now.getTime() + CA_RENEWAL_WINDOW_MS - 1000), now), true)
     assert.equal(needsRenewal(at(now.getTime() + CA_RENEWAL_WINDOW_MS + 1000), now), false)
   })
+
+  for (const bad of [
+    'evil.example.com\nX-Injected: 1',
+    'a.example.com,b.example.com',
+    '*.example.com',
+    'a..b',
+  ]) {
+    it(`refuses an rpc-domain that is not a DNS name (${JSON.stringify(bad)}), leaving rpc.crt alone`, async () => {
+      const dir = tempDir()
+      await bootstrap(deps(dir), 'kms.example.com')
+      writeFileSync(join(dir, 'rpc-domain'), bad)
+      const before = readFileSync(join(dir, 'rpc.crt'))
+      await assert.rejects(
+        updateCerts({
+          certDir: dir,
+          autoBootstrapDomain: '',
+          tee: new NoneBackend(),
+          logger: silent,
+        }),
+        (err: unknown) =>
+          err instanceof KmsError &&
+          err.code === 'KMS_ERR_KEYS' &&
+          /the KMS domain in .*rpc-domain is not a DNS name: domain contains an invalid DNS label/.test(
+            err.message,
+          ),
+      )
+      assert.deepEqual(readFileSync(join(dir, 'rpc.crt')), before)
+    })
+  }
 
   it('uses auto_bootstrap_domain instead of rpc-domain when set', async () => {
     const dir = tempDir()

@@ -419,6 +419,45 @@ describe('supervisor phases', () => {
     ])
   })
 
+  test('a partial key set is fatal and names the missing file; onboarding never starts', async () => {
+    const f = fixture()
+    f.writeKeys()
+    rmSync(join(f.certDir, 'root-ca.key'))
+    const sup = supervise(f)
+    assert.equal(await sup.result, 1)
+    const line = f.logs.find((l) => l.msg.startsWith('cannot start: incomplete key set'))
+    assert.ok(line, f.messages().join('\n'))
+    assert.match(line.msg, /root-ca\.key missing/)
+    assert.deepEqual(f.events(), [], 'no onboarding worker, no KMS worker')
+  })
+
+  test('a KMS worker that cannot start stops the supervisor with exit 78 and the reason', async () => {
+    const f = fixture()
+    f.writeKeys()
+    f.mode('kms', 'cannot-start')
+    const sup = supervise(f)
+    assert.equal(await sup.result, 78)
+    assert.deepEqual(
+      f.events(),
+      ['supervisor updateCerts', 'kms start', 'kms cannot-start'],
+      'never restarted',
+    )
+    const line = f.logs.find((l) => l.msg.startsWith('kms worker cannot start'))
+    assert.ok(line, f.messages().join('\n'))
+    assert.match(line.msg, /root-ca\.key: not a PEM file; stopping$/)
+  })
+
+  test('an auth-simple sidecar that cannot start stops everything before any KMS worker', async () => {
+    const f = fixture()
+    f.writeKeys()
+    f.mode('auth-simple', 'cannot-start')
+    const sup = supervise(f, {
+      extraToml: `[auth_simple]\nenabled = true\nport = 0\nconfig = "${join(f.root, 'policy.json')}"\n`,
+    })
+    assert.equal(await sup.result, 78)
+    assert.deepEqual(f.events(), ['auth-simple start', 'auth-simple cannot-start'])
+  })
+
   test('updateCerts failing is fatal before any KMS worker starts', async () => {
     const f = fixture()
     f.writeKeys()

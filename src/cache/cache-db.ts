@@ -2,7 +2,7 @@
 // extracted images, the measurement cache and the PCCS collateral cache. Image files stay on disk
 // under `images/<hash>/`; a row in `os_images` is what marks such a directory as complete and
 // verified, so a directory without a row is never trusted.
-import { lstatSync, mkdirSync } from 'node:fs'
+import { existsSync, lstatSync, mkdirSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { KmsError, withContext } from '../errors.js'
@@ -69,6 +69,8 @@ export interface CacheDbOptions {
   now?: () => number
   /** how long a writer waits for another connection's lock (ms) */
   busyTimeoutMs?: number
+  /** told when a damaged database file was moved aside and an empty cache created */
+  onCorrupt?: (info: { dbPath: string; movedTo: string; reason: string }) => void
 }
 
 export interface CollateralEntry {
@@ -148,17 +150,16 @@ export class CacheDb {
     const dbPath = join(cacheDir, CACHE_DB_FILE)
     let db: Database.Database
     try {
-      db = new Database(dbPath)
+      db = openChecked(dbPath, options)
     } catch (err) {
-      throw withContext(`Failed to open cache database ${dbPath}`, err, 'KMS_ERR_CONFIG')
-    }
-    try {
-      configure(db, options.busyTimeoutMs ?? 5000)
-      migrate(db, dbPath)
-    } catch (err) {
-      db.close()
-      if (err instanceof KmsError) throw err
-      throw withContext(`Failed to initialise cache database ${dbPath}`, err, 'KMS_ERR_CONFIG')
+      const corrupt = corruption(err)
+      if (corrupt === undefined) throw err
+      // Every row here is rebuildable (docs/design.md#caches-in-sqlite): a damaged file is moved
+      // aside, kept for inspection, and an empty cache takes its place. The supervisor opens the
+      // cache before it forks any worker, so workers do not race this.
+      const movedTo = moveAside(dbPath)
+      options.onCorrupt?.({ dbPath, movedTo, reason: corrupt })
+      db = openChecked(dbPath, options)
     }
     return new CacheDb(db, dbPath, imagesDir, options.now ?? unixNow)
   }
@@ -384,6 +385,64 @@ export class CacheDb {
   clearCollateral(): number {
     return this.db.prepare('DELETE FROM collateral').run().changes
   }
+}
+
+class CorruptCacheError extends KmsError {
+  constructor(message: string) {
+    super('KMS_ERR_CONFIG', message)
+    this.name = 'CorruptCacheError'
+  }
+}
+
+function openChecked(dbPath: string, options: CacheDbOptions): Database.Database {
+  let db: Database.Database
+  try {
+    db = new Database(dbPath)
+  } catch (err) {
+    throw withContext(`Failed to open cache database ${dbPath}`, err, 'KMS_ERR_CONFIG')
+  }
+  try {
+    configure(db, options.busyTimeoutMs ?? 5000)
+    // the cache holds a few thousand rows at most, so a full structural check is cheap
+    const check = db.pragma('quick_check', { simple: true })
+    if (check !== 'ok') {
+      throw new CorruptCacheError(`cache database ${dbPath} failed quick_check: ${String(check)}`)
+    }
+    migrate(db, dbPath)
+  } catch (err) {
+    db.close()
+    if (err instanceof KmsError) throw err
+    throw withContext(`Failed to initialise cache database ${dbPath}`, err, 'KMS_ERR_CONFIG')
+  }
+  return db
+}
+
+/** The reason when `err` says the file is not a healthy SQLite database; undefined otherwise
+ * (a permission problem or a full disk must not cost the cache). */
+function corruption(err: unknown): string | undefined {
+  const seen = new Set<unknown>()
+  let cur: unknown = err
+  while (cur instanceof Error && !seen.has(cur)) {
+    seen.add(cur)
+    if (cur instanceof CorruptCacheError) return cur.message
+    if (
+      cur instanceof Database.SqliteError &&
+      (cur.code.startsWith('SQLITE_CORRUPT') || cur.code.startsWith('SQLITE_NOTADB'))
+    ) {
+      return `${cur.code}: ${cur.message}`
+    }
+    cur = cur.cause
+  }
+  return undefined
+}
+
+/** Renames the database and its WAL/SHM companions to `<name>.corrupt-<time>[-wal|-shm]`. */
+function moveAside(dbPath: string): string {
+  const movedTo = `${dbPath}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`
+  for (const suffix of ['', '-wal', '-shm']) {
+    if (existsSync(dbPath + suffix)) renameSync(dbPath + suffix, movedTo + suffix)
+  }
+  return movedTo
 }
 
 function configure(db: Database.Database, busyTimeoutMs: number): void {

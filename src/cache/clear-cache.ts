@@ -38,7 +38,7 @@ export function clearImageCache(db: CacheDb, imageHash: string, configHash: stri
 
   try {
     if (imageKey.kind === 'all') removeAllImageEntries(db.imagesDir)
-    else if (imageKey.kind === 'hex') removeImageEntry(db.imagesDir, imageKey.value)
+    else if (imageKey.kind === 'hex') removeOneImageEntry(db.imagesDir, imageKey.value)
   } catch (err) {
     throw withContext(IMAGE_CACHE_CONTEXT, err)
   }
@@ -58,6 +58,18 @@ function removeAllImageEntries(imagesDir: string): void {
     throw err
   }
   for (const name of names) removeImageEntry(imagesDir, name)
+}
+
+/** One entry, with the same guard as "all": the path is resolved through imagesDir, so if
+ * imagesDir were swapped for a symlink the removal would land outside the cache. */
+function removeOneImageEntry(imagesDir: string, name: string): void {
+  try {
+    assertRealDirectory(imagesDir)
+  } catch (err) {
+    if (isNotFound(err)) return
+    throw err
+  }
+  removeImageEntry(imagesDir, name)
 }
 
 /** Removes `imagesDir/<name>` whatever it is (directory, file or symlink); a missing entry is a

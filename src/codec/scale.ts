@@ -49,6 +49,11 @@ export class ScaleReader {
     this.#buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   }
 
+  /** bytes consumed so far */
+  get offset(): number {
+    return this.#offset
+  }
+
   get remaining(): number {
     return this.#buf.length - this.#offset
   }

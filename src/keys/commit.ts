@@ -8,7 +8,7 @@
 // that `keysExist` could mistake for a complete one, nor a half set that blocks a new Bootstrap.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { KmsError } from '../errors.js'
+import { KmsError, errorMessage, withContext } from '../errors.js'
 import { fsyncDir, writeFileAtomic, writeFileDurable } from '../fs/atomic-write.js'
 import { crashPoint } from './crash-point.js'
 
@@ -43,12 +43,31 @@ export function recoverStaging(certDir: string): RecoveryResult {
     return { action: 'discarded', files: [] }
   }
   const names = parseMarker(readFileSync(markerPath, 'utf8'))
+  // Roll forward only onto missing files. A staged file whose name is already taken in cert_dir
+  // by different bytes is not a leftover of the commit that produced the committed set: renaming
+  // it over would replace a key every app's keys derive from. Checked for every name before
+  // anything moves, so a refusal leaves cert_dir exactly as it was.
+  const conflicts = names.filter((name) => {
+    const src = join(staging, name)
+    const dst = join(certDir, name)
+    return existsSync(src) && existsSync(dst) && !readFileSync(src).equals(readFileSync(dst))
+  })
+  if (conflicts.length > 0) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `refusing to finish the interrupted key commit in ${staging}: ${conflicts.join(', ')} would replace different committed files in ${certDir}; move ${staging} away after checking which key set is the right one`,
+    )
+  }
   const moved: string[] = []
   for (const name of names) {
     const src = join(staging, name)
     // Already moved before the crash: the file in cert_dir is the committed one.
     if (!existsSync(src)) continue
-    renameSync(src, join(certDir, name))
+    const dst = join(certDir, name)
+    // identical bytes: the rename happened and the staged copy is a hard-to-explain duplicate;
+    // the committed file stays untouched
+    if (existsSync(dst)) continue
+    renameSync(src, dst)
     moved.push(name)
   }
   fsyncDir(certDir)
@@ -80,6 +99,19 @@ function parseMarker(text: string): string[] {
   return parsed
 }
 
+function discardStaging(certDir: string, staging: string, cause: unknown): void {
+  try {
+    rmSync(staging, { recursive: true, force: true })
+    fsyncDir(certDir)
+  } catch (err) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `Failed to write the key set to ${staging} (${errorMessage(cause)}), and removing the partly written key files failed too: ${errorMessage(err)}; remove ${staging} by hand`,
+      { cause },
+    )
+  }
+}
+
 /** Commits `files` (in this order) into cert_dir as one crash-safe unit. */
 export function commitFiles(certDir: string, files: readonly CertDirFile[]): void {
   files.forEach((f) => assertPlainName(f.name))
@@ -94,14 +126,21 @@ export function commitFiles(certDir: string, files: readonly CertDirFile[]): voi
     )
   }
   mkdirSync(staging, { mode: 0o700 })
-  // the staging directory's own entry must be durable before anything refers to it
-  fsyncDir(certDir)
-  for (const f of files) writeFileDurable(join(staging, f.name), f.data, f.mode)
-  fsyncDir(staging)
-  crashPoint('commit:staged')
-  writeFileAtomic(join(staging, COMPLETE_MARKER), JSON.stringify(files.map((f) => f.name)), {
-    mode: 0o600,
-  })
+  try {
+    // the staging directory's own entry must be durable before anything refers to it
+    fsyncDir(certDir)
+    for (const f of files) writeFileDurable(join(staging, f.name), f.data, f.mode)
+    fsyncDir(staging)
+    crashPoint('commit:staged')
+    writeFileAtomic(join(staging, COMPLETE_MARKER), JSON.stringify(files.map((f) => f.name)), {
+      mode: 0o600,
+    })
+  } catch (err) {
+    // Before the marker nothing is committed: the staged private keys must not outlive the
+    // failure (a full disk, a read-only cert_dir) until some later start discards them.
+    discardStaging(certDir, staging, err)
+    throw withContext(`Failed to write the key set to ${staging}`, err, 'KMS_ERR_KEYS')
+  }
   crashPoint('commit:marked')
   files.forEach((f, i) => {
     renameSync(join(staging, f.name), join(certDir, f.name))

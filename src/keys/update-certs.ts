@@ -4,6 +4,7 @@
 // guests that cached the old root CA keep validating.
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
+import { validateDomain } from '../config/validate.js'
 import { KmsError, withContext } from '../errors.js'
 import { writeFileAtomic } from '../fs/atomic-write.js'
 import type { TeeBackend } from '../tee/backend.js'
@@ -48,6 +49,13 @@ function readDomain(opts: UpdateCertsOptions): string {
     throw new KmsError('KMS_ERR_KEYS', `failed to read the KMS domain from ${path}: ${String(err)}`)
   }
   if (domain === '') throw new KmsError('KMS_ERR_KEYS', `the KMS domain in ${path} is empty`)
+  // The file goes into the RPC certificate's SAN verbatim; Bootstrap only ever writes a
+  // validated name, so anything else was written behind our back.
+  try {
+    validateDomain(domain, 'KMS_ERR_KEYS')
+  } catch (err) {
+    throw withContext(`the KMS domain in ${path} is not a DNS name`, err, 'KMS_ERR_KEYS')
+  }
   return domain
 }
 

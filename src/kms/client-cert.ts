@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import type { VerifiedAttestation } from '../attestation/verify.js'
 import type { Attestation } from '../attestation/types.js'
-import { KmsError, errorMessage } from '../errors.js'
+import { KmsError, errorMessage, hasErrorCode } from '../errors.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'
 import { RATLS_OID } from '../asn1/oids.js'
 import { parseCertificate, readRaTlsExtension, type ParsedCertificate } from '../x509/parse.js'
@@ -32,6 +32,9 @@ export interface ClientCertVerifierOptions {
   maxEntries?: number
   /** how long a verification result is reused; short, so collateral expiry and revocation apply */
   ttlMs?: number
+  /** verifications running at once in this worker; the rest wait their turn, so a flood of
+   * distinct certificates cannot take every turn of the event loop from cheap RPCs */
+  maxConcurrent?: number
   now?: () => number
 }
 
@@ -50,11 +53,32 @@ function badRequest(prefix: string, err: unknown): KmsError {
   return new KmsError('KMS_ERR_BAD_REQUEST', `${prefix}: ${errorMessage(err)}`, { cause: err })
 }
 
+/** Codes of a failure that the same certificate bytes would meet again (a bad signature, a
+ * report-data mismatch, an undecodable extension). */
+const DETERMINISTIC_CODES = [
+  'KMS_ERR_ATTESTATION',
+  'KMS_ERR_CERT',
+  'KMS_ERR_DER_TRAILING_DATA',
+  'KMS_ERR_HEX',
+] as const
+/** Codes of a failure that may pass on the next try (PCCS unreachable, collateral not yet
+ * fetched, a deadline): never cached, so an outage does not lock a guest out. */
+const TRANSIENT_CODES = ['KMS_ERR_COLLATERAL', 'KMS_ERR_TIMEOUT', 'KMS_ERR_INTERNAL'] as const
+
+function isDeterministicFailure(err: unknown): boolean {
+  // the outer error is our own KMS_ERR_BAD_REQUEST wrapper: decide on what it wraps
+  const inner = err instanceof Error ? err.cause : undefined
+  if (!(inner instanceof KmsError)) return false
+  if (TRANSIENT_CODES.some((c) => hasErrorCode(inner, c))) return false
+  return DETERMINISTIC_CODES.some((c) => hasErrorCode(inner, c))
+}
+
 /**
  * Verifies the attestation of every presented client certificate. Results are cached by the
  * SHA-256 of the whole certificate DER — the exact bytes that were verified, SPKI and attestation
- * included — for a short time; failures are never cached, so a transient collateral outage does
- * not lock a guest out.
+ * included — for a short time. Deterministic failures are cached the same way, so a client
+ * replaying a bad certificate on many connections costs one verification per TTL, not one per
+ * request; transient failures are not, so a collateral outage does not lock a guest out.
  */
 export class ClientCertVerifier {
   readonly #verifier: RaPubkeyVerifier
@@ -62,6 +86,9 @@ export class ClientCertVerifier {
   readonly #ttlMs: number
   readonly #now: () => number
   readonly #cache = new Map<string, CacheEntry>()
+  readonly #maxConcurrent: number
+  #running = 0
+  readonly #waiting: Array<() => void> = []
 
   constructor(verifier: RaPubkeyVerifier, opts: ClientCertVerifierOptions = {}) {
     this.#verifier = verifier
@@ -69,6 +96,23 @@ export class ClientCertVerifier {
     this.#maxEntries = opts.maxEntries ?? 256
     this.#ttlMs = opts.ttlMs ?? 60_000
     this.#now = opts.now ?? Date.now
+    this.#maxConcurrent = opts.maxConcurrent ?? 4
+  }
+
+  async #withTurn<T>(run: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.#maxConcurrent) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve))
+    } else {
+      this.#running++
+    }
+    try {
+      return await run()
+    } finally {
+      // hand the turn straight to the next waiter; the count only drops when nobody waits
+      const next = this.#waiting.shift()
+      if (next !== undefined) next()
+      else this.#running--
+    }
   }
 
   /** Everything here depends only on the certificate bytes, so the whole outcome (parse,
@@ -87,7 +131,10 @@ export class ClientCertVerifier {
       return hit.result
     }
     if (hit !== undefined) this.#cache.delete(key)
-    const result = this.#evaluate(der).then((c) => ({ ...c, certSha256: key }))
+    const result = this.#withTurn(() => this.#evaluate(der)).then((c) => ({
+      ...c,
+      certSha256: key,
+    }))
     const entry = { expires: now + this.#ttlMs, result }
     this.#cache.set(key, entry)
     while (this.#cache.size > this.#maxEntries) {
@@ -95,7 +142,8 @@ export class ClientCertVerifier {
       if (oldest === undefined) break
       this.#cache.delete(oldest)
     }
-    result.catch(() => {
+    result.catch((err: unknown) => {
+      if (isDeterministicFailure(err)) return
       if (this.#cache.get(key) === entry) this.#cache.delete(key)
     })
     return result

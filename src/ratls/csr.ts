@@ -61,11 +61,18 @@ export type CertSigningRequest = CertSigningRequestV1 | CertSigningRequestV2
 // ---------------------------------------------------------------------------------------------
 // SCALE layouts
 
+/** More names than any workload certificate carries. The count is checked before a single item
+ * is decoded: every empty name costs one input byte, so a 10 MiB CSR would otherwise become
+ * millions of strings (upstream's decoder has no bound). */
+export const MAX_CSR_SUBJECT_ALT_NAMES = 1024
+
 function decodeCertConfigFields(r: ScaleReader, type: string): CsrCertConfig {
   return {
     orgName: r.field(`${type}::org_name`, (x) => x.option((y) => y.string())),
     subject: r.field(`${type}::subject`, (x) => x.string()),
-    subjectAltNames: r.field(`${type}::subject_alt_names`, (x) => x.vec((y) => y.string())),
+    subjectAltNames: r.field(`${type}::subject_alt_names`, (x) =>
+      x.vec((y) => y.string(), MAX_CSR_SUBJECT_ALT_NAMES),
+    ),
     usageServerAuth: r.field(`${type}::usage_server_auth`, (x) => x.bool()),
     usageClientAuth: r.field(`${type}::usage_client_auth`, (x) => x.bool()),
     extQuote: r.field(`${type}::ext_quote`, (x) => x.bool()),
@@ -112,14 +119,20 @@ function readVersionedAttestation(r: ScaleReader): Buffer {
 
 /** Decodes a V1 CSR; trailing bytes are ignored, as upstream does. Throws `ScaleError`. */
 export function decodeCsrV1(bytes: Uint8Array): CertSigningRequestV1 {
+  return decodeCsrV1Consumed(bytes).csr
+}
+
+/** decodeCsrV1 and the number of bytes the CSR took (the rest is ignored trailing data). */
+function decodeCsrV1Consumed(bytes: Uint8Array): { csr: CertSigningRequestV1; consumed: number } {
   const r = new ScaleReader(bytes)
-  return {
+  const csr = {
     confirm: r.field('CertSigningRequestV1::confirm', (x) => x.string()),
     pubkey: r.field('CertSigningRequestV1::pubkey', (x) => x.vecU8()),
     config: r.field('CertSigningRequestV1::config', (x) => decodeCertConfigFields(x, 'CertConfig')),
     quote: r.field('CertSigningRequestV1::quote', (x) => x.vecU8()),
     eventLog: r.field('CertSigningRequestV1::event_log', (x) => x.vecU8()),
   }
+  return { csr, consumed: r.offset }
 }
 
 /** Decodes a V2 CSR (the attestation runs to the end of the input). Throws `ScaleError`. */
@@ -186,9 +199,16 @@ function ecdsaP256Sha256Verify(point: Buffer, data: Buffer, signature: Uint8Arra
 }
 
 /** Upstream `Csr::verify`: the signature covers the SCALE re-encoding of the decoded CSR; the
- * confirm word is checked last. */
-export function verifyCsrSignature(csr: CertSigningRequest, signature: Uint8Array): void {
-  const encoded = 'attestation' in csr ? encodeCsrV2(csr) : encodeCsrV1(csr)
+ * confirm word is checked last. `signed` may pass the received bytes the CSR was decoded from
+ * instead: our decoder accepts only canonical encodings (minimal compact lengths, 0/1 booleans
+ * and option tags, valid UTF-8), so for a CSR that decoded they are the re-encoding, byte for
+ * byte, without the cost of building it again. */
+export function verifyCsrSignature(
+  csr: CertSigningRequest,
+  signature: Uint8Array,
+  signed?: Buffer,
+): void {
+  const encoded = signed ?? ('attestation' in csr ? encodeCsrV2(csr) : encodeCsrV1(csr))
   const point = spkiEcPoint(csr.pubkey)
   if (!ecdsaP256Sha256Verify(point, encoded, signature)) throw csrError('Invalid signature')
   if (csr.confirm !== CSR_CONFIRM) throw csrError('Invalid confirm word')
@@ -241,15 +261,63 @@ export function decodeVerifiedCsr(
   csrBytes: Uint8Array,
   signature: Uint8Array,
 ): CertSigningRequestV2 {
+  const received = Buffer.from(csrBytes.buffer, csrBytes.byteOffset, csrBytes.byteLength)
   if (apiVersion === 1) {
-    const csr = inContext('Failed to parse csr', () => decodeCsrV1(csrBytes))
-    inContext('Failed to verify csr signature', () => verifyCsrSignature(csr, signature))
+    const { csr, consumed } = inContext('Failed to parse csr', () => decodeCsrV1Consumed(received))
+    inContext('Failed to verify csr signature', () =>
+      verifyCsrSignature(csr, signature, received.subarray(0, consumed)),
+    )
+    checkLeafConfig(csr.config, null, null)
     return inContext('Failed to upgrade csr v1 to v2', () => upgradeCsrV1(csr))
   }
   if (apiVersion === 2) {
-    const csr = inContext('Failed to parse csr', () => decodeCsrV2(csrBytes))
-    inContext('Failed to verify csr signature', () => verifyCsrSignature(csr, signature))
+    const csr = inContext('Failed to parse csr', () => decodeCsrV2(received))
+    // the attestation runs to the end of the input: the CSR is all of the received bytes
+    inContext('Failed to verify csr signature', () => verifyCsrSignature(csr, signature, received))
+    checkLeafConfig(csr.config, csr.config.notBefore, csr.config.notAfter)
     return csr
   }
   throw new KmsError('KMS_ERR_RPC', `Unsupported API version: ${apiVersion}`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a signed CSR may ask for. Upstream copies these fields into the leaf unchecked; each rule
+// refuses a request that no workload needs and that would make the issued certificate
+// misleading to whoever trusts the App CA.
+
+function hasControlChar(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0x20 || c === 0x7f) return true
+  }
+  return false
+}
+
+/** Refuses an impossible validity, control characters in names (a newline in a CN forges extra
+ * lines in every log and `openssl x509 -text` that shows it), and wildcard SANs broader than one
+ * label under a registrable-looking domain (`*`, `*.com`, `a.*.example.com`). */
+export function checkLeafConfig(
+  cfg: CsrCertConfig,
+  notBefore: bigint | null,
+  notAfter: bigint | null,
+): void {
+  const refuse = (why: string): never => {
+    throw new KmsError('KMS_ERR_BAD_REQUEST', `Invalid certificate config: ${why}`)
+  }
+  if (notBefore !== null && notAfter !== null && notBefore > notAfter) {
+    refuse(`not_before (${notBefore}) is after not_after (${notAfter})`)
+  }
+  if (hasControlChar(cfg.subject)) refuse('the subject contains a control character')
+  if (cfg.orgName !== null && hasControlChar(cfg.orgName)) {
+    refuse('the organization name contains a control character')
+  }
+  for (const san of cfg.subjectAltNames) {
+    if (hasControlChar(san)) refuse('a subject alternative name contains a control character')
+    if (!san.includes('*')) continue
+    const labels = san.split('.')
+    const wildcardOnlyLeftmost = labels[0] === '*' && labels.slice(1).every((l) => !l.includes('*'))
+    if (!wildcardOnlyLeftmost || labels.length < 3 || labels.slice(1).some((l) => l === '')) {
+      refuse(`wildcard subject alternative name ${JSON.stringify(san)} is too broad`)
+    }
+  }
 }

@@ -15,6 +15,8 @@ import { notify } from '../native/sd-notify.js'
 import { isUnreachableCause } from '../onboard/source-client.js'
 import { type BackoffOptions, DEFAULT_BACKOFF, RestartBackoff } from './backoff.js'
 import {
+  EXIT_CANNOT_START,
+  isWorkerIpcCannotStart,
   isWorkerIpcHello,
   isWorkerIpcMetricsAdd,
   isWorkerIpcMetricsQuery,
@@ -31,6 +33,8 @@ export interface SupervisorDeps {
   logger: Logger
   /** absolute path of the worker entry (JS) forked with child_process.fork */
   workerScript: string
+  /** whether a complete key set is present; throws (naming the problem) when cert_dir holds a
+   * partial or unloadable one, which the supervisor reports and exits 1 on */
   keysExist(): boolean
   /** used when onboard.enabled && !keysExist && core.onboard.autoBootstrapDomain !== '' */
   autoBootstrap(): Promise<void>
@@ -89,6 +93,9 @@ class Supervisor {
   #sidecarReady: (() => void) | undefined
   #notifiedReady = false
   readonly #metrics = { requests: 0, failures: 0 }
+  /** set when a worker reported a start failure no restart can fix; the supervisor's exit code */
+  #fatal: number | undefined
+  readonly #cannotStartReasons = new Map<ChildProcess, string>()
 
   constructor(deps: SupervisorDeps) {
     this.#deps = deps
@@ -133,7 +140,8 @@ class Supervisor {
       this.#sidecarReady = undefined
     }
     try {
-      return await this.#mainPhases()
+      const code = await this.#mainPhases()
+      return this.#fatal ?? code
     } finally {
       if (!this.#stopping) this.#stop('SIGTERM')
       await sidecar
@@ -144,7 +152,16 @@ class Supervisor {
     const { config } = this.#deps
     const { certDir } = config.core
     const onboard = config.core.onboard
-    if (!this.#deps.keysExist()) {
+    // the sidecar may already have failed for good (#cannotStart stopped us)
+    if (this.#stopping) return 0
+    let haveKeys: boolean
+    try {
+      haveKeys = this.#deps.keysExist()
+    } catch (err) {
+      this.#log.error({ err, certDir }, `cannot start: ${errorMessage(err)}`)
+      return 1
+    }
+    if (!haveKeys) {
       if (!onboard.enabled) {
         this.#log.error(`keys are missing in ${certDir} and onboarding is disabled`)
         return 1
@@ -164,7 +181,14 @@ class Supervisor {
         await this.#superviseOnboarding()
       }
       if (this.#stopping) return 0
-      if (!this.#deps.keysExist()) {
+      let onboarded: boolean
+      try {
+        onboarded = this.#deps.keysExist()
+      } catch (err) {
+        this.#log.error({ err, certDir }, `Failed to onboard: ${errorMessage(err)}`)
+        return 1
+      }
+      if (!onboarded) {
         this.#log.error({ certDir }, 'Failed to onboard')
         return 1
       }
@@ -246,8 +270,10 @@ class Supervisor {
   async #superviseOnboarding(): Promise<void> {
     const backoff = new RestartBackoff(this.#deps.backoff ?? DEFAULT_BACKOFF)
     while (!this.#stopping) {
-      const exit = await this.#spawn('onboard').exited
+      const run = this.#spawn('onboard')
+      const exit = await run.exited
       if (this.#stopping || exit.code === 0) return
+      if (this.#cannotStart(run, exit)) return
       await this.#delayRestart('onboard', backoff, exit)
     }
   }
@@ -256,10 +282,29 @@ class Supervisor {
   async #superviseForever(role: 'kms' | 'auth-simple', index?: number): Promise<void> {
     const backoff = new RestartBackoff(this.#deps.backoff ?? DEFAULT_BACKOFF)
     while (!this.#stopping) {
-      const exit = await this.#spawn(role, index).exited
+      const run = this.#spawn(role, index)
+      const exit = await run.exited
       if (this.#stopping) return
+      if (this.#cannotStart(run, exit)) return
       await this.#delayRestart(role, backoff, exit)
     }
+  }
+
+  /** A worker that exited with EXIT_CANNOT_START before it was ready would fail the same way on
+   * every restart: the supervisor stops everything and exits non-zero with the reason, so the
+   * service manager shows a failed unit instead of a silent crash loop. */
+  #cannotStart(run: WorkerRun, exit: WorkerExit): boolean {
+    const reason = this.#cannotStartReasons.get(run.child)
+    this.#cannotStartReasons.delete(run.child)
+    if (exit.code !== EXIT_CANNOT_START || exit.readyForMs !== undefined) return false
+    const text = reason ?? 'see the worker log above'
+    this.#log.fatal(
+      { role: run.role, exitCode: exit.code, reason: text },
+      `${run.role} worker cannot start and a restart would not change that: ${text}; stopping`,
+    )
+    this.#fatal ??= EXIT_CANNOT_START
+    this.#stop('SIGTERM')
+    return true
   }
 
   async #delayRestart(role: WorkerRole, backoff: RestartBackoff, exit: WorkerExit): Promise<void> {
@@ -344,6 +389,10 @@ class Supervisor {
         child.send(start, (err) => {
           if (err !== null) this.#log.warn({ err, role }, `could not send start to ${role} worker`)
         })
+        return
+      }
+      if (isWorkerIpcCannotStart(msg) && msg.role === role) {
+        this.#cannotStartReasons.set(child, msg.reason)
         return
       }
       if (role === 'kms' && this.#onMetrics(child, msg)) return

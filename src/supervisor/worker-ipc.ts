@@ -214,3 +214,38 @@ export class SupervisorMetricsStore {
     })
   }
 }
+
+/** The exit status of a worker whose start failed for a reason no restart can change (a damaged
+ * key file, an address another process holds): sysexits' EX_CONFIG. The supervisor then stops
+ * and exits with it instead of restarting the worker forever. */
+export const EXIT_CANNOT_START = 78
+
+/** Sent just before exiting with EXIT_CANNOT_START, so the supervisor can name the reason in its
+ * own last log line (the one `systemctl status` shows). */
+export interface WorkerIpcCannotStart {
+  type: 'cannot-start'
+  role: WorkerRole
+  reason: string
+}
+
+export function isWorkerIpcCannotStart(msg: unknown): msg is WorkerIpcCannotStart {
+  return hasType(msg, 'cannot-start') && isRole(msg.role) && typeof msg.reason === 'string'
+}
+
+/** Worker side: reports a permanent start failure; resolves once the message is out (or the
+ * channel is gone, when there is nobody left to tell). */
+export function sendCannotStart(
+  role: WorkerRole,
+  reason: string,
+  proc: IpcProcess = process,
+): Promise<void> {
+  const msg: WorkerIpcCannotStart = { type: 'cannot-start', role, reason }
+  return new Promise((resolve) => {
+    try {
+      if (proc.send?.(msg, () => resolve()) === undefined) resolve()
+    } catch {
+      // the channel is already closed: nobody is left to tell
+      resolve()
+    }
+  })
+}
