@@ -31,6 +31,7 @@ import {
   signDeterministic,
 } from '../src/tee/simulator/mock-pki.js'
 import { buildTdxQuote } from '../src/tee/simulator/quote-builder.js'
+import { collateralFixtureJson, loadCollateralFixture } from './helpers/collateral-fixtures.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 import { PccsStub } from './helpers/pccs-stub.js'
 import { tempDir } from './helpers/temp-dir.js'
@@ -42,12 +43,8 @@ const TDX_FMSPC = 'B0C06F000000'
 
 const tdxQuote = readVectorFile('dcap-qvl-tdx_quote')
 const sgxQuote = readVectorFile('dcap-qvl-sgx_quote')
-const tdxCollateral = parseCollateralJson(
-  readVectorFile('dcap-qvl-tdx_quote_collateral.json').toString('utf8'),
-)
-const sgxCollateral = parseCollateralJson(
-  readVectorFile('dcap-qvl-sgx_quote_collateral.json').toString('utf8'),
-)
+const tdxCollateral = loadCollateralFixture('tdx')
+const sgxCollateral = loadCollateralFixture('sgx')
 
 /** The collateral rows of the cache file, read with a separate connection. */
 function sqliteRows(cacheDir: string): { key: string; json: string; next_update: number }[] {
@@ -117,9 +114,7 @@ describe('collateral documents', () => {
   })
 
   it('a static source hands out its document', async () => {
-    const s = StaticCollateralSource.fromJson(
-      readVectorFile('dcap-qvl-tdx_quote_collateral.json').toString('utf8'),
-    )
+    const s = StaticCollateralSource.fromJson(collateralFixtureJson('tdx'))
     assert.equal(await s.get(), s.collateral)
   })
 })
