@@ -8,7 +8,6 @@ import {
   type Collateral,
   type CollateralSource,
   StaticCollateralSource,
-  parseCollateralJson,
 } from '../src/attestation/collateral.js'
 import {
   TrustAnchor,
@@ -43,6 +42,7 @@ import {
 import { OID } from '../src/asn1/oids.js'
 import { parseCertificate } from '../src/x509/parse.js'
 import { pemDecodeAll, pemEncode } from '../src/asn1/pem.js'
+import { loadCollateralFixture } from './helpers/collateral-fixtures.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 
 const NOW = 1751328000 // 2025-07-01T00:00:00Z
@@ -51,12 +51,8 @@ const wallClock = (): number => Math.floor(Date.now() / 1000)
 
 const tdxQuote = readVectorFile('dcap-qvl-tdx_quote')
 const sgxQuote = readVectorFile('dcap-qvl-sgx_quote')
-const tdx = parseCollateralJson(
-  readVectorFile('dcap-qvl-tdx_quote_collateral.json').toString('utf8'),
-)
-const sgx = parseCollateralJson(
-  readVectorFile('dcap-qvl-sgx_quote_collateral.json').toString('utf8'),
-)
+const tdx = loadCollateralFixture('tdx')
+const sgx = loadCollateralFixture('sgx')
 const intel = new TrustAnchor(INTEL_SGX_ROOT_CA_DER)
 
 const SEED = Buffer.alloc(32, 0x5c)

@@ -14,6 +14,7 @@ import {
 import {
   MAX_CONCURRENT_PCCS_FETCHES,
   MAX_COLLATERAL_CACHE_SECONDS,
+  MAX_PCCS_REDIRECTS,
   MAX_PCCS_RESPONSE_BYTES,
   PccsCollateralSource,
   normalizePccsUrl,
@@ -22,6 +23,7 @@ import { INTEL_SGX_ROOT_CA_DER } from '../src/attestation/trust.js'
 import { AttestationVerifier } from '../src/attestation/verify.js'
 import { CACHE_DB_FILE, CacheDb } from '../src/cache/cache-db.js'
 import { KmsError } from '../src/errors.js'
+import { HttpClient, type HttpReply, type HttpRequest } from '../src/http/http-client.js'
 import { mockCollateral, mockTcbInfoJson } from '../src/tee/simulator/collateral.js'
 import {
   type MockIntelPki,
@@ -29,6 +31,7 @@ import {
   signDeterministic,
 } from '../src/tee/simulator/mock-pki.js'
 import { buildTdxQuote } from '../src/tee/simulator/quote-builder.js'
+import { collateralFixtureJson, loadCollateralFixture } from './helpers/collateral-fixtures.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 import { PccsStub } from './helpers/pccs-stub.js'
 import { tempDir } from './helpers/temp-dir.js'
@@ -40,12 +43,8 @@ const TDX_FMSPC = 'B0C06F000000'
 
 const tdxQuote = readVectorFile('dcap-qvl-tdx_quote')
 const sgxQuote = readVectorFile('dcap-qvl-sgx_quote')
-const tdxCollateral = parseCollateralJson(
-  readVectorFile('dcap-qvl-tdx_quote_collateral.json').toString('utf8'),
-)
-const sgxCollateral = parseCollateralJson(
-  readVectorFile('dcap-qvl-sgx_quote_collateral.json').toString('utf8'),
-)
+const tdxCollateral = loadCollateralFixture('tdx')
+const sgxCollateral = loadCollateralFixture('sgx')
 
 /** The collateral rows of the cache file, read with a separate connection. */
 function sqliteRows(cacheDir: string): { key: string; json: string; next_update: number }[] {
@@ -115,9 +114,7 @@ describe('collateral documents', () => {
   })
 
   it('a static source hands out its document', async () => {
-    const s = StaticCollateralSource.fromJson(
-      readVectorFile('dcap-qvl-tdx_quote_collateral.json').toString('utf8'),
-    )
+    const s = StaticCollateralSource.fromJson(collateralFixtureJson('tdx'))
     assert.equal(await s.get(), s.collateral)
   })
 })
@@ -470,25 +467,59 @@ describe('PccsCollateralSource against a PCCS on loopback', () => {
   })
 
   it("without a rootcacrl endpoint, follows the trusted root's CRL distribution point", async () => {
-    const asked: string[] = []
+    // Intel's distribution point is reached on loopback instead, where it redirects (as CDNs
+    // do) to the CRL: the source must follow it
     stub.intercept = (path, res) => {
       if (path === '/sgx/certification/v4/rootcacrl') {
         res.writeHead(404).end()
+        return true
+      }
+      if (path === '/IntelSGXRootCA.der') {
+        res.writeHead(302, { location: '/intel-root.crl' }).end()
         return true
       }
       if (path !== '/intel-root.crl') return false
       res.writeHead(200).end(Buffer.from(String(tdxCollateral.root_ca_crl), 'hex'))
       return true
     }
-    const viaStub: typeof fetch = async (input, init) => {
-      const url = String(input)
-      asked.push(url)
-      const local = url.startsWith('https://certificates.trustedservices.intel.com/')
-      return fetch(local ? `${stub.url}/intel-root.crl` : url, init)
+    const asked: string[] = []
+    const intel = 'https://certificates.trustedservices.intel.com/'
+    class IntelOnLoopback extends HttpClient {
+      override request(url: string, req: HttpRequest): Promise<HttpReply> {
+        asked.push(url)
+        return super.request(
+          url.startsWith(intel) ? `${stub.url}/${url.slice(intel.length)}` : url,
+          req,
+        )
+      }
     }
-    const s = new PccsCollateralSource({ pccsUrl: stub.url, db, now: () => now, fetch: viaStub })
-    assertSameCollateral(await s.get(tdxQuote, TDX_FMSPC, 'platform'), tdxCollateral)
-    assert.equal(asked.at(-1), 'https://certificates.trustedservices.intel.com/IntelSGXRootCA.der')
+    const http = new IntelOnLoopback({
+      timeoutMs: 5000,
+      maxResponseBytes: MAX_PCCS_RESPONSE_BYTES,
+      maxRedirects: MAX_PCCS_REDIRECTS,
+    })
+    try {
+      const s = new PccsCollateralSource({ pccsUrl: stub.url, db, now: () => now, http })
+      assertSameCollateral(await s.get(tdxQuote, TDX_FMSPC, 'platform'), tdxCollateral)
+    } finally {
+      http.close()
+    }
+    assert.equal(asked.at(-1), `${intel}IntelSGXRootCA.der`)
+    assert.equal(stub.count('/IntelSGXRootCA.der'), 1)
+    assert.equal(stub.count('/intel-root.crl'), 1)
+  })
+
+  it('follows a bounded number of redirects', async () => {
+    stub.intercept = (path, res) => {
+      if (!isPckCrl(path)) return false
+      res.writeHead(307, { location: path }).end()
+      return true
+    }
+    await assert.rejects(
+      source().get(tdxQuote, TDX_FMSPC, 'platform'),
+      /pckcrl\?ca=platform&encoding=der: HTTP 307$/,
+    )
+    assert.equal(stub.count('/sgx/certification/v4/pckcrl'), MAX_PCCS_REDIRECTS + 1)
   })
 
   it('refuses a TCB info for another FMSPC than the one asked for', async () => {

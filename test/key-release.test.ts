@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
-import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import pino from 'pino'
@@ -16,7 +15,6 @@ import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import { createAuthApi } from '../src/auth/auth-api.js'
 import { SelfAuthorizer } from '../src/auth/self-auth.js'
 import { CacheDb } from '../src/cache/cache-db.js'
-import { loadConfig } from '../src/config/load.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { bootstrap } from '../src/keys/bootstrap.js'
@@ -35,6 +33,7 @@ import { encodeTdxEventLogJson } from '../src/attestation/event-log.js'
 import { issueRaTlsClientCert, issueTempCaCert } from '../src/x509/templates.js'
 import { parseCertificate, readRaTlsExtension } from '../src/x509/parse.js'
 import { RATLS_OID } from '../src/asn1/oids.js'
+import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
 import { USER_AGENT } from '../src/version.js'
 
@@ -66,12 +65,18 @@ describe('key release (KmsService with real collaborators)', () => {
     )
 
   function service(opts: { imageVerify?: boolean } = {}): KmsService {
-    const file = join(dir, `kms-${randomBytes(4).toString('hex')}.toml`)
-    writeFileSync(
-      file,
-      `[core]\ncert_dir = "${join(dir, 'certs')}"\nenforce_self_authorization = false\n[core.image]\nverify = ${opts.imageVerify === true}\ncache_dir = "${join(dir, 'cache')}"\n[core.auth_api]\ntype = "webhook"\n[core.auth_api.webhook]\nurl = "${url}"\ntimeout = "1s"\n[tee]\nbackend = "none"\n`,
+    const config = buildConfig(
+      {
+        core: {
+          cert_dir: join(dir, 'certs'),
+          enforce_self_authorization: false,
+          image: { verify: opts.imageVerify === true, cache_dir: join(dir, 'cache') },
+          auth_api: { type: 'webhook', webhook: { url, timeout: '1s' } },
+        },
+        tee: { backend: 'none' },
+      },
+      { cwd: dir, fileName: `kms-${randomBytes(4).toString('hex')}.toml` },
     )
-    const config = loadConfig({ configFile: file, cwd: dir, etcFile: join(dir, 'none'), env: {} })
     const authApi = createAuthApi(config.core.authApi, USER_AGENT)
     const tee = new NoneBackend()
     return new KmsService({

@@ -8,12 +8,12 @@ import { after, describe, it } from 'node:test'
 import { KmsError } from '../src/errors.js'
 import pino from 'pino'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
-import { loadConfig } from '../src/config/load.js'
 import type { KmsConfig } from '../src/config/types.js'
 import { NoneBackend } from '../src/tee/backend.js'
 import { createTeeBackend } from '../src/tee/factory.js'
 import { tdxPresence } from '../src/tee/tdx/detect.js'
 import { NodeTdxIo } from '../src/tee/tdx/io.js'
+import { buildConfig } from './helpers/config-builder.js'
 import { testConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type LogLine } from './helpers/kms-process.js'
 
@@ -101,14 +101,14 @@ describe('createTeeBackend', () => {
     fakeRoot({ 'dev/tdx_guest': '' }),
     fakeRoot({ [`${TSM}/com.intel.dcap/provider`]: 'tdx_guest\n' }),
   ]
-  const config = (backend: 'none' | 'simulator' | 'tdx', dir = fakeRoot()): KmsConfig => {
-    const file = join(dir, 'kms.toml')
-    writeFileSync(
-      file,
-      `[core]\ncert_dir = "${join(dir, 'certs')}"\nenforce_self_authorization = false\n[tee]\nbackend = "${backend}"\n[tee.simulator]\nseed = "${'5a'.repeat(32)}"\n`,
+  const config = (backend: 'none' | 'simulator' | 'tdx', dir = fakeRoot()): KmsConfig =>
+    buildConfig(
+      {
+        core: { cert_dir: join(dir, 'certs'), enforce_self_authorization: false },
+        tee: { backend, simulator: { seed: '5a'.repeat(32) } },
+      },
+      { cwd: dir },
     )
-    return loadConfig({ configFile: file, cwd: dir, etcFile: join(dir, 'none.toml'), env: {} })
-  }
   const logger = pino({ level: 'silent' })
 
   it('"none" works with or without TDX, and cannot attest', async () => {

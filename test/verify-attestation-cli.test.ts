@@ -6,7 +6,6 @@ import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
-import { parseCollateralJson } from '../src/attestation/collateral.js'
 import { INTEL_SGX_ROOT_CA_DER } from '../src/attestation/trust.js'
 import { CacheDb } from '../src/cache/cache-db.js'
 import { runVerifyAttestation } from '../src/commands/verify-attestation.js'
@@ -14,6 +13,7 @@ import { mockCollateral } from '../src/tee/simulator/collateral.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
 import { deriveBytes, mockIntelPki } from '../src/tee/simulator/mock-pki.js'
 import { pemEncode } from '../src/asn1/pem.js'
+import { collateralFixturePath, loadCollateralFixture } from './helpers/collateral-fixtures.js'
 import { VECTORS_DIR, readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 import { PccsStub } from './helpers/pccs-stub.js'
 import { tempDir } from './helpers/temp-dir.js'
@@ -21,7 +21,7 @@ import { tempDir } from './helpers/temp-dir.js'
 const NOW = '1751328000'
 const v = (name: string) => join(VECTORS_DIR, name)
 const TDX_QUOTE = v('dcap-qvl-tdx_quote')
-const TDX_COLLATERAL = v('dcap-qvl-tdx_quote_collateral.json')
+const TDX_COLLATERAL = collateralFixturePath('tdx')
 
 interface CliResult {
   code: number
@@ -111,7 +111,7 @@ describe('verify-attestation with offline collateral', () => {
         '--quote',
         v('dcap-qvl-sgx_quote'),
         '--collateral',
-        v('dcap-qvl-sgx_quote_collateral.json'),
+        collateralFixturePath('sgx'),
         '--at',
         NOW,
       ]),
@@ -298,9 +298,7 @@ describe('verify-attestation against a PCCS on loopback', () => {
     {
       tee: 'tdx',
       ca: 'platform',
-      collateral: parseCollateralJson(
-        readVectorFile('dcap-qvl-tdx_quote_collateral.json').toString('utf8'),
-      ),
+      collateral: loadCollateralFixture('tdx'),
     },
   ])
   let cacheDir: string

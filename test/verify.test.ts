@@ -7,7 +7,6 @@ import {
   type Collateral,
   type CollateralSource,
   StaticCollateralSource,
-  parseCollateralJson,
 } from '../src/attestation/collateral.js'
 import { parseQuote, type ParsedQuote } from '../src/attestation/quote.js'
 import { toReportData } from '../src/attestation/report-data.js'
@@ -30,6 +29,7 @@ import type { AttestationConfig } from '../src/config/types.js'
 import { KmsError } from '../src/errors.js'
 import { ensureKeyReleaseAllowed } from '../src/kms/release-policy.js'
 import { pemDecode, pemEncode } from '../src/asn1/pem.js'
+import { loadCollateralFixture } from './helpers/collateral-fixtures.js'
 import { type AppKeysFixture, readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 import { tempDir } from './helpers/temp-dir.js'
 
@@ -59,14 +59,11 @@ const vectors = readVectorJson<{
   ratls_assets_tdx_quote: { ppid: string }
 }>('vectors.json')
 const tdxCase = vectors.dcap_qvl_samples.cases[0] as DcapSampleCase
-const sgxCase = vectors.dcap_qvl_samples.cases[1] as DcapSampleCase
 
 const tdxQuote = readVectorFile('dcap-qvl-tdx_quote')
 const sgxQuote = readVectorFile('dcap-qvl-sgx_quote')
-const collateralOf = (name: string): Collateral =>
-  parseCollateralJson(readVectorFile(name).toString('utf8'))
-const tdxCollateral = collateralOf(tdxCase.collateral)
-const sgxCollateral = collateralOf(sgxCase.collateral)
+const tdxCollateral = loadCollateralFixture('tdx')
+const sgxCollateral = loadCollateralFixture('sgx')
 
 function verifier(
   collateral: Collateral | CollateralSource = tdxCollateral,

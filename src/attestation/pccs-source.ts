@@ -2,7 +2,7 @@
 // @phala/dcap-qvl's URL scheme, checks chains, CRLs and signatures against the trusted root
 // (collateral-trust.ts) before anything is used or kept, and keeps it in the SQLite cache
 // (collateral-cache.ts). The library's own fetcher binds the global fetch at load time and
-// re-serialises the signed JSON, so the requests are made here.
+// re-serialises the signed JSON, so the requests are made here, with the project's HTTP client.
 import { createHash } from 'node:crypto'
 import dcap from '@phala/dcap-qvl'
 import type { Logger } from 'pino'
@@ -10,6 +10,13 @@ import type { CacheDb } from '../cache/cache-db.js'
 import { ConcurrencyLimit } from '../util/concurrency.js'
 import { DEFAULT_PCCS_URL } from '../config/defaults.js'
 import { KmsError, asError, errorMessage } from '../errors.js'
+import {
+  HttpClient,
+  HttpReplyTooLargeError,
+  HttpTimeoutError,
+  type HttpReply,
+  headerValue,
+} from '../http/http-client.js'
 import {
   type Collateral,
   type CollateralSource,
@@ -27,9 +34,11 @@ export interface PccsCollateralSourceOptions {
   db: CacheDb
   /** unix seconds */
   now: () => number
-  fetch?: typeof fetch
+  /** the client the documents are fetched with; by default one of the source's own (it is
+   * closed with the source only when the source made it) */
+  http?: HttpClient
   logger?: Logger
-  /** per request; default 30 s */
+  /** per request, redirects included; default 30 s (ignored when `http` is given) */
   timeoutMs?: number
   /** the root collateral must chain to when `get` is not told one; Intel's by default */
   rootCaDer?: Buffer
@@ -44,6 +53,9 @@ export const COLLATERAL_FAILURE_TTL_SECONDS = 60
 export const MAX_CONCURRENT_PCCS_FETCHES = 4
 /** Every PCCS answer is a few kB to a few hundred kB; larger ones are refused, not buffered. */
 export const MAX_PCCS_RESPONSE_BYTES = 1024 * 1024
+/** Redirects followed per request: Intel's CRL distribution points and some PCCS front ends
+ * redirect. Bounded so a misconfigured server cannot bounce us around until the deadline. */
+export const MAX_PCCS_REDIRECTS = 5
 
 // bump when what a cache entry means changes: entries of older versions are never read again
 const CACHE_KEY_VERSION = 'v2'
@@ -67,26 +79,6 @@ function teeOfQuote(quote: Buffer): CollateralTee {
 }
 
 const pccsSlots = new ConcurrencyLimit(MAX_CONCURRENT_PCCS_FETCHES)
-
-async function readCapped(res: Response, what: string): Promise<Buffer> {
-  const declared = Number(res.headers.get('content-length') ?? NaN)
-  if (Number.isFinite(declared) && declared > MAX_PCCS_RESPONSE_BYTES) {
-    await res.body?.cancel().catch(() => {})
-    throw new Error(`${what} is larger than ${MAX_PCCS_RESPONSE_BYTES} bytes`)
-  }
-  if (res.body === null) return Buffer.alloc(0)
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for await (const chunk of res.body) {
-    size += chunk.byteLength
-    if (size > MAX_PCCS_RESPONSE_BYTES) {
-      await res.body.cancel().catch(() => {})
-      throw new Error(`${what} is larger than ${MAX_PCCS_RESPONSE_BYTES} bytes`)
-    }
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks)
-}
 
 function rootFingerprint(rootCaDer: Buffer): string {
   return createHash('sha256').update(rootCaDer).digest('hex').slice(0, 16)
@@ -116,9 +108,9 @@ export class PccsCollateralSource implements CollateralSource {
   readonly pccsUrl: string
   private readonly cache: CollateralCache
   private readonly now: () => number
-  private readonly fetchFn: typeof fetch
+  private readonly http: HttpClient
+  private readonly ownsHttp: boolean
   private readonly logger: Logger | undefined
-  private readonly timeoutMs: number
   private readonly defaultRoot: Buffer
   private readonly anchors = new Map<string, TrustAnchor>()
   private readonly inFlight = new Map<string, Promise<Collateral>>()
@@ -129,10 +121,16 @@ export class PccsCollateralSource implements CollateralSource {
   constructor(opts: PccsCollateralSourceOptions) {
     this.pccsUrl = normalizePccsUrl(opts.pccsUrl)
     this.now = opts.now
-    this.fetchFn = opts.fetch ?? fetch
+    this.ownsHttp = opts.http === undefined
+    this.http =
+      opts.http ??
+      new HttpClient({
+        timeoutMs: opts.timeoutMs ?? 30_000,
+        maxResponseBytes: MAX_PCCS_RESPONSE_BYTES,
+        maxRedirects: MAX_PCCS_REDIRECTS,
+      })
     this.logger = opts.logger
     this.cache = new CollateralCache(opts.db, this.pccsUrl, opts.logger)
-    this.timeoutMs = opts.timeoutMs ?? 30_000
     this.defaultRoot = Buffer.from(opts.rootCaDer ?? INTEL_SGX_ROOT_CA_DER)
   }
 
@@ -267,20 +265,28 @@ export class PccsCollateralSource implements CollateralSource {
     return collateral
   }
 
-  private async httpGet(url: string): Promise<Response> {
-    let response: Response
+  /** Closes the keep-alive connections of the client the source made itself. */
+  close(): void {
+    if (this.ownsHttp) this.http.close()
+  }
+
+  private async httpGet(url: string): Promise<HttpReply> {
+    let reply: HttpReply
     try {
-      response = await this.fetchFn(url, { signal: AbortSignal.timeout(this.timeoutMs) })
+      reply = await this.http.request(url, { method: 'GET' })
     } catch (err) {
-      const cause = (err as { cause?: unknown }).cause
-      const detail = cause === undefined ? '' : ` (${errorMessage(cause)})`
-      throw new Error(`Failed to fetch ${url}: ${errorMessage(err)}${detail}`, { cause: err })
+      if (err instanceof HttpReplyTooLargeError) {
+        throw new Error(`${url} is larger than ${err.limit} bytes`, { cause: err })
+      }
+      // the texts operators have seen since the source used fetch: `fetch failed (<cause>)`
+      const detail =
+        err instanceof HttpTimeoutError ? errorMessage(err) : `fetch failed (${errorMessage(err)})`
+      throw new Error(`Failed to fetch ${url}: ${detail}`, { cause: err })
     }
-    if (!response.ok) {
-      await response.body?.cancel()
-      throw new Error(`Failed to fetch ${url}: HTTP ${response.status}`)
+    if (reply.status < 200 || reply.status > 299) {
+      throw new Error(`Failed to fetch ${url}: HTTP ${reply.status}`)
     }
-    return response
+    return reply
   }
 
   private async fetchCollateral(
@@ -294,32 +300,23 @@ export class PccsCollateralSource implements CollateralSource {
     const crlUrl = url('sgx', `pckcrl?ca=${ca}&encoding=der`)
     const crlRes = await this.httpGet(crlUrl)
     const pckCrlIssuerChain = header(crlRes, 'SGX-PCK-CRL-Issuer-Chain')
-    const pckCrl = derOrHex(await readCapped(crlRes, crlUrl), 'PCK CRL')
+    const pckCrl = derOrHex(crlRes.body, 'PCK CRL')
 
     const tcbUrl = url(tee, `tcb?fmspc=${fmspc}`)
     const tcbRes = await this.httpGet(tcbUrl)
     const tcbInfoIssuerChain =
       optionalHeader(tcbRes, 'SGX-TCB-Info-Issuer-Chain') ?? header(tcbRes, 'TCB-Info-Issuer-Chain')
-    const tcb = signedMember(
-      (await readCapped(tcbRes, tcbUrl)).toString('utf8'),
-      'tcbInfo',
-      'TCB Info',
-    )
+    const tcb = signedMember(tcbRes.body.toString('utf8'), 'tcbInfo', 'TCB Info')
 
     const qeUrl = url(tee, 'qe/identity?update=standard')
     const qeRes = await this.httpGet(qeUrl)
     const qeIdentityIssuerChain = header(qeRes, 'SGX-Enclave-Identity-Issuer-Chain')
-    const qe = signedMember(
-      (await readCapped(qeRes, qeUrl)).toString('utf8'),
-      'enclaveIdentity',
-      'QE Identity',
-    )
+    const qe = signedMember(qeRes.body.toString('utf8'), 'enclaveIdentity', 'QE Identity')
 
     let rootCaCrl: Buffer | undefined
     try {
       const rootUrl = url('sgx', 'rootcacrl')
-      const res = await this.httpGet(rootUrl)
-      rootCaCrl = derOrHex(await readCapped(res, rootUrl), 'root CA CRL')
+      rootCaCrl = derOrHex((await this.httpGet(rootUrl)).body, 'root CA CRL')
     } catch (err) {
       this.logger?.debug(
         { err: asError(err) },
@@ -333,8 +330,7 @@ export class PccsCollateralSource implements CollateralSource {
       if (crlUrl === null) {
         throw new Error('Could not find CRL distribution point in root certificate')
       }
-      const res = await this.httpGet(crlUrl)
-      rootCaCrl = derOrHex(await readCapped(res, crlUrl), 'root CA CRL')
+      rootCaCrl = derOrHex((await this.httpGet(crlUrl)).body, 'root CA CRL')
     }
 
     return {
@@ -351,12 +347,12 @@ export class PccsCollateralSource implements CollateralSource {
   }
 }
 
-function optionalHeader(res: Response, name: string): string | undefined {
-  const v = res.headers.get(name)
-  return v === null || v === '' ? undefined : decodeURIComponent(v)
+function optionalHeader(res: HttpReply, name: string): string | undefined {
+  const v = headerValue(res.headers, name)
+  return v === undefined || v === '' ? undefined : decodeURIComponent(v)
 }
 
-function header(res: Response, name: string): string {
+function header(res: HttpReply, name: string): string {
   const v = optionalHeader(res, name)
   if (v === undefined) throw new Error(`Missing ${name}`)
   return v

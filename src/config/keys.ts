@@ -1,7 +1,8 @@
 // Every kms.toml key, declared once: its upstream (dotted, snake_case) name, its kind, its
 // built-in default and one line of documentation. The layer checker (schema.ts), the built-in
-// defaults (defaults.ts), the typed lookups of the loader (load.ts) and the documentation test
-// all walk this table, so adding a key is one entry here plus its use in load.ts.
+// defaults (defaults.ts), the loader (load.ts), the KmsConfig type (types.ts) and the
+// documentation test all walk this table, so adding a key that maps one-to-one onto a KmsConfig
+// field (`to`) is this one entry.
 
 /** What a key's value must be; each kind has one checker in schema.ts. */
 export type LeafKind =
@@ -22,6 +23,12 @@ export interface KeyDecl {
   readonly doc: string
   /** set when the key is accepted for compatibility but has no effect here: the warning text */
   readonly unused?: string
+  /** where the loader puts the value in KmsConfig (dotted camelCase path), converted by kind:
+   * paths resolved against the working directory, durations to milliseconds (null = never); a
+   * key without one is read by the loader's own code (aliases, derived settings) or not at all */
+  readonly to?: string
+  /** the value is stored lower-cased (hex digests and seeds) */
+  readonly lowercase?: boolean
 }
 
 /** `[default] log_level` and RUST_LOG names → pino levels. Rocket's own names (`normal`,
@@ -61,9 +68,9 @@ function enumOf<const V extends readonly string[]>(values: V): { kind: 'enum'; v
 
 export const TEE_BACKENDS = ['none', 'simulator', 'guest-agent', 'tdx'] as const
 export const CRYPTO_BACKENDS = ['auto', 'native', 'js'] as const
-export const LEGACY_RTMR0_MODES = ['require', 'skip'] as const
 export const AUTH_API_TYPES = ['webhook', 'dev'] as const
 export const QUOTE_VERIFIERS = ['node-crypto', 'dcap-qvl'] as const
+export const LEGACY_RTMR0_MODES = ['require', 'skip'] as const
 
 export const CONFIG_KEYS = {
   'default.workers': { kind: uint, doc: 'Rocket knob', unused: ROCKET_KNOB },
@@ -77,40 +84,84 @@ export const CONFIG_KEYS = {
     doc: 'log level (RUST_LOG overrides it)',
   },
 
-  'rpc.address': { kind: str, default: '0.0.0.0', doc: 'main listener address' },
-  'rpc.port': { kind: port, default: 8000, doc: 'main listener port' },
-  'rpc.tls.key': { kind: path, default: '/etc/kms/certs/rpc.key', doc: 'server TLS key' },
-  'rpc.tls.certs': { kind: path, default: '/etc/kms/certs/rpc.crt', doc: 'server certificate' },
+  'rpc.address': { kind: str, default: '0.0.0.0', doc: 'main listener address', to: 'rpc.address' },
+  'rpc.port': { kind: port, default: 8000, doc: 'main listener port', to: 'rpc.port' },
+  'rpc.tls.key': {
+    kind: path,
+    default: '/etc/kms/certs/rpc.key',
+    doc: 'server TLS key',
+    to: 'rpc.tls.key',
+  },
+  'rpc.tls.certs': {
+    kind: path,
+    default: '/etc/kms/certs/rpc.crt',
+    doc: 'server certificate',
+    to: 'rpc.tls.certs',
+  },
   'rpc.tls.mutual.ca_certs': {
+    to: 'rpc.tls.mutual.caCerts',
     kind: path,
     default: '/etc/kms/certs/tmp-ca.crt',
     doc: 'client-certificate trust anchor',
   },
-  'rpc.tls.mutual.mandatory': { kind: bool, default: false, doc: 'require a client certificate' },
-  'rpc.workers': { kind: uint, default: 0, doc: 'main worker processes; 0 = one per CPU core' },
+  'rpc.tls.mutual.mandatory': {
+    kind: bool,
+    default: false,
+    doc: 'require a client certificate',
+    to: 'rpc.tls.mutual.mandatory',
+  },
+  'rpc.workers': {
+    kind: uint,
+    default: 0,
+    doc: 'main worker processes; 0 = one per CPU core',
+    to: 'rpc.workers',
+  },
   'rpc.max_blocking': { kind: uint, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
   'rpc.ident': { kind: stringOrBool, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
   'rpc.temp_dir': { kind: str, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
   'rpc.keep_alive': { kind: uint, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
   'rpc.log_level': { kind: str, doc: 'Rocket knob', unused: RPC_ROCKET_KNOB },
 
-  'core.cert_dir': { kind: path, default: '/etc/kms/certs', doc: 'keys and certificates' },
+  'core.cert_dir': {
+    kind: path,
+    default: '/etc/kms/certs',
+    doc: 'keys and certificates',
+    to: 'core.certDir',
+  },
   'core.subject_postfix': {
     kind: str,
     doc: 'unused upstream too',
     unused: 'is unused (upstream never reads it)',
   },
-  'core.admin_token_hash': { kind: str, default: '', doc: 'SHA-256 of the ClearImageCache token' },
-  'core.site_name': { kind: str, default: '', doc: 'shown by GetAttestationInfo and onboarding' },
+  'core.admin_token_hash': {
+    kind: str,
+    default: '',
+    doc: 'SHA-256 of the ClearImageCache token',
+    to: 'core.adminTokenHash',
+    lowercase: true,
+  },
+  'core.site_name': {
+    kind: str,
+    default: '',
+    doc: 'shown by GetAttestationInfo and onboarding',
+    to: 'core.siteName',
+  },
   'core.enforce_self_authorization': {
+    to: 'core.enforceSelfAuthorization',
     kind: bool,
     default: true,
     doc: 'attest and authorize this KMS before serving',
   },
   'core.amd_kds_base_url': { kind: str, default: '', doc: 'AMD KDS base URL; "" = built-in' },
   'core.pccs_url': { kind: str, doc: 'Intel collateral source (default the Phala PCCS)' },
-  'core.sev_snp_key_release': { kind: bool, default: false, doc: 'release keys to SEV-SNP' },
+  'core.sev_snp_key_release': {
+    kind: bool,
+    default: false,
+    doc: 'release keys to SEV-SNP',
+    to: 'core.sevSnpKeyRelease',
+  },
   'core.aws_nitro_tpm_key_release': {
+    to: 'core.awsNitroTpmKeyRelease',
     kind: bool,
     default: false,
     doc: 'release keys to AWS NitroTPM',
@@ -122,6 +173,7 @@ export const CONFIG_KEYS = {
       'has no effect: the RPC certificate is attested whenever tee.backend can attest; use [tee] backend = "none" to run without attestation',
   },
   'core.attestation.insecure_allow_external_trust_anchors': {
+    to: 'core.attestation.insecureAllowExternalTrustAnchors',
     kind: bool,
     default: false,
     doc: 'allow root_ca replacements',
@@ -130,35 +182,78 @@ export const CONFIG_KEYS = {
     kind: enumOf(QUOTE_VERIFIERS),
     default: 'node-crypto',
     doc: 'DCAP quote verifier: node-crypto, or the dcap-qvl library on request',
+    to: 'core.attestation.quoteVerifier',
   },
-  'core.attestation.urls.pccs': { kind: str, doc: 'upstream HEAD spelling of core.pccs_url' },
+  'core.attestation.urls.pccs': {
+    kind: str,
+    doc: 'upstream HEAD spelling of core.pccs_url',
+    to: 'core.attestation.urls.pccs',
+  },
   'core.attestation.urls.amd_kds': {
+    to: 'core.attestation.urls.amdKds',
     kind: str,
     doc: 'upstream HEAD spelling of core.amd_kds_base_url',
   },
   'core.attestation.root_ca_tdx': { kind: path, doc: 'flat spelling of root_ca.tdx' },
   'core.attestation.root_ca.tdx': { kind: path, doc: 'replacement TDX root CA' },
-  'core.attestation.root_ca.gcp_tpm': { kind: path, doc: 'replacement GCP TPM root CA' },
-  'core.attestation.root_ca.aws_nitro_enclave': { kind: path, doc: 'replacement root CA' },
-  'core.attestation.root_ca.aws_nitro_tpm': { kind: path, doc: 'replacement root CA' },
-  'core.attestation.root_ca.sev_snp_milan': { kind: path, doc: 'replacement root CA' },
-  'core.attestation.root_ca.sev_snp_genoa': { kind: path, doc: 'replacement root CA' },
-  'core.attestation.root_ca.sev_snp_turin': { kind: path, doc: 'replacement root CA' },
+  'core.attestation.root_ca.gcp_tpm': {
+    kind: path,
+    doc: 'replacement GCP TPM root CA',
+    to: 'core.attestation.rootCa.gcpTpm',
+  },
+  'core.attestation.root_ca.aws_nitro_enclave': {
+    kind: path,
+    doc: 'replacement root CA',
+    to: 'core.attestation.rootCa.awsNitroEnclave',
+  },
+  'core.attestation.root_ca.aws_nitro_tpm': {
+    kind: path,
+    doc: 'replacement root CA',
+    to: 'core.attestation.rootCa.awsNitroTpm',
+  },
+  'core.attestation.root_ca.sev_snp_milan': {
+    kind: path,
+    doc: 'replacement root CA',
+    to: 'core.attestation.rootCa.sevSnpMilan',
+  },
+  'core.attestation.root_ca.sev_snp_genoa': {
+    kind: path,
+    doc: 'replacement root CA',
+    to: 'core.attestation.rootCa.sevSnpGenoa',
+  },
+  'core.attestation.root_ca.sev_snp_turin': {
+    kind: path,
+    doc: 'replacement root CA',
+    to: 'core.attestation.rootCa.sevSnpTurin',
+  },
   // verify = true is the production setting (kms.toml.example); the built-in default stays false
   // so that a bare development start needs no image source.
-  'core.image.verify': { kind: bool, default: false, doc: 'verify OS images before key release' },
+  'core.image.verify': {
+    kind: bool,
+    default: false,
+    doc: 'verify OS images before key release',
+    to: 'core.image.verify',
+  },
   'core.image.cache_dir': {
+    to: 'core.image.cacheDir',
     kind: path,
     // upstream: `share/dstack/images` under the `/usr` prefix
     default: '/usr/share/dstack/images',
     doc: 'image and SQLite cache directory',
   },
   'core.image.download_url': {
+    to: 'core.image.downloadUrl',
     kind: str,
     default: 'http://localhost:8000/{OS_IMAGE_HASH}.tar.gz',
     doc: 'where images are fetched from',
   },
-  'core.image.download_timeout': { kind: duration, default: '2m', doc: 'image download timeout' },
+  'core.image.download_timeout': {
+    kind: duration,
+    default: '2m',
+    doc: 'image download timeout',
+    to: 'core.image.downloadTimeoutMs',
+  },
+  // the two byte sizes and the command line are computed in load.ts
   'core.image.cache_max_bytes': {
     kind: bytes,
     default: '8GiB',
@@ -170,21 +265,43 @@ export const CONFIG_KEYS = {
     default: '',
     doc: 'argv (split on whitespace, no shell) printing QEMU ACPI tables for legacy RTMR0',
   },
-  'core.image.acpi_timeout': { kind: duration, default: '30s', doc: 'ACPI tables command timeout' },
+  'core.image.acpi_timeout': {
+    kind: duration,
+    default: '30s',
+    doc: 'ACPI tables command timeout',
+    to: 'core.image.acpiTimeoutMs',
+  },
   'core.image.legacy_rtmr0': {
     kind: enumOf(LEGACY_RTMR0_MODES),
     default: 'require',
     doc: 'legacy guests without an ACPI command: refuse (require) or skip RTMR0',
+    to: 'core.image.legacyRtmr0',
   },
-  'core.audit.enabled': { kind: bool, default: true, doc: 'write the key-release audit log' },
+  'core.audit.enabled': {
+    kind: bool,
+    default: true,
+    doc: 'write the key-release audit log',
+    to: 'core.audit.enabled',
+  },
+  // path and size are computed in load.ts
   'core.audit.path': {
     kind: path,
     default: '',
     doc: 'audit log SQLite file; "" = kms-audit.sqlite3 beside the cert dir',
   },
   'core.audit.max_size': { kind: bytes, default: '256MiB', doc: 'audit log size retention' },
-  'core.audit.max_age': { kind: duration, default: 'never', doc: 'audit log age retention' },
-  'core.metrics.enabled': { kind: bool, default: true, doc: 'serve GET /metrics' },
+  'core.audit.max_age': {
+    kind: duration,
+    default: 'never',
+    doc: 'audit log age retention',
+    to: 'core.audit.maxAgeMs',
+  },
+  'core.metrics.enabled': {
+    kind: bool,
+    default: true,
+    doc: 'serve GET /metrics',
+    to: 'core.metrics.enabled',
+  },
   'core.auth_api.type': { kind: enumOf(AUTH_API_TYPES), default: 'webhook', doc: 'auth API' },
   'core.auth_api.webhook.url': {
     kind: str,
@@ -193,45 +310,130 @@ export const CONFIG_KEYS = {
   },
   'core.auth_api.webhook.timeout': { kind: duration, default: '30s', doc: 'webhook timeout' },
   'core.auth_api.dev.gateway_app_id': { kind: str, default: 'any', doc: 'dev-mode gateway id' },
-  'core.onboard.enabled': { kind: bool, default: true, doc: 'onboard when there are no keys' },
+  'core.onboard.enabled': {
+    kind: bool,
+    default: true,
+    doc: 'onboard when there are no keys',
+    to: 'core.onboard.enabled',
+  },
   'core.onboard.auto_bootstrap_domain': {
+    to: 'core.onboard.autoBootstrapDomain',
     kind: str,
     default: '',
     doc: 'bootstrap for this domain without HTTP',
   },
   'core.onboard.auto_onboard_source': {
+    to: 'core.onboard.autoOnboardSource',
     kind: str,
     default: '',
     doc: 'replicate this running KMS (https URL) at first start without HTTP',
   },
   'core.onboard.auto_onboard_domain': {
+    to: 'core.onboard.autoOnboardDomain',
     kind: str,
     default: '',
     doc: 'RPC domain of this replica when auto-onboarding',
   },
-  'core.onboard.address': { kind: str, default: '0.0.0.0', doc: 'onboarding listener address' },
-  'core.onboard.port': { kind: port, default: 8000, doc: 'onboarding listener port' },
-  'core.onboard.tls': { kind: bool, default: true, doc: 'onboarding over HTTPS' },
-  'core.admin.enabled': { kind: bool, default: false, doc: 'start the admin listener' },
-  'core.admin.address': { kind: str, default: '127.0.0.1', doc: 'admin listener address' },
-  'core.admin.port': { kind: port, default: 8001, doc: 'admin listener port' },
-  'core.admin.auth_token': { kind: str, default: '', doc: 'shared admin token' },
-  'core.admin.htpasswd_file': { kind: path, default: '', doc: 'bcrypt htpasswd file' },
-  'core.admin.insecure_no_auth': { kind: bool, default: false, doc: 'no admin authentication' },
+  'core.onboard.address': {
+    kind: str,
+    default: '0.0.0.0',
+    doc: 'onboarding listener address',
+    to: 'core.onboard.address',
+  },
+  'core.onboard.port': {
+    kind: port,
+    default: 8000,
+    doc: 'onboarding listener port',
+    to: 'core.onboard.port',
+  },
+  'core.onboard.tls': {
+    kind: bool,
+    default: true,
+    doc: 'onboarding over HTTPS',
+    to: 'core.onboard.tls',
+  },
+  'core.admin.enabled': {
+    kind: bool,
+    default: false,
+    doc: 'start the admin listener',
+    to: 'core.admin.enabled',
+  },
+  'core.admin.address': {
+    kind: str,
+    default: '127.0.0.1',
+    doc: 'admin listener address',
+    to: 'core.admin.address',
+  },
+  'core.admin.port': {
+    kind: port,
+    default: 8001,
+    doc: 'admin listener port',
+    to: 'core.admin.port',
+  },
+  'core.admin.auth_token': {
+    kind: str,
+    default: '',
+    doc: 'shared admin token',
+    to: 'core.admin.authToken',
+  },
+  'core.admin.htpasswd_file': {
+    kind: path,
+    default: '',
+    doc: 'bcrypt htpasswd file',
+    to: 'core.admin.htpasswdFile',
+  },
+  'core.admin.insecure_no_auth': {
+    kind: bool,
+    default: false,
+    doc: 'no admin authentication',
+    to: 'core.admin.insecureNoAuth',
+  },
 
   // With no configuration a KMS on a machine without TDX fails closed.
-  'tee.backend': { kind: enumOf(TEE_BACKENDS), default: 'tdx', doc: 'TEE backend' },
-  'tee.simulator.seed': { kind: str, default: '', doc: 'simulator seed (64 hex digits)' },
+  'tee.backend': {
+    kind: enumOf(TEE_BACKENDS),
+    default: 'tdx',
+    doc: 'TEE backend',
+    to: 'tee.backend',
+  },
+  'tee.simulator.seed': {
+    kind: str,
+    default: '',
+    doc: 'simulator seed (64 hex digits)',
+    to: 'tee.simulator.seed',
+    lowercase: true,
+  },
   'tee.simulator.trust_mock_root': {
+    to: 'tee.simulator.trustMockRoot',
     kind: bool,
     default: false,
     doc: "trust the simulator's mock root",
   },
-  'crypto.backend': { kind: enumOf(CRYPTO_BACKENDS), default: 'auto', doc: 'secp256k1 backend' },
-  'auth_simple.enabled': { kind: bool, default: false, doc: 'run the auth-simple worker' },
-  'auth_simple.address': { kind: str, default: '127.0.0.1', doc: 'auth-simple address' },
-  'auth_simple.port': { kind: port, default: 8001, doc: 'auth-simple port' },
-  'auth_simple.config': { kind: path, default: 'auth-config.json', doc: 'auth-simple policy' },
+  'crypto.backend': {
+    kind: enumOf(CRYPTO_BACKENDS),
+    default: 'auto',
+    doc: 'secp256k1 backend',
+    to: 'crypto.backend',
+  },
+  'auth_simple.enabled': {
+    kind: bool,
+    default: false,
+    doc: 'run the auth-simple worker',
+    to: 'authSimple.enabled',
+  },
+  'auth_simple.address': {
+    kind: str,
+    default: '127.0.0.1',
+    doc: 'auth-simple address',
+    to: 'authSimple.address',
+  },
+  'auth_simple.port': { kind: port, default: 8001, doc: 'auth-simple port', to: 'authSimple.port' },
+  'auth_simple.config': {
+    kind: path,
+    default: 'auth-config.json',
+    doc: 'auth-simple policy',
+    to: 'authSimple.config',
+  },
 } as const satisfies Record<string, KeyDecl>
 
 /** Tables whose keys are free-form, each value checked against one kind. */

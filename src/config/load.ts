@@ -15,7 +15,14 @@ import {
   readQuickstartAdminTokenHash,
   readQuickstartSeed,
 } from './quickstart.js'
-import { type ConfigKey, type ConfigValue, type FREE_FORM_TABLES, LOG_LEVELS } from './keys.js'
+import {
+  CONFIG_KEYS,
+  type ConfigKey,
+  type ConfigValue,
+  type FREE_FORM_TABLES,
+  type KeyDecl,
+  LOG_LEVELS,
+} from './keys.js'
 import { type RawTable, asInteger, checkLayer, deepMerge, isTable } from './schema.js'
 import type { AuthApiConfig, KmsConfig } from './types.js'
 import { parseByteSize, parseDuration } from './units.js'
@@ -103,6 +110,13 @@ class Tree {
     return v as ConfigValue<K>
   }
 
+  /** Any string-valued key with a built-in default, untyped (for the loop over the table). */
+  text(key: ConfigKey): string {
+    const v = this.lookup(key)
+    if (typeof v !== 'string') throw this.missing(key)
+    return v
+  }
+
   /** A string key that may be absent (no built-in default): "" then. */
   optStr(key: ConfigKey): string {
     const v = this.lookup(key)
@@ -125,12 +139,6 @@ class Tree {
     const v = this.lookup(key)
     return isTable(v) ? v : {}
   }
-}
-
-/** A `bytes` key: a TOML integer or a string with a unit. */
-function byteSize(tree: Tree, key: ConfigKey): number {
-  const raw = tree.optStr(key)
-  return parseByteSize(raw !== '' ? raw : tree.int(key))
 }
 
 /** A value that two spellings of the same setting (spec revision vs upstream HEAD) must agree on. */
@@ -175,6 +183,45 @@ function rustLogLevel(env: NodeJS.ProcessEnv, warnings: string[]): string | unde
   return level
 }
 
+/** Puts `value` at the dotted path `to` of `target`, creating the tables on the way. */
+function setAt(target: Record<string, unknown>, to: string, value: unknown): void {
+  const parts = to.split('.')
+  let node = target
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part]
+    if (next === undefined) node[part] = {}
+    node = node[part] as Record<string, unknown>
+  }
+  node[parts[parts.length - 1] as string] = value
+}
+
+/** The value of one declared key as KmsConfig holds it, converted by the key's kind. */
+function resolvedValue(t: Tree, key: ConfigKey, decl: KeyDecl, cwd: string): unknown {
+  // a key with a built-in default is always there; one without reads as "" when unset
+  const text = (): string => (decl.default === undefined ? t.optStr(key) : t.text(key))
+  switch (decl.kind.kind) {
+    case 'bool':
+      return t.bool(key)
+    case 'port':
+    case 'uint':
+      return t.int(key)
+    case 'path': {
+      const p = text()
+      return p === '' ? '' : resolve(cwd, p)
+    }
+    case 'duration':
+      return parseDuration(text())
+    default:
+      return decl.lowercase === true ? text().toLowerCase() : text()
+  }
+}
+
+/** A `bytes` key: a TOML integer or a string with a unit. */
+function byteSize(tree: Tree, key: ConfigKey): number {
+  const raw = tree.optStr(key)
+  return parseByteSize(raw !== '' ? raw : tree.int(key))
+}
+
 function build(
   merged: RawTable,
   cwd: string,
@@ -186,10 +233,35 @@ function build(
     const p = t.optStr(key)
     return p === '' ? '' : resolve(cwd, p)
   }
+  // every key that maps one-to-one onto a field
+  const out: Record<string, unknown> = {}
+  for (const [key, decl] of Object.entries(CONFIG_KEYS) as [ConfigKey, KeyDecl][]) {
+    if (decl.to !== undefined) setAt(out, decl.to, resolvedValue(t, key, decl, cwd))
+  }
+
+  // and what is computed from several keys
   const limits: Record<string, number> = {}
   for (const [method, v] of Object.entries(t.table('rpc.limits'))) {
     limits[method] = parseByteSize(typeof v === 'string' ? v : (asInteger(v) ?? -1))
   }
+  setAt(out, 'rpc.limits', limits)
+  setAt(out, 'core.image.cacheMaxBytes', byteSize(t, 'core.image.cache_max_bytes'))
+  setAt(out, 'core.image.maxImageBytes', byteSize(t, 'core.image.max_image_bytes'))
+  setAt(
+    out,
+    'core.image.acpiTablesCommand',
+    t
+      .str('core.image.acpi_tables_command')
+      .split(/\s+/)
+      .filter((a) => a !== ''),
+  )
+  // beside the cert dir, not in it: the cert dir keeps upstream's exact layout
+  setAt(
+    out,
+    'core.audit.path',
+    path('core.audit.path') || join(dirname(path('core.cert_dir')), 'kms-audit.sqlite3'),
+  )
+  setAt(out, 'core.audit.maxBytes', byteSize(t, 'core.audit.max_size'))
   const webhook = {
     url: t.str('core.auth_api.webhook.url'),
     timeoutMs: parseDuration(t.str('core.auth_api.webhook.timeout')) ?? Infinity,
@@ -201,111 +273,34 @@ function build(
   const authType = t.str('core.auth_api.type')
   const authApi: AuthApiConfig =
     authType === 'dev' ? { type: 'dev', webhook, dev } : { type: 'webhook', webhook, dev }
-
+  setAt(out, 'core.authApi', authApi)
+  setAt(
+    out,
+    'core.subjectPostfix',
+    t.has('core.subject_postfix') ? t.str('core.subject_postfix') : '.dstack',
+  )
+  setAt(
+    out,
+    'core.amdKdsBaseUrl',
+    oneOf(t, 'core.amd_kds_base_url', 'core.attestation.urls.amd_kds'),
+  )
+  setAt(
+    out,
+    'core.pccsUrl',
+    oneOf(t, 'core.pccs_url', 'core.attestation.urls.pccs') || DEFAULT_PCCS_URL,
+  )
+  setAt(
+    out,
+    'core.attestation.rootCa.tdx',
+    onePath(path('core.attestation.root_ca.tdx'), path('core.attestation.root_ca_tdx')),
+  )
   const fileLevel = LOG_LEVELS[t.str('default.log_level')] ?? 'info'
-  return {
-    rpc: {
-      address: t.str('rpc.address'),
-      port: t.int('rpc.port'),
-      tls: {
-        key: path('rpc.tls.key'),
-        certs: path('rpc.tls.certs'),
-        mutual: {
-          caCerts: path('rpc.tls.mutual.ca_certs'),
-          mandatory: t.bool('rpc.tls.mutual.mandatory'),
-        },
-      },
-      limits,
-      workers: t.int('rpc.workers'),
-    },
-    core: {
-      certDir: path('core.cert_dir'),
-      subjectPostfix: t.has('core.subject_postfix') ? t.str('core.subject_postfix') : '.dstack',
-      adminTokenHash: t.str('core.admin_token_hash').toLowerCase(),
-      siteName: t.str('core.site_name'),
-      enforceSelfAuthorization: t.bool('core.enforce_self_authorization'),
-      amdKdsBaseUrl: oneOf(t, 'core.amd_kds_base_url', 'core.attestation.urls.amd_kds'),
-      pccsUrl: oneOf(t, 'core.pccs_url', 'core.attestation.urls.pccs') || DEFAULT_PCCS_URL,
-      sevSnpKeyRelease: t.bool('core.sev_snp_key_release'),
-      awsNitroTpmKeyRelease: t.bool('core.aws_nitro_tpm_key_release'),
-      image: {
-        verify: t.bool('core.image.verify'),
-        cacheDir: path('core.image.cache_dir'),
-        downloadUrl: t.str('core.image.download_url'),
-        downloadTimeoutMs: parseDuration(t.str('core.image.download_timeout')),
-        cacheMaxBytes: byteSize(t, 'core.image.cache_max_bytes'),
-        maxImageBytes: byteSize(t, 'core.image.max_image_bytes'),
-        acpiTablesCommand: t
-          .str('core.image.acpi_tables_command')
-          .split(/\s+/)
-          .filter((a) => a !== ''),
-        acpiTimeoutMs: parseDuration(t.str('core.image.acpi_timeout')),
-        legacyRtmr0: t.str('core.image.legacy_rtmr0'),
-      },
-      metrics: { enabled: t.bool('core.metrics.enabled') },
-      audit: {
-        enabled: t.bool('core.audit.enabled'),
-        // beside the cert dir, not in it: the cert dir keeps upstream's exact layout
-        path: path('core.audit.path') || join(dirname(path('core.cert_dir')), 'kms-audit.sqlite3'),
-        maxBytes: byteSize(t, 'core.audit.max_size'),
-        maxAgeMs: parseDuration(t.str('core.audit.max_age')),
-      },
-      authApi,
-      onboard: {
-        enabled: t.bool('core.onboard.enabled'),
-        autoBootstrapDomain: t.str('core.onboard.auto_bootstrap_domain'),
-        autoOnboardSource: t.str('core.onboard.auto_onboard_source'),
-        autoOnboardDomain: t.str('core.onboard.auto_onboard_domain'),
-        address: t.str('core.onboard.address'),
-        port: t.int('core.onboard.port'),
-        tls: t.bool('core.onboard.tls'),
-      },
-      admin: {
-        enabled: t.bool('core.admin.enabled'),
-        address: t.str('core.admin.address'),
-        port: t.int('core.admin.port'),
-        authToken: t.str('core.admin.auth_token'),
-        htpasswdFile: path('core.admin.htpasswd_file'),
-        insecureNoAuth: t.bool('core.admin.insecure_no_auth'),
-      },
-      attestation: {
-        insecureAllowExternalTrustAnchors: t.bool(
-          'core.attestation.insecure_allow_external_trust_anchors',
-        ),
-        quoteVerifier: t.str('core.attestation.quote_verifier'),
-        urls: {
-          pccs: t.optStr('core.attestation.urls.pccs'),
-          amdKds: t.optStr('core.attestation.urls.amd_kds'),
-        },
-        rootCa: {
-          tdx: onePath(path('core.attestation.root_ca.tdx'), path('core.attestation.root_ca_tdx')),
-          gcpTpm: path('core.attestation.root_ca.gcp_tpm'),
-          awsNitroEnclave: path('core.attestation.root_ca.aws_nitro_enclave'),
-          awsNitroTpm: path('core.attestation.root_ca.aws_nitro_tpm'),
-          sevSnpMilan: path('core.attestation.root_ca.sev_snp_milan'),
-          sevSnpGenoa: path('core.attestation.root_ca.sev_snp_genoa'),
-          sevSnpTurin: path('core.attestation.root_ca.sev_snp_turin'),
-        },
-      },
-    },
-    tee: {
-      backend: t.str('tee.backend'),
-      simulator: {
-        seed: t.str('tee.simulator.seed').toLowerCase(),
-        trustMockRoot: t.bool('tee.simulator.trust_mock_root'),
-      },
-    },
-    crypto: { backend: t.str('crypto.backend') },
-    authSimple: {
-      enabled: t.bool('auth_simple.enabled'),
-      address: t.str('auth_simple.address'),
-      port: t.int('auth_simple.port'),
-      config: path('auth_simple.config'),
-    },
-    log: { level: rustLogLevel(env, warnings) ?? fileLevel },
-    sources: [],
-    warnings: [],
-  }
+  setAt(out, 'log.level', rustLogLevel(env, warnings) ?? fileLevel)
+  setAt(out, 'sources', [])
+  setAt(out, 'warnings', [])
+  // the shape is KmsConfig by construction: types.ts derives it from the same declarations,
+  // and the configuration tests compare a whole loaded config field by field
+  return out as unknown as KmsConfig
 }
 
 /**

@@ -4,11 +4,10 @@
 // attestation, then GetAppKey over mTLS trusting only the KMS root CA, with host-name checking
 // and the `kms:rpc` usage check. Used by `dstack-kms demo-guest` and by the end-to-end tests, so
 // the KMS is exercised the way real guests exercise it.
-import { request } from 'node:https'
-import type { TLSSocket } from 'node:tls'
 import { P256Key } from '../crypto/p256.js'
 import type { AppKeyResult } from '../kms/service.js'
 import { KmsError } from '../errors.js'
+import { HttpClient } from '../http/http-client.js'
 import { toReportData } from '../attestation/report-data.js'
 import { strippedAttestationBytes, attestationFromCertificate } from '../ratls/cert-attestation.js'
 import type { Attestation } from '../attestation/types.js'
@@ -30,44 +29,36 @@ export interface HttpsCall {
   ca?: string
   cert?: string
   key?: string
+  /** one deadline over the whole exchange; default 60 s */
   timeoutMs?: number
 }
 
-/** POST without a Content-Type, as the Rust pRPC client sends `?json` requests. */
-export function httpsPost(call: HttpsCall): Promise<HttpsReply> {
-  const url = new URL(call.url)
-  const body = Buffer.from(call.body)
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        method: 'POST',
-        hostname: url.hostname,
-        port: url.port,
-        path: url.pathname + url.search,
-        headers: { 'content-length': String(body.length) },
-        agent: false,
-        timeout: call.timeoutMs ?? 60_000,
-        ...(call.ca === undefined ? { rejectUnauthorized: false } : { ca: call.ca }),
-        ...(call.cert === undefined ? {} : { cert: call.cert, key: call.key }),
-      },
-      (res) => {
-        const chunks: Buffer[] = []
-        const peerCertDer = (res.socket as TLSSocket).getPeerX509Certificate?.()?.raw
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            body: Buffer.concat(chunks).toString('utf8'),
-            ...(peerCertDer === undefined ? {} : { peerCertDer }),
-          }),
-        )
-        res.on('error', reject)
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error(`request to ${call.url} timed out`)))
-    req.on('error', reject)
-    req.end(body)
+/** KMS replies are a few kB; the cap only bounds what a hostile server can make a guest buffer. */
+export const GUEST_MAX_REPLY_BYTES = 1024 * 1024
+
+/** POST without a Content-Type, as the Rust pRPC client sends `?json` requests. Each call has its
+ * own TLS identity and trust, so each gets a one-shot connection. */
+export async function httpsPost(call: HttpsCall): Promise<HttpsReply> {
+  const http = new HttpClient({
+    timeoutMs: call.timeoutMs ?? 60_000,
+    maxResponseBytes: GUEST_MAX_REPLY_BYTES,
+    keepAlive: false,
+    tls: {
+      ...(call.ca === undefined ? { rejectUnauthorized: false } : { ca: call.ca }),
+      ...(call.cert === undefined ? {} : { cert: call.cert }),
+      ...(call.key === undefined ? {} : { key: call.key }),
+    },
   })
+  try {
+    const reply = await http.request(call.url, { method: 'POST', body: call.body })
+    return {
+      status: reply.status,
+      body: reply.body.toString('utf8'),
+      ...(reply.peerCertDer === undefined ? {} : { peerCertDer: reply.peerCertDer }),
+    }
+  } finally {
+    http.close()
+  }
 }
 
 function rpcError(method: string, reply: HttpsReply): KmsError {

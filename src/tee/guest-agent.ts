@@ -3,9 +3,9 @@
 // HTTP on a unix socket (or TCP), no service prefix, `Invalid status code: <n>, path=<path>` for
 // any status other than 200.
 import { existsSync } from 'node:fs'
-import { Agent, request, type IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import { KmsError, errorMessage } from '../errors.js'
+import { HttpClient, HttpReplyTooLargeError, HttpTimeoutError } from '../http/http-client.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import type { TdxEvent, VersionedAttestation } from '../attestation/types.js'
 import { decodeHex } from '../util/hex.js'
@@ -96,23 +96,25 @@ export interface GuestAgentClientOptions {
 export class GuestAgentClient {
   readonly address: string
   private readonly endpoint: GuestAgentEndpoint
-  private readonly timeoutMs: number
-  private readonly maxReplyBytes: number
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 4 })
+  private readonly http: HttpClient
   private closed = false
 
   constructor(address: string, opts: GuestAgentClientOptions = {}) {
     this.address = address
     this.endpoint = parseGuestAgentAddress(address)
-    this.timeoutMs = opts.timeoutMs ?? GUEST_AGENT_DEFAULT_TIMEOUT_MS
-    this.maxReplyBytes = opts.maxReplyBytes ?? GUEST_AGENT_MAX_REPLY_BYTES
+    this.http = new HttpClient({
+      timeoutMs: opts.timeoutMs ?? GUEST_AGENT_DEFAULT_TIMEOUT_MS,
+      maxResponseBytes: opts.maxReplyBytes ?? GUEST_AGENT_MAX_REPLY_BYTES,
+      maxSockets: 4,
+      ...(this.endpoint.kind === 'unix' ? { socketPath: this.endpoint.socketPath } : {}),
+    })
   }
 
   /** POSTs `body` (JSON text) to `<method>?json` and returns the parsed 200 reply. */
   async call(method: string, body: string): Promise<unknown> {
     // upstream's error text names the path without the leading slash
     const path = `${method}?json`
-    const { status, reply } = await this.post(path, Buffer.from(body, 'utf8'))
+    const { status, reply } = await this.post(path, body)
     if (status !== 200) {
       throw new GuestAgentStatusError(status, path, reply)
     }
@@ -127,86 +129,48 @@ export class GuestAgentClient {
 
   close(): void {
     this.closed = true
-    this.agent.destroy()
+    this.http.close()
   }
 
-  private post(path: string, body: Buffer): Promise<{ status: number; reply: Buffer }> {
+  private async post(path: string, body: string): Promise<{ status: number; reply: Buffer }> {
     if (this.closed) {
-      return Promise.reject(new KmsError('KMS_ERR_TEE', 'the guest-agent client is closed'))
+      throw new KmsError('KMS_ERR_TEE', 'the guest-agent client is closed')
     }
     const ep = this.endpoint
-    const target =
+    // over a unix socket the URL only supplies the path (and `Host: localhost`, as node:http
+    // always sent); URL brackets IPv6 literals again
+    const url =
       ep.kind === 'unix'
-        ? { socketPath: ep.socketPath, path: `/${path}` }
-        : { host: ep.host, port: ep.port, path: `${ep.basePath}/${path}` }
-    return new Promise((resolve, reject) => {
-      let settled = false
-      const fail = (err: KmsError): void => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        req.destroy()
-        reject(err)
-      }
-      const req = request(
-        {
-          ...target,
-          method: 'POST',
-          agent: this.agent,
-          headers: { 'content-type': 'application/json', 'content-length': body.length },
-        },
-        (res: IncomingMessage) => {
-          const chunks: Buffer[] = []
-          let size = 0
-          res.on('data', (chunk: Buffer) => {
-            size += chunk.length
-            if (size > this.maxReplyBytes) {
-              res.destroy()
-              fail(
-                new KmsError(
-                  'KMS_ERR_TEE',
-                  `guest-agent reply exceeds ${this.maxReplyBytes} bytes, path=${path}`,
-                ),
-              )
-              return
-            }
-            chunks.push(chunk)
-          })
-          res.on('end', () => {
-            if (settled) return
-            settled = true
-            clearTimeout(timer)
-            resolve({ status: res.statusCode ?? 0, reply: Buffer.concat(chunks) })
-          })
-          res.on('error', (err) => fail(this.transportError(path, err)))
-          res.on('close', () => {
-            if (!res.complete) {
-              fail(this.transportError(path, new Error('connection closed mid-reply')))
-            }
-          })
-        },
-      )
-      // One deadline for the whole exchange: a socket idle timeout would let a trickling agent
-      // hold the request open indefinitely.
-      const timer = setTimeout(() => {
-        fail(
-          new KmsError(
-            'KMS_ERR_TEE',
-            `guest-agent request timed out after ${this.timeoutMs} ms (${this.address}), path=${path}`,
-          ),
+        ? `http://localhost/${path}`
+        : `http://${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}${ep.basePath}/${path}`
+    try {
+      const r = await this.http.request(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      })
+      return { status: r.status, reply: r.body }
+    } catch (err) {
+      if (err instanceof HttpTimeoutError) {
+        throw new KmsError(
+          'KMS_ERR_TEE',
+          `guest-agent request timed out after ${err.timeoutMs} ms (${this.address}), path=${path}`,
+          { cause: err },
         )
-      }, this.timeoutMs)
-      req.on('error', (err) => fail(this.transportError(path, err)))
-      req.end(body)
-    })
-  }
-
-  private transportError(path: string, err: unknown): KmsError {
-    return new KmsError(
-      'KMS_ERR_TEE',
-      `guest-agent request failed (${this.address}), path=${path}: ${errorMessage(err)}`,
-      { cause: err },
-    )
+      }
+      if (err instanceof HttpReplyTooLargeError) {
+        throw new KmsError(
+          'KMS_ERR_TEE',
+          `guest-agent reply exceeds ${err.limit} bytes, path=${path}`,
+          { cause: err },
+        )
+      }
+      throw new KmsError(
+        'KMS_ERR_TEE',
+        `guest-agent request failed (${this.address}), path=${path}: ${errorMessage(err)}`,
+        { cause: err },
+      )
+    }
   }
 }
 
