@@ -281,8 +281,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
 
     const liveKmsWorkers = (): number[] => {
       const ready = kms.logs
-        .filter((l) => l.msg === 'KMS worker ready' && typeof l.child_pid === 'number')
-        .map((l) => l.child_pid as number)
+        .filter((l) => l.msg === 'KMS worker ready' && typeof l.childPid === 'number')
+        .map((l) => l.childPid as number)
       return ready.filter((pid) => {
         try {
           process.kill(pid, 0)

@@ -825,7 +825,7 @@ describe('a replica set of three KMS on the TEE simulator', () => {
         (b.proc?.logs ?? []).filter((l) => l.msg === 'KMS worker ready').length
       const workerPid = () => {
         const started = (b.proc?.logs ?? []).filter((l) => l.msg === 'started kms worker')
-        return Number(started[started.length - 1]?.child_pid)
+        return Number(started[started.length - 1]?.childPid)
       }
       const downLine = /Server kms_replicas\/kms-2 is DOWN/
       let downAt: number | undefined

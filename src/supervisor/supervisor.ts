@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
 import type { KmsConfig } from '../config/types.js'
 import { MAX_RPC_WORKERS } from '../config/validate.js'
-import { errorMessage } from '../errors.js'
+import { asError, errorMessage } from '../errors.js'
 import { notify } from '../native/sd-notify.js'
 import { isUnreachableCause } from '../onboard/source-client.js'
 import { type BackoffOptions, DEFAULT_BACKOFF, RestartBackoff } from './backoff.js'
@@ -235,7 +235,7 @@ class Supervisor {
           return false
         }
         this.#log.warn(
-          { source, attempt, delay_ms: delayMs, err: errorMessage(err) },
+          { source, attempt, delayMs, err: asError(err) },
           `source KMS unreachable; retrying auto-onboard in ${delayMs} ms`,
         )
       }
