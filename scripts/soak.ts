@@ -335,9 +335,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     }
     await Promise.all(Array.from({ length: opts.concurrency }, (_v, k) => loop(k * 2)))
     clearInterval(killer)
-    // the last victim must come back too
+    // the last victim must come back too: wait for its restart to be reported (a killed worker
+    // the supervisor has not reaped yet still answers kill(pid, 0), so liveness alone is no sign)
+    const readyLines = (): number => kms.logs.filter((l) => l.msg === 'KMS worker ready').length
     const back = Date.now() + 60_000
-    while (liveKmsWorkers().length < 2 && Date.now() < back) {
+    while (readyLines() - 2 < report.kills && Date.now() < back) {
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
     clearInterval(sampler)

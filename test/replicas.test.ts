@@ -788,7 +788,7 @@ describe('a replica set of three KMS on the TEE simulator', () => {
       )
     })
 
-    it('SIGKILL of a replica under load: no failure once HAProxy marks it down; it rejoins', async () => {
+    it('SIGKILL of a replica under load: no failure once HAProxy marks it down; it rejoins', async (t) => {
       const b = at(1)
       const bMr = b.boot.mrAggregated.toString('hex')
       const reference = (await guestCall()).keys
@@ -817,8 +817,12 @@ describe('a replica set of three KMS on the TEE simulator', () => {
           }
         }
       }
-      // a bounded load: two guests asking in a loop
+      // a bounded load: two guests asking in a loop, stopped however the test ends
       const loops = [loop(), loop()]
+      t.after(async () => {
+        load.stop = true
+        await Promise.all(loops)
+      })
       await sleep(1000)
 
       const readyCount = () =>
