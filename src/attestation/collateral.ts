@@ -17,7 +17,8 @@ export interface CollateralSource {
   get(quote: Buffer, fmspc: string, ca: string, rootCaDer?: Buffer): Promise<Collateral>
 }
 
-const COLLATERAL_KEYS = [
+/** The collateral document's fields, in the order dcap-qvl lists them. */
+export const COLLATERAL_KEYS = [
   'pck_crl_issuer_chain',
   'root_ca_crl',
   'pck_crl',

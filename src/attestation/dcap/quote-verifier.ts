@@ -17,7 +17,7 @@ import {
   verify as cryptoVerify,
 } from 'node:crypto'
 import { parseCrl } from '../../x509/crl-parse.js'
-import type { Collateral } from '../collateral.js'
+import { COLLATERAL_KEYS, type Collateral } from '../collateral.js'
 import { type ParsedQuote, TEE_TYPE_SGX, TEE_TYPE_TDX } from '../quote.js'
 import { BoundedCache } from './bounded-cache.js'
 import {
@@ -189,7 +189,7 @@ export class DcapQuoteVerifier {
   }
 
   private collateralFacts(c: Collateral): CollateralFacts {
-    const fields = COLLATERAL_FIELDS.map((k) => c[k])
+    const fields = COLLATERAL_KEYS.map((k) => c[k])
     const known = this.byObject.get(c)
     if (known !== undefined && known.fields.every((v, i) => v === fields[i])) return known.facts
     const h = createHash('sha256')
@@ -338,18 +338,6 @@ export class DcapQuoteVerifier {
     return key
   }
 }
-
-const COLLATERAL_FIELDS = [
-  'pck_crl_issuer_chain',
-  'root_ca_crl',
-  'pck_crl',
-  'tcb_info_issuer_chain',
-  'tcb_info',
-  'tcb_info_signature',
-  'qe_identity_issuer_chain',
-  'qe_identity',
-  'qe_identity_signature',
-] as const
 
 const hex2 = (n: number): string => n.toString(16).padStart(2, '0').toUpperCase()
 const hex8 = (n: number): string => n.toString(16).padStart(8, '0').toUpperCase()
