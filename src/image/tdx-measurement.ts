@@ -1,7 +1,7 @@
 // `measurement.tdx.cbor` (upstream `dstack-types` `TdxOsImageMeasurement`, version 3): the
 // image-static TDX material a lite guest ships instead of the image itself. Decoded with cbor-x
 // and then checked field by field, because the decoder alone would accept any shape.
-import { Decoder, Encoder } from 'cbor-x'
+import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import { KmsError, errorMessage } from '../errors.js'
 import { OVMF_VARIANTS, type OvmfVariant } from './vm-config.js'
 
@@ -17,14 +17,9 @@ export interface TdxOsImageMeasurement {
   }
 }
 
-// Plain maps and byte strings only: no record extensions, no structured clones, no bundled
-// strings, so a hostile document cannot switch the decoder into another mode.
-const decoder = new Decoder({
-  mapsAsObjects: true,
-  useRecords: false,
-  structuredClone: false,
-  bundleStrings: false,
-})
+// cborg decodes maps with string keys into plain objects and byte strings into Uint8Array, and
+// has no extension modes a hostile document could switch on; duplicate keys are refused.
+const DECODE_OPTIONS = { rejectDuplicateMapKeys: true, allowUndefined: false } as const
 
 const CONTEXT = 'TdxOsImageMeasurement'
 
@@ -58,7 +53,7 @@ function bytes(o: Record<string, unknown>, key: string, path: string): Buffer {
 export function decodeTdxMeasurement(cbor: Uint8Array): TdxOsImageMeasurement {
   let root: unknown
   try {
-    root = decoder.decode(cbor)
+    root = cborDecode(cbor, DECODE_OPTIONS)
   } catch (err) {
     fail(`failed to decode CBOR: ${errorMessage(err)}`)
   }
@@ -95,30 +90,29 @@ export function decodeTdxMeasurement(cbor: Uint8Array): TdxOsImageMeasurement {
   }
 }
 
-const encoder = new Encoder({
-  mapsAsObjects: true,
-  useRecords: false,
-  structuredClone: false,
-  bundleStrings: false,
-  variableMapSize: true,
-})
+// keys in insertion (upstream struct) order, not cborg's canonical length-first order
+const keepOrder = (): number => 0
 
 /** The CBOR upstream's image build writes (keys in its struct order); used by the simulator to
  * describe its guest OS. */
 export function encodeTdxMeasurement(m: TdxOsImageMeasurement): Buffer {
+  const u8 = (b: Buffer): Uint8Array => new Uint8Array(b)
   return Buffer.from(
-    encoder.encode({
-      version: TDX_MEASUREMENT_VERSION,
-      image: {
-        cmdline_sha384: m.image.cmdlineSha384,
-        kernel_authenticode: m.image.kernelAuthenticode,
-        initrd_sha384: m.image.initrdSha384,
+    cborEncode(
+      {
+        version: TDX_MEASUREMENT_VERSION,
+        image: {
+          cmdline_sha384: u8(m.image.cmdlineSha384),
+          kernel_authenticode: u8(m.image.kernelAuthenticode),
+          initrd_sha384: u8(m.image.initrdSha384),
+        },
+        tdvf: {
+          ovmf: m.tdvf.ovmfVariant,
+          mrtd: { single_pass: u8(m.tdvf.mrtd.singlePass), two_pass: u8(m.tdvf.mrtd.twoPass) },
+          td_hob: u8(m.tdvf.tdHobWitness),
+        },
       },
-      tdvf: {
-        ovmf: m.tdvf.ovmfVariant,
-        mrtd: { single_pass: m.tdvf.mrtd.singlePass, two_pass: m.tdvf.mrtd.twoPass },
-        td_hob: m.tdvf.tdHobWitness,
-      },
-    }),
+      { mapSorter: keepOrder },
+    ),
   )
 }
