@@ -1,5 +1,5 @@
 // `measurement.tdx.cbor` (upstream `dstack-types` `TdxOsImageMeasurement`, version 3): the
-// image-static TDX material a lite guest ships instead of the image itself. Decoded with cbor-x
+// image-static TDX material a lite guest ships instead of the image itself. Decoded with cborg
 // and then checked field by field, because the decoder alone would accept any shape.
 import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import { KmsError, errorMessage } from '../errors.js'
