@@ -1,7 +1,7 @@
 // `dstack-kms verify-attestation`: verifies a TDX quote or a dstack attestation exactly as the KMS
 // does before releasing keys (docs/design.md#trust-model) and prints the verdict, the quoted
 // registers and the BootInfo an auth webhook would receive, as one JSON object.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { bootInfoToJson, buildBootInfo } from '../attestation/boot-info.js'
@@ -19,6 +19,7 @@ import { DEFAULT_PCCS_URL } from '../config/defaults.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'
 import { parseCertificate } from '../x509/parse.js'
 import { pemDecode } from '../asn1/pem.js'
+import { binaryOrHex, hexMember, jsonObject, readInput } from './input-files.js'
 import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 import { KmsError, errorMessage, withContext } from '../errors.js'
 
@@ -120,44 +121,6 @@ function parseOptions(argv: string[]): Options | 'help' {
     boottime: values.boottime,
     rootCa: values['root-ca'],
   }
-}
-
-function readInput(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path)
-  } catch (err) {
-    throw withContext(`failed to read ${what} ${path}`, err, 'KMS_ERR_CONFIG')
-  }
-}
-
-/** Binary as is; hex text (the way guests and `sim-attest` print it) decoded. Binary quotes and
- * attestations begin with a NUL or a msgpack map byte, so they are never mistaken for hex. */
-function binaryOrHex(data: Buffer): Buffer {
-  const text = data.toString('latin1').trim().replace(/^0x/, '')
-  if (text.length > 0 && text.length % 2 === 0 && /^[0-9a-fA-F]+$/.test(text)) {
-    return Buffer.from(text, 'hex')
-  }
-  return data
-}
-
-function jsonObject(data: Buffer): Record<string, unknown> | undefined {
-  if (data.toString('latin1').trimStart()[0] !== '{') return undefined
-  try {
-    const v: unknown = JSON.parse(data.toString('utf8'))
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : undefined
-  } catch {
-    return undefined
-  }
-}
-
-function hexMember(obj: Record<string, unknown>, key: string, file: string): Buffer {
-  const v = obj[key]
-  if (typeof v !== 'string' || !/^([0-9a-fA-F]{2})*$/.test(v)) {
-    throw new KmsError('KMS_ERR_BAD_REQUEST', `${file}: "${key}" must be a hex string`)
-  }
-  return Buffer.from(v, 'hex')
 }
 
 type Input =

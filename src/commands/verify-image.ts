@@ -2,7 +2,7 @@
 // or legacy scheme, exactly as the KMS does with `[core.image] verify = true`) and compares them
 // with a quote's registers. The quote itself is NOT DCAP-verified here (verify-attestation does
 // that); the output says so.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
@@ -15,6 +15,7 @@ import { createLegacyVerifier } from '../image/legacy/index.js'
 import { REGISTER_NAMES, registersToHex, type TdxRegisters } from '../image/tdx-registers.js'
 import { parseVmConfig } from '../image/vm-config.js'
 import { DEFAULT_DOWNLOAD_URL } from '../config/defaults.js'
+import { binaryOrHex, hexMember, jsonObject, readInput, stringMember } from './input-files.js'
 import { UsageError, parseCommandLine, parseFlags, type CommandIo } from './usage.js'
 
 export const VERIFY_IMAGE_USAGE = `Usage: dstack-kms verify-image --quote FILE --event-log FILE --vm-config FILE [options]
@@ -84,52 +85,10 @@ function parseOptions(argv: string[]): Options | 'help' {
   }
 }
 
-function readInput(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path)
-  } catch (err) {
-    throw withContext(`failed to read ${what} ${path}`, err, 'KMS_ERR_CONFIG')
-  }
-}
-
-/** The JSON object form (a GetQuote reply); undefined for anything else. */
-function jsonObject(data: Buffer): Record<string, unknown> | undefined {
-  if (data.toString('latin1').trimStart()[0] !== '{') return undefined
-  try {
-    const v: unknown = JSON.parse(data.toString('utf8'))
-    return typeof v === 'object' && v !== null && !Array.isArray(v)
-      ? (v as Record<string, unknown>)
-      : undefined
-  } catch {
-    return undefined
-  }
-}
-
-function stringMember(obj: Record<string, unknown>, key: string, file: string): string {
-  const v = obj[key]
-  if (typeof v !== 'string') {
-    throw new KmsError('KMS_ERR_BAD_REQUEST', `${file}: "${key}" must be a string`)
-  }
-  return v
-}
-
 function loadQuoteRegisters(path: string): TdxRegisters {
   const raw = readInput(path, 'quote')
   const obj = jsonObject(raw)
-  let bytes: Buffer
-  if (obj !== undefined) {
-    const text = stringMember(obj, 'quote', path)
-    if (!/^([0-9a-fA-F]{2})*$/.test(text)) {
-      throw new KmsError('KMS_ERR_BAD_REQUEST', `${path}: "quote" must be a hex string`)
-    }
-    bytes = Buffer.from(text, 'hex')
-  } else {
-    const text = raw.toString('latin1').trim().replace(/^0x/, '')
-    bytes =
-      text.length > 0 && text.length % 2 === 0 && /^[0-9a-fA-F]+$/.test(text)
-        ? Buffer.from(text, 'hex')
-        : raw
-  }
+  const bytes = obj !== undefined ? hexMember(obj, 'quote', path) : binaryOrHex(raw)
   let td
   try {
     td = tdReportOf(parseQuote(bytes))
