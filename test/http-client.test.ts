@@ -164,3 +164,37 @@ describe('HttpClient', () => {
     }
   })
 })
+
+describe('HttpClient keep-alive', () => {
+  it('retries once on a fresh socket when the server closed a pooled one as it was reused', async () => {
+    // The server answers the first request of a connection and drops the connection on any
+    // later one without a reply: exactly what a keep-alive race with the server's idle close
+    // looks like from the client.
+    const served = new WeakMap<object, number>()
+    let dropped = 0
+    const server = createServer((req, res) => {
+      const n = served.get(req.socket) ?? 0
+      served.set(req.socket, n + 1)
+      if (n > 0) {
+        dropped++
+        req.socket.destroy()
+        return
+      }
+      res.end('ok')
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as AddressInfo
+    const client = new HttpClient({ timeoutMs: 5000, maxResponseBytes: 1024 })
+    try {
+      const url = `http://127.0.0.1:${port}/x`
+      const first = await client.request(url, { method: 'POST', body: '{}' })
+      assert.equal(first.body.toString(), 'ok')
+      const second = await client.request(url, { method: 'POST', body: '{}' })
+      assert.equal(second.body.toString(), 'ok')
+      assert.equal(dropped, 1, 'the second request went out on the pooled socket first')
+    } finally {
+      client.close()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})

@@ -104,7 +104,15 @@ export class HttpClient {
     let target = new URL(url)
     let current = req
     for (let hop = 0; ; hop++) {
-      const reply = await this.#exchange(target, current, deadline)
+      let reply: HttpReply
+      try {
+        reply = await this.#exchange(target, current, deadline)
+      } catch (err) {
+        // A pooled keep-alive socket the server closed just as we reused it fails before any
+        // reply byte; nothing reached the handler, so one retry on a fresh socket is safe.
+        if (!(err instanceof StaleSocketError)) throw err
+        reply = await this.#exchange(target, current, deadline, true)
+      }
       const location = reply.headers.location
       if (!REDIRECTS.has(reply.status) || location === undefined || hop >= maxRedirects) {
         return reply
@@ -117,7 +125,7 @@ export class HttpClient {
     }
   }
 
-  #exchange(target: URL, req: HttpRequest, deadline: number): Promise<HttpReply> {
+  #exchange(target: URL, req: HttpRequest, deadline: number, fresh = false): Promise<HttpReply> {
     const isHttps = target.protocol === 'https:'
     if (!isHttps && target.protocol !== 'http:') {
       return Promise.reject(new Error(`unsupported URL scheme ${target.protocol}`))
@@ -140,7 +148,9 @@ export class HttpClient {
         r.destroy()
         reject(err)
       }
+      let replied = false
       const onReply = (res: IncomingMessage): void => {
+        replied = true
         const status = res.statusCode ?? 0
         const declared = Number(res.headers['content-length'] ?? NaN)
         if (Number.isFinite(declared) && declared > maxResponseBytes) {
@@ -184,7 +194,8 @@ export class HttpClient {
         {
           method: req.method,
           headers,
-          agent: isHttps ? this.#https : this.#http,
+          // the retry after a stale pooled socket must not draw another pooled one
+          agent: fresh ? false : isHttps ? this.#https : this.#http,
           ...(socketPath === undefined ? {} : { socketPath }),
           ...(isHttps && tls !== undefined ? tls : {}),
         },
@@ -194,7 +205,11 @@ export class HttpClient {
         () => fail(new HttpTimeoutError(timeoutMs)),
         Math.max(0, deadline - Date.now()),
       )
-      r.on('error', fail)
+      r.on('error', (err: NodeJS.ErrnoException) => {
+        const stale =
+          !replied && r.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')
+        fail(stale ? new StaleSocketError(err) : err)
+      })
       r.end(body)
     })
   }
@@ -202,6 +217,14 @@ export class HttpClient {
   close(): void {
     this.#http.destroy()
     this.#https.destroy()
+  }
+}
+
+/** A reused keep-alive socket was closed by the server before any reply arrived. */
+class StaleSocketError extends Error {
+  constructor(cause: Error) {
+    super(cause.message, { cause })
+    this.name = 'StaleSocketError'
   }
 }
 
