@@ -2,7 +2,7 @@
 // a fixed-seed sample of mutations (the full run is test/fuzz/dcap-differential.fuzz.ts).
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { BoundedCache } from '../src/attestation/dcap/bounded-cache.js'
+import { BoundedCache } from '../src/util/bounded-cache.js'
 import { DcapQuoteVerifier } from '../src/attestation/dcap/quote-verifier.js'
 import { parseQuote } from '../src/attestation/quote.js'
 import { errorMessage } from '../src/errors.js'

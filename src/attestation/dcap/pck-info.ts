@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto'
 import { KmsError, errorMessage } from '../../errors.js'
 import { parseCertificate } from '../../x509/parse.js'
-import { BoundedCache } from './bounded-cache.js'
+import { BoundedCache } from '../../util/bounded-cache.js'
 import { intelExtension, sgxFmspc, sgxPpid } from './pck-extension.js'
 import { scanPemCertificates } from './pem-certs.js'
 

@@ -19,7 +19,7 @@ import {
 import { parseCrl } from '../../x509/crl-parse.js'
 import { COLLATERAL_KEYS, type Collateral } from '../collateral.js'
 import { type ParsedQuote, TEE_TYPE_SGX, TEE_TYPE_TDX } from '../quote.js'
-import { BoundedCache } from './bounded-cache.js'
+import { BoundedCache } from '../../util/bounded-cache.js'
 import {
   type Check,
   certificateSerial,

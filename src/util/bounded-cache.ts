@@ -1,5 +1,5 @@
-// A small least-recently-used map. The verifier's caches are keyed by content hashes of
-// collateral and PCK chains that clients choose, so every cache must have a ceiling.
+// A small least-recently-used map, for memos keyed by what clients send (content hashes of
+// collateral and PCK chains, certificates): every such memo must have a ceiling.
 
 export class BoundedCache<V> {
   private readonly entries = new Map<string, V>()
