@@ -16,7 +16,8 @@ import {
   verifyPckChain,
 } from './collateral-trust.js'
 import { DcapQuoteVerifier } from './dcap/quote-verifier.js'
-import { pckInfoFromChain } from './dcap/pck-info.js'
+import { type PckInfo, pckInfoFromChain } from './dcap/pck-info.js'
+import { BoundedCache } from '../util/bounded-cache.js'
 import { type ParsedQuote, parseQuote, tdReportOf } from './quote.js'
 import { toReportData } from './report-data.js'
 import {
@@ -168,7 +169,10 @@ export class AttestationVerifier {
   private readonly anchor: TrustAnchor
   // Chain and CRL checks cost a few milliseconds, as much as the rest of a verification; their
   // results hold for a known time window, so they are remembered.
-  private readonly pckChains = new Map<string, VerifiedChain>()
+  // The PCK facts that pick the collateral are kept with the chain they were read from.
+  private readonly pckChains = new BoundedCache<{ chain: VerifiedChain; info: PckInfo }>(
+    PCK_CHAIN_MEMO_SIZE,
+  )
   private readonly trusted = new WeakMap<
     Collateral,
     { fields: unknown[]; trust: CollateralTrust }
@@ -184,17 +188,14 @@ export class AttestationVerifier {
     this.now = opts.now ?? unixNow
   }
 
-  private pckChain(pem: string, now: number): VerifiedChain {
+  /** The verified PCK chain and what its leaf says, remembered while the chain is valid. */
+  private pckChain(pem: string, now: number): { chain: VerifiedChain; info: PckInfo } {
     const known = this.pckChains.get(pem)
-    if (known !== undefined && within(known, now)) return known
+    if (known !== undefined && within(known.chain, now)) return known
     const chain = verifyPckChain(pem, this.anchor, now)
-    this.pckChains.delete(pem)
-    if (this.pckChains.size >= PCK_CHAIN_MEMO_SIZE) {
-      const oldest = this.pckChains.keys().next().value
-      if (oldest !== undefined) this.pckChains.delete(oldest)
-    }
-    this.pckChains.set(pem, chain)
-    return chain
+    const entry = { chain, info: pckInfoFromChain(pem) }
+    this.pckChains.set(pem, entry)
+    return entry
   }
 
   private collateralTrust(c: Collateral, now: number): CollateralTrust {
@@ -231,8 +232,7 @@ export class AttestationVerifier {
     const parsed = parseQuoteForVerify(quote)
     const chainPem = pckChainOf(parsed)
     // the FMSPC and CA decide what is fetched from the PCCS: only from a chain to our root
-    const pckChain = this.pckChain(chainPem, this.now())
-    const pck = pckInfoFromChain(chainPem)
+    const { chain: pckChain, info: pck } = this.pckChain(chainPem, this.now())
     const collateral = await this.collateral.get(quote, pck.fmspc, pck.ca, this.rootCaDer)
     const now = this.now()
     const trust = this.collateralTrust(collateral, now)
@@ -253,7 +253,8 @@ export class AttestationVerifier {
       status: result.status,
       advisoryIds: [...result.advisoryIds],
       quote: parsed,
-      ppid: pck.ppid,
+      // the memo keeps its own
+      ppid: Buffer.from(pck.ppid),
     }
   }
 

@@ -1,10 +1,8 @@
 // What the KMS reads from the quote's PCK leaf before it fetches collateral: the PPID (which
 // dcap-qvl's JS verifier leaves empty), the FMSPC and the issuing PCK CA that choose the
-// collateral. Remembered per chain: every quote of a platform carries the same one.
-import { createHash } from 'node:crypto'
+// collateral. Read once per chain: the verifier keeps the result with the verified chain.
 import { KmsError, errorMessage } from '../../errors.js'
 import { parseCertificate } from '../../x509/parse.js'
-import { BoundedCache } from '../../util/bounded-cache.js'
 import { intelExtension, sgxFmspc, sgxPpid } from './pck-extension.js'
 import { scanPemCertificates } from './pem-certs.js'
 
@@ -16,14 +14,12 @@ export interface PckInfo {
   ca: 'processor' | 'platform'
 }
 
-const PCK_INFO_CACHE_SIZE = 1024
-const known = new BoundedCache<PckInfo>(PCK_INFO_CACHE_SIZE)
-
 function attestationError(message: string, cause?: unknown): KmsError {
   return new KmsError('KMS_ERR_ATTESTATION', message, { cause })
 }
 
-function readPckInfo(pckChainPem: string): PckInfo {
+/** PPID, FMSPC and issuing CA from the first (leaf) certificate of the quote's PCK chain. */
+export function pckInfoFromChain(pckChainPem: string): PckInfo {
   const leaf = scanPemCertificates(pckChainPem)[0]
   if (leaf === undefined) throw attestationError('Failed to extract PCK certificates from quote')
   try {
@@ -40,14 +36,4 @@ function readPckInfo(pckChainPem: string): PckInfo {
   } catch (err) {
     throw attestationError(`Invalid PCK certificate: ${errorMessage(err)}`, err)
   }
-}
-
-/** PPID, FMSPC and issuing CA from the first (leaf) certificate of the quote's PCK chain. */
-export function pckInfoFromChain(pckChainPem: string): PckInfo {
-  const id = createHash('sha256').update(pckChainPem).digest('hex')
-  const hit = known.get(id)
-  if (hit !== undefined) return { ...hit, ppid: Buffer.from(hit.ppid) }
-  const info = readPckInfo(pckChainPem)
-  known.set(id, info)
-  return { ...info, ppid: Buffer.from(info.ppid) }
 }
