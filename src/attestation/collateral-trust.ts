@@ -11,7 +11,7 @@ import { type ParsedCrl, parseCrl } from '../x509/crl-parse.js'
 import { OID } from '../asn1/oids.js'
 import { type ParsedCertificate, parseCertificate } from '../x509/parse.js'
 import { pemDecodeAll } from '../asn1/pem.js'
-import type { Collateral } from './collateral.js'
+import { type Collateral, collateralBytes } from './collateral.js'
 
 /** Intel's chains are leaf → intermediate → root; anything much longer is not DCAP. */
 const MAX_CHAIN_LENGTH = 6
@@ -149,9 +149,6 @@ export function verifyPckChain(pem: string, anchor: TrustAnchor, now: number): V
   }
 }
 
-const bytesOf = (v: number[] | string): Buffer =>
-  typeof v === 'string' ? Buffer.from(v, 'hex') : Buffer.from(v)
-
 /** Parses a CRL and checks it was signed by `issuer`, names it as issuer, and is current. */
 function verifyCrl(
   raw: number[] | string,
@@ -164,7 +161,7 @@ function verifyCrl(
   }
   let crl: ParsedCrl
   try {
-    crl = parseCrl(bytesOf(raw))
+    crl = parseCrl(collateralBytes(raw))
   } catch (err) {
     throw new Error(`${what} does not parse: ${errorMessage(err)}`, { cause: err })
   }
@@ -202,7 +199,7 @@ function verifyDocument(
       'sha256',
       Buffer.from(text, 'utf8'),
       { key: signer.x509.publicKey, dsaEncoding: 'ieee-p1363' },
-      bytesOf(sig),
+      collateralBytes(sig),
     )
   } catch {
     ok = false

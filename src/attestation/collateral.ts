@@ -68,7 +68,9 @@ export function parseCollateralJson(text: string): Collateral {
   return out as unknown as Collateral
 }
 
-function bytesOf(v: number[] | string): Buffer {
+/** The bytes of a binary collateral member (CRLs, signatures), which dcap-qvl's type allows as
+ * hex text or as a byte array. */
+export function collateralBytes(v: number[] | string): Buffer {
   return typeof v === 'string' ? Buffer.from(v, 'hex') : Buffer.from(v)
 }
 
@@ -106,7 +108,7 @@ export function collateralNextUpdate(c: Collateral): number {
   ] as const) {
     let t: number | undefined
     try {
-      t = crlNextUpdate(bytesOf(crl))
+      t = crlNextUpdate(collateralBytes(crl))
     } catch (err) {
       throw new KmsError('KMS_ERR_COLLATERAL', `${what} does not parse: ${errorMessage(err)}`)
     }

@@ -17,7 +17,7 @@ import {
   verify as cryptoVerify,
 } from 'node:crypto'
 import { parseCrl } from '../../x509/crl-parse.js'
-import { COLLATERAL_KEYS, type Collateral } from '../collateral.js'
+import { COLLATERAL_KEYS, type Collateral, collateralBytes } from '../collateral.js'
 import { type ParsedQuote, TEE_TYPE_SGX, TEE_TYPE_TDX } from '../quote.js'
 import { BoundedCache } from '../../util/bounded-cache.js'
 import {
@@ -57,9 +57,6 @@ const ATTESTATION_KEY_CACHE_SIZE = 1024
 
 const ECDSA_P256 = 2
 
-const bytesOf = (v: number[] | string): Buffer =>
-  typeof v === 'string' ? Buffer.from(v, 'hex') : Buffer.from(v)
-
 interface CollateralFacts {
   /** the checks up to and including the QE identity signature */
   checks: Check[]
@@ -89,7 +86,7 @@ function p1363Verify(key: KeyObject, data: Uint8Array, sig: Buffer): boolean {
 
 /** Intel's raw r‖s signatures must be 64 bytes before anything is verified. */
 function rawSignature(v: number[] | string): Buffer {
-  const sig = bytesOf(v)
+  const sig = collateralBytes(v)
   if (sig.length !== 64) stop(`Key length is invalid: expected 64, got ${sig.length}`)
   return sig
 }
@@ -211,7 +208,7 @@ export class DcapQuoteVerifier {
     const revoked = new Set<string>()
     for (const raw of [c.root_ca_crl, c.pck_crl]) {
       try {
-        for (const r of parseCrl(bytesOf(raw)).revoked) revoked.add(serialKey(r.serial))
+        for (const r of parseCrl(collateralBytes(raw)).revoked) revoked.add(serialKey(r.serial))
       } catch {
         // dcap-qvl looks serials up only in the CRLs it can read; the trust checks that run
         // before this verifier refuse collateral whose CRLs do not parse
