@@ -77,3 +77,19 @@ export function pemDecode(pem: string, label: string): Buffer {
 export function pemLabels(pem: string): string[] {
   return parseBlocks(pem).map((b) => b.label)
 }
+
+// The permissive scan of dcap-qvl (`extract_certs`), for the DCAP verifier's reading of a quote's
+// certification data and the collateral's issuer chains: blocks are found by their armour lines
+// anywhere in the text and anything between them is ignored, so that a chain is counted and
+// walked exactly as dcap-qvl counts and walks it. Everything else decodes PEM strictly above.
+const PEM_CERTIFICATE_BLOCK =
+  /-----BEGIN CERTIFICATE-----\r?\n?([A-Za-z0-9+/=\r\n]+)\r?\n?-----END CERTIFICATE-----/g
+
+/** DER of every CERTIFICATE block `text` holds by dcap-qvl's scan, in order (empty when none). */
+export function scanPemCertificates(text: string): Buffer[] {
+  const out: Buffer[] = []
+  for (const m of text.matchAll(PEM_CERTIFICATE_BLOCK)) {
+    out.push(Buffer.from((m[1] ?? '').replace(/\r?\n/g, ''), 'base64'))
+  }
+  return out
+}

@@ -4,7 +4,7 @@
 import { KmsError, errorMessage } from '../../errors.js'
 import { parseCertificate } from '../../x509/parse.js'
 import { intelExtension, sgxFmspc, sgxPpid } from './pck-extension.js'
-import { scanPemCertificates } from './pem-certs.js'
+import { scanPemCertificates } from '../../asn1/pem.js'
 
 export interface PckInfo {
   ppid: Buffer

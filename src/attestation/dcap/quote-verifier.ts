@@ -30,7 +30,7 @@ import {
   stop,
 } from './chain-steps.js'
 import { intelExtension, sgxCpuSvn, sgxFmspc, sgxPceSvn } from './pck-extension.js'
-import { scanPemCertificates } from './pem-certs.js'
+import { scanPemCertificates } from '../../asn1/pem.js'
 import {
   type QeIdentity,
   type TcbInfo,
