@@ -27,7 +27,7 @@ import {
   type LegacyVerifierOptions,
   type LegacyVmParams,
 } from '../src/image/legacy/index.js'
-import { extendLog, sha384 } from '../src/image/legacy/digest.js'
+import { measureLog, sha384 } from '../src/image/tdx-registers.js'
 import { measureCmdline } from '../src/image/legacy/kernel.js'
 import {
   FAKE_SECTIONS,
@@ -143,7 +143,7 @@ test('cold download, install and measurement; warm hit without network', async (
     expected.mrtd.toString('hex'),
     modelMrtd(img.firmware, FAKE_SECTIONS, true).toString('hex'),
   )
-  const rtmr2 = extendLog([measureCmdline(`${img.cmdline} initrd=initrd`), sha384(img.initrd)])
+  const rtmr2 = measureLog([measureCmdline(`${img.cmdline} initrd=initrd`), sha384(img.initrd)])
   assert.equal(expected.rtmr2.toString('hex'), rtmr2.toString('hex'))
   assert.equal(expected.rtmr1.length, 48)
   assert.ok(expected.rtmr0 !== null && expected.rtmr0.length === 48)

@@ -7,16 +7,13 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { acpiBlobs, findAcpiTable, qemuArgs, type QemuMachine } from '../src/image/legacy/acpi.js'
-import { encodeGuid, extendLog, sha384 } from '../src/image/legacy/digest.js'
 import {
   authenticodeSha384,
   measureCmdline,
   patchKernel,
   patchedKernelAuthenticode,
-  rtmr1Log,
 } from '../src/image/legacy/kernel.js'
 import { versionedOptions } from '../src/image/legacy/qemu-options.js'
-import { efiVariableDigest, rtmr0Log } from '../src/image/legacy/rtmr0.js'
 import {
   computeMrtd,
   measureTdHob,
@@ -24,6 +21,14 @@ import {
   tdHobWitnessV1,
   type TdvfSection,
 } from '../src/image/legacy/tdvf.js'
+import {
+  efiVariableDigest,
+  encodeGuid,
+  measureLog,
+  rtmr0Log,
+  rtmr1Log,
+  sha384,
+} from '../src/image/tdx-registers.js'
 import {
   FAKE_SECTIONS,
   KERNEL_LAYOUT,
@@ -141,12 +146,12 @@ test('RTMR0–2 of the real 0.6.0 boot are reproduced from its image digests and
     rsdp: Buffer.from(v.acpi_digests['acpi-rsdp'], 'hex'),
     tables: Buffer.from(v.acpi_digests['acpi-tables'], 'hex'),
   }
-  const rtmr0 = extendLog(rtmr0Log(measureTdHob(DSTACK_HOB_SECTIONS, 0x80000000), acpi))
+  const rtmr0 = measureLog(rtmr0Log(measureTdHob(DSTACK_HOB_SECTIONS, 0x80000000), acpi))
   assert.equal(hex(rtmr0), v.rtmr0)
   const m = v.lite_measurement
-  assert.equal(hex(extendLog(rtmr1Log(Buffer.from(m.kernel_authenticode, 'hex')))), v.rtmr1)
+  assert.equal(hex(measureLog(rtmr1Log(Buffer.from(m.kernel_authenticode, 'hex')))), v.rtmr1)
   assert.equal(
-    hex(extendLog([Buffer.from(m.cmdline_sha384, 'hex'), Buffer.from(m.initrd_sha384, 'hex')])),
+    hex(measureLog([Buffer.from(m.cmdline_sha384, 'hex'), Buffer.from(m.initrd_sha384, 'hex')])),
     v.rtmr2,
   )
 })

@@ -9,20 +9,18 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { acpiBlobs, qemuArgs, runAcpiCommand, type QemuMachine } from './acpi.js'
-import { extendLog, sha384 } from './digest.js'
 import { downloadImage, removeDirAtomically, sweepStaging, TMP_DIR_NAME } from './download.js'
 import { ImageError } from './errors.js'
 import {
   kernelHashIsMemoryIndependent,
   measureCmdline,
   patchedKernelAuthenticode,
-  rtmr1Log,
 } from './kernel.js'
 import { MANIFEST_NAME, METADATA_NAME, parseManifest, parseMetadata } from './manifest.js'
 import { versionedOptions } from './qemu-options.js'
-import { rtmr0Log } from './rtmr0.js'
 import { RwLock } from './rw-lock.js'
 import { computeMrtd, measureTdHob, parseTdvf, type TdvfSection } from './tdvf.js'
+import { type AcpiDigests, measureLog, rtmr0Log, rtmr1Log, sha384 } from '../tdx-registers.js'
 
 export { ImageError } from './errors.js'
 
@@ -113,7 +111,7 @@ interface ImageMaterial {
   /** patched-kernel digest by memory size ('high' for every size that patches alike) */
   kernelHashes: Map<string, Buffer>
   /** ACPI digests by the generator's arguments */
-  acpi: Map<string, { loader: Buffer; rsdp: Buffer; tables: Buffer }>
+  acpi: Map<string, AcpiDigests>
 }
 
 function remember<V>(map: Map<string, V>, key: string, value: V): V {
@@ -241,7 +239,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       mrtdSingle: computeMrtd(fw, sections, false),
       mrtdTwo: computeMrtd(fw, sections, true),
       initrdSize: initrd.size,
-      rtmr2: extendLog([measureCmdline(`${meta.cmdline} initrd=initrd`), initrd.digest]),
+      rtmr2: measureLog([measureCmdline(`${meta.cmdline} initrd=initrd`), initrd.digest]),
       kernelHashes: new Map(),
       acpi: new Map(),
     }
@@ -277,7 +275,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
     m: ImageMaterial,
     machine: QemuMachine,
     argv: string[],
-  ): Promise<{ loader: Buffer; rsdp: Buffer; tables: Buffer }> {
+  ): Promise<AcpiDigests> {
     const args = qemuArgs(machine)
     const compat = machine.version.join('.')
     const key = JSON.stringify([compat, args])
@@ -343,7 +341,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
     return await lock.read(async () => {
       const m = await ensureImage(hex)
       const mrtd = vopt.twoPassAddPages ? m.mrtdTwo : m.mrtdSingle
-      const rtmr1 = extendLog(rtmr1Log(await kernelHash(m, memory)))
+      const rtmr1 = measureLog(rtmr1Log(await kernelHash(m, memory)))
       if (command === null) {
         log.warn(
           { osImageHash: hex },
@@ -353,7 +351,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
         return { expected: { mrtd, rtmr0: null, rtmr1, rtmr2: m.rtmr2 }, skipped: ['rtmr0'] }
       }
       const acpi = await acpiDigests(m, machineFor(m), command)
-      const rtmr0 = extendLog(rtmr0Log(measureTdHob(m.sections, memory), acpi))
+      const rtmr0 = measureLog(rtmr0Log(measureTdHob(m.sections, memory), acpi))
       return { expected: { mrtd, rtmr0, rtmr1, rtmr2: m.rtmr2 }, skipped: [] }
     })
   }

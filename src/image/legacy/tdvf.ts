@@ -4,7 +4,7 @@
 // Unlike upstream, a zero-length GUID-table entry, an out-of-range section or an absurd section
 // size is a clear error instead of an endless loop or a panic.
 import { createHash } from 'node:crypto'
-import { encodeGuid, sha384 } from './digest.js'
+import { encodeGuid, sha384 } from '../tdx-registers.js'
 import { ImageError } from './errors.js'
 
 const PAGE = 0x1000
