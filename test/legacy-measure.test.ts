@@ -13,7 +13,6 @@ import {
   patchKernel,
   patchedKernelAuthenticode,
 } from '../src/image/legacy/kernel.js'
-import { versionedOptions } from '../src/image/legacy/qemu-options.js'
 import {
   computeMrtd,
   measureTdHob,
@@ -25,6 +24,7 @@ import {
   efiVariableDigest,
   encodeGuid,
   measureLog,
+  qemuOptions,
   rtmr0Log,
   rtmr1Log,
   sha384,
@@ -296,24 +296,36 @@ test('malformed TDVF metadata fails with a clear error, never a hang', () => {
 })
 
 test('QEMU version options: 8.x two-pass with PIC, others neither; overrides pass through', () => {
-  assert.deepEqual(versionedOptions('8.2.2', undefined, undefined), {
+  assert.deepEqual(qemuOptions({ qemuVersion: '8.2.2', pic: null, qemuSinglePassAddPages: null }), {
     version: [8, 2, 2],
     pic: true,
     twoPassAddPages: true,
   })
-  assert.deepEqual(versionedOptions(undefined, undefined, undefined), {
+  assert.deepEqual(qemuOptions({ qemuVersion: null, pic: null, qemuSinglePassAddPages: null }), {
     version: [9, 1, 0],
     pic: false,
     twoPassAddPages: false,
   })
-  assert.equal(versionedOptions('9.2.1', true, true).twoPassAddPages, true)
-  assert.equal(versionedOptions('8.2.2', false, false).pic, false)
+  assert.equal(
+    qemuOptions({ qemuVersion: '9.2.1', pic: true, qemuSinglePassAddPages: true }).twoPassAddPages,
+    true,
+  )
+  assert.equal(
+    qemuOptions({ qemuVersion: '8.2.2', pic: false, qemuSinglePassAddPages: false }).pic,
+    false,
+  )
   assert.throws(
-    () => versionedOptions('9.2.1-x', undefined, undefined),
+    () => qemuOptions({ qemuVersion: '9.2.1-x', pic: null, qemuSinglePassAddPages: null }),
     /Failed to parse QEMU version/,
   )
-  assert.throws(() => versionedOptions('9.2', undefined, undefined), /Failed to parse QEMU version/)
-  assert.throws(() => versionedOptions('7.2.0', undefined, undefined), /Unsupported QEMU version/)
+  assert.throws(
+    () => qemuOptions({ qemuVersion: '9.2', pic: null, qemuSinglePassAddPages: null }),
+    /Failed to parse QEMU version/,
+  )
+  assert.throws(
+    () => qemuOptions({ qemuVersion: '7.2.0', pic: null, qemuSinglePassAddPages: null }),
+    /Unsupported QEMU version/,
+  )
 })
 
 const machine = (over: Partial<QemuMachine> = {}): QemuMachine => ({

@@ -17,10 +17,17 @@ import {
   patchedKernelAuthenticode,
 } from './kernel.js'
 import { MANIFEST_NAME, METADATA_NAME, parseManifest, parseMetadata } from './manifest.js'
-import { versionedOptions } from './qemu-options.js'
 import { RwLock } from './rw-lock.js'
 import { computeMrtd, measureTdHob, parseTdvf, type TdvfSection } from './tdvf.js'
-import { type AcpiDigests, measureLog, rtmr0Log, rtmr1Log, sha384 } from '../tdx-registers.js'
+import {
+  type AcpiDigests,
+  measureLog,
+  qemuOptions,
+  type QemuOptions,
+  rtmr0Log,
+  rtmr1Log,
+  sha384,
+} from '../tdx-registers.js'
 
 export { ImageError } from './errors.js'
 
@@ -135,6 +142,19 @@ function memoryBytes(vm: LegacyVmParams): number {
     throw new ImageError(`memory_size ${vm.memorySize} cannot be measured`)
   }
   return Number(vm.memorySize)
+}
+
+/** The lite scheme's QEMU-version rules; their refusals keep the legacy path's KMS_ERR_IMAGE code. */
+function versionOptions(vm: LegacyVmParams): QemuOptions {
+  try {
+    return qemuOptions({
+      qemuVersion: vm.qemuVersion ?? null,
+      pic: vm.pic ?? null,
+      qemuSinglePassAddPages: vm.qemuSinglePassAddPages ?? null,
+    })
+  } catch (err) {
+    throw new ImageError((err as Error).message, { cause: err })
+  }
 }
 
 function count(v: number | undefined, name: string, dflt: number, max = 0xffffffff): number {
@@ -310,7 +330,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       throw new ImageError(`unknown variant \`${vm.ovmfVariant}\`, expected \`pre202505\``)
     }
     const memory = memoryBytes(vm)
-    const vopt = versionedOptions(vm.qemuVersion, vm.pic, vm.qemuSinglePassAddPages)
+    const vopt = versionOptions(vm)
     const machineFor = (m: { firmwarePath: string; kernelPath: string }): QemuMachine => ({
       cpuCount: count(vm.cpuCount, 'cpu_count', 0),
       memorySize: memory,
