@@ -18,6 +18,7 @@ import {
 } from './kernel.js'
 import { MANIFEST_NAME, METADATA_NAME, parseManifest, parseMetadata } from './manifest.js'
 import { RwLock } from './rw-lock.js'
+import type { VmConfig } from '../vm-config.js'
 import { computeMrtd, measureTdHob, parseTdvf, type TdvfSection } from './tdvf.js'
 import {
   type AcpiDigests,
@@ -31,32 +32,25 @@ import {
 
 export { ImageError } from './errors.js'
 
-/** The measured parts of the guest's `vm_config` (upstream `VmConfig`), in its units. */
-export interface LegacyVmParams {
-  cpuCount: number
-  /** bytes */
-  memorySize: bigint
-  /** `"X.Y.Z"`; absent means 9.1.0 */
-  qemuVersion?: string
-  numGpus?: number
-  numNvswitches?: number
-  hotplugOff?: boolean
-  /** `pci_hole64_size`; 0 or absent adds no QEMU option */
-  pciHole64Size?: bigint
-  /** `pic`; absent: the QEMU version's default */
-  pic?: boolean
-  /** `qemu_single_pass_add_pages`, used as upstream uses it: `true` selects two-pass MRTD */
-  qemuSinglePassAddPages?: boolean
-  hugepages?: boolean
-  /** default 1 */
-  numNics?: number
-  numVerityVolumes?: number
-  swtpm?: boolean
-  /** `""`, `"9p"`, `"vvfat"` or `"vhd"` */
-  hostShareMode?: string
-  /** `ovmf_variant`; only `"pre202505"` is measurable */
-  ovmfVariant?: string
-}
+/** The measured parts of the guest's parsed `vm_config` (defaults already applied by
+ * parseVmConfig). `qemuSinglePassAddPages` is used as upstream uses it: `true` selects two-pass MRTD. */
+export type LegacyVmParams = Pick<
+  VmConfig,
+  | 'cpuCount'
+  | 'memorySize'
+  | 'qemuVersion'
+  | 'numGpus'
+  | 'numNvswitches'
+  | 'hotplugOff'
+  | 'pciHole64Size'
+  | 'pic'
+  | 'qemuSinglePassAddPages'
+  | 'hugepages'
+  | 'numNics'
+  | 'numVerityVolumes'
+  | 'swtpm'
+  | 'hostShareMode'
+>
 
 export interface ExpectedRegisters {
   mrtd: Buffer
@@ -147,18 +141,13 @@ function memoryBytes(vm: LegacyVmParams): number {
 /** The lite scheme's QEMU-version rules; their refusals keep the legacy path's KMS_ERR_IMAGE code. */
 function versionOptions(vm: LegacyVmParams): QemuOptions {
   try {
-    return qemuOptions({
-      qemuVersion: vm.qemuVersion ?? null,
-      pic: vm.pic ?? null,
-      qemuSinglePassAddPages: vm.qemuSinglePassAddPages ?? null,
-    })
+    return qemuOptions(vm)
   } catch (err) {
     throw new ImageError((err as Error).message, { cause: err })
   }
 }
 
-function count(v: number | undefined, name: string, dflt: number, max = 0xffffffff): number {
-  const n = v ?? dflt
+function count(n: number, name: string, max = 0xffffffff): number {
   if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
     throw new ImageError(`${name} ${n} is not a u32`)
   }
@@ -326,27 +315,24 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       throw new ImageError(`os_image_hash must be 32 bytes, got ${osImageHash.length}`)
     }
     const hex = osImageHash.toString('hex')
-    if (vm.ovmfVariant !== undefined && vm.ovmfVariant !== 'pre202505') {
-      throw new ImageError(`unknown variant \`${vm.ovmfVariant}\`, expected \`pre202505\``)
-    }
     const memory = memoryBytes(vm)
     const vopt = versionOptions(vm)
     const machineFor = (m: { firmwarePath: string; kernelPath: string }): QemuMachine => ({
-      cpuCount: count(vm.cpuCount, 'cpu_count', 0),
+      cpuCount: count(vm.cpuCount, 'cpu_count'),
       memorySize: memory,
       firmwarePath: m.firmwarePath,
       kernelPath: m.kernelPath,
       pic: vopt.pic,
       version: vopt.version,
-      hugepages: vm.hugepages ?? false,
-      numGpus: count(vm.numGpus, 'num_gpus', 0, MAX_DEVICES),
-      numNvswitches: count(vm.numNvswitches, 'num_nvswitches', 0, MAX_DEVICES),
-      numNics: count(vm.numNics, 'num_nics', 1, MAX_DEVICES),
-      numVerityVolumes: count(vm.numVerityVolumes, 'num_verity_volumes', 0, MAX_DEVICES),
-      hotplugOff: vm.hotplugOff ?? false,
-      pciHole64Size: vm.pciHole64Size ?? 0n,
-      hostShareMode: vm.hostShareMode ?? '',
-      swtpm: vm.swtpm ?? false,
+      hugepages: vm.hugepages,
+      numGpus: count(vm.numGpus, 'num_gpus', MAX_DEVICES),
+      numNvswitches: count(vm.numNvswitches, 'num_nvswitches', MAX_DEVICES),
+      numNics: count(vm.numNics, 'num_nics', MAX_DEVICES),
+      numVerityVolumes: count(vm.numVerityVolumes, 'num_verity_volumes', MAX_DEVICES),
+      hotplugOff: vm.hotplugOff,
+      pciHole64Size: vm.pciHole64Size,
+      hostShareMode: vm.hostShareMode,
+      swtpm: vm.swtpm,
     })
     // Refuse what can never be measured before touching the network.
     qemuArgs(machineFor({ firmwarePath: '', kernelPath: '' }))
