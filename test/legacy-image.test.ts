@@ -27,7 +27,8 @@ import {
   type LegacyVerifierOptions,
   type LegacyVmParams,
 } from '../src/image/legacy/index.js'
-import { measureLog, sha384 } from '../src/image/tdx-registers.js'
+import { sha384 } from '../src/image/tdx-registers.js'
+import { replayRtmr } from '../src/attestation/runtime-events.js'
 import { measureCmdline } from '../src/image/legacy/kernel.js'
 import { parseVmConfig } from '../src/image/vm-config.js'
 import {
@@ -149,7 +150,7 @@ test('cold download, install and measurement; warm hit without network', async (
     expected.mrtd.toString('hex'),
     modelMrtd(img.firmware, FAKE_SECTIONS, true).toString('hex'),
   )
-  const rtmr2 = measureLog([measureCmdline(`${img.cmdline} initrd=initrd`), sha384(img.initrd)])
+  const rtmr2 = replayRtmr([measureCmdline(`${img.cmdline} initrd=initrd`), sha384(img.initrd)])
   assert.equal(expected.rtmr2.toString('hex'), rtmr2.toString('hex'))
   assert.equal(expected.rtmr1.length, 48)
   assert.ok(expected.rtmr0 !== null && expected.rtmr0.length === 48)

@@ -23,12 +23,12 @@ import {
 import {
   efiVariableDigest,
   encodeGuid,
-  measureLog,
   qemuOptions,
   rtmr0Log,
   rtmr1Log,
   sha384,
 } from '../src/image/tdx-registers.js'
+import { replayRtmr } from '../src/attestation/runtime-events.js'
 import {
   FAKE_SECTIONS,
   KERNEL_LAYOUT,
@@ -146,12 +146,12 @@ test('RTMR0–2 of the real 0.6.0 boot are reproduced from its image digests and
     rsdp: Buffer.from(v.acpi_digests['acpi-rsdp'], 'hex'),
     tables: Buffer.from(v.acpi_digests['acpi-tables'], 'hex'),
   }
-  const rtmr0 = measureLog(rtmr0Log(measureTdHob(DSTACK_HOB_SECTIONS, 0x80000000), acpi))
+  const rtmr0 = replayRtmr(rtmr0Log(measureTdHob(DSTACK_HOB_SECTIONS, 0x80000000), acpi))
   assert.equal(hex(rtmr0), v.rtmr0)
   const m = v.lite_measurement
-  assert.equal(hex(measureLog(rtmr1Log(Buffer.from(m.kernel_authenticode, 'hex')))), v.rtmr1)
+  assert.equal(hex(replayRtmr(rtmr1Log(Buffer.from(m.kernel_authenticode, 'hex')))), v.rtmr1)
   assert.equal(
-    hex(measureLog([Buffer.from(m.cmdline_sha384, 'hex'), Buffer.from(m.initrd_sha384, 'hex')])),
+    hex(replayRtmr([Buffer.from(m.cmdline_sha384, 'hex'), Buffer.from(m.initrd_sha384, 'hex')])),
     v.rtmr2,
   )
 })

@@ -1,7 +1,8 @@
 // The fixed parts of a dstack TDX boot's RTMR0–2 event logs and the QEMU-version rules that pick
 // the MRTD page-add order (upstream `dstack-mr` `tdvf.rs`
 // `rtmr0_log_from_td_hob_hash_with_acpi_hashes`, `tdx.rs` `rtmr1_log_from_kernel_hash`,
-// `machine.rs` `versioned_options`). Shared by the lite scheme, the legacy scheme and the simulator.
+// `machine.rs` `versioned_options`). Shared by the lite scheme, the legacy scheme and the
+// simulator; a log becomes a register with runtime-events.ts `replayRtmr`.
 import { createHash } from 'node:crypto'
 import { KmsError } from '../errors.js'
 
@@ -27,13 +28,6 @@ export function sha384(...parts: Uint8Array[]): Buffer {
   const h = createHash('sha384')
   for (const p of parts) h.update(p)
   return h.digest()
-}
-
-/** `mr = 0^48; for d in log: mr = SHA-384(mr ‖ d)` */
-export function measureLog(log: readonly Uint8Array[]): Buffer {
-  let mr: Buffer = Buffer.alloc(MR_LENGTH)
-  for (const d of log) mr = sha384(mr, d)
-  return mr
 }
 
 /** EFI GUID text `a-b-c-d-e` to bytes: the first three groups little-endian, the rest as written. */

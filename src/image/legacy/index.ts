@@ -18,11 +18,11 @@ import {
 } from './kernel.js'
 import { MANIFEST_NAME, METADATA_NAME, parseManifest, parseMetadata } from './manifest.js'
 import { RwLock } from './rw-lock.js'
+import { replayRtmr } from '../../attestation/runtime-events.js'
 import type { VmConfig } from '../vm-config.js'
 import { computeMrtd, measureTdHob, parseTdvf, type TdvfSection } from './tdvf.js'
 import {
   type AcpiDigests,
-  measureLog,
   qemuOptions,
   type QemuOptions,
   rtmr0Log,
@@ -248,7 +248,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       mrtdSingle: computeMrtd(fw, sections, false),
       mrtdTwo: computeMrtd(fw, sections, true),
       initrdSize: initrd.size,
-      rtmr2: measureLog([measureCmdline(`${meta.cmdline} initrd=initrd`), initrd.digest]),
+      rtmr2: replayRtmr([measureCmdline(`${meta.cmdline} initrd=initrd`), initrd.digest]),
       kernelHashes: new Map(),
       acpi: new Map(),
     }
@@ -347,7 +347,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
     return await lock.read(async () => {
       const m = await ensureImage(hex)
       const mrtd = vopt.twoPassAddPages ? m.mrtdTwo : m.mrtdSingle
-      const rtmr1 = measureLog(rtmr1Log(await kernelHash(m, memory)))
+      const rtmr1 = replayRtmr(rtmr1Log(await kernelHash(m, memory)))
       if (command === null) {
         log.warn(
           { osImageHash: hex },
@@ -357,7 +357,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
         return { expected: { mrtd, rtmr0: null, rtmr1, rtmr2: m.rtmr2 }, skipped: ['rtmr0'] }
       }
       const acpi = await acpiDigests(m, machineFor(m), command)
-      const rtmr0 = measureLog(rtmr0Log(measureTdHob(m.sections, memory), acpi))
+      const rtmr0 = replayRtmr(rtmr0Log(measureTdHob(m.sections, memory), acpi))
       return { expected: { mrtd, rtmr0, rtmr1, rtmr2: m.rtmr2 }, skipped: [] }
     })
   }
