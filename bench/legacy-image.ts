@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
 import { createLegacyVerifier, type LegacyVerifierOptions } from '../src/image/legacy/index.js'
+import { parseVmConfig } from '../src/image/vm-config.js'
 import { imageArchive, syntheticImage } from '../test/helpers/legacy-image.js'
 import type { MicroOptions } from './micro.js'
 
@@ -54,7 +55,7 @@ export async function runLegacyImageBench(
     legacyRtmr0: 'require',
     log: pino({ level: 'silent' }),
   }
-  const vm = { cpuCount: 2, memorySize: 2n << 30n, qemuVersion: '8.2.2' }
+  const vm = { ...parseVmConfig('{}'), cpuCount: 2, memorySize: 2n << 30n, qemuVersion: '8.2.2' }
   const rounds = Math.max(3, micro.rounds)
   try {
     const cold: number[] = []

@@ -7,16 +7,12 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { acpiBlobs, findAcpiTable, qemuArgs, type QemuMachine } from '../src/image/legacy/acpi.js'
-import { encodeGuid, extendLog, sha384 } from '../src/image/legacy/digest.js'
 import {
   authenticodeSha384,
   measureCmdline,
   patchKernel,
   patchedKernelAuthenticode,
-  rtmr1Log,
 } from '../src/image/legacy/kernel.js'
-import { versionedOptions } from '../src/image/legacy/qemu-options.js'
-import { efiVariableDigest, rtmr0Log } from '../src/image/legacy/rtmr0.js'
 import {
   computeMrtd,
   measureTdHob,
@@ -24,6 +20,15 @@ import {
   tdHobWitnessV1,
   type TdvfSection,
 } from '../src/image/legacy/tdvf.js'
+import {
+  efiVariableDigest,
+  encodeGuid,
+  qemuOptions,
+  rtmr0Log,
+  rtmr1Log,
+  sha384,
+} from '../src/image/tdx-registers.js'
+import { replayRtmr } from '../src/attestation/runtime-events.js'
 import {
   FAKE_SECTIONS,
   KERNEL_LAYOUT,
@@ -141,12 +146,12 @@ test('RTMR0–2 of the real 0.6.0 boot are reproduced from its image digests and
     rsdp: Buffer.from(v.acpi_digests['acpi-rsdp'], 'hex'),
     tables: Buffer.from(v.acpi_digests['acpi-tables'], 'hex'),
   }
-  const rtmr0 = extendLog(rtmr0Log(measureTdHob(DSTACK_HOB_SECTIONS, 0x80000000), acpi))
+  const rtmr0 = replayRtmr(rtmr0Log(measureTdHob(DSTACK_HOB_SECTIONS, 0x80000000), acpi))
   assert.equal(hex(rtmr0), v.rtmr0)
   const m = v.lite_measurement
-  assert.equal(hex(extendLog(rtmr1Log(Buffer.from(m.kernel_authenticode, 'hex')))), v.rtmr1)
+  assert.equal(hex(replayRtmr(rtmr1Log(Buffer.from(m.kernel_authenticode, 'hex')))), v.rtmr1)
   assert.equal(
-    hex(extendLog([Buffer.from(m.cmdline_sha384, 'hex'), Buffer.from(m.initrd_sha384, 'hex')])),
+    hex(replayRtmr([Buffer.from(m.cmdline_sha384, 'hex'), Buffer.from(m.initrd_sha384, 'hex')])),
     v.rtmr2,
   )
 })
@@ -291,24 +296,36 @@ test('malformed TDVF metadata fails with a clear error, never a hang', () => {
 })
 
 test('QEMU version options: 8.x two-pass with PIC, others neither; overrides pass through', () => {
-  assert.deepEqual(versionedOptions('8.2.2', undefined, undefined), {
+  assert.deepEqual(qemuOptions({ qemuVersion: '8.2.2', pic: null, qemuSinglePassAddPages: null }), {
     version: [8, 2, 2],
     pic: true,
     twoPassAddPages: true,
   })
-  assert.deepEqual(versionedOptions(undefined, undefined, undefined), {
+  assert.deepEqual(qemuOptions({ qemuVersion: null, pic: null, qemuSinglePassAddPages: null }), {
     version: [9, 1, 0],
     pic: false,
     twoPassAddPages: false,
   })
-  assert.equal(versionedOptions('9.2.1', true, true).twoPassAddPages, true)
-  assert.equal(versionedOptions('8.2.2', false, false).pic, false)
+  assert.equal(
+    qemuOptions({ qemuVersion: '9.2.1', pic: true, qemuSinglePassAddPages: true }).twoPassAddPages,
+    true,
+  )
+  assert.equal(
+    qemuOptions({ qemuVersion: '8.2.2', pic: false, qemuSinglePassAddPages: false }).pic,
+    false,
+  )
   assert.throws(
-    () => versionedOptions('9.2.1-x', undefined, undefined),
+    () => qemuOptions({ qemuVersion: '9.2.1-x', pic: null, qemuSinglePassAddPages: null }),
     /Failed to parse QEMU version/,
   )
-  assert.throws(() => versionedOptions('9.2', undefined, undefined), /Failed to parse QEMU version/)
-  assert.throws(() => versionedOptions('7.2.0', undefined, undefined), /Unsupported QEMU version/)
+  assert.throws(
+    () => qemuOptions({ qemuVersion: '9.2', pic: null, qemuSinglePassAddPages: null }),
+    /Failed to parse QEMU version/,
+  )
+  assert.throws(
+    () => qemuOptions({ qemuVersion: '7.2.0', pic: null, qemuSinglePassAddPages: null }),
+    /Unsupported QEMU version/,
+  )
 })
 
 const machine = (over: Partial<QemuMachine> = {}): QemuMachine => ({

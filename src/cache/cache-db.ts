@@ -10,8 +10,6 @@ import { normalizeHexKey } from './cache-key.js'
 
 export const CACHE_DB_FILE = 'kms-cache.sqlite3'
 export const IMAGES_DIR = 'images'
-/** in-flight downloads live under `images/tmp/` (upstream's layout), removed by `"all"` */
-export const IMAGES_TMP_DIR = 'tmp'
 
 const SCHEMA_VERSION = 2
 

@@ -15,7 +15,7 @@ import { parseCacheKey } from '../cache/cache-key.js'
 import { clearImageCache } from '../cache/clear-cache.js'
 import { KmsError, errorMessage } from '../errors.js'
 import { type RegisterMismatch, assertRegistersMatch, registerMismatches } from './compare.js'
-import type { LegacyVerifier, LegacyVmParams } from './legacy/index.js'
+import type { LegacyVerifier } from './legacy/index.js'
 import {
   type LiteImageMeasurements,
   acpiDigestsInContext,
@@ -92,28 +92,6 @@ export function quotedRegisters(att: VerifiedAttestation): TdxRegisters {
 }
 
 /** The parameters the legacy measurement needs, from the vm_config. */
-export function legacyVmParams(vm: VmConfig): LegacyVmParams {
-  return {
-    cpuCount: vm.cpuCount,
-    memorySize: vm.memorySize,
-    ...(vm.qemuVersion === null ? {} : { qemuVersion: vm.qemuVersion }),
-    numGpus: vm.numGpus,
-    numNvswitches: vm.numNvswitches,
-    hotplugOff: vm.hotplugOff,
-    pciHole64Size: vm.pciHole64Size,
-    ...(vm.pic === null ? {} : { pic: vm.pic }),
-    ...(vm.qemuSinglePassAddPages === null
-      ? {}
-      : { qemuSinglePassAddPages: vm.qemuSinglePassAddPages }),
-    hugepages: vm.hugepages,
-    numNics: vm.numNics,
-    numVerityVolumes: vm.numVerityVolumes,
-    swtpm: vm.swtpm,
-    hostShareMode: vm.hostShareMode,
-    ...(vm.ovmfVariant === null ? {} : { ovmfVariant: vm.ovmfVariant }),
-  }
-}
-
 async function directorySize(dir: string): Promise<number> {
   let total = 0
   let names: string[]
@@ -273,10 +251,7 @@ export class OsImageVerifier {
       }
     }
     const generation = this.#o.cache.clearGeneration()
-    const { expected, skipped } = await this.#o.legacy.expectedRegisters(
-      vm.osImageHash,
-      legacyVmParams(vm),
-    )
+    const { expected, skipped } = await this.#o.legacy.expectedRegisters(vm.osImageHash, vm)
     if (expected.rtmr0 !== null) {
       // A partial (skip-mode) result is never cached: switching to `require` must recompute.
       this.#store(

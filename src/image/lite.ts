@@ -5,6 +5,7 @@
 // docs/design.md#os-image-verification for why that is accepted.
 import { KmsError, withContext } from '../errors.js'
 import { TDX_ACPI_DATA_EVENT_NAMES, isAcpiDataEvent } from '../attestation/event-log.js'
+import { replayRtmr } from '../attestation/runtime-events.js'
 import type { TdxEvent } from '../attestation/types.js'
 import { TDX_MEASUREMENT_FILENAME, verifyMeasurementMaterial } from './measurement-document.js'
 import { HIGH_MEMORY_MIN, tdHobDigest } from './td-hob.js'
@@ -13,7 +14,6 @@ import {
   type AcpiDigests,
   MR_LENGTH,
   type TdxRegisters,
-  measureLog,
   qemuOptions,
   rtmr0Log,
   rtmr1Log,
@@ -125,8 +125,8 @@ function imageMeasurements(vm: VmConfig, m: TdxOsImageMeasurement): LiteImageMea
     return {
       mrtd,
       tdHobDigest: hob,
-      rtmr1: measureLog(rtmr1Log(kernel)),
-      rtmr2: measureLog(rtmr2Log(cmdline, initrd)),
+      rtmr1: replayRtmr(rtmr1Log(kernel)),
+      rtmr2: replayRtmr(rtmr2Log(cmdline, initrd)),
     }
   })
 }
@@ -134,7 +134,7 @@ function imageMeasurements(vm: VmConfig, m: TdxOsImageMeasurement): LiteImageMea
 export function liteRegisters(image: LiteImageMeasurements, acpi: AcpiDigests): TdxRegisters {
   return {
     mrtd: image.mrtd,
-    rtmr0: measureLog(rtmr0Log(image.tdHobDigest, acpi)),
+    rtmr0: replayRtmr(rtmr0Log(image.tdHobDigest, acpi)),
     rtmr1: image.rtmr1,
     rtmr2: image.rtmr2,
   }

@@ -1,8 +1,8 @@
 // The TD HOB that TDVF hands to the guest, rebuilt from the compact witness a lite measurement
 // document carries (upstream `dstack-mr` `tdx.rs` `measure_td_hob_from_witness_data`; the same
 // HOB layout as `tdvf.rs` `measure_td_hob`). Its SHA-384 is the first RTMR0 event.
-import { createHash } from 'node:crypto'
 import { KmsError } from '../errors.js'
+import { sha384 } from './tdx-registers.js'
 
 const PAGE = 0x1000n
 const U64_MAX = (1n << 64n) - 1n
@@ -132,9 +132,7 @@ export function buildTdHob(w: TdHobWitness, memorySize: bigint): Buffer {
 }
 
 export function tdHobDigest(witness: Uint8Array, memorySize: bigint): Buffer {
-  return createHash('sha384')
-    .update(buildTdHob(decodeTdHobWitness(witness), memorySize))
-    .digest()
+  return sha384(buildTdHob(decodeTdHobWitness(witness), memorySize))
 }
 
 /** LEB128 encoding of a witness (upstream `td_hob_witness_v1`), for the simulator's image. */

@@ -1,7 +1,8 @@
 // The fixed parts of a dstack TDX boot's RTMR0–2 event logs and the QEMU-version rules that pick
 // the MRTD page-add order (upstream `dstack-mr` `tdvf.rs`
 // `rtmr0_log_from_td_hob_hash_with_acpi_hashes`, `tdx.rs` `rtmr1_log_from_kernel_hash`,
-// `machine.rs` `versioned_options`). Shared by the lite scheme and the simulator.
+// `machine.rs` `versioned_options`). Shared by the lite scheme, the legacy scheme and the
+// simulator; a log becomes a register with runtime-events.ts `replayRtmr`.
 import { createHash } from 'node:crypto'
 import { KmsError } from '../errors.js'
 
@@ -29,16 +30,12 @@ export function sha384(...parts: Uint8Array[]): Buffer {
   return h.digest()
 }
 
-/** `mr = 0^48; for d in log: mr = SHA-384(mr ‖ d)` */
-export function measureLog(log: readonly Uint8Array[]): Buffer {
-  let mr: Buffer = Buffer.alloc(MR_LENGTH)
-  for (const d of log) mr = sha384(mr, d)
-  return mr
-}
-
-/** EFI GUID text → bytes: first three groups little-endian, the rest as written. */
-function guidBytes(text: string): Buffer {
+/** EFI GUID text `a-b-c-d-e` to bytes: the first three groups little-endian, the rest as written. */
+export function encodeGuid(text: string): Buffer {
   const groups = text.split('-')
+  if (groups.length !== 5 || !groups.every((g) => /^[0-9a-fA-F]+$/.test(g) && g.length % 2 === 0)) {
+    throw new Error(`invalid GUID ${text}`)
+  }
   return Buffer.concat(
     groups.map((g, i) => {
       const b = Buffer.from(g, 'hex')
@@ -47,10 +44,10 @@ function guidBytes(text: string): Buffer {
   )
 }
 
-function efiVariableDigest(guid: string, name: string): Buffer {
+export function efiVariableDigest(guid: string, name: string): Buffer {
   const lengths = Buffer.alloc(16)
   lengths.writeBigUInt64LE(BigInt(name.length), 0)
-  return sha384(guidBytes(guid), lengths, Buffer.from(name, 'utf16le'))
+  return sha384(encodeGuid(guid), lengths, Buffer.from(name, 'utf16le'))
 }
 
 const EFI_GLOBAL_VARIABLE = '8BE4DF61-93CA-11D2-AA0D-00E098032B8C'

@@ -24,6 +24,7 @@ export interface DownloadOptions {
   timeoutMs: number
 }
 
+/** in-flight downloads live under `images/tmp/` (upstream's layout), removed by `"all"` */
 export const TMP_DIR_NAME = 'tmp'
 
 export function imageUrl(template: string, hex: string): string {

@@ -9,49 +9,48 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { acpiBlobs, qemuArgs, runAcpiCommand, type QemuMachine } from './acpi.js'
-import { extendLog, sha384 } from './digest.js'
 import { downloadImage, removeDirAtomically, sweepStaging, TMP_DIR_NAME } from './download.js'
 import { ImageError } from './errors.js'
 import {
   kernelHashIsMemoryIndependent,
   measureCmdline,
   patchedKernelAuthenticode,
-  rtmr1Log,
 } from './kernel.js'
 import { MANIFEST_NAME, METADATA_NAME, parseManifest, parseMetadata } from './manifest.js'
-import { versionedOptions } from './qemu-options.js'
-import { rtmr0Log } from './rtmr0.js'
 import { RwLock } from './rw-lock.js'
+import { replayRtmr } from '../../attestation/runtime-events.js'
+import type { VmConfig } from '../vm-config.js'
 import { computeMrtd, measureTdHob, parseTdvf, type TdvfSection } from './tdvf.js'
+import {
+  type AcpiDigests,
+  qemuOptions,
+  type QemuOptions,
+  rtmr0Log,
+  rtmr1Log,
+  sha384,
+} from '../tdx-registers.js'
 
 export { ImageError } from './errors.js'
 
-/** The measured parts of the guest's `vm_config` (upstream `VmConfig`), in its units. */
-export interface LegacyVmParams {
-  cpuCount: number
-  /** bytes */
-  memorySize: bigint
-  /** `"X.Y.Z"`; absent means 9.1.0 */
-  qemuVersion?: string
-  numGpus?: number
-  numNvswitches?: number
-  hotplugOff?: boolean
-  /** `pci_hole64_size`; 0 or absent adds no QEMU option */
-  pciHole64Size?: bigint
-  /** `pic`; absent: the QEMU version's default */
-  pic?: boolean
-  /** `qemu_single_pass_add_pages`, used as upstream uses it: `true` selects two-pass MRTD */
-  qemuSinglePassAddPages?: boolean
-  hugepages?: boolean
-  /** default 1 */
-  numNics?: number
-  numVerityVolumes?: number
-  swtpm?: boolean
-  /** `""`, `"9p"`, `"vvfat"` or `"vhd"` */
-  hostShareMode?: string
-  /** `ovmf_variant`; only `"pre202505"` is measurable */
-  ovmfVariant?: string
-}
+/** The measured parts of the guest's parsed `vm_config` (defaults already applied by
+ * parseVmConfig). `qemuSinglePassAddPages` is used as upstream uses it: `true` selects two-pass MRTD. */
+export type LegacyVmParams = Pick<
+  VmConfig,
+  | 'cpuCount'
+  | 'memorySize'
+  | 'qemuVersion'
+  | 'numGpus'
+  | 'numNvswitches'
+  | 'hotplugOff'
+  | 'pciHole64Size'
+  | 'pic'
+  | 'qemuSinglePassAddPages'
+  | 'hugepages'
+  | 'numNics'
+  | 'numVerityVolumes'
+  | 'swtpm'
+  | 'hostShareMode'
+>
 
 export interface ExpectedRegisters {
   mrtd: Buffer
@@ -113,7 +112,7 @@ interface ImageMaterial {
   /** patched-kernel digest by memory size ('high' for every size that patches alike) */
   kernelHashes: Map<string, Buffer>
   /** ACPI digests by the generator's arguments */
-  acpi: Map<string, { loader: Buffer; rsdp: Buffer; tables: Buffer }>
+  acpi: Map<string, AcpiDigests>
 }
 
 function remember<V>(map: Map<string, V>, key: string, value: V): V {
@@ -139,8 +138,16 @@ function memoryBytes(vm: LegacyVmParams): number {
   return Number(vm.memorySize)
 }
 
-function count(v: number | undefined, name: string, dflt: number, max = 0xffffffff): number {
-  const n = v ?? dflt
+/** The lite scheme's QEMU-version rules; their refusals keep the legacy path's KMS_ERR_IMAGE code. */
+function versionOptions(vm: LegacyVmParams): QemuOptions {
+  try {
+    return qemuOptions(vm)
+  } catch (err) {
+    throw new ImageError((err as Error).message, { cause: err })
+  }
+}
+
+function count(n: number, name: string, max = 0xffffffff): number {
   if (!Number.isSafeInteger(n) || n < 0 || n > 0xffffffff) {
     throw new ImageError(`${name} ${n} is not a u32`)
   }
@@ -241,7 +248,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       mrtdSingle: computeMrtd(fw, sections, false),
       mrtdTwo: computeMrtd(fw, sections, true),
       initrdSize: initrd.size,
-      rtmr2: extendLog([measureCmdline(`${meta.cmdline} initrd=initrd`), initrd.digest]),
+      rtmr2: replayRtmr([measureCmdline(`${meta.cmdline} initrd=initrd`), initrd.digest]),
       kernelHashes: new Map(),
       acpi: new Map(),
     }
@@ -277,7 +284,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
     m: ImageMaterial,
     machine: QemuMachine,
     argv: string[],
-  ): Promise<{ loader: Buffer; rsdp: Buffer; tables: Buffer }> {
+  ): Promise<AcpiDigests> {
     const args = qemuArgs(machine)
     const compat = machine.version.join('.')
     const key = JSON.stringify([compat, args])
@@ -308,27 +315,24 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       throw new ImageError(`os_image_hash must be 32 bytes, got ${osImageHash.length}`)
     }
     const hex = osImageHash.toString('hex')
-    if (vm.ovmfVariant !== undefined && vm.ovmfVariant !== 'pre202505') {
-      throw new ImageError(`unknown variant \`${vm.ovmfVariant}\`, expected \`pre202505\``)
-    }
     const memory = memoryBytes(vm)
-    const vopt = versionedOptions(vm.qemuVersion, vm.pic, vm.qemuSinglePassAddPages)
+    const vopt = versionOptions(vm)
     const machineFor = (m: { firmwarePath: string; kernelPath: string }): QemuMachine => ({
-      cpuCount: count(vm.cpuCount, 'cpu_count', 0),
+      cpuCount: count(vm.cpuCount, 'cpu_count'),
       memorySize: memory,
       firmwarePath: m.firmwarePath,
       kernelPath: m.kernelPath,
       pic: vopt.pic,
       version: vopt.version,
-      hugepages: vm.hugepages ?? false,
-      numGpus: count(vm.numGpus, 'num_gpus', 0, MAX_DEVICES),
-      numNvswitches: count(vm.numNvswitches, 'num_nvswitches', 0, MAX_DEVICES),
-      numNics: count(vm.numNics, 'num_nics', 1, MAX_DEVICES),
-      numVerityVolumes: count(vm.numVerityVolumes, 'num_verity_volumes', 0, MAX_DEVICES),
-      hotplugOff: vm.hotplugOff ?? false,
-      pciHole64Size: vm.pciHole64Size ?? 0n,
-      hostShareMode: vm.hostShareMode ?? '',
-      swtpm: vm.swtpm ?? false,
+      hugepages: vm.hugepages,
+      numGpus: count(vm.numGpus, 'num_gpus', MAX_DEVICES),
+      numNvswitches: count(vm.numNvswitches, 'num_nvswitches', MAX_DEVICES),
+      numNics: count(vm.numNics, 'num_nics', MAX_DEVICES),
+      numVerityVolumes: count(vm.numVerityVolumes, 'num_verity_volumes', MAX_DEVICES),
+      hotplugOff: vm.hotplugOff,
+      pciHole64Size: vm.pciHole64Size,
+      hostShareMode: vm.hostShareMode,
+      swtpm: vm.swtpm,
     })
     // Refuse what can never be measured before touching the network.
     qemuArgs(machineFor({ firmwarePath: '', kernelPath: '' }))
@@ -343,7 +347,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
     return await lock.read(async () => {
       const m = await ensureImage(hex)
       const mrtd = vopt.twoPassAddPages ? m.mrtdTwo : m.mrtdSingle
-      const rtmr1 = extendLog(rtmr1Log(await kernelHash(m, memory)))
+      const rtmr1 = replayRtmr(rtmr1Log(await kernelHash(m, memory)))
       if (command === null) {
         log.warn(
           { osImageHash: hex },
@@ -353,7 +357,7 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
         return { expected: { mrtd, rtmr0: null, rtmr1, rtmr2: m.rtmr2 }, skipped: ['rtmr0'] }
       }
       const acpi = await acpiDigests(m, machineFor(m), command)
-      const rtmr0 = extendLog(rtmr0Log(measureTdHob(m.sections, memory), acpi))
+      const rtmr0 = replayRtmr(rtmr0Log(measureTdHob(m.sections, memory), acpi))
       return { expected: { mrtd, rtmr0, rtmr1, rtmr2: m.rtmr2 }, skipped: [] }
     })
   }

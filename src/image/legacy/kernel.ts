@@ -4,7 +4,7 @@
 // Authenticode SHA-384, so the digest depends on the initrd size and, below 2816 MiB (except
 // exactly 2 GiB), on the guest memory size. Every read is bounds-checked (upstream slices panic).
 import { createHash } from 'node:crypto'
-import { sha384, utf16le } from './digest.js'
+import { sha384 } from '../tdx-registers.js'
 import { ImageError } from './errors.js'
 
 /** QEMU's ACPI data reservation below 4 GiB, which caps the initrd address */
@@ -136,16 +136,6 @@ export function patchedKernelAuthenticode(
 export const kernelHashIsMemoryIndependent = (memSize: number): boolean =>
   memSize === 0x80000000 || memSize >= STABLE_MIN_MEMORY
 
-/** The five RTMR1 events after the kernel digest is known (upstream `kernel.rs` `rtmr1_log`). */
-export function rtmr1Log(kernelHash: Buffer): Buffer[] {
-  return [
-    kernelHash,
-    sha384(Buffer.from('Calling EFI Application from Boot Option')),
-    sha384(Buffer.alloc(4)),
-    sha384(Buffer.from('Exit Boot Services Invocation')),
-    sha384(Buffer.from('Exit Boot Services Returned with Success')),
-  ]
-}
-
 /** RTMR2 event 0: the UTF-16LE command line with its NUL terminator. */
-export const measureCmdline = (cmdline: string): Buffer => sha384(utf16le(cmdline), Buffer.alloc(2))
+export const measureCmdline = (cmdline: string): Buffer =>
+  sha384(Buffer.from(cmdline, 'utf16le'), Buffer.alloc(2))

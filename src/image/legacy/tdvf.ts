@@ -4,8 +4,9 @@
 // Unlike upstream, a zero-length GUID-table entry, an out-of-range section or an absurd section
 // size is a clear error instead of an endless loop or a panic.
 import { createHash } from 'node:crypto'
-import { encodeGuid, sha384 } from './digest.js'
+import { encodeGuid, sha384 } from '../tdx-registers.js'
 import { ImageError } from './errors.js'
+import { buildTdHob, encodeTdHobWitness, type TdHobWitness } from '../td-hob.js'
 
 const PAGE = 0x1000
 const EXTEND_CHUNK = 0x100
@@ -143,72 +144,21 @@ export function computeMrtd(
   return h.digest()
 }
 
-type Range = { accepted: boolean; start: number; end: number }
-
-function accept(ranges: Range[], start: number, end: number): Range[] {
-  if (start >= end) return ranges
-  const next: Range[] = []
-  for (const r of ranges) {
-    if (r.accepted || r.end <= start || r.start >= end) {
-      next.push(r)
-    } else {
-      if (r.start < start) next.push({ accepted: false, start: r.start, end: start })
-      if (r.end > end) next.push({ accepted: false, start: end, end: r.end })
-    }
-  }
-  next.push({ accepted: true, start, end })
-  // Array.prototype.sort is stable, like Rust's sort_by_key
-  return next.sort((a, b) => a.start - b.start)
-}
-
-function u64le(v: number): Buffer {
-  const b = Buffer.alloc(8)
-  b.writeBigUInt64LE(BigInt(v))
-  return b
-}
-
-/** SHA-384 of the TD HOB OVMF builds for `memorySize` bytes of guest memory (RTMR0 event 0). */
+/** SHA-384 of the TD HOB OVMF builds for `memorySize` bytes of guest memory (RTMR0 event 0): the
+ * lite scheme's HOB builder fed with the TD_HOB / TEMP_MEM sections in metadata order. */
 export function measureTdHob(sections: readonly TdvfSection[], memorySize: number): Buffer {
   if (!Number.isSafeInteger(memorySize) || memorySize <= 0) {
     throw new ImageError(`memory_size ${memorySize} cannot be measured`)
   }
-  let ranges: Range[] = [{ accepted: false, start: 0, end: memorySize }]
-  let hobBase = 0x809000
+  const witness: TdHobWitness = { tdHobBase: 0x809000n, ranges: [] }
   for (const s of sections) {
     if (s.type === SECTION_TD_HOB || s.type === SECTION_TEMP_MEM) {
-      ranges = accept(ranges, s.memoryAddress, s.memoryAddress + s.memoryDataSize)
+      const start = BigInt(s.memoryAddress)
+      witness.ranges.push({ start, end: start + BigInt(s.memoryDataSize) })
     }
-    if (s.type === SECTION_TD_HOB) hobBase = s.memoryAddress
+    if (s.type === SECTION_TD_HOB) witness.tdHobBase = BigInt(s.memoryAddress)
   }
-  const parts: Buffer[] = []
-  const phit = Buffer.alloc(56)
-  phit.writeUInt16LE(1, 0)
-  phit.writeUInt16LE(56, 2)
-  phit.writeUInt32LE(9, 8)
-  parts.push(phit)
-  const resource = (type: number, start: number, length: number): void => {
-    const r = Buffer.alloc(48)
-    r.writeUInt16LE(3, 0)
-    r.writeUInt16LE(48, 2)
-    r.writeUInt32LE(type, 24)
-    r.writeUInt32LE(7, 28)
-    r.writeBigUInt64LE(BigInt(start), 32)
-    r.writeBigUInt64LE(BigInt(length), 40)
-    parts.push(r)
-  }
-  const last = ranges.pop()
-  if (last === undefined) throw new ImageError('TD HOB has no memory ranges')
-  for (const r of ranges) resource(r.accepted ? 0 : 7, r.start, r.end - r.start)
-  const LOW = 0x80000000
-  if (memorySize >= 0xb0000000) {
-    if (last.start < LOW) resource(7, last.start, LOW - last.start)
-    if (last.end > LOW) resource(7, 0x100000000, last.end - LOW)
-  } else {
-    resource(7, last.start, last.end - last.start)
-  }
-  const hob = Buffer.concat(parts)
-  u64le(hobBase + hob.length + 8).copy(hob, 48)
-  return sha384(hob)
+  return sha384(buildTdHob(witness, BigInt(memorySize)))
 }
 
 /** The compact TD HOB witness (v1) upstream's lite measurement documents carry. */
@@ -239,22 +189,8 @@ export function tdHobWitnessV1(sections: readonly TdvfSection[]): Buffer {
   }
   const base = (ranges[0] as [number, number])[0]
   if (hobPage < base) throw new ImageError('TD_HOB page is below TD HOB witness base page')
-  const out: number[] = []
-  const leb = (v: number): void => {
-    let x = BigInt(v)
-    do {
-      let byte = Number(x & 0x7fn)
-      x >>= 7n
-      if (x !== 0n) byte |= 0x80
-      out.push(byte)
-    } while (x !== 0n)
-  }
-  leb(base)
-  leb(hobPage - base)
-  leb(ranges.length)
-  for (const [start, count] of ranges) {
-    leb(start - base)
-    leb(count)
-  }
-  return Buffer.from(out)
+  return encodeTdHobWitness(
+    BigInt(hobPage),
+    ranges.map(([start, pages]) => [BigInt(start), BigInt(pages)]),
+  )
 }

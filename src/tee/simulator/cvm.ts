@@ -5,9 +5,14 @@ import { KmsError } from '../../errors.js'
 import { replayRuntimeEvents, runtimeEventToTdxEvent } from '../../attestation/runtime-events.js'
 import type { RuntimeEvent, TdxEvent } from '../../attestation/types.js'
 import { encodeVersionedAttestation } from '../../attestation/versioned.js'
-import { SIMULATED_MEMORY_SIZE, type SimulatedBoot, simulatedBoot } from './boot-log.js'
+import { SIMULATED_MEMORY_SIZE, type SimulatedBoot, simulatedBootOfImage } from './boot-log.js'
 import { mockIntelPki } from './mock-pki.js'
-import { KMS_IMAGE_LABEL, bootedImage, simulatedOsImage } from './os-image.js'
+import {
+  KMS_IMAGE_LABEL,
+  type SimulatedOsImage,
+  bootedImage,
+  simulatedOsImage,
+} from './os-image.js'
 import { SIM_DEBUG_TD_ATTRIBUTES, buildTdxQuote } from './quote-builder.js'
 
 export interface CvmRegisters {
@@ -36,7 +41,10 @@ export function defaultOsImageHash(seed: Uint8Array): Buffer {
  * document of the image the CVM really boots (they disagree for a guest claiming another image,
  * which is what OS-image verification catches). */
 export function simulatedVmConfig(seed: Uint8Array, osImageHash: Uint8Array): string {
-  const image = bootedImage(seed, osImageHash)
+  return vmConfigOf(osImageHash, bootedImage(seed, osImageHash))
+}
+
+function vmConfigOf(osImageHash: Uint8Array, image: SimulatedOsImage): string {
   return JSON.stringify({
     os_image_hash: Buffer.from(osImageHash).toString('hex'),
     cpu_count: 2,
@@ -71,11 +79,13 @@ export function simulatedCvm(seed: Uint8Array, osImageHash: Uint8Array): Simulat
   if (osImageHash.length !== 32) {
     throw new KmsError('KMS_ERR_TEE', `os_image_hash must be 32 bytes, got ${osImageHash.length}`)
   }
+  // one image for both: the boot log and the vm_config document describe the same booted image
+  const image = bootedImage(seed, osImageHash)
   return {
     seed: Buffer.from(seed),
     osImageHash: Buffer.from(osImageHash),
-    boot: simulatedBoot(seed, osImageHash),
-    vmConfig: simulatedVmConfig(seed, osImageHash),
+    boot: simulatedBootOfImage(seed, image),
+    vmConfig: vmConfigOf(osImageHash, image),
   }
 }
 
