@@ -164,6 +164,29 @@ function toRow(r: DbRow): AuditRow {
   }
 }
 
+interface RetentionStatements {
+  olderThan: Database.Statement<[number], { seq: number | null }>
+  stats: Database.Statement<[], { lo: number | null; hi: number | null; n: number }>
+  rowAt: Database.Statement<[number], { seq: number; row_hash: string }>
+  setAnchor: Database.Statement<[number, string]>
+  deleteUpTo: Database.Statement<[number]>
+}
+
+function prepareRetention(db: Database.Database): RetentionStatements {
+  return {
+    olderThan: db.prepare(
+      'SELECT MAX(seq) AS seq FROM audit WHERE time < ? AND seq < (SELECT MAX(seq) FROM audit)',
+    ),
+    stats: db.prepare('SELECT MIN(seq) AS lo, MAX(seq) AS hi, COUNT(*) AS n FROM audit'),
+    rowAt: db.prepare('SELECT seq, row_hash FROM audit WHERE seq = ?'),
+    setAnchor: db.prepare(
+      `INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`,
+    ),
+    deleteUpTo: db.prepare('DELETE FROM audit WHERE seq <= ?'),
+  }
+}
+
 export interface VerifyResult {
   ok: boolean
   rows: number
@@ -177,6 +200,9 @@ export class AuditLog {
   readonly #now: () => number
   readonly #retention: AuditRetention
   readonly #append: (event: AuditEvent) => AuditRow
+  /** Prepared on the first append that needs them: retention runs inside every append, and
+   * preparing its statements there cost more than the insert itself. */
+  #retentionStmts: RetentionStatements | undefined
 
   private constructor(db: Database.Database, path: string, opts: AuditLogOptions) {
     this.#db = db
@@ -276,14 +302,11 @@ export class AuditLog {
 
   #applyRetention(now: number): void {
     const { maxAgeMs, maxBytes } = this.#retention
+    if (maxAgeMs === null && maxBytes <= 0) return
+    const q = (this.#retentionStmts ??= prepareRetention(this.#db))
     let cutoffSeq = 0
     if (maxAgeMs !== null) {
-      const row = this.#db
-        .prepare<[number], { seq: number }>(
-          'SELECT MAX(seq) AS seq FROM audit WHERE time < ? AND seq < (SELECT MAX(seq) FROM audit)',
-        )
-        .get(now - maxAgeMs)
-      cutoffSeq = row?.seq ?? 0
+      cutoffSeq = q.olderThan.get(now - maxAgeMs)?.seq ?? 0
     }
     if (maxBytes > 0) {
       const pageSize = this.#db.pragma('page_size', { simple: true }) as number
@@ -292,11 +315,7 @@ export class AuditLog {
       const used = (pages - free) * pageSize
       if (used > maxBytes) {
         // drop the oldest tenth of the rows (at least one), keeping the newest row
-        const stats = this.#db
-          .prepare<[], { lo: number | null; hi: number | null; n: number }>(
-            'SELECT MIN(seq) AS lo, MAX(seq) AS hi, COUNT(*) AS n FROM audit',
-          )
-          .get()
+        const stats = q.stats.get()
         if (stats !== undefined && stats.lo !== null && stats.hi !== null && stats.n > 1) {
           const drop = Math.max(1, Math.floor(stats.n / 10))
           cutoffSeq = Math.max(cutoffSeq, Math.min(stats.lo + drop - 1, stats.hi - 1))
@@ -304,19 +323,10 @@ export class AuditLog {
       }
     }
     if (cutoffSeq === 0) return
-    const last = this.#db
-      .prepare<[number], { seq: number; row_hash: string }>(
-        'SELECT seq, row_hash FROM audit WHERE seq = ?',
-      )
-      .get(cutoffSeq)
+    const last = q.rowAt.get(cutoffSeq)
     if (last === undefined) return
-    this.#db
-      .prepare(
-        `INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?)
-         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`,
-      )
-      .run(last.seq, last.row_hash)
-    this.#db.prepare('DELETE FROM audit WHERE seq <= ?').run(cutoffSeq)
+    q.setAnchor.run(last.seq, last.row_hash)
+    q.deleteUpTo.run(cutoffSeq)
   }
 
   /** Walks the whole chain from the retention anchor (or genesis) to the newest row. */

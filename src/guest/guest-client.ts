@@ -4,17 +4,14 @@
 // attestation, then GetAppKey over mTLS trusting only the KMS root CA, with host-name checking
 // and the `kms:rpc` usage check. Used by `dstack-kms demo-guest` and by the end-to-end tests, so
 // the KMS is exercised the way real guests exercise it.
-import { P256Key } from '../crypto/p256.js'
 import type { AppKeyResult } from '../kms/service.js'
 import { KmsError } from '../errors.js'
 import { HttpClient } from '../http/http-client.js'
-import { toReportData } from '../attestation/report-data.js'
-import { strippedAttestationBytes, attestationFromCertificate } from '../ratls/cert-attestation.js'
+import { attestationFromCertificate } from '../ratls/cert-attestation.js'
+import { issueRaTlsClientIdentity } from '../ratls/client-identity.js'
 import type { Attestation } from '../attestation/types.js'
-import { issueRaTlsClientCert } from '../x509/templates.js'
 import { parseCertificate, readCertUsage } from '../x509/parse.js'
 import { CERT_USAGE } from '../asn1/oids.js'
-import { pemDecode } from '../asn1/pem.js'
 
 export interface HttpsReply {
   status: number
@@ -118,18 +115,15 @@ export async function requestAppKeys(req: GuestKeyRequest): Promise<GuestKeyResu
   const tmp = await httpsPost({ url: `${base}/GetTempCaCert?json`, body: 'null', timeoutMs })
   if (tmp.status !== 200) throw rpcError('GetTempCaCert', tmp)
   const tmpReply = parseJsonObject('GetTempCaCert', tmp.body)
-  const tempCaCert = str('GetTempCaCert', tmpReply, 'temp_ca_cert')
-  const tempCaKey = P256Key.fromPem(str('GetTempCaCert', tmpReply, 'temp_ca_key'))
+  const tempCa = {
+    certPem: str('GetTempCaCert', tmpReply, 'temp_ca_cert'),
+    keyPem: str('GetTempCaCert', tmpReply, 'temp_ca_key'),
+  }
   const rootCaPem = str('GetTempCaCert', tmpReply, 'ca_cert')
 
-  // 2. an RA-TLS client certificate whose attestation binds this fresh key
-  const key = P256Key.generate()
-  const attestation = await req.attest(toReportData('ratls-cert', key.spkiDer()))
-  const tempCaSubject = parseCertificate(pemDecode(tempCaCert, 'CERTIFICATE')).subjectDer
-  const clientCert = issueRaTlsClientCert(
-    key,
-    { key: tempCaKey, subjectDer: tempCaSubject },
-    strippedAttestationBytes(attestation),
+  // 2. an RA-TLS client certificate whose attestation binds a fresh key
+  const { key, cert: clientCert } = await issueRaTlsClientIdentity(tempCa, (reportData) =>
+    req.attest(reportData),
   )
 
   // 3. GetAppKey over mTLS, trusting only the KMS root CA, host name checked by node:tls

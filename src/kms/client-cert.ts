@@ -9,6 +9,7 @@ import type { Attestation } from '../attestation/types.js'
 import { KmsError, errorMessage, hasErrorCode } from '../errors.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'
 import { RATLS_OID } from '../asn1/oids.js'
+import { ConcurrencyLimit } from '../util/concurrency.js'
 import { parseCertificate, readRaTlsExtension, type ParsedCertificate } from '../x509/parse.js'
 
 export interface ClientCertContext {
@@ -86,9 +87,7 @@ export class ClientCertVerifier {
   readonly #ttlMs: number
   readonly #now: () => number
   readonly #cache = new Map<string, CacheEntry>()
-  readonly #maxConcurrent: number
-  #running = 0
-  readonly #waiting: Array<() => void> = []
+  readonly #turns: ConcurrencyLimit
 
   constructor(verifier: RaPubkeyVerifier, opts: ClientCertVerifierOptions = {}) {
     this.#verifier = verifier
@@ -96,23 +95,7 @@ export class ClientCertVerifier {
     this.#maxEntries = opts.maxEntries ?? 256
     this.#ttlMs = opts.ttlMs ?? 60_000
     this.#now = opts.now ?? Date.now
-    this.#maxConcurrent = opts.maxConcurrent ?? 4
-  }
-
-  async #withTurn<T>(run: () => Promise<T>): Promise<T> {
-    if (this.#running >= this.#maxConcurrent) {
-      await new Promise<void>((resolve) => this.#waiting.push(resolve))
-    } else {
-      this.#running++
-    }
-    try {
-      return await run()
-    } finally {
-      // hand the turn straight to the next waiter; the count only drops when nobody waits
-      const next = this.#waiting.shift()
-      if (next !== undefined) next()
-      else this.#running--
-    }
+    this.#turns = new ConcurrencyLimit(opts.maxConcurrent ?? 4)
   }
 
   /** Everything here depends only on the certificate bytes, so the whole outcome (parse,
@@ -131,10 +114,12 @@ export class ClientCertVerifier {
       return hit.result
     }
     if (hit !== undefined) this.#cache.delete(key)
-    const result = this.#withTurn(() => this.#evaluate(der)).then((c) => ({
-      ...c,
-      certSha256: key,
-    }))
+    const result = this.#turns
+      .run(() => this.#evaluate(der))
+      .then((c) => ({
+        ...c,
+        certSha256: key,
+      }))
     const entry = { expires: now + this.#ttlMs, result }
     this.#cache.set(key, entry)
     while (this.#cache.size > this.#maxEntries) {

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { decodeAppInfo, encodeAppInfoMsgpack } from '../attestation/app-info.js'
+import { pemDecode } from '../asn1/pem.js'
 import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
 import { ensureKeyReleaseAllowed } from './release-policy.js'
 import type { AttestationVerifier, VerifiedAttestation } from '../attestation/verify.js'
@@ -242,14 +243,16 @@ export class KmsService {
   }
 
   /** Runs a key-releasing RPC and records its decision. A release is returned only after its
-   * row is durable; when the row cannot be written the release is refused (fail closed). */
+   * row is durable; when the row cannot be written the release is refused (fail closed). The
+   * fingerprints are a thunk: with the audit log disabled their hashing and scalar
+   * multiplications are not done at all. */
   async #audited<T>(
     rpc: AuditRpc,
     caller: AuditCaller,
-    run: () => Promise<{ result: T; released: ReleasedKey[] }>,
+    run: () => Promise<{ result: T; released: () => ReleasedKey[] }>,
   ): Promise<T> {
     const audit = this.#deps.audit ?? null
-    let outcome: { result: T; released: ReleasedKey[] }
+    let outcome: { result: T; released: () => ReleasedKey[] }
     try {
       outcome = await run()
     } catch (err) {
@@ -269,7 +272,7 @@ export class KmsService {
           decision: 'release',
           reason: 'allowed',
           caller,
-          released: outcome.released,
+          released: outcome.released(),
         })
       } catch (err) {
         this.#deps.logger.error(
@@ -318,13 +321,18 @@ export class KmsService {
   ): Promise<AppKeyResult> {
     const caller: AuditCaller = { ...transport }
     return this.#audited('GetAppKey', caller, async () => {
-      const result = await this.#getAppKey(apiVersion, vmConfig, attestation, caller)
+      const { keys: result, k256Pubkey } = await this.#getAppKey(
+        apiVersion,
+        vmConfig,
+        attestation,
+        caller,
+      )
       return {
         result,
-        released: [
+        released: () => [
           released('disk_crypt_key', secretFingerprint('disk_crypt_key', result.diskCryptKey)),
           released('env_crypt_key', x25519Fingerprint(result.envCryptKey)),
-          released('k256_key', sha256Hex(this.#deps.secp256k1.publicKeyCompressed(result.k256Key))),
+          released('k256_key', sha256Hex(k256Pubkey)),
         ],
       }
     })
@@ -335,7 +343,7 @@ export class KmsService {
     vmConfig: string,
     attestation: VerifiedAttestation | null,
     caller: AuditCaller,
-  ): Promise<AppKeyResult> {
+  ): Promise<{ keys: AppKeyResult; k256Pubkey: Buffer }> {
     if (apiVersion > 1) throw new KmsError('KMS_ERR_RPC', `Unsupported API version: ${apiVersion}`)
     await this.#ensureSelfAllowed()
     let boot: BootConfig
@@ -354,22 +362,28 @@ export class KmsService {
     const envCryptKey = inContext('Failed to derive env encrypt key', () =>
       deriveDhSecret(state.rootCaKey, [appId, 'env-encrypt-key']),
     )
-    const { key: k256Key, signature: k256Signature } = inContext(
-      'Failed to derive app ecdsa key',
-      () => deriveAppK256Key(secp256k1, state.rootK256Key, appId),
+    const {
+      key: k256Key,
+      signature: k256Signature,
+      pubkey: k256Pubkey,
+    } = inContext('Failed to derive app ecdsa key', () =>
+      deriveAppK256Key(secp256k1, state.rootK256Key, appId),
     )
     this.#deps.logger.info(
       { appId: appId.toString('hex'), instanceId: instanceId.toString('hex') },
       'app keys released',
     )
     return {
-      caCert: state.rootCaCertPem,
-      diskCryptKey,
-      envCryptKey,
-      k256Key,
-      k256Signature,
-      gatewayAppId: boot.gatewayAppId,
-      osImageHash,
+      keys: {
+        caCert: state.rootCaCertPem,
+        diskCryptKey,
+        envCryptKey,
+        k256Key,
+        k256Signature,
+        gatewayAppId: boot.gatewayAppId,
+        osImageHash,
+      },
+      k256Pubkey,
     }
   }
 
@@ -385,7 +399,7 @@ export class KmsService {
       const { state } = this.#deps
       return {
         result,
-        released: [
+        released: () => [
           released('root-ca.key', p256Fingerprint(state.rootCaKey)),
           released('root-k256.key', sha256Hex(state.k256Pubkey)),
           released('tmp-ca.key', pemPublicKeyFingerprint(result.tempCaKey)),
@@ -428,9 +442,9 @@ export class KmsService {
       const [leafPem = '', appCaPem = ''] = result
       return {
         result,
-        released: [
-          released('leaf certificate', sha256Hex(pemBody(leafPem))),
-          released('app CA certificate', sha256Hex(pemBody(appCaPem))),
+        released: () => [
+          released('leaf certificate', sha256Hex(pemDecode(leafPem, 'CERTIFICATE'))),
+          released('app CA certificate', sha256Hex(pemDecode(appCaPem, 'CERTIFICATE'))),
         ],
       }
     })
@@ -512,27 +526,26 @@ function inContext<T>(context: string, fn: () => T): T {
   }
 }
 
-/** The DER inside a PEM block, so a certificate fingerprint matches `openssl x509 -fingerprint`. */
-function pemBody(pem: string): Buffer {
-  const b64 = pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '')
-  return Buffer.from(b64, 'base64')
-}
-
 function unixSecondsToDate(seconds: bigint | null): Date | undefined {
   return seconds === null ? undefined : new Date(Number(seconds) * 1000)
 }
 
 /** `derive_k256_key`: the app's secp256k1 key (HKDF bytes used as the scalar) and the root key's
- * signature over its compressed public key (docs/design.md#key-hierarchy). */
+ * signature over its compressed public key (docs/design.md#key-hierarchy). The public key is
+ * returned too, so the audit fingerprint does not redo the scalar multiplication. */
 export function deriveAppK256Key(
   secp256k1: Secp256k1Backend,
   rootK256Key: Uint8Array,
   appId: Uint8Array,
-): { key: Buffer; signature: Buffer } {
+): { key: Buffer; signature: Buffer; pubkey: Buffer } {
   const key = deriveKey(rootK256Key, [appId, 'app-key'], 32)
   if (!isValidSecp256k1Scalar(key)) {
     throw new KmsError('KMS_ERR_CRYPTO', 'derived secp256k1 scalar is out of range')
   }
   const pubkey = secp256k1.publicKeyCompressed(key)
-  return { key, signature: signMessage(secp256k1, rootK256Key, APP_KEY_PREFIX, appId, pubkey) }
+  return {
+    key,
+    signature: signMessage(secp256k1, rootK256Key, APP_KEY_PREFIX, appId, pubkey),
+    pubkey,
+  }
 }

@@ -7,7 +7,6 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { KmsError, errorMessage } from '../errors.js'
-import { validateDomain } from '../config/validate.js'
 import { toBootstrapResponse } from '../keys/bootstrap-info.js'
 import { registerCommonHttp } from '../http/common.js'
 import { decidePath } from '../http/request-path.js'
@@ -46,7 +45,7 @@ function onboardMethods(
       return toBootstrapResponse(await service.bootstrap(req.domain))
     }),
     Onboard: defineMethod(OnboardRequestType, OnboardResponseType, async (req) => {
-      validateDomain(req.domain)
+      // OnboardService.onboard validates the domain first thing
       const r = await service.onboard(req.source_url, req.domain)
       return { k256_pubkey: r.k256Pubkey }
     }),

@@ -22,11 +22,10 @@ import { alreadyBootstrapped, keySetFiles } from '../keys/bootstrap.js'
 import { commitFiles, recoverStaging } from '../keys/commit.js'
 import { mintRpcCert, type KmsCerts, type KmsKeys } from '../keys/key-set.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
-import { toReportData } from '../attestation/report-data.js'
-import { strippedAttestationBytes, attestationFromCertificate } from '../ratls/cert-attestation.js'
+import { attestationFromCertificate } from '../ratls/cert-attestation.js'
+import { issueRaTlsClientIdentity } from '../ratls/client-identity.js'
 import type { TeeBackend } from '../tee/backend.js'
 import { parseCertificate } from '../x509/parse.js'
-import { issueRaTlsClientCert } from '../x509/templates.js'
 import {
   SourceClient,
   normalizeSourceUrl,
@@ -235,21 +234,18 @@ async function receiveKeys(
   // 3. an RA-TLS client certificate signed by the source's temp CA
   let identity
   try {
-    const tempCaKey = P256Key.fromPem(str('GetTempCaCert', tmpReply, 'temp_ca_key'))
-    const tempCaCert = parseCertificate(
-      pemDecode(str('GetTempCaCert', tmpReply, 'temp_ca_cert'), 'CERTIFICATE'),
-    )
-    const key = P256Key.generate()
-    let attestation: Buffer
-    try {
-      attestation = await tee.attest(toReportData('ratls-cert', key.spkiDer()))
-    } catch (err) {
-      throw withContext('Failed to get quote', err)
-    }
-    const cert = issueRaTlsClientCert(
-      key,
-      { key: tempCaKey, subjectDer: tempCaCert.subjectDer },
-      strippedAttestationBytes(attestation),
+    const { key, cert } = await issueRaTlsClientIdentity(
+      {
+        certPem: str('GetTempCaCert', tmpReply, 'temp_ca_cert'),
+        keyPem: str('GetTempCaCert', tmpReply, 'temp_ca_key'),
+      },
+      async (reportData) => {
+        try {
+          return await tee.attest(reportData)
+        } catch (err) {
+          throw withContext('Failed to get quote', err)
+        }
+      },
     )
     identity = { certPem: cert.pem, keyPem: key.pkcs8Pem() }
   } catch (err) {
