@@ -18,11 +18,22 @@ function parseWithContext(key: string, context: string): CacheKey {
   }
 }
 
+/** Both ClearImageCache keys, parsed with the RPC's error contexts; throws before anything
+ * changes. */
+export function parseClearKeys(
+  imageHash: string,
+  configHash: string,
+): { imageKey: CacheKey; configKey: CacheKey } {
+  return {
+    imageKey: parseWithContext(imageHash, IMAGE_CACHE_CONTEXT),
+    configKey: parseWithContext(configHash, MEASUREMENT_CACHE_CONTEXT),
+  }
+}
+
 /** Clears the image and measurement caches. Both keys are validated before anything changes, so
  * an invalid `configHash` leaves the images alone too. */
 export function clearImageCache(db: CacheDb, imageHash: string, configHash: string): void {
-  const imageKey = parseWithContext(imageHash, IMAGE_CACHE_CONTEXT)
-  const configKey = parseWithContext(configHash, MEASUREMENT_CACHE_CONTEXT)
+  const { imageKey, configKey } = parseClearKeys(imageHash, configHash)
 
   // Rows go first, in one transaction, and the directories after. An image row is what makes a
   // directory trusted (cache-db.ts), so if the process dies between the two steps we are left

@@ -11,8 +11,7 @@ import { tdReportOf } from '../attestation/quote.js'
 import type { TdxEvent } from '../attestation/types.js'
 import type { VerifiedAttestation } from '../attestation/verify.js'
 import type { CacheDb } from '../cache/cache-db.js'
-import { parseCacheKey } from '../cache/cache-key.js'
-import { clearImageCache } from '../cache/clear-cache.js'
+import { clearImageCache, parseClearKeys } from '../cache/clear-cache.js'
 import { KmsError, errorMessage } from '../errors.js'
 import { type RegisterMismatch, assertRegistersMatch, registerMismatches } from './compare.js'
 import type { LegacyVerifier } from './legacy/index.js'
@@ -300,11 +299,13 @@ export class OsImageVerifier {
   /** ClearImageCache: rows, directories and the legacy path's in-memory state. Keys are
    * validated before anything changes. */
   async clear(imageHash: string, configHash: string): Promise<void> {
-    clearImageCache(this.#o.cache, imageHash, configHash)
-    const key = parseCacheKey(imageHash)
-    if (key.kind === 'all') await this.#o.legacy.clear('all')
-    else if (key.kind === 'hex' && key.value.length === 64) {
-      await this.#o.legacy.clear(Buffer.from(key.value, 'hex'))
-    }
+    const { imageKey } = parseClearKeys(imageHash, configHash)
+    // The rows and directories go under the legacy path's write lock, so a measurement that is
+    // reading an image directory never sees it vanish under it.
+    const removeRowsAndFiles = (): void => clearImageCache(this.#o.cache, imageHash, configHash)
+    if (imageKey.kind === 'all') await this.#o.legacy.clear('all', removeRowsAndFiles)
+    else if (imageKey.kind === 'hex' && imageKey.value.length === 64) {
+      await this.#o.legacy.clear(Buffer.from(imageKey.value, 'hex'), removeRowsAndFiles)
+    } else removeRowsAndFiles()
   }
 }

@@ -83,7 +83,9 @@ export interface LegacyVerifier {
     osImageHash: Buffer,
     vm: LegacyVmParams,
   ): Promise<{ expected: ExpectedRegisters; skipped: string[] }>
-  clear(osImageHash: Buffer | 'all'): Promise<void>
+  /** Drops the in-memory state of one image (or all) and removes its files, under the write
+   * lock; `remove`, when given, does the file (and index) removal instead of this module. */
+  clear(osImageHash: Buffer | 'all', remove?: () => void | Promise<void>): Promise<void>
 }
 
 const DEFAULT_NEGATIVE_CACHE_MS = 60_000
@@ -362,11 +364,19 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
     })
   }
 
-  async function clear(osImageHash: Buffer | 'all'): Promise<void> {
+  async function clear(
+    osImageHash: Buffer | 'all',
+    remove?: () => void | Promise<void>,
+  ): Promise<void> {
     await lock.write(async () => {
       if (osImageHash === 'all') {
         materials.clear()
         failures.clear()
+        if (remove !== undefined) {
+          await remove()
+          log.info('legacy image cache cleared')
+          return
+        }
         await mkdir(opts.imageCacheDir, { recursive: true })
         for (const name of await readdir(opts.imageCacheDir)) {
           if (/^[0-9a-f]{64}$/.test(name)) {
@@ -381,7 +391,8 @@ export function createLegacyVerifier(opts: LegacyVerifierOptions): LegacyVerifie
       const hex = osImageHash.toString('hex')
       materials.delete(hex)
       failures.delete(hex)
-      await removeDirAtomically(opts.imageCacheDir, join(opts.imageCacheDir, hex))
+      if (remove !== undefined) await remove()
+      else await removeDirAtomically(opts.imageCacheDir, join(opts.imageCacheDir, hex))
       log.info({ osImageHash: hex }, 'legacy image removed from the cache')
     })
   }
