@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { KmsError, errorView } from '../errors.js'
+import { errorJson } from '../http/server-options.js'
 import { EMPTY_JSON, decodeJson, encodeJson } from './json.js'
 import { decodeQuery } from './query.js'
 import { ProtoErrorType } from './messages.js'
@@ -231,7 +232,7 @@ function sendBody(reply: FastifyReply, status: number, json: boolean, body: Buff
 
 /** The 400 body: `{\n  "error": "…"\n}` in JSON, `ProtoError` in protobuf. */
 export function encodeErrorBody(json: boolean, message: string): Buffer {
-  if (json) return Buffer.from(JSON.stringify({ error: message }, null, 2), 'utf8')
+  if (json) return errorJson(message)
   return encodeMessage(ProtoErrorType, { message })
 }
 
