@@ -244,18 +244,18 @@ export async function registerPrpc<Ctx>(
   const bodies = new WeakMap<object, BodyRead>()
   const contentTypes = new WeakMap<object, string | undefined>()
 
-  const limitFor = (url: string): number => {
+  /** How a body for `url` is read: its limit, and whether it is buffered at all (only for a
+   * method whose payload is ever decoded: not Empty-input, not unknown). One path decision per
+   * request for both. */
+  const bodyPolicy = (url: string): { limit: number; keep: boolean } => {
     const segment = methodSegment(url)
-    if (segment === null) return DEFAULT_BODY_LIMIT
-    return ownEntry(limits, stripServicePrefix(segment, opts.servicePrefix)) ?? DEFAULT_BODY_LIMIT
-  }
-
-  /** Whether the method's payload is ever decoded (not Empty-input, not unknown). */
-  const takesInput = (url: string): boolean => {
-    const segment = methodSegment(url)
-    if (segment === null) return false
-    const entry = ownEntry(opts.methods, stripServicePrefix(segment, opts.servicePrefix))
-    return entry !== undefined && entry.input !== null
+    if (segment === null) return { limit: DEFAULT_BODY_LIMIT, keep: false }
+    const method = stripServicePrefix(segment, opts.servicePrefix)
+    const entry = ownEntry(opts.methods, method)
+    return {
+      limit: ownEntry(limits, method) ?? DEFAULT_BODY_LIMIT,
+      keep: entry !== undefined && entry.input !== null,
+    }
   }
   const budget = opts.bodyBudget ?? processBudget
 
@@ -301,12 +301,9 @@ export async function registerPrpc<Ctx>(
     // Only our raw reader may see pRPC bodies: any content type, none, or an invalid one.
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', async (request: FastifyRequest, payload: Readable) => {
-      const url = request.raw.url ?? ''
+      const { limit, keep } = bodyPolicy(request.raw.url ?? '')
       const source = request.raw.socket.remoteAddress ?? ''
-      bodies.set(
-        request.raw,
-        await readBody(payload, limitFor(url), takesInput(url), budget, source),
-      )
+      bodies.set(request.raw, await readBody(payload, limit, keep, budget, source))
       return undefined
     })
 
