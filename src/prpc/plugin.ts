@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { KmsError, errorView } from '../errors.js'
 import { errorJson } from '../http/server-options.js'
+import { CountsByKey } from '../util/counts-by-key.js'
 import { EMPTY_JSON, decodeJson, encodeJson } from './json.js'
 import { decodeQuery } from './query.js'
 import { ProtoErrorType } from './messages.js'
@@ -88,7 +89,7 @@ export class BodyBudget {
   used = 0
   readonly perSource: number
   readonly readDeadlineMs: number
-  readonly #bySource = new Map<string, number>()
+  readonly #bySource = new CountsByKey()
 
   constructor(
     readonly max: number,
@@ -99,18 +100,15 @@ export class BodyBudget {
   }
 
   take(n: number, source = ''): boolean {
-    const held = this.#bySource.get(source) ?? 0
-    if (this.used + n > this.max || held + n > this.perSource) return false
+    if (this.used + n > this.max || this.#bySource.get(source) + n > this.perSource) return false
     this.used += n
-    this.#bySource.set(source, held + n)
+    this.#bySource.add(source, n)
     return true
   }
 
   give(n: number, source = ''): void {
     this.used -= n
-    const held = (this.#bySource.get(source) ?? 0) - n
-    if (held <= 0) this.#bySource.delete(source)
-    else this.#bySource.set(source, held)
+    this.#bySource.subtract(source, n)
   }
 }
 
