@@ -8,19 +8,20 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomBytes } from 'node:crypto'
-import { buildBootInfo } from '../src/attestation/boot-info.js'
-import { StaticCollateralSource } from '../src/attestation/collateral.js'
-import { AttestationVerifier } from '../src/attestation/verify.js'
-import { loadConfig } from '../src/config/load.js'
 import { parseDuration } from '../src/config/units.js'
-import { requestAppKeys } from '../src/guest/guest-client.js'
-import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../src/quickstart/demo.js'
-import { mockCollateral } from '../src/tee/simulator/collateral.js'
-import { defaultOsImageHash, simulatedVmConfig } from '../src/tee/simulator/cvm.js'
-import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
-import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
-import { prpc, rawRequest } from '../test/helpers/https-client.js'
-import { freePort, startKms, tempDir, type KmsProcess } from '../test/helpers/kms-process.js'
+import {
+  DEMO_APP_ID,
+  DEMO_COMPOSE_HASH,
+  mockPlatformVerifier,
+  requestSimulatedGuestKeys,
+} from '../src/quickstart/demo.js'
+import { defaultOsImageHash } from '../src/tee/simulator/cvm.js'
+import { prpc } from '../test/helpers/https-client.js'
+import {
+  bootstrapQuickstart,
+  quickstartSeed,
+  startQuickstartKms,
+} from '../test/helpers/quickstart-kms.js'
 
 export interface SoakOptions {
   durationMs: number
@@ -131,23 +132,16 @@ function median(xs: number[]): number {
 
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const log = opts.log ?? (() => {})
-  const dir = tempDir('dstack-kms-soak-')
-  const port = await freePort()
-  const authPort = await freePort()
-  const base = `https://localhost:${port}`
-  const kms: KmsProcess = startKms({
-    dir,
-    args: ['--quickstart'],
-    configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = 2\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n[core.auth_api.webhook]\nurl = "http://127.0.0.1:${authPort}"\n[auth_simple]\nport = ${authPort}\n`,
+  const quickstart = await startQuickstartKms({
+    workers: 2,
+    dirPrefix: 'dstack-kms-soak-',
+    readyTimeoutMs: 120_000,
   })
+  const { kms, dir, base } = quickstart
   const supervisorPid = kms.proc.pid
   if (supervisorPid === undefined) throw new Error('the KMS did not start')
   try {
-    await kms.waitForLog((l) => l.msg === 'onboarding worker ready', 120_000)
-    const boot = await prpc(base, 'Bootstrap', '{"domain":"localhost"}')
-    if (boot.status !== 200) throw new Error(`Bootstrap failed: ${boot.text}`)
-    await rawRequest({ url: `${base}/finish` })
-    await kms.waitForLog((l) => l.msg === 'KMS worker ready', 120_000)
+    await bootstrapQuickstart(quickstart, 120_000)
     // both main workers up before the clock starts
     const deadline = Date.now() + 120_000
     while (kms.logs.filter((l) => l.msg === 'KMS worker ready').length < 2) {
@@ -155,20 +149,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
 
-    const config = loadConfig({ cwd: dir, quickstart: true, etcFile: join(dir, 'none'), env: {} })
-    const seed = Buffer.from(config.tee.simulator.seed, 'hex')
-    const pki = mockIntelPki(seed)
-    const verifier = new AttestationVerifier({
-      rootCaDer: pki.root.der,
-      collateral: new StaticCollateralSource(mockCollateral(pki)),
-    })
-    const osImageHash = defaultOsImageHash(seed)
+    const seed = quickstartSeed(dir)
+    const verifier = mockPlatformVerifier(seed)
     const guest = {
       seed,
       appId: DEMO_APP_ID,
       composeHash: DEMO_COMPOSE_HASH,
       instanceId: randomBytes(20),
-      osImageHash,
+      osImageHash: defaultOsImageHash(seed),
     }
     const rootCaPem = readFileSync(join(dir, 'data', 'certs', 'root-ca.crt'), 'utf8')
     const wrongToken = '00'.repeat(32)
@@ -200,14 +188,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       {
         name: 'GetAppKey (RA-TLS)',
         run: async () => {
-          const { keys } = await requestAppKeys({
+          const { keys } = await requestSimulatedGuestKeys({
             kmsUrl: base,
-            vmConfig: simulatedVmConfig(seed, osImageHash),
-            attest: async (reportData) => simulateGuestAttestation({ ...guest, reportData }),
-            verifyKmsAttestation: async (a, spki) => {
-              const v = await verifier.verifyWithRaPubkey(a, spki)
-              return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
-            },
+            guest,
+            verifier,
             timeoutMs: 30_000,
           })
           return {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createHash, createPublicKey, randomBytes } from 'node:crypto'
-import { mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { mkdirSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -13,16 +13,14 @@ import { after, before, describe, it } from 'node:test'
 import Database from 'better-sqlite3'
 import pino from 'pino'
 import { AuditLog, type AuditEvent, type AuditRow } from '../src/audit/audit-log.js'
-import { StaticCollateralSource } from '../src/attestation/collateral.js'
 import { encodeTdxEventLogJson } from '../src/attestation/event-log.js'
 import { toReportData } from '../src/attestation/report-data.js'
-import { AttestationVerifier, type VerifiedAttestation } from '../src/attestation/verify.js'
+import type { VerifiedAttestation } from '../src/attestation/verify.js'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import { createAuthApi } from '../src/auth/auth-api.js'
 import { SelfAuthorizer } from '../src/auth/self-auth.js'
 import { CacheDb } from '../src/cache/cache-db.js'
 import { runAudit } from '../src/commands/audit.js'
-import { loadConfig } from '../src/config/load.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { x25519PublicKey } from '../src/crypto/x25519.js'
@@ -30,11 +28,11 @@ import { bootstrap } from '../src/keys/bootstrap.js'
 import { KmsService } from '../src/kms/service.js'
 import { loadKmsState } from '../src/kms/state.js'
 import { CSR_CONFIRM, encodeCsrV1 } from '../src/ratls/csr.js'
+import { mockPlatformVerifier } from '../src/quickstart/demo.js'
 import { NoneBackend } from '../src/tee/backend.js'
-import { mockCollateral } from '../src/tee/simulator/collateral.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
-import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
 import { USER_AGENT } from '../src/version.js'
+import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
 
 function sha256Hex(b: Uint8Array): string {
@@ -223,11 +221,7 @@ describe('audit log storage and hash chain', () => {
 
 describe('key-release decisions are audited (KmsService with real collaborators)', () => {
   const seed = randomBytes(32)
-  const pki = mockIntelPki(seed)
-  const verifier = new AttestationVerifier({
-    rootCaDer: pki.root.der,
-    collateral: new StaticCollateralSource(mockCollateral(pki)),
-  })
+  const verifier = mockPlatformVerifier(seed)
   const logger = pino({ level: 'silent' })
   let allow = true
   let server: Server
@@ -251,12 +245,10 @@ describe('key-release decisions are audited (KmsService with real collaborators)
     )
 
   function service(audit: AuditLog | null): KmsService {
-    const file = join(dir, `kms-${randomBytes(4).toString('hex')}.toml`)
-    writeFileSync(
-      file,
+    const config = buildConfig(
       `[core]\ncert_dir = "${join(dir, 'certs')}"\nenforce_self_authorization = false\n[core.image]\ncache_dir = "${join(dir, 'cache')}"\n[core.auth_api]\ntype = "webhook"\n[core.auth_api.webhook]\nurl = "${url}"\ntimeout = "2s"\n[tee]\nbackend = "none"\n`,
+      { cwd: dir, fileName: `kms-${randomBytes(4).toString('hex')}.toml` },
     )
-    const config = loadConfig({ configFile: file, cwd: dir, etcFile: join(dir, 'none'), env: {} })
     const authApi = createAuthApi(config.core.authApi, USER_AGENT)
     const tee = new NoneBackend()
     return new KmsService({

@@ -22,12 +22,13 @@ import { deriveDhSecret, deriveKey, deriveP256Key } from '../src/crypto/kdf.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { keccak256, nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { x25519PublicKey } from '../src/crypto/x25519.js'
-import { requestAppKeys } from '../src/guest/guest-client.js'
 import { readRootK256 } from '../src/keys/key-set.js'
 import {
   DEMO_APP_ID,
   DEMO_COMPOSE_HASH,
   demoPolicy,
+  mockPlatformVerifier,
+  requestSimulatedGuestKeys,
   simulatedDemoAppMrSystem,
   simulatedKmsBootInfo,
 } from '../src/quickstart/demo.js'
@@ -70,10 +71,7 @@ describe('attested KMS on the TEE simulator', () => {
   const seedHex = randomBytes(32).toString('hex')
   const seed = Buffer.from(seedHex, 'hex')
   const pki = mockIntelPki(seed)
-  const verifier = new AttestationVerifier({
-    rootCaDer: pki.root.der,
-    collateral: new StaticCollateralSource(mockCollateral(pki)),
-  })
+  const verifier = mockPlatformVerifier(seed)
   let dir: string
   let certDir: string
   let policyFile: string
@@ -89,18 +87,8 @@ describe('attested KMS on the TEE simulator', () => {
     osImageHash: defaultOsImageHash(seed),
     ...over,
   })
-  const attestFor = (g: Guest) => async (reportData: Buffer) =>
-    simulateGuestAttestation({ seed, reportData, ...g })
   const fetchKeys = (g: Guest, vmConfig = simulatedVmConfig(seed, g.osImageHash)) =>
-    requestAppKeys({
-      kmsUrl,
-      vmConfig,
-      attest: attestFor(g),
-      verifyKmsAttestation: async (a, spki) => {
-        const v = await verifier.verifyWithRaPubkey(a, spki)
-        return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
-      },
-    })
+    requestSimulatedGuestKeys({ kmsUrl, guest: { seed, ...g }, vmConfig, verifier })
   const writePolicy = (p: unknown) => writeFileSync(policyFile, JSON.stringify(p, null, 2))
 
   /** `method` over mTLS with a hand-made RA-TLS client certificate around `attestation`, signed

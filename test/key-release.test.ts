@@ -36,16 +36,14 @@ import { RATLS_OID } from '../src/asn1/oids.js'
 import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
 import { USER_AGENT } from '../src/version.js'
+import { mockPlatformVerifier } from '../src/quickstart/demo.js'
 
 type Mode = 'allow' | 'deny' | 'garbage' | 'hang' | 'fail'
 
 describe('key release (KmsService with real collaborators)', () => {
   const seed = randomBytes(32)
   const pki = mockIntelPki(seed)
-  const verifier = new AttestationVerifier({
-    rootCaDer: pki.root.der,
-    collateral: new StaticCollateralSource(mockCollateral(pki)),
-  })
+  const verifier = mockPlatformVerifier(seed)
   const logger = pino({ level: 'silent' })
   let mode: Mode = 'allow'
   const requests: Array<{ url: string; body: Record<string, unknown> }> = []

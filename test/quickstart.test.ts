@@ -3,31 +3,13 @@
 // `dstack-kms demo-guest --quickstart` in the same directory. Only the ports are moved (by a
 // ./kms.toml, which the profile allows) so the test never collides with a real KMS on 8000.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../src/quickstart/demo.js'
-import { prpc, rawRequest } from './helpers/https-client.js'
-import { CLI, freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
-
-function runCli(
-  args: string[],
-  cwd: string,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: { ...process.env, DSTACK_KMS_SYSTEM_CONFIG: join(cwd, 'no-system-config.toml') },
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    child.on('exit', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+import type { KmsProcess } from './helpers/kms-process.js'
+import { bootstrapQuickstart, runCli, startQuickstartKms } from './helpers/quickstart-kms.js'
 
 describe('quick start on the TEE simulator', () => {
   let dir: string
@@ -35,16 +17,7 @@ describe('quick start on the TEE simulator', () => {
   let base: string
 
   before(async () => {
-    dir = tempDir()
-    const port = await freePort()
-    const authPort = await freePort()
-    base = `https://localhost:${port}`
-    kms = startKms({
-      dir,
-      args: ['--quickstart'],
-      configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = 1\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n[core.auth_api.webhook]\nurl = "http://127.0.0.1:${authPort}"\n[auth_simple]\nport = ${authPort}\n`,
-    })
-    await kms.waitForLog((l) => l.msg === 'onboarding worker ready', 60_000)
+    ;({ kms, dir, base } = await startQuickstartKms())
   })
 
   after(async () => {
@@ -72,11 +45,8 @@ describe('quick start on the TEE simulator', () => {
   })
 
   it('bootstrap (self-authorized through the sidecar) and finish', async () => {
-    const res = await prpc(base, 'Bootstrap', '{"domain":"localhost"}')
-    assert.equal(res.status, 200, res.text)
+    const res = await bootstrapQuickstart({ kms, dir, base })
     assert.notEqual((JSON.parse(res.text) as { attestation: string }).attestation, '')
-    assert.equal((await rawRequest({ url: `${base}/finish` })).text, 'OK')
-    await kms.waitForLog((l) => l.msg === 'KMS worker ready', 60_000)
   })
 
   it('`dstack-kms demo-guest --quickstart` gets the demo app keys and explains why', async () => {

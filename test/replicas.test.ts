@@ -13,27 +13,25 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { connect as netConnect, createServer as createNetServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { buildBootInfo, type BootInfo } from '../src/attestation/boot-info.js'
-import { StaticCollateralSource } from '../src/attestation/collateral.js'
+import type { BootInfo } from '../src/attestation/boot-info.js'
 import { formatRuntimeEventLine } from '../src/attestation/event-log.js'
 import { toReportData } from '../src/attestation/report-data.js'
-import { AttestationVerifier } from '../src/attestation/verify.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { generateSecp256k1Key } from '../src/crypto/secp256k1.js'
-import { requestAppKeys, type GuestKeyResult } from '../src/guest/guest-client.js'
+import type { GuestKeyResult } from '../src/guest/guest-client.js'
 import {
   DEMO_APP_ID,
   DEMO_COMPOSE_HASH,
   demoPolicy,
+  mockPlatformVerifier,
+  requestSimulatedGuestKeys,
   simulatedDemoAppMrSystem,
   simulatedKmsBootInfo,
 } from '../src/quickstart/demo.js'
 import { CSR_CONFIRM, encodeCsrV2 } from '../src/ratls/csr.js'
 import { strippedAttestationBytes } from '../src/ratls/cert-attestation.js'
-import { mockCollateral } from '../src/tee/simulator/collateral.js'
 import { defaultOsImageHash, simulatedVmConfig } from '../src/tee/simulator/cvm.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
-import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
 import {
   RUNTIME_EVENTS_FILE,
   SimulatorBackend,
@@ -153,11 +151,7 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 describe('a replica set of three KMS on the TEE simulator', () => {
   const seedHex = randomBytes(32).toString('hex')
   const seed = Buffer.from(seedHex, 'hex')
-  const pki = mockIntelPki(seed)
-  const verifier = new AttestationVerifier({
-    rootCaDer: pki.root.der,
-    collateral: new StaticCollateralSource(mockCollateral(pki)),
-  })
+  const verifier = mockPlatformVerifier(seed)
   const replicas: Replica[] = []
   let appMrSystem: Buffer
   let fakeSourceBoot: BootInfo
@@ -166,6 +160,14 @@ describe('a replica set of three KMS on the TEE simulator', () => {
   let autoRelay: Server | undefined
   const servers: Array<Server | HttpsServer> = []
   const guestInstance = randomBytes(20)
+  /** the demo app's guest, one instance throughout */
+  const demoGuest = {
+    seed,
+    appId: DEMO_APP_ID,
+    composeHash: DEMO_COMPOSE_HASH,
+    instanceId: guestInstance,
+    osImageHash: defaultOsImageHash(seed),
+  }
 
   /** The simulated CVM of a replica with its own instance id (hence its own mr_aggregated). */
   async function simulatedKms(dir: string): Promise<BootInfo> {
@@ -618,28 +620,9 @@ describe('a replica set of three KMS on the TEE simulator', () => {
     })
 
     it('a guest gets byte-identical keys from each replica, each replica attested as itself', async () => {
-      const osImageHash = defaultOsImageHash(seed)
       const results: GuestKeyResult[] = []
       for (const r of replicas) {
-        results.push(
-          await requestAppKeys({
-            kmsUrl: r.url,
-            vmConfig: simulatedVmConfig(seed, osImageHash),
-            attest: async (reportData) =>
-              simulateGuestAttestation({
-                seed,
-                reportData,
-                appId: DEMO_APP_ID,
-                composeHash: DEMO_COMPOSE_HASH,
-                instanceId: guestInstance,
-                osImageHash,
-              }),
-            verifyKmsAttestation: async (att, spki) => {
-              const v = await verifier.verifyWithRaPubkey(att, spki)
-              return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
-            },
-          }),
-        )
+        results.push(await requestSimulatedGuestKeys({ kmsUrl: r.url, guest: demoGuest, verifier }))
       }
       const [first, ...rest] = results
       assert.ok(first !== undefined)
@@ -703,26 +686,8 @@ describe('a replica set of three KMS on the TEE simulator', () => {
     const haproxyLines: Array<{ at: number; line: string }> = []
     let lbUrl: string
     let statsSocket: string
-    const osImageHash = defaultOsImageHash(seed)
     const guestCall = () =>
-      requestAppKeys({
-        kmsUrl: lbUrl,
-        vmConfig: simulatedVmConfig(seed, osImageHash),
-        attest: async (reportData) =>
-          simulateGuestAttestation({
-            seed,
-            reportData,
-            appId: DEMO_APP_ID,
-            composeHash: DEMO_COMPOSE_HASH,
-            instanceId: guestInstance,
-            osImageHash,
-          }),
-        verifyKmsAttestation: async (att, spki) => {
-          const v = await verifier.verifyWithRaPubkey(att, spki)
-          return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
-        },
-        timeoutMs: 30_000,
-      })
+      requestSimulatedGuestKeys({ kmsUrl: lbUrl, guest: demoGuest, verifier, timeoutMs: 30_000 })
 
     before(async () => {
       const probe = spawnSync('haproxy', ['-v'])

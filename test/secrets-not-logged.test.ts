@@ -5,35 +5,23 @@
 // token and the request bodies. (Every other e2e run is scanned for the key files too, by
 // test/helpers/kms-process.ts, when its KMS exits.) The run's audit log must verify afterwards.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { buildBootInfo } from '../src/attestation/boot-info.js'
-import { StaticCollateralSource } from '../src/attestation/collateral.js'
-import { AttestationVerifier } from '../src/attestation/verify.js'
-import { loadConfig } from '../src/config/load.js'
-import { requestAppKeys } from '../src/guest/guest-client.js'
-import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../src/quickstart/demo.js'
-import { mockCollateral } from '../src/tee/simulator/collateral.js'
-import { defaultOsImageHash, simulatedVmConfig } from '../src/tee/simulator/cvm.js'
-import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
-import { mockIntelPki } from '../src/tee/simulator/mock-pki.js'
-import { prpc, rawRequest } from './helpers/https-client.js'
-import { CLI, freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+import {
+  DEMO_APP_ID,
+  DEMO_COMPOSE_HASH,
+  requestSimulatedGuestKeys,
+} from '../src/quickstart/demo.js'
+import { defaultOsImageHash } from '../src/tee/simulator/cvm.js'
+import { prpc } from './helpers/https-client.js'
+import type { KmsProcess } from './helpers/kms-process.js'
+import {
+  bootstrapQuickstart,
+  quickstartSeed,
+  runCli,
+  startQuickstartKms,
+} from './helpers/quickstart-kms.js'
 import { bytesSecret, findLeaks, secretsUnder, textSecret } from './helpers/secret-scan.js'
-
-function runCli(args: string[], cwd: string): Promise<{ code: number | null; stdout: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd,
-      env: { ...process.env, DSTACK_KMS_SYSTEM_CONFIG: join(cwd, 'no-system-config.toml') },
-    })
-    let stdout = ''
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-    child.on('exit', (code) => resolve({ code, stdout }))
-  })
-}
 
 describe('secrets never logged (quick-start KMS, every RPC)', () => {
   let dir: string
@@ -42,17 +30,7 @@ describe('secrets never logged (quick-start KMS, every RPC)', () => {
   let adminToken: string
 
   before(async () => {
-    dir = tempDir()
-    const port = await freePort()
-    const authPort = await freePort()
-    base = `https://localhost:${port}`
-    kms = startKms({
-      dir,
-      args: ['--quickstart'],
-      configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = 1\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n[core.auth_api.webhook]\nurl = "http://127.0.0.1:${authPort}"\n[auth_simple]\nport = ${authPort}\n`,
-      env: { RUST_LOG: 'debug' },
-    })
-    await kms.waitForLog((l) => l.msg === 'onboarding worker ready', 60_000)
+    ;({ kms, dir, base } = await startQuickstartKms({ env: { RUST_LOG: 'debug' } }))
     const token = /admin token for ClearImageCache[^\n]*\n\s+([0-9a-f]{64})/.exec(
       kms.stderr.join(''),
     )
@@ -66,39 +44,18 @@ describe('secrets never logged (quick-start KMS, every RPC)', () => {
   })
 
   it('bootstraps, releases keys, refuses bad requests, and no log line carries a secret', async () => {
-    const res = await prpc(base, 'Bootstrap', '{"domain":"localhost"}')
-    assert.equal(res.status, 200, res.text)
-    assert.equal((await rawRequest({ url: `${base}/finish` })).text, 'OK')
-    await kms.waitForLog((l) => l.msg === 'KMS worker ready', 60_000)
+    await bootstrapQuickstart({ kms, dir, base })
 
     // GetAppKey over RA-TLS, like a guest
-    const config = loadConfig({
-      cwd: dir,
-      quickstart: true,
-      etcFile: join(dir, 'none.toml'),
-      env: {},
-    })
-    const seed = Buffer.from(config.tee.simulator.seed, 'hex')
-    const pki = mockIntelPki(seed)
-    const verifier = new AttestationVerifier({
-      rootCaDer: pki.root.der,
-      collateral: new StaticCollateralSource(mockCollateral(pki)),
-    })
-    const osImageHash = defaultOsImageHash(seed)
-    const guest = {
-      seed,
-      appId: DEMO_APP_ID,
-      composeHash: DEMO_COMPOSE_HASH,
-      instanceId: randomBytes(20),
-      osImageHash,
-    }
-    const { keys } = await requestAppKeys({
+    const seed = quickstartSeed(dir)
+    const { keys } = await requestSimulatedGuestKeys({
       kmsUrl: base,
-      vmConfig: simulatedVmConfig(seed, osImageHash),
-      attest: async (reportData) => simulateGuestAttestation({ ...guest, reportData }),
-      verifyKmsAttestation: async (a, spki) => {
-        const v = await verifier.verifyWithRaPubkey(a, spki)
-        return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
+      guest: {
+        seed,
+        appId: DEMO_APP_ID,
+        composeHash: DEMO_COMPOSE_HASH,
+        instanceId: randomBytes(20),
+        osImageHash: defaultOsImageHash(seed),
       },
     })
     assert.equal(keys.diskCryptKey.length, 32)

@@ -3,20 +3,20 @@
 // what was released and why. Only meaningful with `[tee] backend = "simulator"`.
 import { createHash } from 'node:crypto'
 import { buildBootInfo } from '../attestation/boot-info.js'
-import { StaticCollateralSource } from '../attestation/collateral.js'
-import { AttestationVerifier } from '../attestation/verify.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import { loadConfig } from '../config/load.js'
 import type { KmsConfig } from '../config/types.js'
 import { nobleSecp256k1 } from '../crypto/secp256k1.js'
 import { x25519PublicKey } from '../crypto/x25519.js'
 import { errorMessage } from '../errors.js'
-import { requestAppKeys } from '../guest/guest-client.js'
-import { DEMO_APP_ID, DEMO_COMPOSE_HASH } from '../quickstart/demo.js'
-import { mockCollateral } from '../tee/simulator/collateral.js'
+import {
+  DEMO_APP_ID,
+  DEMO_COMPOSE_HASH,
+  mockPlatformVerifier,
+  requestSimulatedGuestKeys,
+} from '../quickstart/demo.js'
 import { claimingVmConfig, defaultOsImageHash, simulatedVmConfig } from '../tee/simulator/cvm.js'
 import { simulateGuestAttestation } from '../tee/simulator/guest.js'
-import { mockIntelPki } from '../tee/simulator/mock-pki.js'
 import { decodeHex } from '../util/hex.js'
 import { UsageError, parseCommandLine, parseFlags, type CommandIo } from './usage.js'
 
@@ -115,21 +115,9 @@ export async function runDemoGuest(argv: string[], io: CommandIo): Promise<numbe
       claimed === undefined ? simulatedVmConfig(seed, osImageHash) : claimingVmConfig(seed, claimed)
 
     // The guest trusts the same (mock) platform root the KMS was told to trust.
-    const pki = mockIntelPki(seed)
-    const verifier = new AttestationVerifier({
-      rootCaDer: pki.root.der,
-      collateral: new StaticCollateralSource(mockCollateral(pki)),
-    })
+    const verifier = mockPlatformVerifier(seed)
     const guest = { seed, appId, composeHash, instanceId, osImageHash }
-    const result = await requestAppKeys({
-      kmsUrl: url,
-      vmConfig,
-      attest: async (reportData) => simulateGuestAttestation({ ...guest, reportData }),
-      verifyKmsAttestation: async (a, spki) => {
-        const v = await verifier.verifyWithRaPubkey(a, spki)
-        return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
-      },
-    })
+    const result = await requestSimulatedGuestKeys({ kmsUrl: url, guest, vmConfig, verifier })
     // What the KMS saw: the same BootInfo computed from our own attestation.
     const own = decodeVersionedAttestation(
       simulateGuestAttestation({ ...guest, reportData: Buffer.alloc(64) }),

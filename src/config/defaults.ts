@@ -3,27 +3,12 @@
 // typed configuration needs without a file setting it has a default there.
 
 import { CONFIG_KEYS, FREE_FORM_TABLES, type KeyDecl } from './keys.js'
-import { isTable, type RawTable } from './schema.js'
+import { tableAt, type RawTable } from './schema.js'
 
 export { DEFAULT_PCCS_URL } from './keys.js'
 /** upstream's default `[core.image] download_url` */
 export const DEFAULT_DOWNLOAD_URL: string = CONFIG_KEYS['core.image.download_url'].default
 export const DEFAULT_ETC_FILE = '/etc/kms/kms.toml'
-
-function tableAt(root: RawTable, parts: readonly string[]): RawTable {
-  let node = root
-  for (const part of parts) {
-    const child = node[part]
-    if (isTable(child)) {
-      node = child
-    } else {
-      const created: RawTable = {}
-      node[part] = created
-      node = created
-    }
-  }
-  return node
-}
 
 export function builtinDefaults(): RawTable {
   const root: RawTable = {}

@@ -23,7 +23,7 @@ import {
   type KeyDecl,
   LOG_LEVELS,
 } from './keys.js'
-import { type RawTable, asInteger, checkLayer, deepMerge, isTable } from './schema.js'
+import { type RawTable, asInteger, checkLayer, deepMerge, isTable, tableAt } from './schema.js'
 import type { AuthApiConfig, KmsConfig } from './types.js'
 import { parseByteSize, parseDuration } from './units.js'
 import { validateConfig } from './validate.js'
@@ -141,10 +141,9 @@ class Tree {
   }
 }
 
-/** A value that two spellings of the same setting (spec revision vs upstream HEAD) must agree on. */
-function oneOf(tree: Tree, a: ConfigKey, b: ConfigKey): string {
-  const va = tree.optStr(a).trim()
-  const vb = tree.optStr(b).trim()
+/** A value that two spellings of the same setting (spec revision vs upstream HEAD) must agree
+ * on; "" when neither is set. */
+function agreeing(a: ConfigKey, va: string, b: ConfigKey, vb: string): string {
   if (va !== '' && vb !== '' && va !== vb) {
     throw configError(
       `${a} (${JSON.stringify(va)}) and ${b} (${JSON.stringify(vb)}) set the same thing to different values; keep one`,
@@ -153,14 +152,8 @@ function oneOf(tree: Tree, a: ConfigKey, b: ConfigKey): string {
   return va !== '' ? va : vb
 }
 
-/** `[core.attestation.root_ca] tdx` and the issue's flat `root_ca_tdx` spelling must agree. */
-function onePath(a: string, b: string): string {
-  if (a !== '' && b !== '' && a !== b) {
-    throw configError(
-      `core.attestation.root_ca.tdx (${JSON.stringify(a)}) and core.attestation.root_ca_tdx (${JSON.stringify(b)}) set the same thing to different values; keep one`,
-    )
-  }
-  return a !== '' ? a : b
+function oneOf(tree: Tree, a: ConfigKey, b: ConfigKey): string {
+  return agreeing(a, tree.optStr(a).trim(), b, tree.optStr(b).trim())
 }
 
 /** RUST_LOG's global level (a directive without `=`), like upstream's logger reads it. */
@@ -184,15 +177,10 @@ function rustLogLevel(env: NodeJS.ProcessEnv, warnings: string[]): string | unde
 }
 
 /** Puts `value` at the dotted path `to` of `target`, creating the tables on the way. */
-function setAt(target: Record<string, unknown>, to: string, value: unknown): void {
+function setAt(target: RawTable, to: string, value: unknown): void {
   const parts = to.split('.')
-  let node = target
-  for (const part of parts.slice(0, -1)) {
-    const next = node[part]
-    if (next === undefined) node[part] = {}
-    node = node[part] as Record<string, unknown>
-  }
-  node[parts[parts.length - 1] as string] = value
+  const name = parts.pop() as string
+  tableAt(target, parts)[name] = value
 }
 
 /** The value of one declared key as KmsConfig holds it, converted by the key's kind. */
@@ -234,7 +222,7 @@ function build(
     return p === '' ? '' : resolve(cwd, p)
   }
   // every key that maps one-to-one onto a field
-  const out: Record<string, unknown> = {}
+  const out: RawTable = {}
   for (const [key, decl] of Object.entries(CONFIG_KEYS) as [ConfigKey, KeyDecl][]) {
     if (decl.to !== undefined) setAt(out, decl.to, resolvedValue(t, key, decl, cwd))
   }
@@ -292,7 +280,12 @@ function build(
   setAt(
     out,
     'core.attestation.rootCa.tdx',
-    onePath(path('core.attestation.root_ca.tdx'), path('core.attestation.root_ca_tdx')),
+    agreeing(
+      'core.attestation.root_ca.tdx',
+      path('core.attestation.root_ca.tdx'),
+      'core.attestation.root_ca_tdx',
+      path('core.attestation.root_ca_tdx'),
+    ),
   )
   const fileLevel = LOG_LEVELS[t.str('default.log_level')] ?? 'info'
   setAt(out, 'log.level', rustLogLevel(env, warnings) ?? fileLevel)

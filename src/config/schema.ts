@@ -215,6 +215,23 @@ export function checkLayer(raw: RawTable, source: string): string[] {
   return warnings
 }
 
+/** The table at `parts` under `root`, creating (or replacing non-table values with) empty tables
+ * on the way. */
+export function tableAt(root: RawTable, parts: readonly string[]): RawTable {
+  let node = root
+  for (const part of parts) {
+    const child = node[part]
+    if (isTable(child)) {
+      node = child
+    } else {
+      const created: RawTable = {}
+      node[part] = created
+      node = created
+    }
+  }
+  return node
+}
+
 /** Tables merge key by key; anything else (scalars, arrays) in `over` replaces `base`. */
 export function deepMerge(base: RawTable, over: RawTable): RawTable {
   const out: RawTable = { ...base }

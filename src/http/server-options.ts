@@ -12,6 +12,7 @@ import type { Duplex } from 'node:stream'
 import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
+import { CountsByKey } from '../util/counts-by-key.js'
 
 const TIMEOUTS = { connectionTimeout: 120_000, requestTimeout: 60_000, keepAliveTimeout: 10_000 }
 
@@ -105,20 +106,15 @@ export interface ListenerOptions {
 function capConnections(server: HttpServer, listener: ListenerOptions): void {
   server.maxConnections = listener.maxConnections ?? MAX_CONNECTIONS
   const perSource = listener.maxConnectionsPerSource ?? MAX_CONNECTIONS_PER_SOURCE
-  const open = new Map<string, number>()
+  const open = new CountsByKey()
   server.on('connection', (socket: Socket) => {
     const source = socket.remoteAddress ?? ''
-    const count = (open.get(source) ?? 0) + 1
-    if (count > perSource) {
+    if (open.get(source) + 1 > perSource) {
       socket.destroy()
       return
     }
-    open.set(source, count)
-    socket.once('close', () => {
-      const left = (open.get(source) ?? 1) - 1
-      if (left <= 0) open.delete(source)
-      else open.set(source, left)
-    })
+    open.add(source, 1)
+    socket.once('close', () => open.subtract(source, 1))
   })
 }
 

@@ -7,6 +7,8 @@ import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { KmsError, errorView } from '../errors.js'
+import { errorJson } from '../http/server-options.js'
+import { CountsByKey } from '../util/counts-by-key.js'
 import { EMPTY_JSON, decodeJson, encodeJson } from './json.js'
 import { decodeQuery } from './query.js'
 import { ProtoErrorType } from './messages.js'
@@ -87,7 +89,7 @@ export class BodyBudget {
   used = 0
   readonly perSource: number
   readonly readDeadlineMs: number
-  readonly #bySource = new Map<string, number>()
+  readonly #bySource = new CountsByKey()
 
   constructor(
     readonly max: number,
@@ -98,18 +100,15 @@ export class BodyBudget {
   }
 
   take(n: number, source = ''): boolean {
-    const held = this.#bySource.get(source) ?? 0
-    if (this.used + n > this.max || held + n > this.perSource) return false
+    if (this.used + n > this.max || this.#bySource.get(source) + n > this.perSource) return false
     this.used += n
-    this.#bySource.set(source, held + n)
+    this.#bySource.add(source, n)
     return true
   }
 
   give(n: number, source = ''): void {
     this.used -= n
-    const held = (this.#bySource.get(source) ?? 0) - n
-    if (held <= 0) this.#bySource.delete(source)
-    else this.#bySource.set(source, held)
+    this.#bySource.subtract(source, n)
   }
 }
 
@@ -231,7 +230,7 @@ function sendBody(reply: FastifyReply, status: number, json: boolean, body: Buff
 
 /** The 400 body: `{\n  "error": "…"\n}` in JSON, `ProtoError` in protobuf. */
 export function encodeErrorBody(json: boolean, message: string): Buffer {
-  if (json) return Buffer.from(JSON.stringify({ error: message }, null, 2), 'utf8')
+  if (json) return errorJson(message)
   return encodeMessage(ProtoErrorType, { message })
 }
 
@@ -243,18 +242,18 @@ export async function registerPrpc<Ctx>(
   const bodies = new WeakMap<object, BodyRead>()
   const contentTypes = new WeakMap<object, string | undefined>()
 
-  const limitFor = (url: string): number => {
+  /** How a body for `url` is read: its limit, and whether it is buffered at all (only for a
+   * method whose payload is ever decoded: not Empty-input, not unknown). One path decision per
+   * request for both. */
+  const bodyPolicy = (url: string): { limit: number; keep: boolean } => {
     const segment = methodSegment(url)
-    if (segment === null) return DEFAULT_BODY_LIMIT
-    return ownEntry(limits, stripServicePrefix(segment, opts.servicePrefix)) ?? DEFAULT_BODY_LIMIT
-  }
-
-  /** Whether the method's payload is ever decoded (not Empty-input, not unknown). */
-  const takesInput = (url: string): boolean => {
-    const segment = methodSegment(url)
-    if (segment === null) return false
-    const entry = ownEntry(opts.methods, stripServicePrefix(segment, opts.servicePrefix))
-    return entry !== undefined && entry.input !== null
+    if (segment === null) return { limit: DEFAULT_BODY_LIMIT, keep: false }
+    const method = stripServicePrefix(segment, opts.servicePrefix)
+    const entry = ownEntry(opts.methods, method)
+    return {
+      limit: ownEntry(limits, method) ?? DEFAULT_BODY_LIMIT,
+      keep: entry !== undefined && entry.input !== null,
+    }
   }
   const budget = opts.bodyBudget ?? processBudget
 
@@ -300,12 +299,9 @@ export async function registerPrpc<Ctx>(
     // Only our raw reader may see pRPC bodies: any content type, none, or an invalid one.
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', async (request: FastifyRequest, payload: Readable) => {
-      const url = request.raw.url ?? ''
+      const { limit, keep } = bodyPolicy(request.raw.url ?? '')
       const source = request.raw.socket.remoteAddress ?? ''
-      bodies.set(
-        request.raw,
-        await readBody(payload, limitFor(url), takesInput(url), budget, source),
-      )
+      bodies.set(request.raw, await readBody(payload, limit, keep, budget, source))
       return undefined
     })
 

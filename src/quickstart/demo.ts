@@ -7,8 +7,10 @@ import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
 import { StaticCollateralSource } from '../attestation/collateral.js'
 import { AttestationVerifier } from '../attestation/verify.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
+import { requestAppKeys, type GuestKeyResult } from '../guest/guest-client.js'
 import { mockCollateral } from '../tee/simulator/collateral.js'
-import { simulateGuestAttestation } from '../tee/simulator/guest.js'
+import { defaultOsImageHash, simulatedVmConfig } from '../tee/simulator/cvm.js'
+import { simulateGuestAttestation, type GuestOptions } from '../tee/simulator/guest.js'
 import { mockIntelPki } from '../tee/simulator/mock-pki.js'
 import { SimulatorBackend } from '../tee/simulator/simulator-backend.js'
 
@@ -26,6 +28,48 @@ export const DEMO_APP_ID = createHash('sha256')
   .digest()
   .subarray(0, 20)
 export const DEMO_COMPOSE_HASH = createHash('sha256').update(DEMO_APP_COMPOSE).digest()
+
+/** A verifier trusting the simulated platform of `seed`: its mock Intel root and collateral, what a
+ * guest on that platform (and a KMS with `trust_mock_root`) trusts. */
+export function mockPlatformVerifier(seed: Buffer): AttestationVerifier {
+  const pki = mockIntelPki(seed)
+  return new AttestationVerifier({
+    rootCaDer: pki.root.der,
+    collateral: new StaticCollateralSource(mockCollateral(pki)),
+  })
+}
+
+export interface SimulatedGuestKeyRequest {
+  kmsUrl: string
+  /** the simulated CVM: seed, app id, compose hash, instance id, OS image (no report data) */
+  guest: Omit<GuestOptions, 'reportData'>
+  /** default: the simulated CVM's own vm_config for `guest.osImageHash` */
+  vmConfig?: string
+  /** default: mockPlatformVerifier(guest.seed) */
+  verifier?: AttestationVerifier
+  timeoutMs?: number
+}
+
+/** GetAppKey as a simulated guest does it: an RA-TLS client certificate around the guest's
+ * attestation, and the KMS RPC certificate's attestation checked against the same platform. */
+export async function requestSimulatedGuestKeys(
+  r: SimulatedGuestKeyRequest,
+): Promise<GuestKeyResult> {
+  const { guest } = r
+  const verifier = r.verifier ?? mockPlatformVerifier(guest.seed)
+  return requestAppKeys({
+    kmsUrl: r.kmsUrl,
+    vmConfig:
+      r.vmConfig ??
+      simulatedVmConfig(guest.seed, guest.osImageHash ?? defaultOsImageHash(guest.seed)),
+    attest: async (reportData) => simulateGuestAttestation({ ...guest, reportData }),
+    verifyKmsAttestation: async (a, spki) => {
+      const v = await verifier.verifyWithRaPubkey(a, spki)
+      return buildBootInfo(v, { useBoottimeMr: false, vmConfig: '' }).mrAggregated
+    },
+    ...(r.timeoutMs === undefined ? {} : { timeoutMs: r.timeoutMs }),
+  })
+}
 
 /** The simulated KMS's own BootInfo, exactly as its self-authorization will compute it. */
 export async function simulatedKmsBootInfo(seed: Buffer, stateDir: string): Promise<BootInfo> {
@@ -46,11 +90,7 @@ export async function simulatedKmsBootInfo(seed: Buffer, stateDir: string): Prom
 /** The demo app's measured OS identity on this platform (the KMS's image, no key provider yet:
  * what GetAppKey sees), so the policy can pin it instead of trusting the claimed osImageHash. */
 export async function simulatedDemoAppMrSystem(seed: Buffer): Promise<Buffer> {
-  const pki = mockIntelPki(seed)
-  const verifier = new AttestationVerifier({
-    rootCaDer: pki.root.der,
-    collateral: new StaticCollateralSource(mockCollateral(pki)),
-  })
+  const verifier = mockPlatformVerifier(seed)
   const attestation = simulateGuestAttestation({
     seed,
     reportData: Buffer.alloc(64),
