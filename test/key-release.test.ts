@@ -244,8 +244,9 @@ describe('key release (KmsService with real collaborators)', () => {
       const ok = await certs.context(socketWith(certFor()))
       assert.equal(ok.hasCertificate, true)
       assert.equal(ok.attestation?.variant, 'dstack-tdx')
+      // refused for being a debug TD, with dstack's text, before any collateral is looked at
       await assert.rejects(certs.context(socketWith(certFor({ debug: true }))), {
-        message: 'invalid quote: Failed to get collateral: Debug mode is enabled',
+        message: 'invalid quote: Debug mode is not allowed',
       })
       await assert.rejects(certs.context(socketWith(certFor({ bindTo: P256Key.generate() }))), {
         message: 'invalid quote: report data mismatch',

@@ -62,6 +62,15 @@ export interface ParsedQuote {
   pckChainPem: string
   /** meaningful length (trailing zero padding excluded) */
   length: number
+  /** bytes the length fields declare but no field reads (quote-structure.ts refuses them):
+   * inside the signature data after its certification data, and (v4/v5) inside the QE report
+   * certification data after the PCK certification data */
+  unreadSignatureData: number
+  unreadQeCertificationData: number
+  /** v5 `Body::size` as declared (null for v3/v4, which have no such field) */
+  declaredBodySize: number | null
+  /** size of the report body actually read (the header excluded, v5's type and size excluded) */
+  bodySize: number
 }
 
 /** REPORT_DATA offset inside a v4 TD quote (48-byte header + 520 into the TD report body). */
@@ -155,6 +164,8 @@ function readCertificationData(r: ScaleReader): CertificationData {
 }
 
 interface AuthData {
+  unreadSignatureData: number
+  unreadQeCertificationData: number
   ecdsaSignature: Buffer
   attestationKey: Buffer
   qeReport: Buffer
@@ -176,6 +187,8 @@ function readAuthData(version: 3 | 4, data: Buffer): AuthData {
     const qeAuthData = r.field('AuthDataV3::qe_auth_data', (x) => readQuoteData(x, 2))
     const pck = r.field('AuthDataV3::certification_data', readCertificationData)
     return {
+      unreadSignatureData: r.remaining,
+      unreadQeCertificationData: 0,
       ecdsaSignature: get(f, 'ecdsa_signature'),
       attestationKey: get(f, 'ecdsa_attestation_key'),
       qeReport: get(f, 'qe_report'),
@@ -197,6 +210,8 @@ function readAuthData(version: 3 | 4, data: Buffer): AuthData {
   const qeAuthData = q.field('QEReportCertificationData::qe_auth_data', (x) => readQuoteData(x, 2))
   const pck = q.field('QEReportCertificationData::certification_data', readCertificationData)
   return {
+    unreadSignatureData: r.remaining,
+    unreadQeCertificationData: q.remaining,
     ecdsaSignature,
     attestationKey,
     qeReport: get(f, 'qe_report'),
@@ -259,13 +274,16 @@ export function parseQuote(bytes: Uint8Array): ParsedQuote {
   const version = get(header, 'version').readUInt16LE(0)
   const teeType = get(header, 'tee_type').readUInt32LE(0)
   let report: QuoteReport
+  let declaredBodySize: number | null = null
+  let bodyStart = QUOTE_HEADER_LENGTH
   if (version === 3 || version === 4) {
     if (teeType === TEE_TYPE_SGX) report = readSgx(r)
     else if (version === 4 && teeType === TEE_TYPE_TDX) report = { type: 'td10', td: readTd10(r) }
     else throw new ScaleError('Invalid TEE type')
   } else if (version === 5) {
     const bodyType = r.field('Body::body_type', (x) => x.u16())
-    r.field('Body::size', (x) => x.u32())
+    declaredBodySize = r.field('Body::size', (x) => x.u32())
+    bodyStart = buf.length - r.remaining
     if (bodyType === 1) {
       report = readSgx(r)
     } else if (bodyType === 2) {
@@ -289,6 +307,7 @@ export function parseQuote(bytes: Uint8Array): ParsedQuote {
     throw new ScaleError('Unsupported quote version')
   }
   const signedLength = buf.length - r.remaining
+  const bodySize = signedLength - bodyStart
   const auth = readAuthData(version === 3 ? 3 : 4, readQuoteData(r, 4))
   const length = buf.length - r.remaining
   const pckChainPem = auth.pck.type === PCK_CERT_CHAIN_TYPE ? auth.pck.body.toString('utf8') : ''
@@ -311,6 +330,10 @@ export function parseQuote(bytes: Uint8Array): ParsedQuote {
     pckCertType: auth.pck.type,
     pckChainPem,
     length,
+    unreadSignatureData: auth.unreadSignatureData,
+    unreadQeCertificationData: auth.unreadQeCertificationData,
+    declaredBodySize,
+    bodySize,
   }
 }
 

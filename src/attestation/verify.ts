@@ -19,6 +19,7 @@ import { DcapQuoteVerifier } from './dcap/quote-verifier.js'
 import { type PckInfo, pckInfoFromChain } from './dcap/pck-info.js'
 import { BoundedCache } from '../util/bounded-cache.js'
 import { type ParsedQuote, parseQuote, tdReportOf } from './quote.js'
+import { checkQuoteStructure } from './quote-structure.js'
 import { toReportData } from './report-data.js'
 import {
   replayRuntimeEvents,
@@ -126,6 +127,16 @@ export function validateV2Preimages(events: readonly TdxEvent[]): void {
   })
 }
 
+/** What is refused before collateral is fetched, on both engines: bytes no signature covers
+ * (quote-structure.ts), then dstack's `validate_tcb`, so that a debug TD is refused as one and
+ * not as whatever the engine's attribute policy says first
+ * (docs/design.md#a-debug-td-is-refused-before-collateral). */
+function precheck(parsed: ParsedQuote, raw: Buffer): ParsedQuote {
+  checkQuoteStructure(raw, parsed)
+  validateTcb(parsed)
+  return parsed
+}
+
 const unixNow = (): number => Math.floor(Date.now() / 1000)
 
 /** Distinct PCK chains remembered as verified: one per platform (and PCK CA) the KMS talks to. */
@@ -227,9 +238,9 @@ export class AttestationVerifier {
     return { status: r.status, advisoryIds: [...r.advisory_ids] }
   }
 
-  /** Collateral plus the DCAP verification (upstream `fetch_and_verify`). */
-  private async fetchAndVerify(quote: Buffer): Promise<VerifiedReport> {
-    const parsed = parseQuoteForVerify(quote)
+  /** Collateral plus the DCAP verification (upstream `fetch_and_verify`) of a quote that passed
+   * `precheck`. */
+  private async fetchAndVerify(quote: Buffer, parsed: ParsedQuote): Promise<VerifiedReport> {
     const chainPem = pckChainOf(parsed)
     // the FMSPC and CA decide what is fetched from the PCCS: only from a chain to our root
     const { chain: pckChain, info: pck } = this.pckChain(chainPem, this.now())
@@ -261,9 +272,7 @@ export class AttestationVerifier {
   /** DCAP verification (signatures, chain to the configured root, CRLs, TCB level) plus
    * dstack's TD attribute checks. */
   async verifyQuote(quote: Buffer): Promise<VerifiedReport> {
-    const report = await this.fetchAndVerify(quote)
-    validateTcb(report.quote)
-    return report
+    return this.fetchAndVerify(quote, precheck(parseQuoteForVerify(quote), quote))
   }
 
   /** Every check but the key binding, in upstream's order (docs/design.md#trust-model). */
@@ -283,18 +292,27 @@ export class AttestationVerifier {
       )
     }
 
-    let report: VerifiedReport
-    try {
-      report = await this.fetchAndVerify(q.quote)
-    } catch (err) {
-      // KMS_ERR_COLLATERAL (no usable collateral) stays distinguishable from a bad quote
-      throw withContext(
+    // KMS_ERR_COLLATERAL (no usable collateral) stays distinguishable from a bad quote
+    const collateralContext = (err: unknown): KmsError =>
+      withContext(
         'Failed to get collateral',
         err,
         err instanceof KmsError ? err.code : 'KMS_ERR_ATTESTATION',
       )
+    let parsed: ParsedQuote
+    try {
+      parsed = parseQuoteForVerify(q.quote)
+    } catch (err) {
+      throw collateralContext(err)
     }
-    validateTcb(report.quote)
+    // before any collateral: a debug TD or an unbound byte is refused for what it is
+    precheck(parsed, q.quote)
+    let report: VerifiedReport
+    try {
+      report = await this.fetchAndVerify(q.quote, parsed)
+    } catch (err) {
+      throw collateralContext(err)
+    }
 
     const td = tdReportOf(report.quote)
     if (td === null) throw attestationError('no td report')
