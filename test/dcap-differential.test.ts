@@ -15,6 +15,7 @@ import {
   flipSignedByte,
   mutateSimulator,
   simulatorCases,
+  unboundByteCases,
 } from './helpers/dcap-differential.js'
 
 const SEED = 12
@@ -47,6 +48,26 @@ describe('DCAP verifier: node:crypto against dcap-qvl', () => {
       message: 'Debug mode is not allowed',
     })
     assert.equal(outcomes.get('TDX sample, collateral expired')?.ok, false)
+  })
+
+  it('the exception: bytes no signature covers are refused by the KMS on both engines, though both bare engines accept them', async () => {
+    const [tdx] = fixtureCases()
+    assert.ok(tdx !== undefined)
+    // the genuine quote carries 70 bytes of zero padding, which stays accepted
+    assert.ok(parseQuote(tdx.quote).length < tdx.quote.length)
+    assert.equal((await runner.check(tdx)).ok, true)
+    for (const c of unboundByteCases(tdx)) {
+      const core = new DcapQuoteVerifier(c.rootCaDer)
+      assert.equal(
+        core.verify(c.quote, parseQuote(c.quote), c.collateral, c.now).status,
+        'UpToDate',
+      )
+      assert.deepEqual(
+        await runner.check(c),
+        { ok: false, code: 'KMS_ERR_ATTESTATION', message: c.refusal },
+        c.name,
+      )
+    }
   })
 
   it(`${MUTATIONS} seeded mutations of quotes and collateral: same outcome`, async () => {

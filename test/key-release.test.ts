@@ -11,7 +11,14 @@ import pino from 'pino'
 import { StaticCollateralSource } from '../src/attestation/collateral.js'
 import { toReportData } from '../src/attestation/report-data.js'
 import { AttestationVerifier, type VerifiedAttestation } from '../src/attestation/verify.js'
-import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
+import {
+  decodeVersionedAttestation,
+  encodeVersionedAttestation,
+} from '../src/attestation/versioned.js'
+import { decode as msgpackDecode } from '@msgpack/msgpack'
+import { stripAttestation } from '../src/attestation/stripped.js'
+import { runtimeEventToTdxEvent } from '../src/attestation/runtime-events.js'
+import type { Attestation } from '../src/attestation/types.js'
 import { createAuthApi } from '../src/auth/auth-api.js'
 import { SelfAuthorizer } from '../src/auth/self-auth.js'
 import { CacheDb } from '../src/cache/cache-db.js'
@@ -22,7 +29,7 @@ import { KmsError } from '../src/errors.js'
 import { ClientCertVerifier } from '../src/kms/client-cert.js'
 import { KmsService } from '../src/kms/service.js'
 import { loadKmsState } from '../src/kms/state.js'
-import { CSR_CONFIRM, encodeCsrV1 } from '../src/ratls/csr.js'
+import { CSR_CONFIRM, encodeCsrV1, encodeCsrV2 } from '../src/ratls/csr.js'
 import { strippedAttestationBytes } from '../src/ratls/cert-attestation.js'
 import { NoneBackend } from '../src/tee/backend.js'
 import { mockCollateral } from '../src/tee/simulator/collateral.js'
@@ -223,6 +230,132 @@ describe('key release (KmsService with real collaborators)', () => {
     )
     assert.deepEqual(readRaTlsExtension(leaf, RATLS_OID.appId), g.appId)
     assert.deepEqual(leaf.spkiDer, key.spkiDer())
+  })
+
+  describe('SignCert copies only bound bytes into the leaf', () => {
+    const leafOf = (chain: string[]) =>
+      parseCertificate(Buffer.from(chain[0]?.split('\n').slice(1, -2).join('') ?? '', 'base64'))
+    /** a CSR V2 asking for both extensions, over `edit(attestation)` re-encoded as V0 */
+    const request = (edit: (a: Attestation) => void = () => {}) => {
+      const key = P256Key.generate()
+      const { attestation } = decodeVersionedAttestation(
+        simulateGuestAttestation({
+          ...guest(),
+          reportData: toReportData('ratls-cert', key.spkiDer()),
+        }),
+      )
+      edit(attestation)
+      const csr = encodeCsrV2({
+        confirm: CSR_CONFIRM,
+        pubkey: key.spkiDer(),
+        config: {
+          orgName: null,
+          subject: 'app.example.com',
+          subjectAltNames: [],
+          usageServerAuth: true,
+          usageClientAuth: false,
+          extQuote: true,
+          extAppInfo: true,
+          notBefore: null,
+          notAfter: null,
+        },
+        attestation: encodeVersionedAttestation({ version: 0, attestation }),
+      })
+      return { attestation, csr, signature: key.sign(csr) }
+    }
+    const embedded = (chain: string[]) => {
+      const leaf = leafOf(chain)
+      const ext = readRaTlsExtension(leaf, RATLS_OID.attestation)
+      const info = readRaTlsExtension(leaf, RATLS_OID.appInfo)
+      assert.ok(ext !== undefined && info !== undefined)
+      const appInfo = msgpackDecode(info) as Uint8Array[]
+      return { ext, attestation: decodeVersionedAttestation(ext).attestation, appInfo }
+    }
+
+    it('with the OS image verified: the stripped attestation, config and os_image_hash as measured', async () => {
+      mode = 'allow'
+      const r = request()
+      const out = embedded(await service({ imageVerify: true }).signCert(2, r.csr, r.signature, ''))
+      assert.deepEqual(
+        out.ext,
+        strippedAttestationBytes(
+          encodeVersionedAttestation({ version: 0, attestation: r.attestation }),
+        ),
+      )
+      assert.equal(out.attestation.config, r.attestation.config)
+      assert.deepEqual(Buffer.from(out.appInfo[6] ?? []), defaultOsImageHash(seed))
+      // a request vm_config other than the embedded one: the embedded config was not measured
+      const other = JSON.stringify(
+        JSON.parse(simulatedVmConfig(seed, defaultOsImageHash(seed))),
+        null,
+        1,
+      )
+      assert.notEqual(other, r.attestation.config)
+      const r2 = request()
+      const out2 = embedded(
+        await service({ imageVerify: true }).signCert(2, r2.csr, r2.signature, other),
+      )
+      assert.equal(out2.attestation.config, '')
+      assert.deepEqual(Buffer.from(out2.appInfo[6] ?? []), defaultOsImageHash(seed))
+    })
+
+    it('without an image check: no config and no os_image_hash, only claims', async () => {
+      mode = 'allow'
+      const r = request()
+      const out = embedded(await service().signCert(2, r.csr, r.signature, ''))
+      assert.equal(out.attestation.config, '')
+      assert.equal(out.appInfo[6]?.length, 0)
+      // everything else is the stripped attestation
+      assert.deepEqual(out.attestation, stripAttestation({ ...r.attestation, config: '' }))
+    })
+
+    it('zero padding after the quote is not copied; a non-zero byte there is refused', async () => {
+      mode = 'allow'
+      let quote: Buffer = Buffer.alloc(0)
+      const padded = request((a) => {
+        assert.ok(a.quote.kind === 'dstack-tdx')
+        quote = a.quote.quote
+        a.quote.quote = Buffer.concat([quote, Buffer.alloc(70)])
+      })
+      const out = embedded(await service().signCert(2, padded.csr, padded.signature, ''))
+      assert.ok(out.attestation.quote.kind === 'dstack-tdx')
+      assert.deepEqual(out.attestation.quote.quote, quote)
+      const tail = request((a) => {
+        assert.ok(a.quote.kind === 'dstack-tdx')
+        a.quote.quote = Buffer.concat([a.quote.quote, Buffer.from([0, 7])])
+      })
+      await assert.rejects(service().signCert(2, tail.csr, tail.signature, ''), {
+        message: `Quote verification failed: Non-zero byte after the quote's signature data at offset ${quote.length + 1} (only zero padding may follow a quote)`,
+      })
+    })
+
+    it('an event the RTMRs do not account for, or a boot event with a made-up name, is refused', async () => {
+      mode = 'allow'
+      const extra = request((a) => {
+        assert.ok(a.quote.kind === 'dstack-tdx')
+        a.quote.eventLog.push(
+          runtimeEventToTdxEvent({ event: 'extra', payload: Buffer.from('unbound') }),
+        )
+      })
+      await assert.rejects(service().signCert(2, extra.csr, extra.signature, ''), (err: Error) => {
+        assert.match(
+          err.message,
+          /^Failed to sign certificate: Event log does not replay to RTMR3, quoted: [0-9a-f]{96}, replayed: [0-9a-f]{96}$/,
+        )
+        return true
+      })
+      const renamed = request((a) => {
+        assert.ok(a.quote.kind === 'dstack-tdx')
+        const boot = a.quote.eventLog.find((e) => e.imr === 0 && e.event === 'acpi-rsdp')
+        assert.ok(boot !== undefined)
+        boot.event = 'not-acpi'
+      })
+      await assert.rejects(service().signCert(2, renamed.csr, renamed.signature, ''), {
+        message:
+          'Failed to sign certificate: event 9: the name of a ACPI DATA boot event must be "" or "acpi-rsdp", not "not-acpi"',
+      })
+      // without the extension nothing of the log is copied, so nothing is refused
+    })
   })
 
   describe('client certificates (verified per certificate, never trusted unverified)', () => {

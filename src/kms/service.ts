@@ -2,12 +2,12 @@
 // and return plain objects; the pRPC layer owns the wire formats.
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
-import { decodeAppInfo, encodeAppInfoMsgpack } from '../attestation/app-info.js'
+import { certifiedAppInfo, certifiedAttestation } from '../attestation/certified.js'
 import { pemDecode } from '../asn1/pem.js'
 import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
 import { ensureKeyReleaseAllowed } from './release-policy.js'
 import type { AttestationVerifier, VerifiedAttestation } from '../attestation/verify.js'
-import { decodeVersionedAttestation } from '../attestation/versioned.js'
+import { decodeVersionedAttestation, encodeVersionedAttestation } from '../attestation/versioned.js'
 import type {
   AuditCaller,
   AuditEvent,
@@ -38,7 +38,6 @@ import { KmsError, errorMessage, withContext } from '../errors.js'
 import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '../admin/token.js'
 import { parseBootstrapInfoJson, type BootstrapInfo } from '../keys/bootstrap-info.js'
 import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
-import { strippedAttestationBytes } from '../ratls/cert-attestation.js'
 import { decodeVerifiedCsr } from '../ratls/csr.js'
 import { issueAppCaCert, issueSignCertLeaf } from '../x509/templates.js'
 import { EnvPubKeyProvider, type EnvEncryptPubKey } from './env-pubkey.js'
@@ -461,14 +460,30 @@ export class KmsService {
     await this.#ensureSelfAllowed()
     const csr = decodeVerifiedCsr(apiVersion, csrBytes, signature)
     let verified: VerifiedAttestation
+    let wireVersion: 0 | 1
     try {
-      const { attestation } = decodeVersionedAttestation(csr.attestation)
+      const { version, attestation } = decodeVersionedAttestation(csr.attestation)
+      wireVersion = version
       verified = await this.#deps.verifier.verifyWithRaPubkey(attestation, csr.pubkey)
     } catch (err) {
       throw withContext('Quote verification failed', err)
     }
     const { bootInfo } = await this.#authorizeBoot(verified, false, true, vmConfig, caller)
     this.#keyReleaseGate(bootInfo)
+    // the vm_config the OS-image check measured; nothing else about the config is bound
+    // (docs/design.md#signcert-copies-only-bound-bytes)
+    const measuredVmConfig =
+      this.#deps.config.core.image.verify && bootInfo.attestationMode !== 'dstack-amd-sev-snp'
+        ? vmConfigText(vmConfig, verified.attestation.config)
+        : null
+    const extAttestation = csr.config.extQuote
+      ? inContext('Failed to sign certificate', () =>
+          encodeVersionedAttestation({
+            version: wireVersion,
+            attestation: certifiedAttestation(verified, measuredVmConfig),
+          }),
+        )
+      : undefined
     const { state } = this.#deps
     const appCaKey = inContext('Failed to derive app disk key', () =>
       deriveP256Key(state.rootCaKey, [bootInfo.appId, 'app-ca']),
@@ -479,10 +494,7 @@ export class KmsService {
     })
     const leaf = inContext('Failed to sign certificate', () => {
       const cfg = csr.config
-      const appInfo = cfg.extAppInfo
-        ? encodeAppInfoMsgpack(decodeAppInfo(verified.attestation))
-        : undefined
-      const extAttestation = cfg.extQuote ? strippedAttestationBytes(csr.attestation) : undefined
+      const appInfo = cfg.extAppInfo ? certifiedAppInfo(verified, measuredVmConfig) : undefined
       return issueSignCertLeaf(
         inContext('Failed to parse signature', () => P256PublicKey.fromSpkiDer(csr.pubkey)),
         {

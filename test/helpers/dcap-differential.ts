@@ -653,3 +653,65 @@ export function mutateSimulator(rng: Rng, seedIndex: number): DiffCase {
     now,
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Unbound bytes: the deliberate exceptions to agreement with dcap-qvl
+
+/** Variants of a genuine quote whose every signature still verifies but which carry bytes no
+ * signature, hash or chain covers. Both bare engines accept them (they read through the length
+ * fields, as Rust dcap-qvl does); the KMS refuses them on both engines before verification
+ * (docs/design.md#what-binds-each-attestation-byte), with `refusal` as the message. */
+export function unboundByteCases(base: DiffCase): Array<DiffCase & { refusal: string }> {
+  const q = parseQuote(base.quote)
+  const meaningful = base.quote.subarray(0, q.length)
+  const sigLenAt = q.signedLength
+  const outerTypeAt = sigLenAt + 4 + 128
+  /** `extra` appended inside the signature data; with `insideQe` the QE report certification
+   * data's own size grows too, so the bytes sit after the PCK certification data */
+  const grow = (extra: Buffer, insideQe: boolean): Buffer => {
+    const out = Buffer.concat([meaningful, extra])
+    out.writeUInt32LE(out.readUInt32LE(sigLenAt) + extra.length, sigLenAt)
+    if (insideQe)
+      {out.writeUInt32LE(out.readUInt32LE(outerTypeAt + 2) + extra.length, outerTypeAt + 2)}
+    return out
+  }
+  const outerType7 = Buffer.from(meaningful)
+  outerType7.writeUInt16LE(7, outerTypeAt)
+  const parts = quoteParts(base.quote)
+  return [
+    {
+      ...base,
+      name: `${base.name}, a non-zero byte after the quote`,
+      quote: Buffer.concat([base.quote, Buffer.from([0x01])]),
+      refusal: `Non-zero byte after the quote's signature data at offset ${base.quote.length} (only zero padding may follow a quote)`,
+    },
+    {
+      ...base,
+      name: `${base.name}, unread bytes at the end of the signature data`,
+      quote: grow(Buffer.from('unbound'), false),
+      refusal: '7 unread bytes at the end of the quote signature data',
+    },
+    {
+      ...base,
+      name: `${base.name}, unread bytes inside the QE report certification data`,
+      quote: grow(Buffer.from('unbound'), true),
+      refusal:
+        '7 unread bytes after the PCK certification data inside the QE report certification data',
+    },
+    {
+      ...base,
+      name: `${base.name}, certification data type 7`,
+      quote: outerType7,
+      refusal: 'Unsupported certification data type: 7 (expected 6, QE report certification data)',
+    },
+    {
+      ...base,
+      name: `${base.name}, text after the PCK chain`,
+      quote: assembleQuote({
+        ...parts,
+        pckChain: Buffer.concat([parts.pckChain, Buffer.from('unbound')]),
+      }),
+      refusal: 'PCK certificate chain has content outside its PEM certificates',
+    },
+  ]
+}
