@@ -671,8 +671,9 @@ export function unboundByteCases(base: DiffCase): Array<DiffCase & { refusal: st
   const grow = (extra: Buffer, insideQe: boolean): Buffer => {
     const out = Buffer.concat([meaningful, extra])
     out.writeUInt32LE(out.readUInt32LE(sigLenAt) + extra.length, sigLenAt)
-    if (insideQe)
-      {out.writeUInt32LE(out.readUInt32LE(outerTypeAt + 2) + extra.length, outerTypeAt + 2)}
+    if (insideQe) {
+      out.writeUInt32LE(out.readUInt32LE(outerTypeAt + 2) + extra.length, outerTypeAt + 2)
+    }
     return out
   }
   const outerType7 = Buffer.from(meaningful)
