@@ -15,6 +15,7 @@ import {
   flipSignedByte,
   mutateSimulator,
   simulatorCases,
+  simulatorV5,
   unboundByteCases,
 } from './helpers/dcap-differential.js'
 
@@ -68,6 +69,27 @@ describe('DCAP verifier: node:crypto against dcap-qvl', () => {
         c.name,
       )
     }
+    // a v5 quote's body size field is signed but read by neither engine: it must be the truth
+    assert.deepEqual(await runner.check(simulatorV5(584)), {
+      ok: true,
+      status: 'UpToDate',
+      advisoryIds: [],
+    })
+    const lying = simulatorV5(600)
+    assert.equal(
+      new DcapQuoteVerifier(lying.rootCaDer).verify(
+        lying.quote,
+        parseQuote(lying.quote),
+        lying.collateral,
+        lying.now,
+      ).status,
+      'UpToDate',
+    )
+    assert.deepEqual(await runner.check(lying), {
+      ok: false,
+      code: 'KMS_ERR_ATTESTATION',
+      message: 'Quote body size field is 600, the body is 584 bytes',
+    })
   })
 
   it(`${MUTATIONS} seeded mutations of quotes and collateral: same outcome`, async () => {

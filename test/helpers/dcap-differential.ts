@@ -716,3 +716,23 @@ export function unboundByteCases(base: DiffCase): Array<DiffCase & { refusal: st
     },
   ]
 }
+
+/** A simulator quote rewritten as v5 with a TD 1.0 body, re-signed, whose `Body::size` field says
+ * `declaredSize` (584 is the truth). */
+export function simulatorV5(declaredSize: number): DiffCase {
+  const [base] = simulatorCases()
+  if (base === undefined) throw new Error('no simulator case')
+  const pki = mockIntelPki(SIM_SEEDS[0] as Buffer)
+  const p = quoteParts(base.quote)
+  const header = Buffer.from(p.signed.subarray(0, 48))
+  header.writeUInt16LE(5, 0)
+  const bodyHead = Buffer.alloc(6)
+  bodyHead.writeUInt16LE(2, 0)
+  bodyHead.writeUInt32LE(declaredSize, 2)
+  const signed = Buffer.concat([header, bodyHead, p.signed.subarray(48)])
+  return {
+    ...base,
+    name: `simulator 0 as v5, body size field ${declaredSize}`,
+    quote: assembleQuote(resign(pki, { ...p, signed })),
+  }
+}
