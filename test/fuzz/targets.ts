@@ -51,6 +51,7 @@ import { parseCrl } from '../../src/x509/crl-parse.js'
 import { parseCertificate, readRaTlsExtension } from '../../src/x509/parse.js'
 import { issueRaTlsClientCert, issueTempCaCert } from '../../src/x509/templates.js'
 import { bytesFrom, mutatedFrom } from './mutate.js'
+import { MEASUREMENT_TARGETS } from './measurement-targets.js'
 
 export interface FuzzTarget {
   name: string
@@ -475,6 +476,7 @@ export const TARGETS: readonly FuzzTarget[] = [
       decodeVmConfig(text, true)
     },
   },
+  ...MEASUREMENT_TARGETS,
 ]
 
 export function isAllowedError(target: FuzzTarget, err: unknown): boolean {
