@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { decode as cborDecode, encode as cborEncode } from 'cborg'
 import pino from 'pino'
 import { parseTdxEventLogJson } from '../src/attestation/event-log.js'
 import { parseQuote, tdReportOf } from '../src/attestation/quote.js'
@@ -252,6 +253,17 @@ describe('TDX lite OS-image verification', () => {
     v4[9] = 4
     assert.throws(() => decodeTdxMeasurement(v4), /unsupported version 4, expected 3/)
     assert.throws(() => decodeTdxMeasurement(Buffer.from([0xa0])), /missing field `version`/)
+    // found by the measurement-cbor fuzz target: an integer OVMF variant past 2^53 (a bigint)
+    // crashed the error message instead of being refused
+    const tree = cborDecode(doc.measurement) as { tdvf: { ovmf: unknown } }
+    tree.tdvf.ovmf = 2n ** 60n
+    assert.throws(
+      () => decodeTdxMeasurement(cborEncode(tree)),
+      (err: unknown) =>
+        err instanceof KmsError &&
+        err.message ===
+          'TdxOsImageMeasurement: failed to decode CBOR: unknown ovmf variant 1152921504606846976',
+    )
   })
 
   it('sha256sum.txt parsing: missing, duplicate, short and nameless entries', () => {

@@ -71,7 +71,9 @@ export function decodeTdxMeasurement(cbor: Uint8Array): TdxOsImageMeasurement {
   const ovmf = field(tdvf, 'ovmf', 'tdvf.')
   const variant = OVMF_VARIANTS.find((x) => x === ovmf)
   if (variant === undefined) {
-    fail(`failed to decode CBOR: unknown ovmf variant ${JSON.stringify(ovmf)}`)
+    // a CBOR integer past 2^53 decodes to a bigint, which JSON.stringify throws on
+    const shown = typeof ovmf === 'bigint' ? ovmf.toString() : JSON.stringify(ovmf)
+    fail(`failed to decode CBOR: unknown ovmf variant ${shown}`)
   }
   return {
     image: {
