@@ -14,6 +14,7 @@ import {
   parseTdxEventLogJson,
 } from '../../src/attestation/event-log.js'
 import { parseQuote, tdReportOf } from '../../src/attestation/quote.js'
+import { checkQuoteStructure } from '../../src/attestation/quote-structure.js'
 import { toReportData } from '../../src/attestation/report-data.js'
 import {
   decodeVersionedAttestation,
@@ -336,6 +337,7 @@ export const TARGETS: readonly FuzzTarget[] = [
     decode: (input) => {
       const q = parseQuote(input)
       tdReportOf(q)
+      checkQuoteStructure(input, q)
     },
   },
   {
