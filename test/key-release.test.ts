@@ -218,7 +218,7 @@ describe('key release (KmsService with real collaborators)', () => {
         subjectAltNames: [],
         usageServerAuth: true,
         usageClientAuth: false,
-        extQuote: false,
+        extQuote: true,
       },
       quote: attestation.quote.quote,
       eventLog: Buffer.from(encodeTdxEventLogJson(attestation.quote.eventLog)),
@@ -230,6 +230,13 @@ describe('key release (KmsService with real collaborators)', () => {
     )
     assert.deepEqual(readRaTlsExtension(leaf, RATLS_OID.appId), g.appId)
     assert.deepEqual(leaf.spkiDer, key.spkiDer())
+    // the legacy CSR's JSON event log replays too: its stripped form is embedded, no config
+    const ext = readRaTlsExtension(leaf, RATLS_OID.attestation)
+    assert.ok(ext !== undefined)
+    assert.deepEqual(
+      decodeVersionedAttestation(ext).attestation,
+      stripAttestation({ ...attestation, config: '' }),
+    )
   })
 
   describe('SignCert copies only bound bytes into the leaf', () => {
