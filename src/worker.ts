@@ -28,6 +28,7 @@ import {
 import { ClientCertVerifier } from './kms/client-cert.js'
 import { createRuntime } from './runtime.js'
 import { buildAuthSimpleServer } from './auth-simple/server.js'
+import { BodyBudget } from './prpc/plugin.js'
 
 async function listen(
   app: FastifyInstance,
@@ -83,6 +84,8 @@ async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
     service,
     logger,
     tls,
+    limits: config.limits,
+    bodyBudget: new BodyBudget(config.limits),
     onFinish: () => {
       logger.info('onboarding finished; handing over to the KMS')
       // The reply is out (onResponse); closing only releases the port for the KMS worker, so
@@ -128,8 +131,12 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   const clientCerts = new ClientCertVerifier(rt.verifier)
   // every main worker counts into the supervisor, so a scrape sees the totals of all of them
   const metrics = new SupervisorMetricsStore()
-  const app = await buildKmsApp({ config, service, logger, clientCerts, metrics })
-  const admin = config.core.admin.enabled ? await buildAdminApp({ config, service, logger }) : null
+  // one ceiling on buffered request bodies for both listeners of this process
+  const bodyBudget = new BodyBudget(config.limits)
+  const app = await buildKmsApp({ config, service, logger, clientCerts, metrics, bodyBudget })
+  const admin = config.core.admin.enabled
+    ? await buildAdminApp({ config, service, logger, bodyBudget })
+    : null
   stopOnSignals(logger, async () => {
     await Promise.all([app.close(), admin?.close()])
     audit?.close()
@@ -154,7 +161,7 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
  * like the other workers so a crash restarts it. */
 async function runAuthSimpleWorker(config: KmsConfig, logger: Logger): Promise<void> {
   const { address, port, config: configPath } = config.authSimple
-  const app = buildAuthSimpleServer({ configPath, logger })
+  const app = buildAuthSimpleServer({ configPath, logger, limits: config.limits })
   stopOnSignals(logger, () => app.close())
   logger.info(`config path: ${configPath}`)
   const url = await listen(app, address, port, 'http')

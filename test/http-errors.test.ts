@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { registerCommonHttp } from '../src/http/common.js'
+import { defaultLimits } from '../src/config/load.js'
 import { createFastify } from '../src/http/server-options.js'
 
 function exchange(port: number, request: string): Promise<string> {
@@ -29,7 +30,7 @@ describe('errors of the HTTP layer', () => {
   let port: number
 
   before(async () => {
-    app = createFastify(pino({ level: 'silent' }), null)
+    app = createFastify(pino({ level: 'silent' }), null, { limits: defaultLimits() })
     registerCommonHttp(app, {})
     app.get('/item/:id', async () => 'ok')
     await app.listen({ host: '127.0.0.1', port: 0 })
