@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { test } from 'node:test'
+import { defaultLimits } from '../src/config/load.js'
 import { tempDir } from './helpers/temp-dir.js'
 
 const UNIT = resolve(import.meta.dirname, '../systemd/dstack-kms.service')
@@ -92,6 +93,18 @@ test('sandboxing and hardening keys', () => {
   for (const key of ['PrivateDevices', 'User', 'DynamicUser', 'PrivateUsers']) {
     assert.equal(service.get(key), undefined, key)
   }
+})
+
+/** Descriptors a main worker needs beyond its listeners' connections: outbound connections
+ * (webhook, PCCS, image downloads), SQLite files, the IPC channel, logs. */
+const OUTBOUND_ROOM = 1024
+
+test('LimitNOFILE leaves room for two full listeners per worker plus outbound work', () => {
+  const nofile = Number(one('LimitNOFILE'))
+  assert.ok(Number.isSafeInteger(nofile), `LimitNOFILE=${one('LimitNOFILE')}`)
+  // a main worker holds the main and the admin listener; every other worker holds one
+  const needed = 2 * defaultLimits().maxConnections + OUTBOUND_ROOM
+  assert.ok(needed <= nofile, `LimitNOFILE=${nofile} is below ${needed}`)
 })
 
 test('systemd-analyze verify accepts the unit without a warning', (t) => {
