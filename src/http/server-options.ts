@@ -50,17 +50,20 @@ const CLIENT_ERRORS: Readonly<Record<string, [number, string, string]>> = {
 }
 
 /** Malformed requests Node refuses before any route runs (bad syntax, oversized headers, a
- * request timeout): answered in the error shape, then the connection is closed. */
+ * request timeout): answered in the error shape, then the connection is closed. Anything else
+ * reaching here is no HTTP request at all (a failed or timed-out TLS handshake, a reset): the
+ * connection is cut, as Node does without a handler; an HTTP answer queued on a TLS session that
+ * never came up would keep the connection open until the client leaves. */
 function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
-  const [status, reason, message] = CLIENT_ERRORS[err.code ?? ''] ?? [
-    400,
-    'Bad Request',
-    'malformed request',
-  ]
-  if (!socket.writable) {
+  const code = err.code ?? ''
+  const answer =
+    CLIENT_ERRORS[code] ??
+    (code.startsWith('HPE_') ? [400, 'Bad Request', 'malformed request'] : undefined)
+  if (answer === undefined || !socket.writable) {
     socket.destroy()
     return
   }
+  const [status, reason, message] = answer
   const body = errorJson(message)
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\n` +
