@@ -25,7 +25,7 @@ import { CountsByKey } from '../util/counts-by-key.js'
 
 /** Request log lines carry the path without the query string: a GET pRPC call puts its whole
  * request there, and `ClearImageCache?token=…` must not end up in the logs. */
-export function requestLogFields(req: {
+function requestLogFields(req: {
   method?: string
   url?: string
   socket?: { remoteAddress?: string }
