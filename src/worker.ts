@@ -29,6 +29,7 @@ import { ClientCertVerifier } from './kms/client-cert.js'
 import { createRuntime } from './runtime.js'
 import { buildAuthSimpleServer } from './auth-simple/server.js'
 import { BodyBudget } from './prpc/plugin.js'
+import { openFileLimit, openFileShortfall } from './util/open-file-limit.js'
 
 async function listen(
   app: FastifyInstance,
@@ -45,6 +46,15 @@ async function listen(
   const addr = app.server.address()
   const bound = typeof addr === 'object' && addr !== null ? addr.port : port
   return listenUrl(scheme, address, bound)
+}
+
+/** Says so at start when this process's listeners, each full at its connection cap, would not
+ * fit below its open-file limit (docs/design.md#resource-limits-on-every-listener). */
+function checkOpenFileLimit(logger: Logger, config: KmsConfig, listeners: number): void {
+  const limit = openFileLimit()
+  if (limit === null) return
+  const shortfall = openFileShortfall(limit, config.limits.maxConnections, listeners)
+  if (shortfall !== null) logger.warn({ openFileLimit: limit }, shortfall)
 }
 
 /** Stops on SIGTERM/SIGINT (forwarded by the supervisor) after in-flight requests finish. */
@@ -98,6 +108,7 @@ async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
     },
   })
   holder.app = app
+  checkOpenFileLimit(logger, config, 1)
   stopOnSignals(logger, async () => {
     await app.close()
     await rt.close()
@@ -137,6 +148,7 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   const admin = config.core.admin.enabled
     ? await buildAdminApp({ config, service, logger, bodyBudget })
     : null
+  checkOpenFileLimit(logger, config, admin === null ? 1 : 2)
   stopOnSignals(logger, async () => {
     await Promise.all([app.close(), admin?.close()])
     audit?.close()
@@ -162,6 +174,7 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
 async function runAuthSimpleWorker(config: KmsConfig, logger: Logger): Promise<void> {
   const { address, port, config: configPath } = config.authSimple
   const app = buildAuthSimpleServer({ configPath, logger, limits: config.limits })
+  checkOpenFileLimit(logger, config, 1)
   stopOnSignals(logger, () => app.close())
   logger.info(`config path: ${configPath}`)
   const url = await listen(app, address, port, 'http')
