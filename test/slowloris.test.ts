@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs'
 import { connect as netConnect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
+import { defaultLimits } from '../src/config/load.js'
 import { prpc, rawRequest } from './helpers/https-client.js'
 import {
   bootstrapQuickstart,
@@ -150,15 +151,34 @@ function text(slow: Slow): string {
   return Buffer.concat(slow.received).toString('latin1')
 }
 
-/** Waits until the server has closed every slow connection of `slows`; a hang guard (not a
- * timing assertion) names the kinds still open. */
-async function allClosedByServer(slows: Slow[]): Promise<void> {
+/** The built-in defaults would cut the slow connections only this long after they opened
+ * (10 s and more); the configured [limits] (4 s at most, plus the deadline check interval) long
+ * before. Waiting up to it shows the configured limits were applied, not the built-in ones. */
+const defaults = defaultLimits()
+const BUILT_IN_CUT_MS = Math.min(
+  defaults.headersTimeoutMs,
+  defaults.requestTimeoutMs,
+  defaults.keepAliveTimeoutMs,
+  defaults.tlsHandshakeTimeoutMs,
+  defaults.bodyReadDeadlineMs,
+)
+
+/** Waits until the server has closed every slow connection of `slows`, opened at `openedAt`;
+ * fails naming the kinds still open when the built-in defaults would have been needed. */
+async function allClosedByServer(slows: Slow[], openedAt: number): Promise<void> {
   let guard: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_resolve, reject) => {
-    guard = setTimeout(() => {
-      const open = slows.filter((s) => !s.closed).map((s) => s.kind)
-      reject(new Error(`the server never closed: ${open.join(', ')}`))
-    }, 60_000)
+    guard = setTimeout(
+      () => {
+        const open = new Map<string, number>()
+        for (const s of slows.filter((t) => !t.closed)) {
+          open.set(s.kind, (open.get(s.kind) ?? 0) + 1)
+        }
+        const list = [...open].map(([kind, n]) => `${n} × ${kind}`).join(', ')
+        reject(new Error(`the configured limits did not cut: ${list}`))
+      },
+      Math.max(0, openedAt + BUILT_IN_CUT_MS - Date.now()),
+    )
   })
   try {
     await Promise.race([Promise.all(slows.map((s) => s.whenClosed)), timeout])
@@ -210,6 +230,7 @@ describe('slowloris', () => {
 
   it('the onboarding listener cuts stalled handshakes and trickled heads and keeps serving', async () => {
     const slows: Slow[] = []
+    const openedAt = Date.now()
     for (let k = 0; k < N; k++) {
       slows.push(await stalledHandshake(port, '127.0.0.40'))
       slows.push(await trickledHead(port, '127.0.0.41'))
@@ -220,7 +241,7 @@ describe('slowloris', () => {
       slows.filter((s) => !s.closed).length > slows.length / 2,
       'the slow connections were held while the legitimate request was served',
     )
-    await allClosedByServer(slows)
+    await allClosedByServer(slows, openedAt)
     for (const s of slows.filter((t) => t.kind === 'trickled head')) {
       assert.match(text(s), /^HTTP\/1\.1 408 Request Timeout\r\n/, text(s))
       assert.match(text(s), /"error": "request timed out"/)
@@ -243,6 +264,7 @@ describe('slowloris', () => {
 
     try {
       // one source at its cap: its next connection is closed before any TLS, another source's is not
+      const openedAt = Date.now()
       const capped: Slow[] = []
       for (let k = 0; k < PER_SOURCE_CAP; k++) {
         capped.push(await stalledHandshake(port, '127.0.0.30'))
@@ -274,7 +296,7 @@ describe('slowloris', () => {
         }
       }
 
-      await allClosedByServer(slows)
+      await allClosedByServer(slows, openedAt)
       for (const s of slows) {
         const answer = text(s)
         if (s.kind === 'trickled head') {
