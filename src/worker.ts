@@ -28,6 +28,8 @@ import {
 import { ClientCertVerifier } from './kms/client-cert.js'
 import { createRuntime } from './runtime.js'
 import { buildAuthSimpleServer } from './auth-simple/server.js'
+import { BodyBudget } from './prpc/plugin.js'
+import { openFileLimit, openFileShortfall } from './util/open-file-limit.js'
 
 async function listen(
   app: FastifyInstance,
@@ -44,6 +46,15 @@ async function listen(
   const addr = app.server.address()
   const bound = typeof addr === 'object' && addr !== null ? addr.port : port
   return listenUrl(scheme, address, bound)
+}
+
+/** Says so at start when this process's listeners, each full at its connection cap, would not
+ * fit below its open-file limit (docs/design.md#resource-limits-on-every-listener). */
+function checkOpenFileLimit(logger: Logger, config: KmsConfig, listeners: number): void {
+  const limit = openFileLimit()
+  if (limit === null) return
+  const shortfall = openFileShortfall(limit, config.limits.maxConnections, listeners)
+  if (shortfall !== null) logger.warn({ openFileLimit: limit }, shortfall)
 }
 
 /** Stops on SIGTERM/SIGINT (forwarded by the supervisor) after in-flight requests finish. */
@@ -83,6 +94,8 @@ async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
     service,
     logger,
     tls,
+    limits: config.limits,
+    bodyBudget: new BodyBudget(config.limits),
     onFinish: () => {
       logger.info('onboarding finished; handing over to the KMS')
       // The reply is out (onResponse); closing only releases the port for the KMS worker, so
@@ -95,6 +108,7 @@ async function runOnboard(config: KmsConfig, logger: Logger): Promise<void> {
     },
   })
   holder.app = app
+  checkOpenFileLimit(logger, config, 1)
   stopOnSignals(logger, async () => {
     await app.close()
     await rt.close()
@@ -128,8 +142,13 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   const clientCerts = new ClientCertVerifier(rt.verifier)
   // every main worker counts into the supervisor, so a scrape sees the totals of all of them
   const metrics = new SupervisorMetricsStore()
-  const app = await buildKmsApp({ config, service, logger, clientCerts, metrics })
-  const admin = config.core.admin.enabled ? await buildAdminApp({ config, service, logger }) : null
+  // one ceiling on buffered request bodies for both listeners of this process
+  const bodyBudget = new BodyBudget(config.limits)
+  const app = await buildKmsApp({ config, service, logger, clientCerts, metrics, bodyBudget })
+  const admin = config.core.admin.enabled
+    ? await buildAdminApp({ config, service, logger, bodyBudget })
+    : null
+  checkOpenFileLimit(logger, config, admin === null ? 1 : 2)
   stopOnSignals(logger, async () => {
     await Promise.all([app.close(), admin?.close()])
     audit?.close()
@@ -154,7 +173,8 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
  * like the other workers so a crash restarts it. */
 async function runAuthSimpleWorker(config: KmsConfig, logger: Logger): Promise<void> {
   const { address, port, config: configPath } = config.authSimple
-  const app = buildAuthSimpleServer({ configPath, logger })
+  const app = buildAuthSimpleServer({ configPath, logger, limits: config.limits })
+  checkOpenFileLimit(logger, config, 1)
   stopOnSignals(logger, () => app.close())
   logger.info(`config path: ${configPath}`)
   const url = await listen(app, address, port, 'http')

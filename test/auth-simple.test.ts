@@ -18,6 +18,7 @@ import {
   loadAuthSimpleConfig,
 } from '../src/auth-simple/config.js'
 import { buildAuthSimpleServer } from '../src/auth-simple/server.js'
+import { defaultLimits } from '../src/config/load.js'
 import { runAuthSimple } from '../src/commands/auth-simple.js'
 import { collectLines } from './helpers/line-collector.js'
 import { tempDir as scratchDir } from './helpers/temp-dir.js'
@@ -69,7 +70,7 @@ function harness(): Harness {
   const dir = tempDir()
   const configPath = join(dir, 'test-auth-config.json')
   const { logger, lines } = captureLogger()
-  const app = buildAuthSimpleServer({ configPath, logger })
+  const app = buildAuthSimpleServer({ configPath, logger, limits: defaultLimits() })
   after(async () => {
     await app.close()
     rmSync(dir, { recursive: true, force: true })

@@ -38,7 +38,11 @@ function stalledUpload(port: number, size: number): Promise<Socket> {
 
 describe('body budget under stalled uploads', () => {
   const app = Fastify()
-  const budget = new BodyBudget(1024 * KIB, { perSource: 256 * KIB, readDeadlineMs: 1500 })
+  const budget = new BodyBudget({
+    bodyBudgetBytes: 1024 * KIB,
+    bodyBudgetPerSourceBytes: 256 * KIB,
+    bodyReadDeadlineMs: 1500,
+  })
   let port = 0
   const stalled: Socket[] = []
 

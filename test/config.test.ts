@@ -146,6 +146,20 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
   tee: { backend: 'tdx', simulator: { seed: '', trustMockRoot: false } },
   crypto: { backend: 'auto' },
   authSimple: { enabled: false, address: '127.0.0.1', port: 8001, config: '' },
+  limits: {
+    headersTimeoutMs: 15_000,
+    requestTimeoutMs: 60_000,
+    keepAliveTimeoutMs: 10_000,
+    idleTimeoutMs: 120_000,
+    maxRequestsPerSocket: 0,
+    tlsHandshakeTimeoutMs: 10_000,
+    maxConnections: 8192,
+    maxConnectionsPerSource: 2048,
+    maxHeaderBytes: 16 * 1024,
+    bodyBudgetBytes: 64 * 1024 * 1024,
+    bodyBudgetPerSourceBytes: 16 * 1024 * 1024,
+    bodyReadDeadlineMs: 30_000,
+  },
   log: { level: 'info' },
   sources: [],
   warnings: [],
@@ -668,6 +682,182 @@ describe('units', () => {
     assert.equal(
       load(`[core.image]\ndownload_timeout = "never"\n`).core.image.downloadTimeoutMs,
       null,
+    )
+  })
+})
+
+describe('[limits]', () => {
+  type Limits = KmsConfig['limits']
+  /** every key: its field, its default, an override in TOML and the value it resolves to, and
+   * values its kind refuses */
+  const KEYS: Array<{
+    key: string
+    field: keyof Limits
+    byDefault: number
+    toml: string
+    value: number
+    bad: string[]
+  }> = [
+    {
+      key: 'headers_timeout',
+      field: 'headersTimeoutMs',
+      byDefault: 15_000,
+      toml: '"5s"',
+      value: 5000,
+      bad: ['"never"', '"0s"', '"25d"', '15', '"15"'],
+    },
+    {
+      key: 'request_timeout',
+      field: 'requestTimeoutMs',
+      byDefault: 60_000,
+      toml: '"2m"',
+      value: 120_000,
+      bad: ['"never"', '"0s"', '"25d"'],
+    },
+    {
+      key: 'keep_alive_timeout',
+      field: 'keepAliveTimeoutMs',
+      byDefault: 10_000,
+      toml: '"3s"',
+      value: 3000,
+      bad: ['"never"', '"0s"', '"1x"'],
+    },
+    {
+      key: 'idle_timeout',
+      field: 'idleTimeoutMs',
+      byDefault: 120_000,
+      toml: '"1h"',
+      value: 3_600_000,
+      bad: ['"never"', '"0m"', '60'],
+    },
+    {
+      key: 'max_requests_per_connection',
+      field: 'maxRequestsPerSocket',
+      byDefault: 0,
+      toml: '100',
+      value: 100,
+      bad: ['-1', '"100"', '1.5'],
+    },
+    {
+      key: 'tls_handshake_timeout',
+      field: 'tlsHandshakeTimeoutMs',
+      byDefault: 10_000,
+      toml: '"3s"',
+      value: 3000,
+      bad: ['"never"', '"0s"', '"25d"'],
+    },
+    {
+      key: 'max_connections',
+      field: 'maxConnections',
+      byDefault: 8192,
+      toml: '16384',
+      value: 16_384,
+      bad: ['-1', '"8192"', '0'],
+    },
+    {
+      key: 'max_connections_per_source',
+      field: 'maxConnectionsPerSource',
+      byDefault: 2048,
+      toml: '64',
+      value: 64,
+      bad: ['-1', '0', '9000'],
+    },
+    {
+      key: 'max_header_size',
+      field: 'maxHeaderBytes',
+      byDefault: 16_384,
+      toml: '"32KiB"',
+      value: 32_768,
+      bad: ['"16 kilobytes"', '-1', '512', '"2MiB"'],
+    },
+    {
+      key: 'body_budget',
+      field: 'bodyBudgetBytes',
+      byDefault: 64 * 1024 ** 2,
+      toml: '"128MiB"',
+      value: 128 * 1024 ** 2,
+      bad: ['"lots"', '0', '"8MiB"'],
+    },
+    {
+      key: 'body_budget_per_source',
+      field: 'bodyBudgetPerSourceBytes',
+      byDefault: 16 * 1024 ** 2,
+      toml: '1048576',
+      value: 1024 ** 2,
+      bad: ['-5', '0', '"65MiB"'],
+    },
+    {
+      key: 'body_read_deadline',
+      field: 'bodyReadDeadlineMs',
+      byDefault: 30_000,
+      toml: '"10s"',
+      value: 10_000,
+      bad: ['"never"', '"0s"', '30'],
+    },
+  ]
+
+  test('every key has its default, takes an override and refuses bad values', () => {
+    const defaults = load(undefined).limits
+    assert.equal(Object.keys(defaults).length, KEYS.length, 'a [limits] key without a test row')
+    for (const k of KEYS) {
+      assert.equal(defaults[k.field], k.byDefault, `${k.key} default`)
+      assert.equal(load(`[limits]\n${k.key} = ${k.toml}\n`).limits[k.field], k.value, k.key)
+      for (const bad of k.bad) {
+        assert.throws(
+          () => load(`[limits]\n${k.key} = ${bad}\n`),
+          configError(new RegExp(`limits\\.${k.key}`)),
+          `${k.key} = ${bad}`,
+        )
+      }
+    }
+  })
+
+  test('the messages name the key and the rule', () => {
+    assert.throws(
+      () => load(`[limits]\nheaders_timeout = "never"\n`),
+      configError(
+        /^invalid value for configuration key limits\.headers_timeout: "never" is not a finite duration from "1s" to "24d" \(in .*test\.toml\)$/,
+      ),
+    )
+    assert.throws(
+      () => load(`[limits]\nmax_connections = 100\nmax_connections_per_source = 101\n`),
+      configError(
+        'limits.max_connections_per_source (101) must not exceed limits.max_connections (100)',
+      ),
+    )
+    assert.throws(
+      () => load(`[limits]\nbody_budget = "1MiB"\nbody_budget_per_source = "2MiB"\n`),
+      configError(
+        'limits.body_budget_per_source (2097152 bytes) must not exceed limits.body_budget (1048576 bytes)',
+      ),
+    )
+    assert.throws(
+      () => load(`[limits]\nheaders_timeout = "2m"\n`),
+      configError(
+        'limits.headers_timeout (2m) must not exceed limits.request_timeout (1m): the head is part of the request',
+      ),
+    )
+    assert.throws(
+      () => load(`[limits]\nmax_header_size = 512\n`),
+      configError('limits.max_header_size must be from 1KiB to 1MiB, got 512 bytes'),
+    )
+    assert.throws(
+      () => load(`[limits]\nmax_connections = 0\nmax_connections_per_source = 0\n`),
+      configError('limits.max_connections must be at least 1, got 0'),
+    )
+  })
+
+  test('a body read deadline beyond the request timeout is a warning', () => {
+    const cfg = load(`[limits]\nrequest_timeout = "20s"\n`)
+    assert.ok(
+      cfg.warnings.includes(
+        'limits.body_read_deadline (30s) is longer than limits.request_timeout (20s): a slow body is cut by the request timeout first',
+      ),
+      cfg.warnings.join('\n'),
+    )
+    assert.deepEqual(
+      load(undefined).warnings.filter((w) => w.startsWith('limits.')),
+      [],
     )
   })
 })

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { registerCommonHttp } from '../src/http/common.js'
+import { defaultLimits } from '../src/config/load.js'
 import { createFastify } from '../src/http/server-options.js'
 
 function open(port: number, localAddress: string): Promise<Socket> {
@@ -38,8 +39,7 @@ describe('connection caps', () => {
 
   before(async () => {
     app = createFastify(pino({ level: 'silent' }), null, {
-      maxConnections: 6,
-      maxConnectionsPerSource: 3,
+      limits: { ...defaultLimits(), maxConnections: 6, maxConnectionsPerSource: 3 },
     })
     registerCommonHttp(app, {})
     await app.listen({ host: '127.0.0.1', port: 0 })

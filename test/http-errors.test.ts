@@ -6,7 +6,9 @@ import { after, before, describe, it } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { registerCommonHttp } from '../src/http/common.js'
+import { defaultLimits } from '../src/config/load.js'
 import { createFastify } from '../src/http/server-options.js'
+import { createEphemeralTls } from '../src/onboard/ephemeral-tls.js'
 
 function exchange(port: number, request: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -29,7 +31,7 @@ describe('errors of the HTTP layer', () => {
   let port: number
 
   before(async () => {
-    app = createFastify(pino({ level: 'silent' }), null)
+    app = createFastify(pino({ level: 'silent' }), null, { limits: defaultLimits() })
     registerCommonHttp(app, {})
     app.get('/item/:id', async () => 'ok')
     await app.listen({ host: '127.0.0.1', port: 0 })
@@ -64,4 +66,44 @@ describe('errors of the HTTP layer', () => {
     assert.equal(res.status, 400)
     assert.deepEqual(res.body, { error: 'malformed request' })
   })
+})
+
+describe('failed TLS handshakes', () => {
+  let app: FastifyInstance
+  let port: number
+
+  before(async () => {
+    const { key, cert } = createEphemeralTls()
+    app = createFastify(
+      pino({ level: 'silent' }),
+      { tls: { key, cert } },
+      { limits: { ...defaultLimits(), tlsHandshakeTimeoutMs: 1000 } },
+    )
+    registerCommonHttp(app, {})
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const address = app.server.address()
+    assert.ok(address !== null && typeof address === 'object')
+    port = address.port
+  })
+
+  after(async () => {
+    await app.close()
+  })
+
+  it(
+    'cuts a connection that speaks plain HTTP to the TLS port, without an HTTP answer',
+    { timeout: 20_000 },
+    async () => {
+      const reply = await exchange(port, 'GET /health HTTP/1.1\r\nhost: x\r\n\r\n')
+      assert.doesNotMatch(reply, /HTTP\/1\.1/)
+    },
+  )
+
+  it(
+    'cuts a connection that never starts its handshake at the handshake timeout',
+    { timeout: 20_000 },
+    async () => {
+      assert.equal(await exchange(port, ''), '')
+    },
+  )
 })

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { loadConfig } from '../src/config/load.js'
+import { BodyBudget } from '../src/prpc/plugin.js'
 import { buildOnboardApp } from '../src/onboard/app.js'
 import { createEphemeralTls } from '../src/onboard/ephemeral-tls.js'
 import { OnboardService } from '../src/onboard/service.js'
@@ -42,6 +43,8 @@ async function startOnboarding(): Promise<Onboarding> {
     onFinish: () => {
       finished++
     },
+    limits: config.limits,
+    bodyBudget: new BodyBudget(config.limits),
   })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()

@@ -5,6 +5,7 @@ import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import { defaultLimits } from '../src/config/load.js'
 import { KmsError, withContext } from '../src/errors.js'
 import {
   SHIELD_HEADERS,
@@ -173,6 +174,7 @@ describe('pRPC plugin over HTTP', () => {
       methods: toyMethods(),
       limits: { Limited: 16 },
       preDispatch,
+      bodyBudget: new BodyBudget(defaultLimits()),
       onError: (err, method) => {
         errorsSeen.push([method, err instanceof Error ? err.message : String(err)])
       },
@@ -181,6 +183,7 @@ describe('pRPC plugin over HTTP', () => {
 
     await registerPrpc(admin, {
       servicePrefix: 'Admin.',
+      bodyBudget: new BodyBudget(defaultLimits()),
       methods: {
         ClearImageCache: defineMethod(
           AdminClearImageCacheRequestType,
@@ -612,7 +615,11 @@ describe('common HTTP helpers', () => {
 
 describe('request body memory', () => {
   const app = Fastify()
-  const budget = new BodyBudget(1024)
+  const budget = new BodyBudget({
+    ...defaultLimits(),
+    bodyBudgetBytes: 1024,
+    bodyBudgetPerSourceBytes: 1024,
+  })
   let port = 0
 
   before(async () => {
@@ -654,7 +661,11 @@ describe('request body memory', () => {
   })
 
   it('the budget refuses a take past its maximum and accounts gives', () => {
-    const b = new BodyBudget(10)
+    const b = new BodyBudget({
+      ...defaultLimits(),
+      bodyBudgetBytes: 10,
+      bodyBudgetPerSourceBytes: 10,
+    })
     assert.equal(b.take(6), true)
     assert.equal(b.take(5), false)
     b.give(6)

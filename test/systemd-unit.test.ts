@@ -4,6 +4,8 @@ import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { test } from 'node:test'
+import { defaultLimits } from '../src/config/load.js'
+import { openFileShortfall } from '../src/util/open-file-limit.js'
 import { tempDir } from './helpers/temp-dir.js'
 
 const UNIT = resolve(import.meta.dirname, '../systemd/dstack-kms.service')
@@ -92,6 +94,13 @@ test('sandboxing and hardening keys', () => {
   for (const key of ['PrivateDevices', 'User', 'DynamicUser', 'PrivateUsers']) {
     assert.equal(service.get(key), undefined, key)
   }
+})
+
+test('LimitNOFILE leaves room for two full listeners per worker plus outbound work', () => {
+  const nofile = Number(one('LimitNOFILE'))
+  assert.ok(Number.isSafeInteger(nofile), `LimitNOFILE=${one('LimitNOFILE')}`)
+  // a main worker holds the main and the admin listener; every other worker holds one
+  assert.equal(openFileShortfall(nofile, defaultLimits().maxConnections, 2), null)
 })
 
 test('systemd-analyze verify accepts the unit without a warning', (t) => {

@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { errorMessage } from '../errors.js'
-import { createFastify } from '../http/server-options.js'
+import { createFastify, type ListenerLimits } from '../http/server-options.js'
 import { bootInfoRequestSchema, checkBoot } from './check.js'
 import { loadAuthSimpleConfig } from './config.js'
 
@@ -11,6 +11,8 @@ export interface AuthSimpleServerOptions {
   /** the policy file, re-read on every request (relative paths follow the working directory) */
   configPath: string
   logger: Logger
+  /** what the listener tolerates from its clients ([limits]) */
+  limits: ListenerLimits
 }
 
 /** A BootInfo is a few hundred bytes; nothing legitimate comes near this. */
@@ -21,7 +23,7 @@ const BODY_LIMIT = 1024 * 1024
 const JSON_MEDIA_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^;]+))*$/
 
 export function buildAuthSimpleServer(opts: AuthSimpleServerOptions): FastifyInstance {
-  const app = createFastify(opts.logger, null)
+  const app = createFastify(opts.logger, null, { limits: opts.limits })
   const loadConfig = () => loadAuthSimpleConfig(opts.configPath, app.log)
 
   app.removeAllContentTypeParsers()

@@ -5,6 +5,7 @@
 import pino, { type Logger } from 'pino'
 import { buildAuthSimpleServer } from '../auth-simple/server.js'
 import { loadAuthSimpleConfig } from '../auth-simple/config.js'
+import { defaultLimits } from '../config/load.js'
 import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 
 export const AUTH_SIMPLE_USAGE = `Usage: dstack-kms auth-simple [--config FILE] [--port N] [--address ADDR]
@@ -66,7 +67,12 @@ export async function runAuthSimple(argv: string[], io: AuthSimpleIo): Promise<n
   // not needed for serving (every request reads the file); it surfaces a wrong path at start
   loadAuthSimpleConfig(opts.configPath, logger)
 
-  const app = buildAuthSimpleServer({ configPath: opts.configPath, logger })
+  // a standalone sidecar reads no kms.toml: the built-in listener limits
+  const app = buildAuthSimpleServer({
+    configPath: opts.configPath,
+    logger,
+    limits: defaultLimits(),
+  })
   let onSignal: (signal: string) => void = () => {}
   const stopped = new Promise<string>((resolve) => {
     onSignal = resolve

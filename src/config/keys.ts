@@ -12,6 +12,8 @@ export type LeafKind =
   | { readonly kind: 'port' }
   | { readonly kind: 'uint' }
   | { readonly kind: 'duration' }
+  /** a duration that must end: from 1s to 24d, never "never" or 0 */
+  | { readonly kind: 'timeout' }
   | { readonly kind: 'bytes' }
   | { readonly kind: 'enum'; readonly values: readonly string[] }
   | { readonly kind: 'string-or-bool' }
@@ -24,7 +26,8 @@ export interface KeyDecl {
   /** set when the key is accepted for compatibility but has no effect here: the warning text */
   readonly unused?: string
   /** where the loader puts the value in KmsConfig (dotted camelCase path), converted by kind:
-   * paths resolved against the working directory, durations to milliseconds (null = never); a
+   * paths resolved against the working directory, durations to milliseconds (null = never),
+   * byte sizes to bytes; a
    * key without one is read by the loader's own code (aliases, derived settings) or not at all */
   readonly to?: string
   /** the value is stored lower-cased (hex digests and seeds) */
@@ -54,6 +57,7 @@ const bool = { kind: 'bool' } as const
 const port = { kind: 'port' } as const
 const uint = { kind: 'uint' } as const
 const duration = { kind: 'duration' } as const
+const timeout = { kind: 'timeout' } as const
 const stringOrBool = { kind: 'string-or-bool' } as const
 const bytes = { kind: 'bytes' } as const
 
@@ -433,6 +437,82 @@ export const CONFIG_KEYS = {
     default: 'auth-config.json',
     doc: 'auth-simple policy',
     to: 'authSimple.config',
+  },
+
+  // Resource limits of every listener (main, admin, onboarding, auth-simple), ours
+  // (docs/design.md#resource-limits-on-every-listener). The defaults are the values the listeners
+  // had before they were configurable.
+  'limits.headers_timeout': {
+    kind: timeout,
+    default: '15s',
+    doc: 'time for a request head to arrive',
+    to: 'limits.headersTimeoutMs',
+  },
+  'limits.request_timeout': {
+    kind: timeout,
+    default: '60s',
+    doc: 'time for a whole request (head and body) to arrive',
+    to: 'limits.requestTimeoutMs',
+  },
+  'limits.keep_alive_timeout': {
+    kind: timeout,
+    default: '10s',
+    doc: 'idle time between requests on a kept-alive connection',
+    to: 'limits.keepAliveTimeoutMs',
+  },
+  'limits.idle_timeout': {
+    kind: timeout,
+    default: '2m',
+    doc: 'a connection without traffic for this long is closed',
+    to: 'limits.idleTimeoutMs',
+  },
+  'limits.max_requests_per_connection': {
+    kind: uint,
+    default: 0,
+    doc: 'requests one kept-alive connection may carry; 0 = no limit',
+    to: 'limits.maxRequestsPerSocket',
+  },
+  'limits.tls_handshake_timeout': {
+    kind: timeout,
+    default: '10s',
+    doc: 'time for a TLS handshake to finish',
+    to: 'limits.tlsHandshakeTimeoutMs',
+  },
+  'limits.max_connections': {
+    kind: uint,
+    default: 8192,
+    doc: 'open connections per listener',
+    to: 'limits.maxConnections',
+  },
+  'limits.max_connections_per_source': {
+    kind: uint,
+    default: 2048,
+    doc: 'open connections per source address and listener',
+    to: 'limits.maxConnectionsPerSource',
+  },
+  'limits.max_header_size': {
+    kind: bytes,
+    default: '16KiB',
+    doc: 'size of a request head',
+    to: 'limits.maxHeaderBytes',
+  },
+  'limits.body_budget': {
+    kind: bytes,
+    default: '64MiB',
+    doc: 'pRPC request bodies buffered at once, per process',
+    to: 'limits.bodyBudgetBytes',
+  },
+  'limits.body_budget_per_source': {
+    kind: bytes,
+    default: '16MiB',
+    doc: 'pRPC request bodies one source address may have buffered at once',
+    to: 'limits.bodyBudgetPerSourceBytes',
+  },
+  'limits.body_read_deadline': {
+    kind: timeout,
+    default: '30s',
+    doc: 'time for a pRPC request body to arrive',
+    to: 'limits.bodyReadDeadlineMs',
   },
 } as const satisfies Record<string, KeyDecl>
 

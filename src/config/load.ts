@@ -24,7 +24,7 @@ import {
   LOG_LEVELS,
 } from './keys.js'
 import { type RawTable, asInteger, checkLayer, deepMerge, isTable, tableAt } from './schema.js'
-import type { AuthApiConfig, KmsConfig } from './types.js'
+import type { AuthApiConfig, KmsConfig, LimitsConfig } from './types.js'
 import { parseByteSize, parseDuration } from './units.js'
 import { validateConfig } from './validate.js'
 
@@ -198,7 +198,10 @@ function resolvedValue(t: Tree, key: ConfigKey, decl: KeyDecl, cwd: string): unk
       return p === '' ? '' : resolve(cwd, p)
     }
     case 'duration':
+    case 'timeout':
       return parseDuration(text())
+    case 'bytes':
+      return byteSize(t, key)
     default:
       return decl.lowercase === true ? text().toLowerCase() : text()
   }
@@ -294,6 +297,12 @@ function build(
   // the shape is KmsConfig by construction: types.ts derives it from the same declarations,
   // and the configuration tests compare a whole loaded config field by field
   return out as unknown as KmsConfig
+}
+
+/** The listener limits of the built-in defaults, for servers started without a kms.toml (the
+ * standalone auth-simple command) and for tests. */
+export function defaultLimits(): LimitsConfig {
+  return build(builtinDefaults(), process.cwd(), {}, []).limits
 }
 
 /**

@@ -5,7 +5,7 @@
 
 import { KmsError, errorMessage } from '../errors.js'
 import { CONFIG_KEYS, FREE_FORM_TABLES, type KeyDecl, type LeafKind } from './keys.js'
-import { parseByteSize, parseDuration } from './units.js'
+import { MAX_TIMER_MS, parseByteSize, parseDuration } from './units.js'
 
 export interface LeafNode {
   leaf: LeafKind
@@ -98,6 +98,8 @@ function expected(leaf: LeafKind): string {
       return 'a non-negative integer'
     case 'duration':
       return 'a duration string like "30s", "2m", "1h", "7d" or "never"'
+    case 'timeout':
+      return 'a duration string from "1s" to "24d" (like "30s" or "2m")'
     case 'bytes':
       return 'a byte size (an integer or a string like "1MiB")'
     case 'enum':
@@ -164,6 +166,26 @@ function checkLeaf(key: string, leaf: LeafKind, v: unknown, where: string): void
         )
       }
       return
+    case 'timeout': {
+      if (typeof v !== 'string') fail()
+      let ms: number | null
+      try {
+        ms = parseDuration(v as string)
+      } catch (err) {
+        throw new KmsError(
+          'KMS_ERR_CONFIG',
+          `invalid value for configuration key ${key}: ${errorMessage(err)}${where}`,
+        )
+      }
+      // a limit that never ends, ends at once or overflows a timer is no limit
+      if (ms === null || ms === 0 || ms > MAX_TIMER_MS) {
+        throw new KmsError(
+          'KMS_ERR_CONFIG',
+          `invalid value for configuration key ${key}: ${JSON.stringify(v)} is not a finite duration from "1s" to "24d"${where}`,
+        )
+      }
+      return
+    }
     case 'bytes': {
       const n = asInteger(v)
       if (typeof v !== 'string' && n === undefined) fail()

@@ -13,16 +13,19 @@ import type {
 
 type Decls = typeof CONFIG_KEYS
 
-/** What a value of each kind is once resolved (durations in milliseconds, null = never). */
+/** What a value of each kind is once resolved (durations in milliseconds, null = never; byte
+ * sizes in bytes). */
 type ResolvedOfKind<K> = K extends { kind: 'bool' }
   ? boolean
   : K extends { kind: 'port' | 'uint' }
     ? number
     : K extends { kind: 'duration' }
       ? number | null
-      : K extends { kind: 'enum'; values: readonly (infer V)[] }
-        ? V
-        : string
+      : K extends { kind: 'timeout' | 'bytes' }
+        ? number
+        : K extends { kind: 'enum'; values: readonly (infer V)[] }
+          ? V
+          : string
 
 /** `'a.b.c'` with value V → `{ a: { b: { c: V } } }` */
 type Nest<P extends string, V> = P extends `${infer Head}.${infer Rest}`
@@ -116,3 +119,6 @@ export type AttestationConfig = CoreConfig['attestation']
 export type LogConfig = KmsConfig['log']
 /** The key-release audit log (docs/design.md#key-release-audit-log). */
 export type AuditConfig = CoreConfig['audit']
+/** Resource limits of every listener, in milliseconds and bytes
+ * (docs/design.md#resource-limits-on-every-listener). */
+export type LimitsConfig = KmsConfig['limits']

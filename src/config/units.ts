@@ -13,6 +13,9 @@ function durationError(s: string, reason: string): KmsError {
   )
 }
 
+/** Node's timers overflow above 2^31-1 ms (24.8 days) and would then fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
 /** Parses `<u64><s|m|h|d>` (or `never`) into milliseconds; `null` means never. Reasons in the
  * error messages are upstream's. */
 export function parseDuration(s: string): number | null {

@@ -7,7 +7,8 @@ import { isIP } from 'node:net'
 import { KmsError, type KmsErrorCode } from '../errors.js'
 import { trimLikeRust } from '../util/rust-text.js'
 import { EMPTY_TOKEN_HASH } from '../util/token-digest.js'
-import type { AdminConfig, KmsConfig } from './types.js'
+import type { AdminConfig, KmsConfig, LimitsConfig } from './types.js'
+import { MAX_TIMER_MS, formatDuration } from './units.js'
 
 export const ENV_ADMIN_TOKEN = 'DSTACK_KMS_ADMIN_TOKEN'
 export const ENV_ADMIN_TOKEN_COMPAT = 'ADMIN_API_TOKEN'
@@ -59,7 +60,6 @@ export function resolveAdminToken(
   return trimLikeRust(primary ?? env[ENV_ADMIN_TOKEN_COMPAT] ?? '')
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1
 /** more main workers than this only multiply memory (each holds the whole runtime) */
 export const MAX_RPC_WORKERS = 64
 
@@ -91,6 +91,55 @@ function isLoopback(address: string): boolean {
 function sameSocket(a: { address: string; port: number }, b: { address: string; port: number }) {
   if (a.port === 0 || a.port !== b.port) return false
   return a.address === b.address || isWildcard(a.address) || isWildcard(b.address)
+}
+
+/** Node buffers a request head up to this size on every open connection: more than this,
+ * times `max_connections`, is memory an idle flood can pin. */
+const MAX_HEADER_BYTES_CEILING = 1024 * 1024
+const MIN_HEADER_BYTES = 1024
+
+/** The `[limits]` table (docs/design.md#resource-limits-on-every-listener): every timeout is
+ * already finite and positive (its kind), so what is left are the counts and how the keys
+ * relate. */
+function checkLimits(limits: LimitsConfig, warnings: string[]): void {
+  const atLeastOne: Array<[string, number]> = [
+    ['limits.max_connections', limits.maxConnections],
+    ['limits.max_connections_per_source', limits.maxConnectionsPerSource],
+    ['limits.body_budget', limits.bodyBudgetBytes],
+    ['limits.body_budget_per_source', limits.bodyBudgetPerSourceBytes],
+  ]
+  for (const [key, n] of atLeastOne) {
+    if (n < 1) throw configError(`${key} must be at least 1, got ${n}`)
+  }
+  if (limits.maxConnectionsPerSource > limits.maxConnections) {
+    throw configError(
+      `limits.max_connections_per_source (${limits.maxConnectionsPerSource}) must not exceed limits.max_connections (${limits.maxConnections})`,
+    )
+  }
+  if (limits.bodyBudgetPerSourceBytes > limits.bodyBudgetBytes) {
+    throw configError(
+      `limits.body_budget_per_source (${limits.bodyBudgetPerSourceBytes} bytes) must not exceed limits.body_budget (${limits.bodyBudgetBytes} bytes)`,
+    )
+  }
+  if (
+    limits.maxHeaderBytes < MIN_HEADER_BYTES ||
+    limits.maxHeaderBytes > MAX_HEADER_BYTES_CEILING
+  ) {
+    throw configError(
+      `limits.max_header_size must be from 1KiB to 1MiB, got ${limits.maxHeaderBytes} bytes`,
+    )
+  }
+  // Node refuses to create a server otherwise: the head is part of the request
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    throw configError(
+      `limits.headers_timeout (${formatDuration(limits.headersTimeoutMs)}) must not exceed limits.request_timeout (${formatDuration(limits.requestTimeoutMs)}): the head is part of the request`,
+    )
+  }
+  if (limits.bodyReadDeadlineMs > limits.requestTimeoutMs) {
+    warnings.push(
+      `limits.body_read_deadline (${formatDuration(limits.bodyReadDeadlineMs)}) is longer than limits.request_timeout (${formatDuration(limits.requestTimeoutMs)}): a slow body is cut by the request timeout first`,
+    )
+  }
 }
 
 /**
@@ -183,6 +232,7 @@ export function validateConfig(cfg: KmsConfig, env: NodeJS.ProcessEnv = process.
       'tee.simulator.trust_mock_root = true requires tee.backend = "simulator": a real TEE must never trust a mock root',
     )
   }
+  checkLimits(cfg.limits, warnings)
   if (rpc.workers > MAX_RPC_WORKERS) {
     throw configError(`rpc.workers must be at most ${MAX_RPC_WORKERS} (0 = one per CPU core)`)
   }

@@ -1,24 +1,31 @@
-// Fastify instances for every listener, HTTP or HTTPS, with one set of server settings.
-// Timeouts follow fastify/demo: a slow or idle client must not pin a connection forever.
+// Fastify instances for every listener, HTTP or HTTPS, with one set of server settings and the
+// listener's resource limits (docs/design.md#resource-limits-on-every-listener): a slow or idle
+// client must not pin a connection, a file descriptor or memory forever.
 import Fastify, {
   LogController,
   type FastifyInstance,
   type FastifyReply,
   type FastifyServerOptions,
 } from 'fastify'
-import type { Server as HttpServer } from 'node:http'
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  type ServerOptions as HttpOptions,
+} from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https'
+import {
+  createServer as createHttpsServer,
+  type Server as HttpsServer,
+  type ServerOptions as HttpsOptions,
+} from 'node:https'
 import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import { CountsByKey } from '../util/counts-by-key.js'
 
-const TIMEOUTS = { connectionTimeout: 120_000, requestTimeout: 60_000, keepAliveTimeout: 10_000 }
-
 /** Request log lines carry the path without the query string: a GET pRPC call puts its whole
  * request there, and `ClearImageCache?token=…` must not end up in the logs. */
-export function requestLogFields(req: {
+function requestLogFields(req: {
   method?: string
   url?: string
   socket?: { remoteAddress?: string }
@@ -43,17 +50,20 @@ const CLIENT_ERRORS: Readonly<Record<string, [number, string, string]>> = {
 }
 
 /** Malformed requests Node refuses before any route runs (bad syntax, oversized headers, a
- * request timeout): answered in the error shape, then the connection is closed. */
+ * request timeout): answered in the error shape, then the connection is closed. Anything else
+ * reaching here is no HTTP request at all (a failed or timed-out TLS handshake, a reset): the
+ * connection is cut, as Node does without a handler; an HTTP answer queued on a TLS session that
+ * never came up would keep the connection open until the client leaves. */
 function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
-  const [status, reason, message] = CLIENT_ERRORS[err.code ?? ''] ?? [
-    400,
-    'Bad Request',
-    'malformed request',
-  ]
-  if (!socket.writable) {
+  const code = err.code ?? ''
+  const answer =
+    CLIENT_ERRORS[code] ??
+    (code.startsWith('HPE_') ? [400, 'Bad Request', 'malformed request'] : undefined)
+  if (answer === undefined || !socket.writable) {
     socket.destroy()
     return
   }
+  const [status, reason, message] = answer
   const body = errorJson(message)
   socket.end(
     `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\n` +
@@ -77,35 +87,55 @@ function baseServerOptions(logger: Logger, closeAll: boolean): FastifyServerOpti
     // worker's CPU on the hot paths. Said through a LogController: the top-level option of the
     // same name prints a deprecation warning at every start.
     logController: new LogController({ disableRequestLogging: true }),
-    ...TIMEOUTS,
     // the pRPC layer reads raw bodies itself, with its own per-method limits
     bodyLimit: 16 * 1024 * 1024,
     return503OnClosing: true,
   }
 }
 
-/** Open connections one listener accepts: below the fd limit the systemd unit sets
- * (LimitNOFILE), leaving room for outbound work (webhook, PCCS) and the other listeners. */
-export const MAX_CONNECTIONS = 8192
-/** Open connections one source address may hold on one listener. */
-export const MAX_CONNECTIONS_PER_SOURCE = 2048
-/** A TLS handshake not done by then is cut (Node's default is 120 s). */
-export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
+/** What one listener tolerates from its clients, in milliseconds, counts and bytes; kms.toml's
+ * `[limits]` table resolves to this shape. */
+export interface ListenerLimits {
+  /** for a request head to arrive, counted from its first byte (or from the connection) */
+  readonly headersTimeoutMs: number
+  /** for a whole request, head and body, to arrive */
+  readonly requestTimeoutMs: number
+  /** a kept-alive connection idle between requests */
+  readonly keepAliveTimeoutMs: number
+  /** a connection without traffic in either direction */
+  readonly idleTimeoutMs: number
+  /** requests one kept-alive connection may carry; 0 = no limit */
+  readonly maxRequestsPerSocket: number
+  /** for a TLS handshake to finish, however slowly its bytes trickle in */
+  readonly tlsHandshakeTimeoutMs: number
+  /** open connections of the listener: below the fd limit the systemd unit sets (LimitNOFILE),
+   * leaving room for outbound work (webhook, PCCS) and the process's other listener */
+  readonly maxConnections: number
+  /** open connections of one source address on the listener */
+  readonly maxConnectionsPerSource: number
+  /** size of a request head (request line and headers) */
+  readonly maxHeaderBytes: number
+}
 
 export interface ListenerOptions {
+  limits: ListenerLimits
   /** on close, also cut connections that are busy (default: only idle ones) */
   closeAllConnections?: boolean
-  /** default MAX_CONNECTIONS */
-  maxConnections?: number
-  /** default MAX_CONNECTIONS_PER_SOURCE */
-  maxConnectionsPerSource?: number
+}
+
+/** Node checks the head and request deadlines of open connections on an interval (30 s by
+ * default), so a deadline is met up to one interval late: a quarter of the shorter deadline keeps
+ * that lateness at 25%. */
+function deadlineCheckInterval(limits: ListenerLimits): number {
+  const shorter = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs)
+  return Math.min(30_000, Math.max(100, Math.floor(shorter / 4)))
 }
 
 /** Connections past the listener's or the source's cap are closed as they arrive, before any
- * TLS or HTTP work is spent on them. */
-function capConnections(server: HttpServer, listener: ListenerOptions): void {
-  server.maxConnections = listener.maxConnections ?? MAX_CONNECTIONS
-  const perSource = listener.maxConnectionsPerSource ?? MAX_CONNECTIONS_PER_SOURCE
+ * HTTP work (and, on HTTPS, before the handshake's first byte is read) is spent on them. */
+function capConnections(server: HttpServer | HttpsServer, limits: ListenerLimits): void {
+  server.maxConnections = limits.maxConnections
+  const perSource = limits.maxConnectionsPerSource
   const open = new CountsByKey()
   server.on('connection', (socket: Socket) => {
     const source = socket.remoteAddress ?? ''
@@ -124,34 +154,52 @@ export interface TlsListenerOptions {
   onSecureConnection?: (socket: TLSSocket) => void
 }
 
-/** A Fastify instance on plain HTTP (`tls` null) or on an HTTPS server we create ourselves, so
- * that the TLS server's events are ours to handle. */
+/** The Node server under a listener, plain HTTP (`tls` null) or HTTPS, with every limit set:
+ * created here rather than by Fastify, which applies only some of them and only to servers it
+ * creates itself. */
+function createNodeServer(
+  tls: TlsListenerOptions | null,
+  limits: ListenerLimits,
+): HttpServer | HttpsServer {
+  const options: HttpOptions = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionsCheckingInterval: deadlineCheckInterval(limits),
+    maxHeaderSize: limits.maxHeaderBytes,
+  }
+  // Node's handshakeTimeout is one deadline from the connection, not an idle timer: a
+  // ClientHello trickled byte by byte is cut at it too.
+  const server =
+    tls === null
+      ? createHttpServer(options)
+      : createHttpsServer({
+          ...tls.tls,
+          ...options,
+          handshakeTimeout: limits.tlsHandshakeTimeoutMs,
+        })
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs
+  server.maxRequestsPerSocket = limits.maxRequestsPerSocket
+  server.setTimeout(limits.idleTimeoutMs)
+  capConnections(server, limits)
+  if (tls?.onSecureConnection !== undefined) server.on('secureConnection', tls.onSecureConnection)
+  return server
+}
+
+/** A Fastify instance on a plain HTTP (`tls` null) or HTTPS server with the listener's limits. */
 export function createFastify(
   logger: Logger,
   tls: TlsListenerOptions | null,
-  listener: ListenerOptions = {},
+  listener: ListenerOptions,
 ): FastifyInstance {
-  const base = baseServerOptions(logger, listener.closeAllConnections === true)
-  if (tls === null) {
-    const app = Fastify(base)
-    capConnections(app.server, listener)
-    return logRequests(app)
-  }
-  const server = createHttpsServer({ handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...tls.tls })
-  capConnections(server as unknown as HttpServer, listener)
-  // Fastify applies its timeouts only to servers it creates itself.
-  server.keepAliveTimeout = TIMEOUTS.keepAliveTimeout
-  server.requestTimeout = TIMEOUTS.requestTimeout
-  server.setTimeout(TIMEOUTS.connectionTimeout)
-  if (tls.onSecureConnection !== undefined) server.on('secureConnection', tls.onSecureConnection)
+  const server = createNodeServer(tls, listener.limits)
   return logRequests(
     Fastify({
-      ...base,
+      ...baseServerOptions(logger, listener.closeAllConnections === true),
       // https.Server carries every http.Server member Fastify uses; Fastify's typings model
       // HTTPS only through an overload that our shared plugins are not generic over.
       serverFactory: (handler) => {
         server.on('request', handler)
-        return server as unknown as HttpServer
+        return server as HttpServer
       },
     }),
   )

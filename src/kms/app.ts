@@ -7,7 +7,7 @@ import { createAdminAuthenticator, registerAdminAuthHook } from '../admin/header
 import type { KmsConfig } from '../config/types.js'
 import { registerCommonHttp, appVersionString } from '../http/common.js'
 import { createFastify } from '../http/server-options.js'
-import { registerPrpc } from '../prpc/plugin.js'
+import { registerPrpc, type BodyBudget } from '../prpc/plugin.js'
 import { VERSION } from '../version.js'
 import type { ClientCertVerifier } from './client-cert.js'
 import { LocalMetricsStore, registerMetrics, type MetricsStore } from './metrics.js'
@@ -23,35 +23,41 @@ export interface KmsAppOptions {
   clientCerts: ClientCertVerifier
   /** where /metrics counts (default: this process only) */
   metrics?: MetricsStore
+  /** the process's ceiling on buffered request bodies, shared with the admin listener */
+  bodyBudget: BodyBudget
 }
 
 export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance> {
   const { config, service, logger, clientCerts } = opts
   const tls = loadListenerTls(config.rpc.tls)
   const mandatory = config.rpc.tls.mutual.mandatory
-  const app = createFastify(logger, {
-    tls: {
-      key: tls.key,
-      cert: tls.cert,
-      ca: tls.ca,
-      requestCert: true,
-      // A client without a certificate is welcome unless mandatory; a client with one that does
-      // not chain to the temp CA is not (checked right after the handshake).
-      rejectUnauthorized: mandatory,
-      ALPNProtocols: ['http/1.1'],
-      minVersion: 'TLSv1.2',
+  const app = createFastify(
+    logger,
+    {
+      tls: {
+        key: tls.key,
+        cert: tls.cert,
+        ca: tls.ca,
+        requestCert: true,
+        // A client without a certificate is welcome unless mandatory; a client with one that does
+        // not chain to the temp CA is not (checked right after the handshake).
+        rejectUnauthorized: mandatory,
+        ALPNProtocols: ['http/1.1'],
+        minVersion: 'TLSv1.2',
+      },
+      onSecureConnection: (socket) => {
+        const peer = socket.getPeerX509Certificate()
+        if (peer !== undefined && !socket.authorized) {
+          logger.warn(
+            { reason: String(socket.authorizationError), subject: peer.subject },
+            'rejected a client certificate that does not chain to the temp CA',
+          )
+          socket.destroy()
+        }
+      },
     },
-    onSecureConnection: (socket) => {
-      const peer = socket.getPeerX509Certificate()
-      if (peer !== undefined && !socket.authorized) {
-        logger.warn(
-          { reason: String(socket.authorizationError), subject: peer.subject },
-          'rejected a client certificate that does not chain to the temp CA',
-        )
-        socket.destroy()
-      }
-    },
-  })
+    { limits: config.limits },
+  )
   registerCommonHttp(app, { appVersion: appVersionString(VERSION) })
   if (config.core.metrics.enabled) registerMetrics(app, opts.metrics ?? new LocalMetricsStore())
   await registerPrpc(app, {
@@ -59,25 +65,27 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
     methods: kmsMethods(service),
     limits: config.rpc.limits,
     preDispatch: async (request) => clientCerts.context(request.raw.socket),
+    bodyBudget: opts.bodyBudget,
     failureLog: { logger, message: 'rpc failed' },
   })
   return app
 }
 
 export async function buildAdminApp(
-  opts: Pick<KmsAppOptions, 'config' | 'service' | 'logger'>,
+  opts: Pick<KmsAppOptions, 'config' | 'service' | 'logger' | 'bodyBudget'>,
 ): Promise<FastifyInstance> {
   const { config, service, logger } = opts
   const auth = createAdminAuthenticator(config.core.admin)
   if (auth.mode === 'insecure') {
     logger.warn('admin API authentication is DISABLED (core.admin.insecure_no_auth = true)')
   }
-  const app = createFastify(logger.child({ listener: 'admin' }), null)
+  const app = createFastify(logger.child({ listener: 'admin' }), null, { limits: config.limits })
   registerAdminAuthHook(app, auth)
   registerCommonHttp(app, {})
   await registerPrpc(app, {
     servicePrefix: 'Admin.',
     methods: adminMethods(service),
+    bodyBudget: opts.bodyBudget,
     failureLog: { logger, message: 'admin rpc failed' },
   })
   return app

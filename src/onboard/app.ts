@@ -20,7 +20,14 @@ import {
   OnboardRequestType,
   OnboardResponseType,
 } from '../prpc/messages.js'
-import { defineMethod, encodeErrorBody, registerPrpc, type AnyRpcMethod } from '../prpc/plugin.js'
+import {
+  defineMethod,
+  encodeErrorBody,
+  registerPrpc,
+  type AnyRpcMethod,
+  type BodyBudget,
+} from '../prpc/plugin.js'
+import type { LimitsConfig } from '../config/types.js'
 import { UI_DIR } from '../paths.js'
 import type { EphemeralTls } from './ephemeral-tls.js'
 import type { OnboardService } from './service.js'
@@ -33,6 +40,10 @@ export interface OnboardAppOptions {
   tls: EphemeralTls | null
   /** called once the reply to Finish (RPC or GET /finish) has been sent */
   onFinish(): void
+  /** what the listener tolerates from its clients ([limits]) */
+  limits: LimitsConfig
+  /** the process's ceiling on buffered request bodies */
+  bodyBudget: BodyBudget
 }
 
 function onboardMethods(
@@ -157,7 +168,7 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
           tls: { key: tls.key, cert: tls.cert, ALPNProtocols: ['http/1.1'], minVersion: 'TLSv1.2' },
         },
     // closed right after Finish has been answered: nothing may hold the port for the KMS
-    { closeAllConnections: true },
+    { limits: opts.limits, closeAllConnections: true },
   )
 
   // Finish replies first and stops afterwards
@@ -201,6 +212,7 @@ export async function buildOnboardApp(opts: OnboardAppOptions): Promise<FastifyI
   await registerPrpc(app, {
     servicePrefix: 'Onboard.',
     methods: onboardMethods(opts.service, tls, requestFinish),
+    bodyBudget: opts.bodyBudget,
     failureLog: { logger, message: 'rpc failed' },
   })
   return app

@@ -51,8 +51,8 @@ export interface PrpcOptions<Ctx> {
   /** runs after the body is read and before dispatch (client-certificate checks); a throw → 400.
    * Without it, handlers get `ctx: undefined`. */
   preDispatch?: (request: FastifyRequest) => Promise<Ctx>
-  /** shared ceiling on buffered request bodies (default: one per process, BODY_BUDGET_BYTES) */
-  bodyBudget?: BodyBudget
+  /** the ceiling on buffered request bodies, shared by every listener of the process */
+  bodyBudget: BodyBudget
   /** logs every failed call (fields and level from `errorView`) under this message */
   failureLog?: { logger: Logger; message: string }
   /** called with every error answered to the client */
@@ -63,40 +63,32 @@ type BodyRead = { kind: 'ok'; data: Buffer; release: () => void } | { kind: 'too
 
 const EMPTY = Buffer.alloc(0)
 
-/**
- * Bytes of request bodies buffered at once, across all requests of this process. Every method
- * may take 10 MiB, so without a shared ceiling a few hundred parallel uploads would exhaust
- * memory; past it a body is refused like an oversized one (fail closed, no crash).
- */
-export const BODY_BUDGET_BYTES = 64 * 1024 * 1024
-
-/** Bytes one source address may have buffered at once: above the largest per-method limit, so
- * one legitimate upload always fits, and well below the process budget, so stalled uploads from
- * one source cannot lock everyone else out. */
-export const BODY_BUDGET_PER_SOURCE_BYTES = 16 * 1024 * 1024
-
-/** How long a body may take to arrive; a stalled upload gives its bytes back after it. */
-export const BODY_READ_DEADLINE_MS = 30_000
-
+/** The shared ceilings on buffered request bodies; kms.toml's `[limits]` table resolves to a
+ * superset of this shape. */
 export interface BodyBudgetLimits {
-  /** per source address (default BODY_BUDGET_PER_SOURCE_BYTES, capped at `max`) */
-  perSource?: number
-  /** per body read (default BODY_READ_DEADLINE_MS) */
-  readDeadlineMs?: number
+  /** bytes of request bodies buffered at once, across all requests of the process: every method
+   * may take 10 MiB, so without a shared ceiling a few hundred parallel uploads would exhaust
+   * memory; past it a body is refused like an oversized one (fail closed, no crash) */
+  readonly bodyBudgetBytes: number
+  /** bytes one source address may have buffered at once: above the largest per-method limit, so
+   * one legitimate upload fits, and below the process budget, so stalled uploads from one source
+   * cannot lock everyone else out */
+  readonly bodyBudgetPerSourceBytes: number
+  /** how long a body may take to arrive; a stalled upload gives its bytes back after it */
+  readonly bodyReadDeadlineMs: number
 }
 
 export class BodyBudget {
   used = 0
+  readonly max: number
   readonly perSource: number
   readonly readDeadlineMs: number
   readonly #bySource = new CountsByKey()
 
-  constructor(
-    readonly max: number,
-    limits: BodyBudgetLimits = {},
-  ) {
-    this.perSource = Math.min(max, limits.perSource ?? BODY_BUDGET_PER_SOURCE_BYTES)
-    this.readDeadlineMs = limits.readDeadlineMs ?? BODY_READ_DEADLINE_MS
+  constructor(limits: BodyBudgetLimits) {
+    this.max = limits.bodyBudgetBytes
+    this.perSource = limits.bodyBudgetPerSourceBytes
+    this.readDeadlineMs = limits.bodyReadDeadlineMs
   }
 
   take(n: number, source = ''): boolean {
@@ -111,8 +103,6 @@ export class BodyBudget {
     this.#bySource.subtract(source, n)
   }
 }
-
-const processBudget = new BodyBudget(BODY_BUDGET_BYTES)
 
 /** Reads the whole body; past `limit` (or the shared budget) it keeps draining, so the client
  * gets its 400, but stops buffering. With `keep` false (Empty-input and unknown methods, whose
@@ -255,7 +245,7 @@ export async function registerPrpc<Ctx>(
       keep: entry !== undefined && entry.input !== null,
     }
   }
-  const budget = opts.bodyBudget ?? processBudget
+  const budget = opts.bodyBudget
 
   const contextFor = async (request: FastifyRequest): Promise<Ctx> => {
     if (opts.preDispatch !== undefined) return opts.preDispatch(request)

@@ -22,6 +22,8 @@ export interface QuickstartOptions {
   readyTimeoutMs?: number
   /** temp directory name prefix (default tempDir's) */
   dirPrefix?: string
+  /** more ./kms.toml tables, appended after the port settings (e.g. a `[limits]` table) */
+  extraToml?: string
 }
 
 /** Starts the quick-start KMS and waits until its onboarding worker listens. */
@@ -32,7 +34,7 @@ export async function startQuickstartKms(opts: QuickstartOptions = {}): Promise<
   const kms = startKms({
     dir,
     args: ['--quickstart'],
-    configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = ${opts.workers ?? 1}\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n[core.auth_api.webhook]\nurl = "http://127.0.0.1:${authPort}"\n[auth_simple]\nport = ${authPort}\n`,
+    configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = ${opts.workers ?? 1}\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n[core.auth_api.webhook]\nurl = "http://127.0.0.1:${authPort}"\n[auth_simple]\nport = ${authPort}\n${opts.extraToml ?? ''}`,
     ...(opts.env === undefined ? {} : { env: opts.env }),
   })
   try {
