@@ -23,6 +23,8 @@ export interface QuickstartOptions {
   readyTimeoutMs?: number
   /** temp directory name prefix (default tempDir's) */
   dirPrefix?: string
+  /** appended to the ./kms.toml that moves the ports (new tables only) */
+  extraToml?: string
 }
 
 /** Starts the quick-start KMS and waits until its onboarding worker listens. */
@@ -32,7 +34,7 @@ export async function startQuickstartKms(opts: QuickstartOptions = {}): Promise<
   const kms = startKms({
     dir,
     args: ['--quickstart'],
-    configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = ${opts.workers ?? 1}\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n`,
+    configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = ${opts.workers ?? 1}\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n${opts.extraToml ?? ''}`,
     ...(opts.env === undefined ? {} : { env: opts.env }),
   })
   try {
