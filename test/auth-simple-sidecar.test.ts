@@ -104,6 +104,19 @@ async function allowEverything(port: number): Promise<{ server: Server; hits: ()
   return { server, hits: () => hits }
 }
 
+/** Binds `port` as soon as the killed sidecar has let go of it (if it ever held it); any free
+ * port when something else keeps it. */
+async function takePort(port: number): Promise<Awaited<ReturnType<typeof allowEverything>>> {
+  for (let i = 0; i < 20; i++) {
+    try {
+      return await allowEverything(port)
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  return allowEverything(await freePort())
+}
+
 function sidecarPid(kms: KmsProcess, nth: number): number {
   const ready = kms.logs.filter((l) => l.msg === 'auth-simple policy server ready')
   const pid = Number(ready[nth]?.childPid)
@@ -167,15 +180,14 @@ describe('the default sidecar: a private unix socket nobody else can take over',
   })
 
   it('with the sidecar killed, a stranger on port 8001 or at the socket path releases nothing', async () => {
-    // the port the sidecar had before (fall back to any free one if this machine uses 8001)
-    const fake = await allowEverything(8001).catch(async () => allowEverything(await freePort()))
-    after(() => fake.server.close())
     const unregistered = randomBytes(20)
     const killed = sidecarPid(kms, 0)
     process.kill(killed, 'SIGKILL')
+    // the stranger takes the sidecar's old TCP port at once (or any free one if this machine
+    // already uses 8001: the KMS must not dial TCP at all)
+    const fake = await takePort(8001)
+    after(() => fake.server.close())
 
-    const attempt = await strangerAttempts(socketPath())
-    assert.deepEqual(attempt, { listen: 'EACCES', unlink: 'EACCES' })
     // while it is down the KMS's checks fail closed, dialling only the socket (the supervisor may
     // have restarted it by now, and then the policy refuses)
     await assert.rejects(requestSimulatedGuestKeys(guest(unregistered)), (err: Error) => {
@@ -186,6 +198,10 @@ describe('the default sidecar: a private unix socket nobody else can take over',
       )
       return true
     })
+    assert.equal(fake.hits(), 0, 'the KMS never asked the stranger')
+    // and as another user the stranger can neither remove the socket nor listen in its place
+    const attempt = await strangerAttempts(socketPath())
+    assert.deepEqual(attempt, { listen: 'EACCES', unlink: 'EACCES' })
 
     // the supervisor restarts it; the restarted sidecar replaces the dead one's socket file
     await sidecarReadyAgain(kms, 2)
