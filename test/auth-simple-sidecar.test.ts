@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import {
   chmodSync,
+  chownSync,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -16,14 +17,15 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs'
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { BootInfo } from '../src/attestation/boot-info.js'
 import { WebhookAuthApi } from '../src/auth/auth-api.js'
 import { buildAuthSimpleServer, UNAUTHORIZED_MESSAGE } from '../src/auth-simple/server.js'
+import { claimSocketPath } from '../src/fs/private-socket.js'
 import { createEphemeralTls } from '../src/onboard/ephemeral-tls.js'
 import {
   DEMO_APP_ID,
@@ -90,7 +92,9 @@ s.listen(process.argv[1], () => { console.log(JSON.stringify({ listen: 'ok', unl
 }
 
 /** An HTTP server answering every boot check "allowed": what the stranger would run. */
-async function allowEverything(port: number): Promise<{ server: Server; hits: () => number }> {
+async function allowEverything(
+  port: number,
+): Promise<{ server: ReturnType<typeof createServer>; hits: () => number }> {
   let hits = 0
   const server = createServer((_req, res) => {
     hits++
@@ -533,5 +537,53 @@ describe('unsafe socket directories and token files stop the start with the reas
     )
     assert.doesNotMatch(text, /secret-value/)
     rmSync(dir, { recursive: true, force: true })
+  })
+})
+
+describe('claiming the socket path: only a dead socket of ours is replaced', () => {
+  const listenOn = async (path: string): Promise<ReturnType<typeof createNetServer>> => {
+    const server = createNetServer()
+    await new Promise<void>((resolve) => server.listen(path, resolve))
+    return server
+  }
+  const privateDir = () => {
+    const dir = join(tempDir(), 'run')
+    mkdirSync(dir, { mode: 0o700 })
+    return dir
+  }
+
+  it('a socket whose server is gone is removed; a live one is refused and kept', async () => {
+    const dir = privateDir()
+    const sock = join(dir, 's.sock')
+    const live = await listenOn(sock)
+    await assert.rejects(
+      claimSocketPath(sock),
+      new RegExp(`another process is already listening on ${sock}; refusing to start a second`),
+    )
+    assert.ok(lstatSync(sock).isSocket())
+    live.close()
+    // a server killed outright leaves its socket file behind (close() would have removed it)
+    const stale = join(dir, 'stale.sock')
+    const killed = spawn(process.execPath, [
+      '-e',
+      `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`,
+    ])
+    await new Promise((resolve) => killed.on('exit', resolve))
+    assert.ok(lstatSync(stale).isSocket(), 'the killed server left its socket file')
+    await claimSocketPath(stale)
+    assert.throws(() => lstatSync(stale), /ENOENT/)
+  })
+
+  it("another user's socket or a link at the path is refused", async () => {
+    const dir = privateDir()
+    const theirs = join(dir, 'theirs.sock')
+    const server = await listenOn(theirs)
+    chownSync(theirs, STRANGER.uid, STRANGER.gid)
+    await assert.rejects(claimSocketPath(theirs), /exists and is not a socket of this user/)
+    server.close()
+    const link = join(dir, 'link.sock')
+    symlinkSync('/dev/null', link)
+    await assert.rejects(claimSocketPath(link), /exists and is not a socket of this user/)
+    assert.ok(lstatSync(link).isSymbolicLink(), 'the link was left alone')
   })
 })

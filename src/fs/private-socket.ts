@@ -58,15 +58,22 @@ export function ensurePrivateDir(dir: string): void {
   }
 }
 
+/** A live server accepts at once; one that neither accepts nor refuses for this long is treated
+ * as live too (its backlog is full), never as stale. */
+const PROBE_TIMEOUT_MS = 2000
+
 /** Whether something accepts connections on the socket at `path`. */
 function answers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect({ path })
-    socket.once('connect', () => {
+    const done = (live: boolean): void => {
+      clearTimeout(timer)
       socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
+      resolve(live)
+    }
+    const timer = setTimeout(() => done(true), PROBE_TIMEOUT_MS)
+    socket.once('connect', () => done(true))
+    socket.once('error', () => done(false))
   })
 }
 
