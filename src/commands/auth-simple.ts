@@ -18,8 +18,9 @@ Options:
   -c, --config FILE    policy file (default: $AUTH_CONFIG_PATH, else ./auth-config.json)
   -p, --port N         TCP port, 0 for any free one (default: $PORT, else 3000)
       --address ADDR   address to bind (default: 127.0.0.1; upstream binds all interfaces)
-      --token-file FILE  require "Authorization: Bearer <secret in FILE>" on every request
-                       (default: $AUTH_SIMPLE_TOKEN_FILE, else no token); FILE must be mode 0600
+      --token-file FILE
+                       require "Authorization: Bearer <the secret in FILE>" on every request;
+                       FILE must be mode 0600 (default: $AUTH_SIMPLE_TOKEN_FILE, else no token)
   -h, --help           print this help and exit
 `
 
