@@ -1,6 +1,7 @@
 // Entry point of the worker processes the supervisor forks: `onboard` (no keys yet) or `kms`
 // (the main service). The configuration arrives over IPC so both processes act on the very same
 // resolved settings.
+import { chmodSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { KmsConfig } from './config/types.js'
@@ -30,6 +31,9 @@ import { createRuntime } from './runtime.js'
 import { buildAuthSimpleServer } from './auth-simple/server.js'
 import { BodyBudget } from './prpc/plugin.js'
 import { openFileLimit, openFileShortfall } from './util/open-file-limit.js'
+import { claimSocketPath } from './fs/private-socket.js'
+import { readSecretFile } from './fs/secret-file.js'
+import { unixUrl } from './http/unix-url.js'
 
 async function listen(
   app: FastifyInstance,
@@ -170,15 +174,31 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
 }
 
 /** The auth-simple policy sidecar ([auth_simple] enabled): upstream's auth-simple, supervised
- * like the other workers so a crash restarts it. */
+ * like the other workers so a crash restarts it. By default on a unix socket in a directory only
+ * this user can enter (docs/design.md#auth-simple-on-a-private-unix-socket). */
 async function runAuthSimpleWorker(config: KmsConfig, logger: Logger): Promise<void> {
-  const { address, port, config: configPath } = config.authSimple
-  const app = buildAuthSimpleServer({ configPath, logger, limits: config.limits })
+  const { address, port, config: configPath, listen: kind, socket, tokenFile } = config.authSimple
+  const token = tokenFile === '' ? undefined : readSecretFile(tokenFile, 'auth_simple.token_file')
+  const app = buildAuthSimpleServer({
+    configPath,
+    logger,
+    limits: config.limits,
+    ...(token === undefined ? {} : { token }),
+  })
   checkOpenFileLimit(logger, config, 1)
   stopOnSignals(logger, () => app.close())
   logger.info(`config path: ${configPath}`)
-  const url = await listen(app, address, port, 'http')
-  logger.info({ url }, `starting auth-simple server on port ${port}`)
+  let url: string
+  if (kind === 'unix') {
+    await claimSocketPath(socket)
+    await app.listen({ path: socket })
+    // the directory already keeps everyone else out; the socket's own mode says the same
+    chmodSync(socket, 0o600)
+    url = unixUrl(socket)
+  } else {
+    url = await listen(app, address, port, 'http')
+  }
+  logger.info({ url }, `starting auth-simple server on ${url}`)
   await sendReady('auth-simple', url)
 }
 

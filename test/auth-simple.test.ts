@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import type { BootInfo } from '../src/attestation/boot-info.js'
 import { spawn } from 'node:child_process'
-import { rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { chmodSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
@@ -17,7 +17,7 @@ import {
   defaultAuthSimpleConfig,
   loadAuthSimpleConfig,
 } from '../src/auth-simple/config.js'
-import { buildAuthSimpleServer } from '../src/auth-simple/server.js'
+import { buildAuthSimpleServer, UNAUTHORIZED_MESSAGE } from '../src/auth-simple/server.js'
 import { defaultLimits } from '../src/config/load.js'
 import { runAuthSimple } from '../src/commands/auth-simple.js'
 import { collectLines } from './helpers/line-collector.js'
@@ -784,6 +784,39 @@ describe('dstack-kms auth-simple as a process', () => {
     assert.equal(info.gatewayAppId, '0xfrom-env')
     p.proc.kill('SIGINT')
     assert.equal(await p.exited, 0)
+  })
+
+  it('--token-file (or AUTH_SIMPLE_TOKEN_FILE) requires the bearer secret; a readable file is refused', async () => {
+    const dir = tempDir()
+    after(() => rmSync(dir, { recursive: true, force: true }))
+    const configPath = join(dir, 'policy.json')
+    writeFileSync(configPath, JSON.stringify({ gatewayAppId: '0xgw' }))
+    const tokenFile = join(dir, 'token')
+    writeFileSync(tokenFile, 'cli-secret\n', { mode: 0o600 })
+    for (const p of [
+      start(['--config', configPath, '--port', '0', '--token-file', tokenFile]),
+      start(['--config', configPath, '--port', '0'], { AUTH_SIMPLE_TOKEN_FILE: tokenFile }),
+    ]) {
+      const { port } = await bound(p)
+      const base = `http://127.0.0.1:${port}/`
+      const denied = await fetch(base, { headers: { authorization: 'Bearer other' } })
+      assert.equal(denied.status, 401)
+      assert.deepEqual(await denied.json(), { error: UNAUTHORIZED_MESSAGE })
+      assert.equal((await fetch(base)).status, 401)
+      const ok = await fetch(base, { headers: { authorization: 'Bearer cli-secret' } })
+      assert.equal(ok.status, 200)
+      assert.equal(((await ok.json()) as { gatewayAppId: string }).gatewayAppId, '0xgw')
+      p.proc.kill('SIGTERM')
+      assert.equal(await p.exited, 0)
+      assert.ok(!p.stdout.lines.some((l) => l.includes('cli-secret')), 'the secret is never logged')
+    }
+    chmodSync(tokenFile, 0o644)
+    const refused = start(['--config', configPath, '--port', '0', '--token-file', tokenFile])
+    assert.equal(await refused.exited, 1)
+    assert.match(
+      refused.stderr.lines.join('\n'),
+      /--token-file: .* has mode 0644, so other users may read the secret/,
+    )
   })
 
   it('refuses bad options with exit status 2, prints help with 0', async () => {

@@ -108,7 +108,7 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
     },
     authApi: {
       type: 'webhook',
-      webhook: { url: 'http://auth-api:8000', timeoutMs: 30_000 },
+      webhook: { url: 'http://auth-api:8000', timeoutMs: 30_000, tokenFile: '' },
       dev: { gatewayAppId: 'any' },
     },
     onboard: {
@@ -145,7 +145,15 @@ const UPSTREAM_DEFAULTS: KmsConfig = {
   },
   tee: { backend: 'tdx', simulator: { seed: '', trustMockRoot: false } },
   crypto: { backend: 'auto' },
-  authSimple: { enabled: false, address: '127.0.0.1', port: 8001, config: '' },
+  authSimple: {
+    enabled: false,
+    listen: 'unix',
+    socket: '/etc/kms/run/auth-simple.sock',
+    tokenFile: '',
+    address: '127.0.0.1',
+    port: 8001,
+    config: '',
+  },
   limits: {
     headersTimeoutMs: 15_000,
     requestTimeoutMs: 60_000,
@@ -277,7 +285,11 @@ describe('layering', () => {
     assert.equal(cfg.rpc.address, '0.0.0.0')
     assert.equal(cfg.core.image.verify, false)
     assert.equal(cfg.core.image.downloadTimeoutMs, 120_000)
-    assert.deepEqual(cfg.core.authApi.webhook, { url: 'https://auth.example', timeoutMs: 5000 })
+    assert.deepEqual(cfg.core.authApi.webhook, {
+      url: 'https://auth.example',
+      timeoutMs: 5000,
+      tokenFile: '',
+    })
     assert.deepEqual(cfg.sources, [etc, join(dir, 'kms.toml'), cli])
   })
 
@@ -434,7 +446,7 @@ describe('upstream kms.toml', () => {
     assert.throws(
       () =>
         load(
-          `[rpc]\naddress = "127.0.0.1"\nport = 9000\n[auth_simple]\nenabled = true\nport = 9000\n`,
+          `[rpc]\naddress = "127.0.0.1"\nport = 9000\n[auth_simple]\nenabled = true\nlisten = "tcp"\nport = 9000\n`,
         ),
       configError(/auth_simple listens on 127.0.0.1:9000, which clashes with rpc/),
     )
@@ -902,12 +914,87 @@ describe('validation', () => {
       assert.throws(
         () => load(`[core.auth_api.webhook]\nurl = "${url}"\n`),
         configError(
-          `core.auth_api.webhook.url must be an http:// or https:// URL when core.auth_api.type = "webhook", got ${JSON.stringify(url)}`,
+          `core.auth_api.webhook.url must be an http:// or https:// URL, or unix:/path/to.sock, when core.auth_api.type = "webhook", got ${JSON.stringify(url)}`,
         ),
       )
     }
     const cfg = load(`[core.auth_api]\ntype = "dev"\n[core.auth_api.webhook]\nurl = ""\n`)
     assert.equal(cfg.core.authApi.type, 'dev')
+  })
+
+  test('a unix: webhook URL names a socket; a relative one follows the working directory', () => {
+    const dir = tempDir()
+    const rel = load(`[core.auth_api.webhook]\nurl = "unix:run/a.sock"\n`, { cwd: dir })
+    assert.equal(rel.core.authApi.webhook.url, `unix:${join(dir, 'run/a.sock')}`)
+    const abs = load(`[core.auth_api.webhook]\nurl = "unix:/run/kms/a.sock"\n`)
+    assert.equal(abs.core.authApi.webhook.url, 'unix:/run/kms/a.sock')
+    assert.throws(
+      () => load(`[core.auth_api.webhook]\nurl = "unix:"\n`),
+      configError('core.auth_api.webhook.url must name a unix socket by an absolute path, got ""'),
+    )
+    const long = `/${'x'.repeat(120)}.sock`
+    assert.throws(
+      () => load(`[core.auth_api.webhook]\nurl = "unix:${long}"\n`),
+      configError(/is longer than the 107 bytes a unix socket path may have/),
+    )
+  })
+
+  test('a webhook bearer secret never travels over plain http beyond this host', () => {
+    const tokenFile = '[core.auth_api.webhook]\ntoken_file = "/etc/kms/webhook.token"\n'
+    for (const url of ['http://auth.example:8000', 'http://10.0.0.1/', 'http://[::2]:80']) {
+      assert.throws(
+        () => load(`${tokenFile}url = "${url}"\n`),
+        configError(
+          `core.auth_api.webhook.token_file is set but core.auth_api.webhook.url ${JSON.stringify(url)} is plain http:// to a host beyond this machine, so the bearer secret would travel in clear; use https:// (or a loopback or unix: URL)`,
+        ),
+      )
+    }
+    for (const url of [
+      'https://auth.example',
+      'http://127.0.0.1:8001',
+      'http://localhost:8001',
+      'http://[::1]:8001',
+      'unix:/run/kms/a.sock',
+    ]) {
+      const cfg = load(`${tokenFile}url = "${url}"\n`)
+      assert.equal(cfg.core.authApi.webhook.tokenFile, '/etc/kms/webhook.token')
+    }
+    // without a token plain http stays allowed (upstream's default URL is one)
+    assert.equal(load(undefined).core.authApi.webhook.url, 'http://auth-api:8000')
+  })
+
+  test('[auth_simple]: a unix socket beside the cert dir by default; a webhook elsewhere is flagged', () => {
+    const dir = tempDir()
+    const on = `[core]\ncert_dir = "state/certs"\n[auth_simple]\nenabled = true\n`
+    const cfg = load(`${on}[core.auth_api.webhook]\nurl = "unix:state/run/auth-simple.sock"\n`, {
+      cwd: dir,
+    })
+    assert.equal(cfg.authSimple.listen, 'unix')
+    assert.equal(cfg.authSimple.socket, join(dir, 'state/run/auth-simple.sock'))
+    assert.deepEqual(
+      cfg.warnings.filter((w) => w.startsWith('auth_simple')),
+      [],
+    )
+    const elsewhere = load(`${on}[core.auth_api.webhook]\nurl = "http://127.0.0.1:8001"\n`, {
+      cwd: dir,
+    })
+    assert.ok(
+      elsewhere.warnings.includes(
+        `auth_simple listens on unix:${join(dir, 'state/run/auth-simple.sock')} but core.auth_api.webhook.url is "http://127.0.0.1:8001": the KMS does not ask the sidecar (set url = "unix:${join(dir, 'state/run/auth-simple.sock')}")`,
+      ),
+      elsewhere.warnings.join('\n'),
+    )
+    // the TCP clash check applies to the TCP listener only
+    const clash = `[rpc]\naddress = "127.0.0.1"\nport = 8001\n${on}`
+    assert.equal(load(clash, { cwd: dir }).authSimple.port, 8001)
+    assert.throws(
+      () => load(`${clash}listen = "tcp"\n`, { cwd: dir }),
+      configError(/auth_simple listens on 127.0.0.1:8001, which clashes with rpc/),
+    )
+    assert.throws(
+      () => load(`${on}socket = "/${'s'.repeat(110)}"\n`, { cwd: dir }),
+      configError(/auth_simple.socket .* is longer than the 107 bytes/),
+    )
   })
 
   test('admin listener: fail-closed start and the token sources', () => {
@@ -1125,9 +1212,12 @@ describe('quick start', () => {
     assert.equal(cfg.core.image.cacheDir, join(dir, 'data/images'))
     assert.equal(cfg.core.image.verify, true)
     assert.equal(cfg.core.authApi.type, 'webhook')
-    assert.equal(cfg.core.authApi.webhook.url, 'http://127.0.0.1:8001')
+    assert.equal(cfg.core.authApi.webhook.url, `unix:${join(dir, 'data/run/auth-simple.sock')}`)
     assert.deepEqual(cfg.authSimple, {
       enabled: true,
+      listen: 'unix',
+      socket: join(dir, 'data/run/auth-simple.sock'),
+      tokenFile: '',
       address: '127.0.0.1',
       port: 8001,
       config: join(dir, 'data/auth-config.json'),

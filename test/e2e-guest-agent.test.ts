@@ -97,6 +97,8 @@ address = "127.0.0.1"
 port = ${port}
 [auth_simple]
 enabled = true
+# the TCP listener, still supported beside the default unix socket
+listen = "tcp"
 port = ${authPort}
 config = "${policyFile}"
 [tee]

@@ -1,11 +1,14 @@
 // Secrets never reach the logs: a quick-start KMS (supervisor, auth-simple sidecar, onboarding and
-// main workers as real child processes) bootstraps, releases app keys to a simulated guest over
-// RA-TLS, clears the cache with the admin token and refuses malformed requests; then every line
-// it wrote is searched for its root keys, the simulator seed, the derived app keys, the admin
-// token and the request bodies. (Every other e2e run is scanned for the key files too, by
-// test/helpers/kms-process.ts, when its KMS exits.) The run's audit log must verify afterwards.
+// main workers as real child processes; the KMS and its sidecar sharing a bearer secret)
+// bootstraps, releases app keys to a simulated guest over RA-TLS, clears the cache with the admin
+// token and refuses malformed requests; then every line it wrote is searched for its root keys,
+// the simulator seed, the derived app keys, the admin token, the bearer secret and the request
+// bodies. (Every other e2e run is scanned for the key files too, by test/helpers/kms-process.ts,
+// when its KMS exits.) The run's audit log must verify afterwards.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import {
   DEMO_APP_ID,
@@ -14,7 +17,7 @@ import {
 } from '../src/quickstart/demo.js'
 import { defaultOsImageHash } from '../src/tee/simulator/cvm.js'
 import { prpc } from './helpers/https-client.js'
-import type { KmsProcess } from './helpers/kms-process.js'
+import { tempDir, type KmsProcess } from './helpers/kms-process.js'
 import {
   bootstrapQuickstart,
   quickstartSeed,
@@ -29,8 +32,18 @@ describe('secrets never logged (quick-start KMS, every RPC)', () => {
   let base: string
   let adminToken: string
 
+  let bearerSecret: string
+
   before(async () => {
-    ;({ kms, dir, base } = await startQuickstartKms({ env: { RUST_LOG: 'debug' } }))
+    // the KMS and its sidecar share a bearer secret, which must stay out of the logs too
+    bearerSecret = randomBytes(32).toString('hex')
+    const tokenFile = join(tempDir(), 'bearer.token')
+    writeFileSync(tokenFile, `${bearerSecret}\n`, { mode: 0o600 })
+    ;({ kms, dir, base } = await startQuickstartKms({
+      env: { RUST_LOG: 'debug' },
+      extraToml: `[core.auth_api.webhook]\ntoken_file = "${tokenFile}"\n[auth_simple]\ntoken_file = "${tokenFile}"\n`,
+    }))
+    kms.addSecrets(textSecret('webhook bearer secret', bearerSecret))
     const token = /admin token for ClearImageCache[^\n]*\n\s+([0-9a-f]{64})/.exec(
       kms.stderr.join(''),
     )

@@ -2,7 +2,9 @@
 // validation answers, so a KMS (ours or upstream's) cannot tell the two apart.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
+import { digestEquals } from '../admin/token.js'
 import { errorMessage } from '../errors.js'
+import { sha256Utf8 } from '../util/token-digest.js'
 import { createFastify, type ListenerLimits } from '../http/server-options.js'
 import { bootInfoRequestSchema, checkBoot } from './check.js'
 import { loadAuthSimpleConfig } from './config.js'
@@ -13,6 +15,19 @@ export interface AuthSimpleServerOptions {
   logger: Logger
   /** what the listener tolerates from its clients ([limits]) */
   limits: ListenerLimits
+  /** when set, every request must carry `Authorization: Bearer <token>`; others get 401 and
+   * never reach the policy (docs/design.md#auth-simple-on-a-private-unix-socket) */
+  token?: string
+}
+
+export const UNAUTHORIZED_MESSAGE = 'missing or invalid bearer token'
+
+/** Whether an Authorization header carries `token` as a bearer credential (constant time in the
+ * token: both sides are compared as SHA-256 digests). */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header)
+  const presented = m?.[1] ?? ''
+  return digestEquals(sha256Utf8(presented), sha256Utf8(token)) && presented !== ''
 }
 
 /** A BootInfo is a few hundred bytes; nothing legitimate comes near this. */
@@ -25,6 +40,18 @@ const JSON_MEDIA_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^;]
 export function buildAuthSimpleServer(opts: AuthSimpleServerOptions): FastifyInstance {
   const app = createFastify(opts.logger, null, { limits: opts.limits })
   const loadConfig = () => loadAuthSimpleConfig(opts.configPath, app.log)
+
+  const token = opts.token
+  if (token !== undefined) {
+    app.addHook('onRequest', async (req, reply) => {
+      if (bearerMatches(req.headers.authorization, token)) return
+      app.log.warn({ url: req.url.split('?')[0] }, 'refused a request without the bearer token')
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send({ error: UNAUTHORIZED_MESSAGE })
+    })
+  }
 
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: BODY_LIMIT }, (_req, body, done) =>

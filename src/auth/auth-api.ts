@@ -4,7 +4,9 @@
 import { bootInfoToJson, type BootInfo } from '../attestation/boot-info.js'
 import { KmsError } from '../errors.js'
 import type { AuthApiConfig } from '../config/types.js'
+import { readSecretFile } from '../fs/secret-file.js'
 import { HttpClient, type HttpReply } from '../http/http-client.js'
+import { unixSocketOf } from '../http/unix-url.js'
 
 export interface AuthInfo {
   isDev: boolean
@@ -44,31 +46,53 @@ export function truncateUtf8(text: string, maxBytes: number): string {
 }
 
 export interface WebhookClientOptions {
+  /** http(s):// base URL, or `unix:/path/to.sock` for a server on a unix socket */
   url: string
   timeoutMs: number
   userAgent: string
+  /** sent as `Authorization: Bearer <token>` on every request */
+  token?: string
 }
+
+/** Where requests for a socket-bound webhook are addressed: auth-simple and auth-eth route on
+ * the path alone, so the Host is only a placeholder. */
+const UNIX_SOCKET_ORIGIN = 'http://localhost'
 
 export class WebhookAuthApi implements AuthApi {
   readonly #opts: WebhookClientOptions
   readonly #http: HttpClient
+  /** what requests are sent to: the configured URL, or UNIX_SOCKET_ORIGIN over the socket */
+  readonly #base: string
+  readonly #headers: Record<string, string>
   constructor(opts: WebhookClientOptions) {
     this.#opts = opts
-    this.#http = new HttpClient({ timeoutMs: opts.timeoutMs, maxResponseBytes: MAX_RESPONSE_BYTES })
+    const socketPath = unixSocketOf(opts.url)
+    this.#base = socketPath === undefined ? opts.url : UNIX_SOCKET_ORIGIN
+    this.#http = new HttpClient({
+      timeoutMs: opts.timeoutMs,
+      maxResponseBytes: MAX_RESPONSE_BYTES,
+      ...(socketPath === undefined ? {} : { socketPath }),
+    })
+    this.#headers = {
+      'user-agent': opts.userAgent,
+      ...(opts.token === undefined ? {} : { authorization: `Bearer ${opts.token}` }),
+    }
   }
 
+  /** `path` is "" (the info call) or `bootAuth/…`; errors name the configured URL. */
   async #request(
-    url: string,
+    path: string,
     init: { method: 'GET' } | { method: 'POST'; body: string },
   ): Promise<{ json: unknown; fail: () => KmsError }> {
+    const url = joinPath(this.#opts.url, path)
     let res: HttpReply
     try {
-      res = await this.#http.request(url, {
+      res = await this.#http.request(joinPath(this.#base, path), {
         method: init.method,
         headers:
           init.method === 'POST'
-            ? { 'user-agent': this.#opts.userAgent, 'content-type': 'application/json' }
-            : { 'user-agent': this.#opts.userAgent },
+            ? { ...this.#headers, 'content-type': 'application/json' }
+            : this.#headers,
         ...(init.method === 'POST' ? { body: init.body } : {}),
       })
     } catch (err) {
@@ -92,9 +116,7 @@ export class WebhookAuthApi implements AuthApi {
   }
 
   async bootAuth(bootInfo: BootInfo, isKms: boolean): Promise<BootResponse> {
-    const base = this.#opts.url
-    const url = `${base}${base.endsWith('/') ? '' : '/'}bootAuth/${isKms ? 'kms' : 'app'}`
-    const { json, fail } = await this.#request(url, {
+    const { json, fail } = await this.#request(`bootAuth/${isKms ? 'kms' : 'app'}`, {
       method: 'POST',
       body: JSON.stringify(bootInfoToJson(bootInfo)),
     })
@@ -112,9 +134,8 @@ export class WebhookAuthApi implements AuthApi {
   }
 
   async info(): Promise<AuthInfo> {
-    const url = this.#opts.url
     // A missing or mistyped required key is a serde decode failure upstream: same message.
-    const { json, fail } = await this.#request(url, { method: 'GET' })
+    const { json, fail } = await this.#request('', { method: 'GET' })
     const obj = json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : {}
     const str = (k: string): string => {
       const v = obj[k]
@@ -139,6 +160,12 @@ export class WebhookAuthApi implements AuthApi {
       ethRpcUrl: eth === undefined || eth === '' ? null : eth,
     }
   }
+}
+
+/** The info call goes to the base URL exactly as configured; boot checks below it. */
+function joinPath(base: string, path: string): string {
+  if (path === '') return base
+  return `${base}${base.endsWith('/') ? '' : '/'}${path}`
 }
 
 function decodeError(url: string, res: HttpReply, body: string): KmsError {
@@ -179,7 +206,16 @@ export class DevAuthApi implements AuthApi {
   }
 }
 
+/** Reads the webhook's bearer secret now, so a missing or exposed token file stops the start. */
 export function createAuthApi(cfg: AuthApiConfig, userAgent: string): AuthApi {
   if (cfg.type === 'dev') return new DevAuthApi(cfg.dev.gatewayAppId)
-  return new WebhookAuthApi({ url: cfg.webhook.url, timeoutMs: cfg.webhook.timeoutMs, userAgent })
+  const { url, timeoutMs, tokenFile } = cfg.webhook
+  const token =
+    tokenFile === '' ? undefined : readSecretFile(tokenFile, 'core.auth_api.webhook.token_file')
+  return new WebhookAuthApi({
+    url,
+    timeoutMs,
+    userAgent,
+    ...(token === undefined ? {} : { token }),
+  })
 }

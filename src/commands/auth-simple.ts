@@ -4,11 +4,13 @@
 // otherwise, because a policy server that answers anyone should not be exposed by accident.
 import pino, { type Logger } from 'pino'
 import { buildAuthSimpleServer } from '../auth-simple/server.js'
+import { errorMessage } from '../errors.js'
+import { readSecretFile } from '../fs/secret-file.js'
 import { loadAuthSimpleConfig } from '../auth-simple/config.js'
 import { defaultLimits } from '../config/load.js'
 import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 
-export const AUTH_SIMPLE_USAGE = `Usage: dstack-kms auth-simple [--config FILE] [--port N] [--address ADDR]
+export const AUTH_SIMPLE_USAGE = `Usage: dstack-kms auth-simple [--config FILE] [--port N] [--address ADDR] [--token-file FILE]
 
 Serves the auth-simple KMS webhook (POST /bootAuth/app, POST /bootAuth/kms, GET /), deciding
 from a JSON policy file that is re-read on every request.
@@ -17,6 +19,9 @@ Options:
   -c, --config FILE    policy file (default: $AUTH_CONFIG_PATH, else ./auth-config.json)
   -p, --port N         TCP port, 0 for any free one (default: $PORT, else 3000)
       --address ADDR   address to bind (default: 127.0.0.1; upstream binds all interfaces)
+      --token-file FILE
+                       require "Authorization: Bearer <the secret in FILE>" on every request;
+                       FILE must be mode 0600 (default: $AUTH_SIMPLE_TOKEN_FILE, else no token)
   -h, --help           print this help and exit
 `
 
@@ -33,13 +38,18 @@ interface Options {
   configPath: string
   port: number
   address: string
+  /** "" = no bearer token required */
+  tokenFile: string
 }
+
+export const ENV_AUTH_SIMPLE_TOKEN_FILE = 'AUTH_SIMPLE_TOKEN_FILE'
 
 function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options | 'help' {
   const values = parseFlags(argv, {
     config: { type: 'string', short: 'c' },
     port: { type: 'string', short: 'p' },
     address: { type: 'string' },
+    'token-file': { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   })
   if (values.help) return 'help'
@@ -52,7 +62,9 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): Options | 'help' 
   }
   const address = values.address ?? '127.0.0.1'
   if (address === '') throw new UsageError("option '--address' needs an address")
-  return { configPath, port: Number(portText), address }
+  const tokenFile = values['token-file'] ?? (env[ENV_AUTH_SIMPLE_TOKEN_FILE] || '')
+  if (values['token-file'] === '') throw new UsageError("option '--token-file' needs a file name")
+  return { configPath, port: Number(portText), address, tokenFile }
 }
 
 export async function runAuthSimple(argv: string[], io: AuthSimpleIo): Promise<number> {
@@ -62,6 +74,13 @@ export async function runAuthSimple(argv: string[], io: AuthSimpleIo): Promise<n
   if (typeof opts === 'number') return opts
 
   const logger: Logger = pino({ base: { worker: 'auth-simple', pid: process.pid } }, io.stdout)
+  let token: string | undefined
+  try {
+    token = opts.tokenFile === '' ? undefined : readSecretFile(opts.tokenFile, '--token-file')
+  } catch (err) {
+    io.stderr.write(`dstack-kms auth-simple: ${errorMessage(err)}\n`)
+    return 1
+  }
   logger.info(`starting auth-simple server on port ${opts.port}`)
   logger.info(`config path: ${opts.configPath}`)
   // not needed for serving (every request reads the file); it surfaces a wrong path at start
@@ -72,6 +91,7 @@ export async function runAuthSimple(argv: string[], io: AuthSimpleIo): Promise<n
     configPath: opts.configPath,
     logger,
     limits: defaultLimits(),
+    ...(token === undefined ? {} : { token }),
   })
   let onSignal: (signal: string) => void = () => {}
   const stopped = new Promise<string>((resolve) => {

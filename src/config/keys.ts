@@ -75,6 +75,7 @@ export const CRYPTO_BACKENDS = ['auto', 'native', 'js'] as const
 export const AUTH_API_TYPES = ['webhook', 'dev'] as const
 export const QUOTE_VERIFIERS = ['node-crypto', 'dcap-qvl'] as const
 export const LEGACY_RTMR0_MODES = ['require', 'skip'] as const
+export const AUTH_SIMPLE_LISTENERS = ['unix', 'tcp'] as const
 
 export const CONFIG_KEYS = {
   'default.workers': { kind: uint, doc: 'Rocket knob', unused: ROCKET_KNOB },
@@ -313,6 +314,12 @@ export const CONFIG_KEYS = {
     doc: 'auth webhook base URL',
   },
   'core.auth_api.webhook.timeout': { kind: duration, default: '30s', doc: 'webhook timeout' },
+  // read by the loader into the webhook settings
+  'core.auth_api.webhook.token_file': {
+    kind: path,
+    default: '',
+    doc: 'file holding the bearer secret sent to the webhook; "" = none',
+  },
   'core.auth_api.dev.gateway_app_id': { kind: str, default: 'any', doc: 'dev-mode gateway id' },
   'core.onboard.enabled': {
     kind: bool,
@@ -424,6 +431,24 @@ export const CONFIG_KEYS = {
     default: false,
     doc: 'run the auth-simple worker',
     to: 'authSimple.enabled',
+  },
+  'auth_simple.listen': {
+    kind: enumOf(AUTH_SIMPLE_LISTENERS),
+    default: 'unix',
+    doc: 'unix socket in a directory only the KMS user can enter, or TCP',
+    to: 'authSimple.listen',
+  },
+  // the default is computed in load.ts from the cert dir
+  'auth_simple.socket': {
+    kind: path,
+    default: '',
+    doc: 'socket path; "" = run/auth-simple.sock beside the cert dir',
+  },
+  'auth_simple.token_file': {
+    kind: path,
+    default: '',
+    doc: 'file holding the bearer secret every request must carry; "" = none',
+    to: 'authSimple.tokenFile',
   },
   'auth_simple.address': {
     kind: str,

@@ -23,6 +23,7 @@ import {
   type KeyDecl,
   LOG_LEVELS,
 } from './keys.js'
+import { unixSocketOf, unixUrl } from '../http/unix-url.js'
 import { type RawTable, asInteger, checkLayer, deepMerge, isTable, tableAt } from './schema.js'
 import type { AuthApiConfig, KmsConfig, LimitsConfig } from './types.js'
 import { parseByteSize, parseDuration } from './units.js'
@@ -253,9 +254,16 @@ function build(
     path('core.audit.path') || join(dirname(path('core.cert_dir')), 'kms-audit.sqlite3'),
   )
   setAt(out, 'core.audit.maxBytes', byteSize(t, 'core.audit.max_size'))
+  const webhookUrl = t.str('core.auth_api.webhook.url')
+  const webhookSocket = unixSocketOf(webhookUrl)
   const webhook = {
-    url: t.str('core.auth_api.webhook.url'),
+    // a relative socket path follows the working directory, like every other path
+    url:
+      webhookSocket === undefined || webhookSocket === ''
+        ? webhookUrl
+        : unixUrl(resolve(cwd, webhookSocket)),
     timeoutMs: parseDuration(t.str('core.auth_api.webhook.timeout')) ?? Infinity,
+    tokenFile: path('core.auth_api.webhook.token_file'),
   }
   if (webhook.timeoutMs === Infinity) {
     throw configError('core.auth_api.webhook.timeout must be a finite duration, not "never"')
@@ -289,6 +297,12 @@ function build(
       'core.attestation.root_ca_tdx',
       path('core.attestation.root_ca_tdx'),
     ),
+  )
+  // beside the cert dir like the audit log; the directory is created private by the sidecar
+  setAt(
+    out,
+    'authSimple.socket',
+    path('auth_simple.socket') || join(dirname(path('core.cert_dir')), 'run', 'auth-simple.sock'),
   )
   const fileLevel = LOG_LEVELS[t.str('default.log_level')] ?? 'info'
   setAt(out, 'log.level', rustLogLevel(env, warnings) ?? fileLevel)

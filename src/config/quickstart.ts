@@ -40,7 +40,8 @@ cache_dir = "./data/images"
 type = "webhook"
 
 [core.auth_api.webhook]
-url = "http://127.0.0.1:8001"
+# the auth-simple sidecar below, on its private unix socket
+url = "unix:./data/run/auth-simple.sock"
 
 [core.onboard]
 enabled = true
@@ -50,8 +51,9 @@ tls = true
 
 [auth_simple]
 enabled = true
-address = "127.0.0.1"
-port = 8001
+# a socket in ./data/run (created 0700): only this user can reach or replace the policy server
+listen = "unix"
+socket = "./data/run/auth-simple.sock"
 # generated at first start: admits this simulated KMS and the demo app
 config = "./data/auth-config.json"
 

@@ -56,7 +56,8 @@ export type QuoteVerifierEngine = (typeof QUOTE_VERIFIERS)[number]
 export type AuthApiConfig = {
   [T in AuthApiType]: {
     type: T
-    webhook: { url: string; timeoutMs: number }
+    /** `url` is http(s):// or `unix:<absolute socket path>`; `tokenFile` "" = no bearer secret */
+    webhook: { url: string; timeoutMs: number; tokenFile: string }
     dev: { gatewayAppId: string }
   }
 }[AuthApiType]
@@ -93,6 +94,10 @@ interface Computed {
       /** oldest rows are dropped above this many bytes; 0 = no size limit */
       maxBytes: number
     }
+  }
+  authSimple: {
+    /** absolute path of the sidecar's unix socket (used when `listen` is "unix") */
+    socket: string
   }
   log: {
     /** pino level; from `[default] log_level` or RUST_LOG-like env, default "info" */

@@ -4,10 +4,12 @@
 // settings that the CLI logs loudly.
 
 import { isIP } from 'node:net'
+import { isAbsolute } from 'node:path'
+import { MAX_UNIX_SOCKET_PATH_BYTES, unixSocketOf, unixUrl } from '../http/unix-url.js'
 import { KmsError, type KmsErrorCode } from '../errors.js'
 import { trimLikeRust } from '../util/rust-text.js'
 import { EMPTY_TOKEN_HASH } from '../util/token-digest.js'
-import type { AdminConfig, KmsConfig, LimitsConfig } from './types.js'
+import type { AdminConfig, AuthApiConfig, KmsConfig, LimitsConfig } from './types.js'
 import { MAX_TIMER_MS, formatDuration } from './units.js'
 
 export const ENV_ADMIN_TOKEN = 'DSTACK_KMS_ADMIN_TOKEN'
@@ -142,6 +144,79 @@ function checkLimits(limits: LimitsConfig, warnings: string[]): void {
   }
 }
 
+function checkUnixSocketPath(key: string, socketPath: string): void {
+  if (!isAbsolute(socketPath)) {
+    throw configError(
+      `${key} must name a unix socket by an absolute path, got ${JSON.stringify(socketPath)}`,
+    )
+  }
+  if (Buffer.byteLength(socketPath) > MAX_UNIX_SOCKET_PATH_BYTES) {
+    throw configError(
+      `${key} ${JSON.stringify(socketPath)} is longer than the ${MAX_UNIX_SOCKET_PATH_BYTES} bytes a unix socket path may have; choose a shorter path`,
+    )
+  }
+}
+
+/** The webhook URL's form, and no bearer secret in clear beyond this host
+ * (docs/design.md#auth-simple-on-a-private-unix-socket). */
+function checkWebhook(webhook: AuthApiConfig['webhook']): void {
+  const { url, tokenFile } = webhook
+  const socketPath = unixSocketOf(url)
+  if (socketPath !== undefined) {
+    checkUnixSocketPath('core.auth_api.webhook.url', socketPath)
+    return
+  }
+  let parsed: URL | null = null
+  try {
+    parsed = new URL(url)
+  } catch {
+    parsed = null
+  }
+  if (parsed === null || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw configError(
+      `core.auth_api.webhook.url must be an http:// or https:// URL, or unix:/path/to.sock, when core.auth_api.type = "webhook", got ${JSON.stringify(url)}`,
+    )
+  }
+  if (tokenFile !== '' && parsed.protocol === 'http:' && !isLoopbackHost(parsed.hostname)) {
+    throw configError(
+      `core.auth_api.webhook.token_file is set but core.auth_api.webhook.url ${JSON.stringify(url)} is plain http:// to a host beyond this machine, so the bearer secret would travel in clear; use https:// (or a loopback or unix: URL)`,
+    )
+  }
+}
+
+/** A host name that can only reach this machine. */
+function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname
+  return host === 'localhost' || (isIP(host) !== 0 && isLoopback(host))
+}
+
+function checkAuthSimple(cfg: KmsConfig): string[] {
+  const { authSimple, rpc, core } = cfg
+  checkNonEmpty('auth_simple.config', authSimple.config)
+  if (authSimple.listen === 'unix') {
+    checkUnixSocketPath('auth_simple.socket', authSimple.socket)
+    const url = unixUrl(authSimple.socket)
+    if (core.authApi.type === 'webhook' && core.authApi.webhook.url !== url) {
+      return [
+        `auth_simple listens on ${url} but core.auth_api.webhook.url is ${JSON.stringify(core.authApi.webhook.url)}: the KMS does not ask the sidecar (set url = ${JSON.stringify(url)})`,
+      ]
+    }
+    return []
+  }
+  checkAddress('auth_simple.address', authSimple.address)
+  for (const [key, other] of [
+    ['rpc', rpc],
+    ['core.admin', core.admin.enabled ? core.admin : null],
+  ] as const) {
+    if (other !== null && sameSocket(authSimple, other)) {
+      throw configError(
+        `auth_simple listens on ${authSimple.address}:${authSimple.port}, which clashes with ${key} ${other.address}:${other.port}; give it its own port`,
+      )
+    }
+  }
+  return []
+}
+
 /**
  * Cross-key validation of a resolved configuration. Throws KMS_ERR_CONFIG on the first fatal
  * problem; returns non-fatal findings for the start-up log.
@@ -176,20 +251,7 @@ export function validateConfig(cfg: KmsConfig, env: NodeJS.ProcessEnv = process.
   checkNonEmpty('core.cert_dir', core.certDir)
   checkNonEmpty('core.image.cache_dir', core.image.cacheDir)
 
-  if (core.authApi.type === 'webhook') {
-    const url = core.authApi.webhook.url
-    let protocol = ''
-    try {
-      protocol = new URL(url).protocol
-    } catch {
-      // reported below
-    }
-    if (protocol !== 'http:' && protocol !== 'https:') {
-      throw configError(
-        `core.auth_api.webhook.url must be an http:// or https:// URL when core.auth_api.type = "webhook", got ${JSON.stringify(url)}`,
-      )
-    }
-  }
+  if (core.authApi.type === 'webhook') checkWebhook(core.authApi.webhook)
   if (core.authApi.webhook.timeoutMs <= 0) {
     throw configError('core.auth_api.webhook.timeout must be greater than zero')
   }
@@ -237,20 +299,7 @@ export function validateConfig(cfg: KmsConfig, env: NodeJS.ProcessEnv = process.
     throw configError(`rpc.workers must be at most ${MAX_RPC_WORKERS} (0 = one per CPU core)`)
   }
 
-  if (cfg.authSimple.enabled) {
-    checkAddress('auth_simple.address', cfg.authSimple.address)
-    checkNonEmpty('auth_simple.config', cfg.authSimple.config)
-    for (const [key, other] of [
-      ['rpc', rpc],
-      ['core.admin', core.admin.enabled ? core.admin : null],
-    ] as const) {
-      if (other !== null && sameSocket(cfg.authSimple, other)) {
-        throw configError(
-          `auth_simple listens on ${cfg.authSimple.address}:${cfg.authSimple.port}, which clashes with ${key} ${other.address}:${other.port}; give it its own port`,
-        )
-      }
-    }
-  }
+  if (cfg.authSimple.enabled) warnings.push(...checkAuthSimple(cfg))
 
   if (core.onboard.autoBootstrapDomain !== '') {
     try {

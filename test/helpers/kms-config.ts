@@ -87,7 +87,10 @@ ${o.extra ?? ''}
 export interface AttestedConfigOptions {
   dir: string
   port: number
-  authPort: number
+  /** the sidecar's TCP port (used only with sidecarListen = "tcp") */
+  authPort?: number
+  /** [auth_simple] listen (default "unix": the socket run/auth-simple.sock under `dir`) */
+  sidecarListen?: 'unix' | 'tcp'
   seed: string
   /** the auth-simple policy file (default <dir>/auth-config.json) */
   policyFile?: string
@@ -105,7 +108,11 @@ export interface AttestedConfigOptions {
 /** A KMS on the TEE simulator trusting its mock root, self-authorizing against an auth-simple
  * sidecar (or an external webhook): the attested configuration the quick start uses. */
 export function attestedConfigToml(o: AttestedConfigOptions): string {
-  const webhook = o.webhookUrl ?? `http://127.0.0.1:${o.authPort}`
+  const tcp = o.sidecarListen === 'tcp'
+  if (tcp && o.authPort === undefined) throw new Error('a TCP sidecar needs authPort')
+  const webhook =
+    o.webhookUrl ??
+    (tcp ? `http://127.0.0.1:${o.authPort}` : `unix:${join(o.dir, 'run', 'auth-simple.sock')}`)
   return `${sharedToml({
     dir: o.dir,
     port: o.port,
@@ -130,8 +137,7 @@ auto_bootstrap_domain = "${o.autoBootstrapDomain ?? ''}"
 
 [auth_simple]
 enabled = ${o.webhookUrl === undefined}
-address = "127.0.0.1"
-port = ${o.authPort}
+${tcp ? `listen = "tcp"\naddress = "127.0.0.1"\nport = ${o.authPort}` : 'listen = "unix"'}
 config = "${o.policyFile ?? join(o.dir, 'auth-config.json')}"
 
 [tee]

@@ -1,6 +1,7 @@
 // `dstack-kms serve --quickstart` in a fresh directory, as the quick-start test, the secrets scan
 // and the soak run it: only the ports are moved (by a ./kms.toml, which the profile allows) so a
-// run never collides with a real KMS on 8000.
+// run never collides with a real KMS on 8000. The auth-simple sidecar needs no port: its socket
+// lives in the directory.
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { loadConfig } from '../../src/config/load.js'
@@ -30,11 +31,10 @@ export interface QuickstartOptions {
 export async function startQuickstartKms(opts: QuickstartOptions = {}): Promise<QuickstartKms> {
   const dir = tempDir(opts.dirPrefix)
   const port = await freePort()
-  const authPort = await freePort()
   const kms = startKms({
     dir,
     args: ['--quickstart'],
-    configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = ${opts.workers ?? 1}\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n[core.auth_api.webhook]\nurl = "http://127.0.0.1:${authPort}"\n[auth_simple]\nport = ${authPort}\n${opts.extraToml ?? ''}`,
+    configToml: `[rpc]\naddress = "127.0.0.1"\nport = ${port}\nworkers = ${opts.workers ?? 1}\n[core.onboard]\naddress = "127.0.0.1"\nport = ${port}\n${opts.extraToml ?? ''}`,
     ...(opts.env === undefined ? {} : { env: opts.env }),
   })
   try {

@@ -1,0 +1,18 @@
+// `unix:<path>`: how a configuration names an HTTP server listening on a unix socket (the
+// auth-simple sidecar, docs/design.md#auth-simple-on-a-private-unix-socket). Everything after the
+// prefix is the socket path, taken literally: no percent-decoding, no host, no base path; requests
+// go to `/`-rooted paths on that socket with `Host: localhost`.
+
+export const UNIX_URL_PREFIX = 'unix:'
+
+/** Linux `sun_path` holds 108 bytes including the terminating NUL. */
+export const MAX_UNIX_SOCKET_PATH_BYTES = 107
+
+/** The socket path of a `unix:` URL; undefined for any other URL. */
+export function unixSocketOf(url: string): string | undefined {
+  return url.startsWith(UNIX_URL_PREFIX) ? url.slice(UNIX_URL_PREFIX.length) : undefined
+}
+
+export function unixUrl(socketPath: string): string {
+  return `${UNIX_URL_PREFIX}${socketPath}`
+}
