@@ -1,8 +1,64 @@
-// Faults on disk: a full cert_dir (a small real tmpfs), a read-only one, and damaged files at
-// start. Each must end in a clear refusal or a recovery: never a half key set, never a
-// regenerated key.
+// Faults on disk: a full cert_dir or cache dir (a small real tmpfs), a read-only cert_dir, and
+// damaged files at start. Each must end in a clear refusal or a recovery: never a half key set,
+// never a regenerated key, never a crash loop without a reason in the log.
+//
+// Inventory: scenario → expected outcome → where it is tested ("here" = this file; the real
+// `dstack-kms serve` runs need `npm run build` first).
+//
+// Full disk
+// - Bootstrap, ENOSPC while staging → "Failed to write the key set to …/.staging: …ENOSPC",
+//   KMS_ERR_KEYS, no .staging, no keys → here, "ENOSPC while staging" (in-process) and
+//   "auto-bootstrap on a full cert_dir" (real serve: exit 1 with the reason; the same start
+//   succeeds once there is room).
+// - Audit log on a full disk → releases refused until space returns → audit-log.test.ts "a full
+//   disk (tmpfs) refuses the release".
+// - Certificate renewal (rpc.crt re-minted at start) on a full cert_dir → backend none: the
+//   failure is logged and the existing certificates serve, byte for byte; a backend that can
+//   attest: the start stops with "Failed to update certs: …ENOSPC" (upstream HEAD's rule,
+//   docs/design.md#certificate-renewal-follows-upstream-head). No temp file is left either way
+//   → here, "certificate renewal on a full cert_dir".
+//
+// Read-only cert_dir
+// - keys present → the KMS starts and serves its existing certificates (renewal fails, logged,
+//   backend none); the lock is taken on the existing lock file → here, "read-only cert_dir".
+// - no keys, auto-bootstrap → exit 1 "Failed to bootstrap: Failed to write the key set to
+//   …/.staging: …EROFS", nothing written → here (real serve) and "a read-only cert_dir"
+//   (in-process).
+//
+// Damaged at start
+// - any key file (root-ca.key, root-k256.key, tmp-ca.key, rpc.key) truncated or garbage → the
+//   supervisor exits non-zero within seconds, naming the file; no worker is forked, the damaged
+//   bytes stay as they were and no key is generated → here, "damaged key files". A key file
+//   missing beside others → supervisor.test.ts "a partial key set is fatal".
+// - a staging directory left by a crash → rolled forward or discarded → keys.test.ts "staged
+//   commits" (a SIGKILL at each commit step).
+// - root-ca.crt, tmp-ca.crt or rpc.crt unreadable → re-minted from its key (same key, DN and
+//   serial: docs/design.md#update_certs), with a warning naming the file → here, "damaged
+//   certificates". A CA certificate of another key → keys.test.ts "re-mints CA certificates
+//   that do not belong to their keys"; rpc-domain not a DNS name → keys.test.ts.
+// - the cache database → moved aside (kept for inspection), rebuilt empty, logged; the KMS
+//   serves → here, "a damaged cache database"; every kind of damage → cache.test.ts "a damaged
+//   cache database at open".
+// - the audit database → the audit log is evidence and is never replaced: the main worker
+//   refuses to start, and since no restart can repair the file the supervisor exits 78 with
+//   the reason instead of restarting it → here, "a damaged audit database".
 import assert from 'node:assert/strict'
+import { readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
+import { P256Key } from '../src/crypto/p256.js'
+import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
+import { bootstrap } from '../src/keys/bootstrap.js'
+import { NoneBackend } from '../src/tee/backend.js'
+import { testConfigToml } from './helpers/kms-config.js'
+import {
+  freePort,
+  startKms,
+  tempDir,
+  type KmsProcess,
+  type LogLine,
+} from './helpers/kms-process.js'
+import { prpc, rawRequest } from './helpers/https-client.js'
 import { runOnSmallTmpfs } from './helpers/small-tmpfs.js'
 
 interface Outcome {
@@ -57,5 +113,125 @@ describe('Bootstrap on a full cert_dir', () => {
     assert.match(result.error ?? '', /EROFS|read-only/)
     assert.deepEqual(result.entries, [])
     assert.equal(result.keysExist, false)
+  })
+})
+
+const KEY_FILES = ['root-ca.key', 'root-k256.key', 'tmp-ca.key', 'rpc.key'] as const
+
+/** A bootstrapped key set in `<dir>/certs` (backend none, domain localhost). */
+async function keySet(dir: string): Promise<string> {
+  const certDir = join(dir, 'certs')
+  await bootstrap(
+    {
+      certDir,
+      tee: new NoneBackend(),
+      secp256k1: nobleSecp256k1,
+      ensureSelfKmsAllowed: async () => {},
+    },
+    'localhost',
+  )
+  return certDir
+}
+
+/** The regular files of `dir` and their bytes (hex); the lock file is left out. */
+function files(dir: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const f of readdirSync(dir).sort()) {
+    const p = join(dir, f)
+    if (f === '.dstack-kms.lock' || !statSync(p).isFile()) continue
+    out[f] = readFileSync(p).toString('hex')
+  }
+  return out
+}
+
+interface Serve {
+  kms: KmsProcess
+  url: string
+}
+
+async function serve(
+  dir: string,
+  opts: { core?: string; onboard?: string; extra?: string } = {},
+): Promise<Serve> {
+  const port = await freePort()
+  const kms = startKms({ dir, configToml: testConfigToml({ dir, port, ...opts }) })
+  return { kms, url: `https://127.0.0.1:${port}` }
+}
+
+const msg = (l: LogLine): string => String(l.msg)
+const started = (kms: KmsProcess, role: string): number =>
+  kms.logs.filter((l) => msg(l) === `started ${role} worker`).length
+
+describe('damaged key files at start (real dstack-kms serve)', () => {
+  const truncated = (p: string) => truncateSync(p, Math.floor(statSync(p).size / 2))
+  const empty = (p: string) => truncateSync(p, 0)
+  const garbage = (p: string) => writeFileSync(p, Buffer.alloc(statSync(p).size, 0xff))
+  const cases: Array<[string, string, (p: string) => void]> = [
+    ...KEY_FILES.map((f): [string, string, (p: string) => void] => [f, 'garbage', garbage]),
+    ['root-ca.key', 'truncated', truncated],
+    ['root-ca.key', 'empty', empty],
+    ['root-k256.key', 'truncated', truncated],
+    ['root-k256.key', 'empty', empty],
+    // bytes that still parse as a key: only Bootstrap's record of the public keys tells
+    ['root-ca.key', 'another valid key', (p) => writeFileSync(p, P256Key.generate().pkcs8Pem())],
+    ['root-k256.key', 'another valid key', (p) => writeFileSync(p, Buffer.alloc(32, 0x41))],
+  ]
+  for (const [file, how, damage] of cases) {
+    test(`${file} ${how}: the supervisor exits non-zero naming the file; nothing regenerated`, async () => {
+      const dir = tempDir('kms-damaged-key-')
+      const certDir = await keySet(dir)
+      damage(join(certDir, file))
+      const before = files(certDir)
+      const { kms } = await serve(dir)
+      try {
+        const exit = await kms.waitForExit(60_000)
+        assert.equal(exit.code, 1)
+        const fatal = kms.logs.find((l) => /^cannot start: /.test(msg(l)))
+        assert.ok(fatal, JSON.stringify(kms.logs))
+        assert.ok(msg(fatal).includes(join(certDir, file)), msg(fatal))
+        assert.equal(started(kms, 'kms') + started(kms, 'onboard'), 0, 'no worker forked')
+        assert.deepEqual(files(certDir), before, 'the damaged file and every other file unchanged')
+      } finally {
+        kms.kill('SIGKILL')
+      }
+    })
+  }
+})
+
+describe('damaged certificates at start (real dstack-kms serve)', () => {
+  test('root-ca.crt, tmp-ca.crt and rpc.crt unreadable: re-minted from their keys, warned, served', async () => {
+    const dir = tempDir('kms-damaged-crt-')
+    const certDir = await keySet(dir)
+    const keysBefore = files(certDir)
+    writeFileSync(join(certDir, 'root-ca.crt'), 'not a certificate')
+    truncateSync(join(certDir, 'tmp-ca.crt'), 100)
+    truncateSync(join(certDir, 'rpc.crt'), 0)
+    const { kms, url } = await serve(dir)
+    try {
+      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+      for (const f of ['root-ca.crt', 'tmp-ca.crt']) {
+        assert.ok(
+          kms.logs.some((l) => msg(l).startsWith(`${f} is unreadable`) && l.level === 40),
+          `a warning names ${f}`,
+        )
+      }
+      const after = files(certDir)
+      for (const f of [...KEY_FILES, 'rpc-domain', 'bootstrap-info.json']) {
+        assert.equal(after[f], keysBefore[f], `${f} unchanged`)
+      }
+      const meta = JSON.parse((await prpc(url, 'GetMeta', '{}')).text) as { ca_cert: string }
+      assert.equal(meta.ca_cert, readFileSync(join(certDir, 'root-ca.crt'), 'utf8'))
+      const served = await rawRequest({ url: `${url}/health` })
+      assert.equal(served.status, 200)
+      const rpcPem = readFileSync(join(certDir, 'rpc.crt'), 'utf8')
+      assert.equal(
+        served.peerCertDer?.toString('base64'),
+        rpcPem.replace(/-----[^-]+-----|\s/g, ''),
+        'the listener serves the re-minted rpc.crt',
+      )
+    } finally {
+      kms.kill()
+      await kms.waitForExit()
+    }
   })
 })

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { validateDomain } from '../config/validate.js'
-import { KmsError, withContext } from '../errors.js'
+import { KmsError, errorMessage, withContext } from '../errors.js'
 import { writeFileAtomic } from '../fs/atomic-write.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
@@ -27,11 +27,18 @@ export interface UpdateCertsOptions {
   now?: Date
 }
 
-function readCert(path: string): ParsedCertificate | undefined {
+/** The certificate at `path`, or why there is none to keep. */
+function readCert(path: string): ParsedCertificate | { problem: string } {
+  let pem: string
   try {
-    return parseCertificate(pemDecode(readFileSync(path, 'utf8'), 'CERTIFICATE'))
-  } catch {
-    return undefined
+    pem = readFileSync(path, 'utf8')
+  } catch (err) {
+    return { problem: errorMessage(err) }
+  }
+  try {
+    return parseCertificate(pemDecode(pem, 'CERTIFICATE'))
+  } catch (err) {
+    return { problem: errorMessage(err) }
   }
 }
 
@@ -74,7 +81,11 @@ export async function updateCerts(opts: UpdateCertsOptions): Promise<void> {
     issue: (k: P256Key) => IssuedCertificate,
     what: string,
   ): ParsedCertificate => {
-    const current = readCert(certPath(opts.certDir, file))
+    const read = readCert(certPath(opts.certDir, file))
+    const current = 'problem' in read ? undefined : read
+    if ('problem' in read) {
+      opts.logger.warn(`${file} is unreadable (${read.problem}); re-minting it from its key`)
+    }
     const foreign = current !== undefined && !current.spkiDer.equals(key.spkiDer())
     if (foreign) opts.logger.warn(`${file} does not belong to its key; re-minting it`)
     if (current === undefined || foreign || needsRenewal(current, now)) {
