@@ -43,12 +43,22 @@
 //   refuses to start, and since no restart can repair the file the supervisor exits 78 with
 //   the reason instead of restarting it → here, "a damaged audit database".
 import assert from 'node:assert/strict'
-import { readFileSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs'
+import Database from 'better-sqlite3'
+import {
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
+import { AuditLog } from '../src/audit/audit-log.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { bootstrap } from '../src/keys/bootstrap.js'
+import { EXIT_CANNOT_START } from '../src/supervisor/worker-ipc.js'
 import { NoneBackend } from '../src/tee/backend.js'
 import { testConfigToml } from './helpers/kms-config.js'
 import {
@@ -232,6 +242,73 @@ describe('damaged certificates at start (real dstack-kms serve)', () => {
     } finally {
       kms.kill()
       await kms.waitForExit()
+    }
+  })
+})
+
+describe('damaged databases at start (real dstack-kms serve)', () => {
+  test('a damaged cache database: moved aside with its bytes, rebuilt empty, logged; the KMS serves', async () => {
+    const dir = tempDir('kms-damaged-cache-')
+    await keySet(dir)
+    mkdirSync(join(dir, 'cache'))
+    const dbPath = join(dir, 'cache', 'kms-cache.sqlite3')
+    const damaged = Buffer.alloc(8192, 0x5a)
+    writeFileSync(dbPath, damaged)
+    const { kms, url } = await serve(dir)
+    try {
+      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+      const warned = kms.logs.find((l) => /^cache database .* was damaged/.test(msg(l)))
+      assert.ok(warned, 'the move is logged')
+      assert.equal(warned.level, 40)
+      const movedTo = String(warned.movedTo)
+      assert.ok(movedTo.startsWith(`${dbPath}.corrupt-`), movedTo)
+      assert.deepEqual(readFileSync(movedTo), damaged, 'the damaged file is kept for inspection')
+      const db = new Database(dbPath, { readonly: true })
+      try {
+        assert.equal(db.pragma('integrity_check', { simple: true }), 'ok')
+        assert.equal(db.pragma('user_version', { simple: true }), 2)
+      } finally {
+        db.close()
+      }
+      assert.equal((await prpc(url, 'GetMeta', '{}')).status, 200)
+    } finally {
+      kms.kill()
+      await kms.waitForExit()
+    }
+  })
+
+  test('a damaged audit database: kept as it is, and the supervisor exits 78 with the reason instead of restarting', async () => {
+    const dir = tempDir('kms-damaged-audit-')
+    await keySet(dir)
+    const auditPath = join(dir, 'kms-audit.sqlite3')
+    const log = AuditLog.open(auditPath)
+    log.record({ rpc: 'GetAppKey', decision: 'refuse', reason: 'test', caller: {}, released: [] })
+    log.close()
+    // the SQLite header overwritten: what a torn write or a stray `dd` leaves
+    const bytes = readFileSync(auditPath)
+    bytes.fill(0x5a, 0, 100)
+    writeFileSync(auditPath, bytes)
+    const { kms } = await serve(dir)
+    try {
+      const exit = await kms.waitForExit(60_000)
+      assert.equal(exit.code, EXIT_CANNOT_START)
+      const fatal = kms.logs.find((l) =>
+        msg(l).startsWith('kms worker cannot start and a restart would not change that: '),
+      )
+      assert.ok(fatal, JSON.stringify(kms.logs.map(msg)))
+      assert.match(
+        msg(fatal),
+        /Failed to initialise audit log .*kms-audit\.sqlite3: .*it is kept as it is/,
+      )
+      assert.equal(started(kms, 'kms'), 1, 'no restart')
+      assert.deepEqual(readFileSync(auditPath), bytes, 'the evidence is not touched')
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.startsWith('kms-audit.sqlite3')),
+        ['kms-audit.sqlite3'],
+        'not moved aside or replaced',
+      )
+    } finally {
+      kms.kill('SIGKILL')
     }
   })
 })
