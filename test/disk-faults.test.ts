@@ -45,6 +45,7 @@
 import assert from 'node:assert/strict'
 import Database from 'better-sqlite3'
 import {
+  existsSync,
   mkdirSync,
   readFileSync,
   readdirSync,
@@ -53,7 +54,7 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { join } from 'node:path'
-import { describe, test } from 'node:test'
+import { describe, test, type TestContext } from 'node:test'
 import { AuditLog } from '../src/audit/audit-log.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
@@ -69,7 +70,7 @@ import {
   type LogLine,
 } from './helpers/kms-process.js'
 import { prpc, rawRequest } from './helpers/https-client.js'
-import { runOnSmallTmpfs } from './helpers/small-tmpfs.js'
+import { mountTmpfs, runOnSmallTmpfs, type HostTmpfs } from './helpers/small-tmpfs.js'
 
 interface Outcome {
   error: string | null
@@ -307,6 +308,149 @@ describe('damaged databases at start (real dstack-kms serve)', () => {
         ['kms-audit.sqlite3'],
         'not moved aside or replaced',
       )
+    } finally {
+      kms.kill('SIGKILL')
+    }
+  })
+})
+
+/** The cert_dir of `dir` as a small tmpfs of its own, unmounted after the test. */
+function certTmpfs(t: TestContext, dir: string, sizeKiB: number): HostTmpfs {
+  const fs = mountTmpfs(join(dir, 'certs'), sizeKiB)
+  t.after(() => fs.unmount())
+  return fs
+}
+
+/** What a served HTTPS listener presents, as PEM body (base64, no line breaks). */
+async function servedCert(url: string): Promise<string> {
+  const res = await rawRequest({ url: `${url}/health` })
+  assert.equal(res.status, 200)
+  return res.peerCertDer?.toString('base64') ?? ''
+}
+
+const pemBody = (pem: string): string => pem.replace(/-----[^-]+-----|\s/g, '')
+
+describe('a full cert_dir (real dstack-kms serve on a small tmpfs)', () => {
+  test('auto-bootstrap: exit 1 with the reason, no .staging, no keys; the same start succeeds once there is room', async (t) => {
+    const dir = tempDir('kms-full-bootstrap-')
+    const fs = certTmpfs(t, dir, 16)
+    const onboard = 'auto_bootstrap_domain = "localhost"'
+    const first = await serve(dir, { onboard })
+    try {
+      const exit = await first.kms.waitForExit(60_000)
+      assert.equal(exit.code, 1)
+      const fatal = first.kms.logs.find((l) => msg(l).startsWith('Failed to bootstrap: '))
+      assert.ok(fatal, JSON.stringify(first.kms.logs.map(msg)))
+      assert.match(msg(fatal), /Failed to write the key set to .*\.staging: .*ENOSPC/)
+      assert.deepEqual(readdirSync(fs.dir), ['.dstack-kms.lock'], 'no staged private keys left')
+    } finally {
+      first.kms.kill('SIGKILL')
+    }
+    fs.remount('size=1m')
+    const second = await serve(dir, { onboard })
+    try {
+      await second.kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+      assert.deepEqual(
+        KEY_FILES.filter((f) => !existsSync(join(fs.dir, f))),
+        [],
+        'a whole key set',
+      )
+    } finally {
+      second.kms.kill()
+      await second.kms.waitForExit()
+    }
+  })
+
+  test('certificate renewal, backend none: logged, and the existing certificates serve unchanged', async (t) => {
+    const dir = tempDir('kms-full-renewal-')
+    const fs = certTmpfs(t, dir, 1024)
+    await keySet(dir)
+    fs.fill()
+    const before = files(fs.dir)
+    const { kms, url } = await serve(dir)
+    try {
+      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+      const logged = kms.logs.find((l) => msg(l).startsWith('Failed to update certs: '))
+      assert.ok(logged, JSON.stringify(kms.logs.map(msg)))
+      assert.match(
+        msg(logged),
+        /Failed to write .*rpc\.crt: ENOSPC.*; continuing with the existing certificates$/,
+      )
+      assert.deepEqual(files(fs.dir), before, 'every file as it was, no temp file left')
+      assert.equal(
+        await servedCert(url),
+        pemBody(readFileSync(join(fs.dir, 'rpc.crt'), 'utf8')),
+        'the old rpc.crt serves',
+      )
+    } finally {
+      kms.kill()
+      await kms.waitForExit()
+    }
+  })
+
+  test('certificate renewal, a backend that attests: the start stops with the reason, files intact', async (t) => {
+    const dir = tempDir('kms-full-renewal-tee-')
+    const fs = certTmpfs(t, dir, 1024)
+    await keySet(dir)
+    fs.fill()
+    const before = files(fs.dir)
+    const port = await freePort()
+    const toml = testConfigToml({ dir, port }).replace(
+      'backend = "none"',
+      `backend = "simulator"\n\n[tee.simulator]\nseed = "${'ab'.repeat(32)}"`,
+    )
+    const kms = startKms({ dir, configToml: toml })
+    try {
+      const exit = await kms.waitForExit(60_000)
+      assert.equal(exit.code, 1)
+      const fatal = kms.logs.find((l) => msg(l).startsWith('Failed to update certs: '))
+      assert.ok(fatal, JSON.stringify(kms.logs.map(msg)))
+      assert.match(msg(fatal), /Failed to write .*rpc\.crt: ENOSPC/)
+      assert.equal(started(kms, 'kms'), 0)
+      assert.deepEqual(files(fs.dir), before)
+    } finally {
+      kms.kill('SIGKILL')
+    }
+  })
+})
+
+describe('a read-only cert_dir (real dstack-kms serve)', () => {
+  test('keys present: the KMS starts on the existing lock file and serves its certificates', async (t) => {
+    const dir = tempDir('kms-ro-keys-')
+    const fs = certTmpfs(t, dir, 1024)
+    await keySet(dir)
+    // left by an earlier start: a read-only file system cannot create it
+    writeFileSync(join(fs.dir, '.dstack-kms.lock'), '', { mode: 0o600 })
+    fs.remount('ro')
+    const before = files(fs.dir)
+    const { kms, url } = await serve(dir)
+    try {
+      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+      const logged = kms.logs.find((l) => msg(l).startsWith('Failed to update certs: '))
+      assert.ok(logged, JSON.stringify(kms.logs.map(msg)))
+      assert.match(msg(logged), /EROFS.*; continuing with the existing certificates$/)
+      assert.equal(await servedCert(url), pemBody(readFileSync(join(fs.dir, 'rpc.crt'), 'utf8')))
+      assert.equal((await prpc(url, 'GetMeta', '{}')).status, 200)
+      assert.deepEqual(files(fs.dir), before)
+    } finally {
+      kms.kill()
+      await kms.waitForExit()
+    }
+  })
+
+  test('no keys, auto-bootstrap: exit 1 with the reason, nothing written', async (t) => {
+    const dir = tempDir('kms-ro-bootstrap-')
+    const fs = certTmpfs(t, dir, 1024)
+    writeFileSync(join(fs.dir, '.dstack-kms.lock'), '', { mode: 0o600 })
+    fs.remount('ro')
+    const { kms } = await serve(dir, { onboard: 'auto_bootstrap_domain = "localhost"' })
+    try {
+      const exit = await kms.waitForExit(60_000)
+      assert.equal(exit.code, 1)
+      const fatal = kms.logs.find((l) => msg(l).startsWith('Failed to bootstrap: '))
+      assert.ok(fatal, JSON.stringify(kms.logs.map(msg)))
+      assert.match(msg(fatal), /Failed to write the key set to .*\.staging: EROFS/)
+      assert.deepEqual(readdirSync(fs.dir), ['.dstack-kms.lock'])
     } finally {
       kms.kill('SIGKILL')
     }

@@ -70,8 +70,15 @@ export async function updateCerts(opts: UpdateCertsOptions): Promise<void> {
   const now = opts.now ?? new Date()
   const keys = loadKeys(opts.certDir)
   const domain = readDomain(opts)
-  const write = (file: string, cert: IssuedCertificate) =>
-    writeFileAtomic(certPath(opts.certDir, file), cert.pem, { mode: 0o644 })
+  const write = (file: string, cert: IssuedCertificate): void => {
+    const path = certPath(opts.certDir, file)
+    try {
+      // atomic: on a full or read-only disk the old certificate stays, and no temp file
+      writeFileAtomic(path, cert.pem, { mode: 0o644 })
+    } catch (err) {
+      throw withContext(`Failed to write ${path}`, err, 'KMS_ERR_CERT')
+    }
+  }
 
   // A CA certificate is re-minted inside the renewal window, and also when it is unreadable or
   // does not belong to its key (the key is the source of truth; key, DN and serial stay).
