@@ -17,6 +17,10 @@
 //   attest: the start stops with "Failed to update certs: …ENOSPC" (upstream HEAD's rule,
 //   docs/design.md#certificate-renewal-follows-upstream-head). No temp file is left either way
 //   → here, "certificate renewal on a full cert_dir".
+// - Cache writes on a full cache_dir → never fail the request: the value in hand (checked
+//   collateral, a computed measurement) is used uncached, a warning says so, the SQLite file
+//   stays consistent, and the next write after space returns stores it → here, "a full cache
+//   dir" (quote collateral) and image-lite.test.ts "a full cache disk" (measurements).
 //
 // Read-only cert_dir
 // - keys present → the KMS starts and serves its existing certificates (renewal fails, logged,
@@ -54,14 +58,22 @@ import {
   writeFileSync,
 } from 'node:fs'
 import { join } from 'node:path'
-import { describe, test, type TestContext } from 'node:test'
+import { after, before, describe, test, type TestContext } from 'node:test'
+import pino from 'pino'
+import { PccsCollateralSource } from '../src/attestation/pccs-source.js'
+import { INTEL_SGX_ROOT_CA_DER } from '../src/attestation/trust.js'
+import { AttestationVerifier } from '../src/attestation/verify.js'
 import { AuditLog } from '../src/audit/audit-log.js'
+import { CACHE_DB_FILE, CacheDb } from '../src/cache/cache-db.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { bootstrap } from '../src/keys/bootstrap.js'
 import { EXIT_CANNOT_START } from '../src/supervisor/worker-ipc.js'
 import { NoneBackend } from '../src/tee/backend.js'
+import { loadCollateralFixture } from './helpers/collateral-fixtures.js'
+import { readVectorFile } from './helpers/crypto-vectors.js'
 import { testConfigToml } from './helpers/kms-config.js'
+import { PccsStub } from './helpers/pccs-stub.js'
 import {
   freePort,
   startKms,
@@ -453,6 +465,56 @@ describe('a read-only cert_dir (real dstack-kms serve)', () => {
       assert.deepEqual(readdirSync(fs.dir), ['.dstack-kms.lock'])
     } finally {
       kms.kill('SIGKILL')
+    }
+  })
+})
+
+describe('a full cache dir (a small tmpfs)', () => {
+  const NOW = 1751328000 // inside the fixture collateral's validity
+  const stub = new PccsStub([
+    { tee: 'tdx', ca: 'platform', collateral: loadCollateralFixture('tdx') },
+  ])
+  before(() => stub.start())
+  after(() => stub.stop())
+
+  test('quote collateral that cannot be stored: the verification proceeds uncached, warned; stored once there is room', async (t) => {
+    const fs = mountTmpfs(join(tempDir('kms-full-cache-'), 'cache'), 1024)
+    t.after(() => fs.unmount())
+    const db = CacheDb.open(fs.dir)
+    t.after(() => db.close())
+    const warnings: LogLine[] = []
+    const logger = pino({ level: 'warn' }, { write: (s: string) => warnings.push(JSON.parse(s)) })
+    const verify = () =>
+      new AttestationVerifier({
+        rootCaDer: INTEL_SGX_ROOT_CA_DER,
+        collateral: new PccsCollateralSource({
+          pccsUrl: stub.url,
+          db,
+          now: () => NOW,
+          logger,
+          timeoutMs: 10_000,
+        }),
+        now: () => NOW,
+      }).verifyQuote(readVectorFile('dcap-qvl-tdx_quote'))
+
+    fs.fill()
+    assert.equal((await verify()).status, 'UpToDate')
+    const warned = warnings.find((l) => msg(l).startsWith('failed to store quote collateral'))
+    assert.ok(warned, JSON.stringify(warnings))
+    assert.match(JSON.stringify(warned.err), /SQLITE_FULL|full/)
+    assert.equal(stub.total(), 4)
+
+    fs.unfill()
+    assert.equal((await verify()).status, 'UpToDate')
+    assert.equal(stub.total(), 8, 'nothing was cached, so the PCCS is asked again')
+    assert.equal((await verify()).status, 'UpToDate')
+    assert.equal(stub.total(), 8, 'now it is cached')
+    const check = new Database(join(fs.dir, CACHE_DB_FILE), { readonly: true })
+    try {
+      assert.equal(check.pragma('integrity_check', { simple: true }), 'ok')
+      assert.equal(check.prepare<[], number>('SELECT count(*) FROM collateral').pluck().get(), 1)
+    } finally {
+      check.close()
     }
   })
 })
