@@ -10,6 +10,10 @@
 //   KMS_ERR_KEYS, no .staging, no keys → here, "ENOSPC while staging" (in-process) and
 //   "auto-bootstrap on a full cert_dir" (real serve: exit 1 with the reason; the same start
 //   succeeds once there is room).
+// - Onboard.Onboard as the receiver, ENOSPC while staging → 400 "Failed to store keys: Failed to
+//   write the key set to …/.staging: …ENOSPC", no key file, no .staging; the retry after space
+//   returns onboards, and the replica serves the source's root → here, "Onboard.Onboard as the
+//   receiver on a full cert_dir" (real source and receiver on the TEE simulator).
 // - Audit log on a full disk → releases refused until space returns → audit-log.test.ts "a full
 //   disk (tmpfs) refuses the release".
 // - Certificate renewal (rpc.crt re-minted at start) on a full cert_dir → backend none: the
@@ -47,6 +51,7 @@
 //   refuses to start, and since no restart can repair the file the supervisor exits 78 with
 //   the reason instead of restarting it → here, "a damaged audit database".
 import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
 import Database from 'better-sqlite3'
 import {
   existsSync,
@@ -60,6 +65,8 @@ import {
 import { join } from 'node:path'
 import { after, before, describe, test, type TestContext } from 'node:test'
 import pino from 'pino'
+import type { BootInfo } from '../src/attestation/boot-info.js'
+import { formatRuntimeEventLine } from '../src/attestation/event-log.js'
 import { PccsCollateralSource } from '../src/attestation/pccs-source.js'
 import { INTEL_SGX_ROOT_CA_DER } from '../src/attestation/trust.js'
 import { AttestationVerifier } from '../src/attestation/verify.js'
@@ -68,11 +75,17 @@ import { CACHE_DB_FILE, CacheDb } from '../src/cache/cache-db.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { bootstrap } from '../src/keys/bootstrap.js'
+import {
+  demoPolicy,
+  simulatedDemoAppMrSystem,
+  simulatedKmsBootInfo,
+} from '../src/quickstart/demo.js'
 import { EXIT_CANNOT_START } from '../src/supervisor/worker-ipc.js'
 import { NoneBackend } from '../src/tee/backend.js'
+import { RUNTIME_EVENTS_FILE, kmsBootEvents } from '../src/tee/simulator/simulator-backend.js'
 import { loadCollateralFixture } from './helpers/collateral-fixtures.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
-import { testConfigToml } from './helpers/kms-config.js'
+import { attestedConfigToml, testConfigToml } from './helpers/kms-config.js'
 import { PccsStub } from './helpers/pccs-stub.js'
 import {
   freePort,
@@ -516,5 +529,95 @@ describe('a full cache dir (a small tmpfs)', () => {
     } finally {
       check.close()
     }
+  })
+})
+
+describe('Onboard.Onboard as the receiver on a full cert_dir (real source and receiver on the TEE simulator)', () => {
+  interface Node {
+    dir: string
+    port: number
+    authPort: number
+    url: string
+    policyFile: string
+    boot: BootInfo
+  }
+
+  /** A KMS directory with its own simulated CVM (its own instance id, so its own mr_aggregated). */
+  async function node(name: string, seed: Buffer): Promise<Node> {
+    const dir = tempDir(`kms-onboard-${name}-`)
+    const stateDir = join(dir, 'tee-simulator')
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 })
+    const events = kmsBootEvents(seed).map((e) =>
+      e.event === 'instance-id' ? { ...e, payload: randomBytes(20) } : e,
+    )
+    writeFileSync(
+      join(stateDir, RUNTIME_EVENTS_FILE),
+      events.map((e) => formatRuntimeEventLine(e) + '\n').join(''),
+      { mode: 0o600 },
+    )
+    const port = await freePort()
+    return {
+      dir,
+      port,
+      authPort: await freePort(),
+      url: `https://localhost:${port}`,
+      policyFile: join(dir, 'auth-config.json'),
+      boot: await simulatedKmsBootInfo(seed, stateDir),
+    }
+  }
+
+  test('a clear error, no key file and no .staging; the retry after freeing space onboards', async (t) => {
+    const seedHex = randomBytes(32).toString('hex')
+    const seed = Buffer.from(seedHex, 'hex')
+    const [source, receiver] = [await node('source', seed), await node('receiver', seed)]
+    const base = demoPolicy(source.boot, await simulatedDemoAppMrSystem(seed))
+    const policy = {
+      ...base,
+      kms: {
+        ...base.kms,
+        mrAggregated: [source, receiver].map((n) => n.boot.mrAggregated.toString('hex')),
+      },
+    }
+    for (const n of [source, receiver]) writeFileSync(n.policyFile, JSON.stringify(policy))
+    // 16 KiB: four pages, and a replica's key set is eight files
+    const fs = certTmpfs(t, receiver.dir, 16)
+    const start = (n: Node, autoBootstrapDomain?: string): KmsProcess =>
+      startKms({
+        dir: n.dir,
+        configToml: attestedConfigToml({
+          dir: n.dir,
+          port: n.port,
+          authPort: n.authPort,
+          seed: seedHex,
+          policyFile: n.policyFile,
+          ...(autoBootstrapDomain === undefined ? {} : { autoBootstrapDomain }),
+        }),
+      })
+    const src = start(source, 'localhost')
+    const rcv = start(receiver)
+    t.after(async () => {
+      for (const p of [src, rcv]) p.kill()
+      await Promise.all([src, rcv].map((p) => p.waitForExit().catch(() => undefined)))
+    })
+    await src.waitForLog((l) => msg(l) === 'KMS worker ready', 90_000)
+    await rcv.waitForLog((l) => msg(l) === 'onboarding worker ready', 90_000)
+
+    const body = JSON.stringify({ source_url: source.url, domain: 'localhost' })
+    const failed = await prpc(receiver.url, 'Onboard', body)
+    assert.equal(failed.status, 400, failed.text)
+    assert.match(
+      String((JSON.parse(failed.text) as { error: unknown }).error),
+      /^Failed to store keys: Failed to write the key set to .*\.staging: .*ENOSPC/,
+    )
+    assert.deepEqual(readdirSync(fs.dir), ['.dstack-kms.lock'], 'no key file, no staged keys')
+
+    fs.remount('size=1m')
+    const ok = await prpc(receiver.url, 'Onboard', body)
+    assert.equal(ok.status, 200, ok.text)
+    assert.equal((await rawRequest({ url: `${receiver.url}/finish` })).text, 'OK')
+    await rcv.waitForLog((l) => msg(l) === 'KMS worker ready', 90_000)
+    const caOf = async (url: string) =>
+      (JSON.parse((await prpc(url, 'GetMeta', '{}')).text) as { ca_cert: string }).ca_cert
+    assert.equal(await caOf(receiver.url), await caOf(source.url), 'the same root as the source')
   })
 })
