@@ -8,7 +8,7 @@
 // Full disk
 // - Bootstrap, ENOSPC while staging → "Failed to write the key set to …/.staging: …ENOSPC",
 //   KMS_ERR_KEYS, no .staging, no keys → here, "ENOSPC while staging" (in-process) and
-//   "auto-bootstrap on a full cert_dir" (real serve: exit 1 with the reason; the same start
+//   "a full cert_dir" › "auto-bootstrap" (real serve: exit 1 with the reason; the same start
 //   succeeds once there is room).
 // - Onboard.Onboard as the receiver, ENOSPC while staging → 400 "Failed to store keys: Failed to
 //   write the key set to …/.staging: …ENOSPC", no key file, no .staging; the retry after space
@@ -20,7 +20,7 @@
 //   failure is logged and the existing certificates serve, byte for byte; a backend that can
 //   attest: the start stops with "Failed to update certs: …ENOSPC" (upstream HEAD's rule,
 //   docs/design.md#certificate-renewal-follows-upstream-head). No temp file is left either way
-//   → here, "certificate renewal on a full cert_dir".
+//   → here, "a full cert_dir" › "certificate renewal, …".
 // - Cache writes on a full cache_dir → never fail the request: the value in hand (checked
 //   collateral, a computed measurement) is used uncached, a warning says so, the SQLite file
 //   stays consistent, and the next write after space returns stores it → here, "a full cache
@@ -28,28 +28,34 @@
 //
 // Read-only cert_dir
 // - keys present → the KMS starts and serves its existing certificates (renewal fails, logged,
-//   backend none); the lock is taken on the existing lock file → here, "read-only cert_dir".
+//   backend none); the lock is taken on the existing lock file → here, "a read-only cert_dir"
+//   › "keys present".
 // - no keys, auto-bootstrap → exit 1 "Failed to bootstrap: Failed to write the key set to
-//   …/.staging: …EROFS", nothing written → here (real serve) and "a read-only cert_dir"
-//   (in-process).
+//   …/.staging: …EROFS", nothing written → here, "a read-only cert_dir" › "no keys" (real
+//   serve) and "a read-only cert_dir: a clear error" (in-process).
 //
 // Damaged at start
 // - any key file (root-ca.key, root-k256.key, tmp-ca.key, rpc.key) truncated or garbage → the
 //   supervisor exits non-zero within seconds, naming the file; no worker is forked, the damaged
-//   bytes stay as they were and no key is generated → here, "damaged key files". A key file
-//   missing beside others → supervisor.test.ts "a partial key set is fatal".
+//   bytes stay as they were and no key is generated → here, "damaged key files at start". A key
+//   file missing beside others → supervisor.test.ts "a partial key set is fatal".
+// - a root key replaced by bytes that still parse → refused like a damaged one when
+//   bootstrap-info.json records other public keys → here, "another valid key". A
+//   bootstrap-info.json that does not parse checks nothing and GetMeta reports it as null, as
+//   upstream → here, "a damaged bootstrap-info.json at start".
 // - a staging directory left by a crash → rolled forward or discarded → keys.test.ts "staged
 //   commits" (a SIGKILL at each commit step).
 // - root-ca.crt, tmp-ca.crt or rpc.crt unreadable → re-minted from its key (same key, DN and
 //   serial: docs/design.md#update_certs), with a warning naming the file → here, "damaged
-//   certificates". A CA certificate of another key → keys.test.ts "re-mints CA certificates
-//   that do not belong to their keys"; rpc-domain not a DNS name → keys.test.ts.
+//   certificates at start". A CA certificate of another key → keys.test.ts "re-mints CA
+//   certificates that do not belong to their keys"; rpc-domain not a DNS name → keys.test.ts.
 // - the cache database → moved aside (kept for inspection), rebuilt empty, logged; the KMS
 //   serves → here, "a damaged cache database"; every kind of damage → cache.test.ts "a damaged
 //   cache database at open".
-// - the audit database → the audit log is evidence and is never replaced: the main worker
-//   refuses to start, and since no restart can repair the file the supervisor exits 78 with
-//   the reason instead of restarting it → here, "a damaged audit database".
+// - the audit database (header overwritten, truncated) → the audit log is evidence and is never
+//   replaced: the main worker refuses to start, and since no restart can repair the file the
+//   supervisor exits 78 with the reason instead of restarting it → here, "a damaged audit
+//   database".
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import Database from 'better-sqlite3'
@@ -272,6 +278,23 @@ describe('damaged certificates at start (real dstack-kms serve)', () => {
   })
 })
 
+describe('a damaged bootstrap-info.json at start (real dstack-kms serve)', () => {
+  test('garbage: the KMS starts and GetMeta reports no bootstrap info, as upstream', async () => {
+    const dir = tempDir('kms-damaged-info-')
+    const certDir = await keySet(dir)
+    writeFileSync(join(certDir, 'bootstrap-info.json'), '{"ca_pubkey": "trunc')
+    const { kms, url } = await serve(dir)
+    try {
+      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+      const meta = JSON.parse((await prpc(url, 'GetMeta', '{}')).text) as Record<string, unknown>
+      assert.equal(meta.bootstrap_info, null)
+    } finally {
+      kms.kill()
+      await kms.waitForExit()
+    }
+  })
+})
+
 describe('damaged databases at start (real dstack-kms serve)', () => {
   test('a damaged cache database: moved aside with its bytes, rebuilt empty, logged; the KMS serves', async () => {
     const dir = tempDir('kms-damaged-cache-')
@@ -303,40 +326,53 @@ describe('damaged databases at start (real dstack-kms serve)', () => {
     }
   })
 
-  test('a damaged audit database: kept as it is, and the supervisor exits 78 with the reason instead of restarting', async () => {
-    const dir = tempDir('kms-damaged-audit-')
-    await keySet(dir)
-    const auditPath = join(dir, 'kms-audit.sqlite3')
-    const log = AuditLog.open(auditPath)
-    log.record({ rpc: 'GetAppKey', decision: 'refuse', reason: 'test', caller: {}, released: [] })
-    log.close()
-    // the SQLite header overwritten: what a torn write or a stray `dd` leaves
-    const bytes = readFileSync(auditPath)
-    bytes.fill(0x5a, 0, 100)
-    writeFileSync(auditPath, bytes)
-    const { kms } = await serve(dir)
-    try {
-      const exit = await kms.waitForExit(60_000)
-      assert.equal(exit.code, EXIT_CANNOT_START)
-      const fatal = kms.logs.find((l) =>
-        msg(l).startsWith('kms worker cannot start and a restart would not change that: '),
-      )
-      assert.ok(fatal, JSON.stringify(kms.logs.map(msg)))
-      assert.match(
-        msg(fatal),
-        /Failed to initialise audit log .*kms-audit\.sqlite3: .*it is kept as it is/,
-      )
-      assert.equal(started(kms, 'kms'), 1, 'no restart')
-      assert.deepEqual(readFileSync(auditPath), bytes, 'the evidence is not touched')
-      assert.deepEqual(
-        readdirSync(dir).filter((f) => f.startsWith('kms-audit.sqlite3')),
-        ['kms-audit.sqlite3'],
-        'not moved aside or replaced',
-      )
-    } finally {
-      kms.kill('SIGKILL')
-    }
-  })
+  const auditDamages: Array<[string, (bytes: Buffer) => Buffer]> = [
+    // what a torn write or a stray `dd` leaves
+    ['header overwritten', (b) => b.fill(0x5a, 0, 100)],
+    ['truncated to half', (b) => b.subarray(0, Math.floor(b.length / 2))],
+  ]
+  for (const [how, damage] of auditDamages) {
+    test(`a damaged audit database (${how}): kept as it is, and the supervisor exits 78 with the reason instead of restarting`, async () => {
+      const dir = tempDir('kms-damaged-audit-')
+      await keySet(dir)
+      const auditPath = join(dir, 'kms-audit.sqlite3')
+      const log = AuditLog.open(auditPath)
+      for (let i = 0; i < 500; i++) {
+        log.record({
+          rpc: 'GetAppKey',
+          decision: 'refuse',
+          reason: `test ${i}`,
+          caller: {},
+          released: [],
+        })
+      }
+      log.close()
+      const bytes = damage(readFileSync(auditPath))
+      writeFileSync(auditPath, bytes)
+      const { kms } = await serve(dir)
+      try {
+        const exit = await kms.waitForExit(60_000)
+        assert.equal(exit.code, EXIT_CANNOT_START)
+        const fatal = kms.logs.find((l) =>
+          msg(l).startsWith('kms worker cannot start and a restart would not change that: '),
+        )
+        assert.ok(fatal, JSON.stringify(kms.logs.map(msg)))
+        assert.match(
+          msg(fatal),
+          /Failed to initialise audit log .*kms-audit\.sqlite3: .*it is kept as it is/,
+        )
+        assert.equal(started(kms, 'kms'), 1, 'no restart')
+        assert.deepEqual(readFileSync(auditPath), bytes, 'the evidence is not touched')
+        assert.deepEqual(
+          readdirSync(dir).filter((f) => f.startsWith('kms-audit.sqlite3')),
+          ['kms-audit.sqlite3'],
+          'not moved aside or replaced',
+        )
+      } finally {
+        kms.kill('SIGKILL')
+      }
+    })
+  }
 })
 
 /** The cert_dir of `dir` as a small tmpfs of its own, unmounted after the test. */
