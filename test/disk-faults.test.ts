@@ -24,7 +24,9 @@
 // - Cache writes on a full cache_dir → never fail the request: the value in hand (checked
 //   collateral, a computed measurement) is used uncached, a warning says so, the SQLite file
 //   stays consistent, and the next write after space returns stores it → here, "a full cache
-//   dir" (quote collateral) and image-lite.test.ts "a full cache disk" (measurements).
+//   dir" (quote collateral) and image-lite.test.ts "a full cache disk" (measurements). A
+//   cache database that cannot even be created at start → exit 1 naming it, before any worker
+//   (a restart succeeds once there is room) → here, "a full cache dir" › "full before the start".
 //
 // Read-only cert_dir
 // - keys present → the KMS starts and serves its existing certificates (renewal fails, logged,
@@ -525,6 +527,26 @@ describe('a full cache dir (a small tmpfs)', () => {
   ])
   before(() => stub.start())
   after(() => stub.stop())
+
+  test('full before the start (real dstack-kms serve): exit 1 naming the database, before any worker', async (t) => {
+    const dir = tempDir('kms-full-cache-start-')
+    await keySet(dir)
+    const fs = mountTmpfs(join(dir, 'cache'), 64)
+    t.after(() => fs.unmount())
+    fs.fill()
+    const { kms } = await serve(dir)
+    try {
+      const exit = await kms.waitForExit(60_000)
+      assert.equal(exit.code, 1)
+      assert.match(
+        kms.stderr.join(''),
+        /Failed to initialise cache database .*kms-cache\.sqlite3: database or disk is full/,
+      )
+      assert.equal(started(kms, 'kms'), 0)
+    } finally {
+      kms.kill('SIGKILL')
+    }
+  })
 
   test('quote collateral that cannot be stored: the verification proceeds uncached, warned; stored once there is room', async (t) => {
     const fs = mountTmpfs(join(tempDir('kms-full-cache-'), 'cache'), 1024)
