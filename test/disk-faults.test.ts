@@ -15,7 +15,9 @@
 //   returns onboards, and the replica serves the source's root → here, "Onboard.Onboard as the
 //   receiver on a full cert_dir" (real source and receiver on the TEE simulator).
 // - Audit log on a full disk → releases refused until space returns → audit-log.test.ts "a full
-//   disk (tmpfs) refuses the release".
+//   disk (tmpfs) refuses the release". Already full when the main worker opens it → the worker
+//   logs why and is restarted with backoff (a full disk is not a damaged file), and serves once
+//   space returns → here, "a full audit log disk at start".
 // - Certificate renewal (rpc.crt re-minted at start) on a full cert_dir → backend none: the
 //   failure is logged and the existing certificates serve, byte for byte; a backend that can
 //   attest: the start stops with "Failed to update certs: …ENOSPC" (upstream HEAD's rule,
@@ -473,6 +475,30 @@ describe('a full cert_dir (real dstack-kms serve on a small tmpfs)', () => {
       assert.deepEqual(files(fs.dir), before)
     } finally {
       kms.kill('SIGKILL')
+    }
+  })
+})
+
+describe('a full audit log disk at start (real dstack-kms serve)', () => {
+  test('the worker says why it cannot start and is restarted with backoff; once space returns it serves', async (t) => {
+    const dir = tempDir('kms-full-audit-')
+    await keySet(dir)
+    const fs = mountTmpfs(join(dir, 'audit'), 1024)
+    t.after(() => fs.unmount())
+    fs.fill()
+    const extra = `[core.audit]\npath = "${join(fs.dir, 'kms-audit.sqlite3')}"`
+    const { kms, url } = await serve(dir, { extra })
+    try {
+      const failed = await kms.waitForLog((l) => msg(l) === 'kms worker failed to start', 60_000)
+      assert.match(JSON.stringify(failed.err), /Failed to (open|initialise) audit log .*full/)
+      await kms.waitForLog((l) => /^restarting kms worker in \d+ ms$/.test(msg(l)), 60_000)
+      fs.unfill()
+      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 90_000)
+      assert.ok(started(kms, 'kms') >= 2)
+      assert.equal((await prpc(url, 'GetMeta', '{}')).status, 200)
+    } finally {
+      kms.kill()
+      await kms.waitForExit()
     }
   })
 })
