@@ -13,8 +13,7 @@ import { strippedAttestationBytes } from '../ratls/cert-attestation.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
 import { issueRootCaCert, issueRpcCert, issueTempCaCert } from '../x509/templates.js'
-import { readFileSync } from 'node:fs'
-import { parseBootstrapInfoJson, type BootstrapInfo } from './bootstrap-info.js'
+import { readBootstrapInfo } from './bootstrap-info.js'
 import { CERT_DIR_FILES, certPath } from './cert-dir.js'
 import { ratlsCertReportData } from './report-data.js'
 
@@ -121,28 +120,12 @@ export interface LoadedKeys extends KmsKeys {
   tmpCaKeyPem: string
 }
 
-/** bootstrap-info.json as Bootstrap wrote it; undefined when there is none or it does not parse
- * (upstream's GetMeta reports such a file as null, and it holds nothing secret). */
-function readBootstrapInfo(certDir: string): BootstrapInfo | undefined {
-  let text: string
-  try {
-    text = readFileSync(certPath(certDir, CERT_DIR_FILES.bootstrapInfo), 'utf8')
-  } catch {
-    return undefined
-  }
-  try {
-    return parseBootstrapInfoJson(text)
-  } catch {
-    return undefined
-  }
-}
-
 /** A root key file overwritten with bytes that still parse (32 bytes are almost always a valid
  * secp256k1 scalar) would silently make this a different KMS. Bootstrap recorded both root
  * public keys; when that record is there, the keys must match it. */
 function checkAgainstBootstrapInfo(certDir: string, rootCaKey: P256Key, rootK256Key: Buffer): void {
   const info = readBootstrapInfo(certDir)
-  if (info === undefined) return
+  if (info === null) return
   const record = certPath(certDir, CERT_DIR_FILES.bootstrapInfo)
   if (!rootCaKey.spkiDer().equals(info.caPubkey)) {
     throw new KmsError(
