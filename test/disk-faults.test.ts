@@ -28,7 +28,7 @@
 //   stays consistent, and the next write after space returns stores it → here, "a full cache
 //   dir" (quote collateral) and image-lite.test.ts "a full cache disk" (measurements). A
 //   cache database that cannot even be created at start → exit 1 naming it, before any worker
-//   (a restart succeeds once there is room) → here, "a full cache dir" › "full before the start".
+//   → here, "a full cache dir" › "full before the start".
 //
 // Read-only cert_dir
 // - keys present → the KMS starts and serves its existing certificates (renewal fails, logged,
