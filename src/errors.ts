@@ -46,6 +46,7 @@ export type KmsErrorCode =
   | 'KMS_ERR_TDX' // a TDX guest interface failed outside the TdxAttestError variants
   | 'KMS_ERR_IMAGE' // an OS image could not be fetched, was malformed, or could not be measured
   | 'KMS_ERR_AUDIT' // the key-release audit log could not be written or read; releases refuse
+  | 'KMS_ERR_AUDIT_DAMAGED' // the audit database is not a healthy SQLite file; never replaced
   | TdxErrorCode
   | 'KMS_ERR_INTERNAL'
 
@@ -122,6 +123,7 @@ export const HTTP_STATUS: Readonly<Record<KmsErrorCode, number>> = {
   KMS_ERR_TDX: 400,
   KMS_ERR_IMAGE: 400,
   KMS_ERR_AUDIT: 400,
+  KMS_ERR_AUDIT_DAMAGED: 400,
   KMS_ERR_TDX_UNEXPECTED: 400,
   KMS_ERR_TDX_INVALID_PARAMETER: 400,
   KMS_ERR_TDX_OUT_OF_MEMORY: 400,

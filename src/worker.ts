@@ -225,13 +225,15 @@ async function main(): Promise<void> {
 }
 
 /** Start failures that the next start would meet again: damaged or missing key material and
- * certificates, an invalid configuration, and the sidecar's address held by another process
- * (retrying would leave whoever holds it answering the KMS's authorization queries). */
+ * certificates, a damaged audit log, an invalid configuration, and the sidecar's address held
+ * by another process (retrying would leave whoever holds it answering the KMS's authorization
+ * queries). An audit log on a full disk is not among them: it recovers once space returns. */
 function cannotBeFixedByRestart(role: string, err: unknown): boolean {
   if (
     hasErrorCode(err, 'KMS_ERR_KEYS') ||
     hasErrorCode(err, 'KMS_ERR_CONFIG') ||
-    hasErrorCode(err, 'KMS_ERR_CERT')
+    hasErrorCode(err, 'KMS_ERR_CERT') ||
+    hasErrorCode(err, 'KMS_ERR_AUDIT_DAMAGED')
   ) {
     return true
   }

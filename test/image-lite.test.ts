@@ -34,6 +34,7 @@ import {
 } from '../src/image/vm-config.js'
 import { readVectorJson } from './helpers/crypto-vectors.js'
 import { tempDir } from './helpers/kms-process.js'
+import { mountTmpfs } from './helpers/small-tmpfs.js'
 
 interface GetQuoteFixture {
   quote: string
@@ -410,12 +411,12 @@ describe('vm_config', () => {
 
 describe('OsImageVerifier measurement cache', () => {
   const log = pino({ level: 'silent' })
-  const open = () => {
-    const cache = CacheDb.open(join(tempDir(), 'cache'))
+  const open = (cacheDir = join(tempDir(), 'cache'), logger: pino.Logger = log) => {
+    const cache = CacheDb.open(cacheDir)
     const verifier = new OsImageVerifier({
       cache,
       cacheMaxBytes: 1 << 20,
-      log,
+      log: logger,
       legacy: createLegacyVerifier({
         imageCacheDir: cache.imagesDir,
         downloadUrl: 'http://127.0.0.1:9/{OS_IMAGE_HASH}.tar.gz',
@@ -465,6 +466,30 @@ describe('OsImageVerifier measurement cache', () => {
         verifier.clear('../x', ''),
         /Failed to clear image cache: Invalid cache key/,
       )
+    } finally {
+      cache.close()
+    }
+  })
+
+  it('a full cache disk (tmpfs): the check stands, the failed store is a warning; stored once there is room', async (t) => {
+    const fs = mountTmpfs(join(tempDir(), 'cache'), 1024)
+    t.after(() => fs.unmount())
+    const warnings: string[] = []
+    const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) })
+    const { cache, verifier } = open(fs.dir, logger)
+    try {
+      fs.fill()
+      const first = await verifier.checkTdx(vm, events, quoted)
+      assert.deepEqual(first.mismatches, [])
+      assert.equal(first.cacheHit, false)
+      assert.equal(cache.countMeasurements(), 0)
+      assert.ok(
+        warnings.some((w) => w.includes('failed to store measurement') && /full/.test(w)),
+        warnings.join(''),
+      )
+      fs.unfill()
+      assert.equal((await verifier.checkTdx(vm, events, quoted)).cacheHit, false)
+      assert.equal((await verifier.checkTdx(vm, events, quoted)).cacheHit, true)
     } finally {
       cache.close()
     }

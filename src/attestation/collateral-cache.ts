@@ -65,8 +65,16 @@ export class CollateralCache {
         { pccs: this.pccsUrl, key, err: asError(err) },
         'cached collateral no longer checks out; refetching',
       )
-      this.db.deleteCollateral(key)
       this.remembered.delete(key)
+      try {
+        this.db.deleteCollateral(key)
+      } catch (deleteErr) {
+        // the copy is refused on every read anyway, so a failed delete only costs the space
+        this.logger?.warn(
+          { pccs: this.pccsUrl, key, err: asError(deleteErr) },
+          'failed to drop cached collateral that no longer checks out',
+        )
+      }
       return undefined
     }
   }
@@ -74,8 +82,18 @@ export class CollateralCache {
   /** Stores collateral that has already been checked, valid until `validUntil` (unix seconds),
    * and drops entries that expired by `now`. */
   put(key: string, collateral: Collateral, validUntil: number, now: number): void {
-    this.db.putCollateral(key, JSON.stringify(collateral), validUntil)
-    this.db.pruneCollateral(now)
+    try {
+      this.db.putCollateral(key, JSON.stringify(collateral), validUntil)
+      this.db.pruneCollateral(now)
+    } catch (err) {
+      // A cache that cannot be written (a full disk) costs a PCCS round trip per verification,
+      // never the verification: the collateral in hand has been checked. SQLite rolls the
+      // failed statement back, so the file stays consistent.
+      this.logger?.warn(
+        { pccs: this.pccsUrl, key, err: asError(err) },
+        'failed to store quote collateral in the cache; verifying without caching it',
+      )
+    }
   }
 
   /** When the expired copy under `key` stopped being valid (unix seconds), if one is left. */

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto'
 import { closeSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
-import { KmsError, withContext } from '../errors.js'
+import { KmsError, errorMessage, withContext, type KmsErrorCode } from '../errors.js'
 
 /** prev_hash of the first row ever written */
 export const GENESIS_HASH = '0'.repeat(64)
@@ -260,7 +260,7 @@ export class AuditLog {
       closeSync(openSync(path, 'a', 0o600))
       db = new Database(path)
     } catch (err) {
-      throw withContext(`Failed to open audit log ${path}`, err, 'KMS_ERR_AUDIT')
+      throw withContext(`Failed to open audit log ${path}`, err, auditFailureCode(err))
     }
     try {
       db.pragma('journal_mode = WAL')
@@ -270,7 +270,18 @@ export class AuditLog {
       db.exec(SCHEMA)
     } catch (err) {
       db.close()
-      throw withContext(`Failed to initialise audit log ${path}`, err, 'KMS_ERR_AUDIT')
+      const code = auditFailureCode(err)
+      // Unlike the caches, the audit log is evidence: a damaged file is never moved aside and
+      // replaced by an empty one, which would look like a KMS that never released anything.
+      const advice =
+        code === 'KMS_ERR_AUDIT_DAMAGED'
+          ? `; it is kept as it is: inspect it, then move it away to start a new log (core.audit.path)`
+          : ''
+      throw new KmsError(
+        code,
+        `Failed to initialise audit log ${path}: ${errorMessage(err)}${advice}`,
+        { cause: err },
+      )
     }
     return new AuditLog(db, path, opts)
   }
@@ -381,6 +392,15 @@ export class AuditLog {
       yield toRow(r)
     }
   }
+}
+
+/** KMS_ERR_AUDIT_DAMAGED when SQLite says the file is not a healthy database (no restart can
+ * change that); KMS_ERR_AUDIT for everything else (a full disk, permissions, a lock). */
+function auditFailureCode(err: unknown): KmsErrorCode {
+  return err instanceof Database.SqliteError &&
+    (err.code.startsWith('SQLITE_CORRUPT') || err.code.startsWith('SQLITE_NOTADB'))
+    ? 'KMS_ERR_AUDIT_DAMAGED'
+    : 'KMS_ERR_AUDIT'
 }
 
 /** Fails with a KmsError unless `value` looks like a hex app id; used by the CLI filter. */

@@ -125,7 +125,12 @@ export function commitFiles(certDir: string, files: readonly CertDirFile[]): voi
       `an interrupted key commit is pending in ${staging}; run recoverStaging first`,
     )
   }
-  mkdirSync(staging, { mode: 0o700 })
+  try {
+    mkdirSync(staging, { mode: 0o700 })
+  } catch (err) {
+    // nothing was created, so nothing to remove (a read-only or full cert_dir)
+    throw withContext(`Failed to write the key set to ${staging}`, err, 'KMS_ERR_KEYS')
+  }
   try {
     // the staging directory's own entry must be durable before anything refers to it
     fsyncDir(certDir)

@@ -3,12 +3,17 @@
 // main worker's state and update_certs use.
 import { readRequiredFile } from '../fs/read-file.js'
 import { P256Key } from '../crypto/p256.js'
-import { generateSecp256k1Key, isValidSecp256k1Scalar } from '../crypto/secp256k1.js'
+import {
+  generateSecp256k1Key,
+  isValidSecp256k1Scalar,
+  nobleSecp256k1,
+} from '../crypto/secp256k1.js'
 import { KmsError, withContext } from '../errors.js'
 import { strippedAttestationBytes } from '../ratls/cert-attestation.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
 import { issueRootCaCert, issueRpcCert, issueTempCaCert } from '../x509/templates.js'
+import { readBootstrapInfo } from './bootstrap-info.js'
 import { CERT_DIR_FILES, certPath } from './cert-dir.js'
 import { ratlsCertReportData } from './report-data.js'
 
@@ -115,6 +120,27 @@ export interface LoadedKeys extends KmsKeys {
   tmpCaKeyPem: string
 }
 
+/** A root key file overwritten with bytes that still parse (32 bytes are almost always a valid
+ * secp256k1 scalar) would silently make this a different KMS. Bootstrap recorded both root
+ * public keys; when that record is there, the keys must match it. */
+function checkAgainstBootstrapInfo(certDir: string, rootCaKey: P256Key, rootK256Key: Buffer): void {
+  const info = readBootstrapInfo(certDir)
+  if (info === null) return
+  const record = certPath(certDir, CERT_DIR_FILES.bootstrapInfo)
+  if (!rootCaKey.spkiDer().equals(info.caPubkey)) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `${certPath(certDir, CERT_DIR_FILES.rootCaKey)} is not the root CA key recorded in ${record} (ca_pubkey); restore it from a backup`,
+    )
+  }
+  if (!nobleSecp256k1.publicKeyCompressed(rootK256Key).equals(info.k256Pubkey)) {
+    throw new KmsError(
+      'KMS_ERR_KEYS',
+      `${certPath(certDir, CERT_DIR_FILES.rootK256Key)} is not the root k256 key recorded in ${record} (k256_pubkey); restore it from a backup`,
+    )
+  }
+}
+
 /** Reads and parses the four key files of `certDir`. A failure names the file and carries the
  * context upstream's `KmsState::new` gives for that key, so start-up errors read the same
  * whichever of the two callers (the main worker, update_certs) meets the bad file first. */
@@ -122,14 +148,17 @@ export function loadKeys(certDir: string): LoadedKeys {
   const tmpCa = inContext('Failed to read temp ca key', () =>
     readP256(certDir, CERT_DIR_FILES.tmpCaKey),
   )
+  const rootCaKey = inContext('Failed to load root CA certificate', () =>
+    readP256(certDir, CERT_DIR_FILES.rootCaKey),
+  ).key
+  const rootK256Key = inContext('Failed to load ECDSA root key', () => readRootK256(certDir))
+  checkAgainstBootstrapInfo(certDir, rootCaKey, rootK256Key)
   return {
     tmpCaKey: tmpCa.key,
     tmpCaKeyPem: tmpCa.pem,
-    rootCaKey: inContext('Failed to load root CA certificate', () =>
-      readP256(certDir, CERT_DIR_FILES.rootCaKey),
-    ).key,
+    rootCaKey,
     // upstream's KmsState::new never reads rpc.key: the file name is the whole context
     rpcKey: readP256(certDir, CERT_DIR_FILES.rpcKey).key,
-    rootK256Key: inContext('Failed to load ECDSA root key', () => readRootK256(certDir)),
+    rootK256Key,
   }
 }

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { validateDomain } from '../config/validate.js'
-import { KmsError, withContext } from '../errors.js'
+import { KmsError, errorMessage, withContext } from '../errors.js'
 import { writeFileAtomic } from '../fs/atomic-write.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
@@ -27,11 +27,18 @@ export interface UpdateCertsOptions {
   now?: Date
 }
 
-function readCert(path: string): ParsedCertificate | undefined {
+/** The certificate at `path`, or why there is none to keep. */
+function readCert(path: string): ParsedCertificate | { problem: string } {
+  let pem: string
   try {
-    return parseCertificate(pemDecode(readFileSync(path, 'utf8'), 'CERTIFICATE'))
-  } catch {
-    return undefined
+    pem = readFileSync(path, 'utf8')
+  } catch (err) {
+    return { problem: errorMessage(err) }
+  }
+  try {
+    return parseCertificate(pemDecode(pem, 'CERTIFICATE'))
+  } catch (err) {
+    return { problem: errorMessage(err) }
   }
 }
 
@@ -63,8 +70,15 @@ export async function updateCerts(opts: UpdateCertsOptions): Promise<void> {
   const now = opts.now ?? new Date()
   const keys = loadKeys(opts.certDir)
   const domain = readDomain(opts)
-  const write = (file: string, cert: IssuedCertificate) =>
-    writeFileAtomic(certPath(opts.certDir, file), cert.pem, { mode: 0o644 })
+  const write = (file: string, cert: IssuedCertificate): void => {
+    const path = certPath(opts.certDir, file)
+    try {
+      // atomic: on a full or read-only disk the old certificate stays, and no temp file
+      writeFileAtomic(path, cert.pem, { mode: 0o644 })
+    } catch (err) {
+      throw withContext(`Failed to write ${path}`, err, 'KMS_ERR_CERT')
+    }
+  }
 
   // A CA certificate is re-minted inside the renewal window, and also when it is unreadable or
   // does not belong to its key (the key is the source of truth; key, DN and serial stay).
@@ -74,7 +88,11 @@ export async function updateCerts(opts: UpdateCertsOptions): Promise<void> {
     issue: (k: P256Key) => IssuedCertificate,
     what: string,
   ): ParsedCertificate => {
-    const current = readCert(certPath(opts.certDir, file))
+    const read = readCert(certPath(opts.certDir, file))
+    const current = 'problem' in read ? undefined : read
+    if ('problem' in read) {
+      opts.logger.warn(`${file} is unreadable (${read.problem}); re-minting it from its key`)
+    }
     const foreign = current !== undefined && !current.spkiDer.equals(key.spkiDer())
     if (foreign) opts.logger.warn(`${file} does not belong to its key; re-minting it`)
     if (current === undefined || foreign || needsRenewal(current, now)) {

@@ -1,6 +1,5 @@
 // The public KMS RPCs (upstream `kms/src/main_service.rs`). Handlers take decoded requests
 // and return plain objects; the pRPC layer owns the wire formats.
-import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { certifiedAppInfo, certifiedAttestation } from '../attestation/certified.js'
 import { pemDecode } from '../asn1/pem.js'
@@ -36,8 +35,7 @@ import { P256PublicKey } from '../crypto/p256.js'
 import { isValidSecp256k1Scalar, signMessage, type Secp256k1Backend } from '../crypto/secp256k1.js'
 import { KmsError, errorMessage, withContext } from '../errors.js'
 import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '../admin/token.js'
-import { parseBootstrapInfoJson, type BootstrapInfo } from '../keys/bootstrap-info.js'
-import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
+import { readBootstrapInfo, type BootstrapInfo } from '../keys/bootstrap-info.js'
 import { decodeVerifiedCsr } from '../ratls/csr.js'
 import { issueAppCaCert, issueSignCertLeaf } from '../x509/templates.js'
 import { EnvPubKeyProvider, type EnvEncryptPubKey } from './env-pubkey.js'
@@ -136,17 +134,7 @@ export class KmsService {
 
   #readBootstrapInfo(): MetaInfo['bootstrapInfo'] {
     // Re-read on every call like upstream; a missing or unparsable file is reported as null.
-    let text: string
-    try {
-      text = readFileSync(certPath(this.#deps.state.certDir, CERT_DIR_FILES.bootstrapInfo), 'utf8')
-    } catch {
-      return null
-    }
-    try {
-      return parseBootstrapInfoJson(text)
-    } catch {
-      return null
-    }
+    return readBootstrapInfo(this.#deps.state.certDir)
   }
 
   async getMeta(): Promise<MetaInfo> {

@@ -38,8 +38,10 @@ export interface FileLock {
 export async function lockFileExclusive(path: string): Promise<FileLock> {
   let handle: FileHandle
   try {
-    // O_NOFOLLOW: a planted symlink must not make us create or lock a file elsewhere
-    handle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
+    // O_NOFOLLOW: a planted symlink must not make us create or lock a file elsewhere. Read-only:
+    // flock needs no write access, and an existing lock file then opens on a read-only file
+    // system too (a KMS whose cert_dir is mounted read-only still starts).
+    handle = await open(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600)
   } catch (err) {
     throw withContext(`failed to open lock file ${path}`, err, 'KMS_ERR_LOCKED')
   }
