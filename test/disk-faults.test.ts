@@ -231,7 +231,7 @@ describe('damaged key files at start (real dstack-kms serve)', () => {
       const { kms } = await serve(dir)
       try {
         const exit = await kms.waitForExit(60_000)
-        assert.equal(exit.code, 1)
+        assert.equal(exit.code, EXIT_CANNOT_START)
         const fatal = kms.logs.find((l) => /^cannot start: /.test(msg(l)))
         assert.ok(fatal, JSON.stringify(kms.logs))
         assert.ok(msg(fatal).includes(join(certDir, file)), msg(fatal))

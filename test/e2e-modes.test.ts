@@ -10,6 +10,7 @@ import { keysExist } from '../src/keys/cert-dir.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { ADMIN_TOKEN, testConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+import { EXIT_CANNOT_START } from '../src/supervisor/worker-ipc.js'
 
 function json(res: RawResponse): Record<string, unknown> {
   assert.equal(res.headers['content-type'], 'application/json', res.text)
@@ -270,7 +271,7 @@ describe('onboarding', () => {
       configToml: testConfigToml({ dir, port }).replace('enabled = true', 'enabled = false'),
     })
     const exit = await kms.waitForExit()
-    assert.equal(exit.code, 1)
+    assert.equal(exit.code, EXIT_CANNOT_START)
     assert.ok(
       kms.logs.some((l) => typeof l.msg === 'string' && l.msg.includes('onboarding is disabled')),
       JSON.stringify(kms.logs),

@@ -12,6 +12,7 @@ import { REQUIRED_KEY_FILES, keysExist } from '../src/keys/cert-dir.js'
 import { RestartBackoff } from '../src/supervisor/backoff.js'
 import { runSupervisor, type SupervisorDeps } from '../src/supervisor/supervisor.js'
 import {
+  EXIT_CANNOT_START,
   isWorkerIpcReady,
   isWorkerIpcStart,
   onSupervisorGone,
@@ -291,10 +292,10 @@ describe('supervisor phases', () => {
     assert.deepEqual(f.events(), ['onboard start', 'onboard ready', 'onboard finish'])
   })
 
-  test('onboarding disabled and no keys → error, exit 1, nothing forked', async () => {
+  test('onboarding disabled and no keys → error, exit 78, nothing forked', async () => {
     const f = fixture()
     const sup = supervise(f, { onboard: { enabled: false } })
-    assert.equal(await sup.result, 1)
+    assert.equal(await sup.result, EXIT_CANNOT_START)
     const err = f.logs.find((l) => l.level === LEVEL.error)
     assert.equal(err?.msg, `keys are missing in ${f.certDir} and onboarding is disabled`)
     assert.deepEqual(f.events(), [])
@@ -424,7 +425,7 @@ describe('supervisor phases', () => {
     f.writeKeys()
     rmSync(join(f.certDir, 'root-ca.key'))
     const sup = supervise(f)
-    assert.equal(await sup.result, 1)
+    assert.equal(await sup.result, EXIT_CANNOT_START)
     const line = f.logs.find((l) => l.msg.startsWith('cannot start: incomplete key set'))
     assert.ok(line, f.messages().join('\n'))
     assert.match(line.msg, /root-ca\.key missing/)

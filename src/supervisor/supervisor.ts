@@ -34,7 +34,7 @@ export interface SupervisorDeps {
   /** absolute path of the worker entry (JS) forked with child_process.fork */
   workerScript: string
   /** whether a complete key set is present; throws (naming the problem) when cert_dir holds a
-   * partial or unloadable one, which the supervisor reports and exits 1 on */
+   * partial or unloadable one, which the supervisor reports and exits EXIT_CANNOT_START on */
   keysExist(): boolean
   /** used when onboard.enabled && !keysExist && core.onboard.autoBootstrapDomain !== '' */
   autoBootstrap(): Promise<void>
@@ -158,13 +158,15 @@ class Supervisor {
     try {
       haveKeys = this.#deps.keysExist()
     } catch (err) {
+      // a damaged key set stays damaged: a restart would only repeat this (and systemd's
+      // RestartPreventExitStatus stops on this code)
       this.#log.error({ err, certDir }, `cannot start: ${errorMessage(err)}`)
-      return 1
+      return EXIT_CANNOT_START
     }
     if (!haveKeys) {
       if (!onboard.enabled) {
         this.#log.error(`keys are missing in ${certDir} and onboarding is disabled`)
-        return 1
+        return EXIT_CANNOT_START
       }
       if (onboard.autoOnboardSource !== '') {
         if (!(await this.#autoOnboard())) return this.#stopping ? 0 : 1
