@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { test } from 'node:test'
-import { defaultLimits } from '../src/config/load.js'
+import { defaultLimits, loadConfig } from '../src/config/load.js'
 import { openFileShortfall } from '../src/util/open-file-limit.js'
 import { tempDir } from './helpers/temp-dir.js'
 
@@ -93,6 +93,36 @@ test('sandboxing and hardening keys', () => {
   // no key may weaken the sandbox again
   for (const key of ['PrivateDevices', 'User', 'DynamicUser', 'PrivateUsers']) {
     assert.equal(service.get(key), undefined, key)
+  }
+})
+
+test('every path kms.toml.example writes is writable under the sandbox', () => {
+  const cwd = one('WorkingDirectory')
+  const config = loadConfig({
+    configFile: resolve(import.meta.dirname, '../kms.toml.example'),
+    cwd,
+    etcFile: join(tempDir('no-etc-'), 'none.toml'),
+    env: {},
+  })
+  // ProtectSystem=strict leaves only these writable
+  const writable = [
+    ...(service.get('ReadWritePaths') ?? []).flatMap((v) => v.split(' ')),
+    `/var/lib/${one('StateDirectory')}`,
+    `/run/${one('RuntimeDirectory')}`,
+  ].filter((p) => !p.startsWith('-'))
+  const written: Record<string, string> = {
+    'core.cert_dir': config.core.certDir,
+    'core.audit.path (its directory)': dirname(config.core.audit.path),
+    'core.image.cache_dir': config.core.image.cacheDir,
+  }
+  if (config.authSimple.enabled) {
+    written['auth_simple.socket (its directory)'] = dirname(config.authSimple.socket)
+  }
+  for (const [key, path] of Object.entries(written)) {
+    assert.ok(
+      writable.some((w) => path === w || path.startsWith(`${w}/`)),
+      `${key} = ${path} is not under a writable path of the unit (${writable.join(', ')})`,
+    )
   }
 })
 
