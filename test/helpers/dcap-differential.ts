@@ -60,6 +60,7 @@ export class Rng {
     return (this.b + s0) & M
   }
   int(n: number): number {
+    if (n < 1) throw new RangeError(`Rng.int needs a positive bound, got ${n}`)
     return Number(this.next() % BigInt(n))
   }
   pick<T>(xs: readonly T[]): T {
@@ -402,9 +403,10 @@ const DOC_EDITS: Array<(rng: Rng, d: SimDocs) => string> = [
     const first = JSON.parse(JSON.stringify(levels[0])) as Json
     const tcb = first.tcb as Json
     const which = rng.pick(['sgxtcbcomponents', 'tdxtcbcomponents', 'pcesvn'])
-    if (which === 'pcesvn') tcb.pcesvn = (tcb.pcesvn as number) + 1
+    const comps = which === 'pcesvn' ? [] : (tcb[which] as Json[])
+    // an earlier mutation of the same case may have emptied the component list
+    if (comps.length === 0) tcb.pcesvn = (tcb.pcesvn as number) + 1
     else {
-      const comps = tcb[which] as Json[]
       const i = rng.int(comps.length)
       ;(comps[i] as Json).svn = ((comps[i] as Json).svn as number) + 1
     }
@@ -420,7 +422,9 @@ const DOC_EDITS: Array<(rng: Rng, d: SimDocs) => string> = [
     const tcb = ((d.tcb.tcbLevels as Json[])[0] as Json).tcb as Json
     const which = rng.pick(['sgxtcbcomponents', 'tdxtcbcomponents'])
     const comps = tcb[which] as Json[]
-    ;(comps[rng.int(comps.length)] as Json).svn = 255
+    // an earlier mutation of the same case may have emptied the component list
+    if (comps.length === 0) comps.push({ svn: 255 })
+    else (comps[rng.int(comps.length)] as Json).svn = 255
     if (rng.int(4) === 0) tcb[which] = []
     return `level above platform (${which})`
   },
