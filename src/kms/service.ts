@@ -243,7 +243,8 @@ export class KmsService {
   }
 
   /** Runs a key-releasing RPC and records its decision. A release is returned only after its
-   * row is durable; when the row cannot be written the release is refused (fail closed). The
+   * row is durable (the audit log's group commit: concurrent releases share one fsync); when the
+   * row cannot be written or synced the release is refused (fail closed). The
    * fingerprints are a thunk: with the audit log disabled their hashing and scalar
    * multiplications are not done at all. */
   async #audited<T>(
@@ -256,7 +257,7 @@ export class KmsService {
     try {
       outcome = await run()
     } catch (err) {
-      this.#recordRefusal(audit, {
+      await this.#recordRefusal(audit, {
         rpc,
         decision: 'refuse',
         reason: errorMessage(err),
@@ -267,7 +268,7 @@ export class KmsService {
     }
     if (audit !== null) {
       try {
-        audit.record({
+        await audit.record({
           rpc,
           decision: 'release',
           reason: 'allowed',
@@ -279,7 +280,7 @@ export class KmsService {
           { rpc, err: errorMessage(err) },
           'key release refused: audit log write failed',
         )
-        this.#recordRefusal(audit, {
+        await this.#recordRefusal(audit, {
           rpc,
           decision: 'refuse',
           reason: errorMessage(err),
@@ -292,10 +293,10 @@ export class KmsService {
     return outcome.result
   }
 
-  #recordRefusal(audit: AuditLog | null, event: AuditEvent): void {
+  async #recordRefusal(audit: AuditLog | null, event: AuditEvent): Promise<void> {
     if (audit === null) return
     try {
-      audit.record(event)
+      await audit.record(event)
     } catch (err) {
       // the request is refused anyway; the lost row is reported where an operator looks
       this.#deps.logger.error(
