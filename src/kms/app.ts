@@ -1,6 +1,7 @@
 // The main KMS worker's listeners: HTTPS with optional-but-verified client certificates
 // (docs/design.md#trust-model) and, when enabled, the plain-HTTP admin listener on loopback
 // (docs/design.md#two-ways-to-authorize-clearimagecache).
+import { constants as cryptoConstants } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createAdminAuthenticator, registerAdminAuthHook } from '../admin/header-auth.js'
@@ -40,10 +41,16 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
       rejectUnauthorized: mandatory,
       ALPNProtocols: ['http/1.1'],
       minVersion: 'TLSv1.2',
+      // A connection's client certificate is read and checked once (ClientCertVerifier keeps
+      // it per connection), so a TLS 1.2 renegotiation must not swap it; upstream's rustls
+      // has no renegotiation either.
+      secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
     },
     onSecureConnection: (socket) => {
+      // an authorized connection presented a certificate that chains: nothing to read here
+      if (socket.authorized) return
       const peer = socket.getPeerX509Certificate()
-      if (peer !== undefined && !socket.authorized) {
+      if (peer !== undefined) {
         logger.warn(
           { reason: String(socket.authorizationError), subject: peer.subject },
           'rejected a client certificate that does not chain to the temp CA',
