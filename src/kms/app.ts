@@ -16,6 +16,9 @@ import { adminMethods, kmsMethods } from './routes.js'
 import type { KmsService } from './service.js'
 import { loadListenerTls } from './state.js'
 
+/** Public, read-only RPCs answered from memory: a success is logged at debug. */
+const ROUTINE_METHODS: ReadonlySet<string> = new Set(['GetAppEnvEncryptPubKey', 'GetMeta'])
+
 export interface KmsAppOptions {
   config: KmsConfig
   service: KmsService
@@ -67,6 +70,7 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
     limits: config.rpc.limits,
     preDispatch: async (request) => clientCerts.context(request.raw.socket),
     failureLog: { logger, message: 'rpc failed' },
+    routineMethods: ROUTINE_METHODS,
   })
   return app
 }
