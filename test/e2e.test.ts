@@ -546,6 +546,29 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
     }
   })
 
+  it('issues no resumable session tickets (guests never resume; making them was costly)', async () => {
+    const url = new URL(base)
+    const open = async (session?: Buffer) => {
+      const socket = connect({
+        host: url.hostname,
+        port: Number(url.port),
+        rejectUnauthorized: false,
+        ...(session === undefined ? {} : { session }),
+      })
+      let ticket: Buffer | undefined
+      socket.on('session', (s: Buffer) => (ticket = s))
+      await once(socket, 'secureConnect')
+      socket.write(`GET /health HTTP/1.1\r\nhost: ${url.host}\r\n\r\n`)
+      await once(socket, 'data')
+      const reused = socket.isSessionReused()
+      socket.destroy()
+      return { ticket, reused }
+    }
+    const first = await open()
+    assert.ok(first.ticket, 'TLS 1.3 always sends a NewSessionTicket')
+    assert.equal((await open(first.ticket)).reused, false)
+  })
+
   it('ClearImageCache checks the token and clears by key', async () => {
     const cacheDir = join(dir, 'cache')
     const db = CacheDb.open(cacheDir)
