@@ -364,6 +364,11 @@ describe('key-release decisions are audited (KmsService with real collaborators)
     assert.deepEqual(denied?.released, [])
     assert.equal(noAtt?.decision, 'refuse')
     assert.deepEqual(noAtt?.caller, {})
+    // the next boot of the app gets its env key fingerprint from the per-app memo: the same
+    allow = true
+    await svc.getAppKey(1, vmConfig, v)
+    const again = [...log.rows()].at(-1)
+    assert.equal(again?.released[1]?.fingerprint, fp.env_crypt_key)
     assert.equal(log.verify().ok, true)
     log.close()
   })

@@ -41,7 +41,12 @@ import { CERT_DIR_FILES, certPath } from '../keys/cert-dir.js'
 import { strippedAttestationBytes } from '../ratls/cert-attestation.js'
 import { decodeVerifiedCsr } from '../ratls/csr.js'
 import { issueAppCaCert, issueSignCertLeaf } from '../x509/templates.js'
-import { EnvPubKeyProvider, type EnvEncryptPubKey } from './env-pubkey.js'
+import { BoundedCache } from '../util/bounded-cache.js'
+import {
+  DEFAULT_ENV_PUBKEY_CACHE_APPS,
+  EnvPubKeyProvider,
+  type EnvEncryptPubKey,
+} from './env-pubkey.js'
 import type { KmsState } from './state.js'
 
 const APP_KEY_PREFIX = 'dstack-kms-issued'
@@ -113,6 +118,7 @@ export class KmsService {
   readonly #adminTokenHash: Buffer | null
   readonly #envPubKeys: EnvPubKeyProvider
   readonly #images: OsImageVerifier
+  readonly #envKeyFingerprints = new BoundedCache<string>(DEFAULT_ENV_PUBKEY_CACHE_APPS)
 
   constructor(deps: KmsServiceDeps) {
     this.#deps = deps
@@ -332,11 +338,24 @@ export class KmsService {
         result,
         released: () => [
           released('disk_crypt_key', secretFingerprint('disk_crypt_key', result.diskCryptKey)),
-          released('env_crypt_key', x25519Fingerprint(result.envCryptKey)),
+          released('env_crypt_key', this.#envKeyFingerprint(caller.appId, result.envCryptKey)),
           released('k256_key', sha256Hex(k256Pubkey)),
         ],
       }
     })
+  }
+
+  /** The env key's fingerprint (SHA-256 of its X25519 public key) by app id: the key depends
+   * only on the root key and the app id, and every boot of an app would otherwise redo the
+   * X25519 scalar multiplication for its audit row. */
+  #envKeyFingerprint(appIdHex: string | undefined, envCryptKey: Buffer): string {
+    if (appIdHex === undefined) return x25519Fingerprint(envCryptKey)
+    let fingerprint = this.#envKeyFingerprints.get(appIdHex)
+    if (fingerprint === undefined) {
+      fingerprint = x25519Fingerprint(envCryptKey)
+      this.#envKeyFingerprints.set(appIdHex, fingerprint)
+    }
+    return fingerprint
   }
 
   async #getAppKey(
