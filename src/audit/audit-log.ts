@@ -170,6 +170,10 @@ interface RetentionStatements {
   rowAt: Database.Statement<[number], { seq: number; row_hash: string }>
   setAnchor: Database.Statement<[number, string]>
   deleteUpTo: Database.Statement<[number]>
+  /** `db.pragma()` prepares its statement on every call; the size check runs on every append */
+  pageCount: Database.Statement<[], number>
+  freelistCount: Database.Statement<[], number>
+  pageSize: Database.Statement<[], number>
 }
 
 function prepareRetention(db: Database.Database): RetentionStatements {
@@ -184,6 +188,9 @@ function prepareRetention(db: Database.Database): RetentionStatements {
        ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`,
     ),
     deleteUpTo: db.prepare('DELETE FROM audit WHERE seq <= ?'),
+    pageCount: db.prepare<[], number>('PRAGMA page_count').pluck(),
+    freelistCount: db.prepare<[], number>('PRAGMA freelist_count').pluck(),
+    pageSize: db.prepare<[], number>('PRAGMA page_size').pluck(),
   }
 }
 
@@ -339,9 +346,9 @@ export class AuditLog {
       cutoffSeq = q.olderThan.get(now - maxAgeMs)?.seq ?? 0
     }
     if (maxBytes > 0) {
-      const pageSize = this.#db.pragma('page_size', { simple: true }) as number
-      const pages = this.#db.pragma('page_count', { simple: true }) as number
-      const free = this.#db.pragma('freelist_count', { simple: true }) as number
+      const pageSize = q.pageSize.get() ?? 0
+      const pages = q.pageCount.get() ?? 0
+      const free = q.freelistCount.get() ?? 0
       const used = (pages - free) * pageSize
       if (used > maxBytes) {
         // drop the oldest tenth of the rows (at least one), keeping the newest row
