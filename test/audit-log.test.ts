@@ -72,11 +72,11 @@ function capture(): {
 }
 
 describe('audit log storage and hash chain', () => {
-  it('rows chain from genesis; the file is 0600; verify passes', () => {
+  it('rows chain from genesis; the file is 0600; verify passes', async () => {
     const dir = tempDir()
     const log = AuditLog.open(join(dir, 'a', 'audit.sqlite3'))
     const rows: AuditRow[] = []
-    for (let i = 0; i < 5; i++) rows.push(log.record(event()))
+    for (let i = 0; i < 5; i++) rows.push(await log.record(event()))
     assert.deepEqual(
       rows.map((r) => r.seq),
       [1, 2, 3, 4, 5],
@@ -86,6 +86,22 @@ describe('audit log storage and hash chain', () => {
     assert.deepEqual(log.verify(), { ok: true, rows: 5 })
     assert.equal(statSync(log.path).mode & 0o777, 0o600)
     log.close()
+  })
+
+  it('concurrent records share an fsync (group commit) and still chain exactly', async () => {
+    const log = AuditLog.open(join(tempDir(), 'audit.sqlite3'))
+    const before = log.syncs
+    // the first row starts an fsync; the other 19 commit while it runs and share the next one
+    const rows = await Promise.all(Array.from({ length: 20 }, () => log.record(event())))
+    assert.equal(log.syncs - before, 2)
+    assert.deepEqual(
+      rows.map((r) => r.seq),
+      Array.from({ length: 20 }, (_, i) => i + 1),
+    )
+    for (let i = 1; i < rows.length; i++) assert.equal(rows[i]?.prevHash, rows[i - 1]?.rowHash)
+    assert.deepEqual(log.verify(), { ok: true, rows: 20 })
+    log.close()
+    await assert.rejects(log.record(event()), { code: 'KMS_ERR_AUDIT' })
   })
 
   for (const [what, sql, seq, message] of [
@@ -114,7 +130,7 @@ describe('audit log storage and hash chain', () => {
       const dir = tempDir()
       const path = join(dir, 'audit.sqlite3')
       const log = AuditLog.open(path)
-      for (let i = 0; i < 5; i++) log.record(event())
+      for (let i = 0; i < 5; i++) await log.record(event())
       log.close()
       const raw = new Database(path)
       raw.exec(sql)
@@ -130,7 +146,7 @@ describe('audit log storage and hash chain', () => {
     })
   }
 
-  it('retention by age drops old rows, keeps the newest, and the chain still verifies', () => {
+  it('retention by age drops old rows, keeps the newest, and the chain still verifies', async () => {
     const dir = tempDir()
     let now = 1_000_000
     const log = AuditLog.open(join(dir, 'audit.sqlite3'), {
@@ -138,7 +154,7 @@ describe('audit log storage and hash chain', () => {
       retention: { maxBytes: 0, maxAgeMs: 60_000 },
     })
     for (let i = 0; i < 10; i++) {
-      log.record(event())
+      await log.record(event())
       now += 10_000
     }
     // rows at 1_000_000 … 1_090_000; the last write at 1_090_000 dropped those before 1_030_000
@@ -146,7 +162,7 @@ describe('audit log storage and hash chain', () => {
     assert.deepEqual(seqs, [4, 5, 6, 7, 8, 9, 10])
     assert.deepEqual(log.verify(), { ok: true, rows: 7 })
     now += 3_600_000
-    log.record(event())
+    await log.record(event())
     assert.deepEqual(
       [...log.rows()].map((r) => r.seq),
       [11],
@@ -155,12 +171,12 @@ describe('audit log storage and hash chain', () => {
     log.close()
   })
 
-  it('retention by size keeps the database under the limit and the chain verifiable', () => {
+  it('retention by size keeps the database under the limit and the chain verifiable', async () => {
     const dir = tempDir()
     const log = AuditLog.open(join(dir, 'audit.sqlite3'), {
       retention: { maxBytes: 64 * 1024, maxAgeMs: null },
     })
-    for (let i = 0; i < 300; i++) log.record(event({ reason: 'x'.repeat(600) }))
+    for (let i = 0; i < 300; i++) await log.record(event({ reason: 'x'.repeat(600) }))
     const rows = [...log.rows()]
     assert.ok(rows.length < 200 && rows.length > 20, `kept ${rows.length} rows`)
     assert.equal(rows.at(-1)?.seq, 300)
@@ -174,10 +190,12 @@ describe('audit log storage and hash chain', () => {
     let now = Date.parse('2026-01-01T00:00:00Z')
     const log = AuditLog.open(path, { now: () => now })
     const app = 'ab'.repeat(20)
-    log.record(event({ caller: { appId: app } }))
+    await log.record(event({ caller: { appId: app } }))
     now += 3_600_000
-    log.record(event())
-    log.record(event({ caller: { appId: app }, decision: 'refuse', reason: 'Boot denied: x' }))
+    await log.record(event())
+    await log.record(
+      event({ caller: { appId: app }, decision: 'refuse', reason: 'Boot denied: x' }),
+    )
     log.close()
     let c = capture()
     assert.equal(
@@ -346,6 +364,11 @@ describe('key-release decisions are audited (KmsService with real collaborators)
     assert.deepEqual(denied?.released, [])
     assert.equal(noAtt?.decision, 'refuse')
     assert.deepEqual(noAtt?.caller, {})
+    // the next boot of the app gets its env key fingerprint from the per-app memo: the same
+    allow = true
+    await svc.getAppKey(1, vmConfig, v)
+    const again = [...log.rows()].at(-1)
+    assert.equal(again?.released[1]?.fingerprint, fp.env_crypt_key)
     assert.equal(log.verify().ok, true)
     log.close()
   })

@@ -3,8 +3,10 @@
 import assert from 'node:assert/strict'
 import { X509Certificate, createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { connect } from 'node:tls'
 import { verifyEnvEncryptPublicKey, verifyEnvEncryptPublicKeyLegacy } from '@phala/dstack-sdk'
 import { CacheDb } from '../src/cache/cache-db.js'
 import { P256Key } from '../src/crypto/p256.js'
@@ -520,6 +522,51 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
     )
     // and the listener still serves clients without certificates
     assert.equal((await prpc(base, 'GetMeta', '{}')).status, 200)
+    // a connection keeps the certificate it was verified with: TLS 1.2 renegotiation, which
+    // could present another one, is refused
+    const url = new URL(base)
+    const socket = connect({
+      host: url.hostname,
+      port: Number(url.port),
+      rejectUnauthorized: false,
+      maxVersion: 'TLSv1.2',
+      ...withCert,
+    })
+    try {
+      await once(socket, 'secureConnect')
+      const outcome = await new Promise<string>((resolve) => {
+        socket.once('error', (err) => resolve(err.message))
+        socket.renegotiate({ rejectUnauthorized: false }, (err) =>
+          resolve(err === null ? 'renegotiated' : err.message),
+        )
+      })
+      assert.match(outcome, /no renegotiation/)
+    } finally {
+      socket.destroy()
+    }
+  })
+
+  it('issues no resumable session tickets (guests never resume; making them was costly)', async () => {
+    const url = new URL(base)
+    const open = async (session?: Buffer) => {
+      const socket = connect({
+        host: url.hostname,
+        port: Number(url.port),
+        rejectUnauthorized: false,
+        ...(session === undefined ? {} : { session }),
+      })
+      let ticket: Buffer | undefined
+      socket.on('session', (s: Buffer) => (ticket = s))
+      await once(socket, 'secureConnect')
+      socket.write(`GET /health HTTP/1.1\r\nhost: ${url.host}\r\n\r\n`)
+      await once(socket, 'data')
+      const reused = socket.isSessionReused()
+      socket.destroy()
+      return { ticket, reused }
+    }
+    const first = await open()
+    assert.ok(first.ticket, 'TLS 1.3 always sends a NewSessionTicket')
+    assert.equal((await open(first.ticket)).reused, false)
   })
 
   it('ClearImageCache checks the token and clears by key', async () => {
@@ -685,6 +732,33 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
     assert.equal(health.headers['x-content-type-options'], 'nosniff')
     assert.equal(health.headers['x-frame-options'], 'SAMEORIGIN')
     assert.equal(health.headers['permissions-policy'], 'interest-cohort=()')
+  })
+
+  it('logs a successful public read-only RPC at debug, failures and other requests at info', async () => {
+    const completed = (path: string) =>
+      kms.logs.filter((l) => {
+        const req = l.req as { url?: string } | undefined
+        return l.msg === 'request completed' && String(req?.url).startsWith(path)
+      })
+    const before = completed('/prpc/GetAppEnvEncryptPubKey').length
+    const ok = await prpc(base, 'GetAppEnvEncryptPubKey', JSON.stringify({ app_id: APP_ID }))
+    assert.equal(ok.status, 200)
+    assert.equal((await prpc(base, 'GetMeta', '{}')).status, 200)
+    const bad = await prpc(base, 'GetAppEnvEncryptPubKey', JSON.stringify({ app_id: 'ab' }))
+    assert.equal(bad.status, 400)
+    // one worker writes its lines in order: once a later 404's line is in, the others are too
+    const marker = `/after-routine-${Date.now()}`
+    assert.equal((await rawRequest({ url: `${base}${marker}` })).status, 404)
+    await kms.waitForLog((l) => {
+      const req = l.req as { url?: string } | undefined
+      return l.msg === 'request completed' && req?.url === marker
+    })
+    const lines = completed('/prpc/GetAppEnvEncryptPubKey').slice(before)
+    assert.deepEqual(
+      lines.map((l) => (l.res as { statusCode: number }).statusCode),
+      [400],
+    )
+    assert.equal(lines[0]?.level, 30)
   })
 
   it('restarts a killed main worker and keeps serving', async () => {

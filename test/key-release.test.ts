@@ -405,6 +405,23 @@ describe('key release (KmsService with real collaborators)', () => {
       })
     })
 
+    it('reads the certificate of a connection once, however many requests it carries', async () => {
+      let reads = 0
+      const der = certFor()
+      const socket = {
+        getPeerX509Certificate: () => {
+          reads++
+          return { raw: der }
+        },
+      }
+      const certs = new ClientCertVerifier(verifier)
+      const first = await certs.context(socket)
+      const second = await certs.context(socket)
+      assert.equal(reads, 1)
+      assert.equal(second.certSha256, first.certSha256)
+      assert.equal(second.attestation, first.attestation)
+    })
+
     it('results and deterministic failures are cached per certificate for the TTL only', async () => {
       let clock = 0
       let calls = 0

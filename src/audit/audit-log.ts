@@ -4,7 +4,7 @@
 // fingerprints only; key bytes never reach this file. Several worker processes append to the
 // same file: the chain head is read and extended inside one IMMEDIATE transaction.
 import { createHash } from 'node:crypto'
-import { closeSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { KmsError, errorMessage, withContext, type KmsErrorCode } from '../errors.js'
@@ -170,6 +170,10 @@ interface RetentionStatements {
   rowAt: Database.Statement<[number], { seq: number; row_hash: string }>
   setAnchor: Database.Statement<[number, string]>
   deleteUpTo: Database.Statement<[number]>
+  /** `db.pragma()` prepares its statement on every call; the size check runs on every append */
+  pageCount: Database.Statement<[], number>
+  freelistCount: Database.Statement<[], number>
+  pageSize: Database.Statement<[], number>
 }
 
 function prepareRetention(db: Database.Database): RetentionStatements {
@@ -184,6 +188,9 @@ function prepareRetention(db: Database.Database): RetentionStatements {
        ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`,
     ),
     deleteUpTo: db.prepare('DELETE FROM audit WHERE seq <= ?'),
+    pageCount: db.prepare<[], number>('PRAGMA page_count').pluck(),
+    freelistCount: db.prepare<[], number>('PRAGMA freelist_count').pluck(),
+    pageSize: db.prepare<[], number>('PRAGMA page_size').pluck(),
   }
 }
 
@@ -200,13 +207,21 @@ export class AuditLog {
   readonly #now: () => number
   readonly #retention: AuditRetention
   readonly #append: (event: AuditEvent) => AuditRow
+  /** null for a read-only log */
+  readonly #wal: WalSync | null
   /** Prepared on the first append that needs them: retention runs inside every append, and
    * preparing its statements there cost more than the insert itself. */
   #retentionStmts: RetentionStatements | undefined
 
-  private constructor(db: Database.Database, path: string, opts: AuditLogOptions) {
+  private constructor(
+    db: Database.Database,
+    path: string,
+    opts: AuditLogOptions,
+    wal: WalSync | null,
+  ) {
     this.#db = db
     this.path = path
+    this.#wal = wal
     this.#now = opts.now ?? Date.now
     this.#retention = opts.retention ?? { maxBytes: 0, maxAgeMs: null }
     const head = db.prepare<[], { seq: number; row_hash: string }>(
@@ -262,12 +277,16 @@ export class AuditLog {
     } catch (err) {
       throw withContext(`Failed to open audit log ${path}`, err, auditFailureCode(err))
     }
+    let wal: WalSync
     try {
       db.pragma('journal_mode = WAL')
-      // FULL: a release is answered only once its row is durable
-      db.pragma('synchronous = FULL')
+      // NORMAL: a commit writes its WAL frames without an fsync; record() then fsyncs the WAL
+      // itself, off the event loop and shared by every row committed meanwhile (group commit).
+      // A release is still answered only once its row is durable.
+      db.pragma('synchronous = NORMAL')
       db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`)
       db.exec(SCHEMA)
+      wal = WalSync.open(`${path}-wal`)
     } catch (err) {
       db.close()
       const code = auditFailureCode(err)
@@ -283,7 +302,7 @@ export class AuditLog {
         { cause: err },
       )
     }
-    return new AuditLog(db, path, opts)
+    return new AuditLog(db, path, opts, wal)
   }
 
   /** Opens an existing audit database without writing to it (for `dstack-kms audit`). */
@@ -294,21 +313,39 @@ export class AuditLog {
     } catch (err) {
       throw withContext(`Failed to open audit log ${path}`, err, 'KMS_ERR_AUDIT')
     }
-    return new AuditLog(db, path, {})
+    return new AuditLog(db, path, {}, null)
+  }
+
+  /** fsyncs of the WAL made so far (one per group of rows committed while the previous ran). */
+  get syncs(): number {
+    return this.#wal?.syncs ?? 0
   }
 
   close(): void {
     this.#db.close()
+    this.#wal?.close()
   }
 
-  /** Appends one decision. Throws KMS_ERR_AUDIT when the row could not be made durable: the
-   * caller must then refuse the release. */
-  record(event: AuditEvent): AuditRow {
+  /** Appends one decision and resolves once the row is durable. Rejects with KMS_ERR_AUDIT when
+   * the row could not be written or synced: the caller must then refuse the release. */
+  async record(event: AuditEvent): Promise<AuditRow> {
+    const wal = this.#wal
+    if (wal === null) {
+      throw new KmsError('KMS_ERR_AUDIT', 'Failed to write the key-release audit log: read-only')
+    }
+    let row: AuditRow
     try {
-      return this.#append(event)
+      wal.assertUsable()
+      row = this.#append(event)
     } catch (err) {
       throw withContext('Failed to write the key-release audit log', err, 'KMS_ERR_AUDIT')
     }
+    try {
+      await wal.sync()
+    } catch (err) {
+      throw withContext('Failed to write the key-release audit log', err, 'KMS_ERR_AUDIT')
+    }
+    return row
   }
 
   #applyRetention(now: number): void {
@@ -320,9 +357,9 @@ export class AuditLog {
       cutoffSeq = q.olderThan.get(now - maxAgeMs)?.seq ?? 0
     }
     if (maxBytes > 0) {
-      const pageSize = this.#db.pragma('page_size', { simple: true }) as number
-      const pages = this.#db.pragma('page_count', { simple: true }) as number
-      const free = this.#db.pragma('freelist_count', { simple: true }) as number
+      const pageSize = q.pageSize.get() ?? 0
+      const pages = q.pageCount.get() ?? 0
+      const free = q.freelistCount.get() ?? 0
       const used = (pages - free) * pageSize
       if (used > maxBytes) {
         // drop the oldest tenth of the rows (at least one), keeping the newest row
@@ -401,6 +438,90 @@ function auditFailureCode(err: unknown): KmsErrorCode {
     (err.code.startsWith('SQLITE_CORRUPT') || err.code.startsWith('SQLITE_NOTADB'))
     ? 'KMS_ERR_AUDIT_DAMAGED'
     : 'KMS_ERR_AUDIT'
+}
+
+/**
+ * Group commit of the WAL: every row committed before an fsync starts is covered by it, so the
+ * rows committed while one fsync runs all wait for the next one, and the event loop never blocks
+ * on the disk. An fsync failure poisons the log for the rest of the process: the kernel may have
+ * dropped the pages it could not write, so no later row could be called durable either (every
+ * later release is refused until the KMS restarts and reopens the file).
+ */
+class WalSync {
+  syncs = 0
+  readonly #fd: number
+  #waiting: Array<{ resolve: () => void; reject: (err: Error) => void }> = []
+  #running = false
+  #closed = false
+  #failed: Error | null = null
+
+  private constructor(fd: number) {
+    this.#fd = fd
+  }
+
+  /** The WAL exists once the schema has been written; its directory entry is made durable once
+   * here, as a rollback journal's would be. */
+  static open(walPath: string): WalSync {
+    const fd = openSync(walPath, 'r')
+    try {
+      const dirFd = openSync(dirname(walPath), 'r')
+      try {
+        fsyncSync(dirFd)
+      } finally {
+        closeSync(dirFd)
+      }
+      fsyncSync(fd)
+    } catch (err) {
+      closeSync(fd)
+      throw err
+    }
+    return new WalSync(fd)
+  }
+
+  assertUsable(): void {
+    if (this.#failed !== null) {
+      throw new KmsError('KMS_ERR_AUDIT', `an earlier fsync failed: ${this.#failed.message}`, {
+        cause: this.#failed,
+      })
+    }
+    if (this.#closed) throw new KmsError('KMS_ERR_AUDIT', 'the audit log is closed')
+  }
+
+  /** Resolves once everything committed before the call is on disk. */
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ resolve, reject })
+      if (!this.#running) this.#start()
+    })
+  }
+
+  #start(): void {
+    const batch = this.#waiting
+    this.#waiting = []
+    this.#running = true
+    this.syncs++
+    fsync(this.#fd, (err) => {
+      this.#running = false
+      if (err !== null) this.#failed ??= err
+      const failed = this.#failed
+      for (const w of batch) {
+        if (failed === null) w.resolve()
+        else w.reject(failed)
+      }
+      if (this.#closed) closeSync(this.#fd)
+      else if (this.#waiting.length > 0) this.#start()
+    })
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    const pending = this.#waiting
+    this.#waiting = []
+    for (const w of pending) w.reject(new KmsError('KMS_ERR_AUDIT', 'the audit log was closed'))
+    // an fsync in flight closes the descriptor when it completes
+    if (!this.#running) closeSync(this.#fd)
+  }
 }
 
 /** Fails with a KmsError unless `value` looks like a hex app id; used by the CLI filter. */

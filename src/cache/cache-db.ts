@@ -128,6 +128,7 @@ export class CacheDb {
   readonly dbPath: string
   private readonly db: Database.Database
   private readonly now: () => number
+  readonly #statements = new Map<string, Database.Statement>()
 
   private constructor(db: Database.Database, dbPath: string, imagesDir: string, now: () => number) {
     this.db = db
@@ -166,6 +167,17 @@ export class CacheDb {
     this.db.close()
   }
 
+  /** Prepared once per SQL text: better-sqlite3 compiles a statement on every prepare(), and
+   * the measurement and collateral look-ups run on every key release. */
+  #prepare<P extends unknown[] = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
+    let stmt = this.#statements.get(sql)
+    if (stmt === undefined) {
+      stmt = this.db.prepare(sql)
+      this.#statements.set(sql, stmt)
+    }
+    return stmt as Database.Statement<P, R>
+  }
+
   /** Runs `fn` in one transaction (nested calls become savepoints). */
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn)()
@@ -175,44 +187,41 @@ export class CacheDb {
     osImageHash: string,
     info: { sizeBytes: number; verifiedAt: number; lastUsedAt?: number },
   ): void {
-    this.db
-      .prepare(
-        `INSERT INTO os_images (os_image_hash, size_bytes, verified_at, last_used_at)
+    this.#prepare(
+      `INSERT INTO os_images (os_image_hash, size_bytes, verified_at, last_used_at)
          VALUES (?, ?, ?, ?)
          ON CONFLICT (os_image_hash) DO UPDATE
            SET size_bytes = excluded.size_bytes, verified_at = excluded.verified_at,
                last_used_at = excluded.last_used_at`,
-      )
-      .run(
-        normalizeHexKey(osImageHash, 'os_image_hash'),
-        info.sizeBytes,
-        info.verifiedAt,
-        info.lastUsedAt ?? info.verifiedAt,
-      )
+    ).run(
+      normalizeHexKey(osImageHash, 'os_image_hash'),
+      info.sizeBytes,
+      info.verifiedAt,
+      info.lastUsedAt ?? info.verifiedAt,
+    )
   }
 
   /** Marks an image as used now (LRU); a no-op for an image that is not indexed. */
   touchImage(osImageHash: string): void {
-    this.db
-      .prepare('UPDATE os_images SET last_used_at = ? WHERE os_image_hash = ?')
-      .run(this.now(), normalizeHexKey(osImageHash, 'os_image_hash'))
+    this.#prepare('UPDATE os_images SET last_used_at = ? WHERE os_image_hash = ?').run(
+      this.now(),
+      normalizeHexKey(osImageHash, 'os_image_hash'),
+    )
   }
 
   /** Indexed images, least recently used first. */
   listImagesLru(): ImageEntry[] {
-    return this.db
-      .prepare<[], ImageRow>(
-        `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
+    return this.#prepare<[], ImageRow>(
+      `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
          ORDER BY last_used_at, os_image_hash`,
-      )
+    )
       .all()
       .map(imageEntry)
   }
 
   totalImageBytes(): number {
     return (
-      this.db
-        .prepare<[], number>('SELECT coalesce(sum(size_bytes), 0) FROM os_images')
+      this.#prepare<[], number>('SELECT coalesce(sum(size_bytes), 0) FROM os_images')
         .pluck()
         .get() ?? 0
     )
@@ -221,59 +230,53 @@ export class CacheDb {
   /** The counter ClearImageCache bumps (see migration 2). */
   clearGeneration(): number {
     return (
-      this.db
-        .prepare<[], number>("SELECT value FROM cache_meta WHERE key = 'clear_generation'")
+      this.#prepare<[], number>("SELECT value FROM cache_meta WHERE key = 'clear_generation'")
         .pluck()
         .get() ?? 0
     )
   }
 
   bumpClearGeneration(): void {
-    this.db.prepare("UPDATE cache_meta SET value = value + 1 WHERE key = 'clear_generation'").run()
+    this.#prepare("UPDATE cache_meta SET value = value + 1 WHERE key = 'clear_generation'").run()
   }
 
   getImage(osImageHash: string): ImageEntry | undefined {
-    const row = this.db
-      .prepare<[string], ImageRow>(
-        `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
+    const row = this.#prepare<[string], ImageRow>(
+      `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
          WHERE os_image_hash = ?`,
-      )
-      .get(normalizeHexKey(osImageHash, 'os_image_hash'))
+    ).get(normalizeHexKey(osImageHash, 'os_image_hash'))
     return row === undefined ? undefined : imageEntry(row)
   }
 
   listImageHashes(): string[] {
-    return this.db
-      .prepare<[], string>('SELECT os_image_hash FROM os_images ORDER BY os_image_hash')
+    return this.#prepare<[], string>('SELECT os_image_hash FROM os_images ORDER BY os_image_hash')
       .pluck()
       .all()
   }
 
   /** @returns the number of rows removed */
   deleteImage(osImageHash: string): number {
-    return this.db
-      .prepare('DELETE FROM os_images WHERE os_image_hash = ?')
-      .run(normalizeHexKey(osImageHash, 'os_image_hash')).changes
+    return this.#prepare('DELETE FROM os_images WHERE os_image_hash = ?').run(
+      normalizeHexKey(osImageHash, 'os_image_hash'),
+    ).changes
   }
 
   deleteAllImages(): number {
-    return this.db.prepare('DELETE FROM os_images').run().changes
+    return this.#prepare('DELETE FROM os_images').run().changes
   }
 
   putMeasurement(configHash: string, osImageHash: string, value: string): void {
-    this.db
-      .prepare(
-        `INSERT INTO measurements (config_hash, os_image_hash, value, created_at) VALUES (?, ?, ?, ?)
+    this.#prepare(
+      `INSERT INTO measurements (config_hash, os_image_hash, value, created_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (config_hash) DO UPDATE
            SET os_image_hash = excluded.os_image_hash, value = excluded.value,
                created_at = excluded.created_at`,
-      )
-      .run(
-        normalizeHexKey(configHash, 'config_hash'),
-        normalizeHexKey(osImageHash, 'os_image_hash'),
-        value,
-        this.now(),
-      )
+    ).run(
+      normalizeHexKey(configHash, 'config_hash'),
+      normalizeHexKey(osImageHash, 'os_image_hash'),
+      value,
+      this.now(),
+    )
   }
 
   /** Stores a measurement only if no ClearImageCache ran since `generation` was read, in one
@@ -286,32 +289,28 @@ export class CacheDb {
     generation: number,
   ): boolean {
     return (
-      this.db
-        .prepare(
-          `INSERT INTO measurements (config_hash, os_image_hash, value, created_at)
+      this.#prepare(
+        `INSERT INTO measurements (config_hash, os_image_hash, value, created_at)
            SELECT ?, ?, ?, ?
            WHERE (SELECT value FROM cache_meta WHERE key = 'clear_generation') = ?
            ON CONFLICT (config_hash) DO UPDATE
              SET os_image_hash = excluded.os_image_hash, value = excluded.value,
                  created_at = excluded.created_at`,
-        )
-        .run(
-          normalizeHexKey(configHash, 'config_hash'),
-          normalizeHexKey(osImageHash, 'os_image_hash'),
-          value,
-          this.now(),
-          generation,
-        ).changes > 0
+      ).run(
+        normalizeHexKey(configHash, 'config_hash'),
+        normalizeHexKey(osImageHash, 'os_image_hash'),
+        value,
+        this.now(),
+        generation,
+      ).changes > 0
     )
   }
 
   getMeasurement(configHash: string): MeasurementEntry | undefined {
-    const row = this.db
-      .prepare<[string], MeasurementRow>(
-        `SELECT config_hash, os_image_hash, value, created_at FROM measurements
+    const row = this.#prepare<[string], MeasurementRow>(
+      `SELECT config_hash, os_image_hash, value, created_at FROM measurements
          WHERE config_hash = ?`,
-      )
-      .get(normalizeHexKey(configHash, 'config_hash'))
+    ).get(normalizeHexKey(configHash, 'config_hash'))
     if (row === undefined) return undefined
     return {
       configHash: row.config_hash,
@@ -322,66 +321,61 @@ export class CacheDb {
   }
 
   countMeasurements(): number {
-    return this.db.prepare<[], number>('SELECT count(*) FROM measurements').pluck().get() ?? 0
+    return this.#prepare<[], number>('SELECT count(*) FROM measurements').pluck().get() ?? 0
   }
 
   deleteMeasurement(configHash: string): number {
-    return this.db
-      .prepare('DELETE FROM measurements WHERE config_hash = ?')
-      .run(normalizeHexKey(configHash, 'config_hash')).changes
+    return this.#prepare('DELETE FROM measurements WHERE config_hash = ?').run(
+      normalizeHexKey(configHash, 'config_hash'),
+    ).changes
   }
 
   deleteAllMeasurements(): number {
-    return this.db.prepare('DELETE FROM measurements').run().changes
+    return this.#prepare('DELETE FROM measurements').run().changes
   }
 
   putCollateral(key: string, json: string, nextUpdate: number): void {
-    this.db
-      .prepare(
-        `INSERT INTO collateral (key, json, next_update, stored_at) VALUES (?, ?, ?, ?)
+    this.#prepare(
+      `INSERT INTO collateral (key, json, next_update, stored_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (key) DO UPDATE
            SET json = excluded.json, next_update = excluded.next_update,
                stored_at = excluded.stored_at`,
-      )
-      .run(key, json, nextUpdate, this.now())
+    ).run(key, json, nextUpdate, this.now())
   }
 
   /** The collateral is valid strictly before its `nextUpdate`; at that second a fresh copy is
    * due, so the cached one is no longer returned. */
   getCollateral(key: string, now: number): string | undefined {
-    return this.db
-      .prepare<[string, number], string>(
-        'SELECT json FROM collateral WHERE key = ? AND next_update > ?',
-      )
+    return this.#prepare<[string, number], string>(
+      'SELECT json FROM collateral WHERE key = ? AND next_update > ?',
+    )
       .pluck()
       .get(key, now)
   }
 
   /** The stored entry whatever its age, so that a failed refresh can say how stale it is. */
   getCollateralEntry(key: string): CollateralEntry | undefined {
-    const row = this.db
-      .prepare<[string], CollateralRow>(
-        'SELECT json, next_update, stored_at FROM collateral WHERE key = ?',
-      )
-      .get(key)
+    const row = this.#prepare<[string], CollateralRow>(
+      'SELECT json, next_update, stored_at FROM collateral WHERE key = ?',
+    ).get(key)
     if (row === undefined) return undefined
     return { json: row.json, nextUpdate: row.next_update, storedAt: row.stored_at }
   }
 
   /** @returns the number of expired entries removed */
   pruneCollateral(now: number): number {
-    return this.db.prepare('DELETE FROM collateral WHERE next_update <= ?').run(now).changes
+    return this.#prepare('DELETE FROM collateral WHERE next_update <= ?').run(now).changes
   }
 
   /** Drops one entry (a copy that no longer checks out). @returns the number of rows removed */
   deleteCollateral(key: string): number {
-    return this.db.prepare('DELETE FROM collateral WHERE key = ?').run(key).changes
+    return this.#prepare('DELETE FROM collateral WHERE key = ?').run(key).changes
   }
 
   /** Empties the collateral cache (ClearImageCache "all"); the next verification of each
    * platform fetches and checks its collateral again. @returns the number of rows removed */
   clearCollateral(): number {
-    return this.db.prepare('DELETE FROM collateral').run().changes
+    return this.#prepare('DELETE FROM collateral').run().changes
   }
 }
 

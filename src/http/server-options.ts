@@ -205,9 +205,20 @@ export function createFastify(
   )
 }
 
+const routineRequests = new WeakSet<object>()
+
+/** Marks a request as routine (a public, read-only RPC that releases nothing): when it succeeds
+ * its `request completed` line is logged at debug, not info. On the hot GetAppEnvEncryptPubKey
+ * path that line was the largest cost of ours per request; failures and every key-releasing RPC
+ * keep their line at info. */
+export function markRoutineRequest(raw: object): void {
+  routineRequests.add(raw)
+}
+
 function logRequests(app: FastifyInstance): FastifyInstance {
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
+    const level = reply.statusCode < 400 && routineRequests.has(request.raw) ? 'debug' : 'info'
+    request.log[level](
       { req: request.raw, res: { statusCode: reply.statusCode }, responseTime: reply.elapsedTime },
       'request completed',
     )

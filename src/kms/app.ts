@@ -1,6 +1,7 @@
 // The main KMS worker's listeners: HTTPS with optional-but-verified client certificates
 // (docs/design.md#trust-model) and, when enabled, the plain-HTTP admin listener on loopback
 // (docs/design.md#two-ways-to-authorize-clearimagecache).
+import { constants as cryptoConstants } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { createAdminAuthenticator, registerAdminAuthHook } from '../admin/header-auth.js'
@@ -14,6 +15,9 @@ import { LocalMetricsStore, registerMetrics, type MetricsStore } from './metrics
 import { adminMethods, kmsMethods } from './routes.js'
 import type { KmsService } from './service.js'
 import { loadListenerTls } from './state.js'
+
+/** Public, read-only RPCs answered from memory: a success is logged at debug. */
+const ROUTINE_METHODS: ReadonlySet<string> = new Set(['GetAppEnvEncryptPubKey', 'GetMeta'])
 
 export interface KmsAppOptions {
   config: KmsConfig
@@ -44,10 +48,19 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
         rejectUnauthorized: mandatory,
         ALPNProtocols: ['http/1.1'],
         minVersion: 'TLSv1.2',
+        // A connection's client certificate is read and checked once (ClientCertVerifier keeps
+        // it per connection), so a TLS 1.2 renegotiation must not swap it; upstream's rustls
+        // has no renegotiation either. No stateless session tickets: OpenSSL serialises the
+        // session, the guest's ~6 KB RA-TLS certificate included, into two tickets after every
+        // handshake (~20% of the server's CPU per new connection, measured), and a guest makes
+        // a new certificate, hence a new connection, for every boot: nobody resumes.
+        secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION | cryptoConstants.SSL_OP_NO_TICKET,
       },
       onSecureConnection: (socket) => {
+        // an authorized connection presented a certificate that chains: nothing to read here
+        if (socket.authorized) return
         const peer = socket.getPeerX509Certificate()
-        if (peer !== undefined && !socket.authorized) {
+        if (peer !== undefined) {
           logger.warn(
             { reason: String(socket.authorizationError), subject: peer.subject },
             'rejected a client certificate that does not chain to the temp CA',
@@ -67,6 +80,7 @@ export async function buildKmsApp(opts: KmsAppOptions): Promise<FastifyInstance>
     preDispatch: async (request) => clientCerts.context(request.raw.socket),
     bodyBudget: opts.bodyBudget,
     failureLog: { logger, message: 'rpc failed' },
+    routineMethods: ROUTINE_METHODS,
   })
   return app
 }

@@ -39,6 +39,12 @@ export interface ClientCertVerifierOptions {
   now?: () => number
 }
 
+interface PeerLeaf {
+  der: Buffer
+  /** SHA-256 (hex) of `der`: the cache key and the audit log's certificate hash */
+  key: string
+}
+
 interface CacheEntry {
   expires: number
   result: Promise<ClientCertContext>
@@ -88,6 +94,10 @@ export class ClientCertVerifier {
   readonly #now: () => number
   readonly #cache = new Map<string, CacheEntry>()
   readonly #turns: ConcurrencyLimit
+  /** The leaf of each connection and its hash, read once: reading it makes an X509Certificate
+   * (~200 µs for an RA-TLS certificate carrying a quote), and it cannot change while the
+   * connection lives because the listener refuses renegotiation. null = no certificate. */
+  readonly #peers = new WeakMap<object, PeerLeaf | null>()
 
   constructor(verifier: RaPubkeyVerifier, opts: ClientCertVerifierOptions = {}) {
     this.#verifier = verifier
@@ -102,9 +112,9 @@ export class ClientCertVerifier {
    * extension checks, verification) is cached by their hash: a guest on a keep-alive
    * connection costs one hash per request, not a certificate parse. */
   async context(socket: unknown): Promise<ClientCertContext> {
-    const der = peerLeafDer(socket)
-    if (der === undefined) return NO_CLIENT_CERT
-    const key = createHash('sha256').update(der).digest('hex')
+    const peer = this.#peer(socket)
+    if (peer === null) return NO_CLIENT_CERT
+    const { der, key } = peer
     const now = this.#now()
     const hit = this.#cache.get(key)
     if (hit !== undefined && hit.expires > now) {
@@ -132,6 +142,17 @@ export class ClientCertVerifier {
       if (this.#cache.get(key) === entry) this.#cache.delete(key)
     })
     return result
+  }
+
+  #peer(socket: unknown): PeerLeaf | null {
+    if (typeof socket !== 'object' || socket === null) return null
+    let peer = this.#peers.get(socket)
+    if (peer === undefined) {
+      const der = peerLeafDer(socket)
+      peer = der === undefined ? null : { der, key: createHash('sha256').update(der).digest('hex') }
+      this.#peers.set(socket, peer)
+    }
+    return peer
   }
 
   async #evaluate(der: Buffer): Promise<ClientCertContext> {

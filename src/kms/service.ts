@@ -38,7 +38,12 @@ import { INVALID_TOKEN_MESSAGE, parseAdminTokenHash, verifyAdminToken } from '..
 import { readBootstrapInfo, type BootstrapInfo } from '../keys/bootstrap-info.js'
 import { decodeVerifiedCsr } from '../ratls/csr.js'
 import { issueAppCaCert, issueSignCertLeaf } from '../x509/templates.js'
-import { EnvPubKeyProvider, type EnvEncryptPubKey } from './env-pubkey.js'
+import { BoundedCache } from '../util/bounded-cache.js'
+import {
+  DEFAULT_ENV_PUBKEY_CACHE_APPS,
+  EnvPubKeyProvider,
+  type EnvEncryptPubKey,
+} from './env-pubkey.js'
 import type { KmsState } from './state.js'
 
 const APP_KEY_PREFIX = 'dstack-kms-issued'
@@ -110,6 +115,7 @@ export class KmsService {
   readonly #adminTokenHash: Buffer | null
   readonly #envPubKeys: EnvPubKeyProvider
   readonly #images: OsImageVerifier
+  readonly #envKeyFingerprints = new BoundedCache<string>(DEFAULT_ENV_PUBKEY_CACHE_APPS)
 
   constructor(deps: KmsServiceDeps) {
     this.#deps = deps
@@ -230,7 +236,8 @@ export class KmsService {
   }
 
   /** Runs a key-releasing RPC and records its decision. A release is returned only after its
-   * row is durable; when the row cannot be written the release is refused (fail closed). The
+   * row is durable (the audit log's group commit: concurrent releases share one fsync); when the
+   * row cannot be written or synced the release is refused (fail closed). The
    * fingerprints are a thunk: with the audit log disabled their hashing and scalar
    * multiplications are not done at all. */
   async #audited<T>(
@@ -243,7 +250,7 @@ export class KmsService {
     try {
       outcome = await run()
     } catch (err) {
-      this.#recordRefusal(audit, {
+      await this.#recordRefusal(audit, {
         rpc,
         decision: 'refuse',
         reason: errorMessage(err),
@@ -254,7 +261,7 @@ export class KmsService {
     }
     if (audit !== null) {
       try {
-        audit.record({
+        await audit.record({
           rpc,
           decision: 'release',
           reason: 'allowed',
@@ -266,7 +273,7 @@ export class KmsService {
           { rpc, err: errorMessage(err) },
           'key release refused: audit log write failed',
         )
-        this.#recordRefusal(audit, {
+        await this.#recordRefusal(audit, {
           rpc,
           decision: 'refuse',
           reason: errorMessage(err),
@@ -279,10 +286,10 @@ export class KmsService {
     return outcome.result
   }
 
-  #recordRefusal(audit: AuditLog | null, event: AuditEvent): void {
+  async #recordRefusal(audit: AuditLog | null, event: AuditEvent): Promise<void> {
     if (audit === null) return
     try {
-      audit.record(event)
+      await audit.record(event)
     } catch (err) {
       // the request is refused anyway; the lost row is reported where an operator looks
       this.#deps.logger.error(
@@ -318,11 +325,24 @@ export class KmsService {
         result,
         released: () => [
           released('disk_crypt_key', secretFingerprint('disk_crypt_key', result.diskCryptKey)),
-          released('env_crypt_key', x25519Fingerprint(result.envCryptKey)),
+          released('env_crypt_key', this.#envKeyFingerprint(caller.appId, result.envCryptKey)),
           released('k256_key', sha256Hex(k256Pubkey)),
         ],
       }
     })
+  }
+
+  /** The env key's fingerprint (SHA-256 of its X25519 public key) by app id: the key depends
+   * only on the root key and the app id, and every boot of an app would otherwise redo the
+   * X25519 scalar multiplication for its audit row. */
+  #envKeyFingerprint(appIdHex: string | undefined, envCryptKey: Buffer): string {
+    if (appIdHex === undefined) return x25519Fingerprint(envCryptKey)
+    let fingerprint = this.#envKeyFingerprints.get(appIdHex)
+    if (fingerprint === undefined) {
+      fingerprint = x25519Fingerprint(envCryptKey)
+      this.#envKeyFingerprints.set(appIdHex, fingerprint)
+    }
+    return fingerprint
   }
 
   async #getAppKey(

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { KmsError, errorView } from '../errors.js'
-import { errorJson } from '../http/server-options.js'
+import { errorJson, markRoutineRequest } from '../http/server-options.js'
 import { CountsByKey } from '../util/counts-by-key.js'
 import { EMPTY_JSON, decodeJson, encodeJson } from './json.js'
 import { decodeQuery } from './query.js'
@@ -57,6 +57,8 @@ export interface PrpcOptions<Ctx> {
   failureLog?: { logger: Logger; message: string }
   /** called with every error answered to the client */
   onError?: (err: unknown, method: string, request: FastifyRequest) => void
+  /** methods whose successful calls are logged at debug (see markRoutineRequest) */
+  routineMethods?: ReadonlySet<string>
 }
 
 type BodyRead = { kind: 'ok'; data: Buffer; release: () => void } | { kind: 'too-large' }
@@ -315,6 +317,7 @@ export async function registerPrpc<Ctx>(
         const segment = methodSegment(url)
         if (segment === null) return reply.callNotFound()
         const method = stripServicePrefix(segment, opts.servicePrefix)
+        if (opts.routineMethods?.has(method) === true) markRoutineRequest(request.raw)
         const rawQuery = rawQueryOf(url)
         const json = wantsJson({
           method: request.method,
