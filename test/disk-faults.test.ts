@@ -342,7 +342,7 @@ describe('damaged databases at start (real dstack-kms serve)', () => {
       const auditPath = join(dir, 'kms-audit.sqlite3')
       const log = AuditLog.open(auditPath)
       for (let i = 0; i < 500; i++) {
-        log.record({
+        await log.record({
           rpc: 'GetAppKey',
           decision: 'refuse',
           reason: `test ${i}`,
