@@ -31,6 +31,7 @@ import { createEphemeralTls } from '../src/onboard/ephemeral-tls.js'
 import {
   DEMO_APP_ID,
   DEMO_COMPOSE_HASH,
+  demoAppGuest,
   requestSimulatedGuestKeys,
 } from '../src/quickstart/demo.js'
 import { defaultOsImageHash } from '../src/tee/simulator/cvm.js'
@@ -255,13 +256,7 @@ describe('bearer secret between the KMS and its sidecar', () => {
     const seed = quickstartSeed(dir)
     const { keys } = await requestSimulatedGuestKeys({
       kmsUrl: base,
-      guest: {
-        seed,
-        appId: DEMO_APP_ID,
-        composeHash: DEMO_COMPOSE_HASH,
-        instanceId: randomBytes(20),
-        osImageHash: defaultOsImageHash(seed),
-      },
+      guest: demoAppGuest(seed),
     })
     assert.equal(keys.diskCryptKey.length > 0, true)
   })
@@ -277,13 +272,7 @@ describe('bearer secret between the KMS and its sidecar', () => {
     await assert.rejects(
       requestSimulatedGuestKeys({
         kmsUrl: base,
-        guest: {
-          seed,
-          appId: DEMO_APP_ID,
-          composeHash: DEMO_COMPOSE_HASH,
-          instanceId: randomBytes(20),
-          osImageHash: defaultOsImageHash(seed),
-        },
+        guest: demoAppGuest(seed),
       }),
       (err: Error) => {
         assert.match(

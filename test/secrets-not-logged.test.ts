@@ -10,12 +10,7 @@ import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import {
-  DEMO_APP_ID,
-  DEMO_COMPOSE_HASH,
-  requestSimulatedGuestKeys,
-} from '../src/quickstart/demo.js'
-import { defaultOsImageHash } from '../src/tee/simulator/cvm.js'
+import { DEMO_APP_ID, demoAppGuest, requestSimulatedGuestKeys } from '../src/quickstart/demo.js'
 import { prpc } from './helpers/https-client.js'
 import { tempDir, type KmsProcess } from './helpers/kms-process.js'
 import {
@@ -63,13 +58,7 @@ describe('secrets never logged (quick-start KMS, every RPC)', () => {
     const seed = quickstartSeed(dir)
     const { keys } = await requestSimulatedGuestKeys({
       kmsUrl: base,
-      guest: {
-        seed,
-        appId: DEMO_APP_ID,
-        composeHash: DEMO_COMPOSE_HASH,
-        instanceId: randomBytes(20),
-        osImageHash: defaultOsImageHash(seed),
-      },
+      guest: demoAppGuest(seed),
     })
     assert.equal(keys.diskCryptKey.length, 32)
     kms.addSecrets(

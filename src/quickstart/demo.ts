@@ -2,7 +2,7 @@
 // exactly the simulated KMS (its mr_aggregated and device) and one demo app (its compose hash), on
 // the simulated platform's OS image. Everything derives from the simulator seed, through the same
 // attest → verify → BootInfo path the KMS uses for itself, so the policy says what the KMS will see.
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
 import { StaticCollateralSource } from '../attestation/collateral.js'
 import { AttestationVerifier } from '../attestation/verify.js'
@@ -37,6 +37,20 @@ export function mockPlatformVerifier(seed: Buffer): AttestationVerifier {
     rootCaDer: pki.root.der,
     collateral: new StaticCollateralSource(mockCollateral(pki)),
   })
+}
+
+/** A CVM of the demo app on the simulator's platform: the quick-start policy admits it. */
+export function demoAppGuest(
+  seed: Buffer,
+  instanceId: Buffer = randomBytes(20),
+): Omit<GuestOptions, 'reportData'> {
+  return {
+    seed,
+    appId: DEMO_APP_ID,
+    composeHash: DEMO_COMPOSE_HASH,
+    instanceId,
+    osImageHash: defaultOsImageHash(seed),
+  }
 }
 
 export interface SimulatedGuestKeyRequest {
