@@ -205,6 +205,18 @@ async function serve(
 }
 
 const msg = (l: LogLine): string => String(l.msg)
+
+/** Runs `fn` against a KMS serving from `dir` (its main worker ready), then stops it. */
+async function whileServing(dir: string, fn: (s: Serve) => Promise<void>): Promise<void> {
+  const served = await serve(dir)
+  try {
+    await served.kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+    await fn(served)
+  } finally {
+    served.kms.kill()
+    await served.kms.waitForExit()
+  }
+}
 const started = (kms: KmsProcess, role: string): number =>
   kms.logs.filter((l) => msg(l) === `started ${role} worker`).length
 
@@ -252,9 +264,7 @@ describe('damaged certificates at start (real dstack-kms serve)', () => {
     writeFileSync(join(certDir, 'root-ca.crt'), 'not a certificate')
     truncateSync(join(certDir, 'tmp-ca.crt'), 100)
     truncateSync(join(certDir, 'rpc.crt'), 0)
-    const { kms, url } = await serve(dir)
-    try {
-      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+    await whileServing(dir, async ({ kms, url }) => {
       for (const f of ['root-ca.crt', 'tmp-ca.crt']) {
         assert.ok(
           kms.logs.some((l) => msg(l).startsWith(`${f} is unreadable`) && l.level === 40),
@@ -275,10 +285,7 @@ describe('damaged certificates at start (real dstack-kms serve)', () => {
         rpcPem.replace(/-----[^-]+-----|\s/g, ''),
         'the listener serves the re-minted rpc.crt',
       )
-    } finally {
-      kms.kill()
-      await kms.waitForExit()
-    }
+    })
   })
 })
 
@@ -287,15 +294,10 @@ describe('a damaged bootstrap-info.json at start (real dstack-kms serve)', () =>
     const dir = tempDir('kms-damaged-info-')
     const certDir = await keySet(dir)
     writeFileSync(join(certDir, 'bootstrap-info.json'), '{"ca_pubkey": "trunc')
-    const { kms, url } = await serve(dir)
-    try {
-      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+    await whileServing(dir, async ({ url }) => {
       const meta = JSON.parse((await prpc(url, 'GetMeta', '{}')).text) as Record<string, unknown>
       assert.equal(meta.bootstrap_info, null)
-    } finally {
-      kms.kill()
-      await kms.waitForExit()
-    }
+    })
   })
 })
 
@@ -307,9 +309,7 @@ describe('damaged databases at start (real dstack-kms serve)', () => {
     const dbPath = join(dir, 'cache', 'kms-cache.sqlite3')
     const damaged = Buffer.alloc(8192, 0x5a)
     writeFileSync(dbPath, damaged)
-    const { kms, url } = await serve(dir)
-    try {
-      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+    await whileServing(dir, async ({ kms, url }) => {
       const warned = kms.logs.find((l) => /^cache database .* was damaged/.test(msg(l)))
       assert.ok(warned, 'the move is logged')
       assert.equal(warned.level, 40)
@@ -324,10 +324,7 @@ describe('damaged databases at start (real dstack-kms serve)', () => {
         db.close()
       }
       assert.equal((await prpc(url, 'GetMeta', '{}')).status, 200)
-    } finally {
-      kms.kill()
-      await kms.waitForExit()
-    }
+    })
   })
 
   const auditDamages: Array<[string, (bytes: Buffer) => Buffer]> = [
@@ -432,9 +429,7 @@ describe('a full cert_dir (real dstack-kms serve on a small tmpfs)', () => {
     await keySet(dir)
     fs.fill()
     const before = files(fs.dir)
-    const { kms, url } = await serve(dir)
-    try {
-      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+    await whileServing(dir, async ({ kms, url }) => {
       const logged = kms.logs.find((l) => msg(l).startsWith('Failed to update certs: '))
       assert.ok(logged, JSON.stringify(kms.logs.map(msg)))
       assert.match(
@@ -447,10 +442,7 @@ describe('a full cert_dir (real dstack-kms serve on a small tmpfs)', () => {
         pemBody(readFileSync(join(fs.dir, 'rpc.crt'), 'utf8')),
         'the old rpc.crt serves',
       )
-    } finally {
-      kms.kill()
-      await kms.waitForExit()
-    }
+    })
   })
 
   test('certificate renewal, a backend that attests: the start stops with the reason, files intact', async (t) => {
@@ -512,19 +504,14 @@ describe('a read-only cert_dir (real dstack-kms serve)', () => {
     writeFileSync(join(fs.dir, '.dstack-kms.lock'), '', { mode: 0o600 })
     fs.remount('ro')
     const before = files(fs.dir)
-    const { kms, url } = await serve(dir)
-    try {
-      await kms.waitForLog((l) => msg(l) === 'KMS worker ready', 60_000)
+    await whileServing(dir, async ({ kms, url }) => {
       const logged = kms.logs.find((l) => msg(l).startsWith('Failed to update certs: '))
       assert.ok(logged, JSON.stringify(kms.logs.map(msg)))
       assert.match(msg(logged), /EROFS.*; continuing with the existing certificates$/)
       assert.equal(await servedCert(url), pemBody(readFileSync(join(fs.dir, 'rpc.crt'), 'utf8')))
       assert.equal((await prpc(url, 'GetMeta', '{}')).status, 200)
       assert.deepEqual(files(fs.dir), before)
-    } finally {
-      kms.kill()
-      await kms.waitForExit()
-    }
+    })
   })
 
   test('no keys, auto-bootstrap: exit 1 with the reason, nothing written', async (t) => {
