@@ -43,24 +43,7 @@ import {
   quickstartSeed,
   startQuickstartKms,
 } from './helpers/quickstart-kms.js'
-import { Writable } from 'node:stream'
-import pino from 'pino'
-
-type LogLine = Record<string, unknown> & { msg?: string }
-
-/** A pino logger whose JSON lines land in an array the test can inspect. */
-function captureLogger() {
-  const lines: LogLine[] = []
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line.trim() !== '') lines.push(JSON.parse(line) as LogLine)
-      }
-      done()
-    },
-  })
-  return { logger: pino({ level: 'info' }, stream), lines }
-}
+import { captureLogger } from './helpers/capture-logger.js'
 
 /** A user that is not the KMS's (the tests run as root, so they can act as one). */
 const STRANGER = { uid: 65534, gid: 65534 }

@@ -9,7 +9,6 @@ import { join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import type { FastifyInstance } from 'fastify'
-import pino from 'pino'
 import { WebhookAuthApi } from '../src/auth/auth-api.js'
 import { checkBoot, normalizeHex } from '../src/auth-simple/check.js'
 import {
@@ -22,6 +21,7 @@ import { defaultLimits } from '../src/config/load.js'
 import { runAuthSimple } from '../src/commands/auth-simple.js'
 import { collectLines } from './helpers/line-collector.js'
 import { tempDir as scratchDir } from './helpers/temp-dir.js'
+import { captureLogger } from './helpers/capture-logger.js'
 
 const OS_IMAGE = '0x1fbb0cf9cc6cfbf23d6b779776fabad2c5403d643badb9e5e238615e4960a78a'
 
@@ -39,20 +39,6 @@ const baseBootInfo = {
 }
 
 type LogLine = Record<string, unknown> & { msg?: string; level?: number }
-
-/** A pino logger whose JSON lines land in an array the test can inspect. */
-function captureLogger() {
-  const lines: LogLine[] = []
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line.trim() !== '') lines.push(JSON.parse(line) as LogLine)
-      }
-      done()
-    },
-  })
-  return { logger: pino({ level: 'info' }, stream), lines }
-}
 
 function tempDir(): string {
   return scratchDir('auth-simple-test-')

@@ -17,7 +17,6 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { after, before, test } from 'node:test'
 import { gzipSync } from 'node:zlib'
 import { createHash } from 'node:crypto'
@@ -39,6 +38,7 @@ import {
   tar,
   type SyntheticImage,
 } from './helpers/legacy-image.js'
+import { captureLogger } from './helpers/capture-logger.js'
 
 const STUB = new URL('./fixtures/acpi-tables-stub.mjs', import.meta.url).pathname
 
@@ -92,23 +92,10 @@ const serve = (hex: string, route: Route): void => {
 }
 const hitsOf = (hex: string): number => hits.get(pathOf(hex)) ?? 0
 
-function collectingLogger(): { log: pino.Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = []
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) {
-        if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>)
-      }
-      cb()
-    },
-  })
-  return { log: pino({ level: 'info' }, sink), lines }
-}
-
 let dirs = 0
 function verifier(over: Partial<LegacyVerifierOptions> = {}) {
   const imageCacheDir = join(work, `cache-${dirs++}`)
-  const { log, lines } = collectingLogger()
+  const { logger: log, lines } = captureLogger()
   const opts: LegacyVerifierOptions = {
     imageCacheDir,
     downloadUrl: `${base}/mr_{OS_IMAGE_HASH}.tar.gz`,

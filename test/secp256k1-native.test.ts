@@ -7,9 +7,7 @@ import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { cpSync, rmSync, symlinkSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
-import { pino } from 'pino'
 import { createNativeSecp256k1Backend } from '../src/crypto/secp256k1-native.js'
 import { selectSecp256k1Backend } from '../src/crypto/secp256k1-select.js'
 import {
@@ -28,6 +26,7 @@ import {
 } from '../src/native/secp256k1.js'
 import { runSecp256k1Contract } from './helpers/secp256k1-contract.js'
 import { tempDir } from './helpers/temp-dir.js'
+import { captureLogger } from './helpers/capture-logger.js'
 
 const ROOT = resolve(import.meta.dirname, '..')
 const DETECT = join(ROOT, 'scripts', 'detect-secp256k1.mjs')
@@ -41,19 +40,6 @@ runSecp256k1Contract(native)
 runSecp256k1Contract(nobleSecp256k1)
 
 const scalar = (v: bigint): Buffer => Buffer.from(v.toString(16).padStart(64, '0'), 'hex')
-
-function captureLogger(): { logger: ReturnType<typeof pino>; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = []
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
-      }
-      done()
-    },
-  })
-  return { logger: pino({ level: 'info' }, stream), lines }
-}
 
 /** Same outcome from both backends: the same bytes, or the same error code and text. */
 function outcome(fn: () => Buffer): string {
