@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import Fastify from 'fastify'
 import { AppIdType } from '../src/prpc/messages.js'
 import { BodyBudget, defineMethod, registerPrpc } from '../src/prpc/plugin.js'
+import { listenOnLoopback } from './helpers/listen.js'
 
 const KIB = 1024
 
@@ -54,10 +55,7 @@ describe('body budget under stalled uploads', () => {
       },
       bodyBudget: budget,
     })
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const address = app.server.address()
-    assert.ok(address !== null && typeof address === 'object')
-    port = address.port
+    port = await listenOnLoopback(app)
   })
 
   after(async () => {

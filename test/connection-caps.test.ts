@@ -8,6 +8,7 @@ import pino from 'pino'
 import { registerCommonHttp } from '../src/http/common.js'
 import { defaultLimits } from '../src/config/load.js'
 import { createFastify } from '../src/http/server-options.js'
+import { listenOnLoopback } from './helpers/listen.js'
 
 function open(port: number, localAddress: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -42,10 +43,7 @@ describe('connection caps', () => {
       limits: { ...defaultLimits(), maxConnections: 6, maxConnectionsPerSource: 3 },
     })
     registerCommonHttp(app, {})
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const address = app.server.address()
-    assert.ok(address !== null && typeof address === 'object')
-    port = address.port
+    port = await listenOnLoopback(app)
   })
 
   after(async () => {

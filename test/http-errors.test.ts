@@ -9,6 +9,7 @@ import { registerCommonHttp } from '../src/http/common.js'
 import { defaultLimits } from '../src/config/load.js'
 import { createFastify } from '../src/http/server-options.js'
 import { createEphemeralTls } from '../src/onboard/ephemeral-tls.js'
+import { listenOnLoopback } from './helpers/listen.js'
 
 function exchange(port: number, request: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -34,10 +35,7 @@ describe('errors of the HTTP layer', () => {
     app = createFastify(pino({ level: 'silent' }), null, { limits: defaultLimits() })
     registerCommonHttp(app, {})
     app.get('/item/:id', async () => 'ok')
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const address = app.server.address()
-    assert.ok(address !== null && typeof address === 'object')
-    port = address.port
+    port = await listenOnLoopback(app)
   })
 
   after(async () => {
@@ -80,10 +78,7 @@ describe('failed TLS handshakes', () => {
       { limits: { ...defaultLimits(), tlsHandshakeTimeoutMs: 1000 } },
     )
     registerCommonHttp(app, {})
-    await app.listen({ host: '127.0.0.1', port: 0 })
-    const address = app.server.address()
-    assert.ok(address !== null && typeof address === 'object')
-    port = address.port
+    port = await listenOnLoopback(app)
   })
 
   after(async () => {

@@ -2,9 +2,8 @@
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import { defaultLimits } from '../src/config/load.js'
 import { KmsError, withContext } from '../src/errors.js'
 import {
@@ -35,6 +34,7 @@ import {
   type AnyRpcMethod,
 } from '../src/prpc/plugin.js'
 import { decodeMessage, encodeMessage } from '../src/prpc/schema.js'
+import { listenOnLoopback } from './helpers/listen.js'
 
 const APP_VERSION = 'v0.1.0 (git:0123456789abcdef0123)'
 const MIB = 1024 * 1024
@@ -155,11 +155,6 @@ async function preDispatch(request: FastifyRequest): Promise<Ctx> {
   return { peer: typeof peer === 'string' ? peer : 'anonymous' }
 }
 
-async function listen(app: FastifyInstance): Promise<number> {
-  await app.listen({ host: '127.0.0.1', port: 0 })
-  return (app.server.address() as AddressInfo).port
-}
-
 describe('pRPC plugin over HTTP', () => {
   const app = Fastify()
   // the admin-style server registers pRPC first and the common surface second, without a version
@@ -179,7 +174,7 @@ describe('pRPC plugin over HTTP', () => {
         errorsSeen.push([method, err instanceof Error ? err.message : String(err)])
       },
     })
-    port = await listen(app)
+    port = await listenOnLoopback(app)
 
     await registerPrpc(admin, {
       servicePrefix: 'Admin.',
@@ -197,7 +192,7 @@ describe('pRPC plugin over HTTP', () => {
       },
     })
     registerCommonHttp(admin, {})
-    adminPort = await listen(admin)
+    adminPort = await listenOnLoopback(admin)
   })
 
   after(async () => {
@@ -629,7 +624,7 @@ describe('request body memory', () => {
       preDispatch,
       bodyBudget: budget,
     })
-    port = await listen(app)
+    port = await listenOnLoopback(app)
   })
 
   after(async () => {
