@@ -37,6 +37,9 @@
 // - no keys, auto-bootstrap → exit 1 "Failed to bootstrap: Failed to write the key set to
 //   …/.staging: …EROFS", nothing written → here, "a read-only cert_dir" › "no keys" (real
 //   serve) and "a read-only cert_dir: a clear error" (in-process).
+// - a leftover .staging that start-up must finish or discard → the start stops naming the
+//   directory ("Failed to finish or discard the interrupted key commit in …/.staging: …EROFS"),
+//   nothing changes → here, "a read-only cert_dir holding a leftover .staging".
 //
 // Damaged at start
 // - any key file (root-ca.key, root-k256.key, tmp-ca.key, rpc.key) truncated or garbage → the
@@ -527,6 +530,31 @@ describe('a read-only cert_dir (real dstack-kms serve)', () => {
       assert.ok(fatal, JSON.stringify(kms.logs.map(msg)))
       assert.match(msg(fatal), /Failed to write the key set to .*\.staging: EROFS/)
       assert.deepEqual(readdirSync(fs.dir), ['.dstack-kms.lock'])
+    } finally {
+      kms.kill('SIGKILL')
+    }
+  })
+})
+
+describe('a read-only cert_dir holding a leftover .staging (real dstack-kms serve)', () => {
+  test('the start stops with the directory and the reason; nothing changes', async (t) => {
+    const dir = tempDir('kms-ro-staging-')
+    const fs = certTmpfs(t, dir, 1024)
+    writeFileSync(join(fs.dir, '.dstack-kms.lock'), '', { mode: 0o600 })
+    // an unmarked staging dir (a commit cut before its marker) is discarded at start
+    mkdirSync(join(fs.dir, '.staging'))
+    writeFileSync(join(fs.dir, '.staging', 'root-ca.key'), 'partly written', { mode: 0o600 })
+    fs.remount('ro')
+    const { kms } = await serve(dir)
+    try {
+      const exit = await kms.waitForExit(60_000)
+      assert.notEqual(exit.code, 0)
+      assert.match(
+        kms.stderr.join('') + kms.logs.map(msg).join('\n'),
+        /Failed to finish or discard the interrupted key commit in .*\.staging: .*EROFS/,
+      )
+      assert.deepEqual(readdirSync(join(fs.dir, '.staging')), ['root-ca.key'])
+      assert.equal(started(kms, 'kms') + started(kms, 'onboard'), 0)
     } finally {
       kms.kill('SIGKILL')
     }

@@ -35,6 +35,20 @@ function assertPlainName(name: string): void {
 /** Finishes or discards an interrupted commit. Must run before anyone looks at cert_dir. */
 export function recoverStaging(certDir: string): RecoveryResult {
   const staging = join(certDir, STAGING_DIR)
+  try {
+    return recover(certDir, staging)
+  } catch (err) {
+    if (err instanceof KmsError) throw err
+    // a read-only or failing file system: say which directory and what was being done
+    throw withContext(
+      `Failed to finish or discard the interrupted key commit in ${staging}`,
+      err,
+      'KMS_ERR_KEYS',
+    )
+  }
+}
+
+function recover(certDir: string, staging: string): RecoveryResult {
   if (!existsSync(staging)) return { action: 'none', files: [] }
   const markerPath = join(staging, COMPLETE_MARKER)
   if (!existsSync(markerPath)) {
