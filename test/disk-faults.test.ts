@@ -29,6 +29,10 @@
 //   dir" (quote collateral) and image-lite.test.ts "a full cache disk" (measurements). A
 //   cache database that cannot even be created at start → exit 1 naming it, before any worker
 //   → here, "a full cache dir" › "full before the start".
+// - A legacy OS image download onto a full cache_dir → the verification is refused with
+//   "Failed to download image <hash>: ENOSPC…", nothing half-installed, the staging area
+//   emptied, and a later try after space returns installs it → legacy-image.test.ts "a full
+//   cache disk fails the download".
 //
 // Read-only cert_dir
 // - keys present → the KMS starts and serves its existing certificates (renewal fails, logged,

@@ -39,6 +39,7 @@ import {
   type SyntheticImage,
 } from './helpers/legacy-image.js'
 import { captureLogger } from './helpers/capture-logger.js'
+import { mountTmpfs } from './helpers/small-tmpfs.js'
 
 const STUB = new URL('./fixtures/acpi-tables-stub.mjs', import.meta.url).pathname
 
@@ -250,6 +251,25 @@ test('size cap: refused by Content-Length and by the unpacked size; nothing inst
   )
   assert.equal(existsSync(join(capped.imageCacheDir, bomb.hex)), false)
   assert.deepEqual(readdirSync(join(capped.imageCacheDir, 'tmp')), [])
+})
+
+test('a full cache disk fails the download with its reason; nothing installed; the next try after space returns succeeds', async (t) => {
+  const img = published({ seed: 19, initrdBytes: 600_000 })
+  const { v, imageCacheDir } = verifier()
+  const fs = mountTmpfs(imageCacheDir, 256)
+  t.after(() => fs.unmount())
+  await assert.rejects(v.expectedRegisters(img.osImageHash, VM), {
+    message: /^Failed to download image [0-9a-f]{64}: ENOSPC: no space left on device/,
+  })
+  assert.equal(existsSync(join(imageCacheDir, img.hex)), false, 'no half-installed image')
+  assert.deepEqual(readdirSync(join(imageCacheDir, 'tmp')), [], 'staging cleaned up')
+  fs.remount('size=16m')
+  // the failure is remembered for a short while (no tight retry loop); a fresh verifier on the
+  // same cache directory is the next try
+  const later = createLegacyVerifier({ ...verifier().opts, imageCacheDir })
+  const r = await later.expectedRegisters(img.osImageHash, VM)
+  assert.equal(r.expected.mrtd.length, 48)
+  assert.equal(existsSync(join(imageCacheDir, img.hex)), true)
 })
 
 test('hostile archive entries are refused and nothing lands outside the target', async () => {
