@@ -2,7 +2,7 @@
 // `into_stripped()`), rebuilt from the verified attestation so that every byte it carries is
 // bound to the verified quote (docs/design.md#signcert-copies-only-bound-bytes). Upstream copies
 // the CSR's attestation as sent.
-import { KmsError } from '../errors.js'
+import { attErr } from './attestation-error.js'
 import { decodeAppInfo, encodeAppInfoMsgpack } from './app-info.js'
 import { isAcpiDataEvent, labelAcpiDataEvents } from './event-log.js'
 import { tdReportOf } from './quote.js'
@@ -10,10 +10,6 @@ import { replayEventLogRtmrs } from './runtime-events.js'
 import { stripAttestation } from './stripped.js'
 import { DSTACK_RUNTIME_EVENT_TYPE, type Attestation, type TdxEvent } from './types.js'
 import type { VerifiedAttestation } from './verify.js'
-
-function refuse(message: string): never {
-  throw new KmsError('KMS_ERR_ATTESTATION', message)
-}
 
 /** Boot events carry their digest into the certificate but not their payload; their name is
  * bound only where it is derived from bound bytes: `""` as the CCEL gives it, or the ACPI DATA
@@ -29,7 +25,9 @@ function checkBootEventNames(events: readonly TdxEvent[]): void {
     if (e.event !== '' && e.event !== want) {
       const acpi = isAcpiDataEvent(e) ? ' ACPI DATA' : ''
       const allowed = want === '' ? '""' : `"" or "${want}"`
-      refuse(`event ${i}: the name of a${acpi} boot event must be ${allowed}, not "${e.event}"`)
+      throw attErr(
+        `event ${i}: the name of a${acpi} boot event must be ${allowed}, not "${e.event}"`,
+      )
     }
   })
 }
@@ -44,15 +42,15 @@ export function certifiedAttestation(
 ): Attestation {
   const a = v.attestation
   if (a.quote.kind !== 'dstack-tdx') {
-    refuse(`${a.quote.kind} attestations cannot be embedded in a certificate`)
+    throw attErr(`${a.quote.kind} attestations cannot be embedded in a certificate`)
   }
   const td = tdReportOf(v.report.quote)
-  if (td === null) refuse('no td report')
+  if (td === null) throw attErr('no td report')
   const replayed = replayEventLogRtmrs(a.quote.eventLog)
   const quoted = [td.rtmr0, td.rtmr1, td.rtmr2, td.rtmr3]
   replayed.forEach((mr, i) => {
     if (!mr.equals(quoted[i] as Buffer)) {
-      refuse(
+      throw attErr(
         `Event log does not replay to RTMR${i}, quoted: ${(quoted[i] as Buffer).toString('hex')}, replayed: ${mr.toString('hex')}`,
       )
     }

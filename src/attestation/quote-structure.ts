@@ -3,16 +3,12 @@
 // through the length fields, so whatever a length field declares but no field reads, and the type
 // fields of the certification data (outside the QE report's hash), would otherwise pass unseen.
 // Runs in front of both quote verifier engines, so node-crypto and dcap-qvl refuse the same.
-import { KmsError } from '../errors.js'
+import { attErr } from './attestation-error.js'
 import {
   PCK_CERT_CHAIN_TYPE,
   QE_REPORT_CERTIFICATION_DATA_TYPE,
   type ParsedQuote,
 } from './quote.js'
-
-function refuse(message: string): never {
-  throw new KmsError('KMS_ERR_ATTESTATION', message)
-}
 
 // Intel's PCK chains end in "\n\0" (a C string); whitespace and NUL around the PEM blocks are
 // the only bytes outside them that carry nothing
@@ -23,34 +19,34 @@ const FILLER = /^[\s\0]*$/
  * encoding `q` was parsed from. */
 export function checkQuoteStructure(raw: Uint8Array, q: ParsedQuote): void {
   if (q.declaredBodySize !== null && q.declaredBodySize !== q.bodySize) {
-    refuse(`Quote body size field is ${q.declaredBodySize}, the body is ${q.bodySize} bytes`)
+    throw attErr(`Quote body size field is ${q.declaredBodySize}, the body is ${q.bodySize} bytes`)
   }
   // v3 carries the PCK data directly; v4/v5 wrap it in QE report certification data
   if (q.version !== 3 && q.certificationDataType !== QE_REPORT_CERTIFICATION_DATA_TYPE) {
-    refuse(
+    throw attErr(
       `Unsupported certification data type: ${q.certificationDataType} (expected ${QE_REPORT_CERTIFICATION_DATA_TYPE}, QE report certification data)`,
     )
   }
   if (q.pckCertType !== PCK_CERT_CHAIN_TYPE) {
-    refuse(`Unsupported DCAP PCK cert format: ${q.pckCertType}`)
+    throw attErr(`Unsupported DCAP PCK cert format: ${q.pckCertType}`)
   }
   if (q.unreadQeCertificationData !== 0) {
-    refuse(
+    throw attErr(
       `${q.unreadQeCertificationData} unread bytes after the PCK certification data inside the QE report certification data`,
     )
   }
   if (q.unreadSignatureData !== 0) {
-    refuse(`${q.unreadSignatureData} unread bytes at the end of the quote signature data`)
+    throw attErr(`${q.unreadSignatureData} unread bytes at the end of the quote signature data`)
   }
   if (!FILLER.test(q.pckChainPem.replace(PEM_BLOCK, ''))) {
-    refuse('PCK certificate chain has content outside its PEM certificates')
+    throw attErr('PCK certificate chain has content outside its PEM certificates')
   }
   // zero padding after the quote is what fixed-size quote buffers (configfs-tsm, the QGS
   // protocol) leave; anything else would ride along unverified
   const tail = raw.subarray(q.length)
   const nonZero = tail.findIndex((b) => b !== 0)
   if (nonZero !== -1) {
-    refuse(
+    throw attErr(
       `Non-zero byte after the quote's signature data at offset ${q.length + nonZero} (only zero padding may follow a quote)`,
     )
   }
