@@ -6,13 +6,17 @@ import { existsSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { KmsError, errorMessage } from '../errors.js'
 import { HttpClient, HttpReplyTooLargeError, HttpTimeoutError } from '../http/http-client.js'
+import { unixSocketOf, unixUrl } from '../http/unix-url.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import type { TdxEvent, VersionedAttestation } from '../attestation/types.js'
 import { decodeHex } from '../util/hex.js'
 import type { TeeBackend } from './backend.js'
 
 /** Where upstream's `dstack_agent_address()` looks, newest layout first. */
-export const GUEST_AGENT_SOCKET_PATHS = ['/var/run/dstack/dstack.sock', '/var/run/dstack.sock']
+export const GUEST_AGENT_SOCKET_PATHS = [
+  '/var/run/dstack/dstack.sock',
+  '/var/run/dstack.sock',
+] as const
 
 /** Upstream has no timeout at all; a hung agent must not hang a KMS request forever. */
 export const GUEST_AGENT_DEFAULT_TIMEOUT_MS = 30_000
@@ -34,9 +38,9 @@ export function resolveGuestAgentAddress(
   const fromEnv = env.DSTACK_AGENT_ADDRESS
   if (fromEnv !== undefined && fromEnv !== '') return fromEnv
   for (const path of GUEST_AGENT_SOCKET_PATHS) {
-    if (exists(path)) return `unix:${path}`
+    if (exists(path)) return unixUrl(path)
   }
-  return `unix:${GUEST_AGENT_SOCKET_PATHS[0]}`
+  return unixUrl(GUEST_AGENT_SOCKET_PATHS[0])
 }
 
 export type GuestAgentEndpoint =
@@ -45,8 +49,8 @@ export type GuestAgentEndpoint =
 
 /** Parses `unix:/path` or `http://host:port[/prefix]`; anything else is refused up front. */
 export function parseGuestAgentAddress(address: string): GuestAgentEndpoint {
-  if (address.startsWith('unix:')) {
-    const socketPath = address.slice('unix:'.length)
+  const socketPath = unixSocketOf(address)
+  if (socketPath !== undefined) {
     if (socketPath === '') {
       throw new KmsError(
         'KMS_ERR_CONFIG',
