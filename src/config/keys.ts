@@ -258,13 +258,19 @@ export const CONFIG_KEYS = {
     doc: 'image download timeout',
     to: 'core.image.downloadTimeoutMs',
   },
-  // the two byte sizes and the command line are computed in load.ts
   'core.image.cache_max_bytes': {
     kind: bytes,
     default: '8GiB',
     doc: 'LRU cap on downloaded images',
+    to: 'core.image.cacheMaxBytes',
   },
-  'core.image.max_image_bytes': { kind: bytes, default: '2GiB', doc: 'image download size cap' },
+  'core.image.max_image_bytes': {
+    kind: bytes,
+    default: '2GiB',
+    doc: 'image download size cap',
+    to: 'core.image.maxImageBytes',
+  },
+  // the command line is computed in load.ts
   'core.image.acpi_tables_command': {
     kind: str,
     default: '',
@@ -288,13 +294,18 @@ export const CONFIG_KEYS = {
     doc: 'write the key-release audit log',
     to: 'core.audit.enabled',
   },
-  // path and size are computed in load.ts
+  // the path is computed in load.ts
   'core.audit.path': {
     kind: path,
     default: '',
     doc: 'audit log SQLite file; "" = kms-audit.sqlite3 beside the cert dir',
   },
-  'core.audit.max_size': { kind: bytes, default: '256MiB', doc: 'audit log size retention' },
+  'core.audit.max_size': {
+    kind: bytes,
+    default: '256MiB',
+    doc: 'audit log size retention',
+    to: 'core.audit.maxBytes',
+  },
   'core.audit.max_age': {
     kind: duration,
     default: 'never',

@@ -237,8 +237,6 @@ function build(
     limits[method] = parseByteSize(typeof v === 'string' ? v : (asInteger(v) ?? -1))
   }
   setAt(out, 'rpc.limits', limits)
-  setAt(out, 'core.image.cacheMaxBytes', byteSize(t, 'core.image.cache_max_bytes'))
-  setAt(out, 'core.image.maxImageBytes', byteSize(t, 'core.image.max_image_bytes'))
   setAt(
     out,
     'core.image.acpiTablesCommand',
@@ -253,7 +251,6 @@ function build(
     'core.audit.path',
     path('core.audit.path') || join(dirname(path('core.cert_dir')), 'kms-audit.sqlite3'),
   )
-  setAt(out, 'core.audit.maxBytes', byteSize(t, 'core.audit.max_size'))
   const webhookUrl = t.str('core.auth_api.webhook.url')
   const webhookSocket = unixSocketOf(webhookUrl)
   const webhook = {

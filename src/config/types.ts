@@ -81,18 +81,12 @@ interface Computed {
       rootCa: { tdx: string }
     }
     image: {
-      /** LRU cap on the downloaded images kept under `cache_dir/images` */
-      cacheMaxBytes: number
-      /** a download larger than this is aborted */
-      maxImageBytes: number
       /** argv of the command producing QEMU's ACPI tables for legacy RTMR0 (no shell); [] = none */
       acpiTablesCommand: string[]
     }
     audit: {
       /** absolute path of the SQLite file (kms-audit.sqlite3 in the cert dir's parent unless set) */
       path: string
-      /** oldest rows are dropped above this many bytes; 0 = no size limit */
-      maxBytes: number
     }
   }
   authSimple: {
