@@ -127,6 +127,13 @@ function typeError(key: string, leaf: LeafKind, v: unknown, where: string): KmsE
   )
 }
 
+function valueError(key: string, reason: string, where: string): KmsError {
+  return new KmsError(
+    'KMS_ERR_CONFIG',
+    `invalid value for configuration key ${key}: ${reason}${where}`,
+  )
+}
+
 function checkLeaf(key: string, leaf: LeafKind, v: unknown, where: string): void {
   const fail = (): never => {
     throw typeError(key, leaf, v, where)
@@ -156,32 +163,20 @@ function checkLeaf(key: string, leaf: LeafKind, v: unknown, where: string): void
       if (typeof v !== 'string' || !leaf.values.includes(v)) fail()
       return
     case 'duration':
-      if (typeof v !== 'string') fail()
-      try {
-        parseDuration(v as string)
-      } catch (err) {
-        throw new KmsError(
-          'KMS_ERR_CONFIG',
-          `invalid value for configuration key ${key}: ${errorMessage(err)}${where}`,
-        )
-      }
-      return
     case 'timeout': {
       if (typeof v !== 'string') fail()
       let ms: number | null
       try {
         ms = parseDuration(v as string)
       } catch (err) {
-        throw new KmsError(
-          'KMS_ERR_CONFIG',
-          `invalid value for configuration key ${key}: ${errorMessage(err)}${where}`,
-        )
+        throw valueError(key, errorMessage(err), where)
       }
       // a limit that never ends, ends at once or overflows a timer is no limit
-      if (ms === null || ms === 0 || ms > MAX_TIMER_MS) {
-        throw new KmsError(
-          'KMS_ERR_CONFIG',
-          `invalid value for configuration key ${key}: ${JSON.stringify(v)} is not a finite duration from "1s" to "24d"${where}`,
+      if (leaf.kind === 'timeout' && (ms === null || ms === 0 || ms > MAX_TIMER_MS)) {
+        throw valueError(
+          key,
+          `${JSON.stringify(v)} is not a finite duration from "1s" to "24d"`,
+          where,
         )
       }
       return
@@ -192,10 +187,7 @@ function checkLeaf(key: string, leaf: LeafKind, v: unknown, where: string): void
       try {
         parseByteSize(typeof v === 'string' ? v : (n as number))
       } catch (err) {
-        throw new KmsError(
-          'KMS_ERR_CONFIG',
-          `invalid value for configuration key ${key}: ${errorMessage(err)}${where}`,
-        )
+        throw valueError(key, errorMessage(err), where)
       }
     }
   }
