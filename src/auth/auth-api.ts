@@ -6,7 +6,7 @@ import { KmsError } from '../errors.js'
 import type { AuthApiConfig } from '../config/types.js'
 import { readSecretFile } from '../fs/secret-file.js'
 import { HttpClient, type HttpReply } from '../http/http-client.js'
-import { unixSocketOf } from '../http/unix-url.js'
+import { UNIX_SOCKET_ORIGIN, unixSocketOf } from '../http/unix-url.js'
 
 export interface AuthInfo {
   isDev: boolean
@@ -53,10 +53,6 @@ export interface WebhookClientOptions {
   /** sent as `Authorization: Bearer <token>` on every request */
   token?: string
 }
-
-/** Where requests for a socket-bound webhook are addressed: auth-simple and auth-eth route on
- * the path alone, so the Host is only a placeholder. */
-const UNIX_SOCKET_ORIGIN = 'http://localhost'
 
 export class WebhookAuthApi implements AuthApi {
   readonly #opts: WebhookClientOptions

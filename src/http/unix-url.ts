@@ -5,6 +5,10 @@
 
 export const UNIX_URL_PREFIX = 'unix:'
 
+/** What a request over a unix socket is addressed to: the server routes on the path alone, so
+ * the origin only supplies `Host: localhost`. */
+export const UNIX_SOCKET_ORIGIN = 'http://localhost'
+
 /** Linux `sun_path` holds 108 bytes including the terminating NUL. */
 export const MAX_UNIX_SOCKET_PATH_BYTES = 107
 

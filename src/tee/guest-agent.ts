@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { KmsError, errorMessage } from '../errors.js'
 import { HttpClient, HttpReplyTooLargeError, HttpTimeoutError } from '../http/http-client.js'
-import { unixSocketOf, unixUrl } from '../http/unix-url.js'
+import { UNIX_SOCKET_ORIGIN, unixSocketOf, unixUrl } from '../http/unix-url.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import type { TdxEvent, VersionedAttestation } from '../attestation/types.js'
 import { decodeHex } from '../util/hex.js'
@@ -145,7 +145,7 @@ export class GuestAgentClient {
     // always sent); URL brackets IPv6 literals again
     const url =
       ep.kind === 'unix'
-        ? `http://localhost/${path}`
+        ? `${UNIX_SOCKET_ORIGIN}/${path}`
         : `http://${ep.host.includes(':') ? `[${ep.host}]` : ep.host}:${ep.port}${ep.basePath}/${path}`
     try {
       const r = await this.http.request(url, {
