@@ -83,6 +83,11 @@ export function hasErrorCode(err: unknown, code: KmsErrorCode): boolean {
   return false
 }
 
+/** A KMS_ERR_CONFIG error (a bad setting or a file it names), keeping `cause` when given. */
+export function configError(message: string, cause?: unknown): KmsError {
+  return new KmsError('KMS_ERR_CONFIG', message, cause === undefined ? undefined : { cause })
+}
+
 /** Wraps `err` in an outer context, like anyhow's `.context()`: the message becomes
  * `<context>: <inner message>` and the code of a KmsError is kept. */
 export function withContext(context: string, err: unknown, code?: KmsErrorCode): KmsError {

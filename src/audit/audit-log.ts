@@ -8,6 +8,7 @@ import { closeSync, fsync, fsyncSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { KmsError, errorMessage, withContext, type KmsErrorCode } from '../errors.js'
+import { fsyncDir } from '../fs/atomic-write.js'
 
 /** prev_hash of the first row ever written */
 export const GENESIS_HASH = '0'.repeat(64)
@@ -464,12 +465,7 @@ class WalSync {
   static open(walPath: string): WalSync {
     const fd = openSync(walPath, 'r')
     try {
-      const dirFd = openSync(dirname(walPath), 'r')
-      try {
-        fsyncSync(dirFd)
-      } finally {
-        closeSync(dirFd)
-      }
+      fsyncDir(dirname(walPath))
       fsyncSync(fd)
     } catch (err) {
       closeSync(fd)

@@ -22,12 +22,12 @@ export interface AuthSimpleServerOptions {
 
 export const UNAUTHORIZED_MESSAGE = 'missing or invalid bearer token'
 
-/** Whether an Authorization header carries `token` as a bearer credential (constant time in the
- * token: both sides are compared as SHA-256 digests). */
-export function bearerMatches(header: string | undefined, token: string): boolean {
+/** Whether an Authorization header carries the bearer token whose SHA-256 is `expected`
+ * (constant time in the token: both sides are compared as digests). */
+function bearerMatches(header: string | undefined, expected: Buffer): boolean {
   const m = header === undefined ? null : /^Bearer +(\S+) *$/i.exec(header)
   const presented = m?.[1] ?? ''
-  return digestEquals(sha256Utf8(presented), sha256Utf8(token)) && presented !== ''
+  return digestEquals(sha256Utf8(presented), expected) && presented !== ''
 }
 
 /** A BootInfo is a few hundred bytes; nothing legitimate comes near this. */
@@ -41,10 +41,11 @@ export function buildAuthSimpleServer(opts: AuthSimpleServerOptions): FastifyIns
   const app = createFastify(opts.logger, null, { limits: opts.limits })
   const loadConfig = () => loadAuthSimpleConfig(opts.configPath, app.log)
 
-  const token = opts.token
-  if (token !== undefined) {
+  if (opts.token !== undefined) {
+    // hashed once here; each request hashes only what it presents
+    const expected = sha256Utf8(opts.token)
     app.addHook('onRequest', async (req, reply) => {
-      if (bearerMatches(req.headers.authorization, token)) return
+      if (bearerMatches(req.headers.authorization, expected)) return
       app.log.warn({ url: req.url.split('?')[0] }, 'refused a request without the bearer token')
       return reply
         .code(401)

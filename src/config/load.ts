@@ -5,7 +5,7 @@
 import { readFileSync, realpathSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
-import { KmsError, errorMessage } from '../errors.js'
+import { KmsError, configError, errorMessage } from '../errors.js'
 import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
 import {
   QUICKSTART_SEED_FILE,
@@ -43,10 +43,6 @@ export interface LoadOptions {
   quickstart?: boolean
   /** default process.env */
   env?: NodeJS.ProcessEnv
-}
-
-function configError(message: string, cause?: unknown): KmsError {
-  return new KmsError('KMS_ERR_CONFIG', message, cause === undefined ? undefined : { cause })
 }
 
 /** Upstream picks the format by extension and parses any other name as JSON; a TOML document

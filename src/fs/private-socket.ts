@@ -5,11 +5,7 @@
 import { type Stats, lstatSync, mkdirSync, unlinkSync } from 'node:fs'
 import { connect } from 'node:net'
 import { dirname } from 'node:path'
-import { KmsError, errorMessage } from '../errors.js'
-
-function configError(message: string, cause?: unknown): KmsError {
-  return new KmsError('KMS_ERR_CONFIG', message, cause === undefined ? undefined : { cause })
-}
+import { configError, errorMessage } from '../errors.js'
 
 function lstatOrNull(path: string): Stats | null {
   try {

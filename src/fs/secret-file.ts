@@ -1,11 +1,7 @@
 // A shared secret kept in a file (the auth webhook's bearer secret): read once at start, refused
 // unless it is private to its owner, and checked to be usable as an HTTP header value.
 import { readFileSync, statSync } from 'node:fs'
-import { KmsError, errorMessage } from '../errors.js'
-
-function configError(message: string, cause?: unknown): KmsError {
-  return new KmsError('KMS_ERR_CONFIG', message, cause === undefined ? undefined : { cause })
-}
+import { configError, errorMessage } from '../errors.js'
 
 /**
  * The secret in `path` without surrounding whitespace (a trailing newline from `echo` is not part

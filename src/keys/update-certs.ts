@@ -29,14 +29,8 @@ export interface UpdateCertsOptions {
 
 /** The certificate at `path`, or why there is none to keep. */
 function readCert(path: string): ParsedCertificate | { problem: string } {
-  let pem: string
   try {
-    pem = readFileSync(path, 'utf8')
-  } catch (err) {
-    return { problem: errorMessage(err) }
-  }
-  try {
-    return parseCertificate(pemDecode(pem, 'CERTIFICATE'))
+    return parseCertificate(pemDecode(readFileSync(path, 'utf8'), 'CERTIFICATE'))
   } catch (err) {
     return { problem: errorMessage(err) }
   }

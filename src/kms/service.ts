@@ -138,18 +138,14 @@ export class KmsService {
     }
   }
 
-  #readBootstrapInfo(): MetaInfo['bootstrapInfo'] {
-    // Re-read on every call like upstream; a missing or unparsable file is reported as null.
-    return readBootstrapInfo(this.#deps.state.certDir)
-  }
-
   async getMeta(): Promise<MetaInfo> {
     const info = await this.#deps.authApi.info()
     return {
       caCert: this.#deps.state.rootCaCertPem,
       allowAnyUpgrade: info.isDev,
       k256Pubkey: this.#deps.state.k256Pubkey,
-      bootstrapInfo: this.#readBootstrapInfo(),
+      // re-read on every call like upstream; a missing or unparsable file is reported as null
+      bootstrapInfo: readBootstrapInfo(this.#deps.state.certDir),
       isDev: info.isDev,
       gatewayAppId: info.gatewayAppId,
       kmsContractAddress: info.kmsContractAddress,
