@@ -1,6 +1,6 @@
 // A shared secret kept in a file (the auth webhook's bearer secret): read once at start, refused
 // unless it is private to its owner, and checked to be usable as an HTTP header value.
-import { readFileSync, statSync } from 'node:fs'
+import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs'
 import { configError, errorMessage } from '../errors.js'
 
 /**
@@ -13,8 +13,15 @@ export function readSecretFile(path: string, key: string): string {
   let mode: number
   let text: string
   try {
-    mode = Number(statSync(path).mode) & 0o777
-    text = readFileSync(path, 'utf8')
+    // mode and content from one open file: checking the path and then reading it again would let
+    // a file swapped in between be read without its mode ever being checked
+    const fd = openSync(path, 'r')
+    try {
+      mode = Number(fstatSync(fd).mode) & 0o777
+      text = readFileSync(fd, 'utf8')
+    } finally {
+      closeSync(fd)
+    }
   } catch (err) {
     throw configError(`${key}: cannot read ${path}: ${errorMessage(err)}`, err)
   }
