@@ -29,6 +29,7 @@ import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
 import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
 import { bootstrapKeySet, testKmsService } from './helpers/kms-service.js'
+import { csrConfigV1 } from './helpers/csr-config.js'
 
 function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex')
@@ -367,14 +368,7 @@ describe('key-release decisions are audited (KmsService with real collaborators)
     const csr = encodeCsrV1({
       confirm: CSR_CONFIRM,
       pubkey: key.spkiDer(),
-      config: {
-        orgName: null,
-        subject: 'app.example.com',
-        subjectAltNames: [],
-        usageServerAuth: true,
-        usageClientAuth: false,
-        extQuote: false,
-      },
+      config: csrConfigV1(),
       quote: attestation.quote.quote,
       eventLog: Buffer.from(encodeTdxEventLogJson(attestation.quote.eventLog)),
     })

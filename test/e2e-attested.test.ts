@@ -51,6 +51,7 @@ import { issueRaTlsClientCert } from '../src/x509/templates.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { ADMIN_TOKEN, attestedConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+import { csrConfig } from './helpers/csr-config.js'
 
 function assertRpcError(res: RawResponse, message: string | RegExp): void {
   assert.equal(res.status, 400, res.text)
@@ -258,17 +259,14 @@ describe('attested KMS on the TEE simulator', () => {
     const csr = encodeCsrV2({
       confirm: CSR_CONFIRM,
       pubkey: key.spkiDer(),
-      config: {
+      config: csrConfig({
         orgName: 'Demo Org',
         subject: 'demo.example.com',
         subjectAltNames: ['demo.example.com', '127.0.0.1'],
-        usageServerAuth: true,
         usageClientAuth: true,
         extQuote: true,
         extAppInfo: true,
-        notBefore: null,
-        notAfter: null,
-      },
+      }),
       attestation,
     })
     const res = await prpc(
@@ -442,17 +440,7 @@ describe('attested KMS on the TEE simulator', () => {
       const csr = encodeCsrV2({
         confirm: CSR_CONFIRM,
         pubkey: key.spkiDer(),
-        config: {
-          orgName: null,
-          subject: 'x',
-          subjectAltNames: [],
-          usageServerAuth: true,
-          usageClientAuth: false,
-          extQuote: false,
-          extAppInfo: false,
-          notBefore: null,
-          notAfter: null,
-        },
+        config: csrConfig({ subject: 'x' }),
         attestation: simulateGuestAttestation({
           seed,
           reportData: toReportData('ratls-cert', P256Key.generate().spkiDer()),
@@ -548,17 +536,7 @@ describe('attested KMS on the TEE simulator', () => {
         const csr = encodeCsrV2({
           confirm: CSR_CONFIRM,
           pubkey: key.spkiDer(),
-          config: {
-            orgName: null,
-            subject: 'demo.example.com',
-            subjectAltNames: [],
-            usageServerAuth: true,
-            usageClientAuth: false,
-            extQuote: false,
-            extAppInfo: false,
-            notBefore: null,
-            notAfter: null,
-          },
+          config: csrConfig({ subject: 'demo.example.com' }),
           attestation,
         })
         const res = await prpc(

@@ -37,6 +37,7 @@ import { RATLS_OID } from '../src/asn1/oids.js'
 import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
 import { bootstrapKeySet, testKmsService } from './helpers/kms-service.js'
+import { csrConfig, csrConfigV1 } from './helpers/csr-config.js'
 import { mockPlatformVerifier } from '../src/quickstart/demo.js'
 
 type Mode = 'allow' | 'deny' | 'garbage' | 'hang' | 'fail'
@@ -187,14 +188,7 @@ describe('key release (KmsService with real collaborators)', () => {
     const csr = encodeCsrV1({
       confirm: CSR_CONFIRM,
       pubkey: key.spkiDer(),
-      config: {
-        orgName: null,
-        subject: 'v1.example.com',
-        subjectAltNames: [],
-        usageServerAuth: true,
-        usageClientAuth: false,
-        extQuote: true,
-      },
+      config: csrConfigV1({ subject: 'v1.example.com', extQuote: true }),
       quote: attestation.quote.quote,
       eventLog: Buffer.from(encodeTdxEventLogJson(attestation.quote.eventLog)),
     })
@@ -230,17 +224,7 @@ describe('key release (KmsService with real collaborators)', () => {
       const csr = encodeCsrV2({
         confirm: CSR_CONFIRM,
         pubkey: key.spkiDer(),
-        config: {
-          orgName: null,
-          subject: 'app.example.com',
-          subjectAltNames: [],
-          usageServerAuth: true,
-          usageClientAuth: false,
-          extQuote: true,
-          extAppInfo: true,
-          notBefore: null,
-          notAfter: null,
-        },
+        config: csrConfig({ extQuote: true, extAppInfo: true }),
         attestation: encodeVersionedAttestation({ version: 0, attestation }),
       })
       return { attestation, csr, signature: key.sign(csr) }

@@ -42,6 +42,7 @@ import { issueRootCaCert, issueRpcCert, issueTempCaCert } from '../src/x509/temp
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { attestedConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+import { csrConfig } from './helpers/csr-config.js'
 
 interface Replica {
   name: string
@@ -647,17 +648,7 @@ describe('a replica set of three KMS on the TEE simulator', () => {
       const csr = encodeCsrV2({
         confirm: CSR_CONFIRM,
         pubkey: key.spkiDer(),
-        config: {
-          orgName: null,
-          subject: 'demo.example.com',
-          subjectAltNames: ['demo.example.com'],
-          usageServerAuth: true,
-          usageClientAuth: false,
-          extQuote: false,
-          extAppInfo: false,
-          notBefore: null,
-          notAfter: null,
-        },
+        config: csrConfig({ subject: 'demo.example.com', subjectAltNames: ['demo.example.com'] }),
         attestation,
       })
       const body = JSON.stringify({
