@@ -90,15 +90,12 @@ import { AttestationVerifier } from '../src/attestation/verify.js'
 import { AuditLog } from '../src/audit/audit-log.js'
 import { CACHE_DB_FILE, CacheDb } from '../src/cache/cache-db.js'
 import { P256Key } from '../src/crypto/p256.js'
-import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
-import { bootstrap } from '../src/keys/bootstrap.js'
 import {
   demoPolicy,
   simulatedDemoAppMrSystem,
   simulatedKmsBootInfo,
 } from '../src/quickstart/demo.js'
 import { EXIT_CANNOT_START } from '../src/supervisor/worker-ipc.js'
-import { NoneBackend } from '../src/tee/backend.js'
 import { RUNTIME_EVENTS_FILE, kmsBootEvents } from '../src/tee/simulator/simulator-backend.js'
 import { loadCollateralFixture } from './helpers/collateral-fixtures.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
@@ -113,6 +110,7 @@ import {
 } from './helpers/kms-process.js'
 import { prpc, rawRequest } from './helpers/https-client.js'
 import { mountTmpfs, runOnSmallTmpfs, type HostTmpfs } from './helpers/small-tmpfs.js'
+import { bootstrapKeySet } from './helpers/kms-service.js'
 
 interface Outcome {
   error: string | null
@@ -174,15 +172,7 @@ const KEY_FILES = ['root-ca.key', 'root-k256.key', 'tmp-ca.key', 'rpc.key'] as c
 /** A bootstrapped key set in `<dir>/certs` (backend none, domain localhost). */
 async function keySet(dir: string): Promise<string> {
   const certDir = join(dir, 'certs')
-  await bootstrap(
-    {
-      certDir,
-      tee: new NoneBackend(),
-      secp256k1: nobleSecp256k1,
-      ensureSelfKmsAllowed: async () => {},
-    },
-    'localhost',
-  )
+  await bootstrapKeySet(certDir)
   return certDir
 }
 
