@@ -51,7 +51,7 @@ import { issueRaTlsClientCert } from '../src/x509/templates.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { ADMIN_TOKEN, attestedConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
-import { csrConfig } from './helpers/csr-config.js'
+import { csrConfig, signCertJson } from './helpers/csr-config.js'
 
 function assertRpcError(res: RawResponse, message: string | RegExp): void {
   assert.equal(res.status, 400, res.text)
@@ -272,12 +272,7 @@ describe('attested KMS on the TEE simulator', () => {
     const res = await prpc(
       kmsUrl,
       'SignCert?json',
-      JSON.stringify({
-        api_version: 2,
-        csr: csr.toString('hex'),
-        signature: key.sign(csr).toString('hex'),
-        vm_config: simulatedVmConfig(seed, g.osImageHash),
-      }),
+      signCertJson(key, csr, simulatedVmConfig(seed, g.osImageHash)),
       {},
     )
     assert.equal(res.status, 200, res.text)
@@ -447,17 +442,7 @@ describe('attested KMS on the TEE simulator', () => {
           ...demoGuest(),
         }),
       })
-      const res = await prpc(
-        kmsUrl,
-        'SignCert?json',
-        JSON.stringify({
-          api_version: 2,
-          csr: csr.toString('hex'),
-          signature: key.sign(csr).toString('hex'),
-          vm_config: '',
-        }),
-        {},
-      )
+      const res = await prpc(kmsUrl, 'SignCert?json', signCertJson(key, csr, ''), {})
       assertRpcError(res, 'Quote verification failed: report data mismatch')
     })
   })
@@ -539,17 +524,7 @@ describe('attested KMS on the TEE simulator', () => {
           config: csrConfig({ subject: 'demo.example.com' }),
           attestation,
         })
-        const res = await prpc(
-          kmsUrl,
-          'SignCert?json',
-          JSON.stringify({
-            api_version: 2,
-            csr: csr.toString('hex'),
-            signature: key.sign(csr).toString('hex'),
-            vm_config: vmConfig,
-          }),
-          {},
-        )
+        const res = await prpc(kmsUrl, 'SignCert?json', signCertJson(key, csr, vmConfig), {})
         assertRpcError(
           res,
           /^Failed to verify os image hash: Failed to verify os image hash: MRs do not match: MRTD mismatch: /,

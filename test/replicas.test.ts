@@ -42,7 +42,7 @@ import { issueRootCaCert, issueRpcCert, issueTempCaCert } from '../src/x509/temp
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { attestedConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
-import { csrConfig } from './helpers/csr-config.js'
+import { csrConfig, signCertJson } from './helpers/csr-config.js'
 
 interface Replica {
   name: string
@@ -651,12 +651,7 @@ describe('a replica set of three KMS on the TEE simulator', () => {
         config: csrConfig({ subject: 'demo.example.com', subjectAltNames: ['demo.example.com'] }),
         attestation,
       })
-      const body = JSON.stringify({
-        api_version: 2,
-        csr: csr.toString('hex'),
-        signature: key.sign(csr).toString('hex'),
-        vm_config: simulatedVmConfig(seed, osImageHash),
-      })
+      const body = signCertJson(key, csr, simulatedVmConfig(seed, osImageHash))
       const roots = new Set<string>()
       for (const r of replicas) {
         const res = await prpc(r.url, 'SignCert?json', body, {})

@@ -1,5 +1,7 @@
-// The certificate settings a test CSR asks for: a plain server certificate for app.example.com
-// unless the test says otherwise, so each test spells out only what it is about.
+// The certificate settings a test CSR asks for (a plain server certificate for app.example.com
+// unless the test says otherwise, so each test spells out only what it is about) and the SignCert
+// request body that carries the CSR.
+import type { P256Key } from '../../src/crypto/p256.js'
 import type { CsrCertConfig, CsrCertConfigV2 } from '../../src/ratls/csr.js'
 
 /** Upstream `CertConfig` (CSR V1) with `overrides` over the defaults. */
@@ -24,4 +26,14 @@ export function csrConfig(overrides: Partial<CsrCertConfigV2> = {}): CsrCertConf
     notAfter: null,
     ...overrides,
   }
+}
+
+/** The JSON body of a V2 SignCert request carrying `csr` signed by `key`, as a guest sends it. */
+export function signCertJson(key: P256Key, csr: Buffer, vmConfig: string): string {
+  return JSON.stringify({
+    api_version: 2,
+    csr: csr.toString('hex'),
+    signature: key.sign(csr).toString('hex'),
+    vm_config: vmConfig,
+  })
 }
