@@ -17,23 +17,19 @@ import { encodeTdxEventLogJson } from '../src/attestation/event-log.js'
 import { toReportData } from '../src/attestation/report-data.js'
 import type { VerifiedAttestation } from '../src/attestation/verify.js'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
-import { createAuthApi } from '../src/auth/auth-api.js'
-import { SelfAuthorizer } from '../src/auth/self-auth.js'
 import { CacheDb } from '../src/cache/cache-db.js'
 import { runAudit } from '../src/commands/audit.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { x25519PublicKey } from '../src/crypto/x25519.js'
-import { bootstrap } from '../src/keys/bootstrap.js'
-import { KmsService } from '../src/kms/service.js'
-import { loadKmsState } from '../src/kms/state.js'
+import type { KmsService } from '../src/kms/service.js'
 import { CSR_CONFIRM, encodeCsrV1 } from '../src/ratls/csr.js'
 import { mockPlatformVerifier } from '../src/quickstart/demo.js'
-import { NoneBackend } from '../src/tee/backend.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
-import { USER_AGENT } from '../src/version.js'
 import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
+import { bootstrapKeySet, testKmsService } from './helpers/kms-service.js'
+import { csrConfigV1 } from './helpers/csr-config.js'
 
 function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex')
@@ -267,32 +263,12 @@ describe('key-release decisions are audited (KmsService with real collaborators)
       `[core]\ncert_dir = "${join(dir, 'certs')}"\nenforce_self_authorization = false\n[core.image]\ncache_dir = "${join(dir, 'cache')}"\n[core.auth_api]\ntype = "webhook"\n[core.auth_api.webhook]\nurl = "${url}"\ntimeout = "2s"\n[tee]\nbackend = "none"\n`,
       { cwd: dir, fileName: `kms-${randomBytes(4).toString('hex')}.toml` },
     )
-    const authApi = createAuthApi(config.core.authApi, USER_AGENT)
-    const tee = new NoneBackend()
-    return new KmsService({
-      config,
-      state: loadKmsState(config.core.certDir, nobleSecp256k1),
-      verifier,
-      selfAuth: new SelfAuthorizer({ enforce: false, tee, verifier, authApi, logger }),
-      secp256k1: nobleSecp256k1,
-      authApi,
-      cache,
-      logger,
-      audit,
-    })
+    return testKmsService({ config, verifier, cache, logger, audit })
   }
 
   before(async () => {
     dir = tempDir()
-    await bootstrap(
-      {
-        certDir: join(dir, 'certs'),
-        tee: new NoneBackend(),
-        secp256k1: nobleSecp256k1,
-        ensureSelfKmsAllowed: async () => {},
-      },
-      'localhost',
-    )
+    await bootstrapKeySet(join(dir, 'certs'))
     cache = CacheDb.open(join(dir, 'cache'))
     server = createServer((req, res) => {
       req.resume()
@@ -392,14 +368,7 @@ describe('key-release decisions are audited (KmsService with real collaborators)
     const csr = encodeCsrV1({
       confirm: CSR_CONFIRM,
       pubkey: key.spkiDer(),
-      config: {
-        orgName: null,
-        subject: 'app.example.com',
-        subjectAltNames: [],
-        usageServerAuth: true,
-        usageClientAuth: false,
-        extQuote: false,
-      },
+      config: csrConfigV1(),
       quote: attestation.quote.quote,
       eventLog: Buffer.from(encodeTdxEventLogJson(attestation.quote.eventLog)),
     })

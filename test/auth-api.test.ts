@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { bootInfoToJson, type BootInfo } from '../src/attestation/boot-info.js'
+import { sampleBootInfo } from './helpers/boot-info.js'
 import {
   DevAuthApi,
   MAX_RESPONSE_BYTES,
@@ -131,19 +132,10 @@ describe('webhook auth API: decision calls', () => {
 
   const api = (url = origin, timeoutMs = 5000) =>
     new WebhookAuthApi({ url, timeoutMs, userAgent: 'dstack-kms/test' })
-  const bootInfo: BootInfo = {
-    attestationMode: 'dstack-tdx',
-    mrAggregated: Buffer.alloc(32, 1),
-    osImageHash: Buffer.alloc(32, 2),
-    mrSystem: Buffer.alloc(32, 3),
-    appId: Buffer.alloc(20, 4),
-    composeHash: Buffer.alloc(32, 5),
-    instanceId: Buffer.alloc(20, 6),
-    deviceId: Buffer.alloc(32, 7),
+  const bootInfo = sampleBootInfo({
     keyProviderInfo: Buffer.from('{"name":"none","id":""}'),
-    tcbStatus: 'UpToDate',
     advisoryIds: ['INTEL-SA-00837'],
-  }
+  })
   // what the webhook must receive: bootInfoToJson's keys, order and hex
   const bootInfoJson = bootInfoToJson(bootInfo)
   const reply = (obj: unknown, status = 200): Handler => {

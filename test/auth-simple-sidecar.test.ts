@@ -22,7 +22,6 @@ import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import type { BootInfo } from '../src/attestation/boot-info.js'
 import { WebhookAuthApi } from '../src/auth/auth-api.js'
 import { buildAuthSimpleServer, UNAUTHORIZED_MESSAGE } from '../src/auth-simple/server.js'
 import { defaultLimits } from '../src/config/load.js'
@@ -44,6 +43,7 @@ import {
   startQuickstartKms,
 } from './helpers/quickstart-kms.js'
 import { captureLogger } from './helpers/capture-logger.js'
+import { sampleBootInfo } from './helpers/boot-info.js'
 
 /** A user that is not the KMS's (the tests run as root, so they can act as one). */
 const STRANGER = { uid: 65534, gid: 65534 }
@@ -302,19 +302,7 @@ describe('auth-simple with a bearer secret, driven by the webhook client over it
       userAgent: 'dstack-kms/test',
       ...(token === undefined ? {} : { token }),
     })
-  const bootInfo: BootInfo = {
-    attestationMode: 'dstack-tdx',
-    mrAggregated: Buffer.alloc(32, 1),
-    osImageHash: Buffer.alloc(32, 2),
-    mrSystem: Buffer.alloc(32, 3),
-    appId: Buffer.alloc(20, 4),
-    composeHash: Buffer.alloc(32, 5),
-    instanceId: Buffer.alloc(20, 6),
-    deviceId: Buffer.alloc(32, 7),
-    keyProviderInfo: Buffer.alloc(0),
-    tcbStatus: 'UpToDate',
-    advisoryIds: [],
-  }
+  const bootInfo = sampleBootInfo()
 
   it('the right secret reaches the policy: info on /, boot checks on /bootAuth/*, Host localhost', async () => {
     assert.equal((await client('right-secret').info()).chainId, 5n)

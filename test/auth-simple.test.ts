@@ -22,6 +22,7 @@ import { runAuthSimple } from '../src/commands/auth-simple.js'
 import { collectLines } from './helpers/line-collector.js'
 import { tempDir as scratchDir } from './helpers/temp-dir.js'
 import { captureLogger } from './helpers/capture-logger.js'
+import { sampleBootInfo } from './helpers/boot-info.js'
 
 const OS_IMAGE = '0x1fbb0cf9cc6cfbf23d6b779776fabad2c5403d643badb9e5e238615e4960a78a'
 
@@ -606,19 +607,7 @@ describe('auth-simple + the KMS webhook client over real HTTP', () => {
   })
 
   // what the KMS sends: lowercase hex without 0x, both mode keys, keyProviderInfo
-  const kmsBootInfo: BootInfo = {
-    attestationMode: 'dstack-tdx',
-    mrAggregated: Buffer.alloc(32, 0x01),
-    osImageHash: Buffer.alloc(32, 0x02),
-    mrSystem: Buffer.alloc(32, 0x03),
-    appId: Buffer.alloc(20, 0x04),
-    composeHash: Buffer.alloc(32, 0x05),
-    instanceId: Buffer.alloc(20, 0x06),
-    deviceId: Buffer.alloc(32, 0x07),
-    keyProviderInfo: Buffer.alloc(16, 0x08),
-    tcbStatus: 'UpToDate',
-    advisoryIds: [],
-  }
+  const kmsBootInfo = sampleBootInfo({ keyProviderInfo: Buffer.alloc(16, 0x08) })
   const client = (base: string) =>
     new WebhookAuthApi({ url: base, timeoutMs: 10_000, userAgent: 'dstack-kms/test' })
 

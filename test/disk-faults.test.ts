@@ -83,23 +83,14 @@ import { join } from 'node:path'
 import { after, before, describe, test, type TestContext } from 'node:test'
 import pino from 'pino'
 import type { BootInfo } from '../src/attestation/boot-info.js'
-import { formatRuntimeEventLine } from '../src/attestation/event-log.js'
 import { PccsCollateralSource } from '../src/attestation/pccs-source.js'
 import { INTEL_SGX_ROOT_CA_DER } from '../src/attestation/trust.js'
 import { AttestationVerifier } from '../src/attestation/verify.js'
 import { AuditLog } from '../src/audit/audit-log.js'
 import { CACHE_DB_FILE, CacheDb } from '../src/cache/cache-db.js'
 import { P256Key } from '../src/crypto/p256.js'
-import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
-import { bootstrap } from '../src/keys/bootstrap.js'
-import {
-  demoPolicy,
-  simulatedDemoAppMrSystem,
-  simulatedKmsBootInfo,
-} from '../src/quickstart/demo.js'
+import { demoPolicy, simulatedDemoAppMrSystem } from '../src/quickstart/demo.js'
 import { EXIT_CANNOT_START } from '../src/supervisor/worker-ipc.js'
-import { NoneBackend } from '../src/tee/backend.js'
-import { RUNTIME_EVENTS_FILE, kmsBootEvents } from '../src/tee/simulator/simulator-backend.js'
 import { loadCollateralFixture } from './helpers/collateral-fixtures.js'
 import { readVectorFile } from './helpers/crypto-vectors.js'
 import { attestedConfigToml, testConfigToml } from './helpers/kms-config.js'
@@ -113,6 +104,8 @@ import {
 } from './helpers/kms-process.js'
 import { prpc, rawRequest } from './helpers/https-client.js'
 import { mountTmpfs, runOnSmallTmpfs, type HostTmpfs } from './helpers/small-tmpfs.js'
+import { bootstrapKeySet } from './helpers/kms-service.js'
+import { simulatedKmsInstance } from './helpers/simulated-kms.js'
 
 interface Outcome {
   error: string | null
@@ -174,15 +167,7 @@ const KEY_FILES = ['root-ca.key', 'root-k256.key', 'tmp-ca.key', 'rpc.key'] as c
 /** A bootstrapped key set in `<dir>/certs` (backend none, domain localhost). */
 async function keySet(dir: string): Promise<string> {
   const certDir = join(dir, 'certs')
-  await bootstrap(
-    {
-      certDir,
-      tee: new NoneBackend(),
-      secp256k1: nobleSecp256k1,
-      ensureSelfKmsAllowed: async () => {},
-    },
-    'localhost',
-  )
+  await bootstrapKeySet(certDir)
   return certDir
 }
 
@@ -649,15 +634,7 @@ describe('Onboard.Onboard as the receiver on a full cert_dir (real source and re
   async function node(name: string, seed: Buffer): Promise<Node> {
     const dir = tempDir(`kms-onboard-${name}-`)
     const stateDir = join(dir, 'tee-simulator')
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 })
-    const events = kmsBootEvents(seed).map((e) =>
-      e.event === 'instance-id' ? { ...e, payload: randomBytes(20) } : e,
-    )
-    writeFileSync(
-      join(stateDir, RUNTIME_EVENTS_FILE),
-      events.map((e) => formatRuntimeEventLine(e) + '\n').join(''),
-      { mode: 0o600 },
-    )
+    const boot = await simulatedKmsInstance(seed, stateDir)
     const port = await freePort()
     return {
       dir,
@@ -665,7 +642,7 @@ describe('Onboard.Onboard as the receiver on a full cert_dir (real source and re
       authPort: await freePort(),
       url: `https://localhost:${port}`,
       policyFile: join(dir, 'auth-config.json'),
-      boot: await simulatedKmsBootInfo(seed, stateDir),
+      boot,
     }
   }
 

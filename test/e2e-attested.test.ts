@@ -51,6 +51,7 @@ import { issueRaTlsClientCert } from '../src/x509/templates.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { ADMIN_TOKEN, attestedConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+import { csrConfig, signCertJson } from './helpers/csr-config.js'
 
 function assertRpcError(res: RawResponse, message: string | RegExp): void {
   assert.equal(res.status, 400, res.text)
@@ -258,28 +259,20 @@ describe('attested KMS on the TEE simulator', () => {
     const csr = encodeCsrV2({
       confirm: CSR_CONFIRM,
       pubkey: key.spkiDer(),
-      config: {
+      config: csrConfig({
         orgName: 'Demo Org',
         subject: 'demo.example.com',
         subjectAltNames: ['demo.example.com', '127.0.0.1'],
-        usageServerAuth: true,
         usageClientAuth: true,
         extQuote: true,
         extAppInfo: true,
-        notBefore: null,
-        notAfter: null,
-      },
+      }),
       attestation,
     })
     const res = await prpc(
       kmsUrl,
       'SignCert?json',
-      JSON.stringify({
-        api_version: 2,
-        csr: csr.toString('hex'),
-        signature: key.sign(csr).toString('hex'),
-        vm_config: simulatedVmConfig(seed, g.osImageHash),
-      }),
+      signCertJson(key, csr, simulatedVmConfig(seed, g.osImageHash)),
       {},
     )
     assert.equal(res.status, 200, res.text)
@@ -442,34 +435,14 @@ describe('attested KMS on the TEE simulator', () => {
       const csr = encodeCsrV2({
         confirm: CSR_CONFIRM,
         pubkey: key.spkiDer(),
-        config: {
-          orgName: null,
-          subject: 'x',
-          subjectAltNames: [],
-          usageServerAuth: true,
-          usageClientAuth: false,
-          extQuote: false,
-          extAppInfo: false,
-          notBefore: null,
-          notAfter: null,
-        },
+        config: csrConfig({ subject: 'x' }),
         attestation: simulateGuestAttestation({
           seed,
           reportData: toReportData('ratls-cert', P256Key.generate().spkiDer()),
           ...demoGuest(),
         }),
       })
-      const res = await prpc(
-        kmsUrl,
-        'SignCert?json',
-        JSON.stringify({
-          api_version: 2,
-          csr: csr.toString('hex'),
-          signature: key.sign(csr).toString('hex'),
-          vm_config: '',
-        }),
-        {},
-      )
+      const res = await prpc(kmsUrl, 'SignCert?json', signCertJson(key, csr, ''), {})
       assertRpcError(res, 'Quote verification failed: report data mismatch')
     })
   })
@@ -548,30 +521,10 @@ describe('attested KMS on the TEE simulator', () => {
         const csr = encodeCsrV2({
           confirm: CSR_CONFIRM,
           pubkey: key.spkiDer(),
-          config: {
-            orgName: null,
-            subject: 'demo.example.com',
-            subjectAltNames: [],
-            usageServerAuth: true,
-            usageClientAuth: false,
-            extQuote: false,
-            extAppInfo: false,
-            notBefore: null,
-            notAfter: null,
-          },
+          config: csrConfig({ subject: 'demo.example.com' }),
           attestation,
         })
-        const res = await prpc(
-          kmsUrl,
-          'SignCert?json',
-          JSON.stringify({
-            api_version: 2,
-            csr: csr.toString('hex'),
-            signature: key.sign(csr).toString('hex'),
-            vm_config: vmConfig,
-          }),
-          {},
-        )
+        const res = await prpc(kmsUrl, 'SignCert?json', signCertJson(key, csr, vmConfig), {})
         assertRpcError(
           res,
           /^Failed to verify os image hash: Failed to verify os image hash: MRs do not match: MRTD mismatch: /,

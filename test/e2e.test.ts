@@ -29,6 +29,7 @@ import { readVectorFile } from './helpers/crypto-vectors.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { ADMIN_TOKEN, testConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+import { csrConfig, csrConfigV1 } from './helpers/csr-config.js'
 
 const APP_ID = '0123456789abcdef0123456789abcdef01234567'
 const JSON_CT = { 'content-type': 'application/json' }
@@ -438,17 +439,7 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
     const csr = encodeCsrV2({
       confirm: CSR_CONFIRM,
       pubkey: key.spkiDer(),
-      config: {
-        orgName: null,
-        subject: 'app.example.com',
-        subjectAltNames: ['app.example.com'],
-        usageServerAuth: true,
-        usageClientAuth: false,
-        extQuote: false,
-        extAppInfo: false,
-        notBefore: null,
-        notAfter: null,
-      },
+      config: csrConfig({ subjectAltNames: ['app.example.com'] }),
       attestation: readVectorFile('attestation.bin'),
     })
     assertRpcError(
@@ -464,14 +455,7 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
     const v1 = encodeCsrV1({
       confirm: CSR_CONFIRM,
       pubkey: key.spkiDer(),
-      config: {
-        orgName: null,
-        subject: 'app.example.com',
-        subjectAltNames: [],
-        usageServerAuth: true,
-        usageClientAuth: false,
-        extQuote: false,
-      },
+      config: csrConfigV1(),
       quote: Buffer.alloc(0),
       eventLog: Buffer.alloc(0),
     })

@@ -19,19 +19,13 @@ import { decode as msgpackDecode } from '@msgpack/msgpack'
 import { stripAttestation } from '../src/attestation/stripped.js'
 import { runtimeEventToTdxEvent } from '../src/attestation/runtime-events.js'
 import type { Attestation } from '../src/attestation/types.js'
-import { createAuthApi } from '../src/auth/auth-api.js'
-import { SelfAuthorizer } from '../src/auth/self-auth.js'
 import { CacheDb } from '../src/cache/cache-db.js'
 import { P256Key } from '../src/crypto/p256.js'
-import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
-import { bootstrap } from '../src/keys/bootstrap.js'
 import { KmsError } from '../src/errors.js'
 import { ClientCertVerifier } from '../src/kms/client-cert.js'
-import { KmsService } from '../src/kms/service.js'
-import { loadKmsState } from '../src/kms/state.js'
+import type { KmsService } from '../src/kms/service.js'
 import { CSR_CONFIRM, encodeCsrV1, encodeCsrV2 } from '../src/ratls/csr.js'
 import { strippedAttestationBytes } from '../src/ratls/cert-attestation.js'
-import { NoneBackend } from '../src/tee/backend.js'
 import { mockCollateral } from '../src/tee/simulator/collateral.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
 import { defaultOsImageHash, simulatedVmConfig } from '../src/tee/simulator/cvm.js'
@@ -42,7 +36,8 @@ import { parseCertificate, readRaTlsExtension } from '../src/x509/parse.js'
 import { RATLS_OID } from '../src/asn1/oids.js'
 import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
-import { USER_AGENT } from '../src/version.js'
+import { bootstrapKeySet, testKmsService } from './helpers/kms-service.js'
+import { csrConfig, csrConfigV1 } from './helpers/csr-config.js'
 import { mockPlatformVerifier } from '../src/quickstart/demo.js'
 
 type Mode = 'allow' | 'deny' | 'garbage' | 'hang' | 'fail'
@@ -82,31 +77,12 @@ describe('key release (KmsService with real collaborators)', () => {
       },
       { cwd: dir, fileName: `kms-${randomBytes(4).toString('hex')}.toml` },
     )
-    const authApi = createAuthApi(config.core.authApi, USER_AGENT)
-    const tee = new NoneBackend()
-    return new KmsService({
-      config,
-      state: loadKmsState(config.core.certDir, nobleSecp256k1),
-      verifier,
-      selfAuth: new SelfAuthorizer({ enforce: false, tee, verifier, authApi, logger }),
-      secp256k1: nobleSecp256k1,
-      authApi,
-      cache,
-      logger,
-    })
+    return testKmsService({ config, verifier, cache, logger })
   }
 
   before(async () => {
     dir = tempDir()
-    await bootstrap(
-      {
-        certDir: join(dir, 'certs'),
-        tee: new NoneBackend(),
-        secp256k1: nobleSecp256k1,
-        ensureSelfKmsAllowed: async () => {},
-      },
-      'localhost',
-    )
+    await bootstrapKeySet(join(dir, 'certs'))
     cache = CacheDb.open(join(dir, 'cache'))
     server = createServer((req, res) => {
       let body = ''
@@ -212,14 +188,7 @@ describe('key release (KmsService with real collaborators)', () => {
     const csr = encodeCsrV1({
       confirm: CSR_CONFIRM,
       pubkey: key.spkiDer(),
-      config: {
-        orgName: null,
-        subject: 'v1.example.com',
-        subjectAltNames: [],
-        usageServerAuth: true,
-        usageClientAuth: false,
-        extQuote: true,
-      },
+      config: csrConfigV1({ subject: 'v1.example.com', extQuote: true }),
       quote: attestation.quote.quote,
       eventLog: Buffer.from(encodeTdxEventLogJson(attestation.quote.eventLog)),
     })
@@ -255,17 +224,7 @@ describe('key release (KmsService with real collaborators)', () => {
       const csr = encodeCsrV2({
         confirm: CSR_CONFIRM,
         pubkey: key.spkiDer(),
-        config: {
-          orgName: null,
-          subject: 'app.example.com',
-          subjectAltNames: [],
-          usageServerAuth: true,
-          usageClientAuth: false,
-          extQuote: true,
-          extAppInfo: true,
-          notBefore: null,
-          notAfter: null,
-        },
+        config: csrConfig({ extQuote: true, extAppInfo: true }),
         attestation: encodeVersionedAttestation({ version: 0, attestation }),
       })
       return { attestation, csr, signature: key.sign(csr) }

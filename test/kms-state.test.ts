@@ -5,23 +5,14 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
-import { bootstrap } from '../src/keys/bootstrap.js'
 import { listenerTlsWarnings, loadKmsState, loadListenerTls } from '../src/kms/state.js'
-import { NoneBackend } from '../src/tee/backend.js'
 import { issueRootCaCert, issueTempCaCert } from '../src/x509/templates.js'
 import { tempDir } from './helpers/kms-process.js'
+import { bootstrapKeySet } from './helpers/kms-service.js'
 
 async function bootstrapped(): Promise<string> {
   const dir = tempDir()
-  await bootstrap(
-    {
-      certDir: dir,
-      tee: new NoneBackend(),
-      secp256k1: nobleSecp256k1,
-      ensureSelfKmsAllowed: async () => {},
-    },
-    'kms.example.com',
-  )
+  await bootstrapKeySet(dir, 'kms.example.com')
   return dir
 }
 

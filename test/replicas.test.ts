@@ -8,13 +8,12 @@
 import assert from 'node:assert/strict'
 import { X509Certificate, createHash, randomBytes } from 'node:crypto'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { connect as netConnect, createServer as createNetServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { BootInfo } from '../src/attestation/boot-info.js'
-import { formatRuntimeEventLine } from '../src/attestation/event-log.js'
 import { toReportData } from '../src/attestation/report-data.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { generateSecp256k1Key } from '../src/crypto/secp256k1.js'
@@ -26,22 +25,19 @@ import {
   mockPlatformVerifier,
   requestSimulatedGuestKeys,
   simulatedDemoAppMrSystem,
-  simulatedKmsBootInfo,
 } from '../src/quickstart/demo.js'
 import { CSR_CONFIRM, encodeCsrV2 } from '../src/ratls/csr.js'
 import { strippedAttestationBytes } from '../src/ratls/cert-attestation.js'
 import { defaultOsImageHash, simulatedVmConfig } from '../src/tee/simulator/cvm.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
-import {
-  RUNTIME_EVENTS_FILE,
-  SimulatorBackend,
-  kmsBootEvents,
-} from '../src/tee/simulator/simulator-backend.js'
+import { SimulatorBackend } from '../src/tee/simulator/simulator-backend.js'
 import { issueCertificate } from '../src/x509/certificate.js'
 import { issueRootCaCert, issueRpcCert, issueTempCaCert } from '../src/x509/templates.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { attestedConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
+import { csrConfig, signCertJson } from './helpers/csr-config.js'
+import { simulatedKmsInstance } from './helpers/simulated-kms.js'
 
 interface Replica {
   name: string
@@ -172,16 +168,7 @@ describe('a replica set of three KMS on the TEE simulator', () => {
   /** The simulated CVM of a replica with its own instance id (hence its own mr_aggregated). */
   async function simulatedKms(dir: string): Promise<BootInfo> {
     const stateDir = join(dir, 'tee-simulator')
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 })
-    const events = kmsBootEvents(seed).map((e) =>
-      e.event === 'instance-id' ? { ...e, payload: randomBytes(20) } : e,
-    )
-    writeFileSync(
-      join(stateDir, RUNTIME_EVENTS_FILE),
-      events.map((e) => formatRuntimeEventLine(e) + '\n').join(''),
-      { mode: 0o600 },
-    )
-    return simulatedKmsBootInfo(seed, stateDir)
+    return simulatedKmsInstance(seed, stateDir)
   }
 
   const policyAdmitting = (boots: BootInfo[]) => {
@@ -647,25 +634,10 @@ describe('a replica set of three KMS on the TEE simulator', () => {
       const csr = encodeCsrV2({
         confirm: CSR_CONFIRM,
         pubkey: key.spkiDer(),
-        config: {
-          orgName: null,
-          subject: 'demo.example.com',
-          subjectAltNames: ['demo.example.com'],
-          usageServerAuth: true,
-          usageClientAuth: false,
-          extQuote: false,
-          extAppInfo: false,
-          notBefore: null,
-          notAfter: null,
-        },
+        config: csrConfig({ subject: 'demo.example.com', subjectAltNames: ['demo.example.com'] }),
         attestation,
       })
-      const body = JSON.stringify({
-        api_version: 2,
-        csr: csr.toString('hex'),
-        signature: key.sign(csr).toString('hex'),
-        vm_config: simulatedVmConfig(seed, osImageHash),
-      })
+      const body = signCertJson(key, csr, simulatedVmConfig(seed, osImageHash))
       const roots = new Set<string>()
       for (const r of replicas) {
         const res = await prpc(r.url, 'SignCert?json', body, {})
