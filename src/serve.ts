@@ -12,7 +12,7 @@ import { unsafeDefaultWarnings } from './config/validate.js'
 import { autoBootstrap } from './keys/bootstrap.js'
 import { keysExist } from './keys/cert-dir.js'
 import { recoverStaging } from './keys/commit.js'
-import { loadKeys } from './keys/key-set.js'
+import { loadStartupKeySet, type StartupKeySet } from './keys/key-set.js'
 import { updateCerts } from './keys/update-certs.js'
 import { errorMessage } from './errors.js'
 import { createLogger } from './log.js'
@@ -96,6 +96,9 @@ export async function serve(opts: ServeOptions): Promise<number> {
     if (recovery.action !== 'none') {
       logger.warn({ recovery }, 'finished an interrupted key commit in cert_dir')
     }
+    // read by the key-set check below and handed to update_certs, so the supervisor reads and
+    // parses the key files once per start
+    let keySet: StartupKeySet | undefined
     const bootstrapDeps = {
       certDir,
       tee,
@@ -106,11 +109,12 @@ export async function serve(opts: ServeOptions): Promise<number> {
       config,
       logger,
       workerScript: workerScriptPath(),
-      // A key set that is present but does not load is a fatal start-up error here, before any
-      // worker: a main worker would otherwise fail on it forever.
+      // A key set that is present but does not load (a damaged key, bootstrap-info.json or CA
+      // certificate) is a fatal start-up error here, before any worker: a main worker would
+      // otherwise fail on it forever.
       keysExist: () => {
         if (!keysExist(certDir)) return false
-        loadKeys(certDir)
+        keySet = loadStartupKeySet(certDir)
         return true
       },
       autoOnboard: async () => {
@@ -141,6 +145,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
             autoBootstrapDomain: config.core.onboard.autoBootstrapDomain,
             tee,
             logger,
+            ...(keySet === undefined ? {} : { keySet }),
           })
         } catch (err) {
           // docs/design.md#certificate-renewal-follows-upstream-head: fatal only when the RPC

@@ -51,15 +51,20 @@
 //   bytes stay as they were and no key is generated → here, "damaged key files at start". A key
 //   file missing beside others → supervisor.test.ts "a partial key set is fatal".
 // - a root key replaced by bytes that still parse → refused like a damaged one when
-//   bootstrap-info.json records other public keys → here, "another valid key". A
-//   bootstrap-info.json that does not parse checks nothing and GetMeta reports it as null, as
-//   upstream → here, "a damaged bootstrap-info.json at start".
+//   bootstrap-info.json records other public keys → here, "another valid key" and "the record of
+//   another KMS". A bootstrap-info.json that is there but unreadable, truncated, empty, garbage or
+//   JSON without two public keys → exit 78 naming the file and what is wrong: the keys it should
+//   vouch for cannot be checked. A missing one (auto-bootstrapped, onboarded or upstream cert
+//   dirs) checks nothing and GetMeta reports null, as upstream → here, "a damaged
+//   bootstrap-info.json at start".
 // - a staging directory left by a crash → rolled forward or discarded → keys.test.ts "staged
 //   commits" (a SIGKILL at each commit step).
-// - root-ca.crt, tmp-ca.crt or rpc.crt unreadable → re-minted from its key (same key, DN and
-//   serial: docs/design.md#update_certs), with a warning naming the file → here, "damaged
-//   certificates at start". A CA certificate of another key → keys.test.ts "re-mints CA
-//   certificates that do not belong to their keys"; rpc-domain not a DNS name → keys.test.ts.
+// - root-ca.crt or tmp-ca.crt there but unreadable, empty, truncated or garbage → exit 78 naming
+//   the file, nothing re-minted (a new CA certificate would differ from the other replicas'); a
+//   missing one is minted from its key with a warning, and an unreadable rpc.crt re-minted (it is
+//   on every start) → here, "damaged certificates at start". A CA certificate of another key →
+//   keys.test.ts "re-mints CA certificates that do not belong to their keys"; rpc-domain not a
+//   DNS name → keys.test.ts.
 // - the cache database → moved aside (kept for inspection), rebuilt empty, logged; the KMS
 //   serves → here, "a damaged cache database"; every kind of damage → cache.test.ts "a damaged
 //   cache database at open".
@@ -75,6 +80,7 @@ import {
   mkdirSync,
   readFileSync,
   readdirSync,
+  rmSync,
   statSync,
   truncateSync,
   writeFileSync,
@@ -248,18 +254,76 @@ describe('damaged key files at start (real dstack-kms serve)', () => {
   }
 })
 
+/** Starts a KMS on `dir`, whose cert_dir has been damaged, and checks the refusal: exit 78 with
+ * a "cannot start" line matching `reason`, no worker forked, every file as it was. */
+async function assertRefusedAtStart(dir: string, reason: RegExp): Promise<void> {
+  const certDir = join(dir, 'certs')
+  const before = files(certDir)
+  const { kms } = await serve(dir)
+  try {
+    const exit = await kms.waitForExit(60_000)
+    assert.equal(exit.code, EXIT_CANNOT_START)
+    const fatal = kms.logs.find((l) => /^cannot start: /.test(msg(l)))
+    assert.ok(fatal, JSON.stringify(kms.logs.map(msg)))
+    assert.match(msg(fatal), reason)
+    assert.equal(started(kms, 'kms') + started(kms, 'onboard'), 0, 'no worker forked')
+    assert.deepEqual(files(certDir), before, 'the damaged file and every other file unchanged')
+  } finally {
+    kms.kill('SIGKILL')
+  }
+}
+
+const escapeRe = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
 describe('damaged certificates at start (real dstack-kms serve)', () => {
-  test('root-ca.crt, tmp-ca.crt and rpc.crt unreadable: re-minted from their keys, warned, served', async () => {
+  const caDamages: Array<[string, string, (p: string) => void, string]> = [
+    [
+      'root-ca.crt',
+      'garbage',
+      (p) => writeFileSync(p, 'not a certificate'),
+      'is not a PEM certificate',
+    ],
+    ['tmp-ca.crt', 'truncated', (p) => truncateSync(p, 100), 'is not a PEM certificate'],
+    ['root-ca.crt', 'empty', (p) => truncateSync(p, 0), 'is not a PEM certificate'],
+    // what EACCES is for an unprivileged KMS; the tests may run as root, which reads anything
+    [
+      'tmp-ca.crt',
+      'unreadable (a directory)',
+      (p) => {
+        rmSync(p)
+        mkdirSync(p)
+      },
+      'cannot be read \\(EISDIR',
+    ],
+  ]
+  for (const [file, how, damage, what] of caDamages) {
+    test(`${file} ${how}: the supervisor exits 78 naming the file; nothing re-minted`, async () => {
+      const dir = tempDir('kms-damaged-ca-')
+      const certDir = await keySet(dir)
+      damage(join(certDir, file))
+      const key = file === 'root-ca.crt' ? 'root-ca.key' : 'tmp-ca.key'
+      await assertRefusedAtStart(
+        dir,
+        new RegExp(
+          `${escapeRe(join(certDir, file))} ${what}.*refusing to replace it.*minted from ${key}$`,
+        ),
+      )
+    })
+  }
+
+  test('root-ca.crt and tmp-ca.crt missing: minted from their keys, warned; rpc.crt unreadable: re-minted; served', async () => {
     const dir = tempDir('kms-damaged-crt-')
     const certDir = await keySet(dir)
     const keysBefore = files(certDir)
-    writeFileSync(join(certDir, 'root-ca.crt'), 'not a certificate')
-    truncateSync(join(certDir, 'tmp-ca.crt'), 100)
+    rmSync(join(certDir, 'root-ca.crt'))
+    rmSync(join(certDir, 'tmp-ca.crt'))
     truncateSync(join(certDir, 'rpc.crt'), 0)
     await whileServing(dir, async ({ kms, url }) => {
       for (const f of ['root-ca.crt', 'tmp-ca.crt']) {
         assert.ok(
-          kms.logs.some((l) => msg(l).startsWith(`${f} is unreadable`) && l.level === 40),
+          kms.logs.some(
+            (l) => msg(l) === `${f} is missing; minting it from its key` && l.level === 40,
+          ),
           `a warning names ${f}`,
         )
       }
@@ -282,10 +346,78 @@ describe('damaged certificates at start (real dstack-kms serve)', () => {
 })
 
 describe('a damaged bootstrap-info.json at start (real dstack-kms serve)', () => {
-  test('garbage: the KMS starts and GetMeta reports no bootstrap info, as upstream', async () => {
+  const INFO = 'bootstrap-info.json'
+  const infoDamages: Array<[string, (p: string) => void, string]> = [
+    [
+      'truncated',
+      (p) => truncateSync(p, Math.floor(statSync(p).size / 2)),
+      'not a BootstrapResponse in JSON',
+    ],
+    ['empty', (p) => truncateSync(p, 0), 'it is empty'],
+    [
+      'garbage',
+      (p) => writeFileSync(p, Buffer.alloc(statSync(p).size, 0xff)),
+      'not a BootstrapResponse in JSON',
+    ],
+    [
+      'valid JSON of another shape (an array)',
+      (p) => writeFileSync(p, '[]'),
+      'not a BootstrapResponse in JSON',
+    ],
+    // serde takes missing fields as empty: parsing alone would accept these
+    [
+      'valid JSON without the keys',
+      (p) => writeFileSync(p, '{"attestation":""}'),
+      'ca_pubkey is not a P-256 SubjectPublicKeyInfo \\(0 bytes\\)',
+    ],
+    [
+      'a k256_pubkey of the wrong length',
+      (p) => {
+        const info = JSON.parse(readFileSync(p, 'utf8')) as Record<string, string>
+        writeFileSync(p, JSON.stringify({ ...info, k256_pubkey: 'ab'.repeat(32) }))
+      },
+      'k256_pubkey is not a compressed secp256k1 public key \\(32 bytes\\)',
+    ],
+    [
+      'unreadable (a directory)',
+      (p) => {
+        rmSync(p)
+        mkdirSync(p)
+      },
+      'cannot be read \\(EISDIR',
+    ],
+  ]
+  for (const [how, damage, what] of infoDamages) {
+    test(`${how}: the supervisor exits 78 naming the file and what is wrong`, async () => {
+      const dir = tempDir('kms-damaged-info-')
+      const certDir = await keySet(dir)
+      damage(join(certDir, INFO))
+      await assertRefusedAtStart(
+        dir,
+        new RegExp(
+          `${escapeRe(join(certDir, INFO))} is damaged: ${what}.*root keys cannot be checked`,
+        ),
+      )
+    })
+  }
+
+  test('the record of another KMS: refused, naming the key that does not match it', async () => {
     const dir = tempDir('kms-damaged-info-')
     const certDir = await keySet(dir)
-    writeFileSync(join(certDir, 'bootstrap-info.json'), '{"ca_pubkey": "trunc')
+    const other = await keySet(tempDir('kms-other-'))
+    writeFileSync(join(certDir, INFO), readFileSync(join(other, INFO)))
+    await assertRefusedAtStart(
+      dir,
+      new RegExp(
+        `${escapeRe(join(certDir, 'root-ca.key'))} is not the root CA key recorded in ${escapeRe(join(certDir, INFO))}`,
+      ),
+    )
+  })
+
+  test('missing (auto-bootstrapped, onboarded and upstream cert dirs have none): the KMS starts; GetMeta reports no bootstrap info', async () => {
+    const dir = tempDir('kms-no-info-')
+    const certDir = await keySet(dir)
+    rmSync(join(certDir, INFO))
     await whileServing(dir, async ({ url }) => {
       const meta = JSON.parse((await prpc(url, 'GetMeta', '{}')).text) as Record<string, unknown>
       assert.equal(meta.bootstrap_info, null)

@@ -14,3 +14,14 @@ export function readRequiredFile(
     throw withContext(context, err, code)
   }
 }
+
+/** The file's bytes, or null when it does not exist. Every other failure (EACCES, EISDIR, EIO)
+ * is thrown as it is: a file that is there but cannot be read is not an absent one. */
+export function readOptionalFile(path: string): Buffer | null {
+  try {
+    return readFileSync(path)
+  } catch (err) {
+    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return null
+    throw err
+  }
+}

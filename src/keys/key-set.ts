@@ -12,8 +12,10 @@ import { KmsError, withContext } from '../errors.js'
 import { strippedAttestationBytes } from '../ratls/cert-attestation.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
+import type { ParsedCertificate } from '../x509/parse.js'
 import { issueRootCaCert, issueRpcCert, issueTempCaCert } from '../x509/templates.js'
-import { readBootstrapInfo } from './bootstrap-info.js'
+import { readBootstrapRecord } from './bootstrap-info.js'
+import { readCaCert } from './ca-certs.js'
 import { CERT_DIR_FILES, certPath } from './cert-dir.js'
 import { ratlsCertReportData } from './report-data.js'
 
@@ -122,9 +124,10 @@ export interface LoadedKeys extends KmsKeys {
 
 /** A root key file overwritten with bytes that still parse (32 bytes are almost always a valid
  * secp256k1 scalar) would silently make this a different KMS. Bootstrap recorded both root
- * public keys; when that record is there, the keys must match it. */
+ * public keys; when that record is there, the keys must match it, and a record that is there
+ * but damaged refuses too (readBootstrapRecord). */
 function checkAgainstBootstrapInfo(certDir: string, rootCaKey: P256Key, rootK256Key: Buffer): void {
-  const info = readBootstrapInfo(certDir)
+  const info = readBootstrapRecord(certDir)
   if (info === null) return
   const record = certPath(certDir, CERT_DIR_FILES.bootstrapInfo)
   if (!rootCaKey.spkiDer().equals(info.caPubkey)) {
@@ -160,5 +163,23 @@ export function loadKeys(certDir: string): LoadedKeys {
     // upstream's KmsState::new never reads rpc.key: the file name is the whole context
     rpcKey: readP256(certDir, CERT_DIR_FILES.rpcKey).key,
     rootK256Key,
+  }
+}
+
+/** What the supervisor reads from cert_dir at start, once: the keys, and each CA certificate as
+ * found (null when absent). update_certs works from this instead of reading the files again. */
+export interface StartupKeySet {
+  keys: LoadedKeys
+  tmpCaCert: ParsedCertificate | null
+  rootCaCert: ParsedCertificate | null
+}
+
+/** loadKeys, then the two CA certificates (readCaCert): any damage stops the start here, before
+ * a worker is forked or a certificate written. */
+export function loadStartupKeySet(certDir: string): StartupKeySet {
+  return {
+    keys: loadKeys(certDir),
+    tmpCaCert: readCaCert(certDir, CERT_DIR_FILES.tmpCaCert),
+    rootCaCert: readCaCert(certDir, CERT_DIR_FILES.rootCaCert),
   }
 }

@@ -5,16 +5,15 @@
 import { readFileSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { validateDomain } from '../config/validate.js'
-import { KmsError, errorMessage, withContext } from '../errors.js'
+import { KmsError, withContext } from '../errors.js'
 import { writeFileAtomic } from '../fs/atomic-write.js'
 import type { TeeBackend } from '../tee/backend.js'
 import type { IssuedCertificate } from '../x509/certificate.js'
 import { parseCertificate, type ParsedCertificate } from '../x509/parse.js'
-import { pemDecode } from '../asn1/pem.js'
 import { issueRootCaCert, issueTempCaCert } from '../x509/templates.js'
 import type { P256Key } from '../crypto/p256.js'
 import { CERT_DIR_FILES, certPath } from './cert-dir.js'
-import { loadKeys, mintRpcCert } from './key-set.js'
+import { loadStartupKeySet, mintRpcCert, type StartupKeySet } from './key-set.js'
 
 export const CA_RENEWAL_WINDOW_MS = 365 * 24 * 3600 * 1000
 
@@ -25,15 +24,8 @@ export interface UpdateCertsOptions {
   tee: TeeBackend
   logger: Logger
   now?: Date
-}
-
-/** The certificate at `path`, or why there is none to keep. */
-function readCert(path: string): ParsedCertificate | { problem: string } {
-  try {
-    return parseCertificate(pemDecode(readFileSync(path, 'utf8'), 'CERTIFICATE'))
-  } catch (err) {
-    return { problem: errorMessage(err) }
-  }
+  /** what start-up already read from certDir (serve's key-set check); read here when absent */
+  keySet?: StartupKeySet
 }
 
 export function needsRenewal(cert: ParsedCertificate | undefined, now: Date): boolean {
@@ -62,7 +54,8 @@ function readDomain(opts: UpdateCertsOptions): string {
 
 export async function updateCerts(opts: UpdateCertsOptions): Promise<void> {
   const now = opts.now ?? new Date()
-  const keys = loadKeys(opts.certDir)
+  const keySet = opts.keySet ?? loadStartupKeySet(opts.certDir)
+  const { keys } = keySet
   const domain = readDomain(opts)
   const write = (file: string, cert: IssuedCertificate): void => {
     const path = certPath(opts.certDir, file)
@@ -74,22 +67,20 @@ export async function updateCerts(opts: UpdateCertsOptions): Promise<void> {
     }
   }
 
-  // A CA certificate is re-minted inside the renewal window, and also when it is unreadable or
-  // does not belong to its key (the key is the source of truth; key, DN and serial stay).
+  // A CA certificate is minted when absent, re-minted inside the renewal window and when it does
+  // not belong to its key (the key is the source of truth; key, DN and serial stay). One that is
+  // there but unreadable never gets this far: readCaCert refuses it.
   const renewCa = (
     file: string,
+    current: ParsedCertificate | null,
     key: P256Key,
     issue: (k: P256Key) => IssuedCertificate,
     what: string,
   ): ParsedCertificate => {
-    const read = readCert(certPath(opts.certDir, file))
-    const current = 'problem' in read ? undefined : read
-    if ('problem' in read) {
-      opts.logger.warn(`${file} is unreadable (${read.problem}); re-minting it from its key`)
-    }
-    const foreign = current !== undefined && !current.spkiDer.equals(key.spkiDer())
+    if (current === null) opts.logger.warn(`${file} is missing; minting it from its key`)
+    const foreign = current !== null && !current.spkiDer.equals(key.spkiDer())
     if (foreign) opts.logger.warn(`${file} does not belong to its key; re-minting it`)
-    if (current === undefined || foreign || needsRenewal(current, now)) {
+    if (current === null || foreign || needsRenewal(current, now)) {
       const issued = issue(key)
       write(file, issued)
       opts.logger.info(`Renewed ${what}`)
@@ -99,12 +90,14 @@ export async function updateCerts(opts: UpdateCertsOptions): Promise<void> {
   }
   renewCa(
     CERT_DIR_FILES.tmpCaCert,
+    keySet.tmpCaCert,
     keys.tmpCaKey,
     issueTempCaCert,
     'temporary client CA certificate',
   )
   const rootCa = renewCa(
     CERT_DIR_FILES.rootCaCert,
+    keySet.rootCaCert,
     keys.rootCaKey,
     issueRootCaCert,
     'KMS root CA certificate',
