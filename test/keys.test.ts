@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import pino from 'pino'
@@ -12,6 +20,7 @@ import { autoBootstrap, bootstrap, type BootstrapDeps } from '../src/keys/bootst
 import { bootstrapInfoJson, parseBootstrapInfoJson } from '../src/keys/bootstrap-info.js'
 import { CERT_DIR_FILES, keysExist, REQUIRED_KEY_FILES } from '../src/keys/cert-dir.js'
 import { commitFiles, recoverStaging, STAGING_DIR } from '../src/keys/commit.js'
+import { loadStartupKeySet } from '../src/keys/key-set.js'
 import { bootstrapKeysReportData, ratlsCertReportData } from '../src/keys/report-data.js'
 import { needsRenewal, updateCerts, CA_RENEWAL_WINDOW_MS } from '../src/keys/update-certs.js'
 import { NoneBackend } from '../src/tee/backend.js'
@@ -440,6 +449,33 @@ describe('update_certs', () => {
       pemDecode(readFileSync(join(dir, 'rpc.crt'), 'utf8'), 'CERTIFICATE'),
     )
     assert.deepEqual(rpc.subjectAltNames, ['auto.example.com'])
+  })
+
+  it('works from the key set start-up read, without reading the key files again', async () => {
+    const dir = tempDir()
+    await bootstrap(deps(dir), 'kms.example.com')
+    const keySet = loadStartupKeySet(dir)
+    // gone after the start-up check: update_certs must not need them
+    for (const f of ['tmp-ca.key', 'root-ca.key', 'rpc.key', 'root-k256.key', 'root-ca.crt']) {
+      rmSync(join(dir, f))
+    }
+    await updateCerts({
+      certDir: dir,
+      autoBootstrapDomain: '',
+      tee: new NoneBackend(),
+      logger: silent,
+      keySet,
+    })
+    const rpc = parseCertificate(
+      pemDecode(readFileSync(join(dir, 'rpc.crt'), 'utf8'), 'CERTIFICATE'),
+    )
+    assert.deepEqual(rpc.spkiDer, keySet.keys.rpcKey.spkiDer())
+    assert.deepEqual(rpc.issuerDer, keySet.rootCaCert?.subjectDer)
+    assert.equal(
+      existsSync(join(dir, 'root-ca.crt')),
+      false,
+      'the certificate read at start is kept',
+    )
   })
 
   it('re-mints CA certificates that do not belong to their keys', async () => {
