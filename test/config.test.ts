@@ -6,6 +6,7 @@ import { after, describe, test } from 'node:test'
 import { KmsError } from '../src/errors.js'
 import {
   QUICKSTART_TOML,
+  defaultLimits,
   loadConfig,
   parseByteSize,
   parseDuration,
@@ -257,6 +258,10 @@ describe('defaults', () => {
     const cfg = load(undefined)
     assert.ok(cfg.authSimple.config.endsWith('/auth-config.json'))
     assert.deepEqual({ ...cfg, authSimple: { ...cfg.authSimple, config: '' } }, UPSTREAM_DEFAULTS)
+  })
+
+  test('defaultLimits() is the [limits] table of a configuration loaded without files', () => {
+    assert.deepEqual(defaultLimits(), load(undefined).limits)
   })
 
   test('the defaults are safe except for the exposed metrics endpoint and image checks', () => {
