@@ -377,15 +377,11 @@ describe('upstream kms.toml', () => {
     assert.equal(cfg.core.siteName, 'prod-1')
     assert.equal(cfg.core.pccsUrl, 'https://pccs.example')
     assert.deepEqual(cfg.core.image, {
+      ...UPSTREAM_DEFAULTS.core.image,
       verify: true,
       cacheDir: '/kms/images',
       downloadUrl: 'https://images.example/{OS_IMAGE_HASH}.tar.gz',
       downloadTimeoutMs: 300_000,
-      cacheMaxBytes: 8 * 1024 ** 3,
-      maxImageBytes: 2 * 1024 ** 3,
-      acpiTablesCommand: [],
-      acpiTimeoutMs: 30_000,
-      legacyRtmr0: 'require',
     })
     assert.equal(cfg.core.metrics.enabled, false)
     assert.equal(cfg.tee.backend, 'tdx')
@@ -1229,15 +1225,8 @@ describe('quick start', () => {
     })
     assert.equal(cfg.core.enforceSelfAuthorization, true)
     assert.equal(cfg.core.adminTokenHash, hash)
-    assert.deepEqual(cfg.core.onboard, {
-      enabled: true,
-      autoBootstrapDomain: '',
-      autoOnboardSource: '',
-      autoOnboardDomain: '',
-      address: '0.0.0.0',
-      port: 8000,
-      tls: true,
-    })
+    // the profile leaves onboarding as upstream has it
+    assert.deepEqual(cfg.core.onboard, UPSTREAM_DEFAULTS.core.onboard)
     assert.deepEqual(cfg.tee, { backend: 'simulator', simulator: { seed, trustMockRoot: true } })
     assert.deepEqual(cfg.sources, [])
     assert.deepEqual(cfg.warnings, [])
