@@ -17,7 +17,12 @@ import {
   verify as cryptoVerify,
 } from 'node:crypto'
 import { parseCrl } from '../../x509/crl-parse.js'
-import { COLLATERAL_KEYS, type Collateral, collateralBytes } from '../collateral.js'
+import {
+  COLLATERAL_KEYS,
+  type Collateral,
+  collateralBytes,
+  collateralDigest,
+} from '../collateral.js'
 import { type ParsedQuote, TEE_TYPE_SGX, TEE_TYPE_TDX } from '../quote.js'
 import { BoundedCache } from '../../util/bounded-cache.js'
 import {
@@ -230,12 +235,7 @@ export class DcapQuoteVerifier {
     const fields = COLLATERAL_KEYS.map((k) => c[k])
     const known = this.byObject.get(c)
     if (known !== undefined && known.fields.every((v, i) => v === fields[i])) return known.facts
-    const h = createHash('sha256')
-    for (const f of fields) {
-      h.update(typeof f === 'string' ? `s${f.length}:` : `b${f.length}:`)
-      h.update(typeof f === 'string' ? f : Buffer.from(f))
-    }
-    const id = h.digest('hex')
+    const id = collateralDigest(c)
     let facts = this.collaterals.get(id)
     if (facts === undefined) {
       facts = this.analyseCollateral(c)
