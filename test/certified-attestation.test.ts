@@ -5,9 +5,10 @@
 // DCAP verification (key-release.test.ts runs the whole SignCert with verified quotes).
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { certifiedAttestation } from '../src/attestation/certified.js'
+import { decodeAppInfo, encodeAppInfoMsgpack } from '../src/attestation/app-info.js'
+import { certifiedAppInfo, certifiedAttestation } from '../src/attestation/certified.js'
 import { attestationFromTdxQuote } from '../src/attestation/from-tdx-quote.js'
-import { parseQuote } from '../src/attestation/quote.js'
+import { parseQuote, tdReportOf } from '../src/attestation/quote.js'
 import { stripAttestation } from '../src/attestation/stripped.js'
 import type { Attestation } from '../src/attestation/types.js'
 import type { VerifiedAttestation } from '../src/attestation/verify.js'
@@ -46,6 +47,23 @@ describe('certified attestation on real guests', () => {
     // the config is kept only when it is the text the image check measured
     assert.equal(certifiedAttestation(asVerified(a), null).config, '')
     assert.equal(certifiedAttestation(asVerified(a), `${a.config} `).config, '')
+  })
+
+  it('app info: the replay of the runtime events is taken from the verified RTMR3', () => {
+    const a = decodeVersionedAttestation(readVectorFile('attestation.bin')).attestation
+    const v = asVerified(a)
+    // decodeAppInfo on its own parses the quote and replays the events
+    const replayed = decodeAppInfo(a, { vmConfig: a.config })
+    assert.deepEqual(certifiedAppInfo(v, a.config), encodeAppInfoMsgpack(replayed))
+    assert.deepEqual(
+      certifiedAppInfo(v, null),
+      encodeAppInfoMsgpack({ ...decodeAppInfo(a), osImageHash: Buffer.alloc(0) }),
+    )
+    // boot-time values stop at boot-mr-done, which the verified RTMR3 does not record
+    assert.deepEqual(
+      decodeAppInfo(a, { boottimeMr: true, verifiedTd: tdReportOf(v.report.quote) ?? undefined }),
+      decodeAppInfo(a, { boottimeMr: true }),
+    )
   })
 
   it('a lite guest: the labelled ACPI DATA events pass, a relabelled one does not', () => {

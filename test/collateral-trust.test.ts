@@ -137,6 +137,22 @@ describe('collateral checks on the dcap-qvl fixtures', () => {
     assert.equal(checkCollateral(tdx, intel, NOW).validUntil, PCK_CRL_NEXT_UPDATE)
   })
 
+  it('checks a collateral once per root: the same members again are the remembered result', () => {
+    const documents = { documents: true }
+    const first = checkCollateral({ ...sgx }, intel, NOW, documents)
+    // another object with the same members, another anchor object for the same root
+    const again = new TrustAnchor(INTEL_SGX_ROOT_CA_DER)
+    assert.equal(checkCollateral({ ...sgx }, again, NOW + 1), first)
+    assert.equal(checkCollateral({ ...sgx }, again, NOW, documents), first)
+    // other members, or a time outside the window, are checked anew
+    const arrays = { ...sgx, pck_crl: [...Buffer.from(hexOf(sgx.pck_crl), 'hex')] }
+    assert.notEqual(checkCollateral(arrays, intel, NOW, documents), first)
+    assert.throws(
+      () => checkCollateral({ ...sgx }, intel, first.validUntil),
+      isError('KMS_ERR_COLLATERAL', /expired at/),
+    )
+  })
+
   it('byte-array CRLs verify through the verifier too', async () => {
     const arrays: Collateral = {
       ...tdx,

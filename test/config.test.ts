@@ -6,6 +6,7 @@ import { after, describe, test } from 'node:test'
 import { KmsError } from '../src/errors.js'
 import {
   QUICKSTART_TOML,
+  defaultLimits,
   loadConfig,
   parseByteSize,
   parseDuration,
@@ -259,6 +260,10 @@ describe('defaults', () => {
     assert.deepEqual({ ...cfg, authSimple: { ...cfg.authSimple, config: '' } }, UPSTREAM_DEFAULTS)
   })
 
+  test('defaultLimits() is the [limits] table of a configuration loaded without files', () => {
+    assert.deepEqual(defaultLimits(), load(undefined).limits)
+  })
+
   test('the defaults are safe except for the exposed metrics endpoint and image checks', () => {
     assert.deepEqual(unsafeDefaultWarnings(load(undefined)), [
       IMAGE_VERIFY_OFF,
@@ -372,15 +377,11 @@ describe('upstream kms.toml', () => {
     assert.equal(cfg.core.siteName, 'prod-1')
     assert.equal(cfg.core.pccsUrl, 'https://pccs.example')
     assert.deepEqual(cfg.core.image, {
+      ...UPSTREAM_DEFAULTS.core.image,
       verify: true,
       cacheDir: '/kms/images',
       downloadUrl: 'https://images.example/{OS_IMAGE_HASH}.tar.gz',
       downloadTimeoutMs: 300_000,
-      cacheMaxBytes: 8 * 1024 ** 3,
-      maxImageBytes: 2 * 1024 ** 3,
-      acpiTablesCommand: [],
-      acpiTimeoutMs: 30_000,
-      legacyRtmr0: 'require',
     })
     assert.equal(cfg.core.metrics.enabled, false)
     assert.equal(cfg.tee.backend, 'tdx')
@@ -1224,15 +1225,8 @@ describe('quick start', () => {
     })
     assert.equal(cfg.core.enforceSelfAuthorization, true)
     assert.equal(cfg.core.adminTokenHash, hash)
-    assert.deepEqual(cfg.core.onboard, {
-      enabled: true,
-      autoBootstrapDomain: '',
-      autoOnboardSource: '',
-      autoOnboardDomain: '',
-      address: '0.0.0.0',
-      port: 8000,
-      tls: true,
-    })
+    // the profile leaves onboarding as upstream has it
+    assert.deepEqual(cfg.core.onboard, UPSTREAM_DEFAULTS.core.onboard)
     assert.deepEqual(cfg.tee, { backend: 'simulator', simulator: { seed, trustMockRoot: true } })
     assert.deepEqual(cfg.sources, [])
     assert.deepEqual(cfg.warnings, [])

@@ -29,7 +29,7 @@ import { readVectorFile } from './helpers/crypto-vectors.js'
 import { prpc, rawRequest, type RawResponse } from './helpers/https-client.js'
 import { ADMIN_TOKEN, testConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
-import { csrConfig, csrConfigV1 } from './helpers/csr-config.js'
+import { csrConfig, csrConfigV1, signCertBody } from './helpers/csr-config.js'
 
 const APP_ID = '0123456789abcdef0123456789abcdef01234567'
 const JSON_CT = { 'content-type': 'application/json' }
@@ -420,16 +420,7 @@ describe('dstack-kms serve: onboarding, Finish and the public KMS RPCs', () => {
 
   it('SignCert checks the CSR encoding and signature, then the attestation key binding', async () => {
     const signCert = (apiVersion: number, csr: Buffer, signature: Buffer) =>
-      prpc(
-        base,
-        'SignCert',
-        JSON.stringify({
-          api_version: apiVersion,
-          csr: csr.toString('hex'),
-          signature: signature.toString('hex'),
-          vm_config: '',
-        }),
-      )
+      prpc(base, 'SignCert', signCertBody({ apiVersion, csr, signature, vmConfig: '' }))
     assertRpcError(
       await signCert(2, Buffer.from('00', 'hex'), Buffer.from('00', 'hex')),
       'Failed to parse csr: Could not decode `CertSigningRequestV2::pubkey`:\n' +

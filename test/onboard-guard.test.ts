@@ -59,6 +59,20 @@ async function startOnboarding(): Promise<Onboarding> {
   }
 }
 
+/** An onboarding server for the enclosing describe block: started before its tests (which is
+ * when the fields are filled in) and closed after them. */
+function suiteOnboarding(): Onboarding {
+  const o = {} as Onboarding
+  before(async () => {
+    Object.assign(o, await startOnboarding())
+  })
+  after(async () => {
+    await o.app.close()
+    await o.rt.close()
+  })
+  return o
+}
+
 function keyFiles(certDir: string): string[] {
   try {
     return readdirSync(certDir).filter((f) => !f.startsWith('.'))
@@ -151,16 +165,7 @@ const FINISH_TARGETS = [
 ]
 
 describe('onboarding cross-site guard', () => {
-  let o: Onboarding
-
-  before(async () => {
-    o = await startOnboarding()
-  })
-
-  after(async () => {
-    await o.app.close()
-    await o.rt.close()
-  })
+  const o = suiteOnboarding()
 
   it('never lets a cross-site Bootstrap through, however the path is spelled', async () => {
     for (const target of BOOTSTRAP_TARGETS) {
@@ -210,16 +215,7 @@ describe('onboarding cross-site guard', () => {
 })
 
 describe('onboarding Finish', () => {
-  let o: Onboarding
-
-  before(async () => {
-    o = await startOnboarding()
-  })
-
-  after(async () => {
-    await o.app.close()
-    await o.rt.close()
-  })
+  const o = suiteOnboarding()
 
   it('refuses Finish with a clear 400 until a key set is committed', async () => {
     const refused = JSON.stringify(

@@ -243,6 +243,19 @@ describe('PPID extraction (the library returns none)', () => {
     )
   })
 
+  it('refuses a PCK certification data type other than a PEM chain, read or verified', async () => {
+    // the type field sits after the QE authentication data and no signature covers it
+    const q = parseQuote(tdxQuote)
+    const authLenAt = q.signedLength + 4 + 128 + 6 + 384 + 64
+    const pckTypeAt = authLenAt + 2 + tdxQuote.readUInt16LE(authLenAt)
+    assert.equal(tdxQuote.readUInt16LE(pckTypeAt), 5)
+    const other = Buffer.from(tdxQuote)
+    other.writeUInt16LE(3, pckTypeAt)
+    const refusal = isError('KMS_ERR_ATTESTATION', /^Unsupported DCAP PCK cert format: 3$/)
+    assert.throws(() => extractPpid(other), refusal)
+    await assert.rejects(verifier().verifyQuote(other), refusal)
+  })
+
   it('reads FMSPC and CA next to it', () => {
     const info = pckInfoFromChain(parseQuote(tdxQuote).pckChainPem)
     assert.equal(info.fmspc, tdxCase.fmspc)

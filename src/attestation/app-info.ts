@@ -70,9 +70,18 @@ export interface DecodeAppInfoOptions {
   boottimeMr?: boolean
   /** an external vm_config; empty (default) falls back to the attestation's `config` */
   vmConfig?: string
+  /** the TD report of a verified TDX attestation, whose runtime events were checked to replay to
+   * its RTMR3: the full values then take RTMR3 from it instead of parsing the quote and
+   * replaying the events again */
+  verifiedTd?: TdReport10
 }
 
-function decodeAppInfoInner(a: Attestation, boottimeMr: boolean, vmConfig: string): AppInfo {
+function decodeAppInfoInner(
+  a: Attestation,
+  boottimeMr: boolean,
+  vmConfig: string,
+  verifiedTd: TdReport10 | undefined,
+): AppInfo {
   const events = a.runtimeEvents
   const keyProviderInfo = boottimeMr ? Buffer.alloc(0) : findEventPayload(events, 'key-provider')
   let osImageHash: Buffer
@@ -86,6 +95,11 @@ function decodeAppInfoInner(a: Attestation, boottimeMr: boolean, vmConfig: strin
   let mrAggregated: Buffer
   switch (a.quote.kind) {
     case 'dstack-tdx': {
+      if (verifiedTd !== undefined && !boottimeMr) {
+        mrSystem = computeMrSystem(verifiedTd, keyProviderInfo)
+        mrAggregated = computeMrAggregated(verifiedTd, verifiedTd.rtmr3)
+        break
+      }
       let td: TdReport10 | null
       try {
         td = tdReportOf(parseQuote(a.quote.quote))
@@ -131,7 +145,7 @@ function decodeAppInfoInner(a: Attestation, boottimeMr: boolean, vmConfig: strin
  * `device_id = SHA-256("")`. Errors carry upstream's `decode app info: …` context. */
 export function decodeAppInfo(a: Attestation, opts: DecodeAppInfoOptions = {}): AppInfo {
   try {
-    return decodeAppInfoInner(a, opts.boottimeMr ?? false, opts.vmConfig ?? '')
+    return decodeAppInfoInner(a, opts.boottimeMr ?? false, opts.vmConfig ?? '', opts.verifiedTd)
   } catch (err) {
     throw withContext('decode app info', err, 'KMS_ERR_ATTESTATION')
   }

@@ -66,11 +66,15 @@ export function certifiedAttestation(
 
 /** The `.1.9` app-info extension of a SignCert leaf. Its `os_image_hash` is read from the
  * vm_config the OS-image check measured, and left empty when no check ran: the config's claim
- * alone is bound to nothing. */
+ * alone is bound to nothing. The verification already replayed the runtime events to the quoted
+ * RTMR3, so they are not replayed again here. */
 export function certifiedAppInfo(v: VerifiedAttestation, verifiedVmConfig: string | null): Buffer {
+  const verifiedTd = tdReportOf(v.report.quote) ?? undefined
   if (verifiedVmConfig === null) {
-    const info = decodeAppInfo(v.attestation)
+    const info = decodeAppInfo(v.attestation, { verifiedTd })
     return encodeAppInfoMsgpack({ ...info, osImageHash: Buffer.alloc(0) })
   }
-  return encodeAppInfoMsgpack(decodeAppInfo(v.attestation, { vmConfig: verifiedVmConfig }))
+  return encodeAppInfoMsgpack(
+    decodeAppInfo(v.attestation, { vmConfig: verifiedVmConfig, verifiedTd }),
+  )
 }

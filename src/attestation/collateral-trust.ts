@@ -5,13 +5,14 @@
 // switch revocation off by serving an empty or garbage CRL. The quote's PCK chain is checked here
 // too, before its FMSPC picks the collateral to fetch, so that unauthenticated input cannot make
 // the KMS query the PCCS.
-import { X509Certificate, verify as cryptoVerify } from 'node:crypto'
+import { X509Certificate, createHash, verify as cryptoVerify } from 'node:crypto'
 import { KmsError, errorMessage } from '../errors.js'
 import { type ParsedCrl, parseCrl } from '../x509/crl-parse.js'
 import { OID } from '../asn1/oids.js'
 import { type ParsedCertificate, parseCertificate } from '../x509/parse.js'
 import { pemDecodeAll } from '../asn1/pem.js'
-import { type Collateral, collateralBytes } from './collateral.js'
+import { BoundedCache } from '../util/bounded-cache.js'
+import { type Collateral, collateralBytes, collateralDigest } from './collateral.js'
 
 /** Intel's chains are leaf → intermediate → root; anything much longer is not DCAP. */
 const MAX_CHAIN_LENGTH = 6
@@ -24,8 +25,11 @@ export interface ChainCert {
 /** The configured root CA, parsed once. */
 export class TrustAnchor {
   readonly cert: ChainCert
+  /** SHA-256 (hex) of the root's DER */
+  readonly fingerprint: string
   constructor(rootCaDer: Uint8Array) {
     this.cert = loadCert(Buffer.from(rootCaDer), 'root CA')
+    this.fingerprint = createHash('sha256').update(rootCaDer).digest('hex')
   }
 }
 
@@ -213,13 +217,46 @@ export interface CollateralCheckOptions {
   documents?: boolean
 }
 
+/** Collateral contents remembered as checked (one per platform type and root in use). */
+const CHECKED_COLLATERAL_SIZE = 64
+
+// The same collateral is checked by the source that fetches or reads it and again by the verifier
+// that uses it, often as another object parsed from the same JSON. A result depends only on the
+// root, the members and whether the documents were checked, and holds within its window.
+const checkedCollateral = new BoundedCache<{ documents: boolean; trust: CollateralTrust }>(
+  CHECKED_COLLATERAL_SIZE,
+)
+
 /** Checks the issuer chains against the anchor and both CRLs against their issuers at `now`.
- * Failures are `KMS_ERR_COLLATERAL`. */
+ * Failures are `KMS_ERR_COLLATERAL`. A collateral already checked against the same root (by
+ * content) is not checked again while `now` is within the result's window. */
 export function checkCollateral(
   c: Collateral,
   anchor: TrustAnchor,
   now: number,
   opts: CollateralCheckOptions = {},
+): CollateralTrust {
+  const documents = opts.documents === true
+  const key = `${anchor.fingerprint}|${collateralDigest(c)}`
+  const known = checkedCollateral.get(key)
+  if (
+    known !== undefined &&
+    (known.documents || !documents) &&
+    known.trust.validFrom <= now &&
+    now < known.trust.validUntil
+  ) {
+    return known.trust
+  }
+  const trust = checkCollateralNow(c, anchor, now, documents)
+  checkedCollateral.set(key, { documents, trust })
+  return trust
+}
+
+function checkCollateralNow(
+  c: Collateral,
+  anchor: TrustAnchor,
+  now: number,
+  documents: boolean,
 ): CollateralTrust {
   try {
     const pckIssuer = verifyChain(c.pck_crl_issuer_chain, anchor, now, 'pck_crl_issuer_chain')
@@ -228,7 +265,7 @@ export function checkCollateral(
     const pckCrlIssuer = pckIssuer.certs[0] as ChainCert
     const rootCrl = verifyCrl(c.root_ca_crl, anchor.cert, now, 'root CA CRL')
     const pckCrl = verifyCrl(c.pck_crl, pckCrlIssuer, now, 'PCK CRL')
-    if (opts.documents === true) {
+    if (documents) {
       verifyDocument(c.tcb_info, c.tcb_info_signature, tcb.certs[0] as ChainCert, 'tcb_info')
       verifyDocument(
         c.qe_identity,

@@ -3,6 +3,7 @@
 // and validity arithmetic live here; where collateral comes from is pccs-source.ts (fetched and
 // cached) or StaticCollateralSource (a fixed document). Upstream fetches it on every
 // verification through dcap-qvl's `get_collateral`.
+import { createHash } from 'node:crypto'
 import { KmsError, errorMessage } from '../errors.js'
 import { parseCrl } from '../x509/crl-parse.js'
 
@@ -66,6 +67,18 @@ export function parseCollateralJson(text: string): Collateral {
   // other members are dropped: the library would use a `pck_certificate_chain` instead of the
   // quote's own chain
   return out as unknown as Collateral
+}
+
+/** SHA-256 (hex) over every member, each tagged with its form and length: what memos of work
+ * that depends only on the collateral are keyed by. */
+export function collateralDigest(c: Collateral): string {
+  const h = createHash('sha256')
+  for (const key of COLLATERAL_KEYS) {
+    const f = c[key]
+    h.update(typeof f === 'string' ? `s${f.length}:` : `b${f.length}:`)
+    h.update(typeof f === 'string' ? f : Buffer.from(f))
+  }
+  return h.digest('hex')
 }
 
 /** The bytes of a binary collateral member (CRLs, signatures), which dcap-qvl's type allows as

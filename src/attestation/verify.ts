@@ -18,7 +18,7 @@ import {
 import { DcapQuoteVerifier } from './dcap/quote-verifier.js'
 import { type PckInfo, pckInfoFromChain } from './dcap/pck-info.js'
 import { BoundedCache } from '../util/bounded-cache.js'
-import { type ParsedQuote, parseQuote, tdReportOf } from './quote.js'
+import { PCK_CERT_CHAIN_TYPE, type ParsedQuote, parseQuote, tdReportOf } from './quote.js'
 import { checkQuoteStructure } from './quote-structure.js'
 import { toReportData } from './report-data.js'
 import {
@@ -72,17 +72,15 @@ function parseQuoteForVerify(quote: Uint8Array): ParsedQuote {
   }
 }
 
-function pckChainOf(q: ParsedQuote): string {
-  if (q.pckChainPem === '') {
-    throw attestationError(`Unsupported DCAP PCK cert format: ${q.pckCertType}`)
-  }
-  return q.pckChainPem
-}
-
 /** The 16-byte PPID of the quote's PCK certificate
  * (docs/design.md#ppid-read-from-the-pck-certificate). */
 export function extractPpid(quote: Buffer): Buffer {
-  return pckInfoFromChain(pckChainOf(parseQuoteForVerify(quote))).ppid
+  const q = parseQuoteForVerify(quote)
+  // verification refuses other types in checkQuoteStructure; this read runs without it
+  if (q.pckCertType !== PCK_CERT_CHAIN_TYPE) {
+    throw attestationError(`Unsupported DCAP PCK cert format: ${q.pckCertType}`)
+  }
+  return pckInfoFromChain(q.pckChainPem).ppid
 }
 
 const isZero = (b: Buffer): boolean => b.every((x) => x === 0)
@@ -241,9 +239,9 @@ export class AttestationVerifier {
   /** Collateral plus the DCAP verification (upstream `fetch_and_verify`) of a quote that passed
    * `precheck`. */
   private async fetchAndVerify(quote: Buffer, parsed: ParsedQuote): Promise<VerifiedReport> {
-    const chainPem = pckChainOf(parsed)
     // the FMSPC and CA decide what is fetched from the PCCS: only from a chain to our root
-    const { chain: pckChain, info: pck } = this.pckChain(chainPem, this.now())
+    // (`precheck` refused every PCK cert type but a PEM chain)
+    const { chain: pckChain, info: pck } = this.pckChain(parsed.pckChainPem, this.now())
     const collateral = await this.collateral.get(quote, pck.fmspc, pck.ca, this.rootCaDer)
     const now = this.now()
     const trust = this.collateralTrust(collateral, now)

@@ -449,7 +449,7 @@ function auditFailureCode(err: unknown): KmsErrorCode {
  * later release is refused until the KMS restarts and reopens the file).
  */
 class WalSync {
-  syncs = 0
+  #syncs = 0
   readonly #fd: number
   #waiting: Array<{ resolve: () => void; reject: (err: Error) => void }> = []
   #running = false
@@ -474,6 +474,11 @@ class WalSync {
     return new WalSync(fd)
   }
 
+  /** fsyncs started so far */
+  get syncs(): number {
+    return this.#syncs
+  }
+
   assertUsable(): void {
     if (this.#failed !== null) {
       throw new KmsError('KMS_ERR_AUDIT', `an earlier fsync failed: ${this.#failed.message}`, {
@@ -495,7 +500,7 @@ class WalSync {
     const batch = this.#waiting
     this.#waiting = []
     this.#running = true
-    this.syncs++
+    this.#syncs++
     fsync(this.#fd, (err) => {
       this.#running = false
       if (err !== null) this.#failed ??= err

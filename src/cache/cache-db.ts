@@ -107,6 +107,86 @@ function imageEntry(row: ImageRow): ImageEntry {
   }
 }
 
+type Statement<P extends unknown[] = unknown[], R = unknown> = Database.Statement<P, R>
+
+/** Every statement the cache runs, prepared once when the database is opened: better-sqlite3
+ * compiles a statement on every prepare(), and the measurement and collateral look-ups run on
+ * every key release. */
+function prepareStatements(db: Database.Database) {
+  const prepare = <P extends unknown[] = unknown[], R = unknown>(sql: string): Statement<P, R> =>
+    db.prepare<P, R>(sql)
+  return {
+    putImage: prepare<[string, number, number, number]>(
+      `INSERT INTO os_images (os_image_hash, size_bytes, verified_at, last_used_at)
+         VALUES (?, ?, ?, ?)
+         ON CONFLICT (os_image_hash) DO UPDATE
+           SET size_bytes = excluded.size_bytes, verified_at = excluded.verified_at,
+               last_used_at = excluded.last_used_at`,
+    ),
+    touchImage: prepare<[number, string]>(
+      'UPDATE os_images SET last_used_at = ? WHERE os_image_hash = ?',
+    ),
+    listImagesLru: prepare<[], ImageRow>(
+      `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
+         ORDER BY last_used_at, os_image_hash`,
+    ),
+    totalImageBytes: prepare<[], number>(
+      'SELECT coalesce(sum(size_bytes), 0) FROM os_images',
+    ).pluck(),
+    clearGeneration: prepare<[], number>(
+      "SELECT value FROM cache_meta WHERE key = 'clear_generation'",
+    ).pluck(),
+    bumpClearGeneration: prepare<[]>(
+      "UPDATE cache_meta SET value = value + 1 WHERE key = 'clear_generation'",
+    ),
+    getImage: prepare<[string], ImageRow>(
+      `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
+         WHERE os_image_hash = ?`,
+    ),
+    listImageHashes: prepare<[], string>(
+      'SELECT os_image_hash FROM os_images ORDER BY os_image_hash',
+    ).pluck(),
+    deleteImage: prepare<[string]>('DELETE FROM os_images WHERE os_image_hash = ?'),
+    deleteAllImages: prepare<[]>('DELETE FROM os_images'),
+    putMeasurement: prepare<[string, string, string, number]>(
+      `INSERT INTO measurements (config_hash, os_image_hash, value, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (config_hash) DO UPDATE
+           SET os_image_hash = excluded.os_image_hash, value = excluded.value,
+               created_at = excluded.created_at`,
+    ),
+    putMeasurementIfGeneration: prepare<[string, string, string, number, number]>(
+      `INSERT INTO measurements (config_hash, os_image_hash, value, created_at)
+         SELECT ?, ?, ?, ?
+         WHERE (SELECT value FROM cache_meta WHERE key = 'clear_generation') = ?
+         ON CONFLICT (config_hash) DO UPDATE
+           SET os_image_hash = excluded.os_image_hash, value = excluded.value,
+               created_at = excluded.created_at`,
+    ),
+    getMeasurement: prepare<[string], MeasurementRow>(
+      `SELECT config_hash, os_image_hash, value, created_at FROM measurements
+         WHERE config_hash = ?`,
+    ),
+    countMeasurements: prepare<[], number>('SELECT count(*) FROM measurements').pluck(),
+    deleteMeasurement: prepare<[string]>('DELETE FROM measurements WHERE config_hash = ?'),
+    deleteAllMeasurements: prepare<[]>('DELETE FROM measurements'),
+    putCollateral: prepare<[string, string, number, number]>(
+      `INSERT INTO collateral (key, json, next_update, stored_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (key) DO UPDATE
+           SET json = excluded.json, next_update = excluded.next_update,
+               stored_at = excluded.stored_at`,
+    ),
+    getCollateral: prepare<[string, number], string>(
+      'SELECT json FROM collateral WHERE key = ? AND next_update > ?',
+    ).pluck(),
+    getCollateralEntry: prepare<[string], CollateralRow>(
+      'SELECT json, next_update, stored_at FROM collateral WHERE key = ?',
+    ),
+    pruneCollateral: prepare<[number]>('DELETE FROM collateral WHERE next_update <= ?'),
+    deleteCollateral: prepare<[string]>('DELETE FROM collateral WHERE key = ?'),
+    clearCollateral: prepare<[]>('DELETE FROM collateral'),
+  }
+}
+
 function unixNow(): number {
   return Math.floor(Date.now() / 1000)
 }
@@ -128,10 +208,11 @@ export class CacheDb {
   readonly dbPath: string
   private readonly db: Database.Database
   private readonly now: () => number
-  readonly #statements = new Map<string, Database.Statement>()
+  readonly #sql: ReturnType<typeof prepareStatements>
 
   private constructor(db: Database.Database, dbPath: string, imagesDir: string, now: () => number) {
     this.db = db
+    this.#sql = prepareStatements(db)
     this.dbPath = dbPath
     this.imagesDir = imagesDir
     this.now = now
@@ -167,17 +248,6 @@ export class CacheDb {
     this.db.close()
   }
 
-  /** Prepared once per SQL text: better-sqlite3 compiles a statement on every prepare(), and
-   * the measurement and collateral look-ups run on every key release. */
-  #prepare<P extends unknown[] = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
-    let stmt = this.#statements.get(sql)
-    if (stmt === undefined) {
-      stmt = this.db.prepare(sql)
-      this.#statements.set(sql, stmt)
-    }
-    return stmt as Database.Statement<P, R>
-  }
-
   /** Runs `fn` in one transaction (nested calls become savepoints). */
   transaction<T>(fn: () => T): T {
     return this.db.transaction(fn)()
@@ -187,13 +257,7 @@ export class CacheDb {
     osImageHash: string,
     info: { sizeBytes: number; verifiedAt: number; lastUsedAt?: number },
   ): void {
-    this.#prepare(
-      `INSERT INTO os_images (os_image_hash, size_bytes, verified_at, last_used_at)
-         VALUES (?, ?, ?, ?)
-         ON CONFLICT (os_image_hash) DO UPDATE
-           SET size_bytes = excluded.size_bytes, verified_at = excluded.verified_at,
-               last_used_at = excluded.last_used_at`,
-    ).run(
+    this.#sql.putImage.run(
       normalizeHexKey(osImageHash, 'os_image_hash'),
       info.sizeBytes,
       info.verifiedAt,
@@ -203,75 +267,47 @@ export class CacheDb {
 
   /** Marks an image as used now (LRU); a no-op for an image that is not indexed. */
   touchImage(osImageHash: string): void {
-    this.#prepare('UPDATE os_images SET last_used_at = ? WHERE os_image_hash = ?').run(
-      this.now(),
-      normalizeHexKey(osImageHash, 'os_image_hash'),
-    )
+    this.#sql.touchImage.run(this.now(), normalizeHexKey(osImageHash, 'os_image_hash'))
   }
 
   /** Indexed images, least recently used first. */
   listImagesLru(): ImageEntry[] {
-    return this.#prepare<[], ImageRow>(
-      `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
-         ORDER BY last_used_at, os_image_hash`,
-    )
-      .all()
-      .map(imageEntry)
+    return this.#sql.listImagesLru.all().map(imageEntry)
   }
 
   totalImageBytes(): number {
-    return (
-      this.#prepare<[], number>('SELECT coalesce(sum(size_bytes), 0) FROM os_images')
-        .pluck()
-        .get() ?? 0
-    )
+    return this.#sql.totalImageBytes.get() ?? 0
   }
 
   /** The counter ClearImageCache bumps (see migration 2). */
   clearGeneration(): number {
-    return (
-      this.#prepare<[], number>("SELECT value FROM cache_meta WHERE key = 'clear_generation'")
-        .pluck()
-        .get() ?? 0
-    )
+    return this.#sql.clearGeneration.get() ?? 0
   }
 
   bumpClearGeneration(): void {
-    this.#prepare("UPDATE cache_meta SET value = value + 1 WHERE key = 'clear_generation'").run()
+    this.#sql.bumpClearGeneration.run()
   }
 
   getImage(osImageHash: string): ImageEntry | undefined {
-    const row = this.#prepare<[string], ImageRow>(
-      `SELECT os_image_hash, size_bytes, verified_at, last_used_at FROM os_images
-         WHERE os_image_hash = ?`,
-    ).get(normalizeHexKey(osImageHash, 'os_image_hash'))
+    const row = this.#sql.getImage.get(normalizeHexKey(osImageHash, 'os_image_hash'))
     return row === undefined ? undefined : imageEntry(row)
   }
 
   listImageHashes(): string[] {
-    return this.#prepare<[], string>('SELECT os_image_hash FROM os_images ORDER BY os_image_hash')
-      .pluck()
-      .all()
+    return this.#sql.listImageHashes.all()
   }
 
   /** @returns the number of rows removed */
   deleteImage(osImageHash: string): number {
-    return this.#prepare('DELETE FROM os_images WHERE os_image_hash = ?').run(
-      normalizeHexKey(osImageHash, 'os_image_hash'),
-    ).changes
+    return this.#sql.deleteImage.run(normalizeHexKey(osImageHash, 'os_image_hash')).changes
   }
 
   deleteAllImages(): number {
-    return this.#prepare('DELETE FROM os_images').run().changes
+    return this.#sql.deleteAllImages.run().changes
   }
 
   putMeasurement(configHash: string, osImageHash: string, value: string): void {
-    this.#prepare(
-      `INSERT INTO measurements (config_hash, os_image_hash, value, created_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (config_hash) DO UPDATE
-           SET os_image_hash = excluded.os_image_hash, value = excluded.value,
-               created_at = excluded.created_at`,
-    ).run(
+    this.#sql.putMeasurement.run(
       normalizeHexKey(configHash, 'config_hash'),
       normalizeHexKey(osImageHash, 'os_image_hash'),
       value,
@@ -289,14 +325,7 @@ export class CacheDb {
     generation: number,
   ): boolean {
     return (
-      this.#prepare(
-        `INSERT INTO measurements (config_hash, os_image_hash, value, created_at)
-           SELECT ?, ?, ?, ?
-           WHERE (SELECT value FROM cache_meta WHERE key = 'clear_generation') = ?
-           ON CONFLICT (config_hash) DO UPDATE
-             SET os_image_hash = excluded.os_image_hash, value = excluded.value,
-                 created_at = excluded.created_at`,
-      ).run(
+      this.#sql.putMeasurementIfGeneration.run(
         normalizeHexKey(configHash, 'config_hash'),
         normalizeHexKey(osImageHash, 'os_image_hash'),
         value,
@@ -307,10 +336,7 @@ export class CacheDb {
   }
 
   getMeasurement(configHash: string): MeasurementEntry | undefined {
-    const row = this.#prepare<[string], MeasurementRow>(
-      `SELECT config_hash, os_image_hash, value, created_at FROM measurements
-         WHERE config_hash = ?`,
-    ).get(normalizeHexKey(configHash, 'config_hash'))
+    const row = this.#sql.getMeasurement.get(normalizeHexKey(configHash, 'config_hash'))
     if (row === undefined) return undefined
     return {
       configHash: row.config_hash,
@@ -321,61 +347,48 @@ export class CacheDb {
   }
 
   countMeasurements(): number {
-    return this.#prepare<[], number>('SELECT count(*) FROM measurements').pluck().get() ?? 0
+    return this.#sql.countMeasurements.get() ?? 0
   }
 
   deleteMeasurement(configHash: string): number {
-    return this.#prepare('DELETE FROM measurements WHERE config_hash = ?').run(
-      normalizeHexKey(configHash, 'config_hash'),
-    ).changes
+    return this.#sql.deleteMeasurement.run(normalizeHexKey(configHash, 'config_hash')).changes
   }
 
   deleteAllMeasurements(): number {
-    return this.#prepare('DELETE FROM measurements').run().changes
+    return this.#sql.deleteAllMeasurements.run().changes
   }
 
   putCollateral(key: string, json: string, nextUpdate: number): void {
-    this.#prepare(
-      `INSERT INTO collateral (key, json, next_update, stored_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (key) DO UPDATE
-           SET json = excluded.json, next_update = excluded.next_update,
-               stored_at = excluded.stored_at`,
-    ).run(key, json, nextUpdate, this.now())
+    this.#sql.putCollateral.run(key, json, nextUpdate, this.now())
   }
 
   /** The collateral is valid strictly before its `nextUpdate`; at that second a fresh copy is
    * due, so the cached one is no longer returned. */
   getCollateral(key: string, now: number): string | undefined {
-    return this.#prepare<[string, number], string>(
-      'SELECT json FROM collateral WHERE key = ? AND next_update > ?',
-    )
-      .pluck()
-      .get(key, now)
+    return this.#sql.getCollateral.get(key, now)
   }
 
   /** The stored entry whatever its age, so that a failed refresh can say how stale it is. */
   getCollateralEntry(key: string): CollateralEntry | undefined {
-    const row = this.#prepare<[string], CollateralRow>(
-      'SELECT json, next_update, stored_at FROM collateral WHERE key = ?',
-    ).get(key)
+    const row = this.#sql.getCollateralEntry.get(key)
     if (row === undefined) return undefined
     return { json: row.json, nextUpdate: row.next_update, storedAt: row.stored_at }
   }
 
   /** @returns the number of expired entries removed */
   pruneCollateral(now: number): number {
-    return this.#prepare('DELETE FROM collateral WHERE next_update <= ?').run(now).changes
+    return this.#sql.pruneCollateral.run(now).changes
   }
 
   /** Drops one entry (a copy that no longer checks out). @returns the number of rows removed */
   deleteCollateral(key: string): number {
-    return this.#prepare('DELETE FROM collateral WHERE key = ?').run(key).changes
+    return this.#sql.deleteCollateral.run(key).changes
   }
 
   /** Empties the collateral cache (ClearImageCache "all"); the next verification of each
    * platform fetches and checks its collateral again. @returns the number of rows removed */
   clearCollateral(): number {
-    return this.#prepare('DELETE FROM collateral').run().changes
+    return this.#sql.clearCollateral.run().changes
   }
 }
 

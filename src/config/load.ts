@@ -210,6 +210,14 @@ function byteSize(tree: Tree, key: ConfigKey): number {
   return parseByteSize(raw !== '' ? raw : tree.int(key))
 }
 
+/** Every declared key that maps one-to-one onto a field, put at its `to` path of `out`; with
+ * `under`, only the keys whose path starts with it. */
+function setDeclared(out: RawTable, t: Tree, cwd: string, under = ''): void {
+  for (const [key, decl] of Object.entries(CONFIG_KEYS) as [ConfigKey, KeyDecl][]) {
+    if (decl.to?.startsWith(under) === true) setAt(out, decl.to, resolvedValue(t, key, decl, cwd))
+  }
+}
+
 function build(
   merged: RawTable,
   cwd: string,
@@ -221,11 +229,8 @@ function build(
     const p = t.optStr(key)
     return p === '' ? '' : resolve(cwd, p)
   }
-  // every key that maps one-to-one onto a field
   const out: RawTable = {}
-  for (const [key, decl] of Object.entries(CONFIG_KEYS) as [ConfigKey, KeyDecl][]) {
-    if (decl.to !== undefined) setAt(out, decl.to, resolvedValue(t, key, decl, cwd))
-  }
+  setDeclared(out, t, cwd)
 
   // and what is computed from several keys
   const limits: Record<string, number> = {}
@@ -309,7 +314,10 @@ function build(
 /** The listener limits of the built-in defaults, for servers started without a kms.toml (the
  * standalone auth-simple command) and for tests. */
 export function defaultLimits(): LimitsConfig {
-  return build(builtinDefaults(), process.cwd(), {}, []).limits
+  // the [limits] table is made of declared keys only
+  const out: RawTable = {}
+  setDeclared(out, new Tree(builtinDefaults()), process.cwd(), 'limits.')
+  return out['limits'] as unknown as LimitsConfig
 }
 
 /**

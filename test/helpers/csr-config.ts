@@ -28,12 +28,22 @@ export function csrConfig(overrides: Partial<CsrCertConfigV2> = {}): CsrCertConf
   }
 }
 
+/** The JSON body of a SignCert request with the fields as given (a wrong signature included). */
+export function signCertBody(req: {
+  apiVersion: number
+  csr: Buffer
+  signature: Buffer
+  vmConfig: string
+}): string {
+  return JSON.stringify({
+    api_version: req.apiVersion,
+    csr: req.csr.toString('hex'),
+    signature: req.signature.toString('hex'),
+    vm_config: req.vmConfig,
+  })
+}
+
 /** The JSON body of a V2 SignCert request carrying `csr` signed by `key`, as a guest sends it. */
 export function signCertJson(key: P256Key, csr: Buffer, vmConfig: string): string {
-  return JSON.stringify({
-    api_version: 2,
-    csr: csr.toString('hex'),
-    signature: key.sign(csr).toString('hex'),
-    vm_config: vmConfig,
-  })
+  return signCertBody({ apiVersion: 2, csr, signature: key.sign(csr), vmConfig })
 }

@@ -17,7 +17,12 @@ import {
   verify as cryptoVerify,
 } from 'node:crypto'
 import { parseCrl } from '../../x509/crl-parse.js'
-import { COLLATERAL_KEYS, type Collateral, collateralBytes } from '../collateral.js'
+import {
+  COLLATERAL_KEYS,
+  type Collateral,
+  collateralBytes,
+  collateralDigest,
+} from '../collateral.js'
 import { type ParsedQuote, TEE_TYPE_SGX, TEE_TYPE_TDX } from '../quote.js'
 import { BoundedCache } from '../../util/bounded-cache.js'
 import {
@@ -57,12 +62,52 @@ const ATTESTATION_KEY_CACHE_SIZE = 1024
 
 const ECDSA_P256 = 2
 
+/** A document member decoded once per collateral. What decoding threw is kept and rethrown
+ * where the verification reads the member, so a bad member fails where it always did. */
+type Decoded<T> = { value: T } | { error: unknown }
+
+function decodeOnce<T>(decode: () => T): Decoded<T> {
+  try {
+    return { value: decode() }
+  } catch (error) {
+    return { error }
+  }
+}
+
+function decoded<T>(d: Decoded<T>): T {
+  if ('error' in d) throw d.error
+  return d.value
+}
+
+/** The hex members of TCB info and QE identity the per-quote checks compare against. */
+interface DocumentBytes {
+  fmspc: Decoded<Buffer>
+  mrsigner: Decoded<Buffer>
+  miscselect: Decoded<number>
+  miscselectMask: Decoded<number>
+  attributes: Decoded<Buffer>
+  attributesMask: Decoded<Buffer>
+}
+
+function documentBytes(tcbInfo: TcbInfo, qe: QeIdentity): DocumentBytes {
+  const bytes = (v: unknown): Buffer => Buffer.from(v as string, 'hex')
+  return {
+    fmspc: decodeOnce(() => bytes(tcbInfo.fmspc)),
+    mrsigner: decodeOnce(() => bytes(qe.mrsigner)),
+    miscselect: decodeOnce(() => bytes(qe.miscselect).readUInt32LE(0)),
+    miscselectMask: decodeOnce(() => bytes(qe.miscselectMask).readUInt32LE(0)),
+    attributes: decodeOnce(() => bytes(qe.attributes)),
+    attributesMask: decodeOnce(() => bytes(qe.attributesMask)),
+  }
+}
+
 interface CollateralFacts {
   /** the checks up to and including the QE identity signature */
   checks: Check[]
   /** present when `checks` does not end in a failure */
   tcbInfo?: TcbInfo
   qeIdentity?: QeIdentity
+  bytes?: DocumentBytes
   /** every serial listed by either CRL (a certificate listed anywhere counts as revoked) */
   revoked: Set<string>
 }
@@ -132,6 +177,7 @@ export class DcapQuoteVerifier {
     runChecks(facts.checks, now)
     const tcbInfo = facts.tcbInfo as TcbInfo
     const qeIdentity = facts.qeIdentity as QeIdentity
+    const docBytes = facts.bytes as DocumentBytes
     const expectedQeId = tee === TEE_TYPE_TDX ? 'TD_QE' : 'QE'
     const qeVersions: unknown[] = tee === TEE_TYPE_TDX ? [2, 3] : [2]
     if (qeIdentity.id !== expectedQeId || !qeVersions.includes(qeIdentity.version)) {
@@ -153,7 +199,7 @@ export class DcapQuoteVerifier {
     quote.qeAuthData.copy(bound, 64)
     const qeHash = createHash('sha256').update(bound).digest()
     if (!qeHash.equals(qeReport.subarray(320, 352))) throw new Error('QE report hash mismatch')
-    const qeStatus = qeIdentityStatus(qeReport, qeIdentity)
+    const qeStatus = qeIdentityStatus(qeReport, qeIdentity, docBytes)
 
     const key = this.attestationKey(quote.attestationKey)
     if (!p1363Verify(key, raw.subarray(0, quote.signedLength), quote.ecdsaSignature)) {
@@ -162,7 +208,7 @@ export class DcapQuoteVerifier {
 
     if ('error' in pck.tcb) throw pck.tcb.error
     const { cpuSvn, pceSvn, fmspc } = pck.tcb
-    if (!fmspc.equals(Buffer.from(tcbInfo.fmspc as string, 'hex'))) {
+    if (!fmspc.equals(decoded(docBytes.fmspc))) {
       throw new Error('Fmspc mismatch')
     }
     if (tee === TEE_TYPE_TDX) {
@@ -189,12 +235,7 @@ export class DcapQuoteVerifier {
     const fields = COLLATERAL_KEYS.map((k) => c[k])
     const known = this.byObject.get(c)
     if (known !== undefined && known.fields.every((v, i) => v === fields[i])) return known.facts
-    const h = createHash('sha256')
-    for (const f of fields) {
-      h.update(typeof f === 'string' ? `s${f.length}:` : `b${f.length}:`)
-      h.update(typeof f === 'string' ? f : Buffer.from(f))
-    }
-    const id = h.digest('hex')
+    const id = collateralDigest(c)
     let facts = this.collaterals.get(id)
     if (facts === undefined) {
       facts = this.analyseCollateral(c)
@@ -260,6 +301,7 @@ export class DcapQuoteVerifier {
       })
       out.tcbInfo = tcbInfo
       out.qeIdentity = qeIdentity
+      out.bytes = documentBytes(tcbInfo, qeIdentity)
     })
     return out
   }
@@ -341,9 +383,9 @@ const hex8 = (n: number): string => n.toString(16).padStart(8, '0').toUpperCase(
 
 /** The QE report against the QE identity (signer, product, debug bit, masked MISCSELECT and
  * ATTRIBUTES), then the QE's TCB level. */
-function qeIdentityStatus(qeReport: Buffer, id: QeIdentity): TcbStatus {
+function qeIdentityStatus(qeReport: Buffer, id: QeIdentity, bytes: DocumentBytes): TcbStatus {
   const mrSigner = qeReport.subarray(128, 160)
-  if (!mrSigner.equals(Buffer.from(id.mrsigner as string, 'hex'))) {
+  if (!mrSigner.equals(decoded(bytes.mrsigner))) {
     throw new Error(
       `QE MRSIGNER mismatch: expected ${String(id.mrsigner)}, got ${mrSigner.toString('hex').toUpperCase()}`,
     )
@@ -354,8 +396,8 @@ function qeIdentityStatus(qeReport: Buffer, id: QeIdentity): TcbStatus {
   }
   const attributes = qeReport.subarray(48, 64)
   if (((attributes[0] ?? 0) & 0x02) !== 0) throw new Error('Debug mode is enabled')
-  const expectedMisc = Buffer.from(id.miscselect as string, 'hex').readUInt32LE(0)
-  const miscMask = Buffer.from(id.miscselectMask as string, 'hex').readUInt32LE(0)
+  const expectedMisc = decoded(bytes.miscselect)
+  const miscMask = decoded(bytes.miscselectMask)
   const misc = qeReport.readUInt32LE(16) & miscMask
   const expected = expectedMisc & miscMask
   if (misc !== expected) {
@@ -363,8 +405,8 @@ function qeIdentityStatus(qeReport: Buffer, id: QeIdentity): TcbStatus {
       `QE MISCSELECT mismatch: expected ${hex8(expected)} (masked), got ${hex8(misc)} (masked)`,
     )
   }
-  const expectedAttributes = Buffer.from(id.attributes as string, 'hex')
-  const attributesMask = Buffer.from(id.attributesMask as string, 'hex')
+  const expectedAttributes = decoded(bytes.attributes)
+  const attributesMask = decoded(bytes.attributesMask)
   for (let i = 0; i < 16; i++) {
     const m = attributesMask[i] as number
     const want = (expectedAttributes[i] as number) & m
