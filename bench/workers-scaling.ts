@@ -64,6 +64,8 @@ export interface ScalingReport {
 
 /** Upper bound of cold GetAppKey requests per second the pool is sized for (per worker). */
 const COLD_RPS_BUDGET_PER_WORKER = 400
+/** At most this many cold requests warm a cold row up. */
+const COLD_WARMUP_MAX_CERTIFICATES = 3000
 
 function distinctBodies(): () => string {
   const prefix = randomBytes(8).toString('hex')
@@ -222,8 +224,11 @@ async function coldRow(
       freshConnectionTls: () => pool.pop(),
     })
   if (o.coldWarmupMs > 0) {
-    o.progress(`making ${poolFor(o.coldWarmupMs)} guest certificates for the cold warm-up…`)
-    const warmPool = certificatePool(guests, poolFor(o.coldWarmupMs))
+    // a warm-up that runs out of certificates early has still compiled the path; the cap keeps
+    // the client from spending minutes on certificates when several workers share few cores
+    const warmCount = Math.min(poolFor(o.coldWarmupMs), COLD_WARMUP_MAX_CERTIFICATES)
+    o.progress(`making ${warmCount} guest certificates for the cold warm-up…`)
+    const warmPool = certificatePool(guests, warmCount)
     o.progress(`GetAppKey cold warm-up (${o.coldWarmupMs} ms), [rpc] workers = ${workers}…`)
     const warm = await cold(warmPool, o.coldWarmupMs)
     if (warm.errors > 0) {
