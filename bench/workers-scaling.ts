@@ -44,6 +44,11 @@ export interface ScalingOptions {
   concurrency: number
   warmupMs: number
   durationMs: number
+  /** cold GetAppKey requests (each with a certificate of its own) before a cold row's window:
+   * V8 optimises the cold path (handshake handling, certificate parsing, quote verification)
+   * only after thousands of requests, and until then compiling costs the worker more CPU than
+   * the requests (measured: ~4,800 µs per request in the first 5 s, ~3,300 µs after 15 s) */
+  coldWarmupMs: number
   /** also measure GetAppKey hot with a single client (latency without queueing) */
   singleClient: boolean
   progress(line: string): void
@@ -58,7 +63,9 @@ export interface ScalingReport {
 }
 
 /** Upper bound of cold GetAppKey requests per second the pool is sized for (per worker). */
-const COLD_RPS_BUDGET_PER_WORKER = 150
+const COLD_RPS_BUDGET_PER_WORKER = 400
+/** At most this many cold requests warm a cold row up. */
+const COLD_WARMUP_MAX_CERTIFICATES = 3000
 
 function distinctBodies(): () => string {
   const prefix = randomBytes(8).toString('hex')
@@ -184,7 +191,17 @@ async function appKey(o: ScalingOptions, workers: number, report: ScalingReport)
   }
 }
 
-/** GetAppKey with a new certificate and connection per request: what one guest boot costs. */
+/** `count` guest certificates with their client TLS contexts, made before a window so that the
+ * client spends the window on handshakes. */
+function certificatePool(guests: GuestFactory, count: number): ClientTls[] {
+  return Array.from({ length: count }, () => {
+    const tls = guests.make()
+    return { ...tls, secureContext: createSecureContext(tls) }
+  })
+}
+
+/** GetAppKey with a new certificate and connection per request: what one guest boot costs.
+ * Cold requests for `coldWarmupMs` first (their figures dropped), then the measured window. */
 async function coldRow(
   o: ScalingOptions,
   k: AttestedKms,
@@ -193,32 +210,38 @@ async function coldRow(
   guests: GuestFactory,
   budgetPerWorker = COLD_RPS_BUDGET_PER_WORKER,
 ): Promise<{ result: LoadResult; sidecarCpuPct: number | null }> {
-  const poolSize = Math.ceil((budgetPerWorker * workers * o.durationMs) / 1000)
-  o.progress(`making ${poolSize} guest certificates for the cold GetAppKey row…`)
-  const t0 = performance.now()
-  // the client's TLS contexts are made with the certificates, before the window, so that the
-  // client spends the window on handshakes
-  const pool: ClientTls[] = Array.from({ length: poolSize }, () => {
-    const tls = guests.make()
-    return { ...tls, secureContext: createSecureContext(tls) }
-  })
-  report.certMakeUs ??= ((performance.now() - t0) * 1000) / poolSize
-  o.progress(`GetAppKey cold (new certificate per request), [rpc] workers = ${workers}…`)
-  return withSidecarCpu(k, () =>
+  const poolFor = (ms: number) => Math.ceil((budgetPerWorker * workers * ms) / 1000)
+  const cold = (pool: ClientTls[], durationMs: number) =>
     runLoad({
       url: `${k.base}/prpc/GetAppKey?json`,
       body: guests.body,
       headers: {},
       concurrency: o.concurrency,
-      // every request is a first request: there is nothing to warm up without spending a
-      // certificate, and the hot rows already warmed the worker
       warmupMs: 0,
-      durationMs: o.durationMs,
+      durationMs,
       validate: appKeyValidator(k),
       serverPid: k.workerPids,
       freshConnectionTls: () => pool.pop(),
-    }),
-  )
+    })
+  if (o.coldWarmupMs > 0) {
+    // a warm-up that runs out of certificates early has still compiled the path; the cap keeps
+    // the client from spending minutes on certificates when several workers share few cores
+    const warmCount = Math.min(poolFor(o.coldWarmupMs), COLD_WARMUP_MAX_CERTIFICATES)
+    o.progress(`making ${warmCount} guest certificates for the cold warm-up…`)
+    const warmPool = certificatePool(guests, warmCount)
+    o.progress(`GetAppKey cold warm-up (${o.coldWarmupMs} ms), [rpc] workers = ${workers}…`)
+    const warm = await cold(warmPool, o.coldWarmupMs)
+    if (warm.errors > 0) {
+      report.problems.push(`cold warm-up w=${workers}: ${warm.firstError ?? 'errors'}`)
+    }
+  }
+  const poolSize = poolFor(o.durationMs)
+  o.progress(`making ${poolSize} guest certificates for the cold GetAppKey row…`)
+  const t0 = performance.now()
+  const pool = certificatePool(guests, poolSize)
+  report.certMakeUs ??= ((performance.now() - t0) * 1000) / poolSize
+  o.progress(`GetAppKey cold (new certificate per request), [rpc] workers = ${workers}…`)
+  return withSidecarCpu(k, () => cold(pool, o.durationMs))
 }
 
 /** The cold row again on a KMS whose quote verifier is @phala/dcap-qvl (same workers, same

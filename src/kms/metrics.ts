@@ -53,9 +53,10 @@ export function renderMetrics(t: MetricsTotals): string {
 }
 
 export function registerMetrics(app: FastifyInstance, store: MetricsStore): void {
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     // any HTTP method, status >= 400 is a failure (upstream's hook)
     if (isAttestationRequest(request.raw.url ?? '')) store.add(reply.statusCode >= 400)
+    done()
   })
   app.get('/metrics', async (_request, reply) => {
     reply.header('content-type', 'text/plain; charset=utf-8')

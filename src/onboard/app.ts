@@ -137,7 +137,10 @@ function refuseCrossSiteRequests(app: FastifyInstance): void {
         .send(encodeErrorBody(true, message))
     const decision = decidePath(request.raw.url ?? '')
     if (decision.kind === 'ambiguous') {
-      request.log.warn({ reason: decision.reason }, 'ambiguous request path refused')
+      request.log.warn(
+        { reqId: request.id, reason: decision.reason },
+        'ambiguous request path refused',
+      )
       return refuse('ambiguous request path refused')
     }
     if (isStaticRead(request.method, decision.path)) return

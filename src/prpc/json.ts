@@ -68,13 +68,12 @@ function jsonField(owner: string, f: FieldDescriptor, v: unknown): string {
 }
 
 function jsonMessage(type: MessageType<unknown>, value: unknown): string {
-  const parts: string[] = []
+  let out = ''
   for (const f of type.fields) {
     const text = jsonField(type.name, f, readField(type, value, f.name))
-    parts.push(`${JSON.stringify(f.name)}:${text}`)
-    for (const alias of f.jsonAliases) parts.push(`${JSON.stringify(alias)}:${text}`)
+    for (const key of f.jsonKeys) out += out === '' ? key + text : ',' + key + text
   }
-  return `{${parts.join(',')}}`
+  return `{${out}}`
 }
 
 /** Compact JSON of a message: every field, declaration order, bytes as hex, u64 as numbers. */

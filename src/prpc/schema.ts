@@ -27,6 +27,9 @@ export interface FieldDescriptor {
   readonly message: MessageType<unknown> | null
   /** extra JSON keys written with the same value after this one and read when it is absent */
   readonly jsonAliases: readonly string[]
+  /** the JSON keys this field is written under, quoted and followed by `:` (name, then aliases):
+   * made once here rather than per encoded message */
+  readonly jsonKeys: readonly string[]
 }
 
 export interface MessageType<T> {
@@ -122,6 +125,7 @@ export function defineMessage<const D extends MessageSpec>(
             : 'implicit',
       message: s.message ?? null,
       jsonAliases: s.jsonAliases ?? [],
+      jsonKeys: [fieldName, ...(s.jsonAliases ?? [])].map((k) => `${JSON.stringify(k)}:`),
     }
     fields.push(field)
     byTag.set(s.tag, field)
