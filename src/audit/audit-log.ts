@@ -165,6 +165,12 @@ function toRow(r: DbRow): AuditRow {
   }
 }
 
+interface QueuedRow {
+  event: AuditEvent
+  resolve: (row: AuditRow) => void
+  reject: (err: unknown) => void
+}
+
 interface RetentionStatements {
   olderThan: Database.Statement<[number], { seq: number | null }>
   stats: Database.Statement<[], { lo: number | null; hi: number | null; n: number }>
@@ -207,7 +213,10 @@ export class AuditLog {
   readonly #db: Database.Database
   readonly #now: () => number
   readonly #retention: AuditRetention
-  readonly #append: (event: AuditEvent) => AuditRow
+  readonly #append: (events: readonly AuditEvent[]) => AuditRow[]
+  /** rows waiting for the next transaction (see record) */
+  #queued: QueuedRow[] = []
+  #flushScheduled = false
   /** null for a read-only log */
   readonly #wal: WalSync | null
   /** Prepared on the first append that needs them: retention runs inside every append, and
@@ -233,30 +242,38 @@ export class AuditLog {
       `INSERT INTO audit (seq, time, rpc, decision, reason, app_id, caller, released, prev_hash, row_hash)
        VALUES (@seq, @time, @rpc, @decision, @reason, @app_id, @caller, @released, @prev_hash, @row_hash)`,
     )
-    const tx = db.transaction((event: AuditEvent): AuditRow => {
+    // One transaction for every row queued since the last one: each row chains to the one
+    // before it, and retention runs once per transaction.
+    const tx = db.transaction((events: readonly AuditEvent[]): AuditRow[] => {
       const last = head.get() ?? anchor.get()
-      const prev =
+      let prev =
         last === undefined
           ? { seq: 0, hash: GENESIS_HASH }
           : 'row_hash' in last
             ? { seq: last.seq, hash: last.row_hash }
             : last
-      const row = {
-        seq: prev.seq + 1,
-        time: this.#now(),
-        rpc: event.rpc,
-        decision: event.decision,
-        reason: event.reason,
-        caller: canonicalCaller(event.caller),
-        released: canonicalReleased(event.released),
-        prev_hash: prev.hash,
+      const time = this.#now()
+      const rows: AuditRow[] = []
+      for (const event of events) {
+        const row = {
+          seq: prev.seq + 1,
+          time,
+          rpc: event.rpc,
+          decision: event.decision,
+          reason: event.reason,
+          caller: canonicalCaller(event.caller),
+          released: canonicalReleased(event.released),
+          prev_hash: prev.hash,
+        }
+        const full = { ...row, row_hash: auditRowHash(row) }
+        insert.run({ ...full, app_id: event.caller.appId ?? null })
+        rows.push(toRow(full))
+        prev = { seq: full.seq, hash: full.row_hash }
       }
-      const full = { ...row, row_hash: auditRowHash(row) }
-      insert.run({ ...full, app_id: event.caller.appId ?? null })
-      this.#applyRetention(full.time)
-      return toRow(full)
+      this.#applyRetention(time)
+      return rows
     })
-    this.#append = (event) => tx.immediate(event)
+    this.#append = (events) => tx.immediate(events)
   }
 
   /** Opens (creating when missing) the audit database at `path`. */
@@ -323,30 +340,62 @@ export class AuditLog {
   }
 
   close(): void {
+    // rows recorded before the close still get their transaction
+    if (this.#queued.length > 0 && this.#wal !== null) this.#flush(this.#wal)
     this.#db.close()
     this.#wal?.close()
   }
 
   /** Appends one decision and resolves once the row is durable. Rejects with KMS_ERR_AUDIT when
-   * the row could not be written or synced: the caller must then refuse the release. */
+   * the row could not be written or synced: the caller must then refuse the release.
+   *
+   * Rows recorded while the event loop is busy are written in one transaction when it turns
+   * (setImmediate), then the WAL is fsynced once for them (shared with other transactions
+   * committed while an fsync runs): under load one commit and one fsync serve many releases. A transaction that fails fails every
+   * row in it; each of their releases is refused. */
   async record(event: AuditEvent): Promise<AuditRow> {
     const wal = this.#wal
     if (wal === null) {
       throw new KmsError('KMS_ERR_AUDIT', 'Failed to write the key-release audit log: read-only')
     }
-    let row: AuditRow
     try {
       wal.assertUsable()
-      row = this.#append(event)
+      return await new Promise<AuditRow>((resolve, reject) => {
+        this.#queued.push({ event, resolve, reject })
+        if (!this.#flushScheduled) {
+          this.#flushScheduled = true
+          setImmediate(() => this.#flush(wal))
+        }
+      })
     } catch (err) {
       throw withContext('Failed to write the key-release audit log', err, 'KMS_ERR_AUDIT')
     }
+  }
+
+  /** Writes the queued rows in one transaction, then resolves each once the WAL is fsynced. */
+  #flush(wal: WalSync): void {
+    this.#flushScheduled = false
+    const batch = this.#queued
+    this.#queued = []
+    let rows: AuditRow[]
     try {
-      await wal.sync()
+      rows = this.#append(batch.map((q) => q.event))
     } catch (err) {
-      throw withContext('Failed to write the key-release audit log', err, 'KMS_ERR_AUDIT')
+      for (const q of batch) q.reject(err)
+      return
     }
-    return row
+    wal.sync().then(
+      () => {
+        batch.forEach((q, i) => {
+          const row = rows[i]
+          if (row === undefined) q.reject(new KmsError('KMS_ERR_INTERNAL', 'audit row missing'))
+          else q.resolve(row)
+        })
+      },
+      (err: unknown) => {
+        for (const q of batch) q.reject(err)
+      },
+    )
   }
 
   #applyRetention(now: number): void {
