@@ -49,7 +49,8 @@ export class EnvPubKeyProvider {
   readonly #rootK256Key: Uint8Array
   readonly #secp256k1: Secp256k1Backend
   readonly #maxApps: number
-  readonly #now: () => Date
+  /** unix milliseconds */
+  readonly #nowMs: () => number
   // Map iteration order is insertion order: re-inserting on a hit makes the first key the LRU.
   readonly #apps = new Map<string, AppEntry>()
 
@@ -62,7 +63,8 @@ export class EnvPubKeyProvider {
     this.#rootK256Key = options.rootK256Key
     this.#secp256k1 = options.secp256k1
     this.#maxApps = maxApps
-    this.#now = options.now ?? (() => new Date())
+    const now = options.now
+    this.#nowMs = now === undefined ? Date.now : () => now().getTime()
   }
 
   /** number of app ids currently cached */
@@ -72,7 +74,7 @@ export class EnvPubKeyProvider {
 
   /** The answer for `appId` now. The buffers are the caller's: the cache keeps its own. */
   get(appId: Uint8Array): EnvEncryptPubKey {
-    const timestamp = BigInt(Math.floor(this.#now().getTime() / 1000))
+    const timestamp = BigInt(Math.floor(this.#nowMs() / 1000))
     const key = Buffer.from(appId.buffer, appId.byteOffset, appId.byteLength).toString('latin1')
     let entry = this.#apps.get(key)
     if (entry === undefined) {

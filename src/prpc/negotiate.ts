@@ -19,6 +19,8 @@ export function rawQueryOf(url: string): string {
 /** Upstream's `?json` flag: the first field whose decoded key is exactly `json` has the value
  * `""`, `"1"` or `"true"` (`?json`, `?json=`, `?json=1`, `?json=true`; not `?json=false`, `?JSON`). */
 export function jsonQueryFlag(rawQuery: string): boolean {
+  // what every known client sends
+  if (rawQuery === 'json') return true
   const value = new URLSearchParams(rawQuery).get('json')
   return value === '' || value === '1' || value === 'true'
 }

@@ -178,6 +178,8 @@ function readBody(
 }
 
 function decodeSegment(raw: string): string {
+  // the common case, nothing escaped, needs no decoder
+  if (!raw.includes('%')) return raw
   try {
     return decodeURIComponent(raw)
   } catch {
@@ -192,11 +194,14 @@ function decodeSegment(raw: string): string {
  * and never names `Bootstrap`. */
 function methodSegment(url: string): string | null {
   const q = url.indexOf('?')
-  const path = q < 0 ? url : url.slice(0, q)
-  const segments = path.split('/')
-  if (segments.length !== 3 || segments[0] !== '') return null
-  const [, prefix = '', raw = ''] = segments
-  if (decodeSegment(prefix) !== 'prpc' || raw === '') return null
+  const end = q < 0 ? url.length : q
+  if (url.charCodeAt(0) !== 0x2f) return null
+  const second = url.indexOf('/', 1)
+  if (second < 0 || second >= end) return null
+  const third = url.indexOf('/', second + 1)
+  if (third !== -1 && third < end) return null
+  const raw = url.slice(second + 1, end)
+  if (decodeSegment(url.slice(1, second)) !== 'prpc' || raw === '') return null
   return decodeSegment(raw)
 }
 
