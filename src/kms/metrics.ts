@@ -2,6 +2,7 @@
 // request path in a response hook exactly as upstream does (any HTTP method, status >= 400 is a
 // failure).
 import type { FastifyInstance } from 'fastify'
+import { observeResponses } from '../http/server-options.js'
 import { stripServicePrefix } from '../prpc/plugin.js'
 
 const COUNTED = new Set(['GetAppKey', 'GetKmsKey', 'SignCert'])
@@ -53,10 +54,9 @@ export function renderMetrics(t: MetricsTotals): string {
 }
 
 export function registerMetrics(app: FastifyInstance, store: MetricsStore): void {
-  app.addHook('onResponse', (request, reply, done) => {
+  observeResponses(app, (request, reply) => {
     // any HTTP method, status >= 400 is a failure (upstream's hook)
     if (isAttestationRequest(request.raw.url ?? '')) store.add(reply.statusCode >= 400)
-    done()
   })
   app.get('/metrics', async (_request, reply) => {
     reply.header('content-type', 'text/plain; charset=utf-8')
