@@ -34,15 +34,20 @@ export interface EnvPubKeyProviderOptions {
   now?: () => Date
 }
 
+/** An app's cached answer: its bytes live in the provider's slab at `slot`. */
 interface AppEntry {
-  publicKey: Buffer
-  signature: Buffer
+  slot: number
   /** the second of the last timestamped signature made for this app */
   timestamp: bigint
-  signatureV1: Buffer
 }
 
 export const DEFAULT_ENV_PUBKEY_CACHE_APPS = 4096
+
+const PUBLIC_KEY_BYTES = 32
+const SIGNATURE_BYTES = 65
+const SIGNATURE_AT = PUBLIC_KEY_BYTES
+const SIGNATURE_V1_AT = SIGNATURE_AT + SIGNATURE_BYTES
+const ENTRY_BYTES = SIGNATURE_V1_AT + SIGNATURE_BYTES
 
 export class EnvPubKeyProvider {
   readonly #rootCaKey: P256Key
@@ -53,6 +58,14 @@ export class EnvPubKeyProvider {
   readonly #nowMs: () => number
   // Map iteration order is insertion order: re-inserting on a hit makes the first key the LRU.
   readonly #apps = new Map<string, AppEntry>()
+  // Every cached answer's bytes in one buffer, one fixed-size slot per app: a full cache of
+  // Buffers of its own (three per app, each holding on to a pooled ArrayBuffer) made every
+  // request of the worker slower through the garbage collector (measured: ~35 µs per
+  // all-distinct request, ~15 µs per hot one).
+  readonly #slab: Buffer
+  #nextSlot = 0
+  /** slots given back by a computation that failed */
+  readonly #spareSlots: number[] = []
 
   constructor(options: EnvPubKeyProviderOptions) {
     const maxApps = options.maxApps ?? DEFAULT_ENV_PUBKEY_CACHE_APPS
@@ -65,6 +78,7 @@ export class EnvPubKeyProvider {
     this.#maxApps = maxApps
     const now = options.now
     this.#nowMs = now === undefined ? Date.now : () => now().getTime()
+    this.#slab = Buffer.alloc(maxApps * ENTRY_BYTES)
   }
 
   /** number of app ids currently cached */
@@ -78,28 +92,53 @@ export class EnvPubKeyProvider {
     const key = Buffer.from(appId.buffer, appId.byteOffset, appId.byteLength).toString('latin1')
     let entry = this.#apps.get(key)
     if (entry === undefined) {
-      entry = this.#compute(appId, timestamp)
-      if (this.#apps.size >= this.#maxApps) {
-        const oldest = this.#apps.keys().next()
-        if (oldest.done !== true) this.#apps.delete(oldest.value)
+      entry = { slot: this.#freeSlot(), timestamp }
+      try {
+        this.#compute(appId, timestamp, entry.slot)
+      } catch (err) {
+        this.#spareSlots.push(entry.slot)
+        throw err
       }
     } else {
       this.#apps.delete(key)
       if (entry.timestamp !== timestamp) {
-        entry.signatureV1 = this.#signV1(appId, timestamp, entry.publicKey)
+        const at = entry.slot * ENTRY_BYTES
+        const publicKey = this.#slab.subarray(at, at + PUBLIC_KEY_BYTES)
+        this.#store(entry.slot, SIGNATURE_V1_AT, this.#signV1(appId, timestamp, publicKey))
         entry.timestamp = timestamp
       }
     }
     this.#apps.set(key, entry)
+    const at = entry.slot * ENTRY_BYTES
     return {
-      publicKey: Buffer.from(entry.publicKey),
-      signature: Buffer.from(entry.signature),
+      publicKey: Buffer.from(this.#slab.subarray(at, at + PUBLIC_KEY_BYTES)),
+      signature: Buffer.from(this.#slab.subarray(at + SIGNATURE_AT, at + SIGNATURE_V1_AT)),
       timestamp,
-      signatureV1: Buffer.from(entry.signatureV1),
+      signatureV1: Buffer.from(this.#slab.subarray(at + SIGNATURE_V1_AT, at + ENTRY_BYTES)),
     }
   }
 
-  #compute(appId: Uint8Array, timestamp: bigint): AppEntry {
+  /** A slot for a new app: an unused one, or the least recently used app's. */
+  #freeSlot(): number {
+    const spare = this.#spareSlots.pop()
+    if (spare !== undefined) return spare
+    if (this.#nextSlot < this.#maxApps) return this.#nextSlot++
+    const oldest = this.#apps.entries().next()
+    if (oldest.done === true) throw new KmsError('KMS_ERR_INTERNAL', 'env pubkey cache is empty')
+    const [key, entry] = oldest.value
+    this.#apps.delete(key)
+    return entry.slot
+  }
+
+  #store(slot: number, offset: number, bytes: Buffer): void {
+    const expected = offset === 0 ? PUBLIC_KEY_BYTES : SIGNATURE_BYTES
+    if (bytes.length !== expected) {
+      throw new KmsError('KMS_ERR_INTERNAL', `env pubkey answer part of ${bytes.length} bytes`)
+    }
+    bytes.copy(this.#slab, slot * ENTRY_BYTES + offset)
+  }
+
+  #compute(appId: Uint8Array, timestamp: bigint, slot: number): void {
     let secret: Buffer
     try {
       secret = deriveDhSecret(this.#rootCaKey, [appId, 'env-encrypt-key'])
@@ -119,12 +158,9 @@ export class EnvPubKeyProvider {
       appId,
       publicKey,
     )
-    return {
-      publicKey,
-      signature,
-      timestamp,
-      signatureV1: this.#signV1(appId, timestamp, publicKey),
-    }
+    this.#store(slot, 0, publicKey)
+    this.#store(slot, SIGNATURE_AT, signature)
+    this.#store(slot, SIGNATURE_V1_AT, this.#signV1(appId, timestamp, publicKey))
   }
 
   #signV1(appId: Uint8Array, timestamp: bigint, publicKey: Buffer): Buffer {
