@@ -4,7 +4,16 @@
 import assert from 'node:assert/strict'
 import type { BootInfo } from '../src/attestation/boot-info.js'
 import { spawn } from 'node:child_process'
-import { chmodSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
@@ -19,6 +28,8 @@ import {
 import { buildAuthSimpleServer, UNAUTHORIZED_MESSAGE } from '../src/auth-simple/server.js'
 import { defaultLimits } from '../src/config/load.js'
 import { runAuthSimple } from '../src/commands/auth-simple.js'
+import { HttpClient } from '../src/http/http-client.js'
+import { unixUrl } from '../src/http/unix-url.js'
 import { collectLines } from './helpers/line-collector.js'
 import { tempDir as scratchDir } from './helpers/temp-dir.js'
 import { captureLogger } from './helpers/capture-logger.js'
@@ -794,6 +805,150 @@ describe('dstack-kms auth-simple as a process', () => {
     )
   })
 
+  /** A policy admitting the app of `socketAppBoot`, in a fresh directory. */
+  function socketPolicy(): { dir: string; configPath: string } {
+    const dir = tempDir()
+    after(() => rmSync(dir, { recursive: true, force: true }))
+    const configPath = join(dir, 'policy.json')
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        gatewayAppId: '0xgw',
+        osImages: [OS_IMAGE],
+        apps: { ['0x' + '0a'.repeat(20)]: { composeHashes: ['0x' + '0c'.repeat(32)] } },
+      }),
+    )
+    return { dir, configPath }
+  }
+
+  const socketAppBoot: BootInfo = {
+    attestationMode: 'dstack-tdx',
+    mrAggregated: Buffer.alloc(32, 0x01),
+    osImageHash: Buffer.from(OS_IMAGE.slice(2), 'hex'),
+    mrSystem: Buffer.alloc(0),
+    appId: Buffer.alloc(20, 0x0a),
+    composeHash: Buffer.alloc(32, 0x0c),
+    instanceId: Buffer.alloc(20, 0x01),
+    deviceId: Buffer.alloc(32, 0x0d),
+    keyProviderInfo: Buffer.alloc(0),
+    tcbStatus: 'UpToDate',
+    advisoryIds: [],
+  }
+
+  async function boundSocket(p: ReturnType<typeof start>): Promise<string> {
+    const line = await p.stderr.waitFor((l) => l.startsWith('auth-simple bound socket '))
+    return line.slice('auth-simple bound socket '.length)
+  }
+
+  it('--socket serves on a private unix socket, with the [limits] defaults, and replaces only a dead socket', async () => {
+    const { dir, configPath } = socketPolicy()
+    const socketPath = join(dir, 'run', 'auth-simple.sock')
+    const p = start(['--config', configPath, '--socket', socketPath])
+    assert.equal(await boundSocket(p), socketPath)
+    assert.equal(lstatSync(join(dir, 'run')).mode & 0o777, 0o700)
+    const st = lstatSync(socketPath)
+    assert.ok(st.isSocket())
+    assert.equal(st.mode & 0o777, 0o600)
+    assert.ok(
+      p.stdout.lines.some(
+        (l) =>
+          (JSON.parse(l) as LogLine).msg === `starting auth-simple server on unix:${socketPath}`,
+      ),
+    )
+
+    // the KMS's own webhook client, dialling the URL a kms.toml would name
+    const api = new WebhookAuthApi({
+      url: unixUrl(socketPath),
+      timeoutMs: 10_000,
+      userAgent: 'dstack-kms/test',
+    })
+    assert.deepEqual(await api.bootAuth(socketAppBoot, false), {
+      isAllowed: true,
+      gatewayAppId: '0xgw',
+      reason: '',
+    })
+    assert.deepEqual(
+      await api.bootAuth({ ...socketAppBoot, composeHash: Buffer.alloc(32, 0x0e) }, false),
+      { isAllowed: false, gatewayAppId: '0xgw', reason: 'compose hash not allowed' },
+    )
+    // the listener has limits.max_header_size (16 KiB by default)
+    const client = new HttpClient({ socketPath, timeoutMs: 10_000, maxResponseBytes: 65536 })
+    const big = await client.request('http://localhost/', {
+      method: 'GET',
+      headers: { 'x-padding': 'a'.repeat(32 * 1024) },
+    })
+    assert.equal(big.status, 431)
+
+    // a second server on the same path while the first answers is refused
+    const second = start(['--config', configPath, '--socket', socketPath])
+    assert.equal(await second.exited, 1)
+    assert.match(
+      second.stderr.lines.join('\n'),
+      /another process is already listening on .*auth-simple\.sock; refusing to start a second server there/,
+    )
+    assert.ok(lstatSync(socketPath).isSocket(), 'the live socket stays')
+
+    // a killed server leaves its socket behind; the next start replaces it
+    p.proc.kill('SIGKILL')
+    await p.exited
+    assert.ok(lstatSync(socketPath).isSocket())
+    const restarted = start(['--config', configPath, '--socket', socketPath])
+    await boundSocket(restarted)
+    assert.equal((await api.bootAuth(socketAppBoot, false)).isAllowed, true)
+    restarted.proc.kill('SIGTERM')
+    assert.equal(await restarted.exited, 0)
+    assert.ok(!existsSync(socketPath), 'a clean stop removes the socket')
+  })
+
+  it('--socket refuses a directory others can write or a symbolic link, and anything not a socket at the path', async () => {
+    const { dir, configPath } = socketPolicy()
+    const shared = join(dir, 'shared')
+    mkdirSync(shared)
+    chmodSync(shared, 0o770)
+    const open = start(['--config', configPath, '--socket', join(shared, 'a.sock')])
+    assert.equal(await open.exited, 1)
+    assert.match(
+      open.stderr.lines.join('\n'),
+      /the socket directory .*shared has mode 0770; it must be 0700/,
+    )
+    assert.ok(!existsSync(join(shared, 'a.sock')))
+
+    const real = join(dir, 'real')
+    mkdirSync(real, { mode: 0o700 })
+    symlinkSync(real, join(dir, 'link'))
+    const linked = start(['--config', configPath, '--socket', join(dir, 'link', 'a.sock')])
+    assert.equal(await linked.exited, 1)
+    assert.match(
+      linked.stderr.lines.join('\n'),
+      /the socket directory .*link is a symbolic link; refusing to use it/,
+    )
+    assert.ok(!existsSync(join(real, 'a.sock')))
+
+    writeFileSync(join(real, 'a.sock'), 'not a socket')
+    const file = start(['--config', configPath, '--socket', join(real, 'a.sock')])
+    assert.equal(await file.exited, 1)
+    assert.match(file.stderr.lines.join('\n'), /exists and is not a socket of this user/)
+    assert.ok(lstatSync(join(real, 'a.sock')).isFile(), 'the file is left alone')
+  })
+
+  it('--socket with --port or --address is a usage error (exit 2)', async () => {
+    const { dir, configPath } = socketPolicy()
+    const socketPath = join(dir, 'run', 'a.sock')
+    for (const [flag, value] of [
+      ['--port', '0'],
+      ['-p', '0'],
+      ['--address', '127.0.0.1'],
+    ] as const) {
+      const p = start(['--config', configPath, '--socket', socketPath, flag, value])
+      assert.equal(await p.exited, 2)
+      assert.match(
+        p.stderr.lines.join('\n'),
+        /option '--socket' cannot be combined with '--(port|address)': a unix socket has no port or address\nRun 'dstack-kms auth-simple --help' for usage\./,
+      )
+    }
+    assert.ok(!existsSync(join(dir, 'run')), 'nothing was created')
+  })
+
   it('refuses bad options with exit status 2, prints help with 0', async () => {
     const chunks: string[] = []
     const sink = new Writable({
@@ -808,6 +963,11 @@ describe('dstack-kms auth-simple as a process', () => {
     assert.equal(await runAuthSimple(['--port', '70000'], io), 2)
     assert.equal(await runAuthSimple(['--bogus'], io), 2)
     assert.equal(await runAuthSimple([], { ...io, env: { PORT: '3o00' } }), 2)
+    chunks.length = 0
+    assert.equal(await runAuthSimple(['--socket', ''], io), 2)
+    assert.match(chunks.join(''), /option '--socket' needs a path/)
+    assert.equal(await runAuthSimple(['--socket', `/${'s'.repeat(120)}`], io), 2)
+    assert.match(chunks.join(''), /is longer than the 107 bytes a unix socket path may have/)
     chunks.length = 0
     assert.equal(await runAuthSimple(['--help'], io), 0)
     assert.match(chunks.join(''), /^Usage: dstack-kms auth-simple/)
