@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { createHash, createPublicKey, randomBytes } from 'node:crypto'
-import { mkdirSync, statSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -19,10 +19,13 @@ import type { VerifiedAttestation } from '../src/attestation/verify.js'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
 import { CacheDb } from '../src/cache/cache-db.js'
 import { runAudit } from '../src/commands/audit.js'
+import { deriveDhSecret } from '../src/crypto/kdf.js'
 import { P256Key } from '../src/crypto/p256.js'
 import { nobleSecp256k1 } from '../src/crypto/secp256k1.js'
 import { x25519PublicKey } from '../src/crypto/x25519.js'
-import type { KmsService } from '../src/kms/service.js'
+import { deriveAppK256Key, type KmsService } from '../src/kms/service.js'
+import { CERT_DIR_FILES } from '../src/keys/cert-dir.js'
+import { readRootK256 } from '../src/keys/key-set.js'
 import { CSR_CONFIRM, encodeCsrV1 } from '../src/ratls/csr.js'
 import { mockPlatformVerifier } from '../src/quickstart/demo.js'
 import { simulateGuestAttestation } from '../src/tee/simulator/guest.js'
@@ -347,6 +350,27 @@ describe('key-release decisions are audited (KmsService with real collaborators)
     assert.equal(again?.released[1]?.fingerprint, fp.env_crypt_key)
     assert.equal(log.verify().ok, true)
     log.close()
+  })
+
+  it('every GetAppKey of an app releases the app-wide keys a fresh derivation gives, as buffers of its own', async () => {
+    const svc = service(null)
+    const v = await verified()
+    allow = true
+    const vmConfig = `{"os_image_hash":"${'cd'.repeat(32)}"}`
+    const certDir = join(dir, 'certs')
+    const rootCaKey = P256Key.fromPem(readFileSync(join(certDir, CERT_DIR_FILES.rootCaKey), 'utf8'))
+    const envKey = deriveDhSecret(rootCaKey, [appId, 'env-encrypt-key'])
+    const k256 = deriveAppK256Key(nobleSecp256k1, readRootK256(certDir), appId)
+    const first = await svc.getAppKey(1, vmConfig, v)
+    // a caller that wipes what it got must not change what the next boot of the app gets
+    first.envCryptKey.fill(0)
+    first.k256Key.fill(0)
+    first.k256Signature.fill(0)
+    for (const keys of [await svc.getAppKey(1, vmConfig, v), await svc.getAppKey(1, vmConfig, v)]) {
+      assert.deepEqual(keys.envCryptKey, envKey)
+      assert.deepEqual(keys.k256Key, k256.key)
+      assert.deepEqual(keys.k256Signature, k256.signature)
+    }
   })
 
   it('GetKmsKey (onboarding source) and SignCert are audited with what they released', async () => {

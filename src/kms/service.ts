@@ -110,12 +110,26 @@ export interface CallerTransport {
   clientCertSha256?: string
 }
 
+/** What GetAppKey releases that depends on the app id alone, not on the instance. */
+interface AppWideKeys {
+  readonly envCryptKey: Buffer
+  /** SHA-256 of the env key's X25519 public key, for the audit row; made on first need */
+  envKeyFingerprint: string | undefined
+  readonly k256Key: Buffer
+  readonly k256Signature: Buffer
+  readonly k256Pubkey: Buffer
+}
+
+function envKeyFingerprint(keys: AppWideKeys): string {
+  return (keys.envKeyFingerprint ??= x25519Fingerprint(keys.envCryptKey))
+}
+
 export class KmsService {
   readonly #deps: KmsServiceDeps
   readonly #adminTokenHash: Buffer | null
   readonly #envPubKeys: EnvPubKeyProvider
   readonly #images: OsImageVerifier
-  readonly #envKeyFingerprints = new BoundedCache<string>(DEFAULT_ENV_PUBKEY_CACHE_APPS)
+  readonly #appWideKeys = new BoundedCache<AppWideKeys>(DEFAULT_ENV_PUBKEY_CACHE_APPS)
 
   constructor(deps: KmsServiceDeps) {
     this.#deps = deps
@@ -311,7 +325,7 @@ export class KmsService {
   ): Promise<AppKeyResult> {
     const caller: AuditCaller = { ...transport }
     return this.#audited('GetAppKey', caller, async () => {
-      const { keys: result, k256Pubkey } = await this.#getAppKey(
+      const { keys: result, appKeys } = await this.#getAppKey(
         apiVersion,
         vmConfig,
         attestation,
@@ -321,24 +335,38 @@ export class KmsService {
         result,
         released: () => [
           released('disk_crypt_key', secretFingerprint('disk_crypt_key', result.diskCryptKey)),
-          released('env_crypt_key', this.#envKeyFingerprint(caller.appId, result.envCryptKey)),
-          released('k256_key', sha256Hex(k256Pubkey)),
+          released('env_crypt_key', envKeyFingerprint(appKeys)),
+          released('k256_key', sha256Hex(appKeys.k256Pubkey)),
         ],
       }
     })
   }
 
-  /** The env key's fingerprint (SHA-256 of its X25519 public key) by app id: the key depends
-   * only on the root key and the app id, and every boot of an app would otherwise redo the
-   * X25519 scalar multiplication for its audit row. */
-  #envKeyFingerprint(appIdHex: string | undefined, envCryptKey: Buffer): string {
-    if (appIdHex === undefined) return x25519Fingerprint(envCryptKey)
-    let fingerprint = this.#envKeyFingerprints.get(appIdHex)
-    if (fingerprint === undefined) {
-      fingerprint = x25519Fingerprint(envCryptKey)
-      this.#envKeyFingerprints.set(appIdHex, fingerprint)
+  /** The app-wide keys of `appId`, derived once and kept (bounded): a fleet boots many
+   * instances of few apps, and every GetAppKey of an app would otherwise redo the same HKDF, P-256
+   * and secp256k1 work (~100 µs of worker CPU). They depend only on the root keys, which a worker
+   * never swaps. */
+  #appWideKeysOf(appId: Buffer): AppWideKeys {
+    const key = appId.toString('hex')
+    let keys = this.#appWideKeys.get(key)
+    if (keys === undefined) {
+      const { state, secp256k1 } = this.#deps
+      const envCryptKey = inContext('Failed to derive env encrypt key', () =>
+        deriveDhSecret(state.rootCaKey, [appId, 'env-encrypt-key']),
+      )
+      const k256 = inContext('Failed to derive app ecdsa key', () =>
+        deriveAppK256Key(secp256k1, state.rootK256Key, appId),
+      )
+      keys = {
+        envCryptKey,
+        envKeyFingerprint: undefined,
+        k256Key: k256.key,
+        k256Signature: k256.signature,
+        k256Pubkey: k256.pubkey,
+      }
+      this.#appWideKeys.set(key, keys)
     }
-    return fingerprint
+    return keys
   }
 
   async #getAppKey(
@@ -346,7 +374,7 @@ export class KmsService {
     vmConfig: string,
     attestation: VerifiedAttestation | null,
     caller: AuditCaller,
-  ): Promise<{ keys: AppKeyResult; k256Pubkey: Buffer }> {
+  ): Promise<{ keys: AppKeyResult; appKeys: AppWideKeys }> {
     if (apiVersion > 1) throw new KmsError('KMS_ERR_RPC', `Unsupported API version: ${apiVersion}`)
     await this.#ensureSelfAllowed()
     let boot: BootConfig
@@ -358,35 +386,27 @@ export class KmsService {
     }
     this.#keyReleaseGate(boot.bootInfo)
     const { appId, instanceId, osImageHash } = boot.bootInfo
-    const { state, secp256k1 } = this.#deps
+    const { state } = this.#deps
     const diskCryptKey = inContext('Failed to derive app disk key', () =>
       deriveDhSecret(state.rootCaKey, [appId, instanceId, 'app-disk-crypt-key']),
     )
-    const envCryptKey = inContext('Failed to derive env encrypt key', () =>
-      deriveDhSecret(state.rootCaKey, [appId, 'env-encrypt-key']),
-    )
-    const {
-      key: k256Key,
-      signature: k256Signature,
-      pubkey: k256Pubkey,
-    } = inContext('Failed to derive app ecdsa key', () =>
-      deriveAppK256Key(secp256k1, state.rootK256Key, appId),
-    )
+    const appKeys = this.#appWideKeysOf(appId)
     this.#deps.logger.info(
       { appId: appId.toString('hex'), instanceId: instanceId.toString('hex') },
       'app keys released',
     )
     return {
+      // copies: what leaves the service is the caller's, the memo keeps its own
       keys: {
         caCert: state.rootCaCertPem,
         diskCryptKey,
-        envCryptKey,
-        k256Key,
-        k256Signature,
+        envCryptKey: Buffer.from(appKeys.envCryptKey),
+        k256Key: Buffer.from(appKeys.k256Key),
+        k256Signature: Buffer.from(appKeys.k256Signature),
         gatewayAppId: boot.gatewayAppId,
         osImageHash,
       },
-      k256Pubkey,
+      appKeys,
     }
   }
 
