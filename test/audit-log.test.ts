@@ -3,7 +3,7 @@
 // release and refusal; the hash chain catches edited and removed rows; retention keeps the chain
 // verifiable; a full disk (a real tmpfs) refuses releases; `dstack-kms audit` reads it all back.
 import assert from 'node:assert/strict'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { createHash, createPublicKey, randomBytes } from 'node:crypto'
 import { mkdirSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
@@ -30,6 +30,7 @@ import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
 import { bootstrapKeySet, testKmsService } from './helpers/kms-service.js'
 import { csrConfigV1 } from './helpers/csr-config.js'
+import { holdSqliteWriteLock } from './helpers/sqlite-write-lock.js'
 
 function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex')
@@ -101,40 +102,12 @@ describe('audit log storage and hash chain', () => {
   })
 
   it('two processes opening a new log at once both get it (the WAL conversion is retried)', async () => {
-    // Every main worker opens the log at start. While one converts a new file to WAL it holds
-    // the file's write lock, and SQLite fails the other's conversion with SQLITE_BUSY at once,
-    // busy timeout or not; that worker died and was restarted. The child holds that lock (as a
-    // worker in the middle of its conversion does), then finishes its own open.
+    // Every main worker opens the log at start. While one converts the new file to WAL it holds
+    // the file's write lock, and SQLite failed the other's conversion with SQLITE_BUSY at once,
+    // busy timeout or not: that worker died at start and was restarted.
     const path = join(tempDir(), 'audit.sqlite3')
-    const script = `
-      import Database from 'better-sqlite3'
-      import { AuditLog } from ${JSON.stringify(new URL('../src/audit/audit-log.ts', import.meta.url).pathname)}
-      const path = process.argv[1]
-      const db = new Database(path)
-      db.exec('BEGIN IMMEDIATE')
-      process.stdout.write('holding\\n')
-      setTimeout(() => {
-        db.exec('ROLLBACK')
-        db.close()
-        AuditLog.open(path)
-        process.stdout.write('open\\n')
-      }, 300)
-      process.stdin.resume()
-    `
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', '--input-type=module', '-e', script, path],
-      { stdio: ['pipe', 'pipe', 'inherit'] },
-    )
+    const holder = await holdSqliteWriteLock(path, 300)
     try {
-      let out = ''
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (chunk: Buffer) => {
-          out += chunk.toString()
-          if (out.includes('holding\n')) resolve()
-        })
-        child.once('exit', (code) => reject(new Error(`holder exited early (${String(code)})`)))
-      })
       const log = AuditLog.open(path)
       assert.equal((await log.record(event())).seq, 1)
       assert.deepEqual(log.verify(), { ok: true, rows: 1 })
@@ -143,7 +116,7 @@ describe('audit log storage and hash chain', () => {
       assert.equal(check.pragma('journal_mode', { simple: true }), 'wal')
       check.close()
     } finally {
-      child.kill()
+      holder.stop()
     }
   })
 
