@@ -33,6 +33,7 @@ import { buildConfig } from './helpers/config-builder.js'
 import { tempDir } from './helpers/kms-process.js'
 import { bootstrapKeySet, testKmsService } from './helpers/kms-service.js'
 import { csrConfigV1 } from './helpers/csr-config.js'
+import { holdSqliteWriteLock } from './helpers/sqlite-write-lock.js'
 
 function sha256Hex(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex')
@@ -101,6 +102,25 @@ describe('audit log storage and hash chain', () => {
     assert.deepEqual(log.verify(), { ok: true, rows: 20 })
     log.close()
     await assert.rejects(log.record(event()), { code: 'KMS_ERR_AUDIT' })
+  })
+
+  it('two processes opening a new log at once both get it (the WAL conversion is retried)', async () => {
+    // Every main worker opens the log at start. While one converts the new file to WAL it holds
+    // the file's write lock, and SQLite failed the other's conversion with SQLITE_BUSY at once,
+    // busy timeout or not: that worker died at start and was restarted.
+    const path = join(tempDir(), 'audit.sqlite3')
+    const holder = await holdSqliteWriteLock(path, 300)
+    try {
+      const log = AuditLog.open(path)
+      assert.equal((await log.record(event())).seq, 1)
+      assert.deepEqual(log.verify(), { ok: true, rows: 1 })
+      log.close()
+      const check = new Database(path, { readonly: true })
+      assert.equal(check.pragma('journal_mode', { simple: true }), 'wal')
+      check.close()
+    } finally {
+      holder.stop()
+    }
   })
 
   for (const [what, sql, seq, message] of [

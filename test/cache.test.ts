@@ -19,6 +19,7 @@ import { parseCacheKey } from '../src/cache/cache-key.js'
 import { clearImageCache } from '../src/cache/clear-cache.js'
 import { KmsError } from '../src/errors.js'
 import { readVectorJson } from './helpers/crypto-vectors.js'
+import { holdSqliteWriteLock } from './helpers/sqlite-write-lock.js'
 import { tempDir as scratchDir } from './helpers/temp-dir.js'
 
 const vectors = readVectorJson<{
@@ -138,6 +139,21 @@ describe('CacheDb', () => {
     assert.deepEqual(tables, ['cache_meta', 'collateral', 'measurements', 'os_images'])
     other.close()
     db.close()
+  })
+
+  test('opening a new cache file while another process converts it still succeeds', async () => {
+    // SQLite fails a WAL conversion with SQLITE_BUSY at once, busy timeout or not, while another
+    // connection holds the new file's write lock (as during its own conversion)
+    const cacheDir = tempDir()
+    const holder = await holdSqliteWriteLock(join(cacheDir, CACHE_DB_FILE), 300)
+    try {
+      const db = CacheDb.open(cacheDir)
+      db.putCollateral('k', '{}', 10)
+      assert.equal(db.getCollateral('k', 0), '{}')
+      db.close()
+    } finally {
+      holder.stop()
+    }
   })
 
   test('reopening keeps the data and does not re-run the migration', () => {

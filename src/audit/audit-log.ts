@@ -9,6 +9,7 @@ import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { KmsError, errorMessage, withContext, type KmsErrorCode } from '../errors.js'
 import { fsyncDir } from '../fs/atomic-write.js'
+import { enableWal } from '../util/sqlite-wal.js'
 
 /** prev_hash of the first row ever written */
 export const GENESIS_HASH = '0'.repeat(64)
@@ -297,12 +298,14 @@ export class AuditLog {
     }
     let wal: WalSync
     try {
-      db.pragma('journal_mode = WAL')
+      const busyTimeoutMs = opts.busyTimeoutMs ?? 5000
+      db.pragma(`busy_timeout = ${busyTimeoutMs}`)
+      // every main worker opens the log at start, so on a new file they convert it together
+      enableWal(db, busyTimeoutMs)
       // NORMAL: a commit writes its WAL frames without an fsync; record() then fsyncs the WAL
       // itself, off the event loop and shared by every row committed meanwhile (group commit).
       // A release is still answered only once its row is durable.
       db.pragma('synchronous = NORMAL')
-      db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`)
       db.exec(SCHEMA)
       wal = WalSync.open(`${path}-wal`)
     } catch (err) {

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { KmsError, withContext } from '../errors.js'
 import { normalizeHexKey } from './cache-key.js'
+import { enableWal } from '../util/sqlite-wal.js'
 
 export const CACHE_DB_FILE = 'kms-cache.sqlite3'
 export const IMAGES_DIR = 'images'
@@ -452,7 +453,8 @@ function moveAside(dbPath: string): string {
 
 function configure(db: Database.Database, busyTimeoutMs: number): void {
   // WAL: readers never block the writer, so a slow lookup cannot stall a cache store.
-  const mode = db.pragma('journal_mode = WAL', { simple: true })
+  // the supervisor, its workers and the verify commands may open a new cache file together
+  const mode = enableWal(db, busyTimeoutMs)
   if (typeof mode !== 'string' || mode.toLowerCase() !== 'wal') {
     throw new KmsError('KMS_ERR_CONFIG', `cache database refused WAL mode (journal_mode=${mode})`)
   }
