@@ -733,19 +733,7 @@ describe('dstack-kms auth-simple as a process', () => {
     }
     assert.deepEqual([info.status, info.gatewayAppId], ['ok', '0xgw'])
     const api = new WebhookAuthApi({ url: base, timeoutMs: 10_000, userAgent: 'dstack-kms/test' })
-    const kmsBoot: BootInfo = {
-      attestationMode: 'dstack-tdx',
-      mrAggregated: Buffer.from('abc123', 'hex'),
-      osImageHash: Buffer.from(OS_IMAGE.slice(2), 'hex'),
-      mrSystem: Buffer.alloc(0),
-      appId: Buffer.alloc(20, 0x0a),
-      composeHash: Buffer.alloc(32, 0x0c),
-      instanceId: Buffer.alloc(20, 0x01),
-      deviceId: Buffer.alloc(32, 0x0d),
-      keyProviderInfo: Buffer.alloc(0),
-      tcbStatus: 'UpToDate',
-      advisoryIds: [],
-    }
+    const kmsBoot = demoBoot(Buffer.from('abc123', 'hex'))
     assert.deepEqual(await api.bootAuth(kmsBoot, true), {
       isAllowed: true,
       gatewayAppId: '0xgw',
@@ -821,19 +809,7 @@ describe('dstack-kms auth-simple as a process', () => {
     return { dir, configPath }
   }
 
-  const socketAppBoot: BootInfo = {
-    attestationMode: 'dstack-tdx',
-    mrAggregated: Buffer.alloc(32, 0x01),
-    osImageHash: Buffer.from(OS_IMAGE.slice(2), 'hex'),
-    mrSystem: Buffer.alloc(0),
-    appId: Buffer.alloc(20, 0x0a),
-    composeHash: Buffer.alloc(32, 0x0c),
-    instanceId: Buffer.alloc(20, 0x01),
-    deviceId: Buffer.alloc(32, 0x0d),
-    keyProviderInfo: Buffer.alloc(0),
-    tcbStatus: 'UpToDate',
-    advisoryIds: [],
-  }
+  const socketAppBoot = demoBoot(Buffer.alloc(32, 0x01))
 
   async function boundSocket(p: ReturnType<typeof start>): Promise<string> {
     const line = await p.stderr.waitFor((l) => l.startsWith('auth-simple bound socket '))
@@ -973,3 +949,16 @@ describe('dstack-kms auth-simple as a process', () => {
     assert.match(chunks.join(''), /^Usage: dstack-kms auth-simple/)
   })
 })
+
+/** The boot of the demo policy's app (OS image, app id, compose hash the policy files list). */
+function demoBoot(mrAggregated: Buffer): BootInfo {
+  return sampleBootInfo({
+    mrAggregated,
+    osImageHash: Buffer.from(OS_IMAGE.slice(2), 'hex'),
+    mrSystem: Buffer.alloc(0),
+    appId: Buffer.alloc(20, 0x0a),
+    composeHash: Buffer.alloc(32, 0x0c),
+    instanceId: Buffer.alloc(20, 0x01),
+    deviceId: Buffer.alloc(32, 0x0d),
+  })
+}
