@@ -471,6 +471,39 @@ describe('OsImageVerifier measurement cache', () => {
     }
   })
 
+  it('a vm_config seen before skips its parse and cache read until a clear, from any process', async () => {
+    const cacheDir = join(tempDir(), 'cache')
+    const { cache, verifier } = open(cacheDir)
+    const other = open(cacheDir)
+    try {
+      const text = fixture.vm_config
+      const first = await verifier.checkText(text, events, quoted)
+      assert.equal(first.cacheHit, false)
+      assert.deepEqual(first.mismatches, [])
+      // the row is gone behind the verifier's back (not a clear): the remembered values stand
+      cache.deleteMeasurement(first.configHash)
+      const second = await verifier.checkText(text, events, quoted)
+      assert.equal(second.cacheHit, true)
+      assert.deepEqual(registersToHex(second.expected as TdxRegisters), registersToHex(quoted))
+      // this boot's ACPI digests are still read: a tampered one breaks RTMR0
+      const index = events.findIndex((e) => e.event === 'acpi-tables')
+      const tampered = events.map((e, i) =>
+        i === index ? { ...e, digest: createHash('sha384').update('x').digest() } : e,
+      )
+      assert.deepEqual(
+        (await verifier.checkText(text, tampered, quoted)).mismatches.map((m) => m.register),
+        ['rtmr0'],
+      )
+      // a clear made by another worker's connection wins: the next check recomputes
+      await other.verifier.clear('', first.configHash)
+      assert.equal((await verifier.checkText(text, events, quoted)).cacheHit, false)
+      assert.equal((await verifier.checkText(text, events, quoted)).cacheHit, true)
+    } finally {
+      cache.close()
+      other.cache.close()
+    }
+  })
+
   it('a full cache disk (tmpfs): the check stands, the failed store is a warning; stored once there is room', async (t) => {
     const fs = mountTmpfs(join(tempDir(), 'cache'), 1024)
     t.after(() => fs.unmount())

@@ -12,6 +12,7 @@ import type { TdxEvent } from '../attestation/types.js'
 import type { VerifiedAttestation } from '../attestation/verify.js'
 import type { CacheDb } from '../cache/cache-db.js'
 import { clearImageCache, parseClearKeys } from '../cache/clear-cache.js'
+import { BoundedCache } from '../util/bounded-cache.js'
 import { KmsError, errorMessage } from '../errors.js'
 import { type RegisterMismatch, assertRegistersMatch, registerMismatches } from './compare.js'
 import type { LegacyVerifier } from './legacy/index.js'
@@ -109,8 +110,47 @@ async function directorySize(dir: string): Promise<number> {
   return total
 }
 
+/** A vm_config text whose lite image measurements are known, and the clear generation of the
+ * measurement cache they were read or computed under. */
+interface KnownLite {
+  vm: VmConfig
+  configHash: string
+  image: LiteImageMeasurements
+  generation: number
+}
+
+/** vm_config texts remembered (a KMS serves few images) and the longest one remembered. */
+const KNOWN_LITE_ENTRIES = 256
+const KNOWN_LITE_MAX_TEXT = 64 * 1024
+
+/** The lite comparison: the image part plus the quote-bound ACPI digests of this boot. */
+function liteCheck(
+  vm: VmConfig,
+  configHash: string,
+  image: LiteImageMeasurements,
+  events: readonly TdxEvent[],
+  actual: TdxRegisters,
+  cacheHit: boolean,
+): ImageCheck {
+  const expected = liteRegisters(image, acpiDigestsInContext(events))
+  return {
+    scheme: 'lite',
+    osImageHash: vm.osImageHash,
+    configHash,
+    actual,
+    expected,
+    mismatches: registerMismatches(expected, actual),
+    skipped: [],
+    cacheHit,
+  }
+}
+
 export class OsImageVerifier {
   readonly #o: OsImageVerifierOptions
+  // The parse, hash and cache read of a vm_config already seen, skipped while no clear has come
+  // in between (~70 µs of every GetAppKey); only expected values, never verdicts, and the
+  // generation is read from the shared cache on every use, so a clear by any worker wins.
+  readonly #knownLite = new BoundedCache<KnownLite>(KNOWN_LITE_ENTRIES)
 
   constructor(opts: OsImageVerifierOptions) {
     this.#o = opts
@@ -129,8 +169,29 @@ export class OsImageVerifier {
   async check(vmConfigText: string, att: VerifiedAttestation): Promise<ImageCheck> {
     const q = att.attestation.quote
     if (q.kind !== 'dstack-tdx') throw notSupported(att.variant)
+    return this.checkText(vmConfigText, q.eventLog, quotedRegisters(att))
+  }
+
+  /** `check` for a TDX boot given as its vm_config text, event log and quoted registers. */
+  async checkText(
+    vmConfigText: string,
+    events: readonly TdxEvent[],
+    actual: TdxRegisters,
+  ): Promise<ImageCheck> {
+    const known = this.#knownLite.get(vmConfigText)
+    if (known !== undefined && known.generation === this.#o.cache.clearGeneration()) {
+      return liteCheck(known.vm, known.configHash, known.image, events, actual, true)
+    }
     const vm = parseVmConfig(vmConfigText)
-    return this.checkTdx(vm, q.eventLog, quotedRegisters(att))
+    if (vm.tdxAttestationVariant !== 'lite') return this.checkTdx(vm, events, actual)
+    const configHash = vmConfigHash(vm)
+    // read before the row: a clear from any worker after this point makes the memo stale
+    const generation = this.#o.cache.clearGeneration()
+    const { image, cacheHit } = this.#lite(vm, configHash, events)
+    if (vmConfigText.length <= KNOWN_LITE_MAX_TEXT) {
+      this.#knownLite.set(vmConfigText, { vm, configHash, image, generation })
+    }
+    return liteCheck(vm, configHash, image, events, actual, cacheHit)
   }
 
   async checkTdx(
@@ -155,17 +216,8 @@ export class OsImageVerifier {
   /** The lite scheme, synchronous (no download, no subprocess). */
   checkLite(vm: VmConfig, events: readonly TdxEvent[], actual: TdxRegisters): ImageCheck {
     const configHash = vmConfigHash(vm)
-    const { expected, cacheHit } = this.#lite(vm, configHash, events)
-    return {
-      scheme: 'lite',
-      osImageHash: vm.osImageHash,
-      configHash,
-      actual,
-      expected,
-      mismatches: registerMismatches(expected, actual),
-      skipped: [],
-      cacheHit,
-    }
+    const { image, cacheHit } = this.#lite(vm, configHash, events)
+    return liteCheck(vm, configHash, image, events, actual, cacheHit)
   }
 
   #readRow(configHash: string): Record<string, unknown> | null {
@@ -199,11 +251,13 @@ export class OsImageVerifier {
     }
   }
 
+  /** The image part of the lite registers: from the measurement cache, or computed (the
+   * measurement document checked against the image) and stored. */
   #lite(
     vm: VmConfig,
     configHash: string,
     events: readonly TdxEvent[],
-  ): { expected: TdxRegisters; cacheHit: boolean } {
+  ): { image: LiteImageMeasurements; cacheHit: boolean } {
     const row = this.#readRow(configHash)
     if (row !== null && row['scheme'] === 'lite') {
       const mrtd = hex48(row['mrtd'])
@@ -211,12 +265,11 @@ export class OsImageVerifier {
       const rtmr1 = hex48(row['rtmr1'])
       const rtmr2 = hex48(row['rtmr2'])
       if (mrtd !== null && tdHob !== null && rtmr1 !== null && rtmr2 !== null) {
-        const image: LiteImageMeasurements = { mrtd, tdHobDigest: tdHob, rtmr1, rtmr2 }
-        return { expected: liteRegisters(image, acpiDigestsInContext(events)), cacheHit: true }
+        return { image: { mrtd, tdHobDigest: tdHob, rtmr1, rtmr2 }, cacheHit: true }
       }
     }
     const generation = this.#o.cache.clearGeneration()
-    const { image, expected } = liteExpected(vm, events)
+    const { image } = liteExpected(vm, events)
     this.#store(
       configHash,
       vm.osImageHash,
@@ -230,7 +283,7 @@ export class OsImageVerifier {
       },
       generation,
     )
-    return { expected, cacheHit: false }
+    return { image, cacheHit: false }
   }
 
   async #legacy(
