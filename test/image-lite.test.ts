@@ -409,6 +409,14 @@ describe('vm_config', () => {
   })
 })
 
+/** The fixture's event log with another `acpi-tables` digest: RTMR0 can no longer match. */
+function tamperedAcpiTables(): typeof events {
+  const index = events.findIndex((e) => e.event === 'acpi-tables')
+  return events.map((e, i) =>
+    i === index ? { ...e, digest: createHash('sha384').update('x').digest() } : e,
+  )
+}
+
 describe('OsImageVerifier measurement cache', () => {
   const log = pino({ level: 'silent' })
   const open = (cacheDir = join(tempDir(), 'cache'), logger: pino.Logger = log) => {
@@ -447,10 +455,7 @@ describe('OsImageVerifier measurement cache', () => {
       const second = await verifier.checkTdx(vm, events, quoted)
       assert.equal(second.cacheHit, true)
       assert.deepEqual(registersToHex(second.expected as TdxRegisters), registersToHex(quoted))
-      const index = events.findIndex((e) => e.event === 'acpi-tables')
-      const tampered = events.map((e, i) =>
-        i === index ? { ...e, digest: createHash('sha384').update('x').digest() } : e,
-      )
+      const tampered = tamperedAcpiTables()
       const bad = await verifier.checkTdx(vm, tampered, quoted)
       assert.equal(bad.cacheHit, true)
       assert.deepEqual(
@@ -486,10 +491,7 @@ describe('OsImageVerifier measurement cache', () => {
       assert.equal(second.cacheHit, true)
       assert.deepEqual(registersToHex(second.expected as TdxRegisters), registersToHex(quoted))
       // this boot's ACPI digests are still read: a tampered one breaks RTMR0
-      const index = events.findIndex((e) => e.event === 'acpi-tables')
-      const tampered = events.map((e, i) =>
-        i === index ? { ...e, digest: createHash('sha384').update('x').digest() } : e,
-      )
+      const tampered = tamperedAcpiTables()
       assert.deepEqual(
         (await verifier.checkText(text, tampered, quoted)).mismatches.map((m) => m.register),
         ['rtmr0'],
