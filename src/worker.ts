@@ -1,7 +1,6 @@
 // Entry point of the worker processes the supervisor forks: `onboard` (no keys yet) or `kms`
 // (the main service). The configuration arrives over IPC so both processes act on the very same
 // resolved settings.
-import { chmodSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { KmsConfig } from './config/types.js'
@@ -28,7 +27,7 @@ import {
 } from './supervisor/worker-ipc.js'
 import { ClientCertVerifier } from './kms/client-cert.js'
 import { createRuntime } from './runtime.js'
-import { buildAuthSimpleServer } from './auth-simple/server.js'
+import { buildAuthSimpleServer, listenOnSocket } from './auth-simple/server.js'
 import { BodyBudget } from './prpc/plugin.js'
 import { openFileLimit, openFileShortfall } from './util/open-file-limit.js'
 import { claimSocketPath } from './fs/private-socket.js'
@@ -191,9 +190,7 @@ async function runAuthSimpleWorker(config: KmsConfig, logger: Logger): Promise<v
   let url: string
   if (kind === 'unix') {
     await claimSocketPath(socket)
-    await app.listen({ path: socket })
-    // the directory already keeps everyone else out; the socket's own mode says the same
-    chmodSync(socket, 0o600)
+    await listenOnSocket(app, socket)
     url = unixUrl(socket)
   } else {
     url = await listen(app, address, port, 'http')

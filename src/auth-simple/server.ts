@@ -1,5 +1,6 @@
 // The auth-simple webhook on Fastify: the upstream Hono app's routes, replies and
 // validation answers, so a KMS (ours or upstream's) cannot tell the two apart.
+import { chmodSync } from 'node:fs'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { digestEquals } from '../admin/token.js'
@@ -128,4 +129,11 @@ export function buildAuthSimpleServer(opts: AuthSimpleServerOptions): FastifyIns
   app.post('/bootAuth/app', bootAuth(false))
   app.post('/bootAuth/kms', bootAuth(true))
   return app
+}
+
+/** Listens on `socket` (claimed with claimSocketPath first) and makes it mode 0600: the
+ * directory already keeps everyone else out; the socket's own mode says the same. */
+export async function listenOnSocket(app: FastifyInstance, socket: string): Promise<void> {
+  await app.listen({ path: socket })
+  chmodSync(socket, 0o600)
 }

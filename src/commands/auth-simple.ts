@@ -4,16 +4,15 @@
 // otherwise, because a policy server that answers anyone should not be exposed by accident.
 // With --socket it listens on a unix socket under the sidecar's rules instead
 // (docs/design.md#auth-simple-on-a-private-unix-socket).
-import { chmodSync } from 'node:fs'
 import { resolve } from 'node:path'
 import pino, { type Logger } from 'pino'
-import { buildAuthSimpleServer } from '../auth-simple/server.js'
+import { buildAuthSimpleServer, listenOnSocket } from '../auth-simple/server.js'
 import { errorMessage } from '../errors.js'
 import { readSecretFile } from '../fs/secret-file.js'
 import { loadAuthSimpleConfig } from '../auth-simple/config.js'
 import { defaultLimits } from '../config/load.js'
 import { claimSocketPath } from '../fs/private-socket.js'
-import { MAX_UNIX_SOCKET_PATH_BYTES, unixUrl } from '../http/unix-url.js'
+import { socketPathTooLong, unixUrl } from '../http/unix-url.js'
 import { UsageError, parseCommandLine, parseFlags } from './usage.js'
 
 export const AUTH_SIMPLE_USAGE = `Usage: dstack-kms auth-simple [--config FILE] [--port N] [--address ADDR] [--token-file FILE]
@@ -91,11 +90,8 @@ function parseListener(
     }
     if (values.socket === '') throw new UsageError("option '--socket' needs a path")
     const socket = resolve(values.socket)
-    if (Buffer.byteLength(socket) > MAX_UNIX_SOCKET_PATH_BYTES) {
-      throw new UsageError(
-        `socket path ${socket} is longer than the ${MAX_UNIX_SOCKET_PATH_BYTES} bytes a unix socket path may have; choose a shorter path`,
-      )
-    }
+    const tooLong = socketPathTooLong(socket)
+    if (tooLong !== undefined) throw new UsageError(`socket path ${tooLong}`)
     return { kind: 'unix', socket }
   }
   const portText = values.port ?? (env.PORT || '3000')
@@ -150,9 +146,7 @@ export async function runAuthSimple(argv: string[], io: AuthSimpleIo): Promise<n
   process.on('SIGINT', onSignal)
   try {
     if (listener.kind === 'unix') {
-      await app.listen({ path: listener.socket })
-      // the directory already keeps everyone else out; the socket's own mode says the same
-      chmodSync(listener.socket, 0o600)
+      await listenOnSocket(app, listener.socket)
     } else {
       await app.listen({ port: listener.port, host: listener.address })
     }

@@ -5,7 +5,7 @@
 
 import { isIP } from 'node:net'
 import { isAbsolute } from 'node:path'
-import { MAX_UNIX_SOCKET_PATH_BYTES, unixSocketOf, unixUrl } from '../http/unix-url.js'
+import { socketPathTooLong, unixSocketOf, unixUrl } from '../http/unix-url.js'
 import { KmsError, type KmsErrorCode } from '../errors.js'
 import { trimLikeRust } from '../util/rust-text.js'
 import { EMPTY_TOKEN_HASH } from '../util/token-digest.js'
@@ -150,11 +150,8 @@ function checkUnixSocketPath(key: string, socketPath: string): void {
       `${key} must name a unix socket by an absolute path, got ${JSON.stringify(socketPath)}`,
     )
   }
-  if (Buffer.byteLength(socketPath) > MAX_UNIX_SOCKET_PATH_BYTES) {
-    throw configError(
-      `${key} ${JSON.stringify(socketPath)} is longer than the ${MAX_UNIX_SOCKET_PATH_BYTES} bytes a unix socket path may have; choose a shorter path`,
-    )
-  }
+  const tooLong = socketPathTooLong(socketPath)
+  if (tooLong !== undefined) throw configError(`${key} ${tooLong}`)
 }
 
 /** The webhook URL's form, and no bearer secret in clear beyond this host

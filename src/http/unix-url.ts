@@ -12,6 +12,12 @@ export const UNIX_SOCKET_ORIGIN = 'http://localhost'
 /** Linux `sun_path` holds 108 bytes including the terminating NUL. */
 export const MAX_UNIX_SOCKET_PATH_BYTES = 107
 
+/** Why `socketPath` cannot be a unix socket's path (too long for `sun_path`), or undefined. */
+export function socketPathTooLong(socketPath: string): string | undefined {
+  if (Buffer.byteLength(socketPath) <= MAX_UNIX_SOCKET_PATH_BYTES) return undefined
+  return `${JSON.stringify(socketPath)} is longer than the ${MAX_UNIX_SOCKET_PATH_BYTES} bytes a unix socket path may have; choose a shorter path`
+}
+
 /** The socket path of a `unix:` URL; undefined for any other URL. */
 export function unixSocketOf(url: string): string | undefined {
   return url.startsWith(UNIX_URL_PREFIX) ? url.slice(UNIX_URL_PREFIX.length) : undefined
