@@ -58,21 +58,21 @@ const PROFILES: Record<
     micro: { warmupMs: 500, roundMs: 300, rounds: 11 },
     loadWarmupMs: 1000,
     loadDurationMs: 10_000,
-    coldWarmupMs: 15_000,
+    coldWarmupMs: 30_000,
   },
   full: {
     name: 'full',
     micro: { warmupMs: 200, roundMs: 150, rounds: 7 },
     loadWarmupMs: 500,
     loadDurationMs: 3000,
-    coldWarmupMs: 10_000,
+    coldWarmupMs: 25_000,
   },
   quick: {
     name: 'quick',
     micro: { warmupMs: 100, roundMs: 40, rounds: 3 },
     loadWarmupMs: 200,
     loadDurationMs: 800,
-    coldWarmupMs: 1000,
+    coldWarmupMs: 2000,
   },
 }
 
@@ -578,7 +578,7 @@ function printScaling(r: ScalingReport, profile: Profile): void {
   )
   if (r.certMakeUs !== null) {
     out(
-      `  cold rows: ${profile.coldWarmupMs / 1000} s of cold requests first (V8 compiles the cold path meanwhile), certificates made before the window (client side ${micros(r.certMakeUs)} µs each); each request is a TLS handshake with a new client certificate and a full quote verification`,
+      `  cold rows: ${profile.coldWarmupMs / 1000} s of cold requests first (V8 compiles the cold path meanwhile; certificates cycled, each back only after more than a worker's verification cache holds), the window's certificates made before it (client side ${micros(r.certMakeUs)} µs each); each request is a TLS handshake with a new client certificate and a full quote verification`,
     )
   }
   out()

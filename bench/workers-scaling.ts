@@ -19,6 +19,7 @@ import { startBenchKms } from './kms-server.js'
 import { runLoad, type ClientTls, type LoadResult } from './load.js'
 import { checkOne, wrkLoad } from './wrk.js'
 import { procCpuMs, procMemory, type ProcMemory } from './proc.js'
+import { DEFAULT_CLIENT_CERT_CACHE_ENTRIES } from '../src/kms/client-cert.js'
 
 export type ScalingRpc = 'env-distinct' | 'appkey-hot' | 'appkey-cold' | 'appkey-cold-dcap-qvl'
 
@@ -44,10 +45,11 @@ export interface ScalingOptions {
   concurrency: number
   warmupMs: number
   durationMs: number
-  /** cold GetAppKey requests (each with a certificate of its own) before a cold row's window:
-   * V8 optimises the cold path (handshake handling, certificate parsing, quote verification)
-   * only after thousands of requests, and until then compiling costs the worker more CPU than
-   * the requests (measured: ~4,800 µs per request in the first 5 s, ~3,300 µs after 15 s) */
+  /** cold GetAppKey requests (a new connection and a certificate the worker has not verified
+   * lately, each) before a cold row's window: V8 optimises the cold path (handshake handling,
+   * certificate parsing, quote verification) only after thousands of requests, and until then
+   * compiling costs the worker more CPU than the requests (measured on one worker: ~4,800 µs per
+   * request in the first 3 s, ~3,000 after 10 s, ~2,650–2,750 from about 20 s on) */
   coldWarmupMs: number
   /** also measure GetAppKey hot with a single client (latency without queueing) */
   singleClient: boolean
@@ -64,8 +66,11 @@ export interface ScalingReport {
 
 /** Upper bound of cold GetAppKey requests per second the pool is sized for (per worker). */
 const COLD_RPS_BUDGET_PER_WORKER = 400
-/** At most this many cold requests warm a cold row up. */
-const COLD_WARMUP_MAX_CERTIFICATES = 3000
+/** Certificates the cold warm-up cycles through: each comes back only after more distinct
+ * certificates than a worker's ClientCertVerifier remembers, so every warm-up request is a full
+ * verification on a new connection, as in the window, without making a certificate per request
+ * (2.8 ms of client CPU each: 25 s of warm-up would cost ~25 s of certificates). */
+const COLD_WARMUP_CERTIFICATES = 4 * DEFAULT_CLIENT_CERT_CACHE_ENTRIES
 
 function distinctBodies(): () => string {
   const prefix = randomBytes(8).toString('hex')
@@ -211,7 +216,7 @@ async function coldRow(
   budgetPerWorker = COLD_RPS_BUDGET_PER_WORKER,
 ): Promise<{ result: LoadResult; sidecarCpuPct: number | null }> {
   const poolFor = (ms: number) => Math.ceil((budgetPerWorker * workers * ms) / 1000)
-  const cold = (pool: ClientTls[], durationMs: number) =>
+  const cold = (next: () => ClientTls | undefined, durationMs: number) =>
     runLoad({
       url: `${k.base}/prpc/GetAppKey?json`,
       body: guests.body,
@@ -221,16 +226,15 @@ async function coldRow(
       durationMs,
       validate: appKeyValidator(k),
       serverPid: k.workerPids,
-      freshConnectionTls: () => pool.pop(),
+      freshConnectionTls: next,
     })
   if (o.coldWarmupMs > 0) {
-    // a warm-up that runs out of certificates early has still compiled the path; the cap keeps
-    // the client from spending minutes on certificates when several workers share few cores
-    const warmCount = Math.min(poolFor(o.coldWarmupMs), COLD_WARMUP_MAX_CERTIFICATES)
+    const warmCount = Math.min(poolFor(o.coldWarmupMs), COLD_WARMUP_CERTIFICATES)
     o.progress(`making ${warmCount} guest certificates for the cold warm-up…`)
     const warmPool = certificatePool(guests, warmCount)
+    let turn = 0
     o.progress(`GetAppKey cold warm-up (${o.coldWarmupMs} ms), [rpc] workers = ${workers}…`)
-    const warm = await cold(warmPool, o.coldWarmupMs)
+    const warm = await cold(() => warmPool[turn++ % warmPool.length], o.coldWarmupMs)
     if (warm.errors > 0) {
       report.problems.push(`cold warm-up w=${workers}: ${warm.firstError ?? 'errors'}`)
     }
@@ -241,7 +245,7 @@ async function coldRow(
   const pool = certificatePool(guests, poolSize)
   report.certMakeUs ??= ((performance.now() - t0) * 1000) / poolSize
   o.progress(`GetAppKey cold (new certificate per request), [rpc] workers = ${workers}…`)
-  return withSidecarCpu(k, () => cold(pool, o.durationMs))
+  return withSidecarCpu(k, () => cold(() => pool.pop(), o.durationMs))
 }
 
 /** The cold row again on a KMS whose quote verifier is @phala/dcap-qvl (same workers, same

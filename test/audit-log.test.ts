@@ -12,7 +12,7 @@ import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import Database from 'better-sqlite3'
 import pino from 'pino'
-import { AuditLog, type AuditEvent, type AuditRow } from '../src/audit/audit-log.js'
+import { AuditLog, auditRowHash, type AuditEvent, type AuditRow } from '../src/audit/audit-log.js'
 import { encodeTdxEventLogJson } from '../src/attestation/event-log.js'
 import { toReportData } from '../src/attestation/report-data.js'
 import type { VerifiedAttestation } from '../src/attestation/verify.js'
@@ -86,6 +86,68 @@ describe('audit log storage and hash chain', () => {
     assert.deepEqual(log.verify(), { ok: true, rows: 5 })
     assert.equal(statSync(log.path).mode & 0o777, 0o600)
     log.close()
+  })
+
+  it('record() answers with the row as it reads back from the file, fields in canonical order', async () => {
+    const log = AuditLog.open(join(tempDir(), 'audit.sqlite3'))
+    // caller fields out of order and an extra key on a released entry: both dropped/reordered
+    const recorded = await log.record(
+      event({
+        caller: {
+          tcbStatus: 'UpToDate',
+          appId: 'aa'.repeat(20),
+          clientCertSha256: 'cc'.repeat(32),
+        },
+        released: [{ name: 'k256_key', fingerprint: 'ab'.repeat(32), extra: 1 } as never],
+      }),
+    )
+    const [stored] = [...log.rows()]
+    assert.deepEqual(recorded, stored)
+    assert.equal(
+      JSON.stringify(recorded.caller),
+      JSON.stringify({
+        appId: 'aa'.repeat(20),
+        tcbStatus: 'UpToDate',
+        clientCertSha256: 'cc'.repeat(32),
+      }),
+    )
+    assert.deepEqual(recorded.released, [{ name: 'k256_key', fingerprint: 'ab'.repeat(32) }])
+    log.close()
+  })
+
+  it('a row hash is SHA-256 over the length-prefixed UTF-8 columns (pinned)', () => {
+    const row = {
+      seq: 7,
+      time: 1_750_000_000_123,
+      rpc: 'GetAppKey',
+      decision: 'release',
+      reason: 'allowed – ünïcode',
+      caller: '{"appId":"ab"}',
+      released: '[]',
+      prev_hash: '0'.repeat(64),
+    }
+    const expected = createHash('sha256')
+    for (const part of [
+      '7',
+      '1750000000123',
+      row.rpc,
+      row.decision,
+      row.reason,
+      row.caller,
+      row.released,
+      row.prev_hash,
+    ]) {
+      const b = Buffer.from(part, 'utf8')
+      const len = Buffer.alloc(4)
+      len.writeUInt32BE(b.length)
+      expected.update(len).update(b)
+    }
+    assert.equal(auditRowHash(row), expected.digest('hex'))
+    // the value rows written by earlier releases were chained with
+    assert.equal(
+      auditRowHash(row),
+      'a9e214ef6a4fcfb3abed009329ece63f33b72d0a92bbc65a7d42380e23ea310f',
+    )
   })
 
   it('concurrent records share one transaction and one fsync and still chain exactly', async () => {

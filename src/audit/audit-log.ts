@@ -117,24 +117,24 @@ const CALLER_FIELDS: readonly (keyof AuditCaller)[] = [
   'clientCertSha256',
 ]
 
-/** A fixed field order, so the hash does not depend on how an object was built. */
-function canonicalCaller(c: AuditCaller): string {
-  const out: Record<string, string> = {}
+/** A fixed field order, so the stored JSON and the hash do not depend on how an object was
+ * built. */
+function canonicalCaller(c: AuditCaller): AuditCaller {
+  const out: AuditCaller = {}
   for (const k of CALLER_FIELDS) {
     const v = c[k]
     if (v !== undefined) out[k] = v
   }
-  return JSON.stringify(out)
+  return out
 }
 
-function canonicalReleased(keys: readonly ReleasedKey[]): string {
-  return JSON.stringify(keys.map((k) => ({ name: k.name, fingerprint: k.fingerprint })))
+function canonicalReleased(keys: readonly ReleasedKey[]): ReleasedKey[] {
+  return keys.map((k) => ({ name: k.name, fingerprint: k.fingerprint }))
 }
 
 /** SHA-256 over every stored column, length-prefixed so no two rows serialise alike. */
 export function auditRowHash(r: Omit<DbRow, 'row_hash'>): string {
-  const h = createHash('sha256')
-  for (const part of [
+  const parts = [
     String(r.seq),
     String(r.time),
     r.rpc,
@@ -143,13 +143,18 @@ export function auditRowHash(r: Omit<DbRow, 'row_hash'>): string {
     r.caller,
     r.released,
     r.prev_hash,
-  ]) {
-    const b = Buffer.from(part, 'utf8')
-    const len = Buffer.alloc(4)
-    len.writeUInt32BE(b.length)
-    h.update(len).update(b)
+  ]
+  let size = 0
+  for (const part of parts) size += 4 + Buffer.byteLength(part, 'utf8')
+  // one buffer and one update: the row is hashed on the event loop inside the transaction
+  const input = Buffer.allocUnsafe(size)
+  let at = 0
+  for (const part of parts) {
+    const n = input.write(part, at + 4, 'utf8')
+    input.writeUInt32BE(n, at)
+    at += 4 + n
   }
-  return h.digest('hex')
+  return createHash('sha256').update(input).digest('hex')
 }
 
 function toRow(r: DbRow): AuditRow {
@@ -256,20 +261,33 @@ export class AuditLog {
       const time = this.#now()
       const rows: AuditRow[] = []
       for (const event of events) {
+        const caller = canonicalCaller(event.caller)
+        const released = canonicalReleased(event.released)
         const row = {
           seq: prev.seq + 1,
           time,
           rpc: event.rpc,
           decision: event.decision,
           reason: event.reason,
-          caller: canonicalCaller(event.caller),
-          released: canonicalReleased(event.released),
+          caller: JSON.stringify(caller),
+          released: JSON.stringify(released),
           prev_hash: prev.hash,
         }
-        const full = { ...row, row_hash: auditRowHash(row) }
-        insert.run({ ...full, app_id: event.caller.appId ?? null })
-        rows.push(toRow(full))
-        prev = { seq: full.seq, hash: full.row_hash }
+        const rowHash = auditRowHash(row)
+        insert.run({ ...row, row_hash: rowHash, app_id: event.caller.appId ?? null })
+        // the objects the stored JSON was made from: what reading the row back would give
+        rows.push({
+          seq: row.seq,
+          time,
+          rpc: event.rpc,
+          decision: event.decision,
+          reason: event.reason,
+          caller,
+          released,
+          prevHash: prev.hash,
+          rowHash,
+        })
+        prev = { seq: row.seq, hash: rowHash }
       }
       this.#applyRetention(time)
       return rows

@@ -23,6 +23,10 @@ export interface ClientCertContext {
 
 export const NO_CLIENT_CERT: ClientCertContext = { attestation: null, hasCertificate: false }
 
+/** Distinct certificates a verifier remembers by default: a verified attestation can weigh
+ * ~100 KB (the TLS certificate size cap), per worker. */
+export const DEFAULT_CLIENT_CERT_CACHE_ENTRIES = 256
+
 /** What the per-request check needs from the verifier (AttestationVerifier satisfies it). */
 export interface RaPubkeyVerifier {
   verifyWithRaPubkey(a: Attestation, spkiDer: Uint8Array): Promise<VerifiedAttestation>
@@ -101,8 +105,7 @@ export class ClientCertVerifier {
 
   constructor(verifier: RaPubkeyVerifier, opts: ClientCertVerifierOptions = {}) {
     this.#verifier = verifier
-    // a verified attestation can weigh ~100 KB (the TLS certificate size cap), per worker
-    this.#maxEntries = opts.maxEntries ?? 256
+    this.#maxEntries = opts.maxEntries ?? DEFAULT_CLIENT_CERT_CACHE_ENTRIES
     this.#ttlMs = opts.ttlMs ?? 60_000
     this.#now = opts.now ?? Date.now
     this.#turns = new ConcurrencyLimit(opts.maxConcurrent ?? 4)
