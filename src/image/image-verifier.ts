@@ -184,14 +184,7 @@ export class OsImageVerifier {
     }
     const vm = parseVmConfig(vmConfigText)
     if (vm.tdxAttestationVariant !== 'lite') return this.checkTdx(vm, events, actual)
-    const configHash = vmConfigHash(vm)
-    // read before the row: a clear from any worker after this point makes the memo stale
-    const generation = this.#o.cache.clearGeneration()
-    const { image, cacheHit } = this.#lite(vm, configHash, events)
-    if (vmConfigText.length <= KNOWN_LITE_MAX_TEXT) {
-      this.#knownLite.set(vmConfigText, { vm, configHash, image, generation })
-    }
-    return liteCheck(vm, configHash, image, events, actual, cacheHit)
+    return this.checkLite(vm, events, actual, vmConfigText)
   }
 
   async checkTdx(
@@ -213,10 +206,23 @@ export class OsImageVerifier {
     }
   }
 
-  /** The lite scheme, synchronous (no download, no subprocess). */
-  checkLite(vm: VmConfig, events: readonly TdxEvent[], actual: TdxRegisters): ImageCheck {
+  /** The lite scheme, synchronous (no download, no subprocess). Given the vm_config text `vm`
+   * was parsed from, the image measurements are remembered under it for `checkText`. */
+  checkLite(
+    vm: VmConfig,
+    events: readonly TdxEvent[],
+    actual: TdxRegisters,
+    vmConfigText?: string,
+  ): ImageCheck {
     const configHash = vmConfigHash(vm)
+    const memoKey =
+      vmConfigText !== undefined && vmConfigText.length <= KNOWN_LITE_MAX_TEXT
+        ? vmConfigText
+        : undefined
+    // read before the row: a clear from any worker after this point makes the memo stale
+    const generation = memoKey === undefined ? 0 : this.#o.cache.clearGeneration()
     const { image, cacheHit } = this.#lite(vm, configHash, events)
+    if (memoKey !== undefined) this.#knownLite.set(memoKey, { vm, configHash, image, generation })
     return liteCheck(vm, configHash, image, events, actual, cacheHit)
   }
 
