@@ -13,6 +13,7 @@ import type { VerifiedAttestation } from '../attestation/verify.js'
 import type { CacheDb } from '../cache/cache-db.js'
 import { clearImageCache, parseClearKeys } from '../cache/clear-cache.js'
 import { BoundedCache } from '../util/bounded-cache.js'
+import { isNotFound } from '../fs/errno.js'
 import { KmsError, errorMessage } from '../errors.js'
 import { type RegisterMismatch, assertRegistersMatch, registerMismatches } from './compare.js'
 import type { LegacyVerifier } from './legacy/index.js'
@@ -98,7 +99,7 @@ async function directorySize(dir: string): Promise<number> {
   try {
     names = await readdir(dir)
   } catch (err) {
-    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return 0
+    if (isNotFound(err)) return 0
     throw err
   }
   for (const name of names) {
