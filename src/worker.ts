@@ -32,6 +32,7 @@ import { BodyBudget } from './prpc/plugin.js'
 import { openFileLimit, openFileShortfall } from './util/open-file-limit.js'
 import { claimSocketPath } from './fs/private-socket.js'
 import { readSecretFile } from './fs/secret-file.js'
+import { errnoCode } from './fs/errno.js'
 import { unixUrl } from './http/unix-url.js'
 
 async function listen(
@@ -234,9 +235,7 @@ function cannotBeFixedByRestart(role: string, err: unknown): boolean {
   ) {
     return true
   }
-  return (
-    role === 'auth-simple' && err instanceof Error && 'code' in err && err.code === 'EADDRINUSE'
-  )
+  return role === 'auth-simple' && errnoCode(err) === 'EADDRINUSE'
 }
 
 main().catch((err: unknown) => {

@@ -403,7 +403,11 @@ describe('unsafe socket directories and token files stop the start with the reas
     const port = await freePort()
     const extra = prepare(dir)
     const kms = startKms({ dir, configToml: testConfigToml({ dir, port, extra }) })
-    const { code } = await kms.waitForExit(60_000)
+    // a start that is retried instead of refused must not outlive the test
+    const { code } = await kms.waitForExit(60_000).catch((err: unknown) => {
+      kms.kill()
+      throw err
+    })
     assert.notEqual(code, 0)
     assert.ok(!kms.logs.some((l) => l.msg === 'auth-simple policy server ready'))
     const fatal = kms.logs.find((l) =>
@@ -476,6 +480,15 @@ describe('unsafe socket directories and token files stop the start with the reas
       ),
     )
     assert.doesNotMatch(msg, /secret-value/)
+  })
+
+  it('a TCP port another process holds', async (t) => {
+    const holder = createNetServer()
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+    t.after(() => holder.close())
+    const held = (holder.address() as AddressInfo).port
+    const msg = await failedStart((dir) => `${sidecar(dir)}listen = "tcp"\nport = ${held}\n`)
+    assert.match(msg, /EADDRINUSE/)
   })
 
   it('a webhook token file others may read', async () => {

@@ -365,6 +365,9 @@ describe('pRPC plugin over HTTP', () => {
 
     const decoded = await call(port, 'GET', '/prpc/GetAppKey?vm_config=a+b%26c&json=false')
     assert.match(decoded.body.toString(), /"gateway_app_id":"a b&c"/)
+    // the query starts at the first `?`; a later one is part of it
+    const laterMark = await call(port, 'GET', '/prpc/GetAppKey?vm_config=a?b')
+    assert.match(laterMark.body.toString(), /"gateway_app_id":"a\?b"/)
     const badQuery = await call(port, 'GET', '/prpc/GetAppKey?api_version=x')
     assert.equal(badQuery.status, 400)
     assert.equal(badQuery.body.toString(), errorJson('invalid value: string "x", expected u32'))

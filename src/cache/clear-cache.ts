@@ -4,6 +4,7 @@
 import { readdirSync, rmSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { KmsError, withContext } from '../errors.js'
+import { isNotFound } from '../fs/errno.js'
 import { type CacheKey, parseCacheKey } from './cache-key.js'
 import { assertRealDirectory, type CacheDb } from './cache-db.js'
 
@@ -103,8 +104,4 @@ function removeImageEntry(imagesDir: string, name: string): void {
     throw new KmsError('KMS_ERR_INTERNAL', 'refusing to remove a path outside the image cache')
   }
   rmSync(target, { recursive: true, force: true })
-}
-
-function isNotFound(err: unknown): boolean {
-  return err instanceof Error && 'code' in err && err.code === 'ENOENT'
 }

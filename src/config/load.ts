@@ -6,6 +6,7 @@ import { readFileSync, realpathSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
 import { KmsError, configError, errorMessage } from '../errors.js'
+import { errnoCode } from '../fs/errno.js'
 import { DEFAULT_ETC_FILE, DEFAULT_PCCS_URL, builtinDefaults } from './defaults.js'
 import {
   QUICKSTART_SEED_FILE,
@@ -67,7 +68,7 @@ function readOptional(file: string): string | undefined {
   try {
     return readFileSync(file, 'utf8')
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
+    const code = errnoCode(err)
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined
     throw configError(`failed to read config file ${file}: ${errorMessage(err)}`, err)
   }

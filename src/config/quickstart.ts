@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { KmsError, errorMessage } from '../errors.js'
+import { isNotFound } from '../fs/errno.js'
 
 export const QUICKSTART_TOML = `# dstack-kms-ts quick-start profile (--quickstart).
 # A local KMS on the TEE SIMULATOR: quotes are signed by a mock Intel PKI derived from a seed in
@@ -88,7 +89,7 @@ function readHex32File(dataDir: string, name: string, invalid: (file: string) =>
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    if (isNotFound(err)) return undefined
     throw new KmsError('KMS_ERR_CONFIG', `failed to read ${file}: ${errorMessage(err)}`, {
       cause: err,
     })

@@ -2,6 +2,7 @@
 // becomes a KmsError whose message names what was being read.
 import { readFileSync } from 'node:fs'
 import { withContext, type KmsErrorCode } from '../errors.js'
+import { isNotFound } from './errno.js'
 
 export function readRequiredFile(
   path: string,
@@ -21,7 +22,7 @@ export function readOptionalFile(path: string): Buffer | null {
   try {
     return readFileSync(path)
   } catch (err) {
-    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return null
+    if (isNotFound(err)) return null
     throw err
   }
 }

@@ -13,6 +13,7 @@ import type { VerifiedAttestation } from '../attestation/verify.js'
 import type { CacheDb } from '../cache/cache-db.js'
 import { clearImageCache, parseClearKeys } from '../cache/clear-cache.js'
 import { BoundedCache } from '../util/bounded-cache.js'
+import { isNotFound } from '../fs/errno.js'
 import { KmsError, errorMessage } from '../errors.js'
 import { type RegisterMismatch, assertRegistersMatch, registerMismatches } from './compare.js'
 import type { LegacyVerifier } from './legacy/index.js'
@@ -98,7 +99,7 @@ async function directorySize(dir: string): Promise<number> {
   try {
     names = await readdir(dir)
   } catch (err) {
-    if (err instanceof Error && 'code' in err && err.code === 'ENOENT') return 0
+    if (isNotFound(err)) return 0
     throw err
   }
   for (const name of names) {
@@ -184,14 +185,7 @@ export class OsImageVerifier {
     }
     const vm = parseVmConfig(vmConfigText)
     if (vm.tdxAttestationVariant !== 'lite') return this.checkTdx(vm, events, actual)
-    const configHash = vmConfigHash(vm)
-    // read before the row: a clear from any worker after this point makes the memo stale
-    const generation = this.#o.cache.clearGeneration()
-    const { image, cacheHit } = this.#lite(vm, configHash, events)
-    if (vmConfigText.length <= KNOWN_LITE_MAX_TEXT) {
-      this.#knownLite.set(vmConfigText, { vm, configHash, image, generation })
-    }
-    return liteCheck(vm, configHash, image, events, actual, cacheHit)
+    return this.checkLite(vm, events, actual, vmConfigText)
   }
 
   async checkTdx(
@@ -213,10 +207,23 @@ export class OsImageVerifier {
     }
   }
 
-  /** The lite scheme, synchronous (no download, no subprocess). */
-  checkLite(vm: VmConfig, events: readonly TdxEvent[], actual: TdxRegisters): ImageCheck {
+  /** The lite scheme, synchronous (no download, no subprocess). Given the vm_config text `vm`
+   * was parsed from, the image measurements are remembered under it for `checkText`. */
+  checkLite(
+    vm: VmConfig,
+    events: readonly TdxEvent[],
+    actual: TdxRegisters,
+    vmConfigText?: string,
+  ): ImageCheck {
     const configHash = vmConfigHash(vm)
+    const memoKey =
+      vmConfigText !== undefined && vmConfigText.length <= KNOWN_LITE_MAX_TEXT
+        ? vmConfigText
+        : undefined
+    // read before the row: a clear from any worker after this point makes the memo stale
+    const generation = memoKey === undefined ? 0 : this.#o.cache.clearGeneration()
     const { image, cacheHit } = this.#lite(vm, configHash, events)
+    if (memoKey !== undefined) this.#knownLite.set(memoKey, { vm, configHash, image, generation })
     return liteCheck(vm, configHash, image, events, actual, cacheHit)
   }
 

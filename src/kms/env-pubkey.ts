@@ -45,7 +45,8 @@ export const DEFAULT_ENV_PUBKEY_CACHE_APPS = 4096
 
 const PUBLIC_KEY_BYTES = 32
 const SIGNATURE_BYTES = 65
-const SIGNATURE_AT = PUBLIC_KEY_BYTES
+const PUBLIC_KEY_AT = 0
+const SIGNATURE_AT = PUBLIC_KEY_AT + PUBLIC_KEY_BYTES
 const SIGNATURE_V1_AT = SIGNATURE_AT + SIGNATURE_BYTES
 const ENTRY_BYTES = SIGNATURE_V1_AT + SIGNATURE_BYTES
 
@@ -104,7 +105,8 @@ export class EnvPubKeyProvider {
       if (entry.timestamp !== timestamp) {
         const at = entry.slot * ENTRY_BYTES
         const publicKey = this.#slab.subarray(at, at + PUBLIC_KEY_BYTES)
-        this.#store(entry.slot, SIGNATURE_V1_AT, this.#signV1(appId, timestamp, publicKey))
+        const signatureV1 = this.#signV1(appId, timestamp, publicKey)
+        this.#store(entry.slot, SIGNATURE_V1_AT, SIGNATURE_BYTES, signatureV1)
         entry.timestamp = timestamp
       }
     }
@@ -130,9 +132,9 @@ export class EnvPubKeyProvider {
     return entry.slot
   }
 
-  #store(slot: number, offset: number, bytes: Buffer): void {
-    const expected = offset === 0 ? PUBLIC_KEY_BYTES : SIGNATURE_BYTES
-    if (bytes.length !== expected) {
+  /** Copies one part of an answer into its place in `slot`; `length` is the size that place has. */
+  #store(slot: number, offset: number, length: number, bytes: Buffer): void {
+    if (bytes.length !== length) {
       throw new KmsError('KMS_ERR_INTERNAL', `env pubkey answer part of ${bytes.length} bytes`)
     }
     bytes.copy(this.#slab, slot * ENTRY_BYTES + offset)
@@ -158,9 +160,10 @@ export class EnvPubKeyProvider {
       appId,
       publicKey,
     )
-    this.#store(slot, 0, publicKey)
-    this.#store(slot, SIGNATURE_AT, signature)
-    this.#store(slot, SIGNATURE_V1_AT, this.#signV1(appId, timestamp, publicKey))
+    this.#store(slot, PUBLIC_KEY_AT, PUBLIC_KEY_BYTES, publicKey)
+    this.#store(slot, SIGNATURE_AT, SIGNATURE_BYTES, signature)
+    const signatureV1 = this.#signV1(appId, timestamp, publicKey)
+    this.#store(slot, SIGNATURE_V1_AT, SIGNATURE_BYTES, signatureV1)
   }
 
   #signV1(appId: Uint8Array, timestamp: bigint, publicKey: Buffer): Buffer {

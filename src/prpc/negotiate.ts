@@ -10,12 +10,6 @@ const PROTOBUF_TYPES: ReadonlySet<string> = new Set([
   'application/protobuf',
 ])
 
-/** The query part of a request target (everything after the first `?`), undecoded. */
-export function rawQueryOf(url: string): string {
-  const q = url.indexOf('?')
-  return q < 0 ? '' : url.slice(q + 1)
-}
-
 /** Upstream's `?json` flag: the first field whose decoded key is exactly `json` has the value
  * `""`, `"1"` or `"true"` (`?json`, `?json=`, `?json=1`, `?json=true`; not `?json=false`, `?JSON`). */
 export function jsonQueryFlag(rawQuery: string): boolean {
@@ -41,7 +35,7 @@ export function isProtobufContentType(header: string | undefined): boolean {
 export interface NegotiationInput {
   /** HTTP method; HEAD counts as GET */
   readonly method: string
-  /** the raw query string (see rawQueryOf) */
+  /** the query part of the request target (everything after the first `?`), undecoded */
   readonly rawQuery: string
   /** the request's Content-Type header as sent, if any */
   readonly contentType: string | undefined

@@ -12,7 +12,7 @@ import { CountsByKey } from '../util/counts-by-key.js'
 import { EMPTY_JSON, decodeJson, encodeJson } from './json.js'
 import { decodeQuery } from './query.js'
 import { ProtoErrorType } from './messages.js'
-import { rawQueryOf, wantsJson } from './negotiate.js'
+import { wantsJson } from './negotiate.js'
 import { decodeMessage, encodeMessage, type MessageType } from './schema.js'
 
 /** Upstream's default Rocket data limit for a pRPC body. */
@@ -188,13 +188,11 @@ function decodeSegment(raw: string): string {
   }
 }
 
-/** The percent-decoded `<method>` segment, or null when the path is not exactly `/prpc/<one
- * non-empty segment>` (those are 404s, like upstream's router). Segments are split before
- * decoding, as the router does: `a%2Fb` is one segment, and `/%70rpc/x/prpc/Bootstrap` has four
- * and never names `Bootstrap`. */
-function methodSegment(url: string): string | null {
-  const q = url.indexOf('?')
-  const end = q < 0 ? url.length : q
+/** The percent-decoded `<method>` segment of the path `url.slice(0, end)`, or null when it is
+ * not exactly `/prpc/<one non-empty segment>` (those are 404s, like upstream's router). Segments
+ * are split before decoding, as the router does: `a%2Fb` is one segment, and
+ * `/%70rpc/x/prpc/Bootstrap` has four and never names `Bootstrap`. */
+function methodSegment(url: string, end: number): string | null {
   if (url.charCodeAt(0) !== 0x2f) return null
   const second = url.indexOf('/', 1)
   if (second < 0 || second >= end) return null
@@ -238,6 +236,8 @@ interface PrpcRequestState {
   readonly contentType: string | undefined
   /** the percent-decoded method segment, or null when the path is not `/prpc/<segment>` */
   readonly segment: string | null
+  /** the query part of the request target (everything after the first `?`), undecoded */
+  readonly rawQuery: string
   body: BodyRead | undefined
 }
 
@@ -249,9 +249,12 @@ declare module 'fastify' {
 }
 
 function newRequestState(request: FastifyRequest): PrpcRequestState {
+  const url = request.raw.url ?? request.url
+  const queryAt = url.indexOf('?')
   return {
     contentType: request.headers['content-type'],
-    segment: methodSegment(request.raw.url ?? request.url),
+    segment: methodSegment(url, queryAt < 0 ? url.length : queryAt),
+    rawQuery: queryAt < 0 ? '' : url.slice(queryAt + 1),
     body: undefined,
   }
 }
@@ -282,7 +285,6 @@ export async function registerPrpc<Ctx>(
     state: PrpcRequestState,
     method: string,
     json: boolean,
-    rawQuery: string,
   ): Promise<Buffer> => {
     const isGet = request.method === 'GET' || request.method === 'HEAD'
     let payload: Buffer = EMPTY
@@ -301,7 +303,7 @@ export async function registerPrpc<Ctx>(
     let input: unknown = null
     if (entry.input !== null) {
       if (!json) input = decodeMessage(entry.input, payload)
-      else if (isGet) input = decodeQuery(entry.input, rawQuery)
+      else if (isGet) input = decodeQuery(entry.input, state.rawQuery)
       else input = decodeJson(entry.input, payload)
     }
     const output = await entry.handle(input, { request, ctx })
@@ -346,11 +348,13 @@ export async function registerPrpc<Ctx>(
         if (segment === null) return reply.callNotFound()
         const method = stripServicePrefix(segment, opts.servicePrefix)
         if (opts.routineMethods?.has(method) === true) markRoutineRequest(request)
-        const url = request.raw.url ?? request.url
-        const rawQuery = rawQueryOf(url)
-        const json = wantsJson({ method: request.method, rawQuery, contentType: state.contentType })
+        const json = wantsJson({
+          method: request.method,
+          rawQuery: state.rawQuery,
+          contentType: state.contentType,
+        })
         try {
-          return sendBody(reply, 200, json, await dispatch(request, state, method, json, rawQuery))
+          return sendBody(reply, 200, json, await dispatch(request, state, method, json))
         } catch (err) {
           const view = errorView(err)
           try {

@@ -21,6 +21,7 @@ import {
   readQuickstartSeed,
 } from '../config/quickstart.js'
 import { KmsError, errorMessage } from '../errors.js'
+import { errnoCode } from '../fs/errno.js'
 
 /** Publishes `content` at `file` only if nothing is there yet: the temp file is fsynced, then
  * hard-linked into place (which, unlike rename, never replaces a file another start wrote first);
@@ -41,7 +42,7 @@ export function publishOnce(file: string, content: string): boolean {
     linkSync(tmp, file)
     unlinkSync(tmp)
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
+    const code = errnoCode(err)
     if (code === 'EEXIST') {
       unlinkSync(tmp)
       published = false

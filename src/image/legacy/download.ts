@@ -11,6 +11,7 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
 import { fsyncDir } from '../../fs/atomic-write.js'
+import { errnoCode, isNotFound } from '../../fs/errno.js'
 import { ImageError } from './errors.js'
 import { MANIFEST_NAME, METADATA_NAME, parseManifest, parseMetadata } from './manifest.js'
 import { TarExtractor } from './tar.js'
@@ -38,7 +39,7 @@ export async function removeDirAtomically(cacheDir: string, dir: string): Promis
   try {
     await rename(dir, trash)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    if (isNotFound(err)) return
     throw err
   }
   await rm(trash, { recursive: true, force: true })
@@ -159,7 +160,7 @@ async function install(extracted: string, dst: string): Promise<void> {
     await rename(extracted, dst)
     return
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
+    const code = errnoCode(err)
     if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err
   }
   const complete = await stat(join(dst, METADATA_NAME)).then(

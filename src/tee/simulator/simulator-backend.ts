@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { KmsError } from '../../errors.js'
 import { writeFileAtomic, writeFileDurable, tempPathFor } from '../../fs/atomic-write.js'
+import { errnoCode } from '../../fs/errno.js'
 import { formatRuntimeEventLine, parseRuntimeEventLog } from '../../attestation/event-log.js'
 import type { RuntimeEvent, TdxEvent } from '../../attestation/types.js'
 import type { TeeBackend } from '../backend.js'
@@ -167,7 +168,7 @@ export class SimulatorBackend implements TeeBackend {
     try {
       linkSync(tmp, this.#logFile)
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      if (errnoCode(err) !== 'EEXIST') throw err
     } finally {
       unlinkSync(tmp)
     }

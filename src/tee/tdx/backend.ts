@@ -6,6 +6,7 @@ import { encodeVersionedAttestation, intoVersioned } from '../../attestation/ver
 import { runtimeEventToTdxEvent } from '../../attestation/runtime-events.js'
 import type { Attestation, RuntimeEvent, TdxEvent } from '../../attestation/types.js'
 import { KmsError, withContext } from '../../errors.js'
+import { isNotFound } from '../../fs/errno.js'
 import { readCcelEvents } from './ccel.js'
 import { REPORT_DATA_SIZE } from './configfs-tsm.js'
 import { detectTdx } from './detect.js'
@@ -110,9 +111,7 @@ export class TdxBackend implements TeeBackend {
     try {
       text = await readText(this.#io, this.#sysConfig)
     } catch (err) {
-      if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') {
-        return ''
-      }
+      if (isNotFound(err)) return ''
       throw withContext('Failed to read sys-config', err, 'KMS_ERR_TEE')
     }
     let parsed: unknown

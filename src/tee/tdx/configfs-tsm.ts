@@ -1,7 +1,8 @@
 // Quotes through configfs-tsm, step for step as upstream's tdx-attest does it:
 // flock on inblob across processes, generation checks on both sides of the outblob read, EBUSY
 // retries, and the same size rules, errors and texts.
-import { errnoCode, ioErrorText, TdxError } from './errors.js'
+import { errnoCode } from '../../fs/errno.js'
+import { ioErrorText, TdxError } from './errors.js'
 import { Mutex } from '../../util/concurrency.js'
 import { joinPath, readText, writeAll, type TdxFile, type TdxIo } from './io.js'
 

@@ -3,6 +3,7 @@
 // error-text parity, and the errno error of the failing syscall stays as `cause`.
 import { constants } from 'node:os'
 import { KmsError, type TdxErrorCode } from '../../errors.js'
+import { errnoCode } from '../../fs/errno.js'
 import { isNativeErrnoError } from '../../native/binding.js'
 
 export type { TdxErrorCode }
@@ -64,12 +65,6 @@ export class TdxError extends KmsError {
 
 export function isTdxError(err: unknown, code?: TdxErrorCode): err is TdxError {
   return err instanceof TdxError && (code === undefined || err.code === code)
-}
-
-/** The errno name of a Node-style error (`'ENOENT'`), or undefined for anything else. */
-export function errnoCode(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null || !('code' in err)) return undefined
-  return typeof err.code === 'string' ? err.code : undefined
 }
 
 // glibc's strerror texts, as Rust's io::Error Display prints them: upstream's messages embed

@@ -9,6 +9,7 @@ import { mkdir, open, readdir, readFile, stat, type FileHandle } from 'node:fs/p
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as delay } from 'node:timers/promises'
+import { errnoCode } from '../../fs/errno.js'
 import { flock } from '../../native/flock.js'
 import { loadNativeTdx, type NativeTdx } from '../../native/tdx.js'
 
@@ -181,7 +182,7 @@ export async function writeAll(file: TdxFile, data: Uint8Array): Promise<void> {
     try {
       n = await file.write(data.subarray(offset))
     } catch (err) {
-      if (isInterrupted(err)) continue
+      if (errnoCode(err) === 'EINTR') continue
       throw err
     }
     if (n === 0) {
@@ -189,10 +190,6 @@ export async function writeAll(file: TdxFile, data: Uint8Array): Promise<void> {
     }
     offset += n
   }
-}
-
-function isInterrupted(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && 'code' in err && err.code === 'EINTR'
 }
 
 /** Reads a whole small text file (sysfs/configfs attributes, the version file). */

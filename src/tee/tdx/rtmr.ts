@@ -3,7 +3,8 @@
 // an event that is logged but not measured would make the log lie.
 import { TDX_GUEST_DEVICE } from '../../native/tdx.js'
 import { absoluteOverride, MAX_OVERRIDE_PATH_LENGTH } from './configfs-tsm.js'
-import { errnoCode, ioErrorText, TdxError } from './errors.js'
+import { errnoCode } from '../../fs/errno.js'
+import { ioErrorText, TdxError } from './errors.js'
 import { joinPath, writeAll, type TdxFile, type TdxIo } from './io.js'
 
 export const RTMR_SYSFS_BASE = '/sys/devices/virtual/misc/tdx_guest/measurements'

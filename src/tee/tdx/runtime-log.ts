@@ -6,7 +6,8 @@ import { formatRuntimeEventLine, parseRuntimeEventLog } from '../../attestation/
 import { runtimeEventDigest } from '../../attestation/runtime-events.js'
 import type { RuntimeEvent } from '../../attestation/types.js'
 import { KmsError, withContext } from '../../errors.js'
-import { errnoCode, ioErrorText } from './errors.js'
+import { isNotFound } from '../../fs/errno.js'
+import { ioErrorText } from './errors.js'
 import { joinPath, readText, writeAll, type TdxFile, type TdxIo } from './io.js'
 
 export const RUNTIME_EVENT_DIR = '/run/log/dstack'
@@ -45,7 +46,7 @@ export async function readRuntimeEvents(
   try {
     text = await readText(io, paths.log)
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return []
+    if (isNotFound(err)) return []
     throw ioContext('Failed to read user event log', err)
   }
   // `Failed to decode user event log: …` for a bad line
