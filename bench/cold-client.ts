@@ -65,7 +65,8 @@ export function buildColdClient(): ColdClient | string {
   )
   if (r.status !== 0) {
     rmSync(dir, { recursive: true, force: true })
-    const why = (r.stderr || String(r.error)).trim().split('\n')[0] ?? ''
+    const why =
+      r.stderr.trim().split('\n')[0] || (r.error?.message ?? `exit status ${String(r.status)}`)
     return `C client not built (${cc} -lssl -lcrypto failed: ${why})`
   }
   let runs = 0

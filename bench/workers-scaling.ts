@@ -288,38 +288,14 @@ async function coldRow(
   if (prepared !== undefined) {
     // the C client reads status codes only: one more cold request through the Node client,
     // whose answer is checked in full (as the wrk rows do with checkOne)
-    let one: ClientTls | undefined = guests.make()
-    const check = await nodeCheck(url, guests.body, k, () => {
-      const tls = one
-      one = undefined
-      return tls
-    })
+    const one = [guests.make()]
+    const check = await nodeCold(() => one.pop(), 60_000)
     if (check.errors > 0 || check.requests !== 1) {
       r.result.errors++
       r.result.firstError ??= check.firstError ?? 'the checked cold request got no answer'
     }
   }
   return r
-}
-
-/** One request per certificate `next` gives, on a new connection, each answer validated. */
-function nodeCheck(
-  url: string,
-  body: string,
-  k: AttestedKms,
-  next: () => ClientTls | undefined,
-): Promise<LoadResult> {
-  return runLoad({
-    url,
-    body,
-    headers: {},
-    concurrency: 1,
-    warmupMs: 0,
-    durationMs: 60_000,
-    validate: appKeyValidator(k),
-    serverPid: k.workerPids,
-    freshConnectionTls: next,
-  })
 }
 
 /** The cold row again on a KMS whose quote verifier is @phala/dcap-qvl (same workers, same
