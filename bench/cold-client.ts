@@ -116,16 +116,19 @@ export function buildColdClient(): ColdClient | string {
       }
       const ready = await nextLine()
       const version = /^ready (.*)$/.exec(ready)?.[1]
-      if (version === undefined) throw new Error(`cold_client: unexpected "${ready}"`)
+      if (version === undefined) {
+        child.stdin.end() // the client then stops instead of waiting for `go`
+        throw new Error(`cold_client: unexpected "${ready}"`)
+      }
       client.description = `bench/c/cold_client.c (${version}, one thread per client)`
       return {
         async go() {
           const cpu0 = serverCpuMs(o.serverPid)
           child.stdin.end('go\n')
           const out = JSON.parse(await nextLine()) as CResult
+          const serverCpu = serverCpuMs(o.serverPid) - cpu0
           const failed = await exited
           if (failed !== undefined) throw new Error(`cold_client ${failed}`)
-          const serverCpu = serverCpuMs(o.serverPid) - cpu0
           const { requests, elapsedMs } = out
           return {
             requests,
