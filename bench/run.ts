@@ -578,7 +578,7 @@ function printScaling(r: ScalingReport, profile: Profile): void {
   )
   if (r.certMakeUs !== null) {
     out(
-      `  cold rows: ${profile.coldWarmupMs / 1000} s of cold requests first (V8 compiles the cold path meanwhile; certificates cycled, each back only after more than a worker's verification cache holds), the window's certificates made before it (client side ${micros(r.certMakeUs)} µs each); each request is a TLS handshake with a new client certificate and a full quote verification`,
+      `  cold rows: ${profile.coldWarmupMs / 1000} s of cold requests first (V8 compiles the cold path meanwhile; certificates cycled, each back only after more than a worker's verification cache holds), the window's certificates made before it (client side ${micros(r.certMakeUs)} µs each); each request is a TLS handshake with a new client certificate and a full quote verification; load client (its CPU is the client CPU column): ${r.coldClient ?? '-'}`,
     )
   }
   out()
@@ -881,6 +881,7 @@ async function main(): Promise<number> {
       })),
       memoryKiB: scaling.memory,
       certMakeUs: scaling.certMakeUs,
+      coldClient: scaling.coldClient,
       problems: scaling.problems,
     }
     printScaling(scaling, profile)

@@ -15,6 +15,7 @@ import {
   type AttestedKms,
   type GuestFactory,
 } from './app-key-load.js'
+import { buildColdClient, type ColdClient } from './cold-client.js'
 import { startBenchKms } from './kms-server.js'
 import { runLoad, type ClientTls, type LoadResult } from './load.js'
 import { checkOne, wrkLoad } from './wrk.js'
@@ -61,6 +62,8 @@ export interface ScalingReport {
   memory: WorkerMemory[]
   /** client-side cost of making one guest certificate (key, simulated quote, X.509), µs */
   certMakeUs: number | null
+  /** what drove the cold rows (the C client, or the Node client and why), once they ran */
+  coldClient: string | null
   problems: string[]
 }
 
@@ -142,7 +145,12 @@ async function withSidecarCpu(
   return { result, sidecarCpuPct }
 }
 
-async function appKey(o: ScalingOptions, workers: number, report: ScalingReport): Promise<void> {
+async function appKey(
+  o: ScalingOptions,
+  workers: number,
+  report: ScalingReport,
+  coldClient: ColdClient | string,
+): Promise<void> {
   o.progress(`starting the attested KMS on the simulator, [rpc] workers = ${workers}…`)
   const k = await startAttestedKms(workers)
   try {
@@ -184,7 +192,7 @@ async function appKey(o: ScalingOptions, workers: number, report: ScalingReport)
     if (o.singleClient) await hot(1)
     await hot(o.concurrency)
 
-    push('appkey-cold', o.concurrency, await coldRow(o, k, workers, report, guests))
+    push('appkey-cold', o.concurrency, await coldRow(o, k, workers, report, guests, coldClient))
     for (const pid of k.workerPids) {
       report.memory.push({ kms: 'attested', workers, pid, memory: procMemory(pid) })
     }
@@ -206,19 +214,23 @@ function certificatePool(guests: GuestFactory, count: number): ClientTls[] {
 }
 
 /** GetAppKey with a new certificate and connection per request: what one guest boot costs.
- * Cold requests for `coldWarmupMs` first (their figures dropped), then the measured window. */
+ * Cold requests for `coldWarmupMs` first (their figures dropped), then the measured window. Driven
+ * by the C client when it was built (one answer then checked through the Node client, which
+ * validates it), else by the Node client (bench/load.ts). */
 async function coldRow(
   o: ScalingOptions,
   k: AttestedKms,
   workers: number,
   report: ScalingReport,
   guests: GuestFactory,
+  client: ColdClient | string,
   budgetPerWorker = COLD_RPS_BUDGET_PER_WORKER,
 ): Promise<{ result: LoadResult; sidecarCpuPct: number | null }> {
+  const url = `${k.base}/prpc/GetAppKey?json`
   const poolFor = (ms: number) => Math.ceil((budgetPerWorker * workers * ms) / 1000)
-  const cold = (next: () => ClientTls | undefined, durationMs: number) =>
+  const nodeCold = (next: () => ClientTls | undefined, durationMs: number) =>
     runLoad({
-      url: `${k.base}/prpc/GetAppKey?json`,
+      url,
       body: guests.body,
       headers: {},
       concurrency: o.concurrency,
@@ -228,13 +240,32 @@ async function coldRow(
       serverPid: k.workerPids,
       freshConnectionTls: next,
     })
+  const cCold = (credentials: ClientTls[], mode: 'fresh' | 'cycle', durationMs: number) =>
+    typeof client === 'string'
+      ? undefined
+      : client.prepare({
+          url,
+          body: guests.body,
+          credentials,
+          mode,
+          concurrency: o.concurrency,
+          durationMs,
+          serverPid: k.workerPids,
+        })
+  // the C client reads PEM; the Node client gets the contexts made before the window too
+  const makePool = (count: number) =>
+    typeof client === 'string'
+      ? certificatePool(guests, count)
+      : Array.from({ length: count }, () => guests.make())
   if (o.coldWarmupMs > 0) {
     const warmCount = Math.min(poolFor(o.coldWarmupMs), COLD_WARMUP_CERTIFICATES)
     o.progress(`making ${warmCount} guest certificates for the cold warm-up…`)
-    const warmPool = certificatePool(guests, warmCount)
+    const warmPool = makePool(warmCount)
     let turn = 0
     o.progress(`GetAppKey cold warm-up (${o.coldWarmupMs} ms), [rpc] workers = ${workers}…`)
-    const warm = await cold(() => warmPool[turn++ % warmPool.length], o.coldWarmupMs)
+    const prepared = await cCold(warmPool, 'cycle', o.coldWarmupMs)
+    const warm = await (prepared?.go() ??
+      nodeCold(() => warmPool[turn++ % warmPool.length], o.coldWarmupMs))
     if (warm.errors > 0) {
       report.problems.push(`cold warm-up w=${workers}: ${warm.firstError ?? 'errors'}`)
     }
@@ -242,10 +273,29 @@ async function coldRow(
   const poolSize = poolFor(o.durationMs)
   o.progress(`making ${poolSize} guest certificates for the cold GetAppKey row…`)
   const t0 = performance.now()
-  const pool = certificatePool(guests, poolSize)
+  const pool = makePool(poolSize)
   report.certMakeUs ??= ((performance.now() - t0) * 1000) / poolSize
   o.progress(`GetAppKey cold (new certificate per request), [rpc] workers = ${workers}…`)
-  return withSidecarCpu(k, () => cold(() => pool.pop(), o.durationMs))
+  const prepared = await cCold(pool, 'fresh', o.durationMs)
+  const r = await withSidecarCpu(
+    k,
+    () => prepared?.go() ?? nodeCold(() => pool.pop(), o.durationMs),
+  )
+  report.coldClient =
+    typeof client === 'string'
+      ? `the Node client (bench/load.ts); ${client}`
+      : `${client.description}; one answer also checked in full through the Node client`
+  if (prepared !== undefined) {
+    // the C client reads status codes only: one more cold request through the Node client,
+    // whose answer is checked in full (as the wrk rows do with checkOne)
+    const one = [guests.make()]
+    const check = await nodeCold(() => one.pop(), 60_000)
+    if (check.errors > 0 || check.requests !== 1) {
+      r.result.errors++
+      r.result.firstError ??= check.firstError ?? 'the checked cold request got no answer'
+    }
+  }
+  return r
 }
 
 /** The cold row again on a KMS whose quote verifier is @phala/dcap-qvl (same workers, same
@@ -254,6 +304,7 @@ async function coldWithLibrary(
   o: ScalingOptions,
   workers: number,
   report: ScalingReport,
+  coldClient: ColdClient | string,
 ): Promise<void> {
   o.progress(`starting the attested KMS with quote_verifier = "dcap-qvl", workers = ${workers}…`)
   const k = await startAttestedKms(workers, undefined, 'dcap-qvl')
@@ -273,7 +324,15 @@ async function coldWithLibrary(
       clientTls: () => warm,
     })
     // the library path is several times slower: a smaller certificate pool covers the window
-    const r = await coldRow(o, k, workers, report, guests, COLD_RPS_BUDGET_PER_WORKER / 3)
+    const r = await coldRow(
+      o,
+      k,
+      workers,
+      report,
+      guests,
+      coldClient,
+      COLD_RPS_BUDGET_PER_WORKER / 3,
+    )
     report.rows.push({ rpc: 'appkey-cold-dcap-qvl', workers, concurrency: o.concurrency, ...r })
     if (r.result.errors > 0) {
       report.problems.push(`appkey-cold-dcap-qvl w=${workers}: ${r.result.firstError ?? 'errors'}`)
@@ -287,15 +346,27 @@ async function coldWithLibrary(
 }
 
 export async function runWorkersScaling(o: ScalingOptions): Promise<ScalingReport> {
-  const report: ScalingReport = { rows: [], memory: [], certMakeUs: null, problems: [] }
-  for (const workers of o.workerCounts) {
-    await envDistinct(o, workers, report)
-    await appKey(
-      { ...o, singleClient: o.singleClient && workers === o.workerCounts[0] },
-      workers,
-      report,
-    )
-    if (workers === o.workerCounts[0]) await coldWithLibrary(o, workers, report)
+  const report: ScalingReport = {
+    rows: [],
+    memory: [],
+    certMakeUs: null,
+    coldClient: null,
+    problems: [],
+  }
+  const coldClient = buildColdClient()
+  try {
+    for (const workers of o.workerCounts) {
+      await envDistinct(o, workers, report)
+      await appKey(
+        { ...o, singleClient: o.singleClient && workers === o.workerCounts[0] },
+        workers,
+        report,
+        coldClient,
+      )
+      if (workers === o.workerCounts[0]) await coldWithLibrary(o, workers, report, coldClient)
+    }
+  } finally {
+    if (typeof coldClient !== 'string') coldClient.dispose()
   }
   return report
 }

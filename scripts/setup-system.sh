@@ -8,13 +8,15 @@
 #   chromium          (--test) browser test of the onboarding page, driven by playwright-core
 #   haproxy           (--test) the TCP load balancer in front of the replica-set test
 #   wrk               (--bench) the HTTP load generator of `npm run bench`
+#   libssl-dev        (--bench) OpenSSL 3 for bench/c/cold_client.c, the load client of the cold
+#                     GetAppKey rows (cc comes with g++)
 set -eu
 
 PACKAGES="libsecp256k1-dev python3 g++ make"
 for flag in "$@"; do
   case "$flag" in
     --test) PACKAGES="$PACKAGES chromium haproxy" ;;
-    --bench) PACKAGES="$PACKAGES wrk" ;;
+    --bench) PACKAGES="$PACKAGES wrk libssl-dev" ;;
     *)
       echo "setup-system: unknown option $flag (use --test and/or --bench)" >&2
       exit 2
