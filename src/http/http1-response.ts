@@ -244,7 +244,8 @@ export class Http1ResponseParser {
     if (m === null) throw new HttpProtocolError('malformed status line')
     const minor = m[1] === '0' ? 0 : 1
     const status = Number(m[2])
-    const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders
+    // no prototype: a header named `__proto__` or `constructor` is just a header
+    const headers = Object.create(null) as IncomingHttpHeaders
     let contentLength: string[] | undefined
     let transferEncoding: string[] | undefined
     let connection = ''
@@ -363,10 +364,19 @@ function fieldLine(line: string): [string, string] {
   const name = line.slice(0, colon)
   // also refuses obs-fold (a line starting with whitespace) and whitespace before the colon
   if (!TOKEN.test(name)) throw new HttpProtocolError('malformed header name')
-  const value = line.slice(colon + 1).replace(/^[\t ]+|[\t ]+$/g, '')
+  let from = colon + 1
+  let to = line.length
+  while (from < to && isOws(line.charCodeAt(from))) from++
+  while (to > from && isOws(line.charCodeAt(to - 1))) to--
+  const value = line.slice(from, to)
   // a lone CR inside the head ends up here
   if (!FIELD_VALUE.test(value)) throw new HttpProtocolError('invalid character in header value')
   return [name.toLowerCase(), value]
+}
+
+/** optional whitespace: SP or HTAB */
+function isOws(c: number): boolean {
+  return c === 0x20 || c === 0x09
 }
 
 function addHeader(headers: IncomingHttpHeaders, name: string, value: string): void {
