@@ -228,6 +228,8 @@ export class ConnectionPool {
     if (i >= 0) st.idle.splice(i, 1)
     const next = this.#closed ? undefined : st.waiters.shift()
     if (next !== undefined) this.#connect(conn.origin, true, next)
+    // origins come and go (a PCCS may redirect anywhere): keep no state for an unused one
+    else if (st.open === 0) this.#origins.delete(conn.origin.key)
   }
 
   /** @internal */
