@@ -3,10 +3,14 @@
 // attributed to the wrong request, maxSockets, the idle timeout, and requests it refuses to send.
 import assert from 'node:assert/strict'
 import { type AddressInfo, createServer, type Socket } from 'node:net'
+import { createServer as createHttpsServer } from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { TLSSocket } from 'node:tls'
 import { describe, it } from 'node:test'
+import { P256Key } from '../src/crypto/p256.js'
 import { type Connection, ConnectionPool } from '../src/http/connection-pool.js'
 import { HttpClient, HttpProtocolError, HttpTimeoutError } from '../src/http/http-client.js'
+import { issueRootCaCert, issueRpcCert } from '../src/x509/templates.js'
 
 interface SeenRequest {
   /** which connection (1-based, in accept order) carried it */
@@ -409,6 +413,49 @@ describe('HttpClient transport: failures close the connection', () => {
         assert.equal(server.connections, 0, 'nothing was sent')
       },
     )
+  })
+})
+
+describe('HttpClient transport: TLS names', () => {
+  it('sends the host name as SNI and checks the certificate against it; an IP literal gets no SNI', async () => {
+    const caKey = P256Key.generate()
+    const ca = issueRootCaCert(caKey)
+    const serverKey = P256Key.generate()
+    const cert = issueRpcCert('localhost', serverKey, { key: caKey, subjectDer: ca.subjectDer })
+    const sni: (string | false | null)[] = []
+    const server = createHttpsServer({ key: serverKey.pkcs8Pem(), cert: cert.pem }, (req, res) => {
+      sni.push((req.socket as TLSSocket).servername)
+      res.end('ok')
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as AddressInfo
+    const client = new HttpClient({ timeoutMs: 5000, maxResponseBytes: 1024, tls: { ca: ca.pem } })
+    try {
+      const byName = await client.request(`https://localhost:${port}/`, { method: 'GET' })
+      assert.equal(byName.body.toString(), 'ok')
+      assert.deepEqual(byName.peerCertDer, cert.der)
+      // the certificate names localhost only: by IP the name check refuses it
+      await assert.rejects(
+        client.request(`https://127.0.0.1:${port}/`, { method: 'GET' }),
+        /IP: 127\.0\.0\.1 is not in the cert's list/,
+      )
+      assert.deepEqual(sni, ['localhost'])
+      const insecure = new HttpClient({
+        timeoutMs: 5000,
+        maxResponseBytes: 1024,
+        tls: { rejectUnauthorized: false },
+      })
+      try {
+        await insecure.request(`https://127.0.0.1:${port}/`, { method: 'GET' })
+      } finally {
+        insecure.close()
+      }
+      assert.deepEqual(sni, ['localhost', false])
+    } finally {
+      client.close()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
   })
 })
 
