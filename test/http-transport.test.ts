@@ -342,6 +342,28 @@ describe('HttpClient transport: concurrency', () => {
     )
   })
 
+  it('maxSockets applies without keep-alive too', async () => {
+    await withServer(
+      async (req) => {
+        await sleep(20)
+        return ok(req.path)
+      },
+      { maxSockets: 1, keepAlive: false },
+      async (server, client) => {
+        const paths = ['/a', '/b', '/c']
+        const replies = await Promise.all(
+          paths.map((p) => client.request(`${server.base}${p}`, { method: 'GET' })),
+        )
+        assert.deepEqual(
+          replies.map((r) => r.body.toString()),
+          paths,
+        )
+        assert.equal(server.connections, 3)
+        assert.equal(server.maxInFlight, 1)
+      },
+    )
+  })
+
   it('a call that timed out on a maxSockets connection frees its place', async () => {
     await withServer(
       async (req) => {

@@ -37,7 +37,7 @@ export interface ConnectionUser {
 }
 
 export interface PoolOptions {
-  /** false: every connection carries one request and is closed */
+  /** false: every connection carries one request and is closed (maxSockets still applies) */
   keepAlive: boolean
   /** connections per origin, busy and idle together (default unbounded) */
   maxSockets?: number
@@ -161,7 +161,7 @@ export class ConnectionPool {
    * one freed. `fresh`: a new connection outside the pool that is closed after its request. The
    * returned function withdraws a request still waiting for its turn. */
   acquire(origin: Origin, fresh: boolean, cb: Waiter): () => void {
-    if (fresh || !this.#opts.keepAlive) {
+    if (fresh) {
       this.#connect(origin, false, cb)
       return noop
     }
@@ -189,7 +189,7 @@ export class ConnectionPool {
    * followed it and the server allowed keep-alive; anything else closes the connection. */
   release(conn: Connection, reusable: boolean): void {
     conn.detach()
-    if (!reusable || !conn.pooled || this.#closed || conn.dead) {
+    if (!reusable || !conn.pooled || !this.#opts.keepAlive || this.#closed || conn.dead) {
       conn.destroy()
       return
     }
