@@ -35,6 +35,7 @@ export type KmsErrorCode =
   | 'KMS_ERR_PROTO_DECODE' // a protobuf message that does not decode (prost's DecodeError)
   | 'KMS_ERR_JSON_DECODE' // a JSON body or query string that does not decode (serde's error)
   | 'KMS_ERR_TIMEOUT' // an outbound exchange passed its deadline
+  | 'KMS_ERR_HTTP' // an outbound exchange broke HTTP/1.1: a malformed reply, an unsendable header
   | 'KMS_ERR_TEE' // the TEE backend refused or failed
   | 'KMS_ERR_ALREADY_BOOTSTRAPPED'
   | 'KMS_ERR_NOT_IMPLEMENTED'
@@ -117,6 +118,7 @@ export const HTTP_STATUS: Readonly<Record<KmsErrorCode, number>> = {
   KMS_ERR_PROTO_DECODE: 400,
   KMS_ERR_JSON_DECODE: 400,
   KMS_ERR_TIMEOUT: 400,
+  KMS_ERR_HTTP: 400,
   KMS_ERR_TEE: 400,
   KMS_ERR_ALREADY_BOOTSTRAPPED: 400,
   KMS_ERR_NOT_IMPLEMENTED: 400,

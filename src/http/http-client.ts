@@ -2,17 +2,23 @@
 // client and the guest's KMS client all go through it. Persistent keep-alive connections (the
 // global fetch showed up as ~45% of a worker's CPU on GetAppKey), one deadline over the whole
 // exchange (redirects included) so a server trickling bytes cannot stall a boot, and a cap on the
-// reply size so a hostile server cannot make us buffer gigabytes.
-import {
-  Agent as HttpAgent,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  STATUS_CODES,
-  request as httpRequest,
-} from 'node:http'
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+// reply size so a hostile server cannot make us buffer gigabytes. It speaks HTTP/1.1 itself over
+// its own connection pool: node:http's ClientRequest/Agent cost about five times the CPU of the
+// exchange proper, twice per key release (two auth-webhook calls per GetAppKey).
+import { type IncomingHttpHeaders, STATUS_CODES } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import { KmsError } from '../errors.js'
+import {
+  type Connection,
+  ConnectionClosedError,
+  ConnectionPool,
+  type HttpTlsOptions,
+  type Origin,
+} from './connection-pool.js'
+import { Http1ResponseParser, HttpProtocolError } from './http1-response.js'
+
+export type { HttpTlsOptions } from './connection-pool.js'
+export { HttpProtocolError, HttpReplyTooLargeError } from './http1-response.js'
 
 export interface HttpReply {
   status: number
@@ -25,16 +31,6 @@ export interface HttpReply {
   url: string
   /** the server's certificate (DER) on https: URLs */
   peerCertDer?: Buffer
-}
-
-export interface HttpTlsOptions {
-  /** trust anchors (PEM) replacing the system store */
-  ca?: string
-  /** client certificate and key (PEM) for mutual TLS */
-  cert?: string
-  key?: string
-  /** false: the server's certificate is not checked (a deliberate, documented use only) */
-  rejectUnauthorized?: boolean
 }
 
 export interface HttpClientOptions {
@@ -69,33 +65,35 @@ export class HttpTimeoutError extends KmsError {
   }
 }
 
-/** Raised when a reply (declared or streamed) is larger than `maxResponseBytes`. */
-export class HttpReplyTooLargeError extends KmsError {
-  readonly limit: number
-  constructor(limit: number) {
-    super('KMS_ERR_PAYLOAD_TOO_LARGE', `response larger than ${limit} bytes`)
-    this.name = 'HttpReplyTooLargeError'
-    this.limit = limit
-  }
-}
-
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
+
+/** idle connections kept per origin, as node:http's Agent kept by default here */
+const MAX_IDLE_PER_ORIGIN = 16
+/** An idle connection is closed after this long: below the usual server keep-alive timeouts
+ * (Node's 5 s, nginx's 75 s, Rocket's 5 s), so a reuse rarely meets a server-side close. */
+const IDLE_TIMEOUT_MS = 4000
+
+// RFC 9110 token; field values as node:http accepts them (no CR, LF, NUL or other controls)
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+// eslint-disable-next-line no-control-regex -- a byte range, not a typo
+const ASCII = /^[\x00-\x7f]*$/
 
 export class HttpClient {
   readonly #opts: HttpClientOptions
-  readonly #http: HttpAgent
-  readonly #https: HttpsAgent
+  readonly #keepAlive: boolean
+  readonly #pool: ConnectionPool
 
   constructor(opts: HttpClientOptions) {
     this.#opts = opts
-    const keepAlive = opts.keepAlive ?? true
-    const pool = {
-      keepAlive,
-      maxFreeSockets: 16,
+    this.#keepAlive = opts.keepAlive ?? true
+    this.#pool = new ConnectionPool({
+      keepAlive: this.#keepAlive,
+      maxIdle: MAX_IDLE_PER_ORIGIN,
+      idleTimeoutMs: IDLE_TIMEOUT_MS,
       ...(opts.maxSockets === undefined ? {} : { maxSockets: opts.maxSockets }),
-    }
-    this.#http = new HttpAgent(pool)
-    this.#https = new HttpsAgent(pool)
+      ...(opts.tls === undefined ? {} : { tls: opts.tls }),
+    })
   }
 
   async request(url: string, req: HttpRequest): Promise<HttpReply> {
@@ -130,93 +128,166 @@ export class HttpClient {
     if (!isHttps && target.protocol !== 'http:') {
       return Promise.reject(new Error(`unsupported URL scheme ${target.protocol}`))
     }
-    const body =
-      req.body === undefined
-        ? undefined
-        : typeof req.body === 'string'
-          ? Buffer.from(req.body, 'utf8')
-          : req.body
-    const headers: Record<string, string> = { ...req.headers }
-    if (body !== undefined) headers['content-length'] = String(body.length)
-    const { timeoutMs, maxResponseBytes, socketPath, tls } = this.#opts
+    // the retry after a stale pooled socket goes out on a one-off connection
+    const closeAfter = fresh || !this.#keepAlive
+    let message: string | Buffer
+    try {
+      message = requestMessage(target, req, closeAfter)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const { timeoutMs, maxResponseBytes, socketPath } = this.#opts
+    const hostname = target.hostname
+    const origin: Origin = {
+      key: `${target.protocol}//${target.host}`,
+      tls: isHttps,
+      host: hostname.startsWith('[') ? hostname.slice(1, -1) : hostname,
+      port: target.port === '' ? (isHttps ? 443 : 80) : Number(target.port),
+      ...(socketPath === undefined ? {} : { socketPath }),
+    }
+    const pool = this.#pool
     return new Promise<HttpReply>((resolve, reject) => {
+      const parser = new Http1ResponseParser({ maxBodyBytes: maxResponseBytes })
+      let conn: Connection | undefined
       let settled = false
+      // set once the pool has the request queued (acquire may answer before it returns)
+      let withdraw = (): void => {}
       const fail = (err: Error): void => {
         if (settled) return
         settled = true
         clearTimeout(timer)
-        r.destroy()
+        withdraw()
+        if (conn !== undefined) pool.release(conn, false)
         reject(err)
       }
-      let replied = false
-      const onReply = (res: IncomingMessage): void => {
-        replied = true
-        const status = res.statusCode ?? 0
-        const declared = Number(res.headers['content-length'] ?? NaN)
-        if (Number.isFinite(declared) && declared > maxResponseBytes) {
-          fail(new HttpReplyTooLargeError(maxResponseBytes))
-          return
-        }
+      // before any reply byte on a reused connection: the server closed it as we reused it
+      const failOrStale = (err: Error): void => {
+        const code = (err as NodeJS.ErrnoException).code
+        const closed =
+          code === 'ECONNRESET' ||
+          code === 'EPIPE' ||
+          err instanceof ConnectionClosedError ||
+          err instanceof NoReplyError
+        const reused = conn !== undefined && conn.uses > 0
+        fail(reused && parser.received === 0 && closed ? new StaleSocketError(err) : err)
+      }
+      const finish = (c: Connection): void => {
+        settled = true
+        clearTimeout(timer)
+        const h = parser.head!
         const peerCertDer = isHttps
-          ? (res.socket as TLSSocket).getPeerX509Certificate?.()?.raw
+          ? (c.socket as TLSSocket).getPeerX509Certificate?.()?.raw
           : undefined
-        const chunks: Buffer[] = []
-        let size = 0
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length
-          if (size > maxResponseBytes) {
-            fail(new HttpReplyTooLargeError(maxResponseBytes))
-            return
-          }
-          chunks.push(chunk)
-        })
-        res.on('end', () => {
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
-          const phrase = res.statusMessage ?? STATUS_CODES[status] ?? ''
-          resolve({
-            status,
-            statusText: phrase === '' ? String(status) : `${status} ${phrase}`,
-            headers: res.headers,
-            body: Buffer.concat(chunks),
-            url: target.href,
-            ...(peerCertDer === undefined ? {} : { peerCertDer }),
-          })
-        })
-        res.on('error', fail)
-        res.on('close', () => {
-          if (!res.complete) fail(new Error('connection closed mid-reply'))
+        pool.release(c, !closeAfter && parser.reusable)
+        const phrase = h.reason !== '' ? h.reason : (STATUS_CODES[h.status] ?? '')
+        resolve({
+          status: h.status,
+          statusText: phrase === '' ? String(h.status) : `${h.status} ${phrase}`,
+          headers: h.headers,
+          body: parser.body(),
+          url: target.href,
+          ...(peerCertDer === undefined ? {} : { peerCertDer }),
         })
       }
-      const r = (isHttps ? httpsRequest : httpRequest)(
-        target,
-        {
-          method: req.method,
-          headers,
-          // the retry after a stale pooled socket must not draw another pooled one
-          agent: fresh ? false : isHttps ? this.#https : this.#http,
-          ...(socketPath === undefined ? {} : { socketPath }),
-          ...(isHttps && tls !== undefined ? tls : {}),
-        },
-        onReply,
-      )
       const timer = setTimeout(
         () => fail(new HttpTimeoutError(timeoutMs)),
         Math.max(0, deadline - Date.now()),
       )
-      r.on('error', (err: NodeJS.ErrnoException) => {
-        const stale =
-          !replied && r.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')
-        fail(stale ? new StaleSocketError(err) : err)
+      withdraw = pool.acquire(origin, fresh, (err, c) => {
+        if (err !== undefined || c === undefined) {
+          fail(err ?? new Error('no connection'))
+          return
+        }
+        if (settled) {
+          // the deadline passed while this request waited for its turn
+          pool.release(c, true)
+          return
+        }
+        conn = c
+        c.attach({
+          onData: (chunk) => {
+            try {
+              parser.push(chunk)
+            } catch (e) {
+              fail(e as Error)
+              return
+            }
+            if (parser.done) finish(c)
+          },
+          onEnd: () => {
+            if (parser.received === 0) {
+              failOrStale(new NoReplyError())
+              return
+            }
+            try {
+              parser.end()
+            } catch (e) {
+              fail(e as Error)
+              return
+            }
+            finish(c)
+          },
+          onError: failOrStale,
+        })
+        // one write, one syscall: the request is small
+        if (typeof message === 'string') c.socket.write(message, 'latin1')
+        else c.socket.write(message)
       })
-      r.end(body)
     })
   }
 
   close(): void {
-    this.#http.destroy()
-    this.#https.destroy()
+    this.#pool.close()
+  }
+}
+
+/** The request line, header block and body, refusing any header that could split the head.
+ * Host as node:http sends it (the URL's host, with the port when not the default); a body always
+ * goes with its Content-Length, never chunked. A string when it is all ASCII (the usual JSON
+ * webhook call), bytes otherwise. */
+function requestMessage(target: URL, req: HttpRequest, close: boolean): string | Buffer {
+  let host: string | undefined = target.host
+  let fields = ''
+  const given = req.headers
+  if (given !== undefined) {
+    for (const name in given) {
+      const value = given[name]!
+      if (!HEADER_NAME.test(name)) {
+        throw new KmsError('KMS_ERR_HTTP', `invalid header name ${JSON.stringify(name)}`)
+      }
+      if (!HEADER_VALUE.test(value)) {
+        throw new KmsError('KMS_ERR_HTTP', `invalid character in header ${JSON.stringify(name)}`)
+      }
+      const lower = name.toLowerCase()
+      if (lower === 'content-length') continue
+      if (lower === 'transfer-encoding' || lower === 'connection') {
+        throw new KmsError('KMS_ERR_HTTP', `the client sets ${name} itself`)
+      }
+      if (lower === 'host') host = undefined
+      fields += `${name}: ${value}\r\n`
+    }
+  }
+  let head = `${req.method} ${target.pathname}${target.search} HTTP/1.1\r\n`
+  if (host !== undefined) head += `Host: ${host}\r\n`
+  head += fields
+  const body = req.body
+  const textBody = typeof body === 'string' && ASCII.test(body)
+  const length = body === undefined ? undefined : textBody ? body.length : Buffer.byteLength(body)
+  if (length !== undefined) head += `Content-Length: ${length}\r\n`
+  else if (req.method === 'POST') head += 'Content-Length: 0\r\n'
+  head += `Connection: ${close ? 'close' : 'keep-alive'}\r\n\r\n`
+  // header values are sent as latin1, as node:http does; ASCII text is the same in latin1 and UTF-8
+  if (body === undefined || textBody) return textBody ? head + body : head
+  return Buffer.concat([
+    Buffer.from(head, 'latin1'),
+    typeof body === 'string' ? Buffer.from(body) : body,
+  ])
+}
+
+/** The server closed the connection (EOF) before sending a byte of its reply. */
+class NoReplyError extends HttpProtocolError {
+  constructor() {
+    super('connection closed before a reply')
   }
 }
 

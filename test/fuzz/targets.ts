@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
 import fc from 'fast-check'
 import { ZodError } from 'zod'
 import { parseCollateralJson } from '../../src/attestation/collateral.js'
@@ -26,6 +27,7 @@ import { authSimpleConfigSchema } from '../../src/auth-simple/config.js'
 import { QUICKSTART_TOML, loadConfig } from '../../src/config/load.js'
 import { P256Key } from '../../src/crypto/p256.js'
 import { KmsError } from '../../src/errors.js'
+import { Http1ResponseParser } from '../../src/http/http1-response.js'
 import { HexError } from '../../src/util/hex.js'
 import { decodeJson, encodeJson } from '../../src/prpc/json.js'
 import { decodeQuery } from '../../src/prpc/query.js'
@@ -283,7 +285,101 @@ const mixed = (
     { weight: 1, arbitrary: bytesFrom(maxRandom) },
   )
 
+const HTTP1_SEEDS = [
+  'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{"ok":"true"}',
+  'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n',
+  'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 201 Created\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok',
+  'HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\nto the close',
+  'HTTP/1.1 204 No Content\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\nHTTP/1.1 200 OK\r\n',
+]
+
+/** A status line, a few header lines and a body drawn from pieces that exercise every framing
+ * rule (lengths, chunking, interim responses, connection tokens, malformed lines). */
+const http1Responses: fc.Arbitrary<Uint8Array> = fc
+  .tuple(
+    fc.array(
+      fc.constantFrom('HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1 103 Hints\r\nLink: x\r\n\r\n'),
+      {
+        maxLength: 2,
+      },
+    ),
+    fc.constantFrom(
+      'HTTP/1.1 200 OK',
+      'HTTP/1.0 200 OK',
+      'HTTP/1.1 204',
+      'HTTP/1.1 101 Up',
+      'HTTP/1.1 304 X',
+      'HTTP/1.1 2000',
+    ),
+    fc.array(
+      fc.constantFrom(
+        'Content-Length: 5',
+        'Content-Length: 5, 5',
+        'Content-Length: 6',
+        'Content-Length: 0',
+        'Content-Length: -1',
+        'Transfer-Encoding: chunked',
+        'Transfer-Encoding: gzip',
+        'Connection: close',
+        'Connection: keep-alive',
+        'X-A: \x80\xff',
+        ' folded',
+        'No-Colon',
+        'X:\t',
+      ),
+      { maxLength: 5 },
+    ),
+    fc.constantFrom(
+      '',
+      'hello',
+      '5\r\nhello\r\n0\r\n\r\n',
+      'ffffffffffffffff\r\n',
+      '5\r\nhelloXX',
+      'hello extra',
+    ),
+    fc.constantFrom('\r\n', '\n'),
+  )
+  .map(([interim, status, lines, body, eol]) =>
+    Buffer.from(`${interim.join('')}${[status, ...lines].join(eol)}${eol}${eol}${body}`, 'latin1'),
+  )
+
+/** Feeds `pieces` and then the close: the parser's verdict, or its typed error. */
+function http1Verdict(pieces: readonly Buffer[]): { verdict: unknown; refusal?: KmsError } {
+  const p = new Http1ResponseParser({ maxBodyBytes: 64, maxHeaderBytes: 512 })
+  try {
+    for (const piece of pieces) p.push(piece)
+    p.end()
+  } catch (err) {
+    if (err instanceof KmsError) return { verdict: 'refused', refusal: err }
+    throw err
+  }
+  return { verdict: { head: p.head, body: p.body().toString('latin1'), reusable: p.reusable } }
+}
+
 export const TARGETS: readonly FuzzTarget[] = [
+  {
+    name: 'http1-response',
+    arbitrary: mixed(
+      HTTP1_SEEDS.map((s) => Buffer.from(s, 'latin1')),
+      http1Responses,
+      1024,
+    ),
+    decode: (input) => {
+      // how the bytes arrive must never change the verdict: whole, byte by byte, in two halves
+      const bytes = Buffer.from(input)
+      const whole = http1Verdict([bytes])
+      const split = [
+        [...bytes].map((b) => Buffer.from([b])),
+        [bytes.subarray(0, bytes.length >> 1), bytes.subarray(bytes.length >> 1)],
+      ]
+      for (const pieces of split) {
+        if (!isDeepStrictEqual(http1Verdict(pieces).verdict, whole.verdict)) {
+          throw new Error('the verdict depends on how the bytes are split')
+        }
+      }
+      if (whole.refusal !== undefined) throw whole.refusal
+    },
+  },
   {
     name: 'prpc-json',
     arbitrary: mixed(
