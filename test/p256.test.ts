@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict'
 import { createPrivateKey, createPublicKey, generateKeyPairSync, verify } from 'node:crypto'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { describe, it } from 'node:test'
 import { P256Key, P256PublicKey, P256_ORDER, isValidP256Scalar } from '../src/crypto/p256.js'
 import { KmsError } from '../src/errors.js'
 import { pemEncode } from '../src/asn1/pem.js'
 import { type AppKeysFixture, hexBytes, readVectorJson } from './helpers/crypto-vectors.js'
+
+const P256_MODULE = fileURLToPath(new URL('../src/crypto/p256.ts', import.meta.url))
 
 const vectors = readVectorJson<{ derive_dh_secret: { root_pkcs8_der: string } }>('vectors.json')
 const appkeys = readVectorJson<AppKeysFixture>('appkeys.json')
@@ -183,6 +187,30 @@ describe('P256Key scalars, signatures and caching', () => {
     assert.ok(isValidP256Scalar(a.scalar))
     assert.notDeepEqual(a.scalar, b.scalar)
     assert.deepEqual(P256Key.fromPem(a.pkcs8Pem()).publicPoint, a.publicPoint)
+  })
+
+  it('generates keys without ever blocking the thread (GC during key generation)', () => {
+    // generateKeyPairSync + a JWK export deadlocked Node 20 for good within ~20,000 keys when a
+    // garbage collection ran inside the export; a 1 MiB young generation makes collections
+    // frequent enough to hit it in a second or two
+    const script = `
+      import { P256Key, isValidP256Scalar } from ${JSON.stringify(P256_MODULE)}
+      const seen = new Set()
+      for (let i = 0; i < 40000; i++) {
+        const k = P256Key.generate()
+        if (!isValidP256Scalar(k.scalar)) throw new Error('invalid scalar')
+        if (i < 1000) seen.add(k.scalar.toString('hex'))
+      }
+      if (seen.size !== 1000) throw new Error('repeated keys')
+      process.stdout.write('ok')
+    `
+    const r = spawnSync(
+      process.execPath,
+      ['--max-semi-space-size=1', '--import', 'tsx', '--input-type=module', '-e', script],
+      { encoding: 'utf8', timeout: 60_000 },
+    )
+    assert.equal(r.error, undefined, 'the key generation loop did not finish (deadlock?)')
+    assert.equal(r.stdout, 'ok', r.stderr)
   })
 })
 

@@ -2,13 +2,7 @@
 // scalar and public point are kept as bytes so that the canonical PKCS#8/SPKI layouts can be
 // rebuilt without OpenSSL (derive_dh_secret hashes the PKCS#8 bytes, so their layout is part of
 // the protocol).
-import {
-  createECDH,
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  sign,
-} from 'node:crypto'
+import { createECDH, createPrivateKey, createPublicKey, randomBytes, sign } from 'node:crypto'
 import type { ECDH, KeyObject } from 'node:crypto'
 import { KmsError, errorMessage } from '../errors.js'
 import {
@@ -111,11 +105,17 @@ export class P256Key {
     this.publicPoint = publicPoint
   }
 
+  /** A new key from the CSRNG: 32 random bytes, drawn again until they are a scalar in
+   * [1, n−1] (a retry has a chance of about 2⁻³², so the result is uniform). Not
+   * `generateKeyPairSync` + a JWK export: on Node 20 that pair can deadlock the thread for good
+   * when a garbage collection inside the export frees an earlier key generation job, whose
+   * destructor waits for the lock the export holds (seen in the bench; reproduced in
+   * test/p256.test.ts). */
   static generate(): P256Key {
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
-    const jwk = privateKey.export({ format: 'jwk' })
-    if (typeof jwk.d !== 'string') throw new KmsError('KMS_ERR_CRYPTO', 'P-256 keygen failed')
-    return P256Key.fromScalar(Buffer.from(jwk.d, 'base64url'))
+    for (;;) {
+      const d = randomBytes(32)
+      if (isValidP256Scalar(d)) return new P256Key(d, publicPointOf(d))
+    }
   }
 
   static fromScalar(d: Uint8Array): P256Key {
