@@ -108,7 +108,7 @@ export class P256Key {
   /** A new key from the CSRNG: 32 random bytes, drawn again until they are a scalar in
    * [1, n−1] (a retry has a chance of about 2⁻³², so the result is uniform). Not
    * `generateKeyPairSync` + a JWK export: on Node 20 that pair can deadlock the thread for good
-   * when a garbage collection inside the export frees an earlier key generation job, whose
+   * when a garbage collection inside the export frees the job that generated the key, whose
    * destructor waits for the lock the export holds (seen in the bench; reproduced in
    * test/p256.test.ts). */
   static generate(): P256Key {
