@@ -4,7 +4,12 @@
 // that receives anything, or is closed by the server, is destroyed at once, so a stray byte can
 // never be read as the answer to a later request.
 import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net'
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
+import {
+  connect as tlsConnect,
+  createSecureContext,
+  type ConnectionOptions,
+  type SecureContext,
+} from 'node:tls'
 
 export interface HttpTlsOptions {
   /** trust anchors (PEM) replacing the system store */
@@ -149,6 +154,8 @@ export class Connection {
 
 export class ConnectionPool {
   readonly #opts: PoolOptions
+  /** the trust anchors and client certificate parsed once, not on every new TLS connection */
+  #secureContext: SecureContext | undefined
   readonly #origins = new Map<string, OriginState>()
   readonly #all = new Set<Connection>()
   #closed = false
@@ -275,14 +282,17 @@ export class ConnectionPool {
         : { path }
     if (!origin.tls) return netConnect(where)
     const t = this.#opts.tls
+    this.#secureContext ??= createSecureContext({
+      ...(t?.ca === undefined ? {} : { ca: t.ca }),
+      ...(t?.cert === undefined ? {} : { cert: t.cert }),
+      ...(t?.key === undefined ? {} : { key: t.key }),
+    })
     const opts: ConnectionOptions = {
       ...where,
       // SNI and the certificate's name check use the host; an IP literal is not a server name
       ...(isIP(origin.host) === 0 ? { servername: origin.host } : {}),
       host: origin.host,
-      ...(t?.ca === undefined ? {} : { ca: t.ca }),
-      ...(t?.cert === undefined ? {} : { cert: t.cert }),
-      ...(t?.key === undefined ? {} : { key: t.key }),
+      secureContext: this.#secureContext,
       ...(t?.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: t.rejectUnauthorized }),
     }
     return tlsConnect(opts)
