@@ -3,15 +3,13 @@
 // certificate per request. A Node client costs ~2.3 ms of CPU per such request, a large share of
 // the cores the KMS worker needs; the C client costs a fraction of it. The server's CPU is read
 // from /proc around the requests, as bench/load.ts does.
-import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { spawn } from 'node:child_process'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import type { ClientTls, LoadResult } from './load.js'
-import { procCpuMs } from './proc.js'
-
-const C_SOURCE = resolve(import.meta.dirname, 'c', 'cold_client.c')
+import { compileC } from './c-build.js'
+import { procsCpuMs } from './proc.js'
 
 export interface ColdRunOptions {
   url: string
@@ -49,26 +47,14 @@ interface CResult {
   meanMs: number | null
 }
 
-function serverCpuMs(pids: number | readonly number[]): number {
-  return (typeof pids === 'number' ? [pids] : pids).reduce((a, pid) => a + procCpuMs(pid), 0)
-}
-
 /** The compiled client, or why it could not be built (no compiler, no libssl-dev). */
 export function buildColdClient(): ColdClient | string {
-  const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-bench-cold-'))
-  const exe = join(dir, 'cold_client')
-  const [cc = 'cc', ...ccArgs] = (process.env.CC ?? 'cc').trim().split(/\s+/)
-  const r = spawnSync(
-    cc,
-    [...ccArgs, '-O2', '-std=c11', C_SOURCE, '-o', exe, '-lssl', '-lcrypto', '-lpthread'],
-    { encoding: 'utf8' },
-  )
-  if (r.status !== 0) {
-    rmSync(dir, { recursive: true, force: true })
-    const why =
-      r.stderr.trim().split('\n')[0] || (r.error?.message ?? `exit status ${String(r.status)}`)
-    return `C client not built (${cc} -lssl -lcrypto failed: ${why})`
-  }
+  const built = compileC('cold_client.c', {
+    flags: ['-std=c11'],
+    libs: ['-lssl', '-lcrypto', '-lpthread'],
+  })
+  if ('reason' in built) return `C client not built (${built.reason})`
+  const { exe, dir } = built
   let runs = 0
   const client: ColdClient = {
     description: 'bench/c/cold_client.c',
@@ -123,10 +109,10 @@ export function buildColdClient(): ColdClient | string {
       client.description = `bench/c/cold_client.c (${version}, one thread per client)`
       return {
         async go() {
-          const cpu0 = serverCpuMs(o.serverPid)
+          const cpu0 = procsCpuMs(o.serverPid)
           child.stdin.end('go\n')
           const out = JSON.parse(await nextLine()) as CResult
-          const serverCpu = serverCpuMs(o.serverPid) - cpu0
+          const serverCpu = procsCpuMs(o.serverPid) - cpu0
           const failed = await exited
           if (failed !== undefined) throw new Error(`cold_client ${failed}`)
           const { requests, elapsedMs } = out
@@ -147,7 +133,7 @@ export function buildColdClient(): ColdClient | string {
       }
     },
     dispose() {
-      rmSync(dir, { recursive: true, force: true })
+      built.dispose()
     },
   }
   return client

@@ -4,7 +4,7 @@
 // `freshConnectionTls` asks for a new connection (and a new client certificate) per request.
 import { Agent, request } from 'node:https'
 import type { SecureContext } from 'node:tls'
-import { procCpuMs } from './proc.js'
+import { procsCpuMs } from './proc.js'
 
 /** A TLS client certificate and its key (PEM). */
 export interface ClientTls {
@@ -92,10 +92,6 @@ function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.max(0, idx)] ?? Number.NaN
 }
 
-function serverCpuMs(pids: number | readonly number[]): number {
-  return (typeof pids === 'number' ? [pids] : pids).reduce((a, pid) => a + procCpuMs(pid), 0)
-}
-
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   // One agent per client when each presents its own certificate, else one shared agent.
   const agents = Array.from({ length: o.clientTls === undefined ? 1 : o.concurrency }, (_, i) => {
@@ -160,12 +156,12 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   try {
     await clients(nowMs() + o.warmupMs, false)
     const cpu0 = process.cpuUsage()
-    const serverCpu0 = serverCpuMs(o.serverPid)
+    const serverCpu0 = procsCpuMs(o.serverPid)
     const start = nowMs()
     await clients(start + o.durationMs, true)
     const elapsedMs = nowMs() - start
     const cpu = process.cpuUsage(cpu0)
-    const serverCpu = serverCpuMs(o.serverPid) - serverCpu0
+    const serverCpu = procsCpuMs(o.serverPid) - serverCpu0
     latencies.sort((a, b) => a - b)
     const sum = latencies.reduce((a, b) => a + b, 0)
     return {

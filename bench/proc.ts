@@ -45,6 +45,11 @@ export function procCpuMs(pid: number): number {
   return (ticks * 1000) / ticksPerSecond()
 }
 
+/** procCpuMs summed over one process or several (a KMS's main workers) */
+export function procsCpuMs(pids: number | readonly number[]): number {
+  return (typeof pids === 'number' ? [pids] : pids).reduce((a, pid) => a + procCpuMs(pid), 0)
+}
+
 export function mib(kib: number): string {
   return `${(kib / 1024).toFixed(1)} MiB`
 }

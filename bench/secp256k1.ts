@@ -2,16 +2,12 @@
 // libsecp256k1 backend through the addon, @noble/curves, and libsecp256k1 called from a small C
 // program compiled here (bench/c/secp256k1_bench.c), the floor for what the addon can reach. Same
 // key and digest everywhere; interleaved rounds.
-import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { createNativeSecp256k1Backend } from '../src/crypto/secp256k1-native.js'
 import { keccak256, nobleSecp256k1, type Secp256k1Backend } from '../src/crypto/secp256k1.js'
 import { probeNativeSecp256k1 } from '../src/native/secp256k1.js'
+import { compileC } from './c-build.js'
 import { measureInterleaved, type InterleavedCase, type MicroOptions } from './micro.js'
-
-const C_SOURCE = resolve(import.meta.dirname, 'c', 'secp256k1_bench.c')
 
 // The C program uses these bytes too (memset 0x33 / 0x5a).
 export const BENCH_K256_KEY = Buffer.alloc(32, 0x33)
@@ -31,25 +27,16 @@ interface CBench {
 }
 
 function compileCBench(): CBench | string {
-  const dir = mkdtempSync(join(tmpdir(), 'dstack-kms-bench-c-'))
-  const exe = join(dir, 'secp256k1_bench')
-  const [cc = 'cc', ...ccArgs] = (process.env.CC ?? 'cc').trim().split(/\s+/)
-  const r = spawnSync(cc, [...ccArgs, '-O2', C_SOURCE, '-o', exe, '-lsecp256k1'], {
-    encoding: 'utf8',
-  })
-  if (r.status !== 0) {
-    rmSync(dir, { recursive: true, force: true })
-    return `C baseline not built (${cc} -lsecp256k1 failed: ${(r.stderr || String(r.error)).trim().split('\n')[0] ?? ''})`
-  }
+  const built = compileC('secp256k1_bench.c', { libs: ['-lsecp256k1'] })
+  if ('reason' in built) return `C baseline not built (${built.reason})`
+  const { exe } = built
   return {
     run(iterations) {
       const text = execFileSync(exe, [String(iterations), '1'], { encoding: 'utf8' })
       const parsed = JSON.parse(text) as { signUs: number; pubkeyUs: number }
       return parsed
     },
-    dispose() {
-      rmSync(dir, { recursive: true, force: true })
-    },
+    dispose: built.dispose,
   }
 }
 

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { resolve as resolvePath } from 'node:path'
 import { rawRequest } from '../test/helpers/https-client.js'
 import type { LoadResult } from './load.js'
-import { procCpuMs } from './proc.js'
+import { procsCpuMs } from './proc.js'
 
 const SCRIPT = resolvePath(import.meta.dirname, 'wrk', 'post.lua')
 
@@ -98,18 +98,14 @@ function runWrk(o: WrkOptions, durationMs: number, nonce: string): Promise<WrkRu
   })
 }
 
-function serverCpuMs(pids: number | readonly number[]): number {
-  return (typeof pids === 'number' ? [pids] : pids).reduce((a, pid) => a + procCpuMs(pid), 0)
-}
-
 /** A warm-up run, then the measured run; the result in the Node client's shape (client CPU is
  * wrk's). Throws when wrk reports socket errors or non-2xx answers. */
 export async function wrkLoad(o: WrkOptions): Promise<LoadResult> {
   const nonce = randomBytes(8).toString('hex')
   if (o.warmupMs > 0) await runWrk(o, o.warmupMs, nonce.replace(/^./, 'f'))
-  const cpu0 = serverCpuMs(o.serverPid)
+  const cpu0 = procsCpuMs(o.serverPid)
   const run = await runWrk(o, o.durationMs, nonce)
-  const serverCpu = serverCpuMs(o.serverPid) - cpu0
+  const serverCpu = procsCpuMs(o.serverPid) - cpu0
   const out = run.stdout
   const total = /(\d+) requests in ([\d.]+)(us|ms|s|m)/.exec(out)
   if (total === null) throw new Error(`unexpected wrk output:\n${out}`)
