@@ -128,29 +128,20 @@ export class Http1ResponseParser {
     }
     let at = 0
     while (at < buf.length) {
-      switch (this.#state) {
+      // a method called in the loop may change the state: no narrowing from the check above
+      switch (this.#state as State) {
         case State.Head:
           at = this.#parseHead(buf, at)
           break
-        case State.Length: {
-          const n = Math.min(this.#left, buf.length - at)
-          this.#chunks.push(buf.subarray(at, at + n))
-          at += n
-          this.#left -= n
-          if (this.#left === 0) this.#state = State.Done
+        case State.Length:
+          at = this.#takeBody(buf, at, State.Done)
           break
-        }
         case State.ChunkSize:
           at = this.#parseChunkSize(buf, at)
           break
-        case State.ChunkData: {
-          const n = Math.min(this.#left, buf.length - at)
-          this.#chunks.push(buf.subarray(at, at + n))
-          at += n
-          this.#left -= n
-          if (this.#left === 0) this.#state = State.ChunkEnd
+        case State.ChunkData:
+          at = this.#takeBody(buf, at, State.ChunkEnd)
           break
-        }
         case State.ChunkEnd:
           if (buf.length - at < 2) {
             if (buf[at] !== CR) throw new HttpProtocolError('chunk data not followed by CRLF')
@@ -287,6 +278,15 @@ export class Http1ResponseParser {
       this.#state = State.UntilClose
     }
     return at
+  }
+
+  /** Keeps up to #left body bytes from `at`; once they are all in, moves on to `then`. */
+  #takeBody(buf: Buffer, at: number, then: State): number {
+    const n = Math.min(this.#left, buf.length - at)
+    this.#chunks.push(buf.subarray(at, at + n))
+    this.#left -= n
+    if (this.#left === 0) this.#state = then
+    return at + n
   }
 
   #parseChunkSize(buf: Buffer, at: number): number {
