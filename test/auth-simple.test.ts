@@ -706,18 +706,30 @@ describe('dstack-kms auth-simple as a process', () => {
     return { address, port: Number(port) }
   }
 
-  it('serves over HTTP on 127.0.0.1 by default and exits 0 on SIGTERM', async () => {
+  /** `policy` written as policy.json into a fresh directory (removed after the test). */
+  function policyIn(policy: object): { dir: string; configPath: string } {
     const dir = tempDir()
     after(() => rmSync(dir, { recursive: true, force: true }))
-    const configPath = join(dir, 'auth-config.json')
-    writeFileSync(
-      configPath,
-      JSON.stringify({
-        gatewayAppId: '0xgw',
-        osImages: [OS_IMAGE],
-        kms: { mrAggregated: ['0xabc123'] },
-      }),
-    )
+    const configPath = join(dir, 'policy.json')
+    writeFileSync(configPath, JSON.stringify(policy))
+    return { dir, configPath }
+  }
+
+  /** A policy admitting the app of `socketAppBoot`, in a fresh directory. */
+  function socketPolicy(): { dir: string; configPath: string } {
+    return policyIn({
+      gatewayAppId: '0xgw',
+      osImages: [OS_IMAGE],
+      apps: { ['0x' + '0a'.repeat(20)]: { composeHashes: ['0x' + '0c'.repeat(32)] } },
+    })
+  }
+
+  it('serves over HTTP on 127.0.0.1 by default and exits 0 on SIGTERM', async () => {
+    const { configPath } = policyIn({
+      gatewayAppId: '0xgw',
+      osImages: [OS_IMAGE],
+      kms: { mrAggregated: ['0xabc123'] },
+    })
     const p = start(['--config', configPath, '--port', '0'])
     const { address, port } = await bound(p)
     assert.equal(address, '127.0.0.1')
@@ -746,10 +758,7 @@ describe('dstack-kms auth-simple as a process', () => {
   })
 
   it('takes PORT and AUTH_CONFIG_PATH from the environment when the flags are absent', async () => {
-    const dir = tempDir()
-    after(() => rmSync(dir, { recursive: true, force: true }))
-    const configPath = join(dir, 'policy.json')
-    writeFileSync(configPath, JSON.stringify({ gatewayAppId: '0xfrom-env' }))
+    const { configPath } = policyIn({ gatewayAppId: '0xfrom-env' })
     const p = start([], { PORT: '0', AUTH_CONFIG_PATH: configPath })
     const { port } = await bound(p)
     const info = (await (await fetch(`http://127.0.0.1:${port}/`)).json()) as {
@@ -761,10 +770,7 @@ describe('dstack-kms auth-simple as a process', () => {
   })
 
   it('--token-file (or AUTH_SIMPLE_TOKEN_FILE) requires the bearer secret; a readable file is refused', async () => {
-    const dir = tempDir()
-    after(() => rmSync(dir, { recursive: true, force: true }))
-    const configPath = join(dir, 'policy.json')
-    writeFileSync(configPath, JSON.stringify({ gatewayAppId: '0xgw' }))
+    const { dir, configPath } = policyIn({ gatewayAppId: '0xgw' })
     const tokenFile = join(dir, 'token')
     writeFileSync(tokenFile, 'cli-secret\n', { mode: 0o600 })
     for (const p of [
@@ -792,22 +798,6 @@ describe('dstack-kms auth-simple as a process', () => {
       /--token-file: .* has mode 0644, so other users may read the secret/,
     )
   })
-
-  /** A policy admitting the app of `socketAppBoot`, in a fresh directory. */
-  function socketPolicy(): { dir: string; configPath: string } {
-    const dir = tempDir()
-    after(() => rmSync(dir, { recursive: true, force: true }))
-    const configPath = join(dir, 'policy.json')
-    writeFileSync(
-      configPath,
-      JSON.stringify({
-        gatewayAppId: '0xgw',
-        osImages: [OS_IMAGE],
-        apps: { ['0x' + '0a'.repeat(20)]: { composeHashes: ['0x' + '0c'.repeat(32)] } },
-      }),
-    )
-    return { dir, configPath }
-  }
 
   const socketAppBoot = demoBoot(Buffer.alloc(32, 0x01))
 
