@@ -97,14 +97,16 @@ export function measureCryptoFloor(o: MicroOptions): CryptoFloor {
   }
 }
 
-interface FloorServer {
+export interface FloorServer {
   port: number
   pid: number
   proc: ChildProcess
   stop(): Promise<void>
 }
 
-async function startFloor(certDir: string): Promise<FloorServer> {
+/** The floor server on the KMS's RPC key and certificate; with `clientCaPath`, asking for client
+ * certificates as the KMS main listener does. */
+export async function startFloor(certDir: string, clientCaPath?: string): Promise<FloorServer> {
   const proc = spawn(
     process.execPath,
     [
@@ -113,6 +115,7 @@ async function startFloor(certDir: string): Promise<FloorServer> {
       join(ROOT, 'bench', 'floor-server.ts'),
       join(certDir, CERT_DIR_FILES.rpcKey),
       join(certDir, CERT_DIR_FILES.rpcCert),
+      ...(clientCaPath === undefined ? [] : [clientCaPath]),
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
   )

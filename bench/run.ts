@@ -534,6 +534,7 @@ const SCALING_LABEL: Record<ScalingRow['rpc'], string> = {
   'appkey-hot': 'GetAppKey hot (same certificate per client)',
   'appkey-cold': 'GetAppKey cold (new certificate + connection per request)',
   'appkey-cold-dcap-qvl': 'GetAppKey cold, quote_verifier = "dcap-qvl"',
+  'cold-tls-floor': 'cold TLS floor (bare Fastify route, new client certificate per request)',
 }
 
 const CERTIFICATE_LABEL: Record<ScalingRow['rpc'], string> = {
@@ -541,6 +542,28 @@ const CERTIFICATE_LABEL: Record<ScalingRow['rpc'], string> = {
   'appkey-hot': 'hot: same per client',
   'appkey-cold': 'cold: new per request',
   'appkey-cold-dcap-qvl': 'cold, dcap-qvl verifier',
+  'cold-tls-floor': 'cold TLS floor',
+}
+
+/** What the cold TLS floor says about the two cold rows: the CPU each adds to the handshake, and
+ * what the node:crypto row would have to cost for the 5× target with the floor as it is. */
+function coldFloorNote(rows: readonly ScalingRow[]): string | null {
+  const floor = rows.find((x) => x.rpc === 'cold-tls-floor')
+  const at = (rpc: ScalingRow['rpc']) =>
+    rows.find(
+      (x) => x.rpc === rpc && x.workers === floor?.workers && x.concurrency === floor.concurrency,
+    )
+  const fast = at('appkey-cold')
+  const slow = at('appkey-cold-dcap-qvl')
+  if (floor === undefined || fast === undefined || slow === undefined) return null
+  const f = floor.result.serverCpuUsPerRequest
+  const a = fast.result.serverCpuUsPerRequest
+  const b = slow.result.serverCpuUsPerRequest
+  return (
+    `  cold TLS floor: ${micros(f)} µs of server CPU per request (bench/floor-server.ts with the main listener's TLS settings, reading the client certificate; one process); ` +
+    `beyond it the node:crypto row adds ${micros(a - f)} µs, the dcap-qvl row ${micros(b - f)}; ` +
+    `5× by CPU needs the node:crypto row at ≤ ${micros(b / 5)} µs (≤ ${micros(b / 5 - f)} beyond the floor) while the dcap-qvl row stays as it is`
+  )
 }
 
 function printScaling(r: ScalingReport, profile: Profile): void {
@@ -581,13 +604,19 @@ function printScaling(r: ScalingReport, profile: Profile): void {
       `  cold rows: ${profile.coldWarmupMs / 1000} s of cold requests first (V8 compiles the cold path meanwhile; certificates cycled, each back only after more than a worker's verification cache holds), the window's certificates made before it (client side ${micros(r.certMakeUs)} µs each); each request is a TLS handshake with a new client certificate and a full quote verification; load client (its CPU is the client CPU column): ${r.coldClient ?? '-'}`,
     )
   }
+  const floorNote = coldFloorNote(r.rows)
+  if (floorNote !== null) out(floorNote)
   out()
   const counts = [...new Set(r.rows.map((x) => x.workers))].sort((a, b) => a - b)
   if (counts.length > 1) {
     const first = counts[0] ?? 1
     const last = counts[counts.length - 1] ?? first
     out(`[rpc] workers scaling (same run, ${cpus().length} cores; KMS CPU summed over the workers)`)
-    const keys = [...new Set(r.rows.map((x) => `${x.rpc}|${x.concurrency}`))]
+    const keys = [
+      ...new Set(
+        r.rows.filter((x) => x.rpc !== 'cold-tls-floor').map((x) => `${x.rpc}|${x.concurrency}`),
+      ),
+    ]
     out(
       table(
         ['RPC', 'clients', ...counts.map((w) => `workers=${w} req/s`), `${last}/${first}`],
@@ -868,6 +897,7 @@ async function main(): Promise<number> {
       durationMs: profile.loadDurationMs,
       coldWarmupMs: profile.coldWarmupMs,
       singleClient: true,
+      coldFloor: true,
       progress,
     })
     if (scaling.problems.length > 0) ok = false

@@ -5,7 +5,7 @@
 // main worker is read after its load.
 import { randomBytes } from 'node:crypto'
 import { createSecureContext } from 'node:tls'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 import { rmSync } from 'node:fs'
 import {
   appKeyValidator,
@@ -17,12 +17,15 @@ import {
 } from './app-key-load.js'
 import { buildColdClient, type ColdClient } from './cold-client.js'
 import { startBenchKms } from './kms-server.js'
+import { startFloor } from './env-pubkey-load.js'
+import { CERT_DIR_FILES } from '../src/keys/cert-dir.js'
 import { runLoad, type ClientTls, type LoadResult } from './load.js'
 import { checkOne, wrkLoad } from './wrk.js'
 import { procCpuMs, procMemory, type ProcMemory } from './proc.js'
 import { DEFAULT_CLIENT_CERT_CACHE_ENTRIES } from '../src/kms/client-cert.js'
 
-export type ScalingRpc = 'env-distinct' | 'appkey-hot' | 'appkey-cold' | 'appkey-cold-dcap-qvl'
+export type ScalingRpc =
+  'env-distinct' | 'appkey-hot' | 'appkey-cold' | 'appkey-cold-dcap-qvl' | 'cold-tls-floor'
 
 export interface ScalingRow {
   rpc: ScalingRpc
@@ -54,6 +57,8 @@ export interface ScalingOptions {
   coldWarmupMs: number
   /** also measure GetAppKey hot with a single client (latency without queueing) */
   singleClient: boolean
+  /** also measure the cold TLS floor (see coldTlsFloor) */
+  coldFloor: boolean
   progress(line: string): void
 }
 
@@ -193,6 +198,9 @@ async function appKey(
     await hot(o.concurrency)
 
     push('appkey-cold', o.concurrency, await coldRow(o, k, workers, report, guests, coldClient))
+    if (o.coldFloor) {
+      push('cold-tls-floor', o.concurrency, await coldTlsFloor(o, k, guests, coldClient))
+    }
     for (const pid of k.workerPids) {
       report.memory.push({ kms: 'attested', workers, pid, memory: procMemory(pid) })
     }
@@ -298,6 +306,62 @@ async function coldRow(
   return r
 }
 
+/** Certificates the cold TLS floor cycles through: the floor keeps nothing per certificate, so a
+ * cycled certificate costs it a full handshake like a new one. */
+const COLD_FLOOR_CERTIFICATES = 256
+/** The cold TLS floor's warm-up: its request path is small, V8 is done with it in a second or two. */
+const COLD_FLOOR_WARMUP_MS = 3_000
+
+/** What the cold rows cost below the KMS: bench/floor-server.ts with the KMS main listener's TLS
+ * settings, its RPC certificate and its temp CA, reading each request's client certificate, driven
+ * like the cold rows (a new connection and guest certificate per request, the same clients and
+ * load client). Each row's CPU per request minus this one is what the KMS adds to the handshake. */
+async function coldTlsFloor(
+  o: ScalingOptions,
+  k: AttestedKms,
+  guests: GuestFactory,
+  client: ColdClient | string,
+): Promise<{ result: LoadResult; sidecarCpuPct: number | null }> {
+  o.progress('cold TLS floor (bare Fastify route, client certificates, new connection each)…')
+  const floor = await startFloor(k.certDir, join(k.certDir, CERT_DIR_FILES.tmpCaCert))
+  try {
+    const url = `https://127.0.0.1:${floor.port}/prpc/Floor`
+    const certs = Array.from({ length: COLD_FLOOR_CERTIFICATES }, () => guests.make())
+    let turn = 0
+    const run = async (durationMs: number): Promise<LoadResult> => {
+      if (typeof client !== 'string') {
+        const prepared = await client.prepare({
+          url,
+          body: guests.body,
+          credentials: certs,
+          mode: 'cycle',
+          concurrency: o.concurrency,
+          durationMs,
+          serverPid: floor.pid,
+        })
+        return prepared.go()
+      }
+      const contexts = certs.map((c) => ({ ...c, secureContext: createSecureContext(c) }))
+      return runLoad({
+        url,
+        body: guests.body,
+        headers: {},
+        concurrency: o.concurrency,
+        warmupMs: 0,
+        durationMs,
+        validate: (body) =>
+          body.toString('utf8').includes('public_key') ? undefined : 'no answer',
+        serverPid: floor.pid,
+        freshConnectionTls: () => contexts[turn++ % contexts.length],
+      })
+    }
+    await run(Math.min(COLD_FLOOR_WARMUP_MS, o.coldWarmupMs))
+    return { result: await run(o.durationMs), sidecarCpuPct: null }
+  } finally {
+    await floor.stop()
+  }
+}
+
 /** The cold row again on a KMS whose quote verifier is @phala/dcap-qvl (same workers, same
  * clients), for the node:crypto / dcap-qvl ratio. */
 async function coldWithLibrary(
@@ -358,7 +422,11 @@ export async function runWorkersScaling(o: ScalingOptions): Promise<ScalingRepor
     for (const workers of o.workerCounts) {
       await envDistinct(o, workers, report)
       await appKey(
-        { ...o, singleClient: o.singleClient && workers === o.workerCounts[0] },
+        {
+          ...o,
+          singleClient: o.singleClient && workers === o.workerCounts[0],
+          coldFloor: o.coldFloor && workers === o.workerCounts[0],
+        },
         workers,
         report,
         coldClient,
