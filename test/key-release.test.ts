@@ -415,6 +415,27 @@ describe('key release (KmsService with real collaborators)', () => {
       assert.equal(calls, 5)
     })
 
+    it('remembers the most recently used maxEntries certificates', async () => {
+      let calls = 0
+      const counting = {
+        verifyWithRaPubkey: async (
+          ...args: Parameters<AttestationVerifier['verifyWithRaPubkey']>
+        ) => {
+          calls++
+          return verifier.verifyWithRaPubkey(...args)
+        },
+      }
+      const certs = new ClientCertVerifier(counting, { maxEntries: 2 })
+      const [a, b, c] = [certFor(), certFor(), certFor()]
+      for (const der of [a, b, a, c]) await certs.context(socketWith(der))
+      assert.equal(calls, 3)
+      // a was used after b, so c pushed b out
+      await certs.context(socketWith(a))
+      assert.equal(calls, 3)
+      await certs.context(socketWith(b))
+      assert.equal(calls, 4)
+    })
+
     it('at most maxConcurrent verifications run at once; the others wait and then finish', async () => {
       let running = 0
       let peak = 0
