@@ -6,7 +6,6 @@
 // its own connection pool: node:http's ClientRequest/Agent cost about five times the CPU of the
 // exchange proper, twice per key release (two auth-webhook calls per GetAppKey).
 import { type IncomingHttpHeaders, STATUS_CODES } from 'node:http'
-import type { TLSSocket } from 'node:tls'
 import { KmsError } from '../errors.js'
 import { BoundedCache } from '../util/bounded-cache.js'
 import {
@@ -208,9 +207,7 @@ export class HttpClient {
         settled = true
         clearTimeout(timer)
         const h = parser.head!
-        const peerCertDer = isHttps
-          ? (c.socket as TLSSocket).getPeerX509Certificate?.()?.raw
-          : undefined
+        const peerCertDer = isHttps ? c.peerCertDer : undefined
         pool.release(c, !closeAfter && parser.reusable)
         const phrase = h.reason !== '' ? h.reason : (STATUS_CODES[h.status] ?? '')
         resolve({
