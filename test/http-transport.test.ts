@@ -326,49 +326,34 @@ describe('HttpClient transport: concurrency', () => {
     )
   })
 
-  it('maxSockets: extra calls wait their turn on the same connections', async () => {
-    await withServer(
-      async (req) => {
-        await sleep(30)
-        return ok(req.path)
-      },
-      { maxSockets: 2 },
-      async (server, client) => {
-        const paths = Array.from({ length: 6 }, (_, i) => `/${i}`)
-        const replies = await Promise.all(
-          paths.map((p) => client.request(`${server.base}${p}`, { method: 'GET' })),
-        )
-        assert.deepEqual(
-          replies.map((r) => r.body.toString()),
-          paths,
-        )
-        assert.equal(server.connections, 2)
-        assert.equal(server.maxInFlight, 2)
-      },
-    )
-  })
-
-  it('maxSockets applies without keep-alive too', async () => {
-    await withServer(
-      async (req) => {
-        await sleep(20)
-        return ok(req.path)
-      },
-      { maxSockets: 1, keepAlive: false },
-      async (server, client) => {
-        const paths = ['/a', '/b', '/c']
-        const replies = await Promise.all(
-          paths.map((p) => client.request(`${server.base}${p}`, { method: 'GET' })),
-        )
-        assert.deepEqual(
-          replies.map((r) => r.body.toString()),
-          paths,
-        )
-        assert.equal(server.connections, 3)
-        assert.equal(server.maxInFlight, 1)
-      },
-    )
-  })
+  const maxSocketsCases = [
+    { name: 'extra calls wait their turn on the same connections', keepAlive: true, maxSockets: 2 },
+    { name: 'applies without keep-alive too', keepAlive: false, maxSockets: 1 },
+  ]
+  for (const { name, keepAlive, maxSockets } of maxSocketsCases) {
+    it(`maxSockets ${name}`, async () => {
+      await withServer(
+        async (req) => {
+          await sleep(20)
+          return ok(req.path)
+        },
+        { maxSockets, keepAlive },
+        async (server, client) => {
+          const paths = Array.from({ length: 3 * maxSockets }, (_, i) => `/${i}`)
+          const replies = await Promise.all(
+            paths.map((p) => client.request(`${server.base}${p}`, { method: 'GET' })),
+          )
+          assert.deepEqual(
+            replies.map((r) => r.body.toString()),
+            paths,
+          )
+          // kept alive, the same connections carry every call; otherwise each call has its own
+          assert.equal(server.connections, keepAlive ? maxSockets : paths.length)
+          assert.equal(server.maxInFlight, maxSockets)
+        },
+      )
+    })
+  }
 
   it('a call that timed out on a maxSockets connection frees its place', async () => {
     await withServer(

@@ -57,11 +57,9 @@ export interface HttpRequest {
 /** Raised when the deadline passes. Named like the platform's own timeout errors, so callers
  * that also see those can tell all of them by `name`. */
 export class HttpTimeoutError extends KmsError {
-  readonly timeoutMs: number
-  constructor(ms: number) {
-    super('KMS_ERR_TIMEOUT', `timed out after ${ms} ms`)
+  constructor(readonly timeoutMs: number) {
+    super('KMS_ERR_TIMEOUT', `timed out after ${timeoutMs} ms`)
     this.name = 'TimeoutError'
-    this.timeoutMs = ms
   }
 }
 
