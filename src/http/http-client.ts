@@ -66,8 +66,8 @@ export class HttpTimeoutError extends KmsError {
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
 
 /** Distinct URL strings a client keeps parsed: its callers ask a handful of fixed URLs (the auth
- * webhook's two, the PCCS's few), and parsing one costs about as much as the rest of building
- * the request. */
+ * webhook's two, the PCCS's few per platform), and a lookup (~0.1 µs) costs a fraction of parsing
+ * the URL and building its origin (~0.5 µs) on every call. */
 const MAX_PARSED_URLS = 32
 
 /** A URL as an exchange needs it (shared by every request to that URL: never changed). */
