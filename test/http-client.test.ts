@@ -107,6 +107,23 @@ describe('HttpClient', () => {
     assert.equal(r.url, `${base}/echo`)
   })
 
+  it('each URL of a client keeps its own path, query and Host; other schemes are refused', async () => {
+    const c = client()
+    const port = base.slice(base.lastIndexOf(':') + 1)
+    for (let i = 0; i < 2; i++) {
+      for (const url of [`${base}/echo?a=1`, `http://localhost:${port}/echo`]) {
+        const r = await c.request(url, { method: 'POST', body: url })
+        assert.equal(r.body.toString(), url)
+        assert.equal(r.headers['x-seen'], `POST ${new URL(url).host}`)
+        assert.equal(r.url, url)
+      }
+      await assert.rejects(c.request('ftp://localhost/echo', { method: 'GET' }), {
+        message: 'unsupported URL scheme ftp:',
+      })
+      await assert.rejects(c.request('not a url', { method: 'GET' }), TypeError)
+    }
+  })
+
   it('talks over a unix socket, the URL giving only path and Host', async () => {
     const r = await client({ socketPath }).request('http://localhost/echo', {
       method: 'POST',

@@ -3,14 +3,20 @@
 // attributed to the wrong request, maxSockets, the idle timeout, and requests it refuses to send.
 import assert from 'node:assert/strict'
 import { type AddressInfo, createServer, type Socket } from 'node:net'
-import { createServer as createHttpsServer } from 'node:https'
+import { X509Certificate } from 'node:crypto'
+import { createServer as createHttpsServer, type ServerOptions } from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TLSSocket } from 'node:tls'
 import { describe, it } from 'node:test'
 import { P256Key } from '../src/crypto/p256.js'
 import { type Connection, ConnectionPool } from '../src/http/connection-pool.js'
-import { HttpClient, HttpProtocolError, HttpTimeoutError } from '../src/http/http-client.js'
-import { issueRootCaCert, issueRpcCert } from '../src/x509/templates.js'
+import {
+  HttpClient,
+  HttpProtocolError,
+  HttpTimeoutError,
+  type HttpTlsOptions,
+} from '../src/http/http-client.js'
+import { issueRootCaCert, issueRpcCert, issueTempCaCert } from '../src/x509/templates.js'
 
 interface SeenRequest {
   /** which connection (1-based, in accept order) carried it */
@@ -320,49 +326,34 @@ describe('HttpClient transport: concurrency', () => {
     )
   })
 
-  it('maxSockets: extra calls wait their turn on the same connections', async () => {
-    await withServer(
-      async (req) => {
-        await sleep(30)
-        return ok(req.path)
-      },
-      { maxSockets: 2 },
-      async (server, client) => {
-        const paths = Array.from({ length: 6 }, (_, i) => `/${i}`)
-        const replies = await Promise.all(
-          paths.map((p) => client.request(`${server.base}${p}`, { method: 'GET' })),
-        )
-        assert.deepEqual(
-          replies.map((r) => r.body.toString()),
-          paths,
-        )
-        assert.equal(server.connections, 2)
-        assert.equal(server.maxInFlight, 2)
-      },
-    )
-  })
-
-  it('maxSockets applies without keep-alive too', async () => {
-    await withServer(
-      async (req) => {
-        await sleep(20)
-        return ok(req.path)
-      },
-      { maxSockets: 1, keepAlive: false },
-      async (server, client) => {
-        const paths = ['/a', '/b', '/c']
-        const replies = await Promise.all(
-          paths.map((p) => client.request(`${server.base}${p}`, { method: 'GET' })),
-        )
-        assert.deepEqual(
-          replies.map((r) => r.body.toString()),
-          paths,
-        )
-        assert.equal(server.connections, 3)
-        assert.equal(server.maxInFlight, 1)
-      },
-    )
-  })
+  const maxSocketsCases = [
+    { name: 'extra calls wait their turn on the same connections', keepAlive: true, maxSockets: 2 },
+    { name: 'applies without keep-alive too', keepAlive: false, maxSockets: 1 },
+  ]
+  for (const { name, keepAlive, maxSockets } of maxSocketsCases) {
+    it(`maxSockets ${name}`, async () => {
+      await withServer(
+        async (req) => {
+          await sleep(20)
+          return ok(req.path)
+        },
+        { maxSockets, keepAlive },
+        async (server, client) => {
+          const paths = Array.from({ length: 3 * maxSockets }, (_, i) => `/${i}`)
+          const replies = await Promise.all(
+            paths.map((p) => client.request(`${server.base}${p}`, { method: 'GET' })),
+          )
+          assert.deepEqual(
+            replies.map((r) => r.body.toString()),
+            paths,
+          )
+          // kept alive, the same connections carry every call; otherwise each call has its own
+          assert.equal(server.connections, keepAlive ? maxSockets : paths.length)
+          assert.equal(server.maxInFlight, maxSockets)
+        },
+      )
+    })
+  }
 
   it('a call that timed out on a maxSockets connection frees its place', async () => {
     await withServer(
@@ -477,6 +468,157 @@ describe('HttpClient transport: TLS names', () => {
       client.close()
       server.closeAllConnections()
       await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
+
+describe('HttpClient transport: TLS session resumption', () => {
+  const caKey = P256Key.generate()
+  const ca = issueRootCaCert(caKey)
+  const serverKey = P256Key.generate()
+  const cert = issueRpcCert('localhost', serverKey, { key: caKey, subjectDer: ca.subjectDer })
+
+  interface Seen {
+    reused: boolean
+    /** SHA-256 fingerprint of the client certificate the server saw */
+    client: string | undefined
+  }
+  /** An HTTPS server naming localhost only; it asks for a client certificate but takes none too. */
+  async function tlsServer(extra: ServerOptions = {}, port = 0) {
+    const seen: Seen[] = []
+    const server = createHttpsServer(
+      {
+        key: serverKey.pkcs8Pem(),
+        cert: cert.pem,
+        requestCert: true,
+        rejectUnauthorized: false,
+        ...extra,
+      },
+      (req, res) => {
+        const socket = req.socket as TLSSocket
+        const client = socket.getPeerX509Certificate()?.fingerprint256
+        seen.push({ reused: socket.isSessionReused(), client })
+        res.end('ok')
+      },
+    )
+    await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+    return {
+      port: (server.address() as AddressInfo).port,
+      seen,
+      ticketKeys: server.getTicketKeys(),
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections()
+          server.close(() => resolve())
+        }),
+    }
+  }
+  // one connection per request, so that every request is a new handshake
+  const oneShot = (tls: HttpTlsOptions) =>
+    new HttpClient({ timeoutMs: 5000, maxResponseBytes: 1024, keepAlive: false, tls })
+  const get = (client: HttpClient, url: string) => client.request(url, { method: 'GET' })
+
+  for (const maxVersion of ['TLSv1.3', 'TLSv1.2'] as const) {
+    it(`a new connection to the same origin resumes the last session (${maxVersion})`, async () => {
+      const server = await tlsServer({ maxVersion })
+      const client = oneShot({ ca: ca.pem })
+      try {
+        for (let i = 0; i < 3; i++) {
+          const r = await get(client, `https://localhost:${server.port}/`)
+          assert.deepEqual(r.peerCertDer, cert.der, 'the server certificate, resumed or not')
+        }
+        assert.deepEqual(
+          server.seen.map((s) => s.reused),
+          [false, true, true],
+        )
+      } finally {
+        client.close()
+        await server.close()
+      }
+    })
+
+    // a resumed handshake checks neither the chain nor the name again, so a session made for
+    // one host name must never be offered to another, nor one from a refused handshake kept
+    it(`a session is not offered to another host name of the same server (${maxVersion})`, async () => {
+      const server = await tlsServer({ maxVersion })
+      const client = oneShot({ ca: ca.pem })
+      try {
+        await get(client, `https://localhost:${server.port}/`)
+        for (let i = 0; i < 2; i++) {
+          await assert.rejects(
+            get(client, `https://127.0.0.1:${server.port}/`),
+            /IP: 127\.0\.0\.1 is not in the cert's list/,
+          )
+        }
+        await get(client, `https://localhost:${server.port}/`)
+        assert.deepEqual(
+          server.seen.map((s) => s.reused),
+          [false, true],
+        )
+      } finally {
+        client.close()
+        await server.close()
+      }
+    })
+  }
+
+  it('a session is not offered under other trust anchors or another client certificate', async () => {
+    const server = await tlsServer()
+    const url = `https://localhost:${server.port}/`
+    const [keyA, keyB] = [P256Key.generate(), P256Key.generate()]
+    const [certA, certB] = [issueTempCaCert(keyA), issueTempCaCert(keyB)]
+    const a = oneShot({ ca: ca.pem, cert: certA.pem, key: keyA.pkcs8Pem() })
+    const b = oneShot({ ca: ca.pem, cert: certB.pem, key: keyB.pkcs8Pem() })
+    const otherCa = oneShot({ ca: issueRootCaCert(P256Key.generate()).pem })
+    try {
+      await get(a, url)
+      await get(a, url)
+      await get(b, url)
+      // the other root has the same name: the chain fails on its signature
+      await assert.rejects(get(otherCa, url), /certificate signature failure/)
+      const fingerprint = (der: Buffer) => new X509Certificate(der).fingerprint256
+      assert.deepEqual(server.seen, [
+        { reused: false, client: fingerprint(certA.der) },
+        { reused: true, client: fingerprint(certA.der) },
+        { reused: false, client: fingerprint(certB.der) },
+      ])
+    } finally {
+      for (const c of [a, b, otherCa]) c.close()
+      await server.close()
+    }
+  })
+
+  it('a session whose handshake failed is not offered again', async () => {
+    const first = await tlsServer()
+    const { port, ticketKeys } = first
+    const client = oneShot({ ca: ca.pem })
+    const url = `https://localhost:${port}/`
+    try {
+      await get(client, url)
+      await first.close()
+      // the same port now answers the ClientHello with bytes that are no TLS
+      const garbage = createServer((socket) => {
+        // reading, so that the client's close ends it
+        socket.on('error', () => {}).resume()
+        socket.end('HTTP/1.1 400 Bad Request\r\n\r\n')
+      })
+      await new Promise<void>((resolve) => garbage.listen(port, '127.0.0.1', resolve))
+      await assert.rejects(get(client, url), /wrong version number|packet length too long/)
+      await new Promise((resolve) => garbage.close(resolve))
+      // a server that could resume the first session (same ticket keys) gets a full handshake
+      const second = await tlsServer({ ticketKeys }, port)
+      try {
+        await get(client, url)
+        await get(client, url)
+        assert.deepEqual(
+          second.seen.map((s) => s.reused),
+          [false, true],
+        )
+      } finally {
+        await second.close()
+      }
+    } finally {
+      client.close()
     }
   })
 })

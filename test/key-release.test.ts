@@ -338,6 +338,20 @@ describe('key release (KmsService with real collaborators)', () => {
       return issueRaTlsClientCert(key, tempCa, strippedAttestationBytes(att)).der
     }
 
+    /** the shared verifier, counting the verifications that reach it */
+    const countingVerifier = () => {
+      const counting = {
+        calls: 0,
+        verifyWithRaPubkey: async (
+          ...args: Parameters<AttestationVerifier['verifyWithRaPubkey']>
+        ) => {
+          counting.calls++
+          return verifier.verifyWithRaPubkey(...args)
+        },
+      }
+      return counting
+    }
+
     it('a good certificate yields its verified attestation; a debug TD is refused', async () => {
       const certs = new ClientCertVerifier(verifier)
       const ok = await certs.context(socketWith(certFor()))
@@ -383,25 +397,17 @@ describe('key release (KmsService with real collaborators)', () => {
 
     it('results and deterministic failures are cached per certificate for the TTL only', async () => {
       let clock = 0
-      let calls = 0
-      const counting = {
-        verifyWithRaPubkey: async (
-          ...args: Parameters<AttestationVerifier['verifyWithRaPubkey']>
-        ) => {
-          calls++
-          return verifier.verifyWithRaPubkey(...args)
-        },
-      }
+      const counting = countingVerifier()
       const certs = new ClientCertVerifier(counting, { ttlMs: 1000, now: () => clock })
       const der = certFor()
       await certs.context(socketWith(der))
       await certs.context(socketWith(der))
-      assert.equal(calls, 1)
+      assert.equal(counting.calls, 1)
       clock = 1001
       await certs.context(socketWith(der))
-      assert.equal(calls, 2)
+      assert.equal(counting.calls, 2)
       await certs.context(socketWith(certFor()))
-      assert.equal(calls, 3)
+      assert.equal(counting.calls, 3)
       // a report-data mismatch is a property of the bytes: verified once per TTL
       const bad = certFor({ bindTo: P256Key.generate() })
       for (let i = 0; i < 8; i++) {
@@ -409,10 +415,23 @@ describe('key release (KmsService with real collaborators)', () => {
           message: 'invalid quote: report data mismatch',
         })
       }
-      assert.equal(calls, 4)
+      assert.equal(counting.calls, 4)
       clock = 3000
       await assert.rejects(certs.context(socketWith(bad)))
-      assert.equal(calls, 5)
+      assert.equal(counting.calls, 5)
+    })
+
+    it('remembers the most recently used maxEntries certificates', async () => {
+      const counting = countingVerifier()
+      const certs = new ClientCertVerifier(counting, { maxEntries: 2 })
+      const [a, b, c] = [certFor(), certFor(), certFor()]
+      for (const der of [a, b, a, c]) await certs.context(socketWith(der))
+      assert.equal(counting.calls, 3)
+      // a was used after b, so c pushed b out
+      await certs.context(socketWith(a))
+      assert.equal(counting.calls, 3)
+      await certs.context(socketWith(b))
+      assert.equal(counting.calls, 4)
     })
 
     it('at most maxConcurrent verifications run at once; the others wait and then finish', async () => {

@@ -2,14 +2,17 @@
 // either. One request at a time per connection (no pipelining); a connection goes back to the
 // idle list only when the client says its response was completely framed, and an idle connection
 // that receives anything, or is closed by the server, is destroyed at once, so a stray byte can
-// never be read as the answer to a later request.
+// never be read as the answer to a later request. A new TLS connection resumes its origin's last
+// session (docs/design.md#quote-verification-library explains what a session is keyed by).
 import { connect as netConnect, isIP, type NetConnectOpts, type Socket } from 'node:net'
 import {
   connect as tlsConnect,
   createSecureContext,
   type ConnectionOptions,
   type SecureContext,
+  type TLSSocket,
 } from 'node:tls'
+import { BoundedCache } from '../util/bounded-cache.js'
 
 export interface HttpTlsOptions {
   /** trust anchors (PEM) replacing the system store */
@@ -21,7 +24,12 @@ export interface HttpTlsOptions {
   rejectUnauthorized?: boolean
 }
 
-/** Where requests go. Connections are shared only between requests with the same `key`. */
+/** TLS sessions kept for resumption, one per origin, as node:https's Agent keeps up to 100. */
+const MAX_TLS_SESSIONS = 100
+
+/** Where requests go. Connections and TLS sessions are shared only between requests with the
+ * same `key`, so it must name everything of the destination that the server's certificate is
+ * checked against: scheme, host (the SNI and the name checked) and port. */
 export interface Origin {
   key: string
   tls: boolean
@@ -55,6 +63,12 @@ export interface PoolOptions {
 
 type Waiter = (err: Error | undefined, conn?: Connection) => void
 
+interface TlsSession {
+  session: Buffer
+  /** the server certificate its first handshake verified (DER) */
+  peerCertDer: Buffer
+}
+
 interface OriginState {
   /** connections counted against maxSockets: busy and idle */
   open: number
@@ -81,6 +95,8 @@ export class Connection {
   readonly #origin: Origin
   /** counted against maxSockets and eligible for the idle list */
   readonly pooled: boolean
+  /** the server's certificate (DER) once a TLS handshake is done */
+  peerCertDer: Buffer | undefined
 
   constructor(pool: ConnectionPool, origin: Origin, socket: Socket, pooled: boolean) {
     this.#pool = pool
@@ -156,6 +172,11 @@ export class ConnectionPool {
   readonly #opts: PoolOptions
   /** the trust anchors and client certificate parsed once, not on every new TLS connection */
   #secureContext: SecureContext | undefined
+  /** The last TLS session of each origin, offered on its next new connection so that it resumes
+   * instead of paying a full handshake. Kept per pool because the trust anchors and the client
+   * certificate are the pool's: a session verified under one trust must never be resumed under
+   * another (a resumed handshake checks neither the chain nor the name again). */
+  readonly #sessions = new BoundedCache<TlsSession>(MAX_TLS_SESSIONS)
   readonly #origins = new Map<string, OriginState>()
   readonly #all = new Set<Connection>()
   #closed = false
@@ -223,6 +244,7 @@ export class ConnectionPool {
     }
     for (const conn of [...this.#all]) conn.destroy()
     this.#origins.clear()
+    this.#sessions.clear()
   }
 
   /** @internal a connection died: free its place and give it to the next waiter */
@@ -255,19 +277,21 @@ export class ConnectionPool {
 
   #connect(origin: Origin, pooled: boolean, cb: Waiter): void {
     let socket: Socket
+    const offered = origin.tls ? this.#sessions.get(origin.key) : undefined
     try {
-      socket = this.#open(origin)
+      socket = this.#open(origin, offered?.session)
     } catch (err) {
       cb(err instanceof Error ? err : new Error(String(err)))
       return
     }
     const conn = new Connection(this, origin, socket, pooled)
+    if (origin.tls) this.#followHandshake(conn, socket as TLSSocket, offered)
     this.#all.add(conn)
     if (pooled) this.#state(origin.key).open++
     cb(undefined, conn)
   }
 
-  #open(origin: Origin): Socket {
+  #open(origin: Origin, session: Buffer | undefined): Socket {
     const path = origin.socketPath
     // node:http's defaults: no Nagle delay; TCP keep-alive probes on pooled connections
     const where: NetConnectOpts =
@@ -294,8 +318,36 @@ export class ConnectionPool {
       host: origin.host,
       secureContext: this.#secureContext,
       ...(t?.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: t.rejectUnauthorized }),
+      ...(session === undefined ? {} : { session }),
     }
     return tlsConnect(opts)
+  }
+
+  /** Learns the server's certificate and keeps the connection's sessions for the next one. A
+   * session is kept only from a handshake that passed verification (node emits 'session' after
+   * 'secureConnect'; one before it is not kept): a resumed handshake checks neither the chain
+   * nor the name again. A handshake that offered a session and failed drops it, so the next
+   * connection starts afresh (node's https Agent evicts likewise); a newer session stored
+   * meanwhile stays. */
+  #followHandshake(conn: Connection, socket: TLSSocket, offered: TlsSession | undefined): void {
+    const key = conn.origin.key
+    const failed = (): void => {
+      if (offered !== undefined && this.#sessions.peek(key) === offered) this.#sessions.delete(key)
+    }
+    socket.once('error', failed)
+    socket.once('secureConnect', () => {
+      socket.off('error', failed)
+      // node reports no peer certificate on a resumed connection: it is the one the session's
+      // first handshake verified
+      conn.peerCertDer = socket.isSessionReused()
+        ? offered?.peerCertDer
+        : socket.getPeerX509Certificate()?.raw
+    })
+    socket.on('session', (session: Buffer) => {
+      const peerCertDer = conn.peerCertDer
+      if (this.#closed || peerCertDer === undefined) return
+      this.#sessions.set(key, { session, peerCertDer })
+    })
   }
 }
 

@@ -6,8 +6,8 @@
 // its own connection pool: node:http's ClientRequest/Agent cost about five times the CPU of the
 // exchange proper, twice per key release (two auth-webhook calls per GetAppKey).
 import { type IncomingHttpHeaders, STATUS_CODES } from 'node:http'
-import type { TLSSocket } from 'node:tls'
 import { KmsError } from '../errors.js'
+import { BoundedCache } from '../util/bounded-cache.js'
 import {
   type Connection,
   ConnectionClosedError,
@@ -57,15 +57,29 @@ export interface HttpRequest {
 /** Raised when the deadline passes. Named like the platform's own timeout errors, so callers
  * that also see those can tell all of them by `name`. */
 export class HttpTimeoutError extends KmsError {
-  readonly timeoutMs: number
-  constructor(ms: number) {
-    super('KMS_ERR_TIMEOUT', `timed out after ${ms} ms`)
+  constructor(readonly timeoutMs: number) {
+    super('KMS_ERR_TIMEOUT', `timed out after ${timeoutMs} ms`)
     this.name = 'TimeoutError'
-    this.timeoutMs = ms
   }
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
+
+/** Distinct URL strings a client keeps parsed: its callers ask a handful of fixed URLs (the auth
+ * webhook's two, the PCCS's few per platform), and a lookup (~0.1 µs) costs a fraction of parsing
+ * the URL and building its origin (~0.5 µs) on every call. */
+const MAX_PARSED_URLS = 32
+
+/** A URL as an exchange needs it (shared by every request to that URL: never changed). */
+interface Target {
+  readonly href: string
+  readonly isHttps: boolean
+  readonly origin: Origin
+  /** the Host header as node:http sends it: the URL's host, with the port when not the default */
+  readonly host: string
+  /** the request line's target: path and query */
+  readonly path: string
+}
 
 /** idle connections kept per origin, as node:http's Agent kept by default here */
 const MAX_IDLE_PER_ORIGIN = 16
@@ -83,6 +97,7 @@ export class HttpClient {
   readonly #opts: HttpClientOptions
   readonly #keepAlive: boolean
   readonly #pool: ConnectionPool
+  readonly #targets = new BoundedCache<Target>(MAX_PARSED_URLS)
 
   constructor(opts: HttpClientOptions) {
     this.#opts = opts
@@ -99,7 +114,11 @@ export class HttpClient {
   async request(url: string, req: HttpRequest): Promise<HttpReply> {
     const { timeoutMs, maxRedirects = 0 } = this.#opts
     const deadline = Date.now() + timeoutMs
-    let target = new URL(url)
+    let target = this.#targets.get(url)
+    if (target === undefined) {
+      target = this.#target(new URL(url))
+      this.#targets.set(url, target)
+    }
     let current = req
     for (let hop = 0; ; hop++) {
       let reply: HttpReply
@@ -115,7 +134,7 @@ export class HttpClient {
       if (!REDIRECTS.has(reply.status) || location === undefined || hop >= maxRedirects) {
         return reply
       }
-      target = new URL(location, target)
+      target = this.#target(new URL(location, target.href))
       // 303 (and, as every browser and fetch do, 301/302 after a POST) turns into a bodiless GET
       if (reply.status !== 307 && reply.status !== 308 && current.method === 'POST') {
         current = { method: 'GET', ...(current.headers ? { headers: current.headers } : {}) }
@@ -123,11 +142,29 @@ export class HttpClient {
     }
   }
 
-  #exchange(target: URL, req: HttpRequest, deadline: number, fresh = false): Promise<HttpReply> {
-    const isHttps = target.protocol === 'https:'
-    if (!isHttps && target.protocol !== 'http:') {
-      return Promise.reject(new Error(`unsupported URL scheme ${target.protocol}`))
+  #target(url: URL): Target {
+    const isHttps = url.protocol === 'https:'
+    if (!isHttps && url.protocol !== 'http:') {
+      throw new Error(`unsupported URL scheme ${url.protocol}`)
     }
+    const { socketPath } = this.#opts
+    const hostname = url.hostname
+    return {
+      href: url.href,
+      isHttps,
+      origin: {
+        key: `${url.protocol}//${url.host}`,
+        tls: isHttps,
+        host: hostname.startsWith('[') ? hostname.slice(1, -1) : hostname,
+        port: url.port === '' ? (isHttps ? 443 : 80) : Number(url.port),
+        ...(socketPath === undefined ? {} : { socketPath }),
+      },
+      host: url.host,
+      path: url.pathname + url.search,
+    }
+  }
+
+  #exchange(target: Target, req: HttpRequest, deadline: number, fresh = false): Promise<HttpReply> {
     // the retry after a stale pooled socket goes out on a one-off connection
     const closeAfter = fresh || !this.#keepAlive
     let message: string | Buffer
@@ -136,15 +173,8 @@ export class HttpClient {
     } catch (err) {
       return Promise.reject(err)
     }
-    const { timeoutMs, maxResponseBytes, socketPath } = this.#opts
-    const hostname = target.hostname
-    const origin: Origin = {
-      key: `${target.protocol}//${target.host}`,
-      tls: isHttps,
-      host: hostname.startsWith('[') ? hostname.slice(1, -1) : hostname,
-      port: target.port === '' ? (isHttps ? 443 : 80) : Number(target.port),
-      ...(socketPath === undefined ? {} : { socketPath }),
-    }
+    const { timeoutMs, maxResponseBytes } = this.#opts
+    const { isHttps, origin } = target
     const pool = this.#pool
     return new Promise<HttpReply>((resolve, reject) => {
       const parser = new Http1ResponseParser({ maxBodyBytes: maxResponseBytes })
@@ -175,9 +205,7 @@ export class HttpClient {
         settled = true
         clearTimeout(timer)
         const h = parser.head!
-        const peerCertDer = isHttps
-          ? (c.socket as TLSSocket).getPeerX509Certificate?.()?.raw
-          : undefined
+        const peerCertDer = isHttps ? c.peerCertDer : undefined
         pool.release(c, !closeAfter && parser.reusable)
         const phrase = h.reason !== '' ? h.reason : (STATUS_CODES[h.status] ?? '')
         resolve({
@@ -245,7 +273,7 @@ export class HttpClient {
  * Host as node:http sends it (the URL's host, with the port when not the default); a body always
  * goes with its Content-Length, never chunked. A string when it is all ASCII (the usual JSON
  * webhook call), bytes otherwise. */
-function requestMessage(target: URL, req: HttpRequest, close: boolean): string | Buffer {
+function requestMessage(target: Target, req: HttpRequest, close: boolean): string | Buffer {
   let host: string | undefined = target.host
   let fields = ''
   const given = req.headers
@@ -267,7 +295,7 @@ function requestMessage(target: URL, req: HttpRequest, close: boolean): string |
       fields += `${name}: ${value}\r\n`
     }
   }
-  let head = `${req.method} ${target.pathname}${target.search} HTTP/1.1\r\n`
+  let head = `${req.method} ${target.path} HTTP/1.1\r\n`
   if (host !== undefined) head += `Host: ${host}\r\n`
   head += fields
   const body = req.body

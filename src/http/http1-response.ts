@@ -9,11 +9,9 @@ import { KmsError } from '../errors.js'
 
 /** Raised when a reply (declared or streamed) is larger than `maxResponseBytes`. */
 export class HttpReplyTooLargeError extends KmsError {
-  readonly limit: number
-  constructor(limit: number) {
+  constructor(readonly limit: number) {
     super('KMS_ERR_PAYLOAD_TOO_LARGE', `response larger than ${limit} bytes`)
     this.name = 'HttpReplyTooLargeError'
-    this.limit = limit
   }
 }
 

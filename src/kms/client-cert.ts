@@ -9,6 +9,7 @@ import type { Attestation } from '../attestation/types.js'
 import { KmsError, errorMessage, hasErrorCode } from '../errors.js'
 import { attestationFromCertificate } from '../ratls/cert-attestation.js'
 import { RATLS_OID } from '../asn1/oids.js'
+import { BoundedCache } from '../util/bounded-cache.js'
 import { ConcurrencyLimit } from '../util/concurrency.js'
 import { parseCertificate, readRaTlsExtension, type ParsedCertificate } from '../x509/parse.js'
 
@@ -47,11 +48,6 @@ interface PeerLeaf {
   der: Buffer
   /** SHA-256 (hex) of `der`: the cache key and the audit log's certificate hash */
   key: string
-}
-
-interface CacheEntry {
-  expires: number
-  result: Promise<ClientCertContext>
 }
 
 function peerLeafDer(socket: unknown): Buffer | undefined {
@@ -93,10 +89,7 @@ function isDeterministicFailure(err: unknown): boolean {
  */
 export class ClientCertVerifier {
   readonly #verifier: RaPubkeyVerifier
-  readonly #maxEntries: number
-  readonly #ttlMs: number
-  readonly #now: () => number
-  readonly #cache = new Map<string, CacheEntry>()
+  readonly #cache: BoundedCache<Promise<ClientCertContext>>
   readonly #turns: ConcurrencyLimit
   /** The leaf of each connection and its hash, read once: reading it makes an X509Certificate
    * (~200 µs for an RA-TLS certificate carrying a quote), and it cannot change while the
@@ -105,9 +98,10 @@ export class ClientCertVerifier {
 
   constructor(verifier: RaPubkeyVerifier, opts: ClientCertVerifierOptions = {}) {
     this.#verifier = verifier
-    this.#maxEntries = opts.maxEntries ?? DEFAULT_CLIENT_CERT_CACHE_ENTRIES
-    this.#ttlMs = opts.ttlMs ?? 60_000
-    this.#now = opts.now ?? Date.now
+    this.#cache = new BoundedCache(opts.maxEntries ?? DEFAULT_CLIENT_CERT_CACHE_ENTRIES, {
+      ttlMs: opts.ttlMs ?? 60_000,
+      ...(opts.now === undefined ? {} : { now: opts.now }),
+    })
     this.#turns = new ConcurrencyLimit(opts.maxConcurrent ?? 4)
   }
 
@@ -118,31 +112,18 @@ export class ClientCertVerifier {
     const peer = this.#peer(socket)
     if (peer === null) return NO_CLIENT_CERT
     const { der, key } = peer
-    const now = this.#now()
     const hit = this.#cache.get(key)
-    if (hit !== undefined && hit.expires > now) {
-      // refresh the LRU position
-      this.#cache.delete(key)
-      this.#cache.set(key, hit)
-      return hit.result
-    }
-    if (hit !== undefined) this.#cache.delete(key)
+    if (hit !== undefined) return hit
     const result = this.#turns
       .run(() => this.#evaluate(der))
       .then((c) => ({
         ...c,
         certSha256: key,
       }))
-    const entry = { expires: now + this.#ttlMs, result }
-    this.#cache.set(key, entry)
-    while (this.#cache.size > this.#maxEntries) {
-      const oldest = this.#cache.keys().next().value
-      if (oldest === undefined) break
-      this.#cache.delete(oldest)
-    }
+    this.#cache.set(key, result)
     result.catch((err: unknown) => {
       if (isDeterministicFailure(err)) return
-      if (this.#cache.get(key) === entry) this.#cache.delete(key)
+      if (this.#cache.peek(key) === result) this.#cache.delete(key)
     })
     return result
   }
