@@ -212,13 +212,77 @@ async function appKey(
   }
 }
 
-/** `count` guest certificates with their client TLS contexts, made before a window so that the
- * client spends the window on handshakes. */
-function certificatePool(guests: GuestFactory, count: number): ClientTls[] {
-  return Array.from({ length: count }, () => {
-    const tls = guests.make()
-    return { ...tls, secureContext: createSecureContext(tls) }
-  })
+/** Where cold requests go, and how one answer is judged by the Node client. */
+interface ColdTarget {
+  url: string
+  body: string
+  serverPid: number | readonly number[]
+  validate: (body: Buffer) => string | undefined
+}
+
+/** Cold requests (a new connection and certificate each) against one target: through the C client
+ * when it was built, else (`client` is then why not) through the Node client (bench/load.ts). */
+interface ColdRunner {
+  /** `count` guest certificates, made before a window so that the client spends the window on
+   * handshakes (the Node client's TLS contexts included) */
+  pool(count: number): ClientTls[]
+  /** loads `credentials` into the client; the returned function runs the window. `fresh`: each
+   * credential once; `cycle`: round-robin until `durationMs` */
+  prepare(
+    credentials: ClientTls[],
+    mode: 'fresh' | 'cycle',
+    durationMs: number,
+  ): Promise<() => Promise<LoadResult>>
+}
+
+function coldRunner(
+  o: ScalingOptions,
+  t: ColdTarget,
+  guests: GuestFactory,
+  client: ColdClient | string,
+): ColdRunner {
+  if (typeof client !== 'string') {
+    return {
+      pool: (count) => Array.from({ length: count }, () => guests.make()),
+      async prepare(credentials, mode, durationMs) {
+        const prepared = await client.prepare({
+          url: t.url,
+          body: t.body,
+          credentials,
+          mode,
+          concurrency: o.concurrency,
+          durationMs,
+          serverPid: t.serverPid,
+        })
+        return () => prepared.go()
+      },
+    }
+  }
+  return {
+    pool: (count) =>
+      Array.from({ length: count }, () => {
+        const tls = guests.make()
+        return { ...tls, secureContext: createSecureContext(tls) }
+      }),
+    prepare(credentials, mode, durationMs) {
+      let turn = 0
+      const next =
+        mode === 'fresh' ? () => credentials.pop() : () => credentials[turn++ % credentials.length]
+      return Promise.resolve(() =>
+        runLoad({
+          url: t.url,
+          body: t.body,
+          headers: {},
+          concurrency: o.concurrency,
+          warmupMs: 0,
+          durationMs,
+          validate: t.validate,
+          serverPid: t.serverPid,
+          freshConnectionTls: next,
+        }),
+      )
+    },
+  }
 }
 
 /** GetAppKey with a new certificate and connection per request: what one guest boot costs.
@@ -234,46 +298,20 @@ async function coldRow(
   client: ColdClient | string,
   budgetPerWorker = COLD_RPS_BUDGET_PER_WORKER,
 ): Promise<{ result: LoadResult; sidecarCpuPct: number | null }> {
-  const url = `${k.base}/prpc/GetAppKey?json`
+  const target: ColdTarget = {
+    url: `${k.base}/prpc/GetAppKey?json`,
+    body: guests.body,
+    serverPid: k.workerPids,
+    validate: appKeyValidator(k),
+  }
+  const runner = coldRunner(o, target, guests, client)
   const poolFor = (ms: number) => Math.ceil((budgetPerWorker * workers * ms) / 1000)
-  const nodeCold = (next: () => ClientTls | undefined, durationMs: number) =>
-    runLoad({
-      url,
-      body: guests.body,
-      headers: {},
-      concurrency: o.concurrency,
-      warmupMs: 0,
-      durationMs,
-      validate: appKeyValidator(k),
-      serverPid: k.workerPids,
-      freshConnectionTls: next,
-    })
-  const cCold = (credentials: ClientTls[], mode: 'fresh' | 'cycle', durationMs: number) =>
-    typeof client === 'string'
-      ? undefined
-      : client.prepare({
-          url,
-          body: guests.body,
-          credentials,
-          mode,
-          concurrency: o.concurrency,
-          durationMs,
-          serverPid: k.workerPids,
-        })
-  // the C client reads PEM; the Node client gets the contexts made before the window too
-  const makePool = (count: number) =>
-    typeof client === 'string'
-      ? certificatePool(guests, count)
-      : Array.from({ length: count }, () => guests.make())
   if (o.coldWarmupMs > 0) {
     const warmCount = Math.min(poolFor(o.coldWarmupMs), COLD_WARMUP_CERTIFICATES)
     o.progress(`making ${warmCount} guest certificates for the cold warm-up…`)
-    const warmPool = makePool(warmCount)
-    let turn = 0
+    const warmPool = runner.pool(warmCount)
     o.progress(`GetAppKey cold warm-up (${o.coldWarmupMs} ms), [rpc] workers = ${workers}…`)
-    const prepared = await cCold(warmPool, 'cycle', o.coldWarmupMs)
-    const warm = await (prepared?.go() ??
-      nodeCold(() => warmPool[turn++ % warmPool.length], o.coldWarmupMs))
+    const warm = await (await runner.prepare(warmPool, 'cycle', o.coldWarmupMs))()
     if (warm.errors > 0) {
       report.problems.push(`cold warm-up w=${workers}: ${warm.firstError ?? 'errors'}`)
     }
@@ -281,23 +319,20 @@ async function coldRow(
   const poolSize = poolFor(o.durationMs)
   o.progress(`making ${poolSize} guest certificates for the cold GetAppKey row…`)
   const t0 = performance.now()
-  const pool = makePool(poolSize)
+  const pool = runner.pool(poolSize)
   report.certMakeUs ??= ((performance.now() - t0) * 1000) / poolSize
   o.progress(`GetAppKey cold (new certificate per request), [rpc] workers = ${workers}…`)
-  const prepared = await cCold(pool, 'fresh', o.durationMs)
-  const r = await withSidecarCpu(
-    k,
-    () => prepared?.go() ?? nodeCold(() => pool.pop(), o.durationMs),
-  )
+  const go = await runner.prepare(pool, 'fresh', o.durationMs)
+  const r = await withSidecarCpu(k, go)
   report.coldClient =
     typeof client === 'string'
       ? `the Node client (bench/load.ts); ${client}`
       : `${client.description}; one answer also checked in full through the Node client`
-  if (prepared !== undefined) {
+  if (typeof client !== 'string') {
     // the C client reads status codes only: one more cold request through the Node client,
     // whose answer is checked in full (as the wrk rows do with checkOne)
-    const one = [guests.make()]
-    const check = await nodeCold(() => one.pop(), 60_000)
+    const viaNode = coldRunner(o, target, guests, 'the Node client, to check one answer')
+    const check = await (await viaNode.prepare(viaNode.pool(1), 'fresh', 60_000))()
     if (check.errors > 0 || check.requests !== 1) {
       r.result.errors++
       r.result.firstError ??= check.firstError ?? 'the checked cold request got no answer'
@@ -325,38 +360,27 @@ async function coldTlsFloor(
   o.progress('cold TLS floor (bare Fastify route, client certificates, new connection each)…')
   const floor = await startFloor(k.certDir, join(k.certDir, CERT_DIR_FILES.tmpCaCert))
   try {
-    const url = `https://127.0.0.1:${floor.port}/prpc/Floor`
-    const certs = Array.from({ length: COLD_FLOOR_CERTIFICATES }, () => guests.make())
-    let turn = 0
-    const run = async (durationMs: number): Promise<LoadResult> => {
-      if (typeof client !== 'string') {
-        const prepared = await client.prepare({
-          url,
-          body: guests.body,
-          credentials: certs,
-          mode: 'cycle',
-          concurrency: o.concurrency,
-          durationMs,
-          serverPid: floor.pid,
-        })
-        return prepared.go()
-      }
-      const contexts = certs.map((c) => ({ ...c, secureContext: createSecureContext(c) }))
-      return runLoad({
-        url,
+    const runner = coldRunner(
+      o,
+      {
+        url: `https://127.0.0.1:${floor.port}/prpc/Floor`,
         body: guests.body,
-        headers: {},
-        concurrency: o.concurrency,
-        warmupMs: 0,
-        durationMs,
+        serverPid: floor.pid,
         validate: (body) =>
           body.toString('utf8').includes('public_key') ? undefined : 'no answer',
-        serverPid: floor.pid,
-        freshConnectionTls: () => contexts[turn++ % contexts.length],
-      })
+      },
+      guests,
+      client,
+    )
+    const certs = runner.pool(COLD_FLOOR_CERTIFICATES)
+    const warmupMs = Math.min(COLD_FLOOR_WARMUP_MS, o.coldWarmupMs)
+    await (
+      await runner.prepare(certs, 'cycle', warmupMs)
+    )()
+    return {
+      result: await (await runner.prepare(certs, 'cycle', o.durationMs))(),
+      sidecarCpuPct: null,
     }
-    await run(Math.min(COLD_FLOOR_WARMUP_MS, o.coldWarmupMs))
-    return { result: await run(o.durationMs), sidecarCpuPct: null }
   } finally {
     await floor.stop()
   }
