@@ -524,9 +524,42 @@ function printEnvComparison(c: EnvComparison, profile: Profile): void {
       }),
     ),
   )
+  const split = distinctSplit(c)
+  if (split !== null) out(split)
   for (const n of c.notes) out(`  note: ${n}`)
   for (const p of c.problems) out(`  ! ${p}`)
   out()
+}
+
+/** The distinct-app-id row of the native session at its highest concurrency, split into what the
+ * ≤ 1.3× target compares: the floor, the pRPC layer over it (the hot row, whose answer is cached,
+ * minus the floor), the crypto floor, and what a cache miss costs beyond hot + crypto floor. */
+function distinctSplit(c: EnvComparison): string | null {
+  const maxC = Math.max(...c.rows.map((r) => r.concurrency))
+  const at = (target: EnvLoadRow['target'], appIds: EnvLoadRow['appIds']) =>
+    c.rows.find(
+      (r) =>
+        r.target === target &&
+        r.session === 'native' &&
+        r.appIds === appIds &&
+        r.concurrency === maxC,
+    )
+  const floor = c.rows.find(
+    (r) => r.target === 'floor' && r.session === 'native' && r.concurrency === maxC,
+  )
+  const hot = at('kms-native', 'hot')
+  const distinct = at('kms-native', 'distinct')
+  const crypto = c.cryptoFloor.nativeSumUs
+  if (floor === undefined || hot === undefined || distinct === undefined || crypto === null) {
+    return null
+  }
+  const f = floor.result.serverCpuUsPerRequest
+  const h = hot.result.serverCpuUsPerRequest
+  const d = distinct.result.serverCpuUsPerRequest
+  return (
+    `  distinct app ids, c=${maxC}, native: ${micros(d)} µs = floor ${micros(f)} + pRPC layer (hot − floor) ${micros(h - f)} + crypto floor ${micros(crypto)} + ` +
+    `a miss beyond that ${micros(d - h - crypto)}; ≤ 1.3× needs ≤ ${micros(1.3 * (f + crypto))} µs`
+  )
 }
 
 const SCALING_LABEL: Record<ScalingRow['rpc'], string> = {
