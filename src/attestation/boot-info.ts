@@ -56,7 +56,9 @@ function decodeTdxAppInfo(v: VerifiedAttestation, opts: BuildBootInfoOptions) {
   }
   const td = tdReportOf(v.report.quote)
   if (td === null) throw new KmsError('KMS_ERR_ATTESTATION', 'no td report')
-  const rtmr3 = replayRuntimeEvents(events, opts.useBoottimeMr ? BOOT_MR_DONE_EVENT : undefined)
+  // AttestationVerifier.verify replayed all the runtime events and found the quoted RTMR3:
+  // the full replay is that register, only the boot-time one needs replaying
+  const rtmr3 = opts.useBoottimeMr ? replayRuntimeEvents(events, BOOT_MR_DONE_EVENT) : td.rtmr3
   return {
     appId: findEventPayload(events, 'app-id'),
     composeHash: findEventPayload(events, 'compose-hash'),
