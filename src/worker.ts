@@ -155,6 +155,7 @@ async function runKms(config: KmsConfig, logger: Logger): Promise<void> {
   checkOpenFileLimit(logger, config, admin === null ? 1 : 2)
   stopOnSignals(logger, async () => {
     await Promise.all([app.close(), admin?.close()])
+    await metrics.flush()
     audit?.close()
     await rt.close()
   })

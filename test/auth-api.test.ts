@@ -8,6 +8,7 @@ import { sampleBootInfo } from './helpers/boot-info.js'
 import {
   DevAuthApi,
   MAX_RESPONSE_BYTES,
+  PreparedBootInfo,
   WebhookAuthApi,
   truncateUtf8,
 } from '../src/auth/auth-api.js'
@@ -174,6 +175,29 @@ describe('webhook auth API: decision calls', () => {
     for (const r of seen) assert.deepEqual(JSON.parse(r.body), bootInfoJson)
     // key order is the caller's (the webhook order comes from bootInfoToJson)
     assert.equal(seen[0]?.body, JSON.stringify(bootInfoJson))
+  })
+
+  it('a PreparedBootInfo goes out as the same bytes as its BootInfo, asked anew each time', async () => {
+    const answers = [
+      { isAllowed: true, gatewayAppId: 'gw', reason: '' },
+      { isAllowed: true, gatewayAppId: 'gw', reason: '' },
+      { isAllowed: false, gatewayAppId: 'gw', reason: 'revoked' },
+    ]
+    handler = (req, res) => reply(answers.shift())(req, res)
+    seen.length = 0
+    const client = api()
+    const prepared = new PreparedBootInfo(bootInfo)
+    assert.equal((await client.bootAuth(bootInfo, true)).isAllowed, true)
+    assert.equal((await client.bootAuth(prepared, true)).isAllowed, true)
+    assert.equal((await client.bootAuth(prepared, true)).reason, 'revoked')
+    assert.deepEqual(
+      seen.map((r) => [r.url, r.type, r.body]),
+      Array.from({ length: 3 }, () => [
+        '/bootAuth/kms',
+        'application/json',
+        JSON.stringify(bootInfoJson),
+      ]),
+    )
   })
 
   it('never caches: the same BootInfo twice makes two requests, the second answer wins', async () => {

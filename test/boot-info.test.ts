@@ -10,6 +10,7 @@ import { parseQuote } from '../src/attestation/quote.js'
 import type { Attestation } from '../src/attestation/types.js'
 import type { VerifiedAttestation } from '../src/attestation/verify.js'
 import { decodeVersionedAttestation } from '../src/attestation/versioned.js'
+import { vmConfigOsImageHash } from '../src/attestation/vm-config.js'
 import { KmsError } from '../src/errors.js'
 import { readVectorFile, readVectorJson } from './helpers/crypto-vectors.js'
 
@@ -104,6 +105,32 @@ describe('buildBootInfo on attestation.bin', () => {
     assert.equal(withVmConfig.osImageHash.toString('hex'), values.os_image_hash_v1_path)
     // the vm_config argument does not enter the measurements
     assert.ok(withVmConfig.mrAggregated.equals(b.mrAggregated))
+  })
+
+  it('the remembered os_image_hash: by exact text and unwrap flag, never a failure, a copy each time', () => {
+    const sys = v.attestation.config
+    const nested = (JSON.parse(sys) as { vm_config: string }).vm_config
+    const empty = values.os_image_hash_bootinfo_with_empty_vm_config
+    const hash = values.os_image_hash_v1_path
+    const of = (text: string, unwrap: boolean) => vmConfigOsImageHash(text, unwrap).toString('hex')
+    // one text, both flags, in both orders
+    assert.equal(of(sys, false), empty)
+    assert.equal(of(sys, true), hash)
+    assert.equal(of(sys, false), empty)
+    const mine = vmConfigOsImageHash(nested, false)
+    mine.fill(0)
+    assert.equal(of(nested, false), hash)
+    // one character of difference is another text
+    assert.ok(nested.includes(hash))
+    const other = 'ab' + hash.slice(2)
+    assert.equal(of(nested.replace(hash, other), false), other)
+    assert.equal(of(nested, false), hash)
+    for (let i = 0; i < 2; i++) {
+      assert.throws(
+        () => vmConfigOsImageHash('[1]', false),
+        /^KmsError: Failed to parse vm config: /,
+      )
+    }
   })
 
   it('deviceId is SHA-256 of the PPID, never SHA-256("") for a verified report', () => {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { BoundedCache } from '../src/util/bounded-cache.js'
 import { DcapQuoteVerifier } from '../src/attestation/dcap/quote-verifier.js'
-import { parseQuote } from '../src/attestation/quote.js'
+import { type ParsedQuote, parseQuote } from '../src/attestation/quote.js'
 import { errorMessage } from '../src/errors.js'
 import {
   DifferentialRunner,
@@ -147,6 +147,44 @@ describe('DCAP verifier caches', () => {
       tdxCase.now,
     )
     assert.equal(ok.status, 'UpToDate')
+  })
+
+  it('a remembered QE report check holds only for the exact bytes it checked', () => {
+    const [tdxCase] = fixtureCases()
+    assert.ok(tdxCase !== undefined)
+    const good = parseQuote(tdxCase.quote)
+    const flipped = (b: Buffer, at: number): Buffer => {
+      const copy = Buffer.from(b)
+      copy[at] = (copy[at] ?? 0) ^ 0x01
+      return copy
+    }
+    const badSignature = { ...good, qeReportSignature: flipped(good.qeReportSignature, 40) }
+    const badAuthData = { ...good, qeAuthData: flipped(good.qeAuthData, 0) }
+    const badKey = { ...good, attestationKey: flipped(good.attestationKey, 63) }
+    const run = (core: DcapQuoteVerifier, q: ParsedQuote): string => {
+      try {
+        return core.verify(tdxCase.quote, q, tdxCase.collateral, tdxCase.now).status
+      } catch (err) {
+        return errorMessage(err)
+      }
+    }
+    const expectations: [ParsedQuote, string][] = [
+      [badSignature, 'Signature is invalid for qe_report in quote'],
+      [badAuthData, 'QE report hash mismatch'],
+      [badKey, 'QE report hash mismatch'],
+    ]
+    // a success for the genuine signature, key and auth data lets no other one through
+    const warm = new DcapQuoteVerifier(tdxCase.rootCaDer)
+    assert.equal(run(warm, good), 'UpToDate')
+    for (const [q, message] of expectations) assert.equal(run(warm, q), message)
+    assert.equal(run(warm, good), 'UpToDate')
+    // and a failure is not remembered: the genuine quote passes after it, the bad one still fails
+    for (const [q, message] of expectations) {
+      const cold: DcapQuoteVerifier = new DcapQuoteVerifier(tdxCase.rootCaDer)
+      assert.equal(run(cold, q), message)
+      assert.equal(run(cold, good), 'UpToDate')
+      assert.equal(run(cold, q), message)
+    }
   })
 
   it('BoundedCache keeps the most recently used entries up to its capacity', () => {

@@ -66,6 +66,29 @@ describe('two main workers on one port', () => {
     }
   })
 
+  it('workers report their counts in batches, yet a scrape right after a burst counts every request', async () => {
+    const before = await rawRequest({ url: `${base}/metrics` })
+    const count = (text: string, name: string): number =>
+      Number(new RegExp(`^dstack_kms_attestation_${name}_total (\\d+)$`, 'm').exec(text)?.[1])
+    const start = count(before.text, 'requests')
+    const burst = 240
+    for (let i = 0; i < burst; i += 24) {
+      const statuses = await Promise.all(
+        Array.from({ length: 24 }, () => prpc(base, 'GetAppKey', '{"api_version":1}')),
+      )
+      assert.deepEqual(new Set(statuses.map((r) => r.status)), new Set([400]))
+    }
+    // well inside METRICS_FLUSH_MS of the last request: only the flush on scrape can count it
+    const scrapes = await Promise.all(
+      Array.from({ length: 4 }, () => rawRequest({ url: `${base}/metrics` })),
+    )
+    for (const m of scrapes) {
+      assert.equal(m.status, 200)
+      assert.equal(count(m.text, 'requests'), start + burst)
+      assert.equal(count(m.text, 'failures'), start + burst)
+    }
+  })
+
   it('a SIGTERM stops both workers and the supervisor exits 0', async () => {
     kms.kill('SIGTERM')
     assert.deepEqual(await kms.waitForExit(), { code: 0, signal: null })

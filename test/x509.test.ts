@@ -20,6 +20,8 @@ import {
   derExplicit,
   parseDer,
   derChildren,
+  decodeOidContent,
+  encodeOidContent,
 } from '../src/asn1/der.js'
 import { CERT_USAGE, OID, RATLS_OID } from '../src/asn1/oids.js'
 import {
@@ -539,6 +541,40 @@ describe('strict certificate parsing', () => {
     )
     const parsed2 = parseCertificate(certFromTbs(tbs2))
     assert.throws(() => readRaTlsExtension(parsed2, RATLS_OID.appId), { code: 'KMS_ERR_CERT' })
+  })
+})
+
+describe('OID decoding', () => {
+  it('round-trips arcs on both sides of 2^53, and refuses empty, non-minimal and truncated OIDs', () => {
+    const big = (2n ** 53n).toString()
+    const oids = [
+      OID.ecPublicKey,
+      OID.commonName,
+      RATLS_OID.appId,
+      '0.39',
+      '1.0.5',
+      '2.999.3',
+      `2.${Number.MAX_SAFE_INTEGER}`,
+      `1.2.${Number.MAX_SAFE_INTEGER}.7`,
+      `1.2.${big}`,
+      `1.2.${big}1.4`,
+      // a UUID OID: one 128-bit arc
+      '2.25.329800735698586629295641978511506172918',
+      `2.${2n ** 70n}.1`,
+    ]
+    for (const oid of oids) assert.equal(decodeOidContent(encodeOidContent(oid)), oid)
+    const refusals: [string, string][] = [
+      ['', 'OID: empty OID'],
+      ['2a8086', 'OID: non-minimal OID'],
+      ['2a0380', 'OID: non-minimal OID'],
+      ['2a86', 'OID: truncated OID'],
+      // the non-minimal byte after an arc too long for a Number
+      ['2aff' + 'ff'.repeat(9) + '7f80', 'OID: non-minimal OID'],
+      ['2aff' + 'ff'.repeat(9), 'OID: truncated OID'],
+    ]
+    for (const [hex, message] of refusals) {
+      assert.throws(() => decodeOidContent(Buffer.from(hex, 'hex')), { message }, hex)
+    }
   })
 })
 

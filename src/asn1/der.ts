@@ -307,8 +307,35 @@ export function readOid(node: DerNode | undefined, what: string): string {
   return decodeOidContent(expectTag(node, TAG.OID, what).content, what)
 }
 
+/** The largest arc value that can take another 7 bits and stay an exact Number. */
+const MAX_SHIFTABLE_ARC = Math.floor((Number.MAX_SAFE_INTEGER - 0x7f) / 0x80)
+
 export function decodeOidContent(content: Buffer, what = 'OID'): string {
   if (content.length === 0) throw new DerReadError(`${what}: empty OID`)
+  // Numbers for the arcs every certificate uses; BigInts only for an arc beyond 2^53, which
+  // re-reads the whole OID (it throws what this loop would have thrown, in the same order)
+  const subids: number[] = []
+  let value = 0
+  let started = false
+  for (const byte of content) {
+    if (!started && byte === 0x80) throw new DerReadError(`${what}: non-minimal OID`)
+    started = true
+    if (value > MAX_SHIFTABLE_ARC) return decodeLongOidContent(content, what)
+    value = value * 0x80 + (byte & 0x7f)
+    if ((byte & 0x80) === 0) {
+      subids.push(value)
+      value = 0
+      started = false
+    }
+  }
+  if (started) throw new DerReadError(`${what}: truncated OID`)
+  const head = subids[0] ?? 0
+  const arcs = head < 80 ? [Math.floor(head / 40), head % 40] : [2, head - 80]
+  for (let i = 1; i < subids.length; i++) arcs.push(subids[i] as number)
+  return arcs.join('.')
+}
+
+function decodeLongOidContent(content: Buffer, what: string): string {
   const subids: bigint[] = []
   let value = 0n
   let started = false

@@ -9,7 +9,7 @@ import { KmsError, withContext } from '../errors.js'
 import { parseQuote, tdReportOf, type TdReport10 } from './quote.js'
 import { BOOT_MR_DONE_EVENT, findEventPayload, replayRuntimeEvents } from './runtime-events.js'
 import type { Attestation } from './types.js'
-import { decodeVmConfig } from './vm-config.js'
+import { vmConfigOsImageHash } from './vm-config.js'
 
 export interface AppInfo {
   appId: Buffer
@@ -86,7 +86,7 @@ function decodeAppInfoInner(
   const keyProviderInfo = boottimeMr ? Buffer.alloc(0) : findEventPayload(events, 'key-provider')
   let osImageHash: Buffer
   try {
-    osImageHash = decodeVmConfig(vmConfig === '' ? a.config : vmConfig, true).osImageHash
+    osImageHash = vmConfigOsImageHash(vmConfig === '' ? a.config : vmConfig, true)
   } catch (err) {
     throw withContext('Failed to decode os image hash', err)
   }

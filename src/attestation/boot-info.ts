@@ -10,7 +10,7 @@ import { tdReportOf } from './quote.js'
 import { BOOT_MR_DONE_EVENT, findEventPayload, replayRuntimeEvents } from './runtime-events.js'
 import type { TeeVariant } from './types.js'
 import type { VerifiedAttestation } from './verify.js'
-import { decodeVmConfig } from './vm-config.js'
+import { vmConfigOsImageHash } from './vm-config.js'
 
 export interface BootInfo {
   attestationMode: TeeVariant
@@ -47,7 +47,7 @@ function decodeTdxAppInfo(v: VerifiedAttestation, opts: BuildBootInfoOptions) {
   let osImageHash: Buffer
   try {
     // not unwrapped: a whole sys-config as `config` yields an empty hash, as upstream
-    osImageHash = decodeVmConfig(opts.vmConfig === '' ? a.config : opts.vmConfig, false).osImageHash
+    osImageHash = vmConfigOsImageHash(opts.vmConfig === '' ? a.config : opts.vmConfig, false)
   } catch (err) {
     throw withContext('Failed to decode os image hash', err, 'KMS_ERR_ATTESTATION')
   }
@@ -56,7 +56,9 @@ function decodeTdxAppInfo(v: VerifiedAttestation, opts: BuildBootInfoOptions) {
   }
   const td = tdReportOf(v.report.quote)
   if (td === null) throw new KmsError('KMS_ERR_ATTESTATION', 'no td report')
-  const rtmr3 = replayRuntimeEvents(events, opts.useBoottimeMr ? BOOT_MR_DONE_EVENT : undefined)
+  // AttestationVerifier.verify replayed all the runtime events and found the quoted RTMR3:
+  // the full replay is that register, only the boot-time one needs replaying
+  const rtmr3 = opts.useBoottimeMr ? replayRuntimeEvents(events, BOOT_MR_DONE_EVENT) : td.rtmr3
   return {
     appId: findEventPayload(events, 'app-id'),
     composeHash: findEventPayload(events, 'compose-hash'),

@@ -1,6 +1,7 @@
 // Upstream's `VmConfig` view of an attestation's `config` string: the scalar fields serde would
 // type-check, and `os_image_hash`. Errors read like serde_json's.
 import { errorMessage, withContext } from '../errors.js'
+import { BoundedCache } from '../util/bounded-cache.js'
 import { decodeHex } from '../util/hex.js'
 import { msgKind } from './versioned-v1.js'
 
@@ -97,4 +98,26 @@ export function decodeVmConfig(
   } catch (err) {
     throw withContext('Failed to parse vm config', err, 'KMS_ERR_ATTESTATION')
   }
+}
+
+/** vm_config texts whose os_image_hash is remembered, and the longest one remembered. */
+const OS_IMAGE_HASH_ENTRIES = 64
+const OS_IMAGE_HASH_MAX_TEXT = 64 * 1024
+const osImageHashes = new BoundedCache<Buffer>(OS_IMAGE_HASH_ENTRIES)
+
+/** `decodeVmConfig(config, unwrapNested).osImageHash`, remembered by the exact text: every
+ * BootInfo needs it, the guests of a fleet send few distinct vm_configs, and the JSON parse was
+ * most of a BootInfo's cost. A text that fails is parsed (and fails) again each time. */
+export function vmConfigOsImageHash(config: string, unwrapNested: boolean): Buffer {
+  if (config.length > OS_IMAGE_HASH_MAX_TEXT) {
+    return decodeVmConfig(config, unwrapNested).osImageHash
+  }
+  const key = `${unwrapNested ? 'n' : 'f'}${config}`
+  let hash = osImageHashes.get(key)
+  if (hash === undefined) {
+    hash = decodeVmConfig(config, unwrapNested).osImageHash
+    osImageHashes.set(key, hash)
+  }
+  // the memo keeps its own
+  return Buffer.from(hash)
 }

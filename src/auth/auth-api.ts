@@ -24,11 +24,20 @@ export interface BootResponse {
   reason: string
 }
 
+/** A BootInfo with its webhook body (bootInfoToJson, serialized) made once: the KMS's own
+ * BootInfo is asked about on every key request and changes only when it is rebuilt. */
+export class PreparedBootInfo {
+  readonly body: string
+  constructor(readonly bootInfo: BootInfo) {
+    this.body = JSON.stringify(bootInfoToJson(bootInfo))
+  }
+}
+
 export interface AuthApi {
   info(): Promise<AuthInfo>
-  /** `bootInfoJson` is the webhook body of bootInfoToJson; `isKms` picks
-   * /bootAuth/kms over /bootAuth/app. */
-  bootAuth(bootInfo: BootInfo, isKms: boolean): Promise<BootResponse>
+  /** The webhook body is bootInfoToJson of the BootInfo; `isKms` picks /bootAuth/kms over
+   * /bootAuth/app. */
+  bootAuth(bootInfo: BootInfo | PreparedBootInfo, isKms: boolean): Promise<BootResponse>
 }
 
 const MAX_BODY_IN_ERROR = 512
@@ -111,10 +120,14 @@ export class WebhookAuthApi implements AuthApi {
     }
   }
 
-  async bootAuth(bootInfo: BootInfo, isKms: boolean): Promise<BootResponse> {
+  async bootAuth(bootInfo: BootInfo | PreparedBootInfo, isKms: boolean): Promise<BootResponse> {
+    const body =
+      bootInfo instanceof PreparedBootInfo
+        ? bootInfo.body
+        : JSON.stringify(bootInfoToJson(bootInfo))
     const { json, fail } = await this.#request(`bootAuth/${isKms ? 'kms' : 'app'}`, {
       method: 'POST',
-      body: JSON.stringify(bootInfoToJson(bootInfo)),
+      body,
     })
     // serde's derive upstream: every key required and typed, extra keys ignored
     const obj = json !== null && typeof json === 'object' ? (json as Record<string, unknown>) : {}
@@ -197,7 +210,7 @@ export class DevAuthApi implements AuthApi {
     }
   }
 
-  async bootAuth(_bootInfo: BootInfo, _isKms: boolean): Promise<BootResponse> {
+  async bootAuth(_bootInfo: BootInfo | PreparedBootInfo, _isKms: boolean): Promise<BootResponse> {
     return { isAllowed: true, gatewayAppId: this.#gatewayAppId, reason: '' }
   }
 }

@@ -2,15 +2,15 @@
 // releasing anything the KMS asks its own auth API whether this KMS — as its own attestation
 // describes it — may serve. The BootInfo is computed once per hour
 // (docs/design.md#own-bootinfo-reused-for-an-hour; upstream: once per process; a failure is retried
-// on the next call); the decision is requested every time, so revoking a KMS in the policy takes
-// effect at once.
+// on the next call), together with its webhook body; the decision is requested every time, so
+// revoking a KMS in the policy takes effect at once.
 import type { Logger } from 'pino'
 import { buildBootInfo, type BootInfo } from '../attestation/boot-info.js'
 import type { AttestationVerifier } from '../attestation/verify.js'
 import { decodeVersionedAttestation } from '../attestation/versioned.js'
 import { KmsError, withContext } from '../errors.js'
 import type { TeeBackend } from '../tee/backend.js'
-import type { AuthApi } from './auth-api.js'
+import { type AuthApi, PreparedBootInfo } from './auth-api.js'
 
 /** Upstream attests with 32 zero bytes padded to 64 for its self-check. */
 const SELF_CHECK_REPORT_DATA = new Uint8Array(64)
@@ -32,7 +32,7 @@ export interface SelfAuthorizerDeps {
 
 export class SelfAuthorizer {
   readonly #deps: SelfAuthorizerDeps
-  #bootInfo: { value: Promise<BootInfo>; expires: number } | null = null
+  #bootInfo: { value: Promise<PreparedBootInfo>; expires: number } | null = null
 
   constructor(deps: SelfAuthorizerDeps) {
     this.#deps = deps
@@ -66,11 +66,11 @@ export class SelfAuthorizer {
     return buildBootInfo(verified, { useBoottimeMr: false, vmConfig: '' })
   }
 
-  #cachedBootInfo(): Promise<BootInfo> {
+  #cachedBootInfo(): Promise<PreparedBootInfo> {
     const now = (this.#deps.now ?? Date.now)()
     if (this.#bootInfo === null || this.#bootInfo.expires <= now) {
       const entry = {
-        value: this.localBootInfo(),
+        value: this.localBootInfo().then((b) => new PreparedBootInfo(b)),
         expires: now + (this.#deps.bootInfoTtlMs ?? SELF_BOOT_INFO_TTL_MS),
       }
       this.#bootInfo = entry
@@ -86,22 +86,22 @@ export class SelfAuthorizer {
    * self-authorization is off. The caller adds `KMS self authorization failed`. */
   async ensureSelfAllowed(): Promise<BootInfo | null> {
     if (!this.#deps.enforce) return null
-    let bootInfo: BootInfo
+    let own: PreparedBootInfo
     try {
-      bootInfo = await this.#cachedBootInfo()
+      own = await this.#cachedBootInfo()
     } catch (err) {
       throw withContext('Failed to load cached self boot info', err)
     }
     let response
     try {
-      response = await this.#deps.authApi.bootAuth(bootInfo, true)
+      response = await this.#deps.authApi.bootAuth(own, true)
     } catch (err) {
       throw withContext('Failed to call self KMS auth check', err)
     }
     if (!response.isAllowed) {
       throw new KmsError('KMS_ERR_DENIED', `KMS is not allowed: ${response.reason}`)
     }
-    return bootInfo
+    return own.bootInfo
   }
 
   /** `ensure_self_kms_allowed` (Bootstrap, auto-bootstrap): nothing cached. The caller adds

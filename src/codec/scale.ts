@@ -68,31 +68,40 @@ export class ScaleReader {
     }
   }
 
-  bytes(n: number): Buffer {
+  /** Consumes `n` bytes and returns where they start. */
+  #take(n: number): number {
     if (n > this.remaining) throw new ScaleError(NOT_ENOUGH_DATA)
-    const out = this.#buf.subarray(this.#offset, this.#offset + n)
+    const at = this.#offset
     this.#offset += n
-    return Buffer.from(out)
+    return at
+  }
+
+  /** A copy: what is decoded does not share memory with the input. */
+  bytes(n: number): Buffer {
+    const at = this.#take(n)
+    return Buffer.from(this.#buf.subarray(at, at + n))
   }
 
   rest(): Buffer {
     return this.bytes(this.remaining)
   }
 
+  // integers are read in place: a copy per length prefix and per field was most of the
+  // decoding work of an attestation with a long event log
   u8(): number {
-    return this.bytes(1)[0] ?? 0
+    return this.#buf.readUInt8(this.#take(1))
   }
 
   u16(): number {
-    return this.bytes(2).readUInt16LE(0)
+    return this.#buf.readUInt16LE(this.#take(2))
   }
 
   u32(): number {
-    return this.bytes(4).readUInt32LE(0)
+    return this.#buf.readUInt32LE(this.#take(4))
   }
 
   u64(): bigint {
-    return this.bytes(8).readBigUInt64LE(0)
+    return this.#buf.readBigUInt64LE(this.#take(8))
   }
 
   bool(): boolean {
@@ -114,8 +123,7 @@ export class ScaleReader {
         return x
       }
       case 2: {
-        const x =
-          (Buffer.concat([Buffer.from([prefix]), this.bytes(3)]).readUInt32LE(0) >>> 2) >>> 0
+        const x = ((prefix | (this.#buf.readUIntLE(this.#take(3), 3) << 8)) >>> 2) >>> 0
         if (x <= 0x3fff) throw new ScaleError(COMPACT_U32_OUT_OF_RANGE)
         return x
       }
@@ -136,9 +144,12 @@ export class ScaleReader {
   }
 
   string(): string {
-    const raw = this.vecU8()
+    const len = this.compactU32()
+    if (this.remaining < len) throw new ScaleError('Not enough data to decode vector')
+    const at = this.#take(len)
     try {
-      return UTF8.decode(raw)
+      // decoded in place: the string is the copy
+      return UTF8.decode(this.#buf.subarray(at, at + len))
     } catch {
       throw new ScaleError('Invalid utf8 sequence')
     }

@@ -6,6 +6,7 @@
 import { KmsError, withContext } from '../errors.js'
 import { TDX_ACPI_DATA_EVENT_NAMES, isAcpiDataEvent } from '../attestation/event-log.js'
 import { replayRtmr } from '../attestation/runtime-events.js'
+import { BoundedCache } from '../util/bounded-cache.js'
 import type { TdxEvent } from '../attestation/types.js'
 import { TDX_MEASUREMENT_FILENAME, verifyMeasurementMaterial } from './measurement-document.js'
 import { HIGH_MEMORY_MIN, tdHobDigest } from './td-hob.js'
@@ -131,10 +132,26 @@ function imageMeasurements(vm: VmConfig, m: TdxOsImageMeasurement): LiteImageMea
   })
 }
 
+/** RTMR0 replays remembered (one per image and ACPI layout a KMS sees). */
+const RTMR0_MEMO_SIZE = 256
+/** RTMR0 by the digests that vary in its log (TD HOB, then the three ACPI digests; the rest of
+ * the log is constant): every guest of one image and VM shape replays the same 13 events. Only
+ * 48-byte digests replay without throwing, so the concatenation is unambiguous. */
+const rtmr0Replays = new BoundedCache<Buffer>(RTMR0_MEMO_SIZE)
+
 export function liteRegisters(image: LiteImageMeasurements, acpi: AcpiDigests): TdxRegisters {
+  const key = Buffer.concat([image.tdHobDigest, acpi.loader, acpi.rsdp, acpi.tables]).toString(
+    'latin1',
+  )
+  let rtmr0 = rtmr0Replays.get(key)
+  if (rtmr0 === undefined) {
+    rtmr0 = replayRtmr(rtmr0Log(image.tdHobDigest, acpi))
+    rtmr0Replays.set(key, rtmr0)
+  }
   return {
     mrtd: image.mrtd,
-    rtmr0: replayRtmr(rtmr0Log(image.tdHobDigest, acpi)),
+    // the memo keeps its own
+    rtmr0: Buffer.from(rtmr0),
     rtmr1: image.rtmr1,
     rtmr2: image.rtmr2,
   }

@@ -21,6 +21,7 @@ import {
   isWorkerIpcMetricsAdd,
   isWorkerIpcMetricsQuery,
   isWorkerIpcReady,
+  type WorkerIpcMetricsFlush,
   type WorkerIpcMetricsTotals,
   type WorkerIpcStart,
   type WorkerRole,
@@ -93,6 +94,14 @@ class Supervisor {
   #sidecarReady: (() => void) | undefined
   #notifiedReady = false
   readonly #metrics = { requests: 0, failures: 0 }
+  /** main workers that are serving, each holding up to METRICS_FLUSH_MS of finished requests */
+  readonly #metricsWorkers = new Set<ChildProcess>()
+  /** scrapes waiting for those workers' reports, by the id of the `metrics-flush` sent */
+  readonly #scrapes = new Map<
+    number,
+    { asker: ChildProcess; id: number; waiting: Set<ChildProcess> }
+  >()
+  #nextFlushId = 1
   /** set when a worker reported a start failure no restart can fix; the supervisor's exit code */
   #fatal: number | undefined
   readonly #cannotStartReasons = new Map<ChildProcess, string>()
@@ -398,6 +407,9 @@ class Supervisor {
         return
       }
       if (role === 'kms' && this.#onMetrics(child, msg)) return
+      if (isWorkerIpcReady(msg) && msg.role === 'kms' && role === 'kms') {
+        this.#metricsWorkers.add(child)
+      }
       if (!isWorkerIpcReady(msg) || msg.role !== role || this.#stopping) return
       readyAt ??= Date.now()
       this.#onReady(role, child.pid, msg.url)
@@ -407,6 +419,8 @@ class Supervisor {
       const finish = (code: number | null, signal: NodeJS.Signals | null): void => {
         const stoppedAt = new Date()
         for (const r of this.#runs) if (r.child === child) this.#runs.delete(r)
+        this.#metricsWorkers.delete(child)
+        for (const flushId of [...this.#scrapes.keys()]) this.#flushed(flushId, child)
         if (this.#runs.size === 0) clearTimeout(this.#killTimer)
         const expected = this.#stopping || (role === 'onboard' && code === 0)
         const fields = {
@@ -443,19 +457,46 @@ class Supervisor {
   }
 
   /** The /metrics counters of all main workers, for the supervisor's lifetime (a restarted
-   * worker does not reset them). */
+   * worker does not reset them). A scrape is answered once every other serving worker has
+   * reported what it held (the asker reported its own just before asking), so it counts every
+   * request that finished before it. */
   #onMetrics(child: ChildProcess, msg: unknown): boolean {
     if (isWorkerIpcMetricsAdd(msg)) {
-      this.#metrics.requests++
-      if (msg.failed) this.#metrics.failures++
+      this.#metrics.requests += msg.requests
+      this.#metrics.failures += msg.failures
+      if (msg.flushed !== undefined) this.#flushed(msg.flushed, child)
       return true
     }
     if (isWorkerIpcMetricsQuery(msg)) {
-      const reply: WorkerIpcMetricsTotals = { type: 'metrics-totals', id: msg.id, ...this.#metrics }
-      child.send(reply, () => {})
+      const flushId = this.#nextFlushId++
+      const waiting = new Set([...this.#metricsWorkers].filter((w) => w !== child))
+      this.#scrapes.set(flushId, { asker: child, id: msg.id, waiting })
+      const flush: WorkerIpcMetricsFlush = { type: 'metrics-flush', id: flushId }
+      for (const w of waiting) {
+        w.send(flush, (err) => {
+          if (err !== null) this.#flushed(flushId, w)
+        })
+      }
+      this.#flushed(flushId, undefined)
       return true
     }
     return false
+  }
+
+  /** `worker` has reported for (or can no longer answer) the scrape of `flushId`; the scrape is
+   * answered when nobody is left. */
+  #flushed(flushId: number, worker: ChildProcess | undefined): void {
+    const scrape = this.#scrapes.get(flushId)
+    if (scrape === undefined) return
+    if (worker !== undefined) scrape.waiting.delete(worker)
+    if (scrape.waiting.size > 0) return
+    this.#scrapes.delete(flushId)
+    const reply: WorkerIpcMetricsTotals = {
+      type: 'metrics-totals',
+      id: scrape.id,
+      ...this.#metrics,
+    }
+    scrape.asker.send(reply, () => {})
   }
 
   #onReady(role: WorkerRole, pid: number | undefined, url: string): void {

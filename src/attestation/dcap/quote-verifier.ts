@@ -7,8 +7,10 @@
 //
 // Everything that depends only on the collateral, or only on the PCK chain, is worked out once
 // and kept (bounded, by content hash), as an ordered list of checks whose time-dependent members
-// are re-evaluated per call. A warm verification is then two P-256 verifications, one SHA-256 of
-// the signed quote, one of the QE binding, and table look-ups.
+// are re-evaluated per call. The QE report's PCK signature and its binding of the attestation key
+// are the same for every quote of one QE start, so a success is kept too, keyed by every byte
+// both checks read (failures are not kept). A warm verification is then one P-256 verification,
+// one SHA-256 of the signed quote, and table look-ups.
 import {
   type KeyObject,
   X509Certificate,
@@ -59,6 +61,8 @@ const COLLATERAL_CACHE_SIZE = 64
 const PCK_CACHE_SIZE = 1024
 /** Attestation keys remembered (one per QE start on a host). */
 const ATTESTATION_KEY_CACHE_SIZE = 1024
+/** QE reports that passed their two checks (one per QE start on a host). */
+const QE_REPORT_CACHE_SIZE = 1024
 
 const ECDSA_P256 = 2
 
@@ -113,6 +117,8 @@ interface CollateralFacts {
 }
 
 interface PckFacts {
+  /** SHA-256 of the chain's PEM text, hex (the cache key) */
+  id: string
   /** chain length, signatures and validity windows */
   checks: Check[]
   serials: string[]
@@ -152,6 +158,7 @@ export class DcapQuoteVerifier {
   >()
   private readonly pcks = new BoundedCache<PckFacts>(PCK_CACHE_SIZE)
   private readonly attestationKeys = new BoundedCache<KeyObject>(ATTESTATION_KEY_CACHE_SIZE)
+  private readonly qeReportsPassed = new BoundedCache<true>(QE_REPORT_CACHE_SIZE)
 
   constructor(rootCaDer: Uint8Array) {
     this.anchor = new X509Certificate(Buffer.from(rootCaDer))
@@ -190,15 +197,8 @@ export class DcapQuoteVerifier {
       if (facts.revoked.has(s)) throw new Error('Certificate is revoked')
     }
 
-    if (!p1363Verify(pck.leafKey as KeyObject, quote.qeReport, quote.qeReportSignature)) {
-      throw new Error('Signature is invalid for qe_report in quote')
-    }
     const qeReport = quote.qeReport
-    const bound = Buffer.alloc(96)
-    quote.attestationKey.copy(bound, 0)
-    quote.qeAuthData.copy(bound, 64)
-    const qeHash = createHash('sha256').update(bound).digest()
-    if (!qeHash.equals(qeReport.subarray(320, 352))) throw new Error('QE report hash mismatch')
+    this.checkQeReport(pck, quote)
     const qeStatus = qeIdentityStatus(qeReport, qeIdentity, docBytes)
 
     const key = this.attestationKey(quote.attestationKey)
@@ -229,6 +229,27 @@ export class DcapQuoteVerifier {
     }
     validateReportAttributes(quote)
     return { status: merged.status, advisoryIds: merged.advisoryIds as string[] }
+  }
+
+  /** The PCK key's signature over the QE report, then the report's binding of the attestation
+   * key (SHA-256 of the key and the QE auth data in its report data). Both are pure functions of
+   * the chain (by its hash), report, signature, key and auth data: a success is remembered by
+   * exactly those bytes. Only the auth data varies in length, and it comes last. */
+  private checkQeReport(pck: PckFacts, quote: ParsedQuote): void {
+    const { qeReport, qeReportSignature, attestationKey, qeAuthData } = quote
+    const id =
+      pck.id +
+      Buffer.concat([qeReport, qeReportSignature, attestationKey, qeAuthData]).toString('latin1')
+    if (this.qeReportsPassed.get(id) === true) return
+    if (!p1363Verify(pck.leafKey as KeyObject, qeReport, qeReportSignature)) {
+      throw new Error('Signature is invalid for qe_report in quote')
+    }
+    const bound = Buffer.alloc(96)
+    attestationKey.copy(bound, 0)
+    qeAuthData.copy(bound, 64)
+    const qeHash = createHash('sha256').update(bound).digest()
+    if (!qeHash.equals(qeReport.subarray(320, 352))) throw new Error('QE report hash mismatch')
+    this.qeReportsPassed.set(id, true)
   }
 
   private collateralFacts(c: Collateral): CollateralFacts {
@@ -331,14 +352,19 @@ export class DcapQuoteVerifier {
     const id = createHash('sha256').update(chainPem).digest('hex')
     let facts = this.pcks.get(id)
     if (facts === undefined) {
-      facts = this.analysePck(chainPem)
+      facts = this.analysePck(id, chainPem)
       this.pcks.set(id, facts)
     }
     return facts
   }
 
-  private analysePck(chainPem: string): PckFacts {
-    const out: PckFacts = { checks: [], serials: [], tcb: { error: new Error('unreachable') } }
+  private analysePck(id: string, chainPem: string): PckFacts {
+    const out: PckFacts = {
+      id,
+      checks: [],
+      serials: [],
+      tcb: { error: new Error('unreachable') },
+    }
     out.checks = collectChecks((checks) => {
       const certs = scanPemCertificates(chainPem)
       const [leafDer, ...rest] = certs
