@@ -108,72 +108,77 @@ export class BodyBudget {
 
 /** Reads the whole body; past `limit` (or the shared budget) it keeps draining, so the client
  * gets its 400, but stops buffering. With `keep` false (Empty-input and unknown methods, whose
- * payload is never looked at) nothing is buffered at all, only counted. The returned `release`
- * gives the buffered bytes back to the budget. */
+ * payload is never looked at) nothing is buffered at all, only counted. The `release` it hands on
+ * gives the buffered bytes back to the budget. `finish` is called exactly once. Callbacks, not a
+ * Promise: this runs on every request, and Fastify takes a callback-style parser as it is. */
 function readBody(
   stream: Readable,
   limit: number,
   keep: boolean,
   budget: BodyBudget,
   source: string,
-): Promise<BodyRead> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    let held = 0
-    let tooLarge = false
-    let done = false
-    const drop = () => {
-      budget.give(held, source)
-      held = 0
-      chunks.length = 0
+  finish: (err: Error | null, body?: BodyRead) => void,
+): void {
+  const chunks: Buffer[] = []
+  let size = 0
+  let held = 0
+  let tooLarge = false
+  let done = false
+  const drop = () => {
+    budget.give(held, source)
+    held = 0
+    chunks.length = 0
+  }
+  // a body that does not arrive in time is abandoned with its connection: the bytes it held go
+  // back to the budget
+  const deadline = setTimeout(() => {
+    if (done) return
+    done = true
+    drop()
+    stream.destroy()
+    finish(new KmsError('KMS_ERR_TIMEOUT', 'failed to read data: body read deadline passed'))
+  }, budget.readDeadlineMs)
+  deadline.unref()
+  // `on` rather than `once` (no wrapper per listener): `done` makes every later event a no-op
+  stream.on('data', (chunk: Buffer) => {
+    if (tooLarge || done) return
+    size += chunk.length
+    if (size > limit || (keep && !budget.take(chunk.length, source))) {
+      tooLarge = true
+      drop()
+      return
     }
-    // a body that does not arrive in time is abandoned with its connection: the bytes it held
-    // go back to the budget
-    const deadline = setTimeout(() => {
-      if (done) return
-      done = true
-      drop()
-      stream.destroy()
-      reject(new KmsError('KMS_ERR_TIMEOUT', 'failed to read data: body read deadline passed'))
-    }, budget.readDeadlineMs)
-    deadline.unref()
-    stream.on('data', (chunk: Buffer) => {
-      if (tooLarge || done) return
-      size += chunk.length
-      if (size > limit || (keep && !budget.take(chunk.length, source))) {
-        tooLarge = true
-        drop()
-        return
-      }
-      if (!keep) return
-      held += chunk.length
-      chunks.push(chunk)
-    })
-    stream.once('end', () => {
-      if (done) return
-      done = true
-      clearTimeout(deadline)
-      if (tooLarge) return resolve({ kind: 'too-large' })
-      const data = keep ? Buffer.concat(chunks, size) : EMPTY
-      const bytes = held
-      held = 0
-      resolve({ kind: 'ok', data, release: () => budget.give(bytes, source) })
-    })
-    stream.once('error', (err) => {
-      if (done) return
-      done = true
-      clearTimeout(deadline)
-      drop()
-      reject(err)
-    })
-    stream.once('close', () => {
-      clearTimeout(deadline)
-      if (!done) {
-        drop()
-        reject(new KmsError('KMS_ERR_BAD_REQUEST', 'failed to read data: aborted'))
-      }
-    })
+    if (!keep) return
+    held += chunk.length
+    chunks.push(chunk)
+  })
+  stream.on('end', () => {
+    if (done) return
+    done = true
+    clearTimeout(deadline)
+    if (tooLarge) return finish(null, { kind: 'too-large' })
+    const data = !keep
+      ? EMPTY
+      : chunks.length === 1
+        ? (chunks[0] as Buffer)
+        : Buffer.concat(chunks, size)
+    const bytes = held
+    held = 0
+    finish(null, { kind: 'ok', data, release: () => budget.give(bytes, source) })
+  })
+  stream.on('error', (err) => {
+    if (done) return
+    done = true
+    clearTimeout(deadline)
+    drop()
+    finish(err)
+  })
+  stream.on('close', () => {
+    clearTimeout(deadline)
+    if (done) return
+    done = true
+    drop()
+    finish(new KmsError('KMS_ERR_BAD_REQUEST', 'failed to read data: aborted'))
   })
 }
 
@@ -318,12 +323,15 @@ export async function registerPrpc<Ctx>(
     scope.decorateRequest('prpcState', null)
     // Only our raw reader may see pRPC bodies: any content type, none, or an invalid one.
     scope.removeAllContentTypeParsers()
-    scope.addContentTypeParser('*', async (request: FastifyRequest, payload: Readable) => {
+    scope.addContentTypeParser('*', (request: FastifyRequest, payload: Readable, done) => {
       const state = stateOf(request)
       const { limit, keep } = bodyPolicy(state.segment)
       const source = request.raw.socket.remoteAddress ?? ''
-      state.body = await readBody(payload, limit, keep, budget, source)
-      return undefined
+      readBody(payload, limit, keep, budget, source, (err, body) => {
+        if (err !== null) return done(err)
+        state.body = body
+        done(null, undefined)
+      })
     })
 
     scope.route({
