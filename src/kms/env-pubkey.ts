@@ -108,7 +108,10 @@ export class EnvPubKeyProvider {
       this.#second = second
     }
     const timestamp = this.#timestamp
-    const key = Buffer.from(appId.buffer, appId.byteOffset, appId.byteLength).toString('latin1')
+    // a Buffer (what the RPC hands in) needs no view of its own made first
+    const key = Buffer.isBuffer(appId)
+      ? appId.toString('latin1')
+      : Buffer.from(appId.buffer, appId.byteOffset, appId.byteLength).toString('latin1')
     let slot = this.#slots.get(key)
     if (slot === undefined) {
       slot = this.#freeSlot()

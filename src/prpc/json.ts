@@ -27,6 +27,8 @@ import {
 // Output
 
 function bytesHex(v: Uint8Array): string {
+  // a Buffer (every handler's bytes) needs no view of its own made first
+  if (Buffer.isBuffer(v)) return v.toString('hex')
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')
 }
 
