@@ -297,7 +297,7 @@ function visitMap(c: Cursor, type: MessageType<unknown>): object {
     // an alias (`tee_variant`, upstream HEAD's name of `attestation_mode`) only fills the field
     // when its own key is absent
     if (!hit.alias || !setByPrimary.includes(hit.field.name)) {
-      Reflect.set(target, hit.field.name, value)
+      target[hit.field.name] = value
     }
     if (!hit.alias) setByPrimary.push(hit.field.name)
   }
