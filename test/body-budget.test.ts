@@ -76,3 +76,40 @@ describe('body budget under stalled uploads', () => {
     assert.equal(budget.used, 0)
   })
 })
+
+describe('body budget under aborted uploads', () => {
+  const app = Fastify()
+  // a deadline no test waits for: only the abort itself can give the bytes back
+  const budget = new BodyBudget({
+    bodyBudgetBytes: 1024 * KIB,
+    bodyBudgetPerSourceBytes: 256 * KIB,
+    bodyReadDeadlineMs: 600_000,
+  })
+  let port = 0
+
+  before(async () => {
+    await registerPrpc(app, {
+      servicePrefix: 'KMS.',
+      methods: { Echo: defineMethod(AppIdType, AppIdType, async (input) => input) },
+      bodyBudget: budget,
+    })
+    port = await listenOnLoopback(app)
+  })
+
+  after(async () => {
+    await app.close()
+  })
+
+  it('a client that disconnects mid-body gives its bytes back, and the listener keeps serving', async () => {
+    const socket = await stalledUpload(port, 100 * KIB)
+    for (let k = 0; k < 100 && budget.used === 0; k++) await sleep(20)
+    assert.ok(budget.used > 0, 'the partial body is held while it arrives')
+    socket.destroy()
+    for (let k = 0; k < 500 && budget.used > 0; k++) await sleep(20)
+    assert.equal(budget.used, 0)
+    const body = Buffer.from(JSON.stringify({ app_id: 'ab'.repeat(20) }))
+    const reply = await request(port, body, '127.0.0.1')
+    assert.match(reply, /^HTTP\/1\.1 200 /, reply.slice(0, 200))
+    assert.equal(budget.used, 0)
+  })
+})

@@ -54,6 +54,11 @@ describe('keccak256', () => {
     const inner = new Uint8Array(m.buffer, m.byteOffset + 7, 200)
     assert.deepEqual(keccak256(inner), Buffer.from(nobleKeccak256(inner)))
     assert.notDeepEqual(keccak256(m.subarray(1)), whole)
+    // parts that straddle the block boundaries at every offset
+    for (let cut = 1; cut < 300; cut += 7) {
+      const parts = [m.subarray(0, cut), m.subarray(cut, cut + 150), m.subarray(cut + 150)]
+      assert.deepEqual(keccak256(...parts), whole, `cut at ${cut}`)
+    }
   })
 
   it('leaves its input alone and returns a fresh 32-byte buffer', () => {

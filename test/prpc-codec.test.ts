@@ -995,6 +995,20 @@ describe('JSON input', () => {
       },
     )
   })
+  it('reads unescaped strings, short or long, ASCII or not, as UTF-8', () => {
+    for (const text of [
+      '',
+      'x',
+      'abcdefghijklmnop',
+      'abcdefghijklmnopq',
+      'é',
+      'ab😀',
+      'é'.repeat(40),
+    ]) {
+      const decoded = decodeJson(GetAppKeyRequestType, utf8(JSON.stringify({ vm_config: text })))
+      assert.equal(decoded.vm_config, text, text)
+    }
+  })
 })
 
 describe('GET query decoding', () => {

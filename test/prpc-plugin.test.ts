@@ -669,4 +669,29 @@ describe('request body memory', () => {
     b.give(6)
     assert.equal(b.take(10), true)
   })
+
+  it('the budget limits each source, and keeps its per-source entries bounded', () => {
+    const b = new BodyBudget({
+      ...defaultLimits(),
+      bodyBudgetBytes: 1_000_000,
+      bodyBudgetPerSourceBytes: 10,
+    })
+    assert.equal(b.take(8, 'a'), true)
+    assert.equal(b.take(3, 'a'), false, 'a is at its share')
+    assert.equal(b.take(10, 'b'), true, 'b has a share of its own')
+    b.give(8, 'a')
+    assert.equal(b.take(10, 'a'), true, 'a released its bytes')
+    b.give(10, 'a')
+    b.give(10, 'b')
+    // a stream of one-request sources, as many clients behind many addresses make
+    for (let k = 0; k < 20_000; k++) {
+      const source = `10.0.${k >> 8}.${k & 255}`
+      assert.equal(b.take(5, source), true)
+      b.give(5, source)
+    }
+    assert.equal(b.used, 0)
+    assert.ok(b.trackedSources <= 2048, `${b.trackedSources} per-source entries kept`)
+    assert.equal(b.take(10, 'a'), true)
+    assert.equal(b.take(1, 'a'), false)
+  })
 })

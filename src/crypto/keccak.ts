@@ -301,23 +301,41 @@ function permute(s: Int32Array): void {
   s[49] = h24
 }
 
-function absorb(s: Int32Array, block: Buffer, offset: number): void {
-  for (let i = 0; i < RATE / 4; i++) s[i] = (s[i] as number) ^ block.readInt32LE(offset + 4 * i)
-  permute(s)
+// One state and one block, reused: keccak256 runs start to end without yielding, so no two digests
+// ever share them, and a digest allocates only its output.
+const state = new Int32Array(50)
+const block = new Uint8Array(RATE)
+// little-endian lane reads whatever the platform's byte order
+const blockView = new DataView(block.buffer)
+
+function absorbBlock(): void {
+  for (let i = 0; i < RATE / 4; i++) {
+    state[i] = (state[i] as number) ^ blockView.getInt32(4 * i, true)
+  }
+  permute(state)
 }
 
 /** Keccak-256 (pre-NIST padding, as Ethereum) of the concatenated parts. */
 export function keccak256(...parts: Uint8Array[]): Buffer {
-  const data = parts.length === 1 && Buffer.isBuffer(parts[0]) ? parts[0] : Buffer.concat(parts)
-  const s = new Int32Array(50)
-  let offset = 0
-  for (; offset + RATE <= data.length; offset += RATE) absorb(s, data, offset)
-  const last = Buffer.alloc(RATE)
-  data.copy(last, 0, offset)
-  last[data.length - offset] = (last[data.length - offset] as number) ^ 0x01
-  last[RATE - 1] = (last[RATE - 1] as number) ^ 0x80
-  absorb(s, last, 0)
+  state.fill(0)
+  let filled = 0
+  for (const part of parts) {
+    for (let taken = 0; taken < part.length;) {
+      const n = Math.min(RATE - filled, part.length - taken)
+      block.set(n === part.length ? part : part.subarray(taken, taken + n), filled)
+      filled += n
+      taken += n
+      if (filled === RATE) {
+        absorbBlock()
+        filled = 0
+      }
+    }
+  }
+  block.fill(0, filled)
+  block[filled] = (block[filled] as number) ^ 0x01
+  block[RATE - 1] = (block[RATE - 1] as number) ^ 0x80
+  absorbBlock()
   const out = Buffer.allocUnsafe(32)
-  for (let i = 0; i < 8; i++) out.writeInt32LE(s[i] as number, 4 * i)
+  for (let i = 0; i < 8; i++) out.writeInt32LE(state[i] as number, 4 * i)
   return out
 }

@@ -97,9 +97,24 @@ export function generateSecp256k1Key(): Buffer {
   }
 }
 
+// The signing prefix is a constant of its caller: its bytes are made once, not per digest.
+let lastPrefix = ''
+let lastPrefixBytes = Buffer.from(':', 'utf8')
+
+function prefixBytes(prefix: string): Buffer {
+  if (prefix !== lastPrefix) {
+    lastPrefixBytes = Buffer.from(`${prefix}:`, 'utf8')
+    lastPrefix = prefix
+  }
+  return lastPrefixBytes
+}
+
+// keccak256 reads its parts before it returns, so one timestamp buffer serves every digest
+const timestampBytes = Buffer.alloc(8)
+
 /** keccak256(prefix ‖ ":" ‖ appId ‖ message) */
 export function messageDigest(prefix: string, appId: Uint8Array, message: Uint8Array): Buffer {
-  return keccak256(Buffer.from(`${prefix}:`, 'utf8'), appId, message)
+  return keccak256(prefixBytes(prefix), appId, message)
 }
 
 /** keccak256(prefix ‖ ":" ‖ appId ‖ BE8(timestamp) ‖ message) */
@@ -112,9 +127,8 @@ export function messageDigestWithTimestamp(
   if (timestamp < 0n || timestamp >= 1n << 64n) {
     throw new KmsError('KMS_ERR_CRYPTO', 'timestamp out of u64 range')
   }
-  const ts = Buffer.alloc(8)
-  ts.writeBigUInt64BE(timestamp)
-  return keccak256(Buffer.from(`${prefix}:`, 'utf8'), appId, ts, message)
+  timestampBytes.writeBigUInt64BE(timestamp)
+  return keccak256(prefixBytes(prefix), appId, timestampBytes, message)
 }
 
 export function signMessage(

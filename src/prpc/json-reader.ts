@@ -50,6 +50,9 @@ export const E = {
 
 export const QUOTE = 0x22
 const BACKSLASH = 0x5c
+/** up to this many bytes, an unescaped ASCII string is built char by char (measured: ~2× faster
+ * than the decoder for a field name; slower from a few dozen bytes on) */
+const SHORT_ASCII = 16
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 const SIMPLE_ESCAPES: ReadonlySet<number> = new Set([
@@ -181,10 +184,20 @@ export class Cursor {
     const start = this.i
     let b = this.plainRun()
     if (b === QUOTE) {
-      // no escapes: decode the input bytes in place
-      const text = this.s.subarray(start, this.i)
+      const end = this.i
       this.i++
-      return this.decodeUtf8(text)
+      // a short ASCII run (every field name) is its own string: no decoder call
+      if (end - start <= SHORT_ASCII) {
+        let text = ''
+        for (let k = start; k < end; k++) {
+          const ch = this.s[k] ?? 0x80
+          if (ch >= 0x80) return this.decodeUtf8(this.s.subarray(start, end))
+          text += String.fromCharCode(ch)
+        }
+        return text
+      }
+      // no escapes: decode the input bytes in place
+      return this.decodeUtf8(this.s.subarray(start, end))
     }
     const out = this.scratchFor(this.s.length - start)
     const src = this.s

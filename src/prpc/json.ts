@@ -4,6 +4,7 @@
 // errors (duplicate keys, wrong types, bad hex) read like upstream's.
 import { Buffer } from 'node:buffer'
 import { KmsError } from '../errors.js'
+import { hexDigitValue } from '../util/hex.js'
 import { Cursor, E, JsonError, QUOTE, describeNumber } from './json-reader.js'
 import {
   badRequest,
@@ -26,6 +27,8 @@ import {
 // Output
 
 function bytesHex(v: Uint8Array): string {
+  // a Buffer (every handler's bytes) needs no view of its own made first
+  if (Buffer.isBuffer(v)) return v.toString('hex')
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')
 }
 
@@ -99,6 +102,25 @@ function readStr(c: Cursor): string {
   }
 }
 
+/** The common bytes value, a quoted run of an even number of hex digits and nothing else, decoded
+ * straight from the input; undefined (nothing consumed) for anything else, which the general
+ * path reads with its error texts. Saves making a string of the digits only to encode it back. */
+function readPlainHex(c: Cursor): Buffer | undefined {
+  if (c.ws() !== QUOTE) return undefined
+  const s = c.s
+  const start = c.i + 1
+  let end = start
+  while (end < s.length && hexDigitValue(s[end] ?? -1) >= 0) end++
+  if (s[end] !== QUOTE || (end - start) % 2 !== 0) return undefined
+  const out = Buffer.allocUnsafe((end - start) / 2)
+  for (let k = 0; k < out.length; k++) {
+    out[k] =
+      (hexDigitValue(s[start + 2 * k] ?? -1) << 4) | hexDigitValue(s[start + 2 * k + 1] ?? -1)
+  }
+  c.i = end + 1
+  return out
+}
+
 function readBool(c: Cursor): boolean {
   const b = c.ws()
   if (b < 0) throw c.peekError(E.eofValue)
@@ -149,7 +171,7 @@ function readSingle(c: Cursor, f: FieldDescriptor): unknown {
       return readStr(c)
     case 'bytes':
       // the hex error is raised after the string is read: serde positions it at the struct level
-      return decodeHexField(readStr(c))
+      return readPlainHex(c) ?? decodeHexField(readStr(c))
     case 'bool':
       return readBool(c)
     case 'uint32':
@@ -240,8 +262,9 @@ function readFieldValue(c: Cursor, f: FieldDescriptor): unknown {
 
 function visitMap(c: Cursor, type: MessageType<unknown>): object {
   const target = blankObject(type)
-  const seenKeys = new Set<string>()
-  const setByPrimary = new Set<string>()
+  // arrays, not Sets: they hold at most the message's own keys, and most messages have one or two
+  const seenKeys: string[] = []
+  const setByPrimary: string[] = []
   let first = true
   for (;;) {
     const b = c.ws()
@@ -267,14 +290,16 @@ function visitMap(c: Cursor, type: MessageType<unknown>): object {
       c.ignoreValue()
       continue
     }
-    if (seenKeys.has(key)) throw new JsonError(`duplicate field \`${hit.field.name}\``)
-    seenKeys.add(key)
+    if (seenKeys.includes(key)) throw new JsonError(`duplicate field \`${hit.field.name}\``)
+    seenKeys.push(key)
     c.colon()
     const value = readFieldValue(c, hit.field)
     // an alias (`tee_variant`, upstream HEAD's name of `attestation_mode`) only fills the field
     // when its own key is absent
-    if (!hit.alias || !setByPrimary.has(hit.field.name)) Reflect.set(target, hit.field.name, value)
-    if (!hit.alias) setByPrimary.add(hit.field.name)
+    if (!hit.alias || !setByPrimary.includes(hit.field.name)) {
+      target[hit.field.name] = value
+    }
+    if (!hit.alias) setByPrimary.push(hit.field.name)
   }
 }
 
