@@ -37,56 +37,16 @@ function stalledUpload(port: number, size: number): Promise<Socket> {
   })
 }
 
-describe('body budget under stalled uploads', () => {
+/** An Echo pRPC listener on loopback for the enclosing describe, with its own budget (1 MiB in all,
+ * 256 KiB per source) and the given body read deadline. */
+function echoListener(bodyReadDeadlineMs: number): { budget: BodyBudget; port: () => number } {
   const app = Fastify()
   const budget = new BodyBudget({
     bodyBudgetBytes: 1024 * KIB,
     bodyBudgetPerSourceBytes: 256 * KIB,
-    bodyReadDeadlineMs: 1500,
+    bodyReadDeadlineMs,
   })
   let port = 0
-  const stalled: Socket[] = []
-
-  before(async () => {
-    await registerPrpc(app, {
-      servicePrefix: 'KMS.',
-      methods: {
-        Echo: defineMethod(AppIdType, AppIdType, async (input) => input),
-      },
-      bodyBudget: budget,
-    })
-    port = await listenOnLoopback(app)
-  })
-
-  after(async () => {
-    for (const s of stalled) s.destroy()
-    await app.close()
-  })
-
-  it('one source cannot lock others out, and stalled bodies are dropped at the deadline', async () => {
-    // eight nearly complete 200 KiB uploads from one address: 1.6 MiB, more than the whole budget
-    for (let k = 0; k < 8; k++) stalled.push(await stalledUpload(port, 200 * KIB))
-    await sleep(200)
-    assert.ok(budget.used <= 256 * KIB, `one source holds ${budget.used} bytes`)
-    const body = Buffer.from(JSON.stringify({ app_id: 'ab'.repeat(50 * KIB) }))
-    const other = await request(port, body, '127.0.0.2')
-    assert.match(other, /^HTTP\/1\.1 200 /, other.slice(0, 200))
-    // the stalled uploads give their bytes back once the read deadline has passed
-    for (let k = 0; k < 100 && budget.used > 0; k++) await sleep(100)
-    assert.equal(budget.used, 0)
-  })
-})
-
-describe('body budget under aborted uploads', () => {
-  const app = Fastify()
-  // a deadline no test waits for: only the abort itself can give the bytes back
-  const budget = new BodyBudget({
-    bodyBudgetBytes: 1024 * KIB,
-    bodyBudgetPerSourceBytes: 256 * KIB,
-    bodyReadDeadlineMs: 600_000,
-  })
-  let port = 0
-
   before(async () => {
     await registerPrpc(app, {
       servicePrefix: 'KMS.',
@@ -95,20 +55,45 @@ describe('body budget under aborted uploads', () => {
     })
     port = await listenOnLoopback(app)
   })
+  after(() => app.close())
+  return { budget, port: () => port }
+}
 
-  after(async () => {
-    await app.close()
+describe('body budget under stalled uploads', () => {
+  const { budget, port } = echoListener(1500)
+  const stalled: Socket[] = []
+
+  after(() => {
+    for (const s of stalled) s.destroy()
   })
 
+  it('one source cannot lock others out, and stalled bodies are dropped at the deadline', async () => {
+    // eight nearly complete 200 KiB uploads from one address: 1.6 MiB, more than the whole budget
+    for (let k = 0; k < 8; k++) stalled.push(await stalledUpload(port(), 200 * KIB))
+    await sleep(200)
+    assert.ok(budget.used <= 256 * KIB, `one source holds ${budget.used} bytes`)
+    const body = Buffer.from(JSON.stringify({ app_id: 'ab'.repeat(50 * KIB) }))
+    const other = await request(port(), body, '127.0.0.2')
+    assert.match(other, /^HTTP\/1\.1 200 /, other.slice(0, 200))
+    // the stalled uploads give their bytes back once the read deadline has passed
+    for (let k = 0; k < 100 && budget.used > 0; k++) await sleep(100)
+    assert.equal(budget.used, 0)
+  })
+})
+
+describe('body budget under aborted uploads', () => {
+  // a deadline no test waits for: only the abort itself can give the bytes back
+  const { budget, port } = echoListener(600_000)
+
   it('a client that disconnects mid-body gives its bytes back, and the listener keeps serving', async () => {
-    const socket = await stalledUpload(port, 100 * KIB)
+    const socket = await stalledUpload(port(), 100 * KIB)
     for (let k = 0; k < 100 && budget.used === 0; k++) await sleep(20)
     assert.ok(budget.used > 0, 'the partial body is held while it arrives')
     socket.destroy()
     for (let k = 0; k < 500 && budget.used > 0; k++) await sleep(20)
     assert.equal(budget.used, 0)
     const body = Buffer.from(JSON.stringify({ app_id: 'ab'.repeat(20) }))
-    const reply = await request(port, body, '127.0.0.1')
+    const reply = await request(port(), body, '127.0.0.1')
     assert.match(reply, /^HTTP\/1\.1 200 /, reply.slice(0, 200))
     assert.equal(budget.used, 0)
   })
