@@ -6,6 +6,9 @@ import { prpc, rawRequest } from './helpers/https-client.js'
 import { testConfigToml } from './helpers/kms-config.js'
 import { freePort, startKms, tempDir, type KmsProcess } from './helpers/kms-process.js'
 
+const METRICS_WARNING =
+  'metrics scrape answered without the requests of workers that did not report in time'
+
 describe('two main workers on one port', () => {
   let kms: KmsProcess
   let base: string
@@ -86,6 +89,25 @@ describe('two main workers on one port', () => {
       assert.equal(m.status, 200)
       assert.equal(count(m.text, 'requests'), start + burst)
       assert.equal(count(m.text, 'failures'), start + burst)
+    }
+  })
+
+  it('a scrape is still answered while another worker cannot report (stopped)', async () => {
+    const ready = kms.logs
+      .filter((l) => l.msg === 'KMS worker ready')
+      .map((l) => Number(l.childPid))
+    const stopped = ready[ready.length - 1] as number
+    process.kill(stopped, 'SIGSTOP')
+    try {
+      // new connections are accepted by the worker that still runs
+      const m = await rawRequest({ url: `${base}/metrics` })
+      assert.equal(m.status, 200, m.text)
+      assert.match(m.text, /^dstack_kms_attestation_requests_total \d+$/m)
+      const warned = kms.logs.find((l) => l.msg === METRICS_WARNING)
+      assert.ok(warned !== undefined, 'the supervisor names the workers that did not report')
+      assert.deepEqual(warned.unanswered, [stopped])
+    } finally {
+      process.kill(stopped, 'SIGCONT')
     }
   })
 

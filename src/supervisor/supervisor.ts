@@ -21,6 +21,7 @@ import {
   isWorkerIpcMetricsAdd,
   isWorkerIpcMetricsQuery,
   isWorkerIpcReady,
+  METRICS_SCRAPE_WAIT_MS,
   type WorkerIpcMetricsFlush,
   type WorkerIpcMetricsTotals,
   type WorkerIpcStart,
@@ -99,7 +100,7 @@ class Supervisor {
   /** scrapes waiting for those workers' reports, by the id of the `metrics-flush` sent */
   readonly #scrapes = new Map<
     number,
-    { asker: ChildProcess; id: number; waiting: Set<ChildProcess> }
+    { asker: ChildProcess; id: number; waiting: Set<ChildProcess>; timer: NodeJS.Timeout }
   >()
   #nextFlushId = 1
   /** set when a worker reported a start failure no restart can fix; the supervisor's exit code */
@@ -470,7 +471,20 @@ class Supervisor {
     if (isWorkerIpcMetricsQuery(msg)) {
       const flushId = this.#nextFlushId++
       const waiting = new Set([...this.#metricsWorkers].filter((w) => w !== child))
-      this.#scrapes.set(flushId, { asker: child, id: msg.id, waiting })
+      // a worker whose event loop is stuck never reports: the scrape is answered without its
+      // held requests before the asker gives up on the query, and its entry does not linger
+      const timer = setTimeout(() => {
+        const scrape = this.#scrapes.get(flushId)
+        if (scrape === undefined) return
+        this.#log.warn(
+          { unanswered: [...scrape.waiting].map((w) => w.pid) },
+          'metrics scrape answered without the requests of workers that did not report in time',
+        )
+        scrape.waiting.clear()
+        this.#flushed(flushId, undefined)
+      }, METRICS_SCRAPE_WAIT_MS)
+      timer.unref()
+      this.#scrapes.set(flushId, { asker: child, id: msg.id, waiting, timer })
       const flush: WorkerIpcMetricsFlush = { type: 'metrics-flush', id: flushId }
       for (const w of waiting) {
         w.send(flush, (err) => {
@@ -490,6 +504,7 @@ class Supervisor {
     if (scrape === undefined) return
     if (worker !== undefined) scrape.waiting.delete(worker)
     if (scrape.waiting.size > 0) return
+    clearTimeout(scrape.timer)
     this.#scrapes.delete(flushId)
     const reply: WorkerIpcMetricsTotals = {
       type: 'metrics-totals',

@@ -130,6 +130,11 @@ export function onSupervisorGone(handler: () => void, proc: IpcProcess = process
  * per request cost a busy worker 8–25 µs of CPU. A scrape does not wait for it: the supervisor
  * asks every main worker for what it holds first (`metrics-flush`). */
 export const METRICS_FLUSH_MS = 100
+/** How long a worker waits for the supervisor's answer to a metrics query. */
+export const METRICS_QUERY_TIMEOUT_MS = 2000
+/** How long the supervisor waits for the other workers' held requests before it answers a
+ * scrape anyway: well inside the asker's own timeout. */
+export const METRICS_SCRAPE_WAIT_MS = 1000
 
 /** worker → supervisor: the attestation RPCs finished since the worker's last report; with
  * `flushed`, the answer to that `metrics-flush` */
@@ -208,7 +213,11 @@ export class SupervisorMetricsStore {
     { resolve: (t: { requests: number; failures: number }) => void; timer: NodeJS.Timeout }
   >()
 
-  constructor(proc: IpcProcess = process, timeoutMs = 2000, flushMs = METRICS_FLUSH_MS) {
+  constructor(
+    proc: IpcProcess = process,
+    timeoutMs = METRICS_QUERY_TIMEOUT_MS,
+    flushMs = METRICS_FLUSH_MS,
+  ) {
     this.#proc = proc
     this.#timeoutMs = timeoutMs
     this.#flushMs = flushMs
