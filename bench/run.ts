@@ -47,6 +47,8 @@ interface Profile {
   loadDurationMs: number
   /** cold GetAppKey requests before each cold row's window (see ScalingOptions.coldWarmupMs) */
   coldWarmupMs: number
+  /** each cold row's window (see ScalingOptions.coldDurationMs) */
+  coldDurationMs: number
 }
 
 const PROFILES: Record<
@@ -59,6 +61,7 @@ const PROFILES: Record<
     loadWarmupMs: 1000,
     loadDurationMs: 10_000,
     coldWarmupMs: 30_000,
+    coldDurationMs: 20_000,
   },
   full: {
     name: 'full',
@@ -66,6 +69,7 @@ const PROFILES: Record<
     loadWarmupMs: 500,
     loadDurationMs: 3000,
     coldWarmupMs: 25_000,
+    coldDurationMs: 10_000,
   },
   quick: {
     name: 'quick',
@@ -73,6 +77,7 @@ const PROFILES: Record<
     loadWarmupMs: 200,
     loadDurationMs: 800,
     coldWarmupMs: 2000,
+    coldDurationMs: 800,
   },
 }
 
@@ -602,7 +607,7 @@ function coldFloorNote(rows: readonly ScalingRow[]): string | null {
 function printScaling(r: ScalingReport, profile: Profile): void {
   const appKeyRows = r.rows.filter((x) => x.rpc !== 'env-distinct')
   out(
-    `GetAppKey on the TEE simulator (auth-simple webhook + self-authorization per request, cached collateral; ${num(profile.loadDurationMs / 1000, 1)} s per row; ${cpus().length} cores shared by client, KMS and sidecar)`,
+    `GetAppKey on the TEE simulator (auth-simple webhook + self-authorization per request, cached collateral; ${num(profile.loadDurationMs / 1000, 1)} s per hot row, ${num(profile.coldDurationMs / 1000, 1)} s per cold row; ${cpus().length} cores shared by client, KMS and sidecar)`,
   )
   out(
     table(
@@ -929,6 +934,7 @@ async function main(): Promise<number> {
       warmupMs: profile.loadWarmupMs,
       durationMs: profile.loadDurationMs,
       coldWarmupMs: profile.coldWarmupMs,
+      coldDurationMs: profile.coldDurationMs,
       singleClient: true,
       coldFloor: true,
       progress,
