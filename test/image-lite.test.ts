@@ -16,7 +16,7 @@ import { KmsError } from '../src/errors.js'
 import { assertRegistersMatch } from '../src/image/compare.js'
 import { OsImageVerifier } from '../src/image/image-verifier.js'
 import { createLegacyVerifier } from '../src/image/legacy/index.js'
-import { liteExpected } from '../src/image/lite.js'
+import { liteExpected, liteRegisters } from '../src/image/lite.js'
 import { sha256sumEntryHash } from '../src/image/measurement-document.js'
 import {
   buildTdHob,
@@ -591,5 +591,18 @@ describe('OsImageVerifier measurement cache', () => {
     } finally {
       cache.close()
     }
+  })
+})
+
+describe('liteRegisters memo of RTMR0', () => {
+  it('never answers digests of the wrong length from a valid entry with the same bytes', () => {
+    const d = (b: number) => Buffer.alloc(48, b)
+    const image = { mrtd: d(1), tdHobDigest: d(2), rtmr1: d(3), rtmr2: d(4) }
+    const good = liteRegisters(image, { loader: d(5), rsdp: d(6), tables: d(7) })
+    assert.deepEqual(liteRegisters(image, { loader: d(5), rsdp: d(6), tables: d(7) }), good)
+    // the same 144 bytes split 47 + 49 + 48: a replay refuses them, cached or not
+    const all = Buffer.concat([d(5), d(6), d(7)])
+    const shifted = { loader: all.subarray(0, 47), rsdp: all.subarray(47, 96), tables: d(7) }
+    assert.throws(() => liteRegisters(image, shifted))
   })
 })

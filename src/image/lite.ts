@@ -135,18 +135,22 @@ function imageMeasurements(vm: VmConfig, m: TdxOsImageMeasurement): LiteImageMea
 /** RTMR0 replays remembered (one per image and ACPI layout a KMS sees). */
 const RTMR0_MEMO_SIZE = 256
 /** RTMR0 by the digests that vary in its log (TD HOB, then the three ACPI digests; the rest of
- * the log is constant): every guest of one image and VM shape replays the same 13 events. Only
- * 48-byte digests replay without throwing, so the concatenation is unambiguous. */
+ * the log is constant): every guest of one image and VM shape replays the same 13 events. */
 const rtmr0Replays = new BoundedCache<Buffer>(RTMR0_MEMO_SIZE)
+const SHA384_BYTES = 48
 
 export function liteRegisters(image: LiteImageMeasurements, acpi: AcpiDigests): TdxRegisters {
-  const key = Buffer.concat([image.tdHobDigest, acpi.loader, acpi.rsdp, acpi.tables]).toString(
-    'latin1',
-  )
-  let rtmr0 = rtmr0Replays.get(key)
+  const varying = [image.tdHobDigest, acpi.loader, acpi.rsdp, acpi.tables]
+  // Keyed only when every digest has its length: the ACPI digests come from the guest's event
+  // log, and a 47 + 49 byte pair would otherwise share the key of a valid 48 + 48 one and be
+  // answered from it instead of failing in the replay as it does uncached.
+  const key = varying.every((d) => d.length === SHA384_BYTES)
+    ? Buffer.concat(varying).toString('latin1')
+    : undefined
+  let rtmr0 = key === undefined ? undefined : rtmr0Replays.get(key)
   if (rtmr0 === undefined) {
     rtmr0 = replayRtmr(rtmr0Log(image.tdHobDigest, acpi))
-    rtmr0Replays.set(key, rtmr0)
+    if (key !== undefined) rtmr0Replays.set(key, rtmr0)
   }
   return {
     mrtd: image.mrtd,
