@@ -1,4 +1,4 @@
-// The LRU map with a lifetime: what ClientCertVerifier relies on (an expired entry is gone, a
+// The bounded map (second-chance eviction) with a lifetime: what ClientCertVerifier relies on (an expired entry is gone, a
 // peek does not change the eviction order); the plain LRU order is tested with its first users
 // in dcap-differential.test.ts.
 import assert from 'node:assert/strict'
@@ -36,6 +36,26 @@ describe('BoundedCache', () => {
     assert.deepEqual(
       ['b', 'c', 'd'].map((k) => cache.peek(k)),
       [2, undefined, 4],
+    )
+  })
+
+  it('when every entry was used, the oldest goes after one pass, and hits do not reorder', () => {
+    const cache = new BoundedCache<number>(3)
+    cache.set('a', 1)
+    cache.set('b', 2)
+    cache.set('c', 3)
+    for (let i = 0; i < 1000; i++) for (const k of ['c', 'b', 'a']) cache.get(k)
+    cache.set('d', 4)
+    assert.deepEqual(
+      ['a', 'b', 'c', 'd'].map((k) => cache.peek(k)),
+      [undefined, 2, 3, 4],
+    )
+    assert.equal(cache.size, 3)
+    // b and c lost their mark in that pass: the next new key takes b, the older of them
+    cache.set('e', 5)
+    assert.deepEqual(
+      ['b', 'c', 'd', 'e'].map((k) => cache.peek(k)),
+      [undefined, 3, 4, 5],
     )
   })
 
