@@ -21,9 +21,11 @@ import type { FastifyInstance } from 'fastify'
 import { WebhookAuthApi } from '../src/auth/auth-api.js'
 import { checkBoot, normalizeHex } from '../src/auth-simple/check.js'
 import {
+  AuthSimpleConfigSource,
   authSimpleConfigSchema,
   defaultAuthSimpleConfig,
   loadAuthSimpleConfig,
+  type ConfigFileIo,
 } from '../src/auth-simple/config.js'
 import { buildAuthSimpleServer, UNAUTHORIZED_MESSAGE } from '../src/auth-simple/server.js'
 import { defaultLimits } from '../src/config/load.js'
@@ -534,6 +536,108 @@ describe('auth-simple: GET /, hot reload and broken policy files', () => {
     assert.equal(pick('app boot auth result:')?.reason, 'app not registered')
     assert.equal(pick('KMS boot auth request:')?.mrAggregated, '0xabc123')
     assert.equal(pick('KMS boot auth result:')?.reason, 'aggregated MR not allowed')
+  })
+})
+
+describe('auth-simple: the policy file read per check, parsed per version', () => {
+  /** A file in memory whose reads are counted: undefined = missing. */
+  const memoryFile = () => {
+    const file = { text: undefined as string | undefined, reads: 0 }
+    const io: ConfigFileIo = {
+      exists: () => file.text !== undefined,
+      readText: () => {
+        file.reads++
+        if (file.text === undefined) throw new Error('ENOENT')
+        return file.text
+      },
+    }
+    return { file, io }
+  }
+  const source = (io: ConfigFileIo) => {
+    const errors: string[] = []
+    return {
+      errors,
+      src: new AuthSimpleConfigSource('/p/auth.json', { error: (m) => errors.push(m) }, io),
+    }
+  }
+
+  it('reads the file on every call and parses it again only when its text changed', () => {
+    const { file, io } = memoryFile()
+    const { errors, src } = source(io)
+    file.text = JSON.stringify({ osImages: ['0xaa'] })
+    const first = src.load()
+    const again = src.load()
+    assert.equal(file.reads, 2)
+    // the same object: nothing was parsed the second time
+    assert.equal(again, first)
+    assert.deepEqual(first.osImages, ['0xaa'])
+    file.text = JSON.stringify({ osImages: ['0xbb'] })
+    const edited = src.load()
+    assert.notEqual(edited, first)
+    assert.deepEqual(edited.osImages, ['0xbb'])
+    // the same bytes as an earlier version are parsed again: only the last text is kept
+    file.text = JSON.stringify({ osImages: ['0xaa'] })
+    assert.deepEqual(src.load().osImages, ['0xaa'])
+    assert.deepEqual(errors, [])
+  })
+
+  it('hands out a frozen policy, so one check cannot change the next', () => {
+    const { file, io } = memoryFile()
+    const { src } = source(io)
+    file.text = JSON.stringify({ osImages: ['0xaa'], apps: { '0x01': { composeHashes: ['0xc'] } } })
+    const cfg = src.load()
+    assert.throws(() => cfg.osImages.push('0xevil'), TypeError)
+    assert.throws(() => (cfg.apps['0x01']?.composeHashes ?? []).push('0xevil'), TypeError)
+    assert.throws(() => {
+      cfg.kms.allowAnyDevice = true
+    }, TypeError)
+    assert.deepEqual(src.load().osImages, ['0xaa'])
+    // the defaults handed out for a missing file stay the caller's own
+    assert.equal(Object.isFrozen(defaultAuthSimpleConfig().osImages), false)
+  })
+
+  it('a missing or broken file gives the defaults and its error line on every call', () => {
+    const { file, io } = memoryFile()
+    const { errors, src } = source(io)
+    assert.deepEqual(src.load(), defaultAuthSimpleConfig())
+    assert.deepEqual(src.load(), defaultAuthSimpleConfig())
+    assert.deepEqual(errors, [
+      'config file not found: /p/auth.json',
+      'config file not found: /p/auth.json',
+    ])
+    errors.length = 0
+    file.text = '{ not json'
+    assert.deepEqual(src.load(), defaultAuthSimpleConfig())
+    assert.deepEqual(src.load(), defaultAuthSimpleConfig())
+    assert.equal(errors.length, 2)
+    assert.match(errors[0] ?? '', /^failed to load config: SyntaxError/)
+    assert.equal(errors[1], errors[0])
+    errors.length = 0
+    file.text = JSON.stringify({ osImages: 'not a list' })
+    src.load()
+    assert.match(errors[0] ?? '', /^failed to load config: .*expected/s)
+    // fixed: the fixed text is parsed, the broken version is not remembered as the policy
+    errors.length = 0
+    file.text = JSON.stringify({ osImages: ['0xaa'] })
+    assert.deepEqual(src.load().osImages, ['0xaa'])
+    assert.deepEqual(errors, [])
+    // and broken again with the very text that failed before: it fails again
+    file.text = '{ not json'
+    assert.deepEqual(src.load(), defaultAuthSimpleConfig())
+    assert.equal(errors.length, 1)
+  })
+
+  it('an unreadable file is an error line, not a throw', () => {
+    const { errors, src } = source({
+      exists: () => true,
+      readText: () => {
+        throw new Error('EISDIR: illegal operation on a directory, read')
+      },
+    })
+    assert.deepEqual(src.load(), defaultAuthSimpleConfig())
+    assert.deepEqual(errors, [
+      'failed to load config: Error: EISDIR: illegal operation on a directory, read',
+    ])
   })
 })
 

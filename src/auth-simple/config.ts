@@ -47,15 +47,80 @@ export interface ConfigLogger {
 }
 
 export function loadAuthSimpleConfig(path: string, logger: ConfigLogger): AuthSimpleConfig {
-  if (!existsSync(path)) {
-    logger.error(`config file not found: ${path}`)
-    return defaultAuthSimpleConfig()
+  return new AuthSimpleConfigSource(path, logger).load()
+}
+
+/** How the policy file is reached (injectable for tests). */
+export interface ConfigFileIo {
+  exists(path: string): boolean
+  readText(path: string): string
+}
+
+const fileIo: ConfigFileIo = {
+  exists: existsSync,
+  readText: (path) => readFileSync(path, 'utf8'),
+}
+
+/** One parse of one version of the file: the policy, or why it was refused. */
+type Parsed = { ok: true; config: AuthSimpleConfig } | { ok: false; message: string }
+
+/**
+ * The policy file as a boot check sees it: read on every call, as upstream does, so an edit
+ * applies to the next check; parsed again only when its text changed. The JSON parse and the
+ * schema validation were the larger part of the file's cost in a boot check (measured on the
+ * sidecar under load), and a KMS makes two checks per GetAppKey. A file that is missing or broken
+ * yields the defaults and its error line on every call, as before.
+ */
+export class AuthSimpleConfigSource {
+  readonly #path: string
+  readonly #logger: ConfigLogger
+  readonly #io: ConfigFileIo
+  #text: string | undefined
+  #parsed: Parsed | undefined
+
+  constructor(path: string, logger: ConfigLogger, io: ConfigFileIo = fileIo) {
+    this.#path = path
+    this.#logger = logger
+    this.#io = io
   }
-  try {
-    return authSimpleConfigSchema.parse(JSON.parse(readFileSync(path, 'utf8')))
-  } catch (err) {
+
+  /** The policy now. Frozen: every later call until the file changes returns the same object. */
+  load(): AuthSimpleConfig {
+    if (!this.#io.exists(this.#path)) {
+      this.#logger.error(`config file not found: ${this.#path}`)
+      return defaultAuthSimpleConfig()
+    }
+    let parsed: Parsed
+    try {
+      const text = this.#io.readText(this.#path)
+      if (text !== this.#text || this.#parsed === undefined) {
+        this.#parsed = parseConfigText(text)
+        this.#text = text
+      }
+      parsed = this.#parsed
+    } catch (err) {
+      parsed = { ok: false, message: String(err) }
+    }
+    if (parsed.ok) return parsed.config
     // `${err}` as upstream: "SyntaxError: …", a ZodError's issues as JSON, "Error: EISDIR: …"
-    logger.error(`failed to load config: ${String(err)}`)
+    this.#logger.error(`failed to load config: ${parsed.message}`)
     return defaultAuthSimpleConfig()
   }
+}
+
+function parseConfigText(text: string): Parsed {
+  try {
+    return { ok: true, config: deepFreeze(authSimpleConfigSchema.parse(JSON.parse(text))) }
+  } catch (err) {
+    return { ok: false, message: String(err) }
+  }
+}
+
+/** Shared between calls, so nobody may change it in place. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
 }

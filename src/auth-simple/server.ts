@@ -8,10 +8,11 @@ import { errorMessage } from '../errors.js'
 import { sha256Utf8 } from '../util/token-digest.js'
 import { createFastify, type ListenerLimits } from '../http/server-options.js'
 import { bootInfoRequestSchema, checkBoot } from './check.js'
-import { loadAuthSimpleConfig } from './config.js'
+import { AuthSimpleConfigSource } from './config.js'
 
 export interface AuthSimpleServerOptions {
-  /** the policy file, re-read on every request (relative paths follow the working directory) */
+  /** the policy file, read on every request and parsed when it changed (relative paths follow
+   * the working directory) */
   configPath: string
   logger: Logger
   /** what the listener tolerates from its clients ([limits]) */
@@ -40,7 +41,8 @@ const JSON_MEDIA_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^;]
 
 export function buildAuthSimpleServer(opts: AuthSimpleServerOptions): FastifyInstance {
   const app = createFastify(opts.logger, null, { limits: opts.limits })
-  const loadConfig = () => loadAuthSimpleConfig(opts.configPath, app.log)
+  const source = new AuthSimpleConfigSource(opts.configPath, app.log)
+  const loadConfig = () => source.load()
 
   if (opts.token !== undefined) {
     // hashed once here; each request hashes only what it presents
