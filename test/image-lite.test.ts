@@ -265,6 +265,30 @@ describe('TDX lite OS-image verification', () => {
         err.message ===
           'TdxOsImageMeasurement: failed to decode CBOR: unknown ovmf variant 1152921504606846976',
     )
+    // found by the same target a session later: the bigint one level down, inside an array or a
+    // map, still reached JSON.stringify (seed 1168372763)
+    const refused = (ovmf: unknown, shown: string) => {
+      tree.tdvf.ovmf = ovmf
+      assert.throws(
+        () => decodeTdxMeasurement(cborEncode(tree)),
+        (err: unknown) =>
+          err instanceof KmsError &&
+          err.message ===
+            `TdxOsImageMeasurement: failed to decode CBOR: unknown ovmf variant ${shown}`,
+      )
+    }
+    refused([1n, 2n ** 60n], '[1, 1152921504606846976]')
+    refused({ v: -(2n ** 64n) }, '{"v": -18446744073709551616}')
+    refused(new Uint8Array([0xde, 0xad]), "h'dead'")
+    refused('sev', '"sev"')
+    refused([true, null, 1.5, 'x'], '[true, null, 1.5, "x"]')
+    // a guest's value is never repeated at length in an error
+    refused('a'.repeat(1000), `"${'a'.repeat(119)}…`)
+    refused(
+      Array.from({ length: 500 }, () => 2n ** 60n),
+      `[${Array(7).fill('1152921504606846976').join(', ')}, 1152921504606846976`.slice(0, 120) +
+        '…',
+    )
   })
 
   it('sha256sum.txt parsing: missing, duplicate, short and nameless entries', () => {

@@ -50,6 +50,45 @@ function bytes(o: Record<string, unknown>, key: string, path: string): Buffer {
   return Buffer.from(v)
 }
 
+/** The most of a hostile value an error message repeats. */
+const SHOWN_CHARS = 120
+
+/** A decoded CBOR value as an error message shows it, in CBOR's diagnostic notation: JSON has no
+ * words for what cborg hands back for integers past 2^53 (bigint, on which JSON.stringify throws)
+ * or for byte strings, and the value comes from the guest, so its length is capped. */
+export function cborText(value: unknown): string {
+  let out = ''
+  const put = (v: unknown): void => {
+    if (out.length > SHOWN_CHARS) return
+    if (typeof v === 'bigint' || typeof v === 'number' || typeof v === 'boolean' || v === null) {
+      out += String(v)
+    } else if (typeof v === 'string') {
+      out += JSON.stringify(v)
+    } else if (v instanceof Uint8Array) {
+      out += `h'${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('hex')}'`
+    } else if (Array.isArray(v)) {
+      out += '['
+      v.forEach((item: unknown, i) => {
+        if (i > 0) out += ', '
+        put(item)
+      })
+      out += ']'
+    } else if (typeof v === 'object') {
+      out += '{'
+      Object.entries(v).forEach(([k, item], i) => {
+        if (i > 0) out += ', '
+        out += `${JSON.stringify(k)}: `
+        put(item)
+      })
+      out += '}'
+    } else {
+      out += typeof v
+    }
+  }
+  put(value)
+  return out.length > SHOWN_CHARS ? `${out.slice(0, SHOWN_CHARS)}…` : out
+}
+
 export function decodeTdxMeasurement(cbor: Uint8Array): TdxOsImageMeasurement {
   let root: unknown
   try {
@@ -71,9 +110,7 @@ export function decodeTdxMeasurement(cbor: Uint8Array): TdxOsImageMeasurement {
   const ovmf = field(tdvf, 'ovmf', 'tdvf.')
   const variant = OVMF_VARIANTS.find((x) => x === ovmf)
   if (variant === undefined) {
-    // a CBOR integer past 2^53 decodes to a bigint, which JSON.stringify throws on
-    const shown = typeof ovmf === 'bigint' ? ovmf.toString() : JSON.stringify(ovmf)
-    fail(`failed to decode CBOR: unknown ovmf variant ${shown}`)
+    fail(`failed to decode CBOR: unknown ovmf variant ${cborText(ovmf)}`)
   }
   return {
     image: {
