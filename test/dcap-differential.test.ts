@@ -7,6 +7,7 @@ import { DcapQuoteVerifier } from '../src/attestation/dcap/quote-verifier.js'
 import { type ParsedQuote, parseQuote } from '../src/attestation/quote.js'
 import { errorMessage } from '../src/errors.js'
 import {
+  type DiffCase,
   DifferentialRunner,
   type Outcome,
   Rng,
@@ -90,6 +91,59 @@ describe('DCAP verifier: node:crypto against dcap-qvl', () => {
       code: 'KMS_ERR_ATTESTATION',
       message: 'Quote body size field is 600, the body is 584 bytes',
     })
+  })
+
+  it('a stray byte after a chain certificate is refused by both bare engines, as by the KMS', async () => {
+    // found by the differential fuzz (seed 96465346): the SGX sample's last PEM padding `=` turned
+    // into a base64 digit leaves one byte after the chain's root certificate; dcap-qvl's PEM
+    // reader fails on it, the node:crypto engine (reading DER) used to ignore it
+    const sgx = fixtureCases().find((c) => c.name === 'dcap-qvl SGX sample')
+    assert.ok(sgx !== undefined)
+    const at = sgx.quote.lastIndexOf('=\n-----END CERTIFICATE-----')
+    assert.ok(at > 0)
+    for (const digit of ['9', '5', 'A']) {
+      const quote = Buffer.from(sgx.quote)
+      quote.write(digit, at, 'latin1')
+      const c: DiffCase = { ...sgx, name: `SGX sample, root padding -> ${digit}`, quote }
+      assert.throws(
+        () =>
+          new DcapQuoteVerifier(c.rootCaDer).verify(quote, parseQuote(quote), c.collateral, c.now),
+        /Failed to parse certificate: 1 bytes after it/,
+      )
+      assert.deepEqual(await runner.check(c), {
+        ok: false,
+        code: 'KMS_ERR_ATTESTATION',
+        message:
+          'Invalid PCK certificate chain certificate 2: unparsable certificate: invalid certificate: DER: trailing data after the value',
+      })
+    }
+  })
+
+  it('a seeded flip changes one byte, inside the region its name says', () => {
+    const rng = new Rng(SEED)
+    for (const base of fixtureCases().slice(0, 2)) {
+      const q = parseQuote(base.quote)
+      for (let i = 0; i < 60; i++) {
+        const c = flipSignedByte(rng, base)
+        const m = / \/ flip (.+) @(\d+)$/.exec(c.name)
+        assert.ok(m !== null, c.name)
+        const offset = Number(m[2])
+        const changed = [...c.quote.keys()].filter((k) => c.quote[k] !== base.quote[k])
+        assert.deepEqual(changed, [offset], c.name)
+        const region: Record<string, Buffer> = {
+          signature: q.ecdsaSignature,
+          'attestation key': q.attestationKey,
+          'QE report': q.qeReport,
+          'QE report signature': q.qeReportSignature,
+          'QE auth data': q.qeAuthData,
+        }
+        const bytes = region[m[1] ?? '']
+        if (bytes !== undefined) {
+          const start = base.quote.indexOf(bytes)
+          assert.ok(offset >= start && offset < start + bytes.length, c.name)
+        }
+      }
+    }
   })
 
   it(`${MUTATIONS} seeded mutations of quotes and collateral: same outcome`, async () => {

@@ -358,7 +358,13 @@ export function flipSignedByte(rng: Rng, c: DiffCase): DiffCase {
     ['PCK chain', p.pckChain],
   ]
   const [what, region] = rng.pick(regions.filter(([, r]) => r.length > 0))
-  const offset = region.byteOffset - c.quote.byteOffset + rng.int(region.length)
+  // parseQuote hands out copies, so a region's place in the quote is found by its bytes (each
+  // occurs once: the signed part is a prefix, the rest are keys, signatures, a report, a PEM)
+  const at = c.quote.indexOf(region)
+  if (at < 0 || c.quote.lastIndexOf(region) !== at) {
+    throw new Error(`${c.name}: the ${what} is not found exactly once in the quote`)
+  }
+  const offset = at + rng.int(region.length)
   const quote = Buffer.from(c.quote)
   quote[offset] = (quote[offset] ?? 0) ^ (1 << rng.int(8))
   return { ...c, name: `${c.name} / flip ${what} @${offset}`, quote }

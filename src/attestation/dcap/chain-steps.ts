@@ -4,6 +4,7 @@
 // gives the first failure exactly where a straight-line verifier would have hit it, so caching
 // does not change which error a client sees.
 import { X509Certificate } from 'node:crypto'
+import { readTlv } from '../../asn1/der.js'
 import { OID } from '../../asn1/oids.js'
 import { parseCertificate } from '../../x509/parse.js'
 
@@ -85,6 +86,26 @@ function windowOf(c: X509Certificate): Check {
   }
 }
 
+/**
+ * A chain certificate as dcap-qvl reads one: it hands OpenSSL each certificate as PEM, whose reader
+ * takes bytes after the certificate for an auxiliary trust block and fails on anything that is not
+ * one ("header too long" for a stray byte). Given DER, OpenSSL would ignore them, so they are
+ * refused here first. A well-formed auxiliary block after a certificate, which dcap-qvl would let
+ * through, is refused too: no quote carries one.
+ */
+function readCertificate(der: Buffer): X509Certificate {
+  let end: number | undefined
+  try {
+    end = readTlv(der, 0).end
+  } catch {
+    // not ours to judge: OpenSSL's parser below says what is wrong with it
+  }
+  if (end !== undefined && end !== der.length) {
+    stop(`Failed to parse certificate: ${der.length - end} bytes after it`)
+  }
+  return new X509Certificate(der)
+}
+
 export interface CheckedChain {
   leaf: X509Certificate
   /** serials of the leaf, the given intermediates and the anchor, for the CRL lookup */
@@ -99,7 +120,7 @@ export function chainChecks(
   intermediates: readonly Buffer[],
   anchor: X509Certificate,
 ): CheckedChain {
-  const leaf = new X509Certificate(leafDer)
+  const leaf = readCertificate(leafDer)
   if (isCaCertificate(leafDer)) stop('CaUsedAsEndEntity')
   // certificates are read as the walk reaches them, so that an unreadable one fails where it
   // fails today
@@ -107,7 +128,7 @@ export function chainChecks(
   const at = (i: number): X509Certificate => {
     const der = intermediates[i]
     if (der === undefined) return anchor
-    certs[i] ??= new X509Certificate(der)
+    certs[i] ??= readCertificate(der)
     return certs[i]
   }
   if (!leaf.verify(at(0).publicKey)) {
