@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { KmsError, errorView } from '../errors.js'
 import { errorJson, markRoutineRequest } from '../http/server-options.js'
+import { CountsByKey } from '../util/counts-by-key.js'
 import { EMPTY_JSON, decodeJson, encodeJson } from './json.js'
 import { decodeQuery } from './query.js'
 import { ProtoErrorType } from './messages.js'
@@ -79,20 +80,12 @@ export interface BodyBudgetLimits {
   readonly bodyReadDeadlineMs: number
 }
 
-/** per-source entries tolerated before the first sweep */
-const SWEEP_FLOOR = 1024
-
 export class BodyBudget {
   used = 0
   readonly max: number
   readonly perSource: number
   readonly readDeadlineMs: number
-  // Bytes held per source address. A source that holds nothing keeps its zero entry until a sweep:
-  // dropping it at every release made the Map shrink and grow again on every request (a table
-  // rebuilt each time, measured ~1 µs a call). Sweeps run when the Map has doubled since the last
-  // one, so it stays within twice the sources holding something, plus SWEEP_FLOOR.
-  readonly #bySource = new Map<string, number>()
-  #sweepAt = SWEEP_FLOOR
+  readonly #bySource = new CountsByKey()
 
   constructor(limits: BodyBudgetLimits) {
     this.max = limits.bodyBudgetBytes
@@ -101,29 +94,21 @@ export class BodyBudget {
   }
 
   take(n: number, source = ''): boolean {
-    const held = this.#bySource.get(source) ?? 0
-    if (this.used + n > this.max || held + n > this.perSource) return false
+    if (this.used + n > this.max || this.#bySource.get(source) + n > this.perSource) return false
     this.used += n
-    if (held === 0 && this.#bySource.size >= this.#sweepAt) this.#sweep()
-    this.#bySource.set(source, held + n)
+    this.#bySource.add(source, n)
     return true
   }
 
   give(n: number, source = ''): void {
     if (n === 0) return
     this.used -= n
-    const held = this.#bySource.get(source)
-    if (held !== undefined) this.#bySource.set(source, Math.max(0, held - n))
+    this.#bySource.subtract(source, n)
   }
 
   /** entries kept per source, holding or swept later: bounded, whatever the sources seen */
   get trackedSources(): number {
     return this.#bySource.size
-  }
-
-  #sweep(): void {
-    for (const [source, held] of this.#bySource) if (held === 0) this.#bySource.delete(source)
-    this.#sweepAt = Math.max(SWEEP_FLOOR, 2 * this.#bySource.size)
   }
 }
 
