@@ -312,16 +312,19 @@ const MAX_SHIFTABLE_ARC = Math.floor((Number.MAX_SAFE_INTEGER - 0x7f) / 0x80)
 
 export function decodeOidContent(content: Buffer, what = 'OID'): string {
   if (content.length === 0) throw new DerReadError(`${what}: empty OID`)
-  // Numbers for the arcs every certificate uses; BigInts only for an arc beyond 2^53, which
-  // re-reads the whole OID (it throws what this loop would have thrown, in the same order)
-  const subids: number[] = []
-  let value = 0
+  // An arc is a Number while it stays exact (every arc certificates use) and turns into a BigInt
+  // only past 2^53, so the common OID costs no BigInt arithmetic.
+  const subids: Array<number | bigint> = []
+  let value: number | bigint = 0
   let started = false
   for (const byte of content) {
     if (!started && byte === 0x80) throw new DerReadError(`${what}: non-minimal OID`)
     started = true
-    if (value > MAX_SHIFTABLE_ARC) return decodeLongOidContent(content, what)
-    value = value * 0x80 + (byte & 0x7f)
+    const low = byte & 0x7f
+    value =
+      typeof value === 'number' && value <= MAX_SHIFTABLE_ARC
+        ? value * 0x80 + low
+        : (BigInt(value) << 7n) | BigInt(low)
     if ((byte & 0x80) === 0) {
       subids.push(value)
       value = 0
@@ -329,30 +332,16 @@ export function decodeOidContent(content: Buffer, what = 'OID'): string {
     }
   }
   if (started) throw new DerReadError(`${what}: truncated OID`)
+  // the first subidentifier carries two arcs: 40 × first + second, the first at most 2
   const head = subids[0] ?? 0
-  const arcs = head < 80 ? [Math.floor(head / 40), head % 40] : [2, head - 80]
-  for (let i = 1; i < subids.length; i++) arcs.push(subids[i] as number)
+  const arcs: Array<number | bigint> =
+    typeof head === 'bigint'
+      ? [2, head - 80n]
+      : head < 80
+        ? [Math.floor(head / 40), head % 40]
+        : [2, head - 80]
+  for (let i = 1; i < subids.length; i++) arcs.push(subids[i] ?? 0)
   return arcs.join('.')
-}
-
-function decodeLongOidContent(content: Buffer, what: string): string {
-  const subids: bigint[] = []
-  let value = 0n
-  let started = false
-  for (const byte of content) {
-    if (!started && byte === 0x80) throw new DerReadError(`${what}: non-minimal OID`)
-    started = true
-    value = (value << 7n) | BigInt(byte & 0x7f)
-    if ((byte & 0x80) === 0) {
-      subids.push(value)
-      value = 0n
-      started = false
-    }
-  }
-  if (started) throw new DerReadError(`${what}: truncated OID`)
-  const head = subids[0] ?? 0n
-  const arcs = head < 80n ? [head / 40n, head % 40n] : [2n, head - 80n]
-  return [...arcs, ...subids.slice(1)].map((a) => a.toString()).join('.')
 }
 
 export function readOctetString(node: DerNode | undefined, what: string): Buffer {
