@@ -136,20 +136,24 @@ export class ScaleReader {
     }
   }
 
-  /** `Vec<u8>`: the length is checked against the remaining input before reading. */
-  vecU8(): Buffer {
-    const len = this.compactU32()
-    if (this.remaining < len) throw new ScaleError('Not enough data to decode vector')
-    return this.bytes(len)
-  }
-
-  string(): string {
+  /** A `Vec<u8>`'s bytes in place: the length is checked against the remaining input first. */
+  #vecBytes(): Buffer {
     const len = this.compactU32()
     if (this.remaining < len) throw new ScaleError('Not enough data to decode vector')
     const at = this.#take(len)
+    return this.#buf.subarray(at, at + len)
+  }
+
+  /** `Vec<u8>`, copied. */
+  vecU8(): Buffer {
+    return Buffer.from(this.#vecBytes())
+  }
+
+  string(): string {
+    const raw = this.#vecBytes()
     try {
       // decoded in place: the string is the copy
-      return UTF8.decode(this.#buf.subarray(at, at + len))
+      return UTF8.decode(raw)
     } catch {
       throw new ScaleError('Invalid utf8 sequence')
     }
