@@ -5,7 +5,7 @@
 // docs/design.md#os-image-verification for why that is accepted.
 import { KmsError, withContext } from '../errors.js'
 import { TDX_ACPI_DATA_EVENT_NAMES, isAcpiDataEvent } from '../attestation/event-log.js'
-import { replayRtmr } from '../attestation/runtime-events.js'
+import { RTMR_LENGTH, replayRtmr } from '../attestation/runtime-events.js'
 import { BoundedCache } from '../util/bounded-cache.js'
 import type { TdxEvent } from '../attestation/types.js'
 import { TDX_MEASUREMENT_FILENAME, verifyMeasurementMaterial } from './measurement-document.js'
@@ -137,14 +137,13 @@ const RTMR0_MEMO_SIZE = 256
 /** RTMR0 by the digests that vary in its log (TD HOB, then the three ACPI digests; the rest of
  * the log is constant): every guest of one image and VM shape replays the same 13 events. */
 const rtmr0Replays = new BoundedCache<Buffer>(RTMR0_MEMO_SIZE)
-const SHA384_BYTES = 48
 
 export function liteRegisters(image: LiteImageMeasurements, acpi: AcpiDigests): TdxRegisters {
   const varying = [image.tdHobDigest, acpi.loader, acpi.rsdp, acpi.tables]
-  // Keyed only when every digest has its length: the ACPI digests come from the guest's event
+  // Keyed only when every digest has its SHA-384 length: the ACPI digests come from the guest's event
   // log, and a 47 + 49 byte pair would otherwise share the key of a valid 48 + 48 one and be
   // answered from it instead of failing in the replay as it does uncached.
-  const key = varying.every((d) => d.length === SHA384_BYTES)
+  const key = varying.every((d) => d.length === RTMR_LENGTH)
     ? Buffer.concat(varying).toString('latin1')
     : undefined
   let rtmr0 = key === undefined ? undefined : rtmr0Replays.get(key)
