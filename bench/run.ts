@@ -472,6 +472,20 @@ function floorFor(rows: readonly EnvLoadRow[], r: EnvLoadRow): EnvLoadRow | unde
   )
 }
 
+/** The KMS row of `target` and `appIds` at the comparison's highest concurrency, with the floor
+ * measured beside it: what the targets and the distinct split read. */
+function topRow(
+  rows: readonly EnvLoadRow[],
+  target: EnvLoadRow['target'],
+  appIds: EnvLoadRow['appIds'],
+): { row: EnvLoadRow; floor: EnvLoadRow | undefined; concurrency: number } | undefined {
+  const concurrency = Math.max(...rows.map((r) => r.concurrency))
+  const row = rows.find(
+    (r) => r.target === target && r.appIds === appIds && r.concurrency === concurrency,
+  )
+  return row === undefined ? undefined : { row, floor: floorFor(rows, row), concurrency }
+}
+
 function printEnvComparison(c: EnvComparison, profile: Profile): void {
   const cf = c.cryptoFloor
   out('GetAppEnvEncryptPubKey crypto floor: raw per-request primitives, in-process (µs/op)')
@@ -540,29 +554,15 @@ function printEnvComparison(c: EnvComparison, profile: Profile): void {
  * ≤ 1.3× target compares: the floor, the pRPC layer over it (the hot row, whose answer is cached,
  * minus the floor), the crypto floor, and what a cache miss costs beyond hot + crypto floor. */
 function distinctSplit(c: EnvComparison): string | null {
-  const maxC = Math.max(...c.rows.map((r) => r.concurrency))
-  const at = (target: EnvLoadRow['target'], appIds: EnvLoadRow['appIds']) =>
-    c.rows.find(
-      (r) =>
-        r.target === target &&
-        r.session === 'native' &&
-        r.appIds === appIds &&
-        r.concurrency === maxC,
-    )
-  const floor = c.rows.find(
-    (r) => r.target === 'floor' && r.session === 'native' && r.concurrency === maxC,
-  )
-  const hot = at('kms-native', 'hot')
-  const distinct = at('kms-native', 'distinct')
+  const hot = topRow(c.rows, 'kms-native', 'hot')
+  const distinct = topRow(c.rows, 'kms-native', 'distinct')
   const crypto = c.cryptoFloor.nativeSumUs
-  if (floor === undefined || hot === undefined || distinct === undefined || crypto === null) {
-    return null
-  }
-  const f = floor.result.serverCpuUsPerRequest
-  const h = hot.result.serverCpuUsPerRequest
-  const d = distinct.result.serverCpuUsPerRequest
+  if (hot === undefined || distinct?.floor === undefined || crypto === null) return null
+  const f = distinct.floor.result.serverCpuUsPerRequest
+  const h = hot.row.result.serverCpuUsPerRequest
+  const d = distinct.row.result.serverCpuUsPerRequest
   return (
-    `  distinct app ids, c=${maxC}, native: ${micros(d)} µs = floor ${micros(f)} + pRPC layer (hot − floor) ${micros(h - f)} + crypto floor ${micros(crypto)} + ` +
+    `  distinct app ids, c=${distinct.concurrency}, native: ${micros(d)} µs = floor ${micros(f)} + pRPC layer (hot − floor) ${micros(h - f)} + crypto floor ${micros(crypto)} + ` +
     `a miss beyond that ${micros(d - h - crypto)}; ≤ 1.3× needs ≤ ${micros(1.3 * (f + crypto))} µs`
   )
 }
@@ -710,12 +710,12 @@ function targetChecks(
 ): TargetCheck[] {
   const { native, noble, c } = secp.signUs
   const maxC = Math.max(...env.rows.map((r) => r.concurrency))
-  const at = (target: EnvLoadRow['target'], appIds: EnvLoadRow['appIds']) =>
-    env.rows.find((r) => r.target === target && r.appIds === appIds && r.concurrency === maxC)
-  const hot = at('kms-native', 'hot')
-  const hotFloor = hot === undefined ? undefined : floorFor(env.rows, hot)
-  const distinct = at('kms-native', 'distinct')
-  const distinctFloor = distinct === undefined ? undefined : floorFor(env.rows, distinct)
+  const hotTop = topRow(env.rows, 'kms-native', 'hot')
+  const hot = hotTop?.row
+  const hotFloor = hotTop?.floor
+  const distinctTop = topRow(env.rows, 'kms-native', 'distinct')
+  const distinct = distinctTop?.row
+  const distinctFloor = distinctTop?.floor
   const cryptoRps = env.cryptoFloor.nativeRps
   const check = (
     name: string,
