@@ -56,7 +56,7 @@ const SHOWN_CHARS = 120
 /** A decoded CBOR value as an error message shows it, in CBOR's diagnostic notation: JSON has no
  * words for what cborg hands back for integers past 2^53 (bigint, on which JSON.stringify throws)
  * or for byte strings, and the value comes from the guest, so its length is capped. */
-export function cborText(value: unknown): string {
+function cborText(value: unknown): string {
   let out = ''
   const put = (v: unknown): void => {
     if (out.length > SHOWN_CHARS) return
